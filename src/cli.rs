@@ -1,0 +1,174 @@
+//! The command line: flag definitions (also the source of `--help`, the man page and the
+//! shell completions), the generator entry point, and dispatch to `crate::commands`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::commands;
+use crate::config::{self, Config, Scope};
+
+/// systemd-native backups: generate units from a TOML config and run their stages.
+#[derive(Debug, Parser)]
+#[command(
+    name = "backupctl",
+    version,
+    about,
+    long_about = "backupctl turns a TOML description of a backup job into systemd units \
+(backup-job.service, backup-job.timer, backup@.service with one instance per stage) and is the \
+executor of each stage. systemd does the sequencing, the timers and the supervision.",
+    after_help = "Exit codes: 0 ok; 1 failed (job or stage failed, config invalid for `check`); \
+2 usage or config error; 3 preflight (hello) failed; 75 temporary failure, may be retried; \
+130 stopped by a signal.\n\nConfig: /etc/backupctl/config.toml, or with --user \
+$XDG_CONFIG_HOME/backupctl/config.toml."
+)]
+pub struct Cli {
+    /// The config file (default: /etc/backupctl/config.toml, or the user's with --user).
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "BACKUPCTL_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Work with the user's service manager and config instead of the system's.
+    #[arg(long, global = true)]
+    pub user: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the systemd units for the config.
+    Generate(commands::generate::Args),
+    /// Validate the config and print the resolved stage graph.
+    Check(commands::check::Args),
+    /// Run one stage (the ExecStart= of backup@.service).
+    Stage(commands::stage::Args),
+    /// Run a job: through systemd, or in this process with --here.
+    Run(commands::run::Args),
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+    /// Log a job's summary once all its stages ran (ExecStart= of backup-JOB.service).
+    #[command(hide = true)]
+    JobFinished { job: String },
+    /// Create the directories a stage writes, before its sandbox is set up.
+    #[command(hide = true)]
+    PreparePaths {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+impl Cli {
+    pub fn scope(&self) -> Scope {
+        if self.user {
+            Scope::User
+        } else {
+            Scope::System
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| config::default_path(self.scope()))
+    }
+
+    /// Loads the config; its error already says file, line, column and what to do.
+    pub fn load_config(&self) -> Result<Config, config::ConfigError> {
+        Config::load(&self.config_path())
+    }
+}
+
+/// The clap command, for the man page, completions and tests.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(dirs) = generator_dirs(&args) {
+        return commands::generate::as_systemd_generator(&args[0], &dirs);
+    }
+    let cli = Cli::parse_from(args);
+    crate::report::logging::init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(crate::exit::USAGE)
+        }
+    }
+}
+
+/// systemd calls generators with one or three absolute directories (normal, early, late).
+fn generator_dirs(args: &[OsString]) -> Option<Vec<PathBuf>> {
+    let rest = args.get(1..)?;
+    let looks_like_dirs =
+        matches!(rest.len(), 1 | 3) && rest.iter().all(|a| Path::new(a).is_absolute());
+    looks_like_dirs.then(|| rest.iter().map(PathBuf::from).collect())
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Generate(args) => commands::generate::run(&cli, args),
+        Command::Check(args) => commands::check::run(&cli, args),
+        Command::Stage(args) => commands::stage::run(&cli, args),
+        Command::Run(args) => commands::run::run(&cli, args),
+        Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
+        Command::PreparePaths { paths } => commands::internal::prepare_paths(paths),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut command(), "backupctl", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn parses_example_command_lines() {
+        for argv in [
+            vec!["backupctl", "generate", "--user", "--output", "/tmp/x"],
+            vec!["backupctl", "--config", "c.toml", "stage", "hello"],
+            vec!["backupctl", "run", "--here"],
+            vec!["backupctl", "run", "offsite", "--user"],
+            vec!["backupctl", "check"],
+        ] {
+            Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn recognises_generator_invocations() {
+        let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(generator_dirs(&args(&["gen", "/run/a", "/run/b", "/run/c"])).is_some());
+        assert!(generator_dirs(&args(&["gen", "/run/a"])).is_some());
+        assert!(generator_dirs(&args(&["backupctl", "check"])).is_none());
+        assert!(generator_dirs(&args(&["backupctl", "/a", "/b"])).is_none());
+    }
+}

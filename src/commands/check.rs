@@ -1,0 +1,123 @@
+//! `backupctl check`: validate the config and print the resolved stage graph.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::cli::Cli;
+use crate::config::Config;
+use crate::dag;
+use crate::generator::{job_unit, stage_unit, timer_unit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the graph as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct JobView<'a> {
+    name: &'a str,
+    unit: String,
+    timer: Option<String>,
+    schedule: Option<&'a str>,
+    stages: Vec<StageView<'a>>,
+}
+
+#[derive(Serialize)]
+struct StageView<'a> {
+    name: &'a str,
+    kind: &'a str,
+    unit: String,
+    after: &'a [String],
+    required: bool,
+    /// 0 for stages that start first; stages of equal depth may run in parallel.
+    depth: usize,
+}
+
+fn views(config: &Config) -> Vec<JobView<'_>> {
+    config
+        .jobs
+        .iter()
+        .map(|job| {
+            let stages: Vec<_> = config.stages_of(&job.name).collect();
+            let edges: Vec<Vec<usize>> = stages
+                .iter()
+                .map(|s| {
+                    s.after
+                        .iter()
+                        .filter_map(|p| stages.iter().position(|o| o.name == *p))
+                        .collect()
+                })
+                .collect();
+            let depths = dag::depths(&edges);
+            let order = dag::topological(&edges).unwrap_or_else(|| (0..stages.len()).collect());
+            JobView {
+                name: &job.name,
+                unit: job_unit(&job.name),
+                timer: job.schedule.as_ref().map(|_| timer_unit(&job.name)),
+                schedule: job.schedule.as_deref(),
+                stages: order
+                    .into_iter()
+                    .map(|i| StageView {
+                        name: &stages[i].name,
+                        kind: stages[i].kind.name(),
+                        unit: stage_unit(&stages[i].name),
+                        after: &stages[i].after,
+                        required: stages[i].required,
+                        depth: depths[i],
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = match cli.load_config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(crate::exit::FAILED));
+        }
+    };
+    let jobs = views(&config);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "config": config.file,
+                "valid": true,
+                "jobs": jobs,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}: valid", config.file.display());
+    for job in jobs {
+        let timer = match (&job.timer, job.schedule) {
+            (Some(timer), Some(schedule)) => format!(", {timer} ({schedule})"),
+            _ => ", no timer".into(),
+        };
+        println!("\njob {} ({}{timer})", job.name, job.unit);
+        let width = job
+            .stages
+            .iter()
+            .map(|s| s.name.len() + 2 * s.depth)
+            .max()
+            .unwrap_or(0);
+        for stage in &job.stages {
+            let indent = "  ".repeat(stage.depth);
+            let after = if stage.after.is_empty() {
+                "first".to_string()
+            } else {
+                format!("after {}", stage.after.join(", "))
+            };
+            let optional = if stage.required { "" } else { ", may fail" };
+            let name = format!("{indent}{}", stage.name);
+            println!("  {name:<width$}  {:<8} {after}{optional}", stage.kind);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

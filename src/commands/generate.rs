@@ -1,0 +1,124 @@
+//! `backupctl generate`: write the units of the config; and the same as a systemd generator.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::Cli;
+use crate::config::{self, Config, Scope};
+use crate::generator::{self, Content, Options};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory to write into (default: /etc/systemd/system, or ~/.config/systemd/user with --user).
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// The backupctl path to put in ExecStart= (default: this binary).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Print the units instead of writing them.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn this_binary() -> PathBuf {
+    std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .unwrap_or_else(|_| PathBuf::from("/usr/bin/backupctl"))
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let scope = cli.scope();
+    let options = Options {
+        scope,
+        binary: args.binary.clone().unwrap_or_else(this_binary),
+    };
+    let files = generator::render(&config, &options);
+    if args.dry_run {
+        let mut out = std::io::stdout().lock();
+        for file in &files {
+            match &file.content {
+                Content::Text(text) => writeln!(out, "### {}\n{text}", file.path.display())?,
+                Content::Symlink(target) => {
+                    writeln!(out, "### {} -> {}\n", file.path.display(), target.display())?
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| crate::paths::unit_dir(scope));
+    let written = generator::write::write_units(&dir, &files)
+        .with_context(|| format!("writing units into {}", dir.display()))?;
+    println!("wrote {} files to {}", written.files.len(), dir.display());
+    for removed in &written.removed {
+        println!("removed {} (no longer in the config)", removed.display());
+    }
+    let user = if scope == Scope::User { " --user" } else { "" };
+    println!(
+        "next: systemctl{user} daemon-reload && systemctl{user} start {}",
+        generator::job_unit(config::DEFAULT_JOB)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Entry point when systemd runs us as a generator (`DIR [EARLY LATE]`). Writes into the
+/// first directory. A missing config means no units; a bad config is logged and no unit is
+/// written; in both cases we exit 0 so the boot goes on.
+pub fn as_systemd_generator(argv0: &OsString, dirs: &[PathBuf]) -> ExitCode {
+    let scope = match std::env::var("SYSTEMD_SCOPE").as_deref() {
+        Ok("user") => Scope::User,
+        Ok(_) => Scope::System,
+        Err(_) if argv0.to_string_lossy().contains("user-generators") => Scope::User,
+        Err(_) => Scope::System,
+    };
+    let path = std::env::var_os("BACKUPCTL_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| config::default_path(scope));
+    if !path.exists() {
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(error) => {
+            log_boot(
+                scope,
+                &format!("invalid config, no units generated: {error}"),
+            );
+            return ExitCode::SUCCESS;
+        }
+    };
+    let options = Options {
+        scope,
+        binary: this_binary(),
+    };
+    let files = generator::render(&config, &options);
+    match generator::write::write_units(&dirs[0], &files) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            log_boot(scope, &error.to_string());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Journald may not run yet when system generators do: system scope logs to the kernel log.
+fn log_boot(scope: Scope, message: &str) {
+    let kmsg = Path::new("/dev/kmsg");
+    if scope == Scope::System
+        && let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open(kmsg)
+    {
+        for line in message.lines() {
+            // <3> = error priority.
+            let _ = writeln!(kmsg, "<3>backupctl-generator: {line}");
+        }
+        return;
+    }
+    eprintln!("backupctl-generator: {message}");
+}

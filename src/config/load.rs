@@ -1,0 +1,569 @@
+//! Parsing and validating a config text into [`Config`].
+//!
+//! The document is parsed once into toml's spanned tree, so that every error, including the
+//! ones found after deserialization (unknown `after` targets, cycles), points at its source.
+//! A stage table is split in two: the keys every stage has (deserialized here) and the keys
+//! of its kind (deserialized by the kind, see `crate::stages`), each strict about unknown keys.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::{Config, ConfigError, DEFAULT_JOB, IoClass, Job, Stage, Timespan, calendar};
+use crate::dag;
+use crate::stages::{self, SpecError};
+
+/// Keys every stage accepts besides those of its kind.
+const COMMON_KEYS: &[&str] = &[
+    "kind",
+    "job",
+    "description",
+    "after",
+    "required",
+    "timeout",
+    "nice",
+    "io_class",
+    "cpu_weight",
+    "when_mounted",
+    "environment",
+];
+
+const TOP_LEVEL_KEYS: &str = "job, jobs, stage";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    description: Option<String>,
+    schedule: Option<Spanned<String>>,
+    randomized_delay: Option<Spanned<String>>,
+    persistent: Option<bool>,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommon {
+    job: Option<Spanned<String>>,
+    description: Option<String>,
+    after: Option<Vec<Spanned<String>>>,
+    required: Option<bool>,
+    timeout: Option<Spanned<String>>,
+    nice: Option<Spanned<i32>>,
+    io_class: Option<Spanned<String>>,
+    cpu_weight: Option<Spanned<u32>>,
+    when_mounted: Option<Spanned<PathBuf>>,
+    environment: Option<IndexMap<Spanned<String>, Spanned<String>>>,
+}
+
+/// The config text and its file name, to turn spans into located errors.
+struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<Option<String>>,
+    ) -> ConfigError {
+        ConfigError::at(self.file, self.text, Some(span), message, help.into())
+    }
+
+    fn toml(&self, error: toml::de::Error, help: Option<String>) -> ConfigError {
+        let message = error.message().trim_end().to_string();
+        let help = help.or_else(|| hint_for_toml_message(&message));
+        ConfigError::at(self.file, self.text, error.span(), message, help)
+    }
+
+    fn spec(&self, error: SpecError, fallback: Range<usize>) -> ConfigError {
+        match error {
+            SpecError::Toml(error) => self.toml(error, None),
+            SpecError::Invalid {
+                span,
+                message,
+                help,
+            } => self.error(span.unwrap_or(fallback), message, help),
+        }
+    }
+}
+
+fn hint_for_toml_message(message: &str) -> Option<String> {
+    if message.starts_with("unknown field") {
+        Some("remove the key or fix its spelling; `man backupctl` lists every key".into())
+    } else if message.contains("duplicate key") {
+        Some("each table and key may appear once; stage names must be unique".into())
+    } else {
+        None
+    }
+}
+
+/// Parses and validates a whole config.
+pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    let source = Source { file, text };
+    let root = DeTable::parse(text).map_err(|error| source.toml(error, None))?;
+
+    let mut jobs: Vec<(Option<Range<usize>>, Job)> = Vec::new();
+    let mut stage_entries = Vec::new();
+    for (key, value) in root.into_inner() {
+        match key.get_ref().as_ref() {
+            "job" => {
+                let raw = RawJob::deserialize(value.into_deserializer())
+                    .map_err(|error| source.toml(error, None))?;
+                jobs.push((Some(key.span()), job(&source, DEFAULT_JOB, raw)?));
+            }
+            "jobs" => {
+                for (name, value) in table(
+                    &source,
+                    value,
+                    "`jobs` must be a table of jobs, e.g. [jobs.offsite]",
+                )? {
+                    check_name(&source, &name, "job")?;
+                    if name.get_ref() == DEFAULT_JOB {
+                        return Err(source.error(
+                            name.span(),
+                            format!("job name `{DEFAULT_JOB}` is reserved for the [job] table"),
+                            Some("describe the default job under [job], or give this one another name".into()),
+                        ));
+                    }
+                    let raw = RawJob::deserialize(value.into_deserializer())
+                        .map_err(|error| source.toml(error, None))?;
+                    let job = job(&source, name.get_ref(), raw)?;
+                    jobs.push((Some(name.span()), job));
+                }
+            }
+            "stage" => {
+                stage_entries = table(
+                    &source,
+                    value,
+                    "`stage` must hold tables, e.g. [stage.hello]",
+                )?;
+            }
+            other => {
+                return Err(source.error(
+                    key.span(),
+                    format!("unknown top-level key `{other}`"),
+                    Some(format!("the top-level tables are: {TOP_LEVEL_KEYS}")),
+                ));
+            }
+        }
+    }
+
+    if stage_entries.is_empty() {
+        return Err(ConfigError::whole_file(
+            file,
+            "the config defines no stages",
+            Some("add at least one stage, e.g.\n[stage.hello]\nkind = \"hello\"".into()),
+        ));
+    }
+
+    let mut stages = Vec::new();
+    let mut after_spans: Vec<Vec<Range<usize>>> = Vec::new();
+    for (name, value) in stage_entries {
+        check_name(&source, &name, "stage")?;
+        let (stage, spans) = stage(&source, name, value, &jobs)?;
+        stages.push(stage);
+        after_spans.push(spans);
+    }
+    // A stage without `job` belongs to [job]; that job exists even when [job] is absent.
+    if !jobs.iter().any(|(_, job)| job.name == DEFAULT_JOB)
+        && stages.iter().any(|stage| stage.job == DEFAULT_JOB)
+    {
+        jobs.insert(0, (None, default_job()));
+    }
+    for (span, job) in &jobs {
+        if !stages.iter().any(|stage| stage.job == job.name) {
+            return Err(source.error(
+                span.clone().unwrap_or(0..0),
+                format!("job `{}` has no stages", job.name),
+                Some(format!(
+                    "add `job = \"{}\"` to a stage, or remove the job",
+                    job.name
+                )),
+            ));
+        }
+    }
+    resolve_after(&source, &mut stages, &after_spans)?;
+
+    Ok(Config {
+        file: file.to_path_buf(),
+        jobs: jobs.into_iter().map(|(_, job)| job).collect(),
+        stages,
+    })
+}
+
+fn default_job() -> Job {
+    Job {
+        name: DEFAULT_JOB.into(),
+        description: None,
+        schedule: None,
+        randomized_delay: None,
+        persistent: true,
+        user: None,
+        group: None,
+    }
+}
+
+/// The entries of a table value, or an error at the value.
+fn table<'i>(
+    source: &Source,
+    value: Spanned<DeValue<'i>>,
+    message: &str,
+) -> Result<Vec<(Spanned<String>, Spanned<DeValue<'i>>)>, ConfigError> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Table(table) => Ok(table
+            .into_iter()
+            .map(|(key, value)| {
+                let span = key.span();
+                (Spanned::new(span, key.into_inner().into_owned()), value)
+            })
+            .collect()),
+        _ => Err(source.error(span, message, None)),
+    }
+}
+
+/// Stage and job names become systemd instance and unit names, so they are kept simple.
+fn check_name(source: &Source, name: &Spanned<String>, what: &str) -> Result<(), ConfigError> {
+    let text = name.get_ref();
+    let valid = !text.is_empty()
+        && text.len() <= 64
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(source.error(
+            name.span(),
+            format!("`{text}` is not a valid {what} name"),
+            Some(format!(
+                "a {what} name becomes part of a systemd unit name: use up to 64 letters, digits, `-` and `_`, starting with a letter or digit"
+            )),
+        ))
+    }
+}
+
+fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
+    if let Some(schedule) = &raw.schedule {
+        calendar::validate(schedule.get_ref()).map_err(|error| {
+            source.error(
+                schedule.span(),
+                format!("invalid schedule: {error}"),
+                Some("use systemd calendar syntax (`man systemd.time`), e.g. \"daily\" or \"*-*-* 03:00:00\"; `systemd-analyze calendar EXPR` shows when it elapses".into()),
+            )
+        })?;
+    }
+    Ok(Job {
+        name: name.to_string(),
+        description: raw.description,
+        schedule: raw.schedule.map(Spanned::into_inner),
+        randomized_delay: raw
+            .randomized_delay
+            .map(|text| timespan(source, &text, "randomized_delay"))
+            .transpose()?,
+        persistent: raw.persistent.unwrap_or(true),
+        user: raw.user,
+        group: raw.group,
+    })
+}
+
+fn timespan(source: &Source, text: &Spanned<String>, key: &str) -> Result<Timespan, ConfigError> {
+    Timespan::parse(text.get_ref()).map_err(|error| {
+        source.error(
+            text.span(),
+            format!("invalid `{key}`: {error}"),
+            Some("use a systemd time span, e.g. \"90s\", \"30min\", \"2h\" or \"1h 30min\"".into()),
+        )
+    })
+}
+
+/// Builds one stage; also returns the spans of its `after` entries for later errors.
+fn stage(
+    source: &Source,
+    name: Spanned<String>,
+    value: Spanned<DeValue>,
+    jobs: &[(Option<Range<usize>>, Job)],
+) -> Result<(Stage, Vec<Range<usize>>), ConfigError> {
+    let stage_span = value.span();
+    let DeValue::Table(entries) = value.into_inner() else {
+        return Err(source.error(
+            stage_span,
+            format!("stage `{}` must be a table", name.get_ref()),
+            Some(format!(
+                "write it as [stage.{}] followed by its keys",
+                name.get_ref()
+            )),
+        ));
+    };
+    // Split the stage's keys into the common ones and those of its kind.
+    let mut common = DeTable::new();
+    let mut specific = DeTable::new();
+    let mut kind = None;
+    for (key, value) in entries {
+        if key.get_ref() == "kind" {
+            kind = Some(value);
+        } else if COMMON_KEYS.contains(&key.get_ref().as_ref()) {
+            common.insert(key, value);
+        } else {
+            specific.insert(key, value);
+        }
+    }
+    let kinds = stages::KIND_NAMES.join(", ");
+    let Some(kind) = kind else {
+        return Err(source.error(
+            name.span(),
+            format!("stage `{}` has no `kind`", name.get_ref()),
+            Some(format!("add `kind = \"…\"`, one of: {kinds}")),
+        ));
+    };
+    let kind_span = kind.span();
+    let Some(kind_name) = kind.get_ref().as_str().map(str::to_string) else {
+        return Err(source.error(
+            kind_span,
+            "`kind` must be a string",
+            Some(format!("one of: {kinds}")),
+        ));
+    };
+    let raw = RawCommon::deserialize(Spanned::new(stage_span.clone(), common).into_deserializer())
+        .map_err(|error| source.toml(error, None))?;
+    let kind =
+        stages::StageKind::from_table(&kind_name, Spanned::new(stage_span.clone(), specific))
+            .map_err(|error| match error {
+                None => source.error(
+                    kind_span.clone(),
+                    format!("unknown stage kind `{kind_name}`"),
+                    Some(format!("use one of: {kinds}")),
+                ),
+                Some(error) => source.spec(error, stage_span.clone()),
+            })?;
+
+    let job = match &raw.job {
+        None => DEFAULT_JOB.to_string(),
+        Some(job) => {
+            if job.get_ref() != DEFAULT_JOB
+                && !jobs.iter().any(|(_, known)| known.name == *job.get_ref())
+            {
+                return Err(source.error(
+                    job.span(),
+                    format!(
+                        "stage `{}` names job `{}`, which is not defined",
+                        name.get_ref(),
+                        job.get_ref()
+                    ),
+                    Some(format!(
+                        "define it as [jobs.{}] with a schedule, or remove `job`",
+                        job.get_ref()
+                    )),
+                ));
+            }
+            job.get_ref().clone()
+        }
+    };
+    if let Some(nice) = &raw.nice
+        && !(-20..=19).contains(nice.get_ref())
+    {
+        return Err(source.error(
+            nice.span(),
+            format!("nice {} is out of range", nice.get_ref()),
+            Some("use a value from -20 (first) to 19 (last)".into()),
+        ));
+    }
+    let io_class = raw
+        .io_class
+        .as_ref()
+        .map(|class| {
+            IoClass::parse(class.get_ref()).ok_or_else(|| {
+                source.error(
+                    class.span(),
+                    format!("unknown io_class `{}`", class.get_ref()),
+                    Some("use \"idle\", \"best-effort\" or \"realtime\"".into()),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(weight) = &raw.cpu_weight
+        && !(1..=10000).contains(weight.get_ref())
+    {
+        return Err(source.error(
+            weight.span(),
+            format!("cpu_weight {} is out of range", weight.get_ref()),
+            Some("use a value from 1 to 10000 (systemd's default is 100)".into()),
+        ));
+    }
+    if let Some(path) = &raw.when_mounted
+        && !path.get_ref().is_absolute()
+    {
+        return Err(source.error(
+            path.span(),
+            "`when_mounted` must be an absolute path",
+            Some("e.g. when_mounted = \"/mnt/usb\"".into()),
+        ));
+    }
+    let mut environment = IndexMap::new();
+    for (key, value) in raw.environment.unwrap_or_default() {
+        let valid = key
+            .get_ref()
+            .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(source.error(
+                key.span(),
+                format!(
+                    "`{}` is not a valid environment variable name",
+                    key.get_ref()
+                ),
+                Some("use letters, digits and `_`, not starting with a digit".into()),
+            ));
+        }
+        if value.get_ref().contains('\n') {
+            return Err(source.error(
+                value.span(),
+                "environment values cannot contain a newline",
+                None,
+            ));
+        }
+        environment.insert(key.into_inner(), value.into_inner());
+    }
+    let after_spans = raw.after.iter().flatten().map(Spanned::span).collect();
+    let stage = Stage {
+        name: name.get_ref().clone(),
+        job,
+        description: raw.description,
+        // Resolved later: explicit names are checked, absent means "the previous stage".
+        after: raw
+            .after
+            .map(|after| after.into_iter().map(Spanned::into_inner).collect())
+            .unwrap_or_else(|| vec![IMPLICIT_AFTER.to_string()]),
+        required: raw.required.unwrap_or(true),
+        timeout: raw
+            .timeout
+            .map(|text| timespan(source, &text, "timeout"))
+            .transpose()?,
+        nice: raw.nice.map(Spanned::into_inner),
+        io_class,
+        cpu_weight: raw.cpu_weight.map(Spanned::into_inner),
+        when_mounted: raw.when_mounted.map(Spanned::into_inner),
+        environment,
+        kind,
+    };
+    Ok((stage, after_spans))
+}
+
+/// Placeholder in `after` for "the stage before me in this job", resolved below; it cannot
+/// clash with a real name because names cannot start with `<`.
+const IMPLICIT_AFTER: &str = "<previous>";
+
+/// Resolves `after` (file order by default), checks the names and rejects cycles.
+fn resolve_after(
+    source: &Source,
+    stages: &mut [Stage],
+    after_spans: &[Vec<Range<usize>>],
+) -> Result<(), ConfigError> {
+    for index in 0..stages.len() {
+        if stages[index].after.first().map(String::as_str) == Some(IMPLICIT_AFTER) {
+            let job = stages[index].job.clone();
+            let previous = stages[..index].iter().rev().find(|stage| stage.job == job);
+            stages[index].after = previous
+                .map(|stage| vec![stage.name.clone()])
+                .unwrap_or_default();
+            continue;
+        }
+        for (position, parent) in stages[index].after.iter().enumerate() {
+            let span = after_spans[index][position].clone();
+            let stage = &stages[index];
+            if *parent == stage.name {
+                return Err(source.error(
+                    span,
+                    format!("stage `{}` cannot run after itself", stage.name),
+                    Some("remove it from `after`".into()),
+                ));
+            }
+            match stages.iter().find(|other| other.name == *parent) {
+                None => {
+                    let known: Vec<&str> = stages
+                        .iter()
+                        .filter(|s| s.job == stage.job)
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    return Err(source.error(
+                        span,
+                        format!(
+                            "stage `{}` runs after `{parent}`, which is not a stage",
+                            stage.name
+                        ),
+                        Some(format!(
+                            "stages of job `{}`: {}",
+                            stage.job,
+                            known.join(", ")
+                        )),
+                    ));
+                }
+                Some(other) if other.job != stage.job => {
+                    return Err(source.error(
+                        span,
+                        format!(
+                            "stage `{}` (job `{}`) cannot run after `{parent}` of job `{}`",
+                            stage.name, stage.job, other.job
+                        ),
+                        Some(
+                            "`after` orders stages within one job; jobs are independent units"
+                                .into(),
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let edges: Vec<Vec<usize>> = stages
+        .iter()
+        .map(|stage| {
+            stage
+                .after
+                .iter()
+                .filter_map(|parent| stages.iter().position(|other| other.name == *parent))
+                .collect()
+        })
+        .collect();
+    if let Some(cycle) = dag::find_cycle(&edges) {
+        // Point at an explicit `after` entry in the cycle (implicit ones have no span).
+        let start = (0..cycle.len())
+            .find(|&i| !after_spans[cycle[i]].is_empty())
+            .unwrap_or(0);
+        let cycle: Vec<usize> = cycle[start..]
+            .iter()
+            .chain(&cycle[..start])
+            .copied()
+            .collect();
+        let first = cycle[0];
+        let next = cycle[1 % cycle.len()];
+        let position = stages[first]
+            .after
+            .iter()
+            .position(|parent| *parent == stages[next].name)
+            .unwrap_or(0);
+        let names: Vec<&str> = cycle
+            .iter()
+            .chain(std::iter::once(&first))
+            .map(|&i| stages[i].name.as_str())
+            .collect();
+        return Err(source.error(
+            after_spans[first].get(position).cloned().unwrap_or(0..0),
+            format!("the stages form a cycle: {}", names.join(" → after → ")),
+            Some("remove one of these `after` entries so that the order has a start".into()),
+        ));
+    }
+    Ok(())
+}

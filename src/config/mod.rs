@@ -1,0 +1,144 @@
+//! The TOML config: its model, where it lives, and how it is loaded and validated.
+//!
+//! Loading is strict: unknown keys, unknown stages in `after`, cycles, duplicate names, bad
+//! durations and calendars are all errors that point at file, line and column. Nothing is
+//! generated or run from a config that did not validate whole.
+
+pub mod calendar;
+pub mod duration;
+pub mod error;
+mod load;
+pub mod size;
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+pub use duration::Timespan;
+pub use error::ConfigError;
+pub use load::parse;
+
+use crate::stages::StageKind;
+
+/// The name of the job that `[job]` describes; its units are `backup-job.service/.timer`.
+pub const DEFAULT_JOB: &str = "job";
+
+/// A whole, validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (absolute when loaded from disk); baked into `ExecStart=`.
+    pub file: PathBuf,
+    pub jobs: Vec<Job>,
+    /// All stages of all jobs, in file order.
+    pub stages: Vec<Stage>,
+}
+
+/// A job: one `backup-NAME.service` that pulls in its stages, and optionally a timer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub name: String,
+    pub description: Option<String>,
+    /// `OnCalendar=` of the job's timer; no timer when absent.
+    pub schedule: Option<String>,
+    pub randomized_delay: Option<Timespan>,
+    pub persistent: bool,
+    /// System scope only: run the stages as this user/group instead of root.
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+/// One stage: an instance `backup@NAME.service` of the template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub job: String,
+    pub description: Option<String>,
+    /// Stages this one runs after (resolved: file order unless `after` was given).
+    pub after: Vec<String>,
+    /// `false`: the stage may fail without failing the job or stopping its dependents.
+    pub required: bool,
+    pub timeout: Option<Timespan>,
+    pub nice: Option<i32>,
+    pub io_class: Option<IoClass>,
+    pub cpu_weight: Option<u32>,
+    /// Skip the stage cleanly unless this is a mount point (e.g. a USB disk).
+    pub when_mounted: Option<PathBuf>,
+    pub environment: IndexMap<String, String>,
+    pub kind: StageKind,
+}
+
+/// `IOSchedulingClass=` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoClass {
+    Idle,
+    BestEffort,
+    Realtime,
+}
+
+impl IoClass {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "idle" => Some(IoClass::Idle),
+            "best-effort" => Some(IoClass::BestEffort),
+            "realtime" => Some(IoClass::Realtime),
+            _ => None,
+        }
+    }
+
+    pub fn as_systemd(self) -> &'static str {
+        match self {
+            IoClass::Idle => "idle",
+            IoClass::BestEffort => "best-effort",
+            IoClass::Realtime => "realtime",
+        }
+    }
+}
+
+/// Whether units run under the system manager (root backups) or a user's manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    System,
+    User,
+}
+
+impl Config {
+    pub fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs.iter().find(|job| job.name == name)
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|stage| stage.name == name)
+    }
+
+    /// The stages of one job, in file order.
+    pub fn stages_of<'a>(&'a self, job: &'a str) -> impl Iterator<Item = &'a Stage> + 'a {
+        self.stages.iter().filter(move |stage| stage.job == job)
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::whole_file(
+                path,
+                format!("cannot read the config: {error}"),
+                Some(match error.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        "create it (see `man backupctl` or the README's config reference), or pass --config FILE".into()
+                    }
+                    _ => "check the file's permissions".into(),
+                }),
+            )
+        })?;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        parse(&absolute, &text)
+    }
+}
+
+/// The default config file of a scope: `/etc/backupctl/config.toml`, or
+/// `$XDG_CONFIG_HOME/backupctl/config.toml` (default `~/.config/…`) for a user.
+pub fn default_path(scope: Scope) -> PathBuf {
+    match scope {
+        Scope::System => PathBuf::from("/etc/backupctl/config.toml"),
+        Scope::User => crate::paths::xdg_config_home().join("backupctl/config.toml"),
+    }
+}

@@ -1,0 +1,281 @@
+//! The executor: runs one stage (`backupctl stage NAME`, or one step of `run --here`),
+//! wrapped in what every stage shares: the journal span with our fields, start / end
+//! records with `MESSAGE_ID`s, `STATUS=` lines, the `when_mounted` check and the run record.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Scope, Stage};
+use crate::history::{self, RunRecord, RunResult};
+use crate::report::messages;
+use crate::report::{Figures, Reporter};
+use crate::stages::{Outcome, StageError};
+
+/// What a running stage may use.
+pub struct StageContext<'a> {
+    pub config: &'a Config,
+    pub stage: &'a Stage,
+    pub scope: Scope,
+    pub state_dir: PathBuf,
+    pub report: &'a Reporter,
+    pub run_id: String,
+}
+
+impl StageContext<'_> {
+    /// A line a tool printed that is worth keeping in the journal.
+    pub fn log_output(&self, line: &str) {
+        if !line.trim().is_empty() {
+            info!("{line}");
+        }
+    }
+}
+
+/// The id of this run: systemd's `$INVOCATION_ID` when a unit runs us, else a fresh one.
+pub fn run_id() -> String {
+    std::env::var("INVOCATION_ID")
+        .ok()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(new_id)
+}
+
+/// 128 random bits in hex, the shape of systemd's invocation ids.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_err()
+    {
+        // Unique enough for a run id when /dev/urandom is unavailable.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = (nanos ^ (std::process::id() as u128) << 64).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs one stage to its end and records it. The returned record says how it went; its
+/// `exit_code` is what `backupctl stage` exits with.
+pub fn run_stage(
+    config: &Config,
+    stage: &Stage,
+    scope: Scope,
+    run_id: &str,
+    report: &Reporter,
+) -> RunRecord {
+    let span = tracing::info_span!(
+        "stage",
+        backupctl_job = %stage.job,
+        backupctl_stage = %stage.name,
+        backupctl_run = %run_id,
+    );
+    let _entered = span.enter();
+    let state_dir = crate::paths::state_dir(scope);
+    let started_at = jiff::Timestamp::now();
+    let clock = Instant::now();
+    let kind = stage.kind.name();
+
+    let outcome = if let Some(mount) = stage.when_mounted.as_deref().filter(|m| !is_mount_point(m))
+    {
+        None.ok_or(mount)
+    } else {
+        info!(
+            message_id = messages::STAGE_STARTED,
+            backupctl_kind = kind,
+            "stage {} ({kind}) started",
+            stage.name
+        );
+        report.status(&format!("{kind}: starting"));
+        let ctx = StageContext {
+            config,
+            stage,
+            scope,
+            state_dir: state_dir.clone(),
+            report,
+            run_id: run_id.to_string(),
+        };
+        Ok(stage.kind.as_kind().run(&ctx))
+    };
+    let duration = clock.elapsed().as_secs_f64();
+    let record = |result, exit_code, error: Option<String>, outcome: Outcome| RunRecord {
+        run: run_id.to_string(),
+        job: stage.job.clone(),
+        stage: stage.name.clone(),
+        kind: kind.to_string(),
+        started: started_at.to_string(),
+        finished: jiff::Timestamp::now().to_string(),
+        duration_secs: (duration * 1000.0).round() / 1000.0,
+        result,
+        exit_code,
+        error,
+        warnings: outcome.warnings,
+        figures: outcome.figures,
+    };
+
+    let record = match outcome {
+        Err(mount) => {
+            info!(
+                message_id = messages::STAGE_SKIPPED,
+                "stage {} skipped: {} is not mounted",
+                stage.name,
+                mount.display()
+            );
+            report.status(&format!("skipped: {} is not mounted", mount.display()));
+            record(
+                RunResult::Skipped,
+                crate::exit::OK,
+                None,
+                Outcome::default(),
+            )
+        }
+        Ok(Ok(outcome)) => {
+            log_success(stage, &outcome, duration);
+            report.status(&format!(
+                "done in {}",
+                crate::report::short_duration(clock.elapsed())
+            ));
+            record(RunResult::Success, crate::exit::OK, None, outcome)
+        }
+        Ok(Err(failure)) => {
+            let result = if matches!(failure, StageError::Interrupted) {
+                RunResult::Interrupted
+            } else {
+                RunResult::Failed
+            };
+            let message = error_chain(&failure);
+            error!(
+                message_id = messages::STAGE_FAILED,
+                backupctl_exit_code = failure.exit_code(),
+                backupctl_duration_secs = duration,
+                "stage {} failed: {message}",
+                stage.name
+            );
+            report.status(&format!("failed: {message}"));
+            record(
+                result,
+                failure.exit_code(),
+                Some(message),
+                Outcome::default(),
+            )
+        }
+    };
+    report.finish();
+    if let Err(problem) = history::append(&state_dir, &record) {
+        // The backup itself is done (or failed) either way; a lost record must not change that.
+        warn!("{problem}");
+    }
+    record
+}
+
+fn log_success(stage: &Stage, outcome: &Outcome, duration: f64) {
+    let Figures {
+        files,
+        files_new,
+        files_changed,
+        bytes_read,
+        bytes_added,
+        snapshot_id,
+    } = &outcome.figures;
+    for warning in &outcome.warnings {
+        warn!(message_id = messages::STAGE_WARNED, "{warning}");
+    }
+    info!(
+        message_id = messages::STAGE_SUCCEEDED,
+        backupctl_duration_secs = duration,
+        backupctl_files = *files,
+        backupctl_files_new = *files_new,
+        backupctl_files_changed = *files_changed,
+        backupctl_bytes_read = *bytes_read,
+        backupctl_bytes_added = *bytes_added,
+        backupctl_snapshot_id = snapshot_id.as_deref(),
+        backupctl_warnings = outcome.warnings.len(),
+        "stage {} succeeded in {duration:.1}s{}",
+        stage.name,
+        if outcome.warnings.is_empty() {
+            String::new()
+        } else {
+            format!(" with {} warning(s)", outcome.warnings.len())
+        }
+    );
+}
+
+/// The error and its causes on one line, as people read them in the journal.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// True when `path` is a mount point, from `/proc/self/mountinfo` (device numbers would miss
+/// bind mounts of the same filesystem).
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(path) = path.canonicalize() else {
+        return false;
+    };
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mount| unescape_mountinfo(mount) == path.as_os_str().to_string_lossy())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let code: String = chars.by_ref().take(3).collect();
+            match u8::from_str_radix(&code, 8) {
+                Ok(byte) => out.push(byte as char),
+                Err(_) => {
+                    out.push('\\');
+                    out.push_str(&code);
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_a_mount_point_and_a_fresh_dir_is_not() {
+        assert!(is_mount_point(Path::new("/")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(dir.path()));
+        assert!(!is_mount_point(Path::new("/does/not/exist")));
+    }
+
+    #[test]
+    fn unescapes_mountinfo_paths() {
+        assert_eq!(unescape_mountinfo("/mnt/my\\040disk"), "/mnt/my disk");
+    }
+
+    #[test]
+    fn ids_look_like_invocation_ids() {
+        let id = new_id();
+        assert_eq!(id.len(), 32);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(id, new_id());
+    }
+}

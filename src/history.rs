@@ -1,0 +1,152 @@
+//! Run records: one JSON line per stage run in `STATE_DIR/runs.jsonl`, appended under a lock
+//! (stages of one job may run in parallel) and trimmed to the newest records when it grows.
+//! `status` reads them beside systemd's own view; scripts may too (the format is stable).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::report::Figures;
+
+const FILE_NAME: &str = "runs.jsonl";
+const LOCK_NAME: &str = "runs.lock";
+/// Past this size the file is rewritten with the newest [`KEEP_RECORDS`] records.
+const MAX_BYTES: u64 = 4 << 20;
+const KEEP_RECORDS: usize = 2000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunResult {
+    Success,
+    Failed,
+    Skipped,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// `$INVOCATION_ID` of the stage's unit, or an id made by `run --here`.
+    pub run: String,
+    pub job: String,
+    pub stage: String,
+    pub kind: String,
+    /// RFC 3339 timestamps.
+    pub started: String,
+    pub finished: String,
+    pub duration_secs: f64,
+    pub result: RunResult,
+    pub exit_code: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub figures: Figures,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the run record in {}: {source}", .dir.display())]
+pub struct HistoryError {
+    dir: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Appends one record. The directory is created if needed.
+pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
+    let wrap = |source| HistoryError {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(wrap)?;
+    let lock = File::create(dir.join(LOCK_NAME)).map_err(wrap)?;
+    let _lock =
+        Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| wrap(errno.into()))?;
+    let path = dir.join(FILE_NAME);
+    let mut line = serde_json::to_string(record).map_err(|e| wrap(e.into()))?;
+    line.push('\n');
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(wrap)?;
+    file.write_all(line.as_bytes()).map_err(wrap)?;
+    file.sync_data().map_err(wrap)?;
+    if file.metadata().map_err(wrap)?.len() > MAX_BYTES {
+        trim(&path).map_err(wrap)?;
+    }
+    Ok(())
+}
+
+/// Rewrites the file with its newest records (temporary file + rename: never half a file).
+fn trim(path: &Path) -> std::io::Result<()> {
+    let lines: Vec<String> = BufReader::new(File::open(path)?)
+        .lines()
+        .collect::<Result<_, _>>()?;
+    let keep = &lines[lines.len().saturating_sub(KEEP_RECORDS)..];
+    let temporary = path.with_extension("jsonl.tmp");
+    let mut file = File::create(&temporary)?;
+    for line in keep {
+        writeln!(file, "{line}")?;
+    }
+    file.sync_all()?;
+    std::fs::rename(temporary, path)
+}
+
+/// All readable records, oldest first. A missing file is an empty history; a damaged line
+/// (e.g. a crash mid-write on a full disk) is skipped.
+pub fn read(dir: &Path) -> std::io::Result<Vec<RunRecord>> {
+    let file = match File::open(dir.join(FILE_NAME)) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    Ok(BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str(&line).ok())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(stage: &str) -> RunRecord {
+        RunRecord {
+            run: "r1".into(),
+            job: "job".into(),
+            stage: stage.into(),
+            kind: "exec".into(),
+            started: "2026-01-01T00:00:00Z".into(),
+            finished: "2026-01-01T00:00:01Z".into(),
+            duration_secs: 1.0,
+            result: RunResult::Success,
+            exit_code: 0,
+            error: None,
+            warnings: vec![],
+            figures: Figures::default(),
+        }
+    }
+
+    #[test]
+    fn appends_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        append(dir.path(), &record("a")).unwrap();
+        append(dir.path(), &record("b")).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(FILE_NAME))
+            .unwrap()
+            .write_all(b"{broken\n")
+            .unwrap();
+        let records = read(dir.path()).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! backupctl: systemd-native backups. A TOML config becomes systemd units (`generator`); each
+//! unit runs one stage through the `executor`; `runner` runs a whole job for people.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod dag;
+pub mod executor;
+pub mod exit;
+pub mod generator;
+pub mod history;
+pub mod paths;
+pub mod process;
+pub mod report;
+pub mod runner;
+pub mod signals;
+pub mod stages;

@@ -1,0 +1,279 @@
+//! Running the tools a stage drives (rsync, restic, …): output read line by line (`\r`
+//! counts as a line end, for progress meters), a stop request forwarded, the exit status
+//! turned into a [`StageError`] that names the tool and the tail of what it said.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+
+use crate::signals;
+use crate::stages::StageError;
+
+/// How many lines of a tool's stderr are kept for the error message.
+const TAIL_LINES: usize = 8;
+
+type LineHandler<'a> = Box<dyn FnMut(&str) + 'a>;
+
+/// A tool invocation. Build it, then [`Command::run`].
+pub struct Command<'a> {
+    program: OsString,
+    args: Vec<OsString>,
+    cwd: Option<PathBuf>,
+    env: Vec<(OsString, OsString)>,
+    ok_codes: Vec<i32>,
+    on_line: Option<LineHandler<'a>>,
+    on_stderr: Option<LineHandler<'a>>,
+}
+
+/// A tool that exited with an accepted code.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: i32,
+    pub stderr_tail: String,
+}
+
+enum Line {
+    Out(String),
+    Err(String),
+}
+
+impl<'a> Command<'a> {
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Command {
+            program: program.as_ref().to_os_string(),
+            args: Vec::new(),
+            cwd: None,
+            env: Vec::new(),
+            ok_codes: vec![0],
+            on_line: None,
+            on_stderr: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn envs<'b>(mut self, vars: impl IntoIterator<Item = (&'b String, &'b String)>) -> Self {
+        for (key, value) in vars {
+            self = self.env(key, value);
+        }
+        self
+    }
+
+    /// Exit codes other than 0 that still count as success (e.g. rsync's 24, vanished files).
+    pub fn ok_codes(mut self, codes: &[i32]) -> Self {
+        self.ok_codes.extend_from_slice(codes);
+        self
+    }
+
+    /// Called for each line (or `\r`-separated update) on stdout.
+    pub fn on_line(mut self, handler: impl FnMut(&str) + 'a) -> Self {
+        self.on_line = Some(Box::new(handler));
+        self
+    }
+
+    /// Called for each line on stderr (default: logged as a warning).
+    pub fn on_stderr(mut self, handler: impl FnMut(&str) + 'a) -> Self {
+        self.on_stderr = Some(Box::new(handler));
+        self
+    }
+
+    fn tool_name(&self) -> String {
+        Path::new(&self.program)
+            .file_name()
+            .unwrap_or(self.program.as_os_str())
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Runs the tool to its end. A stop request is forwarded to it as SIGTERM and then
+    /// reported as [`StageError::Interrupted`].
+    pub fn run(mut self) -> Result<Finished, StageError> {
+        let tool = self.tool_name();
+        if signals::stopped() {
+            return Err(StageError::Interrupted);
+        }
+        let mut command = std::process::Command::new(&self.program);
+        command
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = &self.cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|source| StageError::Spawn {
+            tool: tool.clone(),
+            source,
+        })?;
+        let guard = signals::ChildGuard::new(child.id());
+        let (sender, lines) = mpsc::channel();
+        let out = child
+            .stdout
+            .take()
+            .map(|s| read_lines(s, sender.clone(), Line::Out));
+        let err = child
+            .stderr
+            .take()
+            .map(|s| read_lines(s, sender, Line::Err));
+
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        for line in lines {
+            match line {
+                Line::Out(text) => {
+                    if let Some(handler) = self.on_line.as_mut() {
+                        handler(&text);
+                    }
+                }
+                Line::Err(text) => {
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(text.clone());
+                    match self.on_stderr.as_mut() {
+                        Some(handler) => handler(&text),
+                        None => tracing::warn!(tool = %tool, "{text}"),
+                    }
+                }
+            }
+        }
+        for reader in [out, err].into_iter().flatten() {
+            let _ = reader.join();
+        }
+        let status = child
+            .wait()
+            .map_err(|e| StageError::io(format!("waiting for {tool}"), e))?;
+        drop(guard);
+        let stderr_tail = Vec::from(tail).join("\n");
+        if signals::stopped() {
+            return Err(StageError::Interrupted);
+        }
+        match (status.code(), status.signal()) {
+            (Some(code), _) if self.ok_codes.contains(&code) => Ok(Finished { code, stderr_tail }),
+            (Some(code), _) => Err(StageError::ToolFailed {
+                tool,
+                code,
+                stderr: stderr_tail,
+            }),
+            (None, Some(signal)) => Err(StageError::ToolKilled { tool, signal }),
+            (None, None) => Err(StageError::Failed(format!("{tool} ended without a status"))),
+        }
+    }
+}
+
+/// Reads a pipe on its own thread, splitting on `\n` and `\r` (lossy UTF-8: tools may print
+/// non-UTF-8 file names).
+fn read_lines(
+    pipe: impl Read + Send + 'static,
+    sender: mpsc::Sender<Line>,
+    wrap: fn(String) -> Line,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            match read_until_either(&mut reader, &mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&buffer);
+                    let text = text.trim_end_matches(['\n', '\r']);
+                    if sender.send(wrap(text.to_string())).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Like `read_until(b'\n')` but also stops at `\r`.
+fn read_until_either(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(total);
+        }
+        match available.iter().position(|&b| b == b'\n' || b == b'\r') {
+            Some(at) => {
+                buffer.extend_from_slice(&available[..=at]);
+                reader.consume(at + 1);
+                return Ok(total + at + 1);
+            }
+            None => {
+                let len = available.len();
+                buffer.extend_from_slice(available);
+                reader.consume(len);
+                total += len;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_carriage_returns() {
+        let mut lines = Vec::new();
+        Command::new("/bin/sh")
+            .args(["-c", "printf 'a\\rb\\nc'"])
+            .on_line(|line| lines.push(line.to_string()))
+            .run()
+            .unwrap();
+        assert_eq!(lines, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn reports_failure_with_stderr_tail() {
+        let error = Command::new("/bin/sh")
+            .args(["-c", "echo boom >&2; exit 3"])
+            .on_stderr(|_| {})
+            .run()
+            .unwrap_err();
+        assert_eq!(error.to_string(), "sh failed with exit code 3: boom");
+    }
+
+    #[test]
+    fn accepts_listed_codes() {
+        let done = Command::new("/bin/sh")
+            .args(["-c", "exit 24"])
+            .ok_codes(&[24])
+            .run()
+            .unwrap();
+        assert_eq!(done.code, 24);
+    }
+}

@@ -1,0 +1,181 @@
+//! Reporting: progress and results leave a stage through [`Reporter`], which feeds several
+//! sinks (sd_notify `STATUS=`, a terminal bar, periodic log lines) so that no stage kind
+//! needs to know where its progress goes. Journal records are written with `tracing`
+//! (see [`logging`]); run records go to the state directory (see `crate::history`).
+
+pub mod logging;
+pub mod messages;
+mod notify;
+mod terminal;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::size::human_bytes;
+
+/// Figures a stage reports at its end; written as journal fields and into the run record.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_new: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_changed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_added: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+}
+
+/// A progress update. Every field is optional: tools report what they know.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Progress {
+    /// 0–100.
+    pub percent: Option<f64>,
+    pub bytes_done: Option<u64>,
+    pub bytes_total: Option<u64>,
+    pub files_done: Option<u64>,
+    pub files_total: Option<u64>,
+    pub eta: Option<Duration>,
+    /// Free text, e.g. the file being read.
+    pub text: Option<String>,
+}
+
+impl Progress {
+    /// The one-line form used for `STATUS=` and log lines, e.g.
+    /// `45% 1.2 GiB/2.6 GiB, 1200/3000 files, ETA 3m20s`.
+    pub fn line(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(percent) = self.percent {
+            parts.push(format!("{percent:.0}%"));
+        }
+        match (self.bytes_done, self.bytes_total) {
+            (Some(done), Some(total)) => {
+                parts.push(format!("{}/{}", human_bytes(done), human_bytes(total)))
+            }
+            (Some(done), None) => parts.push(human_bytes(done)),
+            _ => {}
+        }
+        match (self.files_done, self.files_total) {
+            (Some(done), Some(total)) => parts.push(format!("{done}/{total} files")),
+            (Some(done), None) => parts.push(format!("{done} files")),
+            _ => {}
+        }
+        if let Some(eta) = self.eta {
+            parts.push(format!("ETA {}", short_duration(eta)));
+        }
+        if let Some(text) = &self.text {
+            parts.push(text.clone());
+        }
+        parts.join(", ")
+    }
+}
+
+/// `1h02m`, `3m20s`, `45s`.
+pub fn short_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// Where progress goes. Each sink throttles itself as its medium requires.
+pub trait Sink: Send {
+    fn progress(&mut self, stage: &str, progress: &Progress);
+    fn status(&mut self, stage: &str, text: &str);
+    fn finish(&mut self, _stage: &str) {}
+}
+
+/// The reporter of one stage run.
+pub struct Reporter {
+    stage: String,
+    sinks: Mutex<Vec<Box<dyn Sink>>>,
+}
+
+impl Reporter {
+    pub fn new(stage: &str, sinks: Vec<Box<dyn Sink>>) -> Self {
+        Reporter {
+            stage: stage.to_string(),
+            sinks: Mutex::new(sinks),
+        }
+    }
+
+    /// The sinks that fit where we run: sd_notify under systemd, a bar on a terminal,
+    /// otherwise periodic log lines.
+    pub fn for_environment(stage: &str) -> Self {
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        if let Some(sink) = notify::NotifySink::from_env() {
+            sinks.push(Box::new(sink));
+        }
+        if terminal::is_terminal() {
+            sinks.push(Box::new(terminal::BarSink::new()));
+        } else {
+            sinks.push(Box::new(terminal::LogSink::new()));
+        }
+        Reporter::new(stage, sinks)
+    }
+
+    pub fn progress(&self, progress: &Progress) {
+        for sink in self
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+        {
+            sink.progress(&self.stage, progress);
+        }
+    }
+
+    /// A phase change ("running rsync", "checking repository"), shown at once.
+    pub fn status(&self, text: &str) {
+        for sink in self
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+        {
+            sink.status(&self.stage, text);
+        }
+    }
+
+    pub fn finish(&self) {
+        for sink in self
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+        {
+            sink.finish(&self.stage);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_line_shows_what_is_known() {
+        let progress = Progress {
+            percent: Some(45.2),
+            bytes_done: Some(1 << 30),
+            bytes_total: Some(2 << 30),
+            files_done: Some(12),
+            files_total: Some(30),
+            eta: Some(Duration::from_secs(200)),
+            text: None,
+        };
+        assert_eq!(
+            progress.line(),
+            "45%, 1.0 GiB/2.0 GiB, 12/30 files, ETA 3m20s"
+        );
+        assert_eq!(Progress::default().line(), "");
+    }
+}

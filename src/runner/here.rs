@@ -1,0 +1,148 @@
+//! `run --here`: the job's DAG executed in this process, in topological order, with the same
+//! executor the units use. A failed required stage stops its dependents, as `Requires=` does
+//! under systemd; a failed optional stage does not, as `Wants=` does.
+
+use std::time::Instant;
+
+use crate::config::{Config, Scope, Stage};
+use crate::dag;
+use crate::executor;
+use crate::history::{RunRecord, RunResult};
+use crate::report::{Reporter, messages};
+
+/// How one stage of the job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageEnd {
+    Ran(RunRecord),
+    /// Not started because a required stage it depends on did not succeed.
+    NotRun {
+        because: String,
+    },
+}
+
+impl StageEnd {
+    /// Whether dependents may start: succeeded or skipped by its condition.
+    fn lets_dependents_run(&self) -> bool {
+        matches!(self, StageEnd::Ran(r) if matches!(r.result, RunResult::Success | RunResult::Skipped))
+    }
+}
+
+pub struct JobReport<'a> {
+    pub stages: Vec<(&'a Stage, StageEnd)>,
+    pub run_id: String,
+}
+
+impl JobReport<'_> {
+    /// The job succeeds when every required stage succeeded or was skipped by its condition.
+    pub fn succeeded(&self) -> bool {
+        self.stages
+            .iter()
+            .all(|(stage, end)| !stage.required || end.lets_dependents_run())
+    }
+}
+
+pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope) -> JobReport<'a> {
+    let stages: Vec<&Stage> = config.stages_of(job).collect();
+    let edges: Vec<Vec<usize>> = stages
+        .iter()
+        .map(|s| {
+            s.after
+                .iter()
+                .filter_map(|p| stages.iter().position(|o| o.name == *p))
+                .collect()
+        })
+        .collect();
+    let order = dag::topological(&edges).expect("validated: no cycles");
+    let run_id = executor::new_id();
+    let started = Instant::now();
+    let mut ends: Vec<Option<StageEnd>> = vec![None; stages.len()];
+    for index in order {
+        let stage = stages[index];
+        let blocked = edges[index].iter().find(|&&parent| {
+            stages[parent].required
+                && !ends[parent]
+                    .as_ref()
+                    .is_some_and(StageEnd::lets_dependents_run)
+        });
+        let end = match blocked {
+            Some(&parent) => {
+                tracing::warn!(
+                    "stage {} not run: required stage {} did not succeed",
+                    stage.name,
+                    stages[parent].name
+                );
+                StageEnd::NotRun {
+                    because: format!("{} did not succeed", stages[parent].name),
+                }
+            }
+            None if crate::signals::stopped() => StageEnd::NotRun {
+                because: "stopped".into(),
+            },
+            None => {
+                let report = Reporter::for_environment(&stage.name);
+                StageEnd::Ran(executor::run_stage(config, stage, scope, &run_id, &report))
+            }
+        };
+        ends[index] = Some(end);
+    }
+    let report = JobReport {
+        stages: stages
+            .into_iter()
+            .zip(ends.into_iter().map(|e| e.expect("every stage visited")))
+            .collect(),
+        run_id,
+    };
+    tracing::info!(
+        message_id = messages::JOB_FINISHED,
+        backupctl_job = job,
+        backupctl_run = %report.run_id,
+        "job {job} {} in {:.1}s",
+        if report.succeeded() { "succeeded" } else { "failed" },
+        started.elapsed().as_secs_f64()
+    );
+    report
+}
+
+/// The summary table printed at the end of `run --here`.
+pub fn summary(report: &JobReport) -> String {
+    let width = report
+        .stages
+        .iter()
+        .map(|(s, _)| s.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!(
+        "{:<width$}  {:<8} {:<11} {:>9}  DETAIL\n",
+        "STAGE", "KIND", "RESULT", "TIME"
+    );
+    for (stage, end) in &report.stages {
+        let (result, time, detail) = match end {
+            StageEnd::Ran(record) => {
+                let result = match record.result {
+                    RunResult::Success if !record.warnings.is_empty() => "warning",
+                    RunResult::Success => "success",
+                    RunResult::Failed => "failed",
+                    RunResult::Skipped => "skipped",
+                    RunResult::Interrupted => "interrupted",
+                };
+                let detail = record
+                    .error
+                    .clone()
+                    .or_else(|| record.warnings.first().cloned())
+                    .unwrap_or_default();
+                (result, format!("{:.1}s", record.duration_secs), detail)
+            }
+            StageEnd::NotRun { because } => ("not run", "-".into(), because.clone()),
+        };
+        let optional = if stage.required { "" } else { " (may fail)" };
+        out.push_str(&format!(
+            "{:<width$}  {:<8} {:<11} {:>9}  {detail}{optional}\n",
+            stage.name,
+            stage.kind.name(),
+            result,
+            time
+        ));
+    }
+    out
+}

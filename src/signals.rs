@@ -1,0 +1,65 @@
+//! SIGTERM/SIGINT handling: `systemctl stop` (or Ctrl-C) sets a stop flag that stages poll,
+//! and is forwarded to the tools we run, so that they end cleanly before we do.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+static STOPPED: AtomicBool = AtomicBool::new(false);
+static CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Starts the handler thread. Call once, early in `main`, before starting any tool.
+pub fn install() -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                tracing::warn!(signal, "stop requested, ending the running tool");
+                request_stop();
+                let _ = signal;
+            }
+        })?;
+    Ok(())
+}
+
+/// Asks the running stage to stop, as a signal would (also used by the D-Bus `Stop` method).
+pub fn request_stop() {
+    STOPPED.store(true, Ordering::SeqCst);
+    for &pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+}
+
+/// True once a stop was requested.
+pub fn stopped() -> bool {
+    STOPPED.load(Ordering::SeqCst)
+}
+
+/// Registers a running child so a stop request reaches it; unregisters on drop.
+pub struct ChildGuard(i32);
+
+impl ChildGuard {
+    pub fn new(pid: u32) -> Self {
+        let pid = pid as i32;
+        CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+        // A stop that arrived while the child was being spawned must still reach it.
+        if stopped() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        ChildGuard(pid)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        CHILDREN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&pid| pid != self.0);
+    }
+}

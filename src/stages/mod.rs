@@ -1,0 +1,217 @@
+//! Stage kinds. Each kind is one file: its config keys (a serde struct, strict about unknown
+//! keys), what its unit must be allowed to do ([`Needs`]), and how it runs ([`Kind::run`]).
+//!
+//! Adding a kind: write `src/stages/NAME.rs` with a `Spec` implementing [`Kind`], then add it
+//! to [`StageKind`], [`KIND_NAMES`] and [`StageKind::from_table`].
+
+pub mod exec;
+pub mod hello;
+pub mod restic;
+pub mod rsync;
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use toml::Spanned;
+use toml::de::DeTable;
+
+use crate::executor::StageContext;
+use crate::report::Figures;
+
+/// The kinds a config may name, as written in `kind = "…"`.
+pub const KIND_NAMES: &[&str] = &["hello", "exec", "rsync", "restic"];
+
+/// A stage's kind with its validated keys.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageKind {
+    Hello(hello::Spec),
+    Exec(exec::Spec),
+    Rsync(rsync::Spec),
+    Restic(restic::Spec),
+}
+
+impl StageKind {
+    /// Deserializes the kind-specific keys of a stage. `Err(None)`: no such kind.
+    pub fn from_table(kind: &str, table: Spanned<DeTable>) -> Result<StageKind, Option<SpecError>> {
+        fn spec<T: DeserializeOwned + Kind>(
+            table: Spanned<DeTable>,
+        ) -> Result<T, Option<SpecError>> {
+            let spec = T::deserialize(table.into_deserializer())
+                .map_err(|error| Some(SpecError::Toml(error)))?;
+            spec.validate().map_err(Some)?;
+            Ok(spec)
+        }
+        Ok(match kind {
+            "hello" => StageKind::Hello(spec(table)?),
+            "exec" => StageKind::Exec(spec(table)?),
+            "rsync" => StageKind::Rsync(spec(table)?),
+            "restic" => StageKind::Restic(spec(table)?),
+            _ => return Err(None),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            StageKind::Hello(_) => "hello",
+            StageKind::Exec(_) => "exec",
+            StageKind::Rsync(_) => "rsync",
+            StageKind::Restic(_) => "restic",
+        }
+    }
+
+    pub fn as_kind(&self) -> &dyn Kind {
+        match self {
+            StageKind::Hello(spec) => spec,
+            StageKind::Exec(spec) => spec,
+            StageKind::Rsync(spec) => spec,
+            StageKind::Restic(spec) => spec,
+        }
+    }
+}
+
+/// What one stage kind is and does.
+pub trait Kind {
+    /// Checks relations between keys that serde cannot (e.g. "one of a or b").
+    fn validate(&self) -> Result<(), SpecError> {
+        Ok(())
+    }
+
+    /// What the stage's unit must allow, and what `hello` checks before a run.
+    fn needs(&self) -> Needs;
+
+    /// Runs the stage. Progress goes to `ctx.report`; figures for the summary are returned.
+    fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
+}
+
+/// What a stage needs from its sandbox and environment.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Needs {
+    /// Paths the stage writes (→ `ReadWritePaths=`; `hello` checks them and their free space).
+    pub writes: Vec<PathBuf>,
+    /// The stage talks to the network (→ `RestrictAddressFamilies=` with IP, no `PrivateNetwork=`).
+    pub network: bool,
+    /// Programs the stage runs (`hello` checks them and prints their versions).
+    pub tools: Vec<&'static str>,
+    /// Files holding secrets (`hello` checks they exist and are not readable by others).
+    pub secrets: Vec<PathBuf>,
+    /// Remote places the stage reaches, for `hello`'s table (e.g. `host:path`, a repository).
+    pub remotes: Vec<String>,
+    /// Capabilities beyond reading everything, when run as root (system scope), e.g. the
+    /// right to set owners on copied files.
+    pub capabilities: Vec<&'static str>,
+}
+
+/// A stage that finished (maybe with warnings).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    pub warnings: Vec<String>,
+    pub figures: Figures,
+}
+
+/// Why a stage failed. The exit code tells systemd (and `run`) which kind of failure it was.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{tool} failed with exit code {code}{}", tail(.stderr))]
+    ToolFailed {
+        tool: String,
+        code: i32,
+        stderr: String,
+    },
+    #[error("{tool} was killed by signal {signal}")]
+    ToolKilled { tool: String, signal: i32 },
+    #[error("cannot run {tool}: {source}")]
+    Spawn {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("preflight failed: {0}")]
+    Preflight(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("stopped by a signal")]
+    Interrupted,
+    /// A failure that may pass by itself (network down, repository locked): systemd may retry.
+    #[error("{0}")]
+    Temporary(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn tail(stderr: &str) -> String {
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+impl StageError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The documented exit code of `backupctl stage` for this failure (see `crate::exit`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StageError::Interrupted => crate::exit::INTERRUPTED,
+            StageError::Temporary(_) => crate::exit::TEMPORARY,
+            StageError::Preflight(_) => crate::exit::PREFLIGHT,
+            _ => crate::exit::FAILED,
+        }
+    }
+}
+
+/// An error in a stage's kind-specific keys.
+#[derive(Debug)]
+pub enum SpecError {
+    Toml(toml::de::Error),
+    Invalid {
+        span: Option<Range<usize>>,
+        message: String,
+        help: Option<String>,
+    },
+}
+
+impl SpecError {
+    pub fn invalid(
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
+        SpecError::Invalid {
+            span,
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+}
+
+/// A list of paths in a config, each with its position for errors.
+pub type SpannedPaths = Vec<Spanned<PathBuf>>;
+
+/// Checks that every path is absolute (relative paths would depend on the unit's cwd).
+pub fn require_absolute(paths: &[Spanned<PathBuf>], key: &str) -> Result<(), SpecError> {
+    for path in paths {
+        if !path.get_ref().is_absolute() {
+            return Err(SpecError::invalid(
+                Some(path.span()),
+                format!(
+                    "`{key}` needs absolute paths, `{}` is relative",
+                    path.get_ref().display()
+                ),
+                "write the full path, starting with /",
+            ));
+        }
+    }
+    Ok(())
+}
