@@ -1,0 +1,6 @@
+//! The integration and end-to-end tests: one test binary, one module per area (ripgrep's
+//! layout). Every test runs the real tools; one that cannot run here fails and says what is
+//! missing (`util::require_tool`), it is never skipped silently.
+
+mod util;
+

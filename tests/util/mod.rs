@@ -1,0 +1,141 @@
+//! Shared test helpers: the binary under test, temporary trees, required tools, and the real
+//! systemd user manager (started through `scripts/systemd-sandbox`).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root (for scripts and fixtures).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The backupctl binary built for this test run.
+pub fn backupctl_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_backupctl"))
+}
+
+/// A `backupctl` command with a clean logging environment.
+pub fn backupctl() -> Command {
+    let mut command = Command::new(backupctl_path());
+    command.env_remove("BACKUPCTL_CONFIG").env_remove("JOURNAL_STREAM").env_remove("NOTIFY_SOCKET");
+    command
+}
+
+/// Runs a command and returns its output, panicking with everything it printed on failure
+/// when `expect_success` is set.
+pub fn run(command: &mut Command) -> Output {
+    command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+#[track_caller]
+pub fn ok(command: &mut Command) -> String {
+    let output = run(command);
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        stdout(&output),
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// Fails the test (never skips it) when a tool the test needs is not installed.
+#[track_caller]
+pub fn require_tool(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(found, "this test needs `{tool}`, which is not installed: run scripts/setup-deps");
+}
+
+/// A fresh temporary directory, removed at the end of the test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("backupctl-test-").tempdir().expect("temporary directory")
+}
+
+/// Writes a file, creating parent directories.
+pub fn write(path: &Path, contents: impl AsRef<[u8]>) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, contents).unwrap();
+}
+
+/// Compares two trees byte for byte (contents, modes, symlinks, empty dirs) with
+/// `diff --no-dereference -r` plus a mode/type listing; panics with the difference.
+#[track_caller]
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(expected)
+        .arg(actual)
+        .output()
+        .expect("diff");
+    assert!(
+        diff.status.success(),
+        "trees differ:\n{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert_eq!(tree_listing(expected), tree_listing(actual), "modes or types differ");
+}
+
+/// `relative-path type mode` for every entry, sorted (what diff does not compare).
+pub fn tree_listing(root: &Path) -> Vec<String> {
+    let out = Command::new("find")
+        .arg(".")
+        .args(["-printf", "%p %y %m\n"])
+        .current_dir(root)
+        .output()
+        .expect("find");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+/// The environment that reaches the real systemd user manager, starting it (journald, the
+/// user manager, its session bus) once per test run with `scripts/systemd-sandbox start`.
+pub fn systemd_user_env() -> &'static [(String, String)] {
+    static ENV: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let script = repo_root().join("scripts/systemd-sandbox");
+        let output = Command::new(&script).arg("start").output().expect("run scripts/systemd-sandbox");
+        assert!(
+            output.status.success(),
+            "the systemd user manager could not be started:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_prefix("export "))
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches(['"', '\'']).to_string()))
+            .collect()
+    })
+}
+
+/// `systemctl --user …` against the sandbox manager.
+pub fn systemctl_user() -> Command {
+    let mut command = Command::new("systemctl");
+    command.arg("--user").envs(systemd_user_env().iter().map(|(k, v)| (k, v)));
+    command
+}
+
+/// Serializes tests that share the one user manager (unit names are global there).
+pub fn systemd_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
