@@ -355,7 +355,9 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
         let escaped: Vec<String> = prepare.iter().map(|p| escape::exec_arg(p)).collect();
         let line = exec_line(config, options, &[]);
         let _ = writeln!(unit, "ExecStartPre=+{line} {}", escaped.join(" "));
-        let words: Vec<String> = paths.iter().map(|p| escape::word(p)).collect();
+        // "-": a path that is still missing must not fail the sandbox set-up of the
+        // ExecStartPre= that creates it; each command gets its namespace anew.
+        let words: Vec<String> = paths.iter().map(|p| escape::word(&format!("-{p}"))).collect();
         let _ = writeln!(unit, "ReadWritePaths={}", words.join(" "));
     }
     if needs.network {
