@@ -4,3 +4,4 @@
 
 mod util;
 
+mod config_errors;

@@ -98,6 +98,10 @@ impl Source<'_> {
 fn hint_for_toml_message(message: &str) -> Option<String> {
     if message.starts_with("unknown field") {
         Some("remove the key or fix its spelling; `man backupctl` lists every key".into())
+    } else if let Some(field) = message.strip_prefix("missing field ") {
+        Some(format!(
+            "this table needs {field}; the README's config reference shows every key"
+        ))
     } else if message.contains("duplicate key") {
         Some("each table and key may appear once; stage names must be unique".into())
     } else {
