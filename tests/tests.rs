@@ -5,3 +5,4 @@
 mod util;
 
 mod config_errors;
+mod generate;

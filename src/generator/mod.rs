@@ -126,6 +126,7 @@ PrivateTmp=yes
 PrivateDevices=yes
 PrivateNetwork=yes
 PrivateIPC=yes
+PrivateMounts=yes
 NoNewPrivileges=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
@@ -350,7 +351,16 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
             .collect();
         // Created before the sandbox is set up ("+": outside it), since a missing
         // ReadWritePaths= entry cannot be created from inside.
-        let mut prepare = vec!["prepare-paths", "--"];
+        let owner = match (&job.user, &job.group) {
+            (Some(user), Some(group)) if options.scope == Scope::System => {
+                Some(format!("--owner={user}:{group}"))
+            }
+            (Some(user), None) if options.scope == Scope::System => Some(format!("--owner={user}")),
+            _ => None,
+        };
+        let mut prepare = vec!["prepare-paths"];
+        prepare.extend(owner.as_deref());
+        prepare.push("--");
         prepare.extend(paths.iter().map(String::as_str));
         let escaped: Vec<String> = prepare.iter().map(|p| escape::exec_arg(p)).collect();
         let line = exec_line(config, options, &[]);
