@@ -215,12 +215,15 @@ fn default_job() -> Job {
     }
 }
 
+/// A key of a table with its value, both with their positions.
+type Entry<'i> = (Spanned<String>, Spanned<DeValue<'i>>);
+
 /// The entries of a table value, or an error at the value.
 fn table<'i>(
     source: &Source,
     value: Spanned<DeValue<'i>>,
     message: &str,
-) -> Result<Vec<(Spanned<String>, Spanned<DeValue<'i>>)>, ConfigError> {
+) -> Result<Vec<Entry<'i>>, ConfigError> {
     let span = value.span();
     match value.into_inner() {
         DeValue::Table(table) => Ok(table
