@@ -6,3 +6,4 @@ mod util;
 
 mod config_errors;
 mod generate;
+mod systemd_e2e;

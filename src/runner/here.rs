@@ -80,7 +80,9 @@ pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope) -> JobReport<
             },
             None => {
                 let report = Reporter::for_environment(&stage.name);
-                StageEnd::Ran(Box::new(executor::run_stage(config, stage, scope, &run_id, &report)))
+                StageEnd::Ran(Box::new(executor::run_stage(
+                    config, stage, scope, &run_id, &report,
+                )))
             }
         };
         ends[index] = Some(end);
