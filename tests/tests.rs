@@ -6,4 +6,5 @@ mod util;
 
 mod config_errors;
 mod generate;
+mod run_here;
 mod systemd_e2e;
