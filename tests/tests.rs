@@ -5,6 +5,7 @@
 mod util;
 
 mod config_errors;
+mod examples;
 mod generate;
 mod run_here;
 mod systemd_e2e;
