@@ -14,6 +14,7 @@
 //! only after everything rendered (see [`write`]).
 
 pub mod escape;
+pub mod store;
 pub mod write;
 
 use std::fmt::Write as _;
@@ -75,6 +76,15 @@ pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
             files.push(UnitFile {
                 path: Path::new("timers.target.wants").join(&timer),
                 content: Content::Symlink(Path::new("..").join(&timer)),
+            });
+        }
+    }
+    if !config.stores.is_empty() {
+        files.push(text(store::TEMPLATE, store::template(config, options)));
+        for each in &config.stores {
+            files.push(UnitFile {
+                path: Path::new(&format!("{}.d", each.unit())).join(DROP_IN),
+                content: Content::Text(store::drop_in(config, each)),
             });
         }
     }
@@ -310,6 +320,11 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     if !stage.after.is_empty() {
         let parents: Vec<String> = stage.after.iter().map(|p| stage_unit(p)).collect();
         let _ = writeln!(unit, "After={}", parents.join(" "));
+    }
+    if let Some(name) = &stage.store {
+        // systemd opens the store before the stage and closes it after the last user.
+        let store_unit = crate::config::store::unit_name(name);
+        let _ = writeln!(unit, "Requires={store_unit}\nAfter={store_unit}");
     }
     if needs.network && options.scope == Scope::System {
         unit.push_str("Wants=network-online.target\nAfter=network-online.target\n");
