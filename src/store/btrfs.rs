@@ -10,7 +10,7 @@ use super::{Access, StoreError, run_tool};
 pub fn mkfs(device: &Path, label: &str) -> Result<(), StoreError> {
     run_tool(
         Command::new("mkfs.btrfs")
-            .args(["--quiet", "--label", label])
+            .args(["--quiet", "--nodiscard", "--label", label])
             .arg(device),
     )?;
     Ok(())
