@@ -285,6 +285,12 @@ fn stage_needs(config: &Config, stage: &Stage) -> Needs {
             needs.network |= other.network;
         }
     }
+    if let Some(store) = &stage.store {
+        // The destination inside a store may not exist before the stage creates it, and a
+        // missing ReadWritePaths= entry fails the unit; the store's mount point always exists
+        // once its unit started.
+        needs.writes = vec![crate::config::store::mount_point(store)];
+    }
     needs.writes.sort();
     needs.writes.dedup();
     needs
