@@ -53,6 +53,16 @@ pub enum Command {
     Stage(commands::stage::Args),
     /// Run a job: through systemd, or in this process with --here.
     Run(commands::run::Args),
+    /// Check tools, keys, secrets and remotes of the whole config.
+    Hello(commands::hello::Args),
+    /// Set up, open and close encrypted stores ([store.NAME]).
+    Store(commands::store::Args),
+    /// Mount a store's files for restoring by hand (read-only unless --read-write).
+    Mount(commands::mount::MountArgs),
+    /// Unmount what `mount` mounted; closes the store unless a backup still uses it.
+    Umount(commands::mount::UmountArgs),
+    /// List the rotated snapshots of a stage.
+    Snapshots(commands::snapshots::Args),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -131,6 +141,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => commands::check::run(&cli, args),
         Command::Stage(args) => commands::stage::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
+        Command::Hello(args) => commands::hello::run(&cli, args),
+        Command::Store(args) => commands::store::run(&cli, args),
+        Command::Mount(args) => commands::mount::mount(&cli, args),
+        Command::Umount(args) => commands::mount::umount(&cli, args),
+        Command::Snapshots(args) => commands::snapshots::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)
@@ -163,6 +178,12 @@ mod tests {
             vec!["backupctl", "run", "--here"],
             vec!["backupctl", "run", "offsite", "--user"],
             vec!["backupctl", "check"],
+            vec!["backupctl", "store", "init-key", "nas"],
+            vec!["backupctl", "store", "init", "nas"],
+            vec!["backupctl", "mount", "nas", "/mnt/restore"],
+            vec!["backupctl", "umount", "nas"],
+            vec!["backupctl", "snapshots", "docs"],
+            vec!["backupctl", "hello"],
         ] {
             Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

@@ -8,4 +8,5 @@ mod config_errors;
 mod examples;
 mod generate;
 mod run_here;
+mod store;
 mod systemd_e2e;

@@ -2,6 +2,10 @@
 
 pub mod check;
 pub mod generate;
+pub mod hello;
 pub mod internal;
+pub mod mount;
 pub mod run;
+pub mod snapshots;
 pub mod stage;
+pub mod store;

@@ -14,7 +14,8 @@ use serde::de::IntoDeserializer;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Config, ConfigError, DEFAULT_JOB, IoClass, Job, Stage, Timespan, calendar};
+use super::store::{Password, Remote, Store};
+use super::{Config, ConfigError, DEFAULT_JOB, IoClass, Job, Stage, Timespan, calendar, size};
 use crate::dag;
 use crate::stages::{self, SpecError};
 
@@ -31,9 +32,10 @@ const COMMON_KEYS: &[&str] = &[
     "cpu_weight",
     "when_mounted",
     "environment",
+    "store",
 ];
 
-const TOP_LEVEL_KEYS: &str = "job, jobs, stage";
+const TOP_LEVEL_KEYS: &str = "job, jobs, stage, store";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +61,35 @@ struct RawCommon {
     cpu_weight: Option<Spanned<u32>>,
     when_mounted: Option<Spanned<PathBuf>>,
     environment: Option<IndexMap<Spanned<String>, Spanned<String>>>,
+    store: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    remote: Spanned<RawRemote>,
+    image: Spanned<String>,
+    size: Option<Spanned<String>>,
+    keyfile: Spanned<PathBuf>,
+}
+
+/// Both remote types' keys; which ones apply is checked in [`store`] (a tagged enum would
+/// lose the spans).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    volume: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    /// Accepted only to say where the password belongs instead.
+    password: Option<Spanned<toml::Value>>,
+    password_file: Option<Spanned<PathBuf>>,
+    password_credential: Option<Spanned<String>>,
+    domain: Option<String>,
+    #[serde(default)]
+    options: Vec<Spanned<String>>,
+    device: Option<Spanned<String>>,
 }
 
 /// The config text and its file name, to turn spans into located errors.
@@ -116,6 +147,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
 
     let mut jobs: Vec<(Option<Range<usize>>, Job)> = Vec::new();
     let mut stage_entries = Vec::new();
+    let mut stores = Vec::new();
     for (key, value) in root.into_inner() {
         match key.get_ref().as_ref() {
             "job" => {
@@ -150,6 +182,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     "`stage` must hold tables, e.g. [stage.hello]",
                 )?;
             }
+            "store" => {
+                for (name, value) in
+                    table(&source, value, "`store` must hold tables, e.g. [store.nas]")?
+                {
+                    check_name(&source, &name, "store")?;
+                    stores.push(store(&source, name, value)?);
+                }
+            }
             other => {
                 return Err(source.error(
                     key.span(),
@@ -172,7 +212,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut after_spans: Vec<Vec<Range<usize>>> = Vec::new();
     for (name, value) in stage_entries {
         check_name(&source, &name, "stage")?;
-        let (stage, spans) = stage(&source, name, value, &jobs)?;
+        let (stage, spans) = stage(&source, name, value, &jobs, &stores)?;
         stages.push(stage);
         after_spans.push(spans);
     }
@@ -200,6 +240,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         file: file.to_path_buf(),
         jobs: jobs.into_iter().map(|(_, job)| job).collect(),
         stages,
+        stores,
     })
 }
 
@@ -299,6 +340,7 @@ fn stage(
     name: Spanned<String>,
     value: Spanned<DeValue>,
     jobs: &[(Option<Range<usize>>, Job)],
+    stores: &[Store],
 ) -> Result<(Stage, Vec<Range<usize>>), ConfigError> {
     let stage_span = value.span();
     let DeValue::Table(entries) = value.into_inner() else {
@@ -342,16 +384,43 @@ fn stage(
     };
     let raw = RawCommon::deserialize(Spanned::new(stage_span.clone(), common).into_deserializer())
         .map_err(|error| source.toml(error, None))?;
-    let kind =
-        stages::StageKind::from_table(&kind_name, Spanned::new(stage_span.clone(), specific))
-            .map_err(|error| match error {
-                None => source.error(
-                    kind_span.clone(),
-                    format!("unknown stage kind `{kind_name}`"),
-                    Some(format!("use one of: {kinds}")),
-                ),
-                Some(error) => source.spec(error, stage_span.clone()),
-            })?;
+    let store_root = match &raw.store {
+        None => None,
+        Some(name) => match stores.iter().find(|store| store.name == *name.get_ref()) {
+            Some(store) => Some(store.mount_point()),
+            None => {
+                let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
+                return Err(source.error(
+                    name.span(),
+                    format!("store `{}` is not defined", name.get_ref()),
+                    Some(if known.is_empty() {
+                        "define it as [store.NAME] with remote, image and keyfile".into()
+                    } else {
+                        format!("defined stores: {}", known.join(", "))
+                    }),
+                ));
+            }
+        },
+    };
+    // Errors without a position of their own point at `store` when the stage has one (the
+    // kind cannot write into a store), else at the stage.
+    let fallback = raw
+        .store
+        .as_ref()
+        .map_or(stage_span.clone(), |store| store.span());
+    let kind = stages::StageKind::from_table(
+        &kind_name,
+        Spanned::new(stage_span.clone(), specific),
+        store_root.as_deref(),
+    )
+    .map_err(|error| match error {
+        None => source.error(
+            kind_span.clone(),
+            format!("unknown stage kind `{kind_name}`"),
+            Some(format!("use one of: {kinds}")),
+        ),
+        Some(error) => source.spec(error, fallback.clone()),
+    })?;
 
     let job = match &raw.job {
         None => DEFAULT_JOB.to_string(),
@@ -463,9 +532,231 @@ fn stage(
         cpu_weight: raw.cpu_weight.map(Spanned::into_inner),
         when_mounted: raw.when_mounted.map(Spanned::into_inner),
         environment,
+        store: raw.store.map(Spanned::into_inner),
         kind,
     };
     Ok((stage, after_spans))
+}
+
+/// Builds one `[store.NAME]`.
+fn store(
+    source: &Source,
+    name: Spanned<String>,
+    value: Spanned<DeValue>,
+) -> Result<Store, ConfigError> {
+    let raw = RawStore::deserialize(value.into_deserializer())
+        .map_err(|error| source.toml(error, None))?;
+    let remote_span = raw.remote.span();
+    let remote = raw.remote.into_inner();
+    if let Some(password) = &remote.password {
+        return Err(source.error(
+            password.span(),
+            "the CIFS password does not belong in the config",
+            Some("put it in a file readable by root only and set `password_file = \"/etc/backupctl/NAME-password\"`, or use a systemd credential: `password_credential = \"ID\"` (see systemd-creds(1))".into()),
+        ));
+    }
+    let kind = match (&remote.kind, &remote.volume, &remote.device) {
+        (Some(kind), _, _) => {
+            match kind.get_ref().as_str() {
+                "cifs" => "cifs",
+                "block" => "block",
+                other => {
+                    return Err(source.error(
+                    kind.span(),
+                    format!("unknown remote type `{other}`"),
+                    Some("use \"cifs\" (a SMB share) or \"block\" (a filesystem on a block device)".into()),
+                ));
+                }
+            }
+        }
+        (None, Some(_), None) => "cifs",
+        (None, None, Some(_)) => "block",
+        _ => {
+            return Err(source.error(
+                remote_span,
+                "the remote needs either `volume` (a CIFS share) or `device` (a block device)",
+                Some("e.g. remote = { volume = \"//nas.local/backup\", username = \"sig\", password_file = \"/etc/backupctl/nas-password\" } or remote = { device = \"UUID=…\" }".into()),
+            ));
+        }
+    };
+    // Keys of the other type are mistakes; say which.
+    let misplaced: Option<(Range<usize>, &str)> = if kind == "cifs" {
+        remote.device.as_ref().map(|d| (d.span(), "device"))
+    } else {
+        remote
+            .volume
+            .as_ref()
+            .map(|v| (v.span(), "volume"))
+            .or(remote.username.as_ref().map(|v| (v.span(), "username")))
+            .or(remote
+                .password_file
+                .as_ref()
+                .map(|v| (v.span(), "password_file")))
+            .or(remote
+                .password_credential
+                .as_ref()
+                .map(|v| (v.span(), "password_credential")))
+            .or(remote.options.first().map(|v| (v.span(), "options")))
+    };
+    if let Some((span, key)) = misplaced {
+        return Err(source.error(
+            span,
+            format!("`{key}` does not apply to a {kind} remote"),
+            Some("a CIFS remote has volume, username, password_file or password_credential, domain, options; a block remote has device".into()),
+        ));
+    }
+    let remote = if kind == "cifs" {
+        let volume = remote.volume.ok_or_else(|| {
+            source.error(
+                remote_span.clone(),
+                "a CIFS remote needs `volume`",
+                Some("e.g. volume = \"//nas.local/backup\"".into()),
+            )
+        })?;
+        if !volume.get_ref().starts_with("//") {
+            return Err(source.error(
+                volume.span(),
+                format!("`{}` is not a CIFS volume", volume.get_ref()),
+                Some(
+                    "write it as //HOST/SHARE, e.g. \"//nas.local/backup\" (forward slashes)"
+                        .into(),
+                ),
+            ));
+        }
+        let username = remote.username.ok_or_else(|| {
+            source.error(
+                remote_span.clone(),
+                "a CIFS remote needs `username`",
+                Some("the NAS account the share is mounted as".into()),
+            )
+        })?;
+        let password = match (remote.password_file, remote.password_credential) {
+            (Some(file), None) => {
+                if !file.get_ref().is_absolute() {
+                    return Err(source.error(
+                        file.span(),
+                        "`password_file` must be an absolute path",
+                        Some("e.g. password_file = \"/etc/backupctl/nas-password\"".into()),
+                    ));
+                }
+                Password::File(file.into_inner())
+            }
+            (None, Some(id)) => {
+                let valid = !id.get_ref().is_empty()
+                    && id
+                        .get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !valid {
+                    return Err(source.error(
+                        id.span(),
+                        format!("`{}` is not a valid credential name", id.get_ref()),
+                        Some("use letters, digits, `-`, `_` and `.`".into()),
+                    ));
+                }
+                Password::Credential(id.into_inner())
+            }
+            (Some(_), Some(id)) => {
+                return Err(source.error(
+                    id.span(),
+                    "give either `password_file` or `password_credential`, not both",
+                    None,
+                ));
+            }
+            (None, None) => {
+                return Err(source.error(
+                    remote_span,
+                    "a CIFS remote needs `password_file` or `password_credential`",
+                    Some("the password is never written in the config: put it in a root-only file, or in a systemd credential".into()),
+                ));
+            }
+        };
+        for option in &remote.options {
+            let text = option.get_ref();
+            if text.contains(',') || text.starts_with("password") || text.starts_with("credentials")
+            {
+                return Err(source.error(
+                    option.span(),
+                    format!("`{text}` cannot be a mount option here"),
+                    Some("give one option per entry, e.g. options = [\"vers=3.0\", \"seal\"]; the credentials come from password_file".into()),
+                ));
+            }
+        }
+        Remote::Cifs {
+            volume: volume.into_inner(),
+            username: username.into_inner(),
+            password,
+            domain: remote.domain,
+            options: remote
+                .options
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+        }
+    } else {
+        let device = remote.device.expect("block remotes have a device");
+        let text = device.get_ref();
+        if !(text.starts_with('/')
+            || text.starts_with("UUID=")
+            || text.starts_with("LABEL=")
+            || text.starts_with("PARTUUID="))
+        {
+            return Err(source.error(
+                device.span(),
+                format!("`{text}` is not a block device"),
+                Some("use UUID=… (see `blkid`), LABEL=…, PARTUUID=… or a path under /dev".into()),
+            ));
+        }
+        Remote::Block {
+            device: device.into_inner(),
+        }
+    };
+    let image = raw.image;
+    if image.get_ref().is_empty()
+        || image.get_ref().contains('/')
+        || image.get_ref().starts_with('.')
+    {
+        return Err(source.error(
+            image.span(),
+            format!("`{}` is not a file name", image.get_ref()),
+            Some(
+                "the image is one file at the top of the remote, e.g. image = \"backup.luks\""
+                    .into(),
+            ),
+        ));
+    }
+    let size = raw
+        .size
+        .map(|text| {
+            size::parse_size(text.get_ref())
+                .ok()
+                .filter(|bytes| *bytes >= 128 << 20)
+                .ok_or_else(|| {
+                    source.error(
+                        text.span(),
+                        format!("invalid size `{}`", text.get_ref()),
+                        Some(
+                            "a size of at least 128M (btrfs needs room), e.g. size = \"500G\""
+                                .into(),
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
+    if !raw.keyfile.get_ref().is_absolute() {
+        return Err(source.error(
+            raw.keyfile.span(),
+            "`keyfile` must be an absolute path",
+            Some("keep it on this machine, e.g. keyfile = \"/etc/backupctl/nas.key\"".into()),
+        ));
+    }
+    Ok(Store {
+        name: name.into_inner(),
+        remote,
+        image: image.into_inner(),
+        size,
+        keyfile: raw.keyfile.into_inner(),
+    })
 }
 
 /// Placeholder in `after` for "the stage before me in this job", resolved below; it cannot

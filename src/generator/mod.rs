@@ -14,6 +14,7 @@
 //! only after everything rendered (see [`write`]).
 
 pub mod escape;
+pub mod store;
 pub mod write;
 
 use std::fmt::Write as _;
@@ -75,6 +76,15 @@ pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
             files.push(UnitFile {
                 path: Path::new("timers.target.wants").join(&timer),
                 content: Content::Symlink(Path::new("..").join(&timer)),
+            });
+        }
+    }
+    if !config.stores.is_empty() {
+        files.push(text(store::TEMPLATE, store::template(config, options)));
+        for each in &config.stores {
+            files.push(UnitFile {
+                path: Path::new(&format!("{}.d", each.unit())).join(DROP_IN),
+                content: Content::Text(store::drop_in(config, each)),
             });
         }
     }
@@ -307,6 +317,12 @@ fn stage_needs(config: &Config, stage: &Stage) -> Needs {
             needs.network |= other.network;
         }
     }
+    if let Some(store) = &stage.store {
+        // The destination inside a store may not exist before the stage creates it, and a
+        // missing ReadWritePaths= entry fails the unit; the store's mount point always exists
+        // once its unit started.
+        needs.writes = vec![crate::config::store::mount_point(store)];
+    }
     needs.writes.sort();
     needs.writes.dedup();
     needs
@@ -342,6 +358,11 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     if !stage.after.is_empty() {
         let parents: Vec<String> = stage.after.iter().map(|p| stage_unit(p)).collect();
         let _ = writeln!(unit, "After={}", parents.join(" "));
+    }
+    if let Some(name) = &stage.store {
+        // systemd opens the store before the stage and closes it after the last user.
+        let store_unit = crate::config::store::unit_name(name);
+        let _ = writeln!(unit, "Requires={store_unit}\nAfter={store_unit}");
     }
     if needs.network && options.scope == Scope::System {
         unit.push_str("Wants=network-online.target\nAfter=network-online.target\n");

@@ -139,7 +139,7 @@ fn find_in_path(tool: &str) -> Option<PathBuf> {
         })
 }
 
-fn check_tool(tool: &str) -> Check {
+pub fn check_tool(tool: &str) -> Check {
     let Some(path) = find_in_path(tool) else {
         return Check {
             what: "tool",
@@ -234,7 +234,7 @@ fn check_destination(path: &Path, min_free: u64) -> Check {
     }
 }
 
-fn check_secret(path: &Path) -> Check {
+pub fn check_secret(path: &Path) -> Check {
     let item = path.display().to_string();
     match std::fs::metadata(path) {
         Err(error) => Check {
@@ -263,7 +263,7 @@ fn check_secret(path: &Path) -> Check {
 
 /// On a terminal or pipe: an aligned table on stdout. Under systemd: one journal record per
 /// row (with the stage's fields), failures at error priority.
-fn print_table(checks: &[Check]) {
+pub fn print_table(checks: &[Check]) {
     let under_journal =
         std::env::var_os("JOURNAL_STREAM").is_some() && !std::io::stdout().is_terminal();
     if under_journal {

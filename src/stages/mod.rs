@@ -10,7 +10,7 @@ pub mod restic;
 pub mod rsync;
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
@@ -33,20 +33,29 @@ pub enum StageKind {
 
 impl StageKind {
     /// Deserializes the kind-specific keys of a stage. `Err(None)`: no such kind.
-    pub fn from_table(kind: &str, table: Spanned<DeTable>) -> Result<StageKind, Option<SpecError>> {
+    /// `store_root`: the mount point of the store the stage writes into (`store = "NAME"`).
+    pub fn from_table(
+        kind: &str,
+        table: Spanned<DeTable>,
+        store_root: Option<&Path>,
+    ) -> Result<StageKind, Option<SpecError>> {
         fn spec<T: DeserializeOwned + Kind>(
             table: Spanned<DeTable>,
+            store_root: Option<&Path>,
         ) -> Result<T, Option<SpecError>> {
-            let spec = T::deserialize(table.into_deserializer())
+            let mut spec = T::deserialize(table.into_deserializer())
                 .map_err(|error| Some(SpecError::Toml(error)))?;
+            if let Some(root) = store_root {
+                spec.place_in_store(root).map_err(Some)?;
+            }
             spec.validate().map_err(Some)?;
             Ok(spec)
         }
         Ok(match kind {
-            "hello" => StageKind::Hello(spec(table)?),
-            "exec" => StageKind::Exec(spec(table)?),
-            "rsync" => StageKind::Rsync(spec(table)?),
-            "restic" => StageKind::Restic(spec(table)?),
+            "hello" => StageKind::Hello(spec(table, store_root)?),
+            "exec" => StageKind::Exec(spec(table, store_root)?),
+            "rsync" => StageKind::Rsync(spec(table, store_root)?),
+            "restic" => StageKind::Restic(spec(table, store_root)?),
             _ => return Err(None),
         })
     }
@@ -75,6 +84,17 @@ pub trait Kind {
     /// Checks relations between keys that serde cannot (e.g. "one of a or b").
     fn validate(&self) -> Result<(), SpecError> {
         Ok(())
+    }
+
+    /// Places the stage's destination inside a store's mount point `root` (the stage has
+    /// `store = "NAME"`); runs before [`Kind::validate`]. Kinds that cannot write into a
+    /// store keep this default, an error.
+    fn place_in_store(&mut self, _root: &Path) -> Result<(), SpecError> {
+        Err(SpecError::invalid(
+            None,
+            "this kind of stage cannot write into a store",
+            "`store = \"NAME\"` is for rsync stages; remove it",
+        ))
     }
 
     /// What the stage's unit must allow, and what `hello` checks before a run.
