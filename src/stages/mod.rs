@@ -100,6 +100,10 @@ pub struct Needs {
     /// Capabilities beyond reading everything, when run as root (system scope), e.g. the
     /// right to set owners on copied files.
     pub capabilities: Vec<&'static str>,
+    /// systemd credentials the unit loads (`LoadCredential=NAME:PATH`): the stage reads them
+    /// from `$CREDENTIALS_DIRECTORY/NAME`, so the secret file may stay readable by root only
+    /// even when the stage runs as another user.
+    pub credentials: Vec<(String, PathBuf)>,
 }
 
 /// A stage that finished (maybe with warnings).

@@ -170,6 +170,7 @@ impl Kind for Spec {
             } else {
                 vec!["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"]
             },
+            credentials: Vec::new(),
         }
     }
 
