@@ -53,6 +53,12 @@ pub enum Command {
     Stage(commands::stage::Args),
     /// Run a job: through systemd, or in this process with --here.
     Run(commands::run::Args),
+    /// List the snapshots of a restic stage's repository.
+    Snapshots(commands::snapshots::Args),
+    /// Restore a snapshot of a restic stage into a directory.
+    Restore(commands::restore::Args),
+    /// Mount a restic stage's repository (FUSE) to browse its snapshots.
+    Mount(commands::mount::Args),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -128,6 +134,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => commands::check::run(&cli, args),
         Command::Stage(args) => commands::stage::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
+        Command::Snapshots(args) => commands::snapshots::run(&cli, args),
+        Command::Restore(args) => commands::restore::run(&cli, args),
+        Command::Mount(args) => commands::mount::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
         Command::PreparePaths { paths } => commands::internal::prepare_paths(paths),
         Command::Completions { shell } => {
@@ -158,6 +167,8 @@ mod tests {
             vec!["backupctl", "run", "--here"],
             vec!["backupctl", "run", "offsite", "--user"],
             vec!["backupctl", "check"],
+            vec!["backupctl", "restore", "b2", "--include", "/etc", "--target", "/tmp/r"],
+            vec!["backupctl", "mount", "b2", "/mnt"],
         ] {
             Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

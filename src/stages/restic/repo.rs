@@ -139,7 +139,7 @@ const NOT_FOUND: &[&str] = &[
     "404",
     "nosuchkey",
     "nosuchbucket",
-    "specified key does not exist",
+    "does not exist",
     "not found",
 ];
 
