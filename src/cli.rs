@@ -167,7 +167,15 @@ mod tests {
             vec!["backupctl", "run", "--here"],
             vec!["backupctl", "run", "offsite", "--user"],
             vec!["backupctl", "check"],
-            vec!["backupctl", "restore", "b2", "--include", "/etc", "--target", "/tmp/r"],
+            vec![
+                "backupctl",
+                "restore",
+                "b2",
+                "--include",
+                "/etc",
+                "--target",
+                "/tmp/r",
+            ],
             vec!["backupctl", "mount", "b2", "/mnt"],
         ] {
             Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));

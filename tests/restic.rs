@@ -34,7 +34,10 @@ impl Server {
         let server = Server { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "{what} did not listen on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not listen on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         server
@@ -120,7 +123,10 @@ fn s3_server() -> Server {
 fn make_tree(root: &Path) {
     write(&root.join("plain.txt"), "hello\n");
     write(&root.join("dir with spaces/file name.txt"), "spaces\n");
-    write(&root.join("deep/a/b/c/d.bin"), (0..=255u8).cycle().take(70_000).collect::<Vec<_>>());
+    write(
+        &root.join("deep/a/b/c/d.bin"),
+        (0..=255u8).cycle().take(70_000).collect::<Vec<_>>(),
+    );
     let script = root.join("bin/run.sh");
     write(&script, "#!/bin/sh\necho hi\n");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -132,8 +138,7 @@ fn make_tree(root: &Path) {
     std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o444)).unwrap();
     std::fs::create_dir_all(root.join("empty dir")).unwrap();
     std::fs::create_dir_all(root.join("sticky")).unwrap();
-    std::fs::set_permissions(root.join("sticky"), std::fs::Permissions::from_mode(0o1777))
-        .unwrap();
+    std::fs::set_permissions(root.join("sticky"), std::fs::Permissions::from_mode(0o1777)).unwrap();
     std::os::unix::fs::symlink("plain.txt", root.join("link-to-plain")).unwrap();
     std::os::unix::fs::symlink("/does/not/exist", root.join("dangling link")).unwrap();
     std::os::unix::fs::symlink("deep/a", root.join("link-to-dir")).unwrap();
@@ -171,7 +176,10 @@ fn secret(dir: &Path, name: &str) -> (PathBuf, String) {
 fn random_hex() -> String {
     let mut bytes = [0u8; 12];
     use std::io::Read;
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut bytes).unwrap();
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -179,8 +187,16 @@ fn random_hex() -> String {
 fn random_file(path: &Path, size: usize) {
     use std::io::Read;
     let mut data = vec![0u8; size];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut data).unwrap();
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut data)
+        .unwrap();
     write(path, data);
+}
+
+/// Now, in a form `journalctl --since` reads.
+fn journal_now() -> String {
+    jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 fn config(dir: &Path, text: &str) -> PathBuf {
@@ -268,15 +284,24 @@ read_data_subset = "50%"
     write(&source.join("skip.tmp"), "excluded");
     ok(bc(dir, &config).args(["run", "--here"]));
     std::fs::remove_file(source.join("skip.tmp")).unwrap();
-    assert!(repo.join("config").is_file(), "init = true created the repository");
+    assert!(
+        repo.join("config").is_file(),
+        "init = true created the repository"
+    );
     restore_and_compare(dir, &config, "rlocal", &source);
 
     // Figures of the run record: the first backup added everything.
     let runs = std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl")).unwrap();
     let record: serde_json::Value = serde_json::from_str(runs.lines().last().unwrap()).unwrap();
     assert_eq!(record["result"], "success", "{record}");
-    assert!(record["figures"]["files_new"].as_u64().unwrap() >= 10, "{record}");
-    assert!(record["figures"]["bytes_added"].as_u64().unwrap() > 70_000, "{record}");
+    assert!(
+        record["figures"]["files_new"].as_u64().unwrap() >= 10,
+        "{record}"
+    );
+    assert!(
+        record["figures"]["bytes_added"].as_u64().unwrap() > 70_000,
+        "{record}"
+    );
     assert_eq!(record["figures"]["snapshot_id"].as_str().unwrap().len(), 8);
 
     // Retention after each backup keeps the last 2; the weekly job prunes to 1 and checks.
@@ -346,7 +371,11 @@ fn restic_without_init_fails_clearly_and_never_reinitialises() {
     let wrong = config(dir, &text(true, &other));
     let output = run(bc(dir, &wrong).args(["run", "--here"]));
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("wrong password"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("wrong password"),
+        "{}",
+        stderr(&output)
+    );
     assert_eq!(std::fs::read(repo.join("config")).unwrap(), repo_config);
     assert_eq!(std::fs::read_dir(repo.join("keys")).unwrap().count(), 1);
 }
@@ -450,12 +479,19 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
     // Kill the stage and its restic once restic holds its lock and writes data.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let count = |sub: &str| std::fs::read_dir(repo.join(sub)).map(|d| d.count()).unwrap_or(0);
+        let count = |sub: &str| {
+            std::fs::read_dir(repo.join(sub))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
         if count("locks") > 0 && count("data") > 0 {
             break;
         }
         assert!(Instant::now() < deadline, "restic never started writing");
-        assert!(child.try_wait().unwrap().is_none(), "the backup ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     nix::sys::signal::killpg(
@@ -468,15 +504,29 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
     // still "exists" for restic's stale-lock test).
     let group = child.id().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while run(Command::new("pgrep").args(["-g", &group])).status.success() {
-        assert!(Instant::now() < deadline, "the killed restic was never reaped");
+    while run(Command::new("pgrep").args(["-g", &group]))
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the killed restic was never reaped"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(std::fs::read_dir(repo.join("locks")).unwrap().count(), 1, "a stale lock is left");
+    assert_eq!(
+        std::fs::read_dir(repo.join("locks")).unwrap().count(),
+        1,
+        "a stale lock is left"
+    );
 
     let output = run(bc(dir, &config).args(["run", "--here"]));
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("removing stale restic locks"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("removing stale restic locks"),
+        "{}",
+        stderr(&output)
+    );
     assert_eq!(
         std::fs::read_dir(repo.join("locks")).unwrap().count(),
         0,
@@ -509,7 +559,10 @@ impl Drop for InstalledUnits {
 /// manager's unit directory and reloads it.
 fn install_units(dir: &Path, config: &Path) -> InstalledUnits {
     let generated = dir.join("units");
-    ok(bc(dir, config).arg("generate").arg("--output").arg(&generated));
+    ok(bc(dir, config)
+        .arg("generate")
+        .arg("--output")
+        .arg(&generated));
     let unit_dir = PathBuf::from(
         systemd_user_env()
             .iter()
@@ -532,6 +585,21 @@ fn install_units(dir: &Path, config: &Path) -> InstalledUnits {
             installed.paths.push(target);
         }
     }
+    // Other test runs on this machine share the user manager and may rewrite the template
+    // `backup@.service` for their own config: pin our stages to our binary and config.
+    for entry in std::fs::read_dir(&generated).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("backup@") && name.ends_with(".service.d") {
+            write(
+                &unit_dir.join(&name).join("zz-test-pin.conf"),
+                format!(
+                    "[Service]\nExecStart=\nExecStart={} --config {} --user stage %i\n",
+                    crate::util::backupctl_path().display(),
+                    config.display()
+                ),
+            );
+        }
+    }
     ok(&mut systemctl_user().arg("daemon-reload"));
     installed
 }
@@ -549,17 +617,24 @@ fn restic_rest_under_systemd_survives_a_server_outage() {
     let dir = dir.path();
     let source = dir.join("source");
     make_tree(&source);
-    random_file(&source.join("big/one.bin"), 64 << 20);
+    random_file(&source.join("big/one.bin"), 8 << 20);
     let (password, password_value) = secret(dir, "password");
     let served = dir.join("served");
     let port = free_port();
     let mut server = rest_server(&served, port);
+    let slow = dir.join("slow");
     let config = config(
         dir,
         &format!(
             r#"
 [jobs.rrest]
 description = "restic over REST"
+
+# Gives the test a moment, mid-job, to stop the server.
+[stage.rrest-wait]
+job = "rrest"
+kind = "exec"
+command = ["/bin/sh", "-c", "if test -e '{slow}'; then sleep 3; fi"]
 
 [stage.rrest-backup]
 job = "rrest"
@@ -571,84 +646,142 @@ paths = ["{source}"]
 retries = 1
 retry_delay = "1s"
 "#,
+            slow = slow.display(),
             password = password.display(),
             source = source.display()
         ),
     );
     let _units = install_units(dir, &config);
-    let units = std::fs::read_dir(dir.join("units")).unwrap();
     let mut unit_text = String::new();
-    for entry in units.flatten() {
-        if entry.path().is_file() {
-            unit_text.push_str(&std::fs::read_to_string(entry.path()).unwrap());
-        }
+    for path in [
+        "units/backup@.service",
+        "units/backup-rrest.service",
+        "units/backup@rrest-wait.service.d/backupctl.conf",
+        "units/backup@rrest-backup.service.d/backupctl.conf",
+    ] {
+        unit_text.push_str(&std::fs::read_to_string(dir.join(path)).unwrap());
     }
-    let drop_in = std::fs::read_to_string(
-        dir.join("units/backup@rrest-backup.service.d/backupctl.conf"),
-    )
-    .unwrap();
-    assert!(drop_in.contains("PrivateNetwork=no"), "{drop_in}");
-    unit_text.push_str(&drop_in);
+    assert!(unit_text.contains("PrivateNetwork=no"), "{unit_text}");
+    let run_job = || {
+        let mut command = bc(dir, &config);
+        command
+            .args(["run", "rrest"])
+            .envs(systemd_user_env().iter().map(|(k, v)| (k, v)));
+        command
+    };
+    let journal_of = |since: &str| {
+        let output = Command::new("journalctl")
+            .args(["--no-pager", "-o", "cat", "--since", since])
+            .arg("_SYSTEMD_USER_UNIT=backup@rrest-backup.service")
+            .output()
+            .unwrap();
+        stdout(&output)
+    };
+    let since = journal_now();
 
-    // 1. A first run through systemd; the server dies mid-backup and stays down: the stage
-    //    retries once, then the job fails with a clear message.
-    let since = jiff::Timestamp::now().to_string();
-    let mut job = bc(dir, &config)
-        .args(["run", "rrest"])
-        .envs(systemd_user_env().iter().map(|(k, v)| (k, v)))
+    // 1. Backup through systemd, restore, compare. ps is watched while it runs.
+    let mut job = run_job()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut ps_seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    while job.try_wait().unwrap().is_none() {
         let listing = Command::new("ps").args(["-eo", "args"]).output().unwrap();
         ps_seen.push_str(&String::from_utf8_lossy(&listing.stdout));
-        let data = std::fs::read_dir(served.join("repo/data"))
-            .map(|d| d.flatten().any(|sub| std::fs::read_dir(sub.path()).map(|f| f.count()).unwrap_or(0) > 0))
-            .unwrap_or(false);
-        if data {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = job.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(ps_seen.contains("restic"), "ps saw restic run");
+    // STATUS= lines as `run` saw them (StatusText), progress included.
+    let printed = stdout(&output);
+    assert!(
+        printed.contains("rrest-backup     running: restic: backing up"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("rrest-backup     success: done in"),
+        "{printed}"
+    );
+    restore_and_compare(dir, &config, "rrest-backup", &source);
+
+    // 2. The server is stopped mid-job (while the first stage runs): the restic stage
+    //    fails, retries once, then the job fails with a clear message.
+    write(&slow, "");
+    write(&source.join("added later.txt"), "must not be lost\n");
+    let failing_since = journal_now();
+    let job = run_job()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = run(systemctl_user().args(["is-active", "backup@rrest-wait.service"]));
+        if stdout(&state).trim() == "activating" {
             break;
         }
-        assert!(Instant::now() < deadline, "restic never wrote to the REST server");
+        assert!(Instant::now() < deadline, "the first stage never started");
         std::thread::sleep(Duration::from_millis(20));
     }
     server.stop();
     let output = job.wait_with_output().unwrap();
     let printed = format!("{}{}", stdout(&output), stderr(&output));
     assert!(!output.status.success(), "the job must fail: {printed}");
-    assert!(printed.contains("failed"), "{printed}");
-    let journal = Command::new("journalctl")
-        .args(["--no-pager", "-o", "cat", "--since", &since, "BACKUPCTL_STAGE=rrest-backup"])
-        .output()
-        .unwrap();
-    let journal_text = stdout(&journal);
     assert!(
-        journal_text.contains("cannot reach the repository"),
-        "journal:\n{journal_text}"
+        printed.contains("rrest-backup") && printed.contains("failed"),
+        "{printed}"
     );
-    assert!(journal_text.contains("retry 1 of 1"), "journal:\n{journal_text}");
+    let journal = journal_of(&failing_since);
+    assert!(
+        journal.contains("cannot reach the repository"),
+        "journal:\n{journal}"
+    );
+    assert!(
+        journal.contains("connection refused"),
+        "journal:\n{journal}"
+    );
+    assert!(journal.contains("retry 1 of 1"), "journal:\n{journal}");
+    let result = ok(systemctl_user().args(["show", "-p", "Result", "backup@rrest-backup.service"]));
+    assert_eq!(result.trim(), "Result=exit-code");
 
-    // 2. The server is back: a later run succeeds and nothing is lost.
+    // 3. The server is back: a later run succeeds and nothing is lost.
+    std::fs::remove_file(&slow).unwrap();
     let mut server = rest_server(&served, port);
-    let output = run(bc(dir, &config)
-        .args(["run", "rrest"])
-        .envs(systemd_user_env().iter().map(|(k, v)| (k, v))));
-    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
-    let status = ok(systemctl_user().args(["show", "-p", "StatusText", "backup@rrest-backup.service"]));
-    assert!(status.contains("done in"), "{status}");
+    let output = run(&mut run_job());
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
     restore_and_compare(dir, &config, "rrest-backup", &source);
 
-    // 3. No secret in the units, the journal of the runs, or ps during a run.
+    // 4. No secret in the units, the journal of the runs, or ps during a run.
     let export = Command::new("journalctl")
         .args(["--no-pager", "-o", "export", "--since", &since])
         .output()
         .unwrap();
-    let export = String::from_utf8_lossy(&export.stdout);
-    assert!(export.contains("rrest-backup"), "the journal has the runs");
-    for (what, text) in [("units", &unit_text), ("journal", &export.to_string()), ("ps", &ps_seen)] {
-        assert!(!text.contains(&password_value), "the password is in the {what}");
+    let export = String::from_utf8_lossy(&export.stdout).into_owned();
+    assert!(
+        journal_of(&since).contains("succeeded"),
+        "the journal has the runs"
+    );
+    for (what, text) in [
+        ("units", &unit_text),
+        ("journal", &export),
+        ("ps", &ps_seen),
+    ] {
+        assert!(
+            !text.contains(&password_value),
+            "the password is in the {what}"
+        );
     }
     server.stop();
 }

@@ -425,7 +425,10 @@ impl Kind for Spec {
                 if let Some(paths) = &self.paths {
                     return Err(SpecError::invalid(
                         Some(paths.span()),
-                        format!("`paths` is for backups, not for `operation = \"{}\"`", other.name()),
+                        format!(
+                            "`paths` is for backups, not for `operation = \"{}\"`",
+                            other.name()
+                        ),
                         "remove `paths`, or make this a backup stage",
                     ));
                 }
@@ -598,13 +601,17 @@ impl Runner<'_> {
             Operation::Backup => {
                 let outcome = self.backup()?;
                 if self.spec.keep.is_some() {
-                    self.ctx.report.status("restic: applying retention (forget)");
+                    self.ctx
+                        .report
+                        .status("restic: applying retention (forget)");
                     self.restic("forget", self.spec.forget_arguments(false), &[])?;
                 }
                 Ok(outcome)
             }
             Operation::Forget => {
-                self.ctx.report.status("restic: applying retention (forget)");
+                self.ctx
+                    .report
+                    .status("restic: applying retention (forget)");
                 self.restic("forget", self.spec.forget_arguments(false), &[])?;
                 Ok(Outcome::default())
             }
@@ -751,12 +758,9 @@ impl Runner<'_> {
             .run();
         match result {
             Ok(_) => Ok(()),
-            Err(StageError::ToolFailed { stderr, .. }) => Err(describe(
-                "init",
-                repo::classify(&stderr),
-                &stderr,
-                true,
-            )),
+            Err(StageError::ToolFailed { stderr, .. }) => {
+                Err(describe("init", repo::classify(&stderr), &stderr, true))
+            }
             Err(other) => Err(other),
         }
     }
@@ -877,7 +881,10 @@ mod tests {
             "forget --tag a,b --keep-last 3 --keep-daily 7 --keep-weekly 5 --keep-monthly 12 \
              --keep-yearly 2 --keep-within 1y6m --prune"
         );
-        assert!(spec.needs().network, "a repository from a file may be remote");
+        assert!(
+            spec.needs().network,
+            "a repository from a file may be remote"
+        );
         let check = self::spec(
             r#"
             operation = "check"
@@ -887,7 +894,10 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(check.check_arguments().join(" "), "check --read-data-subset=10%");
+        assert_eq!(
+            check.check_arguments().join(" "),
+            "check --read-data-subset=10%"
+        );
         assert_eq!(
             check.needs().credentials,
             [(
@@ -908,7 +918,10 @@ mod tests {
             ),
             ("repository = \"/r\"", "needs `paths`"),
             ("repository = \"/r\"\npaths = [\"a\"]", "absolute"),
-            ("repository = \"/r\"\npaths = [\"/a\"]\nkeep = {}", "no rule"),
+            (
+                "repository = \"/r\"\npaths = [\"/a\"]\nkeep = {}",
+                "no rule",
+            ),
             (
                 "repository = \"/r\"\npaths = [\"/a\"]\nkeep = { within = \"2 weeks\" }",
                 "not a restic duration",
@@ -925,7 +938,10 @@ mod tests {
                 "repository = \"/r\"\npaths = [\"/a\"]\nbackend_files = { RESTIC_PASSWORD = \"/x\" }",
                 "not a backend variable",
             ),
-            ("repository = \"/r\"\npaths = [\"/a\"]\nkeep = { dayly = 1 }", "unknown field"),
+            (
+                "repository = \"/r\"\npaths = [\"/a\"]\nkeep = { dayly = 1 }",
+                "unknown field",
+            ),
         ] {
             let error = spec(&format!("{base}{text}")).unwrap_err();
             assert!(error.contains(expected), "{text}: {error}");

@@ -107,10 +107,7 @@ pub fn environment(spec: &Spec, scope: Scope) -> Result<Vec<(OsString, OsString)
 
 /// A restic command for people (`snapshots`, `restore`, `mount`): the stage's repository,
 /// the terminal inherited.
-pub fn interactive_command(
-    spec: &Spec,
-    scope: Scope,
-) -> Result<std::process::Command, StageError> {
+pub fn interactive_command(spec: &Spec, scope: Scope) -> Result<std::process::Command, StageError> {
     let mut command = std::process::Command::new("restic");
     for var in INHERITED {
         command.env_remove(var);
