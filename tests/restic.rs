@@ -785,3 +785,35 @@ retry_delay = "1s"
     }
     server.stop();
 }
+
+/// The units of `examples/restic.toml` (system scope) against golden files in
+/// `tests/golden/restic/`; `BLESS=1` rewrites them.
+#[test]
+fn restic_example_units_match_golden_files() {
+    let dir = tempdir();
+    let out = dir.path().join("units");
+    let example = crate::util::repo_root().join("examples/restic.toml");
+    ok(backupctl()
+        .arg("--config")
+        .arg(&example)
+        .args(["generate", "--binary", "/usr/bin/backupctl", "--output"])
+        .arg(&out));
+    let golden = crate::util::repo_root().join("tests/golden/restic");
+    for stage in ["backblaze", "local", "backblaze-check"] {
+        let path = out.join(format!("backup@{stage}.service.d/backupctl.conf"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(&crate::util::repo_root().display().to_string(), "@ROOT@");
+        let expected = golden.join(format!("{stage}.conf"));
+        if std::env::var_os("BLESS").is_some() {
+            write(&expected, &text);
+        }
+        assert_eq!(
+            std::fs::read_to_string(&expected).unwrap_or_default(),
+            text,
+            "{} differs from {} (BLESS=1 to accept)",
+            path.display(),
+            expected.display()
+        );
+    }
+}
