@@ -4,4 +4,9 @@
 
 mod util;
 
+mod config_errors;
+mod examples;
+mod generate;
 mod restic;
+mod run_here;
+mod systemd_e2e;

@@ -6,8 +6,13 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -43,7 +48,71 @@ pub fn init() {
         .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .without_time()
+        .event_format(Plain)
         .try_init();
+}
+
+/// Lines for people on a terminal: `stage: message`, with the level only when it matters.
+/// The structured fields are for the journal; here they would be noise.
+struct Plain;
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let stage = ctx.event_scope().and_then(|scope| {
+            scope.from_root().find_map(|span| {
+                let extensions = span.extensions();
+                let fields = extensions.get::<FormattedFields<N>>()?;
+                let value = fields.fields.split("backupctl_stage=").nth(1)?;
+                Some(
+                    value
+                        .split(' ')
+                        .next()
+                        .unwrap_or("")
+                        .trim_matches('"')
+                        .to_string(),
+                )
+            })
+        });
+        let level = *event.metadata().level();
+        let ansi = writer.has_ansi_escapes();
+        let (start, end) = match level {
+            Level::ERROR if ansi => ("\x1b[1;31merror: ", "\x1b[0m"),
+            Level::ERROR => ("error: ", ""),
+            Level::WARN if ansi => ("\x1b[33mwarning: ", "\x1b[0m"),
+            Level::WARN => ("warning: ", ""),
+            _ => ("", ""),
+        };
+        let mut message = MessageOnly(String::new());
+        event.record(&mut message);
+        match stage {
+            Some(stage) => writeln!(writer, "{stage:>10}: {start}{}{end}", message.0),
+            None => writeln!(writer, "{start}{}{end}", message.0),
+        }
+    }
+}
+
+/// Keeps only the `message` field of an event.
+struct MessageOnly(String);
+
+impl Visit for MessageOnly {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        }
+    }
 }
