@@ -333,6 +333,46 @@ read_data_subset = "50%"
         .arg(&target));
     assert_same_tree(&only, &restored(&target, &only));
     assert!(!restored(&target, &source).join("plain.txt").exists());
+
+    // Browsing through FUSE: the latest snapshot has the same contents as the source.
+    require_tool("fusermount3");
+    let mountpoint = dir.join("mnt");
+    std::fs::create_dir_all(&mountpoint).unwrap();
+    let mut mount = bc(dir, &config)
+        .args(["mount", "rlocal"])
+        .arg(&mountpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let latest = restored(&mountpoint.join("snapshots/latest"), &source);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !latest.join("plain.txt").exists() {
+        assert!(
+            mount.try_wait().unwrap().is_none(),
+            "backupctl mount ended early"
+        );
+        assert!(Instant::now() < deadline, "the repository was not mounted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let diff = run(Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(&source)
+        .arg(&latest));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mount.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(
+        mount.wait().unwrap().success(),
+        "mount ends cleanly on Ctrl-C"
+    );
+    assert!(
+        diff.status.success(),
+        "mounted snapshot differs: {}",
+        stdout(&diff)
+    );
 }
 
 #[test]
@@ -600,7 +640,7 @@ fn install_units(dir: &Path, config: &Path) -> InstalledUnits {
             );
         }
     }
-    ok(&mut systemctl_user().arg("daemon-reload"));
+    ok(systemctl_user().arg("daemon-reload"));
     installed
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # restic stage vs. the same `restic backup` run directly, on a tree of BENCH_RESTIC_MB MiB
 # (default 1024) in many files (64 KiB each, 1000 per directory), into a fresh local
-# repository each run (initialised in hyperfine's --prepare, not timed).
+# repository each run (initialised in hyperfine's --prepare, not timed; one warm-up run
+# first, so that both commands read the tree from the page cache).
 #
 # Prints: hyperfine's table; the wall-time ratio backupctl/direct (target ≤ 1.02); restic's
 # peak RSS (/usr/bin/time -v) and backupctl's own peak RSS (VmHWM of its process, sampled
@@ -49,7 +50,7 @@ prepare="rm -rf '$WORK/repo' '$WORK/cache' '$WORK/xdg-cache' && restic init --qu
 direct="restic backup --quiet -- '$tree'"
 stage="'$BIN' --user --config '$WORK/config.toml' stage bench"
 
-hyperfine --runs "$RUNS" --prepare "$prepare" --export-json "$WORK/hyperfine.json" \
+hyperfine --runs "$RUNS" --warmup 1 --prepare "$prepare" --export-json "$WORK/hyperfine.json" \
 	--command-name "restic backup (direct)" "$direct" \
 	--command-name "backupctl stage (restic)" "$stage"
 

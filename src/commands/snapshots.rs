@@ -32,7 +32,7 @@ pub fn restic_spec(cli: &Cli, name: &str) -> anyhow::Result<Spec> {
         .map(|s| s.name.as_str())
         .collect();
     match config.stage(name).map(|s| &s.kind) {
-        Some(StageKind::Restic(spec)) => Ok(spec.clone()),
+        Some(StageKind::Restic(spec)) => Ok(spec.as_ref().clone()),
         found => bail!(
             "{} `{name}` in {}; its restic stages are: {}",
             if found.is_some() {

@@ -28,7 +28,8 @@ pub enum StageKind {
     Hello(hello::Spec),
     Exec(exec::Spec),
     Rsync(rsync::Spec),
-    Restic(restic::Spec),
+    /// Boxed: its spec is much larger than the others'.
+    Restic(Box<restic::Spec>),
 }
 
 impl StageKind {
@@ -46,7 +47,7 @@ impl StageKind {
             "hello" => StageKind::Hello(spec(table)?),
             "exec" => StageKind::Exec(spec(table)?),
             "rsync" => StageKind::Rsync(spec(table)?),
-            "restic" => StageKind::Restic(spec(table)?),
+            "restic" => StageKind::Restic(Box::new(spec(table)?)),
             _ => return Err(None),
         })
     }
@@ -65,7 +66,7 @@ impl StageKind {
             StageKind::Hello(spec) => spec,
             StageKind::Exec(spec) => spec,
             StageKind::Rsync(spec) => spec,
-            StageKind::Restic(spec) => spec,
+            StageKind::Restic(spec) => spec.as_ref(),
         }
     }
 }
