@@ -452,7 +452,7 @@ paths = ["{source}"]
 }
 
 #[test]
-fn restic_s3_backup_restore_with_keys_from_files() {
+fn restic_s3_backup_restore_with_keys_from_files_and_credentials() {
     require_tool("restic");
     let dir = tempdir();
     let dir = dir.path();
@@ -469,8 +469,9 @@ fn restic_s3_backup_restore_with_keys_from_files() {
 [stage.rs3]
 kind = "restic"
 repository = "s3:http://127.0.0.1:{port}/backupctl-test/repo"
-password_file = "{password}"
-backend_files = {{ AWS_ACCESS_KEY_ID = "{key_id}", AWS_SECRET_ACCESS_KEY = "{key}" }}
+password_credential = "{password}"
+backend_files = {{ AWS_ACCESS_KEY_ID = "{key_id}" }}
+backend_credentials = {{ AWS_SECRET_ACCESS_KEY = "{key}" }}
 init = true
 paths = ["{source}"]
 "#,
@@ -809,6 +810,28 @@ retry_delay = "1s"
         stderr(&output)
     );
     restore_and_compare(dir, &config, "rrest-backup", &source);
+
+    // The summary of each backup is in the journal as fields of the success record.
+    let fields = stdout(&run(Command::new("journalctl").args([
+        "--no-pager",
+        "-o",
+        "verbose",
+        "--since",
+        &since,
+        "BACKUPCTL_STAGE=rrest-backup",
+    ])));
+    for field in [
+        "BACKUPCTL_SNAPSHOT_ID=",
+        "BACKUPCTL_FILES_NEW=",
+        "BACKUPCTL_FILES_CHANGED=",
+        "BACKUPCTL_BYTES_ADDED=",
+        "BACKUPCTL_DURATION_SECS=",
+    ] {
+        assert!(
+            fields.contains(field),
+            "no {field} in the journal:\n{fields}"
+        );
+    }
 
     // 4. No secret in the units, the journal of the runs, or ps during a run.
     let export = Command::new("journalctl")
