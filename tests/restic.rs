@@ -796,8 +796,16 @@ retry_delay = "1s"
         "journal:\n{journal}"
     );
     assert!(journal.contains("retry 1 of 1"), "journal:\n{journal}");
-    let result = ok(systemctl_user().args(["show", "-p", "Result", "backup@rrest-backup.service"]));
-    assert_eq!(result.trim(), "Result=exit-code");
+    // Exit code 75 (temporary failure) once the retries ran out.
+    let failure = stdout(&run(Command::new("journalctl").args([
+        "--no-pager",
+        "-o",
+        "verbose",
+        "--since",
+        &failing_since,
+        "BACKUPCTL_STAGE=rrest-backup",
+    ])));
+    assert!(failure.contains("BACKUPCTL_EXIT_CODE=75"), "{failure}");
 
     // 3. The server is back: a later run succeeds and nothing is lost.
     std::fs::remove_file(&slow).unwrap();
