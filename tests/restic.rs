@@ -583,72 +583,46 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
     restore_and_compare(dir, &config, "rkill", &source);
 }
 
-/// Files that the units for this test are installed as, removed at the end (the template
-/// `backup@.service` is shared by every test's job and stays).
-struct InstalledUnits {
-    paths: Vec<PathBuf>,
-}
+/// The user manager's highest-priority unit directory, the one the other end-to-end tests
+/// use too (they hold [`systemd_lock`] while their units are there).
+const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
+
+/// The units of a test's config in [`UNIT_DIR`], removed (with what `generate` listed in its
+/// manifest) when dropped.
+struct InstalledUnits;
 
 impl Drop for InstalledUnits {
     fn drop(&mut self) {
-        for path in &self.paths {
-            if path.is_dir() {
-                let _ = std::fs::remove_dir_all(path);
-            } else {
-                let _ = std::fs::remove_file(path);
+        let dir = Path::new(UNIT_DIR);
+        if let Ok(list) = std::fs::read_to_string(dir.join(".backupctl-generated")) {
+            for file in list.lines() {
+                let path = dir.join(file);
+                let _ = std::fs::remove_file(&path);
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
             }
         }
+        let _ = std::fs::remove_file(dir.join(".backupctl-generated"));
         let _ = systemctl_user().arg("daemon-reload").output();
+        let _ = systemctl_user().arg("reset-failed").output();
     }
 }
 
-/// Generates the units of `config` into a directory of ours, then copies them into the user
-/// manager's unit directory and reloads it.
+/// Generates the units of `config` into [`UNIT_DIR`] (and a copy into `dir/units` to read)
+/// and reloads the manager. Hold [`systemd_lock`] meanwhile.
 fn install_units(dir: &Path, config: &Path) -> InstalledUnits {
-    let generated = dir.join("units");
+    systemd_user_env();
     ok(bc(dir, config)
         .arg("generate")
         .arg("--output")
-        .arg(&generated));
-    let unit_dir = PathBuf::from(
-        systemd_user_env()
-            .iter()
-            .find(|(k, _)| k == "HOME")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| "/root".into()),
-    )
-    .join(".config/systemd/user");
-    std::fs::create_dir_all(&unit_dir).unwrap();
-    let mut installed = InstalledUnits { paths: Vec::new() };
-    for entry in std::fs::read_dir(&generated).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let target = unit_dir.join(&name);
-        ok(Command::new("cp").arg("-rT").arg(entry.path()).arg(&target));
-        if name != "backup@.service" {
-            installed.paths.push(target);
-        }
-    }
-    // Other test runs on this machine share the user manager and may rewrite the template
-    // `backup@.service` for their own config: pin our stages to our binary and config.
-    for entry in std::fs::read_dir(&generated).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("backup@") && name.ends_with(".service.d") {
-            write(
-                &unit_dir.join(&name).join("zz-test-pin.conf"),
-                format!(
-                    "[Service]\nExecStart=\nExecStart={} --config {} --user stage %i\n",
-                    crate::util::backupctl_path().display(),
-                    config.display()
-                ),
-            );
-        }
-    }
+        .arg(dir.join("units")));
+    ok(bc(dir, config)
+        .arg("generate")
+        .arg("--output")
+        .arg(UNIT_DIR));
     ok(systemctl_user().arg("daemon-reload"));
-    installed
+    InstalledUnits
 }
 
 #[test]
