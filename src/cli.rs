@@ -57,12 +57,14 @@ pub enum Command {
     Hello(commands::hello::Args),
     /// Set up, open and close encrypted stores ([store.NAME]).
     Store(commands::store::Args),
-    /// Mount a store's files for restoring by hand (read-only unless --read-write).
+    /// Mount a store's files (read-only unless --read-write) or a restic stage's repository (FUSE).
     Mount(commands::mount::MountArgs),
-    /// Unmount what `mount` mounted; closes the store unless a backup still uses it.
+    /// Unmount what `mount` mounted for a store; closes it unless a backup still uses it.
     Umount(commands::mount::UmountArgs),
-    /// List the rotated snapshots of a stage.
+    /// List the snapshots of a stage: a restic repository's, or rotated btrfs snapshots.
     Snapshots(commands::snapshots::Args),
+    /// Restore a snapshot of a stage into a directory.
+    Restore(commands::restore::Args),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -146,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mount(args) => commands::mount::mount(&cli, args),
         Command::Umount(args) => commands::mount::umount(&cli, args),
         Command::Snapshots(args) => commands::snapshots::run(&cli, args),
+        Command::Restore(args) => commands::restore::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)
@@ -184,6 +187,16 @@ mod tests {
             vec!["backupctl", "umount", "nas"],
             vec!["backupctl", "snapshots", "docs"],
             vec!["backupctl", "hello"],
+            vec![
+                "backupctl",
+                "restore",
+                "b2",
+                "--include",
+                "/etc",
+                "--target",
+                "/tmp/r",
+            ],
+            vec!["backupctl", "mount", "b2", "/mnt"],
         ] {
             Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

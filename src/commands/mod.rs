@@ -5,6 +5,8 @@ pub mod generate;
 pub mod hello;
 pub mod internal;
 pub mod mount;
+pub mod restic_cli;
+pub mod restore;
 pub mod run;
 pub mod snapshots;
 pub mod stage;

@@ -1,5 +1,6 @@
-//! `backupctl mount NAME DIR` / `backupctl umount NAME`: the store's files, by hand, for
-//! restoring. Read-only unless `--read-write`. Unmounting closes the store only when nothing
+//! `backupctl mount NAME DIR` / `backupctl umount NAME`: a store's files, by hand, for
+//! restoring, read-only unless `--read-write`; or, when NAME is a restic stage, its
+//! repository through restic's FUSE mount (see `restic_cli`). Unmounting closes the store only when nothing
 //! else (a running backup) still uses it, and only the layers we opened.
 
 use std::path::PathBuf;
@@ -11,13 +12,16 @@ use crate::store::{self, Access, State};
 
 #[derive(Debug, clap::Args)]
 pub struct MountArgs {
-    /// The store ([store.NAME] in the config).
+    /// A store ([store.NAME] in the config) or a restic stage.
     pub name: String,
-    /// Where to mount its files (created if missing).
+    /// Where to mount its files (a store's: created if missing).
     pub dir: PathBuf,
-    /// Mount writable (default: read-only, so a restore cannot damage the backup).
+    /// Store: mount writable (default: read-only, so a restore cannot damage the backup).
     #[arg(long)]
     pub read_write: bool,
+    /// restic: show every snapshot in the repository, not only this stage's.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -27,8 +31,16 @@ pub struct UmountArgs {
 }
 
 pub fn mount(cli: &Cli, args: &MountArgs) -> anyhow::Result<ExitCode> {
-    require_root("mounting a store")?;
     let config = cli.load_config()?;
+    if config.store(&args.name).is_none()
+        && matches!(
+            config.stage(&args.name).map(|s| &s.kind),
+            Some(crate::stages::StageKind::Restic(_))
+        )
+    {
+        return crate::commands::restic_cli::mount(cli, &args.name, &args.dir, args.all);
+    }
+    require_root("mounting a store")?;
     let store = find(&config, &args.name)?;
     let dir = std::path::absolute(&args.dir)?;
     let access = if args.read_write {

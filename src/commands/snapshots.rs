@@ -1,5 +1,6 @@
-//! `backupctl snapshots STAGE`: the rotated snapshots of a stage's destination, oldest first.
-//! A store that is not open is opened read-only for the listing and closed again.
+//! `backupctl snapshots STAGE`: a restic stage's snapshots (see `restic_cli`), or the rotated
+//! btrfs snapshots of an rsync stage's destination, oldest first. A store that is not open
+//! is opened read-only for the listing and closed again.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,8 +14,14 @@ use crate::store::{self, Access, rotate};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A stage with `rotate = { every, keep }`.
+    /// A restic stage, or an rsync stage with `rotate = { every, keep }`.
     pub stage: String,
+    /// restic: every snapshot in the repository, not only this stage's.
+    #[arg(long)]
+    pub all: bool,
+    /// restic: restic's JSON output, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -22,11 +29,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let stage = config
         .stage(&args.stage)
         .with_context(|| format!("no stage `{}` in {}", args.stage, config.file.display()))?;
-    let StageKind::Rsync(spec) = &stage.kind else {
-        bail!(
-            "stage `{}` is not an rsync stage; only rsync stages rotate snapshots",
+    let spec = match &stage.kind {
+        StageKind::Restic(_) => {
+            return crate::commands::restic_cli::snapshots(cli, &args.stage, args.all, args.json);
+        }
+        StageKind::Rsync(spec) => spec,
+        _ => bail!(
+            "stage `{}` keeps no snapshots: restic stages and rsync stages with `rotate` do",
             stage.name
-        );
+        ),
     };
     let Some(rotate) = &spec.rotate else {
         bail!(

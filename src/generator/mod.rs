@@ -425,6 +425,14 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
             .collect();
         let _ = writeln!(unit, "ReadWritePaths={}", words.join(" "));
     }
+    for (name, path) in &needs.credentials {
+        let _ = writeln!(
+            unit,
+            "LoadCredential={}:{}",
+            escape::value(name),
+            escape::value(&path.to_string_lossy())
+        );
+    }
     if needs.network {
         unit.push_str("PrivateNetwork=no\nRestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK\n");
     }

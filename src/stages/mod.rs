@@ -28,7 +28,8 @@ pub enum StageKind {
     Hello(hello::Spec),
     Exec(exec::Spec),
     Rsync(rsync::Spec),
-    Restic(restic::Spec),
+    /// Boxed: its spec is much larger than the others'.
+    Restic(Box<restic::Spec>),
 }
 
 impl StageKind {
@@ -55,7 +56,7 @@ impl StageKind {
             "hello" => StageKind::Hello(spec(table, store_root)?),
             "exec" => StageKind::Exec(spec(table, store_root)?),
             "rsync" => StageKind::Rsync(spec(table, store_root)?),
-            "restic" => StageKind::Restic(spec(table, store_root)?),
+            "restic" => StageKind::Restic(Box::new(spec(table, store_root)?)),
             _ => return Err(None),
         })
     }
@@ -74,7 +75,7 @@ impl StageKind {
             StageKind::Hello(spec) => spec,
             StageKind::Exec(spec) => spec,
             StageKind::Rsync(spec) => spec,
-            StageKind::Restic(spec) => spec,
+            StageKind::Restic(spec) => spec.as_ref(),
         }
     }
 }
@@ -120,6 +121,10 @@ pub struct Needs {
     /// Capabilities beyond reading everything, when run as root (system scope), e.g. the
     /// right to set owners on copied files.
     pub capabilities: Vec<&'static str>,
+    /// systemd credentials the unit loads (`LoadCredential=NAME:PATH`): the stage reads them
+    /// from `$CREDENTIALS_DIRECTORY/NAME`, so the secret file may stay readable by root only
+    /// even when the stage runs as another user.
+    pub credentials: Vec<(String, PathBuf)>,
 }
 
 /// A stage that finished (maybe with warnings).

@@ -258,6 +258,7 @@ impl Kind for Spec {
                 .collect(),
             // Writing a faithful copy as root: set owners and modes, write into copied dirs.
             capabilities,
+            credentials: Vec::new(),
         }
     }
 
