@@ -98,7 +98,7 @@ pub fn run_stage(
             report,
             run_id: run_id.to_string(),
         };
-        Ok(stage.kind.as_kind().run(&ctx))
+        Ok(run_kind(&ctx))
     };
     let duration = clock.elapsed().as_secs_f64();
     let record = |result, exit_code, error: Option<String>, outcome: Outcome| RunRecord {
@@ -169,6 +169,22 @@ pub fn run_stage(
         warn!("{problem}");
     }
     record
+}
+
+/// Runs the stage's kind, inside snapshots of its sources when the stage asks for them.
+fn run_kind(ctx: &StageContext) -> Result<Outcome, StageError> {
+    let sources = ctx.stage.kind.as_kind().needs().sources;
+    let Some(settings) = ctx.stage.snapshot.as_ref().filter(|_| !sources.is_empty()) else {
+        return ctx.stage.kind.as_kind().run(ctx);
+    };
+    let (result, warnings) =
+        crate::snapshot::around(settings, &sources, &ctx.stage.name, &ctx.state_dir, || {
+            ctx.stage.kind.as_kind().run(ctx)
+        })?;
+    result.map(|mut outcome| {
+        outcome.warnings.splice(0..0, warnings);
+        outcome
+    })
 }
 
 fn log_success(stage: &Stage, outcome: &Outcome, duration: f64) {

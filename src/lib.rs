@@ -14,4 +14,5 @@ pub mod process;
 pub mod report;
 pub mod runner;
 pub mod signals;
+pub mod snapshot;
 pub mod stages;

@@ -104,6 +104,12 @@ impl Kind for Spec {
                 _ => vec![],
             },
             capabilities: vec![],
+            sources: self
+                .paths
+                .get_ref()
+                .iter()
+                .map(|p| p.get_ref().clone())
+                .collect(),
         }
     }
 

@@ -170,6 +170,14 @@ impl Kind for Spec {
             } else {
                 vec!["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"]
             },
+            sources: self
+                .sources
+                .get_ref()
+                .iter()
+                .map(|s| s.get_ref())
+                .filter(|s| !is_remote(s))
+                .map(PathBuf::from)
+                .collect(),
         }
     }
 

@@ -1,0 +1,399 @@
+//! `snapshot = "btrfs"`: sources read from read-only snapshots in a private mount namespace,
+//! on a real btrfs filesystem on a loop device; no snapshot may outlive a run (success,
+//! failure, stop, SIGKILL + next run).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::util::btrfs::Btrfs;
+use crate::util::{assert_same_tree, backupctl, ok, require_tool, run, stderr, tempdir, write};
+
+/// A btrfs filesystem with a subvolume `data` holding `data/src`, plus a scratch directory
+/// (config, state, destinations) outside it.
+pub struct Setup {
+    pub fs: Btrfs,
+    pub scratch: tempfile::TempDir,
+    pub src: PathBuf,
+}
+
+impl Setup {
+    pub fn new() -> Self {
+        require_tool("rsync");
+        let fs = Btrfs::new();
+        fs.subvolume("data");
+        let src = fs.path("data/src");
+        write(&src.join("notes/a.txt"), "alpha\n");
+        write(&src.join("notes/b.txt"), "beta\n");
+        write(&src.join("big.bin"), random_bytes(3 << 20));
+        write(&src.join("live.bin"), vec![0u8; 64 << 10]);
+        let scratch = tempfile::Builder::new()
+            .prefix("snapshot-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        Setup { fs, scratch, src }
+    }
+
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(name)
+    }
+
+    /// Writes the config and returns its path.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let path = self.scratch("config.toml");
+        write(&path, text);
+        path
+    }
+
+    /// `backupctl --user --config CONFIG` with its state and cache in the scratch directory.
+    pub fn backupctl(&self) -> Command {
+        let mut command = backupctl();
+        command
+            .arg("--user")
+            .arg("--config")
+            .arg(self.scratch("config.toml"))
+            .env("XDG_STATE_HOME", self.scratch("state"))
+            .env("XDG_CACHE_HOME", self.scratch("cache"));
+        command
+    }
+
+    /// Waits for the run's snapshot to appear and returns its path.
+    #[track_caller]
+    pub fn wait_for_snapshot(&self) -> PathBuf {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(name) = self.fs.snapshots().first() {
+                return self.fs.path(name);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot appeared within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    // xorshift: incompressible enough that rsync's --bwlimit paces the copy.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Rewrites `path` in place, over and over, until dropped; each version is different.
+pub struct Rewriter {
+    stop: Arc<AtomicBool>,
+    pub versions: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Rewriter {
+    pub fn start(path: &Path) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let versions = Arc::new(AtomicU64::new(0));
+        let path = path.to_path_buf();
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            let versions = versions.clone();
+            move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let version = versions.fetch_add(1, Ordering::SeqCst);
+                    let line = format!("version {version:>12}\n");
+                    std::fs::write(&path, line.repeat(4096)).unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        });
+        Rewriter {
+            stop,
+            versions,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Rewriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `cp -a SNAPSHOT/src/. COPY`: the sources as the snapshot holds them.
+fn copy_from_snapshot(snapshot: &Path, copy: &Path) {
+    std::fs::create_dir_all(copy).unwrap();
+    ok(Command::new("cp")
+        .arg("-a")
+        .arg(snapshot.join("src/."))
+        .arg(copy));
+}
+
+fn rsync_config(setup: &Setup, extra: &str) -> PathBuf {
+    setup.config(&format!(
+        r#"
+[stage.copy]
+kind = "rsync"
+sources = ["{src}/"]
+destination = "{dest}"
+snapshot = "btrfs"
+{extra}
+"#,
+        src = setup.src.display(),
+        dest = setup.scratch("dest").display(),
+    ))
+}
+
+#[test]
+fn rsync_copies_a_file_rewritten_during_the_run_as_the_snapshot_holds_it() {
+    let setup = Setup::new();
+    // ~3 s for 3 MiB: the rewriter runs all along the copy.
+    rsync_config(&setup, r#"args = ["--bwlimit=1000"]"#);
+    let rewriter = Rewriter::start(&setup.src.join("live.bin"));
+    let child = setup
+        .backupctl()
+        .args(["run", "--here"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let snapshot = setup.wait_for_snapshot();
+    let before = rewriter.versions.load(Ordering::SeqCst);
+    copy_from_snapshot(&snapshot, &setup.scratch("copy"));
+    let output = child.wait_with_output().unwrap();
+    let after = rewriter.versions.load(Ordering::SeqCst);
+    drop(rewriter);
+    assert!(
+        output.status.success(),
+        "run failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        after > before + 10,
+        "the file was not rewritten during the run ({before} → {after})"
+    );
+    assert_same_tree(&setup.scratch("copy"), &setup.scratch("dest"));
+    assert_ne!(
+        std::fs::read(setup.src.join("live.bin")).unwrap(),
+        std::fs::read(setup.scratch("dest/live.bin")).unwrap(),
+        "the live file ended as it was copied: the test proves nothing"
+    );
+    assert_eq!(setup.fs.snapshots(), Vec::<String>::new());
+}
+
+#[test]
+fn restic_restores_the_snapshot_state_under_the_original_paths() {
+    require_tool("restic");
+    let setup = Setup::new();
+    let repo = setup.scratch("repo");
+    let password = setup.scratch("password");
+    write(&password, "correct horse battery staple\n");
+    ok(Command::new("restic")
+        .args(["init", "--repo"])
+        .arg(&repo)
+        .env("RESTIC_PASSWORD_FILE", &password));
+    // The password command runs once restic started, i.e. after the snapshot was taken:
+    // its pause is the window in which the test copies the snapshot.
+    let slow_password = setup.scratch("slow-password");
+    write(
+        &slow_password,
+        format!("#!/bin/sh\nsleep 2\nexec cat '{}'\n", password.display()),
+    );
+    std::fs::set_permissions(
+        &slow_password,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    setup.config(&format!(
+        r#"
+[stage.vault]
+kind = "restic"
+repository = "{repo}"
+password_command = ["{slow_password}"]
+paths = ["{src}"]
+snapshot = "btrfs"
+"#,
+        repo = repo.display(),
+        slow_password = slow_password.display(),
+        src = setup.src.display(),
+    ));
+    let rewriter = Rewriter::start(&setup.src.join("live.bin"));
+    let child = setup
+        .backupctl()
+        .args(["run", "--here"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let snapshot = setup.wait_for_snapshot();
+    copy_from_snapshot(&snapshot, &setup.scratch("copy"));
+    let output = child.wait_with_output().unwrap();
+    drop(rewriter);
+    assert!(
+        output.status.success(),
+        "run failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(setup.fs.snapshots(), Vec::<String>::new());
+
+    let restic = |args: &[&str]| {
+        let mut command = Command::new("restic");
+        command
+            .args(args)
+            .arg("--repo")
+            .arg(&repo)
+            .env("RESTIC_PASSWORD_FILE", &password);
+        command
+    };
+    let snapshots: serde_json::Value =
+        serde_json::from_str(&ok(&mut restic(&["snapshots", "--json"]))).unwrap();
+    assert_eq!(
+        snapshots[0]["paths"],
+        serde_json::json!([setup.src.display().to_string()]),
+        "restic recorded other paths than the sources"
+    );
+    let target = setup.scratch("restore");
+    ok(&mut restic(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]));
+    let restored = target.join(setup.src.strip_prefix("/").unwrap());
+    assert_same_tree(&setup.scratch("copy"), &restored);
+    assert_ne!(
+        std::fs::read(setup.src.join("live.bin")).unwrap(),
+        std::fs::read(restored.join("live.bin")).unwrap(),
+        "the live file ended as it was backed up: the test proves nothing"
+    );
+}
+
+#[test]
+fn a_failing_tool_leaves_no_snapshot() {
+    let setup = Setup::new();
+    rsync_config(&setup, r#"args = ["--no-such-option"]"#);
+    let output = run(setup.backupctl().args(["run", "--here"]));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("rsync failed"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("deleted snapshot"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(setup.fs.snapshots(), Vec::<String>::new());
+}
+
+#[test]
+fn a_source_off_btrfs_fails_unless_snapshot_is_auto() {
+    let setup = Setup::new();
+    let plain = tempdir();
+    write(&plain.path().join("f.txt"), "on ext4 or tmpfs\n");
+    let config = |mode: &str| {
+        setup.config(&format!(
+            r#"
+[stage.copy]
+kind = "rsync"
+sources = ["{plain}/", "{src}/notes"]
+destination = "{dest}"
+snapshot = "{mode}"
+"#,
+            plain = plain.path().display(),
+            src = setup.src.display(),
+            dest = setup.scratch("dest").display(),
+        ))
+    };
+    config("btrfs");
+    let output = run(setup.backupctl().args(["run", "--here"]));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains(&format!(
+            "{} is not on a btrfs filesystem; with snapshot = \"auto\"",
+            plain.path().display()
+        )),
+        "{}",
+        stderr(&output)
+    );
+    config("auto");
+    let output = run(setup.backupctl().args(["run", "--here"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is not on btrfs: backed up live"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(setup.scratch("dest/f.txt")).unwrap(),
+        "on ext4 or tmpfs\n"
+    );
+    assert_same_tree(&setup.src.join("notes"), &setup.scratch("dest/notes"));
+    assert_eq!(setup.fs.snapshots(), Vec::<String>::new());
+}
+
+#[test]
+fn snapshot_prefix_locations_and_exec_before_snapshot() {
+    let setup = Setup::new();
+    setup.fs.subvolume("other");
+    write(&setup.fs.path("other/o.txt"), "other\n");
+    std::fs::create_dir(setup.fs.path("snaps")).unwrap();
+    let marker = setup.scratch("exec-before-ran");
+    setup.config(&format!(
+        r#"
+[stage.copy]
+kind = "rsync"
+sources = ["{src}/notes", "{other}"]
+destination = "{dest}"
+snapshot = "btrfs"
+snapshot_prefix = "{snaps}"
+snapshot_locations = {{ "{other}" = "{mnt}/other-snap" }}
+exec_before_snapshot = ["touch", "{marker}"]
+"#,
+        src = setup.src.display(),
+        other = setup.fs.path("other").display(),
+        dest = setup.scratch("dest").display(),
+        snaps = setup.fs.path("snaps").display(),
+        mnt = setup.fs.mount.display(),
+        marker = marker.display(),
+    ));
+    let output = run(setup.backupctl().args(["run", "--here"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(marker.exists(), "exec_before_snapshot did not run");
+    let log = stderr(&output);
+    let data_flat = format!(
+        "{}/{}@backupctl.copy.",
+        setup.fs.path("snaps").display(),
+        setup
+            .fs
+            .path("data")
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+            .replace('/', "-")
+    );
+    assert!(log.contains(&format!("snapshot {data_flat}")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "snapshot {}/other-snap@backupctl.copy.",
+            setup.fs.mount.display()
+        )),
+        "{log}"
+    );
+    assert_same_tree(&setup.src.join("notes"), &setup.scratch("dest/notes"));
+    assert_eq!(
+        std::fs::read_to_string(setup.scratch("dest/other/o.txt")).unwrap(),
+        "other\n"
+    );
+    assert_eq!(setup.fs.snapshots(), Vec::<String>::new());
+}
