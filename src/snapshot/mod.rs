@@ -87,6 +87,10 @@ pub enum SnapshotError {
         "{0} is not on a btrfs filesystem; with snapshot = \"auto\" such sources are read live"
     )]
     NotBtrfs(PathBuf),
+    #[error(
+        "cannot create a snapshot in {0}: it is read-only here; under systemd a stage writes only where its config puts snapshots: set `snapshot_prefix` (or `snapshot_locations`) to a directory on the same btrfs filesystem and regenerate the units"
+    )]
+    ReadOnly(PathBuf),
     #[error("the source {0} does not exist")]
     MissingSource(PathBuf),
     #[error(
@@ -374,7 +378,14 @@ fn in_namespace<T>(
     };
     for place in &places {
         let name = snapshot_name(&place.stem, stage, &timestamp);
-        btrfs::snapshot_read_only(&place.subvolume, &place.directory, &name)?;
+        btrfs::snapshot_read_only(&place.subvolume, &place.directory, &name).map_err(|error| {
+            match error {
+                BtrfsError::Io { source, .. } if source.raw_os_error() == Some(libc::EROFS) => {
+                    SnapshotError::ReadOnly(place.directory.clone())
+                }
+                error => error.into(),
+            }
+        })?;
         info!(
             "snapshot {} of {} created",
             place.directory.join(&name).display(),
