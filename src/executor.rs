@@ -89,6 +89,10 @@ pub fn run_stage(
             "stage {} ({kind}) started",
             stage.name
         );
+        if let Some(sink) = crate::report::dbus::DbusSink::connect(scope, &stage.name) {
+            report.add_sink(Box::new(sink));
+        }
+        report.started();
         report.status(&format!("{kind}: starting"));
         let ctx = StageContext {
             config,
@@ -134,6 +138,7 @@ pub fn run_stage(
         }
         Ok(Ok(outcome)) => {
             log_success(stage, &outcome, duration);
+            report.completed(&outcome.figures, clock.elapsed());
             report.status(&format!(
                 "done in {}",
                 crate::report::short_duration(clock.elapsed())
@@ -155,6 +160,11 @@ pub fn run_stage(
                 stage.name
             );
             report.status(&format!("failed: {message}"));
+            report.error(&crate::report::ErrorReport {
+                error: message.clone(),
+                during: "stage".into(),
+                item: String::new(),
+            });
             record(
                 result,
                 failure.exit_code(),

@@ -603,3 +603,230 @@ fn snapshot_drop_in_security_score() {
         "{without} → {with_snapshot}"
     );
 }
+
+/// A private `dbus-daemon --session` for one test, stopped on drop.
+struct Bus {
+    address: String,
+    daemon: std::process::Child,
+}
+
+impl Bus {
+    fn start(dir: &Path) -> Self {
+        require_tool("dbus-daemon");
+        let mut daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!("--address=unix:path={}", dir.join("bus").display()))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(daemon.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(line.starts_with("unix:"), "dbus-daemon printed {line:?}");
+        Bus {
+            address: line.trim().to_string(),
+            daemon,
+        }
+    }
+
+    fn connect(&self) -> zbus::Connection {
+        zbus::block_on(async {
+            zbus::connection::Builder::address(self.address.as_str())
+                .build()
+                .await
+        })
+        .unwrap()
+    }
+
+    /// Collects the signals of `io.github.backupctl.Stage1` until the stage ends (or 60 s).
+    fn subscribe(&self) -> std::thread::JoinHandle<Vec<zbus::Message>> {
+        let connection = self.connect();
+        let (ready, subscribed) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            zbus::block_on(async {
+                use futures_util::StreamExt;
+                let rule = zbus::MatchRule::builder()
+                    .msg_type(zbus::message::Type::Signal)
+                    .interface("io.github.backupctl.Stage1")
+                    .build()
+                    .unwrap();
+                let mut stream = zbus::MessageStream::for_match_rule(rule, &connection, None)
+                    .await
+                    .unwrap();
+                ready.send(()).unwrap();
+                let mut messages = Vec::new();
+                while let Some(Ok(message)) = stream.next().await {
+                    let member = message.header().member().map(|m| m.to_string());
+                    messages.push(message);
+                    if matches!(member.as_deref(), Some("BackupComplete" | "Error")) {
+                        break;
+                    }
+                }
+                messages
+            })
+        });
+        subscribed.recv_timeout(Duration::from_secs(10)).unwrap();
+        thread
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+fn members(messages: &[zbus::Message]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| m.header().member().map(|m| m.to_string()))
+        .collect()
+}
+
+#[test]
+fn dbus_signals_carry_progress_and_the_journal_figures() {
+    let _lock = systemd_lock();
+    let setup = Setup::new();
+    let bus = Bus::start(setup.scratch.path());
+    rsync_config(
+        &setup,
+        &format!(
+            "snapshot_prefix = \"{}\"\nargs = [\"--bwlimit=1500\"]\nenvironment = {{ DBUS_SESSION_BUS_ADDRESS = \"{}\" }}\n",
+            setup.fs.mount.display(),
+            bus.address
+        ),
+    );
+    std::fs::create_dir_all(setup.scratch("dest")).unwrap();
+    let stage = InstalledStage::install(&setup, "copy", "dbus");
+    let signals = bus.subscribe();
+    let watch = setup
+        .backupctl()
+        .args(["watch", "copy"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ok(systemctl_user().arg("start").arg(&stage.unit));
+    let messages = signals.join().unwrap();
+    let watched = watch.wait_with_output().unwrap();
+
+    let names = members(&messages);
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("BackupStarted"),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("BackupComplete"),
+        "{names:?}"
+    );
+    let progress = names.iter().filter(|n| *n == "Progress").count();
+    assert!(progress >= 2, "only {progress} Progress signals: {names:?}");
+    let last_progress = messages
+        .iter()
+        .rfind(|m| m.header().member().is_some_and(|n| n == "Progress"))
+        .unwrap();
+    let (_, _, fraction, ..): (u64, u64, f64, u64, u64, u64, u64, u64, Vec<String>) =
+        last_progress.body().deserialize().unwrap();
+    assert!((0.0..=1.0).contains(&fraction), "percent_done {fraction}");
+
+    type Complete = (
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        i64,
+        i64,
+        u64,
+        u64,
+        u64,
+        f64,
+        String,
+        bool,
+    );
+    let complete: Complete = messages.last().unwrap().body().deserialize().unwrap();
+    let journal = ok(Command::new("journalctl")
+        .arg(format!("_SYSTEMD_USER_UNIT={}", stage.unit))
+        .arg("MESSAGE_ID=edee025d3a2744be8e6fbea7d3476beb")
+        .args(["-o", "json", "-n", "1", "--no-pager"]));
+    let record: serde_json::Value = serde_json::from_str(journal.trim()).unwrap();
+    let field = |name: &str| -> u64 {
+        record[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {record}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(complete.0, field("BACKUPCTL_FILES_NEW"), "files_new");
+    assert_eq!(
+        complete.1,
+        field("BACKUPCTL_FILES_CHANGED"),
+        "files_changed"
+    );
+    assert_eq!(complete.8, field("BACKUPCTL_BYTES_ADDED"), "data_added");
+    assert_eq!(
+        complete.9,
+        field("BACKUPCTL_FILES"),
+        "total_files_processed"
+    );
+    assert_eq!(
+        complete.10,
+        field("BACKUPCTL_BYTES_READ"),
+        "total_bytes_processed"
+    );
+    assert!(
+        complete.10 > 3 << 20,
+        "total_bytes_processed {}",
+        complete.10
+    );
+
+    let watched = String::from_utf8_lossy(&watched.stdout);
+    assert!(watched.contains("copy: started"), "{watched}");
+    assert!(watched.contains("copy: complete: "), "{watched}");
+    assert_eq!(setup.fs.snapshots(), Vec::<String>::new());
+}
+
+#[test]
+fn dbus_stop_ends_the_stage_and_leaves_no_snapshot() {
+    let setup = Setup::new();
+    let bus = Bus::start(setup.scratch.path());
+    rsync_config(&setup, r#"args = ["--bwlimit=500"]"#);
+    let signals = bus.subscribe();
+    let child = setup
+        .backupctl()
+        .args(["run", "--here"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    setup.wait_for_snapshot();
+    let connection = bus.connect();
+    zbus::block_on(connection.call_method(
+        Some("io.github.backupctl.stage.copy"),
+        "/io/github/backupctl/stage/copy",
+        Some("io.github.backupctl.Stage1"),
+        "Stop",
+        &(),
+    ))
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{log}");
+    assert!(log.contains("interrupted"), "{log}");
+    assert_eq!(setup.fs.snapshots(), Vec::<String>::new(), "{log}");
+    let messages = signals.join().unwrap();
+    let (error, during, _): (String, String, String) =
+        messages.last().unwrap().body().deserialize().unwrap();
+    assert_eq!(
+        (error.as_str(), during.as_str()),
+        ("stopped by a signal", "stage")
+    );
+}
