@@ -830,3 +830,9 @@ fn dbus_stop_ends_the_stage_and_leaves_no_snapshot() {
         ("stopped by a signal", "stage")
     );
 }
+
+#[test]
+fn the_snapshot_example_config_is_valid() {
+    let example = crate::util::repo_root().join("examples/snapshot.toml");
+    ok(backupctl().arg("--config").arg(&example).arg("check"));
+}

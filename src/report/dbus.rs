@@ -10,6 +10,9 @@
 //!
 //! A bus that is absent or refuses us never fails a backup: the sink is then simply missing.
 
+// The seed's signals carry many arguments, and the interface macro generates emitters with them.
+#![allow(clippy::too_many_arguments)]
+
 use std::time::{Duration, Instant};
 
 use zbus::Connection;
@@ -82,7 +85,6 @@ impl StageObject {
     async fn backup_started(emitter: &SignalEmitter<'_>) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    #[allow(clippy::too_many_arguments)]
     async fn progress(
         emitter: &SignalEmitter<'_>,
         seconds_elapsed: u64,
@@ -97,7 +99,6 @@ impl StageObject {
     ) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    #[allow(clippy::too_many_arguments)]
     async fn backup_complete(
         emitter: &SignalEmitter<'_>,
         files_new: u64,
