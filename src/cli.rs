@@ -65,6 +65,8 @@ pub enum Command {
     Snapshots(commands::snapshots::Args),
     /// Restore a snapshot of a stage into a directory.
     Restore(commands::restore::Args),
+    /// Show the progress of running stages live (from their D-Bus signals).
+    Watch(commands::watch::Args),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -149,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Umount(args) => commands::mount::umount(&cli, args),
         Command::Snapshots(args) => commands::snapshots::run(&cli, args),
         Command::Restore(args) => commands::restore::run(&cli, args),
+        Command::Watch(args) => commands::watch::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)

@@ -9,5 +9,6 @@ mod examples;
 mod generate;
 mod restic;
 mod run_here;
+mod snapshot;
 mod store;
 mod systemd_e2e;

@@ -11,3 +11,4 @@ pub mod run;
 pub mod snapshots;
 pub mod stage;
 pub mod store;
+pub mod watch;

@@ -17,6 +17,7 @@ use toml::de::{DeTable, DeValue};
 use super::store::{Password, Remote, Store};
 use super::{Config, ConfigError, DEFAULT_JOB, IoClass, Job, Stage, Timespan, calendar, size};
 use crate::dag;
+use crate::snapshot;
 use crate::stages::{self, SpecError};
 
 /// Keys every stage accepts besides those of its kind.
@@ -33,6 +34,10 @@ const COMMON_KEYS: &[&str] = &[
     "when_mounted",
     "environment",
     "store",
+    "snapshot",
+    "snapshot_prefix",
+    "snapshot_locations",
+    "exec_before_snapshot",
 ];
 
 const TOP_LEVEL_KEYS: &str = "job, jobs, stage, store";
@@ -62,6 +67,10 @@ struct RawCommon {
     when_mounted: Option<Spanned<PathBuf>>,
     environment: Option<IndexMap<Spanned<String>, Spanned<String>>>,
     store: Option<Spanned<String>>,
+    snapshot: Option<Spanned<String>>,
+    snapshot_prefix: Option<Spanned<PathBuf>>,
+    snapshot_locations: Option<IndexMap<Spanned<String>, Spanned<PathBuf>>>,
+    exec_before_snapshot: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -382,8 +391,9 @@ fn stage(
             Some(format!("one of: {kinds}")),
         ));
     };
-    let raw = RawCommon::deserialize(Spanned::new(stage_span.clone(), common).into_deserializer())
-        .map_err(|error| source.toml(error, None))?;
+    let mut raw =
+        RawCommon::deserialize(Spanned::new(stage_span.clone(), common).into_deserializer())
+            .map_err(|error| source.toml(error, None))?;
     let store_root = match &raw.store {
         None => None,
         Some(name) => match stores.iter().find(|store| store.name == *name.get_ref()) {
@@ -484,6 +494,7 @@ fn stage(
             Some("e.g. when_mounted = \"/mnt/usb\"".into()),
         ));
     }
+    let snapshot = snapshot_settings(source, &mut raw, &kind, &kind_name)?;
     let mut environment = IndexMap::new();
     for (key, value) in raw.environment.unwrap_or_default() {
         let valid = key
@@ -533,6 +544,7 @@ fn stage(
         when_mounted: raw.when_mounted.map(Spanned::into_inner),
         environment,
         store: raw.store.map(Spanned::into_inner),
+        snapshot,
         kind,
     };
     Ok((stage, after_spans))
@@ -757,6 +769,109 @@ fn store(
         size,
         keyfile: raw.keyfile.into_inner(),
     })
+}
+
+/// The snapshot keys of a stage: `snapshot` turns them on, the others need it; only kinds
+/// that read local sources can use them.
+fn snapshot_settings(
+    source: &Source,
+    raw: &mut RawCommon,
+    kind: &stages::StageKind,
+    kind_name: &str,
+) -> Result<Option<snapshot::Settings>, ConfigError> {
+    let absolute = |path: &Spanned<PathBuf>, key: &str| {
+        if path.get_ref().is_absolute() {
+            Ok(path.get_ref().clone())
+        } else {
+            Err(source.error(
+                path.span(),
+                format!("`{key}` needs absolute paths"),
+                Some("write the full path, starting with /".into()),
+            ))
+        }
+    };
+    let mode = match raw.snapshot.take() {
+        None => {
+            let stray = [
+                raw.snapshot_prefix
+                    .as_ref()
+                    .map(|p| ("snapshot_prefix", p.span())),
+                raw.exec_before_snapshot
+                    .as_ref()
+                    .map(|p| ("exec_before_snapshot", p.span())),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(
+                raw.snapshot_locations
+                    .iter()
+                    .flat_map(|map| map.keys().next())
+                    .map(|key| ("snapshot_locations", key.span())),
+            )
+            .next();
+            return match stray {
+                Some((key, span)) => Err(source.error(
+                    span,
+                    format!("`{key}` has no effect without `snapshot`"),
+                    Some(
+                        "add `snapshot = \"btrfs\"` (or \"auto\") to the stage, or remove the key"
+                            .into(),
+                    ),
+                )),
+                None => Ok(None),
+            };
+        }
+        Some(mode) => mode,
+    };
+    let mode_value = match mode.get_ref().as_str() {
+        "none" => return Ok(None),
+        "btrfs" => snapshot::Mode::Btrfs,
+        "auto" => snapshot::Mode::Auto,
+        other => {
+            return Err(source.error(
+                mode.span(),
+                format!("unknown snapshot kind `{other}`"),
+                Some("use \"btrfs\", \"auto\" (btrfs where possible, else the live files) or \"none\"".into()),
+            ));
+        }
+    };
+    if kind.as_kind().needs().sources.is_empty() {
+        return Err(source.error(
+            mode.span(),
+            format!("a `{kind_name}` stage reads no local sources to snapshot"),
+            Some("`snapshot` applies to stages that read local sources: rsync, restic".into()),
+        ));
+    }
+    let prefix = raw
+        .snapshot_prefix
+        .as_ref()
+        .map(|p| absolute(p, "snapshot_prefix"))
+        .transpose()?;
+    let mut locations = IndexMap::new();
+    for (key, stem) in raw.snapshot_locations.take().unwrap_or_default() {
+        let key = Spanned::new(key.span(), PathBuf::from(key.get_ref()));
+        locations.insert(
+            absolute(&key, "snapshot_locations")?,
+            absolute(&stem, "snapshot_locations")?,
+        );
+    }
+    let exec_before = match raw.exec_before_snapshot.take() {
+        Some(argv) if argv.get_ref().is_empty() => {
+            return Err(source.error(
+                argv.span(),
+                "`exec_before_snapshot` is empty",
+                Some("give a command and its arguments, e.g. [\"mount\", \"/mnt/top\"], or remove the key".into()),
+            ));
+        }
+        Some(argv) => argv.into_inner(),
+        None => Vec::new(),
+    };
+    Ok(Some(snapshot::Settings {
+        mode: mode_value,
+        prefix,
+        locations,
+        exec_before,
+    }))
 }
 
 /// Placeholder in `after` for "the stage before me in this job", resolved below; it cannot

@@ -68,6 +68,8 @@ pub struct Stage {
     /// Skip the stage cleanly unless this is a mount point (e.g. a USB disk).
     pub when_mounted: Option<PathBuf>,
     pub environment: IndexMap<String, String>,
+    /// `snapshot = "btrfs"|"auto"`: read the sources from btrfs snapshots (see `crate::snapshot`).
+    pub snapshot: Option<crate::snapshot::Settings>,
     /// The store this stage writes into (`store = "NAME"`); its unit requires the store's.
     pub store: Option<String>,
     pub kind: StageKind,

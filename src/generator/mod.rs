@@ -440,5 +440,35 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     if !caps.is_empty() && options.scope == Scope::System {
         let _ = writeln!(unit, "CapabilityBoundingSet={}", caps.join(" "));
     }
+    if let Some(settings) = &stage.snapshot {
+        snapshot_rights(&mut unit, settings, &needs);
+    }
     unit
+}
+
+/// What `snapshot = "btrfs"` needs on top of the template: write access where snapshots are
+/// created and deleted, and a private mount namespace with the right to bind-mount them
+/// (`CAP_SYS_ADMIN`, the `@mount` calls the template filters, `RestrictNamespaces=mnt`).
+/// The capability is granted in both scopes: a user manager running as root applies the
+/// template's bounding set too, and for other users the implied user namespace holds it.
+fn snapshot_rights(unit: &mut String, settings: &crate::snapshot::Settings, needs: &Needs) {
+    unit.push_str(
+        "# snapshot: create/delete btrfs snapshots, bind-mount them over the sources in a\n\
+         # private mount namespace.\n",
+    );
+    let dirs: Vec<String> = settings
+        .directories(&needs.sources)
+        .iter()
+        // "-": a directory that only exec_before_snapshot mounts does not exist yet.
+        .map(|dir| format!("-{}", escape::word(&dir.to_string_lossy())))
+        .collect();
+    if !dirs.is_empty() {
+        let _ = writeln!(unit, "ReadWritePaths={}", dirs.join(" "));
+    }
+    unit.push_str(
+        "PrivateMounts=yes\n\
+         RestrictNamespaces=mnt\n\
+         SystemCallFilter=@mount\n\
+         CapabilityBoundingSet=CAP_SYS_ADMIN\n",
+    );
 }

@@ -121,6 +121,8 @@ pub struct Needs {
     /// Capabilities beyond reading everything, when run as root (system scope), e.g. the
     /// right to set owners on copied files.
     pub capabilities: Vec<&'static str>,
+    /// Local paths the stage reads (what `snapshot = "btrfs"` snapshots).
+    pub sources: Vec<PathBuf>,
     /// systemd credentials the unit loads (`LoadCredential=NAME:PATH`): the stage reads them
     /// from `$CREDENTIALS_DIRECTORY/NAME`, so the secret file may stay readable by root only
     /// even when the stage runs as another user.
@@ -161,6 +163,8 @@ pub enum StageError {
     },
     #[error("stopped by a signal")]
     Interrupted,
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// A failure that may pass by itself (network down, repository locked): systemd may retry.
     #[error("{0}")]
     Temporary(String),
@@ -190,6 +194,7 @@ impl StageError {
         match self {
             StageError::Interrupted => crate::exit::INTERRUPTED,
             StageError::Temporary(_) => crate::exit::TEMPORARY,
+            StageError::Snapshot(error) if error.is_temporary() => crate::exit::TEMPORARY,
             StageError::Preflight(_) => crate::exit::PREFLIGHT,
             _ => crate::exit::FAILED,
         }

@@ -259,6 +259,14 @@ impl Kind for Spec {
             // Writing a faithful copy as root: set owners and modes, write into copied dirs.
             capabilities,
             credentials: Vec::new(),
+            sources: self
+                .sources
+                .get_ref()
+                .iter()
+                .map(|s| s.get_ref())
+                .filter(|s| !is_remote(s))
+                .map(PathBuf::from)
+                .collect(),
         }
     }
 

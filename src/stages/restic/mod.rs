@@ -501,6 +501,12 @@ impl Kind for Spec {
                 .collect(),
             capabilities: vec![],
             credentials,
+            sources: self
+                .paths
+                .iter()
+                .flat_map(|paths| paths.get_ref())
+                .map(|p| p.get_ref().clone())
+                .collect(),
         }
     }
 
