@@ -5,8 +5,10 @@
 //! to [`StageKind`], [`KIND_NAMES`] and [`StageKind::from_table`].
 
 pub mod exec;
+pub mod git;
 pub mod hello;
 pub mod restic;
+pub mod rclone;
 pub mod rsync;
 
 use std::ops::Range;
@@ -20,7 +22,7 @@ use crate::executor::StageContext;
 use crate::report::Figures;
 
 /// The kinds a config may name, as written in `kind = "…"`.
-pub const KIND_NAMES: &[&str] = &["hello", "exec", "rsync", "restic"];
+pub const KIND_NAMES: &[&str] = &["hello", "exec", "rsync", "restic", "git", "rclone"];
 
 /// A stage's kind with its validated keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +31,8 @@ pub enum StageKind {
     Exec(exec::Spec),
     Rsync(rsync::Spec),
     Restic(restic::Spec),
+    Git(git::Spec),
+    Rclone(rclone::Spec),
 }
 
 impl StageKind {
@@ -47,6 +51,8 @@ impl StageKind {
             "exec" => StageKind::Exec(spec(table)?),
             "rsync" => StageKind::Rsync(spec(table)?),
             "restic" => StageKind::Restic(spec(table)?),
+            "git" => StageKind::Git(spec(table)?),
+            "rclone" => StageKind::Rclone(spec(table)?),
             _ => return Err(None),
         })
     }
@@ -57,6 +63,8 @@ impl StageKind {
             StageKind::Exec(_) => "exec",
             StageKind::Rsync(_) => "rsync",
             StageKind::Restic(_) => "restic",
+            StageKind::Git(_) => "git",
+            StageKind::Rclone(_) => "rclone",
         }
     }
 
@@ -66,6 +74,8 @@ impl StageKind {
             StageKind::Exec(spec) => spec,
             StageKind::Rsync(spec) => spec,
             StageKind::Restic(spec) => spec,
+            StageKind::Git(spec) => spec,
+            StageKind::Rclone(spec) => spec,
         }
     }
 }
