@@ -53,6 +53,10 @@ pub enum Command {
     Stage(commands::stage::Args),
     /// Run a job: through systemd, or in this process with --here.
     Run(commands::run::Args),
+    /// List the versions of a stage's backup (git: the commits that touched a path).
+    History(commands::history::Args),
+    /// Restore files from a stage's backup into a directory.
+    Restore(commands::restore::Args),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -128,6 +132,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => commands::check::run(&cli, args),
         Command::Stage(args) => commands::stage::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
+        Command::History(args) => commands::history::run(&cli, args),
+        Command::Restore(args) => commands::restore::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
         Command::PreparePaths { paths } => commands::internal::prepare_paths(paths),
         Command::Completions { shell } => {

@@ -2,6 +2,8 @@
 
 pub mod check;
 pub mod generate;
+pub mod history;
 pub mod internal;
+pub mod restore;
 pub mod run;
 pub mod stage;

@@ -267,6 +267,9 @@ impl Spec {
                 "--delete",
                 "--delete-excluded",
                 "--info=skip1",
+                // Nanosecond mtimes: an edit in the same second as the last copy, keeping the
+                // size, must not be taken for "unchanged".
+                "--modify-window=-1",
                 // The repository's own .git is never touched; nested repositories in the
                 // sources are left out (their files are copied, their history is not).
                 "--filter=P /.git",
@@ -501,7 +504,10 @@ impl Spec {
                 .unwrap_or(0),
             _ => 0,
         };
-        tracing::info!("mirror of {remote} is at {after:?}, {new_commits} new commit(s)");
+        tracing::info!(
+            "mirror of {remote} is at {}, {new_commits} new commit(s)",
+            after.as_deref().unwrap_or("no commit yet")
+        );
         ctx.report
             .status(&format!("git: {new_commits} new commit(s) pulled"));
         Ok(Outcome {
