@@ -2,5 +2,5 @@
 //! layout). Every test runs the real tools; one that cannot run here fails and says what is
 //! missing (`util::require_tool`), it is never skipped silently.
 
+mod gitsync;
 mod util;
-

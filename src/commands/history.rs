@@ -35,7 +35,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 }
             }
             if entries.is_empty() && !args.json {
-                eprintln!("no commits touched {}", args.path.as_deref().unwrap_or("the backup"));
+                eprintln!(
+                    "no commits touched {}",
+                    args.path.as_deref().unwrap_or("the backup")
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -193,7 +193,8 @@ impl Spec {
 
     /// `git --git-dir=… ` for reading (history, restore), which works for both layouts.
     fn git_at<'a>(&self) -> Command<'a> {
-        self.git().arg(format!("--git-dir={}", self.git_dir().display()))
+        self.git()
+            .arg(format!("--git-dir={}", self.git_dir().display()))
     }
 
     /// `git -C REPO` for the work tree.
@@ -226,7 +227,8 @@ impl Spec {
         if given.is_absolute() {
             for source in self.sources() {
                 let source = source.get_ref();
-                if let (Ok(rest), Some(name)) = (given.strip_prefix(source), Self::tree_name(source))
+                if let (Ok(rest), Some(name)) =
+                    (given.strip_prefix(source), Self::tree_name(source))
                 {
                     return Path::new(&name).join(rest).to_string_lossy().into_owned();
                 }
@@ -255,7 +257,8 @@ impl Spec {
         // Hook for `snapshot = "btrfs"` (a common stage key the executor handles): when it
         // lands, the sources are read from the snapshot's paths instead of the live ones —
         // the tree names stay those of the configured sources.
-        ctx.report.status("git: copying the sources into the work tree");
+        ctx.report
+            .status("git: copying the sources into the work tree");
         let limit = self.max_file_size();
         let mut too_large = Vec::new();
         let mut warnings = Vec::new();
@@ -312,17 +315,21 @@ impl Spec {
             .args(["add", "--all", "--force", "--", "."])
             .on_stderr(|line| tracing::warn!("git add: {line}"))
             .run()?;
-        let lines = capture(
-            self.git_in_tree()
-                .args(["diff", "--cached", "--name-status", "--no-renames"]),
-        )?;
+        let lines = capture(self.git_in_tree().args([
+            "diff",
+            "--cached",
+            "--name-status",
+            "--no-renames",
+        ]))?;
         let changes = Changes::parse(&lines);
         let mut figures = Figures::default();
         if changes.is_empty() {
             tracing::info!("no changes since the last commit; nothing committed");
             ctx.report.status("git: no changes");
         } else {
-            let when = jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S %Z").to_string();
+            let when = jiff::Zoned::now()
+                .strftime("%Y-%m-%d %H:%M:%S %Z")
+                .to_string();
             ctx.report
                 .status(&format!("git: committing ({})", changes.summary()));
             with_author(self.git_in_tree())
@@ -369,7 +376,10 @@ impl Spec {
             )));
         }
         std::fs::create_dir_all(repo).map_err(|e| {
-            StageError::io(format!("cannot create the repository {}", repo.display()), e)
+            StageError::io(
+                format!("cannot create the repository {}", repo.display()),
+                e,
+            )
         })?;
         ctx.report.status("git: creating the repository");
         self.git()
@@ -422,13 +432,29 @@ impl Spec {
             let remote = remote.get_ref();
             let local = remote.strip_prefix("file://").unwrap_or(remote);
             if is_local(remote) && !Path::new(local).join("HEAD").exists() {
-                std::fs::create_dir_all(local).map_err(|e| {
-                    StageError::io(format!("cannot create the remote {local}"), e)
-                })?;
+                std::fs::create_dir_all(local)
+                    .map_err(|e| StageError::io(format!("cannot create the remote {local}"), e))?;
                 self.git()
-                    .args(["init", "--quiet", "--bare", "--initial-branch", &self.branch])
+                    .args([
+                        "init",
+                        "--quiet",
+                        "--bare",
+                        "--initial-branch",
+                        &self.branch,
+                    ])
                     .arg(local)
                     .run()?;
+                // gitweb and cgit show this as the project's description.
+                let description = format!(
+                    "backup of {} (backupctl stage {})\n",
+                    self.sources()
+                        .iter()
+                        .map(|s| s.get_ref().display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    ctx.stage.name
+                );
+                let _ = std::fs::write(Path::new(local).join("description"), description);
             }
             ctx.report.status(&format!("git: pushing to {remote}"));
             let refspec = format!("refs/heads/{0}:refs/heads/{0}", self.branch);
@@ -452,11 +478,7 @@ impl Spec {
         let repo = self.repository();
         let remote = self.remotes[0].get_ref();
         let exists = repo.join("HEAD").is_file();
-        let before = if exists {
-            head(self.git_at())?
-        } else {
-            None
-        };
+        let before = if exists { head(self.git_at())? } else { None };
         let temporary = |error: StageError| match error {
             StageError::ToolFailed { stderr, .. } => {
                 StageError::Temporary(format!("fetching {remote} failed: {}", stderr.trim()))
@@ -491,13 +513,15 @@ impl Spec {
             .run()?;
         let after = head(self.git_at())?;
         let new_commits = match (&before, &after) {
-            (Some(before), Some(after)) => capture(
-                self.git_at()
-                    .args(["rev-list", "--count", &format!("{before}..{after}")]),
-            )?
-            .first()
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or(0),
+            (Some(before), Some(after)) => {
+                capture(
+                    self.git_at()
+                        .args(["rev-list", "--count", &format!("{before}..{after}")]),
+                )?
+                .first()
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+            }
             (None, Some(after)) => capture(self.git_at().args(["rev-list", "--count", after]))?
                 .first()
                 .and_then(|n| n.trim().parse::<u64>().ok())
@@ -633,7 +657,10 @@ fn with_author(mut command: Command<'_>) -> Command<'_> {
 
 /// The commit HEAD points at, or `None` in a repository without commits.
 fn head(git: Command<'_>) -> Result<Option<String>, StageError> {
-    let lines = capture(git.args(["rev-parse", "--verify", "--quiet", "HEAD"]).ok_codes(&[1]))?;
+    let lines = capture(
+        git.args(["rev-parse", "--verify", "--quiet", "HEAD"])
+            .ok_codes(&[1]),
+    )?;
     Ok(lines.first().map(|l| l.trim().to_string()))
 }
 
@@ -798,7 +825,10 @@ mod tests {
             repository = "/var/lib/backupctl/git/sig"
             "#,
         );
-        assert_eq!(spec.tree_path("/srv/sync/sig/Notes/todo.md"), "Notes/todo.md");
+        assert_eq!(
+            spec.tree_path("/srv/sync/sig/Notes/todo.md"),
+            "Notes/todo.md"
+        );
         assert_eq!(spec.tree_path("/home/sig/Photos/2024"), "Photos/2024");
         assert_eq!(spec.tree_path("Notes/todo.md"), "Notes/todo.md");
         assert_eq!(spec.tree_path("./Notes/"), "Notes");

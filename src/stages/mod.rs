@@ -7,8 +7,8 @@
 pub mod exec;
 pub mod git;
 pub mod hello;
-pub mod restic;
 pub mod rclone;
+pub mod restic;
 pub mod rsync;
 
 use std::ops::Range;

@@ -240,7 +240,11 @@ impl Spec {
         let mut args: Vec<String> = ["--use-json-log", "--stats", "1s", "--verbose"]
             .map(String::from)
             .to_vec();
-        args.extend(self.exclude.iter().flat_map(|p| ["--exclude".into(), p.clone()]));
+        args.extend(
+            self.exclude
+                .iter()
+                .flat_map(|p| ["--exclude".into(), p.clone()]),
+        );
         if self.mode == Mode::Bisync {
             if let Some(percent) = &self.max_delete {
                 args.push("--max-delete".into());
@@ -257,9 +261,8 @@ impl Spec {
     /// Prepares bisync's work directory: says whether this is the first run (→ `--resync`),
     /// clears a lock left by a run that was killed, refuses to go on after a critical error.
     fn prepare_bisync(&self, workdir: &Path) -> Result<bool, StageError> {
-        std::fs::create_dir_all(workdir).map_err(|e| {
-            StageError::io(format!("cannot create {}", workdir.display()), e)
-        })?;
+        std::fs::create_dir_all(workdir)
+            .map_err(|e| StageError::io(format!("cannot create {}", workdir.display()), e))?;
         let names: Vec<String> = std::fs::read_dir(workdir)
             .map_err(|e| StageError::io(format!("cannot read {}", workdir.display()), e))?
             .flatten()
@@ -371,9 +374,8 @@ impl Kind for Spec {
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         for path in self.local_writes() {
-            std::fs::create_dir_all(&path).map_err(|e| {
-                StageError::io(format!("cannot create {}", path.display()), e)
-            })?;
+            std::fs::create_dir_all(&path)
+                .map_err(|e| StageError::io(format!("cannot create {}", path.display()), e))?;
         }
         let mut command = Command::new("rclone")
             .arg(self.mode.as_str())
@@ -392,8 +394,28 @@ impl Kind for Spec {
                 command = command.arg("--resync");
             }
         }
-        if let Some(config) = self.config_path()? {
+        let config = self.config_path()?;
+        if let Some(config) = &config {
             command = command.env("RCLONE_CONFIG", config);
+        }
+        if resync {
+            // A first sync may meet a side that does not exist yet (a new folder on the
+            // server). Later runs do not create it: then a missing side is an error.
+            for side in self
+                .locations()
+                .into_iter()
+                .map(|l| l.get_ref())
+                .filter(|l| is_remote(l))
+            {
+                let mut mkdir = Command::new("rclone").arg("mkdir").arg(side);
+                if let Some(config) = &config {
+                    mkdir = mkdir.env("RCLONE_CONFIG", config);
+                }
+                mkdir
+                    .envs(&ctx.stage.environment)
+                    .on_stderr(|line| tracing::info!("rclone mkdir: {line}"))
+                    .run()?;
+            }
         }
         ctx.report.status(&format!(
             "rclone: {}{}",
@@ -526,7 +548,10 @@ mod tests {
         assert_eq!(needs.writes, [PathBuf::from("/home/sig/Sync")]);
         assert!(needs.network);
         assert_eq!(needs.remotes, ["server:sync/sig"]);
-        assert!(spec.common_args().ends_with(&["--max-delete".into(), "25".into()]));
+        assert!(
+            spec.common_args()
+                .ends_with(&["--max-delete".into(), "25".into()])
+        );
     }
 
     #[test]
