@@ -70,6 +70,9 @@ pub enum Command {
     /// Create the directories a stage writes, before its sandbox is set up.
     #[command(hide = true)]
     PreparePaths {
+        /// Give new directories to this user (and group): the stage's `User=`.
+        #[arg(long, value_name = "USER[:GROUP]")]
+        owner: Option<String>,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -135,7 +138,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => commands::history::run(&cli, args),
         Command::Restore(args) => commands::restore::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
-        Command::PreparePaths { paths } => commands::internal::prepare_paths(paths),
+        Command::PreparePaths { owner, paths } => {
+            commands::internal::prepare_paths(owner.as_deref(), paths)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut command(), "backupctl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

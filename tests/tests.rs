@@ -2,5 +2,9 @@
 //! layout). Every test runs the real tools; one that cannot run here fails and says what is
 //! missing (`util::require_tool`), it is never skipped silently.
 
-mod gitsync;
 mod util;
+
+mod config_errors;
+mod generate;
+mod gitsync;
+mod systemd_e2e;

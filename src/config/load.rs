@@ -98,6 +98,10 @@ impl Source<'_> {
 fn hint_for_toml_message(message: &str) -> Option<String> {
     if message.starts_with("unknown field") {
         Some("remove the key or fix its spelling; `man backupctl` lists every key".into())
+    } else if let Some(field) = message.strip_prefix("missing field ") {
+        Some(format!(
+            "this table needs {field}; the README's config reference shows every key"
+        ))
     } else if message.contains("duplicate key") {
         Some("each table and key may appear once; stage names must be unique".into())
     } else {
@@ -211,12 +215,15 @@ fn default_job() -> Job {
     }
 }
 
+/// A key of a table with its value, both with their positions.
+type Entry<'i> = (Spanned<String>, Spanned<DeValue<'i>>);
+
 /// The entries of a table value, or an error at the value.
 fn table<'i>(
     source: &Source,
     value: Spanned<DeValue<'i>>,
     message: &str,
-) -> Result<Vec<(Spanned<String>, Spanned<DeValue<'i>>)>, ConfigError> {
+) -> Result<Vec<Entry<'i>>, ConfigError> {
     let span = value.span();
     match value.into_inner() {
         DeValue::Table(table) => Ok(table

@@ -126,6 +126,7 @@ PrivateTmp=yes
 PrivateDevices=yes
 PrivateNetwork=yes
 PrivateIPC=yes
+PrivateMounts=yes
 NoNewPrivileges=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
@@ -350,14 +351,26 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
             .collect();
         // Created before the sandbox is set up ("+": outside it), since a missing
         // ReadWritePaths= entry cannot be created from inside.
-        let mut prepare = vec!["prepare-paths", "--"];
+        let owner = match (&job.user, &job.group) {
+            (Some(user), Some(group)) if options.scope == Scope::System => {
+                Some(format!("--owner={user}:{group}"))
+            }
+            (Some(user), None) if options.scope == Scope::System => Some(format!("--owner={user}")),
+            _ => None,
+        };
+        let mut prepare = vec!["prepare-paths"];
+        prepare.extend(owner.as_deref());
+        prepare.push("--");
         prepare.extend(paths.iter().map(String::as_str));
         let escaped: Vec<String> = prepare.iter().map(|p| escape::exec_arg(p)).collect();
         let line = exec_line(config, options, &[]);
         let _ = writeln!(unit, "ExecStartPre=+{line} {}", escaped.join(" "));
         // "-": a path that is still missing must not fail the sandbox set-up of the
         // ExecStartPre= that creates it; each command gets its namespace anew.
-        let words: Vec<String> = paths.iter().map(|p| escape::word(&format!("-{p}"))).collect();
+        let words: Vec<String> = paths
+            .iter()
+            .map(|p| escape::word(&format!("-{p}")))
+            .collect();
         let _ = writeln!(unit, "ReadWritePaths={}", words.join(" "));
     }
     if needs.network {

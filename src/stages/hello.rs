@@ -211,7 +211,7 @@ fn check_destination(path: &Path, min_free: u64) -> Check {
     }
     let _ = std::fs::remove_file(&probe);
     let free = match nix::sys::statvfs::statvfs(existing) {
-        Ok(stat) => stat.blocks_available() as u64 * stat.fragment_size() as u64,
+        Ok(stat) => stat.blocks_available() * stat.fragment_size(),
         Err(error) => return fail(format!("cannot read free space: {error}")),
     };
     let created = if existing == path {
