@@ -266,20 +266,6 @@ fn stage(dir: &Path, config: &Path, name: &str) -> std::process::Output {
 // Tests.
 // ---------------------------------------------------------------------------------------
 
-/// Every shipped example config is valid (the same check people run).
-#[test]
-fn every_example_config_passes_check() {
-    let mut checked = 0;
-    for entry in std::fs::read_dir(repo_root().join("examples")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            ok(backupctl().arg("--config").arg(&path).arg("check"));
-            checked += 1;
-        }
-    }
-    assert!(checked >= 3, "expected the laptop, server and pi examples");
-}
-
 /// Commit mode: one commit per change, none without; excludes and the size limit honoured;
 /// `.gitignore` files in the sources hide nothing; history lists the commits of a path and
 /// restore brings back an old version byte for byte.

@@ -209,7 +209,10 @@ fn job_runs_hello_exec_and_rsync_in_order_under_the_user_manager() {
     assert_eq!(done["BACKUPCTL_FILES"], "9", "{done}");
 
     // And the run record of the state directory.
-    let runs = std::fs::read_to_string("/root/.local/state/backupctl/runs.jsonl").unwrap();
+    let runs = std::fs::read_to_string(
+        "/root/.local/state/backupctl/runs.jsonl", /* XDG_STATE_HOME of the user manager */
+    )
+    .unwrap();
     assert!(
         runs.lines()
             .any(|l| l.contains(&invocation) && l.contains("\"success\""))

@@ -5,6 +5,8 @@
 mod util;
 
 mod config_errors;
+mod examples;
 mod generate;
 mod gitsync;
+mod run_here;
 mod systemd_e2e;

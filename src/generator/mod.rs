@@ -172,14 +172,13 @@ fn template(config: &Config, options: &Options) -> String {
          # SIGTERM reaches backupctl, which stops its tool cleanly before exiting.\n\
          KillMode=mixed\n\
          TimeoutStopSec=2min\n\
-         StateDirectory=backupctl\n\
-         CacheDirectory=backupctl\n\
          # A background job yields to interactive work.\n\
          Nice=10\n\
          IOSchedulingClass=idle\n\
-         CPUWeight=20\n\
-         # Sandbox.\n",
+         CPUWeight=20\n",
     );
+    state_directories(&mut unit, config, options, true);
+    unit.push_str("# Sandbox.\n");
     let _ = writeln!(unit, "CapabilityBoundingSet={BASE_CAPABILITIES}");
     unit.push_str(HARDENING);
     unit
@@ -219,13 +218,43 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
         "ExecStart={}",
         exec_line(config, options, &["job-finished", &job.name])
     );
-    unit.push_str("StateDirectory=backupctl\n");
+    state_directories(&mut unit, config, options, false);
     if options.scope == Scope::System {
         user_and_group(&mut unit, job);
     }
     unit.push_str("CapabilityBoundingSet=\n");
     unit.push_str(HARDENING);
     unit
+}
+
+/// Where run records (and restic's cache) go. System scope: `StateDirectory=`/`CacheDirectory=`
+/// (/var/lib/backupctl, /var/cache/backupctl). User scope: the XDG directories under the home,
+/// the same that `backupctl status` reads outside any unit; systemd 252 would map
+/// `StateDirectory=` of a user unit to ~/.config instead.
+fn state_directories(unit: &mut String, config: &Config, options: &Options, cache: bool) {
+    if options.scope == Scope::System {
+        unit.push_str("StateDirectory=backupctl\n");
+        if cache {
+            unit.push_str("CacheDirectory=backupctl\n");
+        }
+        return;
+    }
+    let mut dirs = vec![("STATE_DIRECTORY", "%h/.local/state/backupctl")];
+    if cache {
+        dirs.push(("CACHE_DIRECTORY", "%h/.cache/backupctl"));
+    }
+    for (variable, dir) in &dirs {
+        let _ = writeln!(unit, "Environment={variable}={dir}");
+    }
+    let paths: Vec<&str> = dirs.iter().map(|(_, dir)| *dir).collect();
+    let _ = writeln!(
+        unit,
+        "ExecStartPre=+{} prepare-paths -- {}",
+        exec_line(config, options, &[]),
+        paths.join(" ")
+    );
+    let writable: Vec<String> = paths.iter().map(|dir| format!("-{dir}")).collect();
+    let _ = writeln!(unit, "ReadWritePaths={}", writable.join(" "));
 }
 
 fn user_and_group(unit: &mut String, job: &Job) {
