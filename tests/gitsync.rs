@@ -760,3 +760,110 @@ remotes = ["{dir}/srv/git/sig.git"]
     let newest = chromium(&format!("{base}?p=sig.git;a=blob;f=Notes/todo.md;hb=main"));
     assert!(newest.contains("second version: buy bread"), "{newest}");
 }
+
+/// The git and rclone stages inside their generated, hardened units under the real systemd
+/// user manager: the git stage commits and pushes to a local bare repository, an rclone copy
+/// stage copies the same folder; both succeed in the sandbox (`ProtectSystem=strict`,
+/// `ReadWritePaths=` only where they write).
+#[test]
+fn git_and_rclone_stages_run_in_their_units_under_the_user_manager() {
+    use crate::util::{systemctl_user, systemd_lock, systemd_user_env};
+    require_tool("systemctl");
+    require_tool("git");
+    require_tool("rsync");
+    require_tool("rclone");
+    let _lock = systemd_lock();
+    systemd_user_env();
+    // Not under /tmp: the units have PrivateTmp=.
+    let root = PathBuf::from(format!(
+        "/var/lib/backupctl-e2e/gitsync-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = run(systemctl_user().args(["stop", "backup-job.service"]));
+            let list = Path::new(UNIT_DIR).join(".backupctl-generated");
+            if let Ok(files) = std::fs::read_to_string(&list) {
+                for file in files.lines() {
+                    let path = Path::new(UNIT_DIR).join(file);
+                    let _ = std::fs::remove_file(&path);
+                    if let Some(parent) = path.parent() {
+                        let _ = std::fs::remove_dir(parent);
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(list);
+            let _ = run(systemctl_user().arg("daemon-reload"));
+            let _ = run(systemctl_user().arg("reset-failed"));
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+    const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
+    let _cleanup = Cleanup(root.clone());
+    let binary = root.join("backupctl");
+    std::fs::copy(crate::util::backupctl_path(), &binary).unwrap();
+    let notes = root.join("sync/Notes");
+    write(&notes.join("todo.md"), "in the sandbox\n");
+    write(&notes.join("deep/er.txt"), vec![b'x'; 5000]);
+    let config = root.join("config.toml");
+    write(
+        &config,
+        format!(
+            r#"
+[stage.git]
+kind = "git"
+sources = ["{root}/sync/Notes"]
+repository = "{root}/work"
+remotes = ["{root}/srv/git/sig.git"]
+
+[stage.disk]
+kind = "rclone"
+mode = "copy"
+source = "{root}/sync"
+destination = "{root}/disk/sync"
+"#,
+            root = root.display()
+        ),
+    );
+    ok(Command::new(&binary)
+        .arg("--config")
+        .arg(&config)
+        .args(["--user", "generate", "--output", UNIT_DIR]));
+    ok(systemctl_user().arg("daemon-reload"));
+    let started = run(systemctl_user().args(["start", "backup-job.service"]));
+    let show = |unit: &str| {
+        ok(systemctl_user().args(["show", "-p", "Result", "--value", unit]))
+            .trim()
+            .to_string()
+    };
+    let journal = || {
+        ok(Command::new("journalctl").args([
+            "--no-pager",
+            "-o",
+            "cat",
+            "--user-unit",
+            "backup@git.service",
+            "--user-unit",
+            "backup@disk.service",
+        ]))
+    };
+    assert!(
+        started.status.success() && show("backup@git.service") == "success",
+        "the job failed: {}\n{}",
+        stderr(&started),
+        journal()
+    );
+    assert_eq!(show("backup@disk.service"), "success", "{}", journal());
+    let bare = root.join("srv/git/sig.git");
+    assert_eq!(commit_count(&bare), 1);
+    assert_eq!(
+        git(&bare, &["show", "main:Notes/todo.md"]),
+        "in the sandbox"
+    );
+    assert_same_files(&root.join("sync"), &root.join("disk/sync"));
+}

@@ -8,18 +8,22 @@
 #   2. a whole `backupctl stage` of a git stage without changes vs `rsync -a` of the
 #      same tree (the copy alone).
 #
-# Usage: scripts/bench.d/git.sh [FILES]     (default 5000 files of 4 KiB in 50 directories)
+# Usage: scripts/bench.d/git.sh [FILES]     (default: $BENCH_GIT_FILES or 2000 files of 4 KiB
+#                                            in 50 directories)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-files=${1:-5000}
+files=${1:-${BENCH_GIT_FILES:-2000}}
 work=$(mktemp -d /tmp/backupctl-bench-git.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-echo "== building backupctl (release) and the libgit2 bench helper"
-cargo build --release --quiet
+echo "== building the libgit2 bench helper (and backupctl unless BACKUPCTL_BIN is set)"
+if [[ -z ${BACKUPCTL_BIN:-} ]]; then
+	cargo build --release --quiet
+	BACKUPCTL_BIN=$PWD/target/release/backupctl
+fi
 cargo build --release --quiet --manifest-path scripts/bench.d/git-engine/Cargo.toml
-backupctl=$PWD/target/release/backupctl
+backupctl=$BACKUPCTL_BIN
 engine=$PWD/scripts/bench.d/git-engine/target/release/git-engine-bench
 
 echo "== making a tree of $files files"

@@ -496,6 +496,13 @@ impl Spec {
                 .run()
                 .map_err(temporary)?;
         } else {
+            if std::fs::read_dir(repo).is_ok_and(|mut entries| entries.next().is_some()) {
+                return Err(StageError::Failed(format!(
+                    "{} holds files but no git repository; the mirror needs an empty or new \
+                     directory",
+                    repo.display()
+                )));
+            }
             ctx.report.status(&format!("git: cloning {remote}"));
             std::fs::create_dir_all(repo).map_err(|e| {
                 StageError::io(format!("cannot create the mirror {}", repo.display()), e)
