@@ -212,6 +212,8 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
     }
     let all: Vec<String> = stages.iter().map(|s| stage_unit(&s.name)).collect();
     let _ = writeln!(unit, "After={}", all.join(" "));
+    // `systemctl stop backup-JOB` stops the running stages too (Requires= alone does not).
+    let _ = writeln!(unit, "PropagatesStopTo={}", all.join(" "));
     unit.push_str("\n[Service]\nType=oneshot\n");
     let _ = writeln!(
         unit,
