@@ -867,3 +867,46 @@ destination = "{root}/disk/sync"
     );
     assert_same_files(&root.join("sync"), &root.join("disk/sync"));
 }
+
+/// rclone's config can come from a systemd credential: with `config_credential` it is read
+/// from `$CREDENTIALS_DIRECTORY` (what `LoadCredential=` provides); without that directory
+/// the stage fails its preflight and says how to provide it.
+#[test]
+fn rclone_config_comes_from_a_credential() {
+    require_tool("rclone");
+    let dir = tempdir();
+    let dir = dir.path();
+    write(&dir.join("src/a/b.txt"), "through a credential\n");
+    write(
+        &dir.join("credentials/rclone.conf"),
+        "[store]\ntype = local\n",
+    );
+    let config = stage_config(
+        dir,
+        &format!(
+            r#"
+[stage.copy]
+kind = "rclone"
+mode = "copy"
+source = "{dir}/src"
+destination = "store:{dir}/dst"
+config_credential = "rclone.conf"
+"#,
+            dir = dir.display()
+        ),
+    );
+    let without = stage(dir, &config, "copy");
+    assert_eq!(without.status.code(), Some(3), "{}", stderr(&without));
+    assert!(stderr(&without).contains("LoadCredential=rclone.conf"));
+
+    let with = run(backupctl()
+        .arg("--config")
+        .arg(&config)
+        .args(["stage", "copy"])
+        .env("STATE_DIRECTORY", dir.join("state"))
+        .env("CREDENTIALS_DIRECTORY", dir.join("credentials")));
+    assert!(with.status.success(), "{}", stderr(&with));
+    assert_same_files(&dir.join("src"), &dir.join("dst"));
+    let record = assert_result(dir, "copy", "success");
+    assert_eq!(record["figures"]["files_changed"], 1, "{record}");
+}
