@@ -264,9 +264,12 @@ impl Spec {
         let mut warnings = Vec::new();
         let mut rsync = Command::new("rsync")
             .args([
-                "--archive",
-                "--no-devices",
-                "--no-specials",
+                // What git can keep (contents, symlinks, the executable bit) plus mtimes for
+                // rsync's quick check; no owners, so root needs no CAP_CHOWN for it.
+                "--recursive",
+                "--links",
+                "--perms",
+                "--times",
                 "--delete",
                 "--delete-excluded",
                 "--info=skip1",
