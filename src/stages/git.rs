@@ -4,12 +4,12 @@
 //! stage keeps a mirror of a remote repository (the Raspberry Pi's second copy).
 //!
 //! Why the `git` program and not a library: pushing over ssh must honour the user's ssh config,
-//! keys and known hosts exactly as `git push` does, `git gc --auto` and `git fsck` only exist
-//! there, and measured against libgit2 (git2) it was as fast or faster in every case: the
-//! cost is reading the tree, not starting processes (`scripts/bench.d/git.sh`, figures in
-//! docs/git-and-rclone.md). The user's and the
-//! system's git config are ignored (`GIT_CONFIG_GLOBAL=/dev/null`), so a `commit.gpgsign` or a
-//! hook setting elsewhere cannot break a backup.
+//! keys and known hosts exactly as `git push` does, `git gc --auto` only exists there, and
+//! measured against libgit2 (git2) it was as fast or faster in every case: the cost is reading
+//! the tree, not starting processes (`scripts/bench.d/git.sh`, figures in
+//! docs/git-and-rclone.md). The user's and the system's git config are ignored
+//! (`GIT_CONFIG_GLOBAL=/dev/null`), so a `commit.gpgsign` or a hook setting elsewhere cannot
+//! break a backup.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
