@@ -63,7 +63,9 @@ pub enum Command {
     Umount(commands::mount::UmountArgs),
     /// List the snapshots of a stage: a restic repository's, or rotated btrfs snapshots.
     Snapshots(commands::snapshots::Args),
-    /// Restore a snapshot of a stage into a directory.
+    /// List the versions of a stage's backup (git: the commits that touched a path).
+    History(commands::history::Args),
+    /// Restore files from a stage's backup (restic snapshot, git commit) into a directory.
     Restore(commands::restore::Args),
     /// Show the progress of running stages live (from their D-Bus signals).
     Watch(commands::watch::Args),
@@ -150,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mount(args) => commands::mount::mount(&cli, args),
         Command::Umount(args) => commands::mount::umount(&cli, args),
         Command::Snapshots(args) => commands::snapshots::run(&cli, args),
+        Command::History(args) => commands::history::run(&cli, args),
         Command::Restore(args) => commands::restore::run(&cli, args),
         Command::Watch(args) => commands::watch::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),

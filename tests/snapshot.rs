@@ -463,7 +463,10 @@ impl Drop for InstalledStage {
         let _ = systemctl_user().arg("stop").arg(&self.unit).status();
         for file in &self.files {
             let _ = std::fs::remove_file(file);
-            if let Some(dir) = file.parent().filter(|d| d.extension().is_some_and(|ext| ext == "d")) {
+            if let Some(dir) = file
+                .parent()
+                .filter(|d| d.extension().is_some_and(|ext| ext == "d"))
+            {
                 let _ = std::fs::remove_dir(dir);
             }
         }

@@ -7,6 +7,7 @@ mod util;
 mod config_errors;
 mod examples;
 mod generate;
+mod gitsync;
 mod restic;
 mod run_here;
 mod snapshot;

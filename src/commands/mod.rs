@@ -3,6 +3,7 @@
 pub mod check;
 pub mod generate;
 pub mod hello;
+pub mod history;
 pub mod internal;
 pub mod mount;
 pub mod restic_cli;

@@ -5,7 +5,9 @@
 //! to [`StageKind`], [`KIND_NAMES`] and [`StageKind::from_table`].
 
 pub mod exec;
+pub mod git;
 pub mod hello;
+pub mod rclone;
 pub mod restic;
 pub mod rsync;
 
@@ -20,7 +22,7 @@ use crate::executor::StageContext;
 use crate::report::Figures;
 
 /// The kinds a config may name, as written in `kind = "…"`.
-pub const KIND_NAMES: &[&str] = &["hello", "exec", "rsync", "restic"];
+pub const KIND_NAMES: &[&str] = &["hello", "exec", "rsync", "restic", "git", "rclone"];
 
 /// A stage's kind with its validated keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +32,8 @@ pub enum StageKind {
     Rsync(rsync::Spec),
     /// Boxed: its spec is much larger than the others'.
     Restic(Box<restic::Spec>),
+    Git(git::Spec),
+    Rclone(rclone::Spec),
 }
 
 impl StageKind {
@@ -57,6 +61,8 @@ impl StageKind {
             "exec" => StageKind::Exec(spec(table, store_root)?),
             "rsync" => StageKind::Rsync(spec(table, store_root)?),
             "restic" => StageKind::Restic(Box::new(spec(table, store_root)?)),
+            "git" => StageKind::Git(spec(table, store_root)?),
+            "rclone" => StageKind::Rclone(spec(table, store_root)?),
             _ => return Err(None),
         })
     }
@@ -67,6 +73,8 @@ impl StageKind {
             StageKind::Exec(_) => "exec",
             StageKind::Rsync(_) => "rsync",
             StageKind::Restic(_) => "restic",
+            StageKind::Git(_) => "git",
+            StageKind::Rclone(_) => "rclone",
         }
     }
 
@@ -76,6 +84,8 @@ impl StageKind {
             StageKind::Exec(spec) => spec,
             StageKind::Rsync(spec) => spec,
             StageKind::Restic(spec) => spec.as_ref(),
+            StageKind::Git(spec) => spec,
+            StageKind::Rclone(spec) => spec,
         }
     }
 }
