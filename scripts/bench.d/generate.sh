@@ -19,14 +19,20 @@ make_config() { # STAGES FILE
 	} >"$2"
 }
 
-args=()
-for n in 5 50 500; do
-	make_config "$n" "$work/$n.toml"
-	args+=(-n "generate-$n" "$bin --config $work/$n.toml generate --output $work/out-$n")
-done
-hyperfine -N --warmup 5 --min-runs 30 --export-json "$work/result.json" \
-	-n version "$bin --version" "${args[@]}" >/dev/null
-python3 - "$work/result.json" <<'PY'
+# Two runs: into a fresh directory (every unit written), and again over an unchanged set
+# (what `daemon-reload` with the generator, or a second `generate`, costs).
+for mode in fresh unchanged; do
+	args=()
+	for n in 5 50 500; do
+		make_config "$n" "$work/$n.toml"
+		args+=(-n "generate-$n" "$bin --config $work/$n.toml generate --output $work/out-$n")
+	done
+	prepare=true
+	[[ $mode == fresh ]] && prepare="rm -rf $work/out-5 $work/out-50 $work/out-500"
+	hyperfine -N --warmup 3 --min-runs 20 --prepare "$prepare" --export-json "$work/$mode.json" \
+		-n version "$bin --version" "${args[@]}" >/dev/null 2>&1
+	echo "-- $mode output directory"
+	python3 - "$work/$mode.json" <<'PY'
 import json, sys
 results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 base = results["version"]["mean"]
@@ -34,3 +40,4 @@ print(f"{'command':<14} {'mean':>10} {'stddev':>9} {'ratio to --version':>19}")
 for name, r in results.items():
     print(f"{name:<14} {r['mean']*1000:>8.2f}ms {r['stddev']*1000:>7.2f}ms {r['mean']/base:>18.2f}x")
 PY
+done

@@ -56,7 +56,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| crate::paths::unit_dir(scope));
     let written = generator::write::write_units(&dir, &files)
         .with_context(|| format!("writing units into {}", dir.display()))?;
-    println!("wrote {} files to {}", written.files.len(), dir.display());
+    println!(
+        "wrote {} files to {} ({} unchanged)",
+        written.files.len(),
+        dir.display(),
+        written.unchanged
+    );
     for removed in &written.removed {
         println!("removed {} (no longer in the config)", removed.display());
     }

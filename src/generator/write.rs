@@ -24,6 +24,8 @@ pub struct WriteError {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Written {
     pub files: Vec<PathBuf>,
+    /// Files that already held what we generated, left untouched.
+    pub unchanged: usize,
     pub removed: Vec<PathBuf>,
 }
 
@@ -35,9 +37,15 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> Result<Written, WriteError
     fs::create_dir_all(dir).map_err(at(dir))?;
     let suffix = format!(".backupctl-tmp-{}", std::process::id());
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut kept = 0;
     let result = (|| {
         for file in files {
             let target = dir.join(&file.path);
+            if unchanged(&target, &file.content) {
+                // Rewriting an identical unit costs a create and a rename for nothing.
+                kept += 1;
+                continue;
+            }
             let parent = target.parent().unwrap_or(dir);
             fs::create_dir_all(parent).map_err(at(parent))?;
             let mut temporary = target.clone().into_os_string();
@@ -68,7 +76,10 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> Result<Written, WriteError
     // `generate` or boot, and a 500-stage config would pay 500 flushes. Renaming over an
     // existing file still never exposes half a file (temporary file + rename).
     let previous = previous_files(dir);
-    let mut written = Written::default();
+    let mut written = Written {
+        unchanged: kept,
+        ..Written::default()
+    };
     for (temporary, target) in staged {
         fs::rename(&temporary, &target).map_err(at(&target))?;
         if !target.ends_with(MANIFEST) {
@@ -91,6 +102,14 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> Result<Written, WriteError
         }
     }
     Ok(written)
+}
+
+/// Whether `path` already holds exactly `content`.
+fn unchanged(path: &Path, content: &Content) -> bool {
+    match content {
+        Content::Text(text) => fs::read(path).is_ok_and(|old| old == text.as_bytes()),
+        Content::Symlink(target) => fs::read_link(path).is_ok_and(|old| old == *target),
+    }
 }
 
 fn stage_file(path: &Path, content: &Content) -> std::io::Result<()> {
