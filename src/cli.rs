@@ -53,6 +53,8 @@ pub enum Command {
     Stage(commands::stage::Args),
     /// Run a job: through systemd, or in this process with --here.
     Run(commands::run::Args),
+    /// Compare a tree (e.g. a restore) against a manifest; exit 1 if they differ.
+    Verify(commands::verify::Args),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -128,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => commands::check::run(&cli, args),
         Command::Stage(args) => commands::stage::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
+        Command::Verify(args) => commands::verify::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
         Command::PreparePaths { paths } => commands::internal::prepare_paths(paths),
         Command::Completions { shell } => {

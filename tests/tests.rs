@@ -3,4 +3,3 @@
 //! missing (`util::require_tool`), it is never skipped silently.
 
 mod util;
-

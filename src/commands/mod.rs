@@ -5,3 +5,4 @@ pub mod generate;
 pub mod internal;
 pub mod run;
 pub mod stage;
+pub mod verify;

@@ -357,7 +357,10 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
         let _ = writeln!(unit, "ExecStartPre=+{line} {}", escaped.join(" "));
         // "-": a path that is still missing must not fail the sandbox set-up of the
         // ExecStartPre= that creates it; each command gets its namespace anew.
-        let words: Vec<String> = paths.iter().map(|p| escape::word(&format!("-{p}"))).collect();
+        let words: Vec<String> = paths
+            .iter()
+            .map(|p| escape::word(&format!("-{p}")))
+            .collect();
         let _ = writeln!(unit, "ReadWritePaths={}", words.join(" "));
     }
     if needs.network {

@@ -11,8 +11,8 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
-use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -61,13 +61,25 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
         let stage = ctx.event_scope().and_then(|scope| {
             scope.from_root().find_map(|span| {
                 let extensions = span.extensions();
                 let fields = extensions.get::<FormattedFields<N>>()?;
                 let value = fields.fields.split("backupctl_stage=").nth(1)?;
-                Some(value.split(' ').next().unwrap_or("").trim_matches('"').to_string())
+                Some(
+                    value
+                        .split(' ')
+                        .next()
+                        .unwrap_or("")
+                        .trim_matches('"')
+                        .to_string(),
+                )
             })
         });
         let level = *event.metadata().level();

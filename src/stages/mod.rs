@@ -5,7 +5,9 @@
 //! to [`StageKind`], [`KIND_NAMES`] and [`StageKind::from_table`].
 
 pub mod exec;
+pub mod gitrepos;
 pub mod hello;
+pub mod manifest;
 pub mod restic;
 pub mod rsync;
 
@@ -20,7 +22,7 @@ use crate::executor::StageContext;
 use crate::report::Figures;
 
 /// The kinds a config may name, as written in `kind = "…"`.
-pub const KIND_NAMES: &[&str] = &["hello", "exec", "rsync", "restic"];
+pub const KIND_NAMES: &[&str] = &["hello", "exec", "rsync", "restic", "gitrepos", "manifest"];
 
 /// A stage's kind with its validated keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +31,8 @@ pub enum StageKind {
     Exec(exec::Spec),
     Rsync(rsync::Spec),
     Restic(restic::Spec),
+    Gitrepos(gitrepos::Spec),
+    Manifest(manifest::Spec),
 }
 
 impl StageKind {
@@ -47,6 +51,8 @@ impl StageKind {
             "exec" => StageKind::Exec(spec(table)?),
             "rsync" => StageKind::Rsync(spec(table)?),
             "restic" => StageKind::Restic(spec(table)?),
+            "gitrepos" => StageKind::Gitrepos(spec(table)?),
+            "manifest" => StageKind::Manifest(spec(table)?),
             _ => return Err(None),
         })
     }
@@ -57,6 +63,8 @@ impl StageKind {
             StageKind::Exec(_) => "exec",
             StageKind::Rsync(_) => "rsync",
             StageKind::Restic(_) => "restic",
+            StageKind::Gitrepos(_) => "gitrepos",
+            StageKind::Manifest(_) => "manifest",
         }
     }
 
@@ -66,6 +74,8 @@ impl StageKind {
             StageKind::Exec(spec) => spec,
             StageKind::Rsync(spec) => spec,
             StageKind::Restic(spec) => spec,
+            StageKind::Gitrepos(spec) => spec,
+            StageKind::Manifest(spec) => spec,
         }
     }
 }

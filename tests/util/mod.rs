@@ -20,14 +20,19 @@ pub fn backupctl_path() -> PathBuf {
 /// A `backupctl` command with a clean logging environment.
 pub fn backupctl() -> Command {
     let mut command = Command::new(backupctl_path());
-    command.env_remove("BACKUPCTL_CONFIG").env_remove("JOURNAL_STREAM").env_remove("NOTIFY_SOCKET");
+    command
+        .env_remove("BACKUPCTL_CONFIG")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET");
     command
 }
 
 /// Runs a command and returns its output, panicking with everything it printed on failure
 /// when `expect_success` is set.
 pub fn run(command: &mut Command) -> Output {
-    command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }
 
 pub fn stdout(output: &Output) -> String {
@@ -58,12 +63,18 @@ pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
         .unwrap_or(false);
-    assert!(found, "this test needs `{tool}`, which is not installed: run scripts/setup-deps");
+    assert!(
+        found,
+        "this test needs `{tool}`, which is not installed: run scripts/setup-deps"
+    );
 }
 
 /// A fresh temporary directory, removed at the end of the test.
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("backupctl-test-").tempdir().expect("temporary directory")
+    tempfile::Builder::new()
+        .prefix("backupctl-test-")
+        .tempdir()
+        .expect("temporary directory")
 }
 
 /// Writes a file, creating parent directories.
@@ -90,7 +101,11 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
         String::from_utf8_lossy(&diff.stdout),
         String::from_utf8_lossy(&diff.stderr)
     );
-    assert_eq!(tree_listing(expected), tree_listing(actual), "modes or types differ");
+    assert_eq!(
+        tree_listing(expected),
+        tree_listing(actual),
+        "modes or types differ"
+    );
 }
 
 /// `relative-path type mode` for every entry, sorted (what diff does not compare).
@@ -101,7 +116,10 @@ pub fn tree_listing(root: &Path) -> Vec<String> {
         .current_dir(root)
         .output()
         .expect("find");
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
     lines.sort();
     lines
 }
@@ -112,7 +130,10 @@ pub fn systemd_user_env() -> &'static [(String, String)] {
     static ENV: OnceLock<Vec<(String, String)>> = OnceLock::new();
     ENV.get_or_init(|| {
         let script = repo_root().join("scripts/systemd-sandbox");
-        let output = Command::new(&script).arg("start").output().expect("run scripts/systemd-sandbox");
+        let output = Command::new(&script)
+            .arg("start")
+            .output()
+            .expect("run scripts/systemd-sandbox");
         assert!(
             output.status.success(),
             "the systemd user manager could not be started:\n{}",
@@ -130,7 +151,9 @@ pub fn systemd_user_env() -> &'static [(String, String)] {
 /// `systemctl --user …` against the sandbox manager.
 pub fn systemctl_user() -> Command {
     let mut command = Command::new("systemctl");
-    command.arg("--user").envs(systemd_user_env().iter().map(|(k, v)| (k, v)));
+    command
+        .arg("--user")
+        .envs(systemd_user_env().iter().map(|(k, v)| (k, v)));
     command
 }
 
