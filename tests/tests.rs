@@ -3,3 +3,5 @@
 //! missing (`util::require_tool`), it is never skipped silently.
 
 mod util;
+
+mod inventory;

@@ -11,6 +11,7 @@ use anyhow::Context;
 use crate::cli::Cli;
 use crate::stages::manifest::cache::Cache;
 use crate::stages::manifest::diff::{self, Ignore};
+use crate::stages::manifest::exclude::Excludes;
 use crate::stages::manifest::format::{Manifest, display_bytes};
 use crate::stages::manifest::walk::{self, Counters, WalkOptions};
 
@@ -26,6 +27,10 @@ pub struct Args {
     /// Fields not to compare: mtime, dir-mtime, owner, mode (comma-separated or repeated).
     #[arg(long, value_delimiter = ',', value_parser = ["mtime", "dir-mtime", "owner", "mode"])]
     pub ignore: Vec<String>,
+
+    /// Leave out what matches, as the stage's `exclude` did (restic's pattern syntax).
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
 }
 
 pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -48,12 +53,11 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     // Every file is read: a restore must be checked by its bytes, never by a cache.
-    let scan = walk::scan(
-        dir,
-        &WalkOptions::default(),
-        &Cache::default(),
-        &Counters::default(),
-    )?;
+    let options = WalkOptions {
+        excludes: Excludes::new(&args.exclude, &[])?,
+        ..WalkOptions::default()
+    };
+    let scan = walk::scan(dir, &options, &Cache::default(), &Counters::default())?;
     for warning in &scan.warnings {
         eprintln!("warning: {warning}");
     }

@@ -122,6 +122,15 @@ clone() {{
         {{ rm -rf "$target"; git clone --quiet "$@" -- "$url" "$target"; }}
 }}
 
+# has_head: the recorded commit is in the clone (else it was never pushed: left at the
+# remote's branch, with a note).
+has_head() {{
+    [ -n "$head" ] || return 1
+    git -C "$dest" cat-file -e "$head^{{commit}}" 2>/dev/null && return 0
+    echo "note: $dest: commit $head is not on $url; left at the remote's branch" >&2
+    return 1
+}}
+
 # restore PATH KIND BRANCH HEAD REMOTE URL [REMOTE URL]...
 restore() {{
     dest="$prefix$1" kind="$2" branch="$3" head="$4" origin="$5" url="$6"
@@ -136,14 +145,18 @@ restore() {{
         tmp=$(mktemp -d "$dest.restore-XXXXXX") || return 1
         clone "$tmp" --no-checkout --origin "$origin" &&
             mv "$tmp/.git" "$dest/.git" && rmdir "$tmp" || {{ rm -rf "$tmp"; return 1; }}
-        if [ -z "$branch" ] && [ -n "$head" ]; then
-            git -C "$dest" update-ref --no-deref HEAD "$head" || return 1
+        # Index from the recorded commit, files untouched: what differs shows as modified.
+        if has_head; then
+            [ -n "$branch" ] || git -C "$dest" update-ref --no-deref HEAD "$head" || return 1
+            git -C "$dest" reset --quiet "$head" || return 1
+        else
+            git -C "$dest" reset --quiet || return 1
         fi
-        # Index from HEAD, files untouched: what differs from HEAD shows as modified.
-        git -C "$dest" reset --quiet || return 1
     else
         clone "$dest" --origin "$origin" || return 1
-        if [ -z "$branch" ] && [ -n "$head" ]; then
+        if has_head && [ -n "$branch" ]; then
+            git -C "$dest" reset --quiet --hard "$head" || return 1
+        elif has_head; then
             git -C "$dest" checkout --quiet --detach "$head" || return 1
         fi
     fi

@@ -59,7 +59,7 @@ impl Cache {
         let (body, checksum) = data.split_at(body_len);
         if !body.starts_with(MAGIC)
             || blake3::hash(body).as_bytes() != checksum
-            || (body.len() - MAGIC.len()) % RECORD != 0
+            || !(body.len() - MAGIC.len()).is_multiple_of(RECORD)
         {
             return None;
         }

@@ -159,7 +159,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("excludes");
         std::fs::write(&file, "# comment\n\n/a/b\n/c/[\n").unwrap();
-        let error = Excludes::new(&[], &[file.clone()]).unwrap_err().to_string();
+        let error = Excludes::new(&[], std::slice::from_ref(&file))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(&format!("{}:4", file.display())), "{error}");
     }
 }

@@ -119,9 +119,7 @@ impl Walker<'_> {
             };
             let name = item.file_name();
             let path = item.path();
-            if self.options.skip.iter().any(|skip| *skip == path)
-                || self.options.excludes.is_excluded(&path)
-            {
+            if self.options.skip.contains(&path) || self.options.excludes.is_excluded(&path) {
                 continue;
             }
             let metadata = match std::fs::symlink_metadata(&path) {
@@ -302,11 +300,8 @@ pub fn scan(
                     Some(hash) => (hash, true),
                     None => {
                         let path = root.join(OsStr::from_bytes(&item.entry.path));
-                        match walker.hash_file(&path, &stat) {
-                            Some(done) => done,
-                            // Unreadable: recorded with an all-zero hash, never cached.
-                            None => ([0; 32], false),
-                        }
+                        // Unreadable: recorded with an all-zero hash, never cached.
+                        walker.hash_file(&path, &stat).unwrap_or_default()
                     }
                 };
                 counters.bytes_done.fetch_add(stat.size, Ordering::Relaxed);
