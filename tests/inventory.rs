@@ -561,3 +561,70 @@ fn verify_reports_unreadable_manifests() {
         stderr(&output)
     );
 }
+
+#[test]
+fn exclude_file_leaves_pushed_git_dirs_out_of_restic_and_rsync() {
+    require_tool("git");
+    require_tool("restic");
+    require_tool("rsync");
+    let home = tempdir();
+    let root = home.path().join("src");
+    std::fs::create_dir_all(&root).unwrap();
+    repositories(&root);
+    let out = home.path().join("out");
+    run_ok(
+        home.path(),
+        &format!(
+            "[stage.repos]\nkind = \"gitrepos\"\nroots = [{root:?}]\noutput = {out:?}\n\
+             exclude_pushed = true\n"
+        ),
+    );
+    let excludes = out.join("exclude-pushed.txt");
+
+    // restic: --exclude-file takes the file as it is.
+    let repo = home.path().join("restic");
+    let password = home.path().join("password");
+    write(&password, "bench");
+    let restic = || {
+        let mut command = Command::new("restic");
+        command
+            .env("RESTIC_REPOSITORY", &repo)
+            .env("RESTIC_PASSWORD_FILE", &password)
+            .env("RESTIC_CACHE_DIR", home.path().join("cache"));
+        command
+    };
+    ok(restic().args(["init", "--quiet"]));
+    ok(restic()
+        .args(["backup", "--quiet", "--exclude-file"])
+        .arg(&excludes)
+        .arg(&root));
+    let listing = ok(restic().args(["ls", "latest"]));
+    let has = |listing: &str, name: &str| {
+        let path = root.join(name).display().to_string();
+        listing.lines().any(|l| l == path)
+    };
+    assert!(!has(&listing, "clean/.git"), "restic kept clean/.git");
+    assert!(has(&listing, "clean/tracked.txt"));
+    assert!(
+        has(&listing, "ahead/.git/HEAD"),
+        "restic left out an unpushed repo"
+    );
+
+    // rsync: patterns are anchored at the transfer root, so keep full paths with --relative.
+    let copy = home.path().join("copy");
+    ok(Command::new("rsync")
+        .args(["-a", "--relative"])
+        .arg(format!("--exclude-from={}", excludes.display()))
+        .arg(format!("{}/", root.display()))
+        .arg(&copy));
+    let copied = |name: &str| copy.join(root.strip_prefix("/").unwrap()).join(name);
+    assert!(!copied("clean/.git").exists(), "rsync kept clean/.git");
+    assert!(copied("clean/tracked.txt").is_file());
+    assert!(copied("ahead/.git/HEAD").is_file());
+}
+
+#[test]
+fn example_config_is_valid() {
+    let example = crate::util::repo_root().join("examples/inventory.toml");
+    ok(backupctl().arg("--config").arg(&example).arg("check"));
+}
