@@ -121,8 +121,9 @@ mean() {
 
 echo "-- manifest vs b3sum ($(find "$TREE" -type f | wc -l) files, $(du -sh --apparent-size "$TREE" | cut -f1))"
 hyperfine --shell bash --style basic --warmup 1 --runs "$RUNS" --export-json "$WORK/manifest.json" \
+	--prepare true --prepare "rm -rf '$WORK/state/backupctl/manifest-cache'" --prepare true \
 	-n "b3sum (find | xargs -0 -P2 b3sum)" "find '$TREE' -type f -print0 | xargs -0 -P2 b3sum >/dev/null" \
-	-n "manifest first run" --prepare "rm -rf '$WORK/state/backupctl/manifest-cache'" "stage files" \
+	-n "manifest first run" "stage files" \
 	-n "manifest second run" "stage files"
 /usr/bin/time -f "manifest second run: max RSS %M KiB" "$BIN" --user --config "$WORK/config.toml" stage files >/dev/null 2>"$WORK/time.txt" || true
 tail -1 "$WORK/time.txt"

@@ -201,7 +201,10 @@ fn worktree_status(repo: &gix::Repository, state: &mut RepoState) -> anyhow::Res
             ignore: gix::submodule::config::Ignore::Dirty,
             check_dirty: false,
         })
-        .index_worktree_rewrites(None);
+        .index_worktree_rewrites(None)
+        // One thread a repository: the repositories themselves are read in parallel, and
+        // per-repository thread pools would cost more to start than small repositories take.
+        .index_worktree_options_mut(|options| options.thread_limit = Some(1));
     for item in status.into_iter(None)? {
         match item? {
             gix::status::Item::IndexWorktree(WorktreeItem::Modification { rela_path, .. }) => {

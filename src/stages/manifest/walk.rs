@@ -122,7 +122,8 @@ impl Walker<'_> {
             if self.options.skip.contains(&path) || self.options.excludes.is_excluded(&path) {
                 continue;
             }
-            let metadata = match std::fs::symlink_metadata(&path) {
+            // fstatat() on the open directory: no path lookup from the root for every entry.
+            let metadata = match item.metadata() {
                 Ok(metadata) => metadata,
                 // Vanished between readdir and lstat: it is not part of the tree any more.
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
