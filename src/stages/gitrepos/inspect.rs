@@ -78,7 +78,9 @@ fn open(path: &Path) -> anyhow::Result<gix::Repository> {
 }
 
 fn read(path: &Path, state: &mut RepoState) -> anyhow::Result<()> {
-    let repo = open(path).context("cannot open the repository")?;
+    let mut repo = open(path).context("cannot open the repository")?;
+    // HEAD's commit and tree are read by several of the questions below: decode them once.
+    repo.object_cache_size_if_unset(4 << 20);
     state.git_dir = repo.git_dir().display().to_string();
     if state.kind == "submodule" && repo.kind() == gix::repository::Kind::LinkedWorkTree {
         state.kind = "linked-worktree";
@@ -203,7 +205,8 @@ fn worktree_status(repo: &gix::Repository, state: &mut RepoState) -> anyhow::Res
         })
         .index_worktree_rewrites(None)
         // One thread a repository: the repositories themselves are read in parallel, and
-        // per-repository thread pools would cost more to start than small repositories take.
+        // per-repository threads would cost more to start than small repositories take (gix
+        // is built without its `parallel` feature for the same reason).
         .index_worktree_options_mut(|options| options.thread_limit = Some(1));
     for item in status.into_iter(None)? {
         match item? {
