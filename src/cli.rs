@@ -53,6 +53,22 @@ pub enum Command {
     Stage(commands::stage::Args),
     /// Run a job: through systemd, or in this process with --here.
     Run(commands::run::Args),
+    /// Check tools, keys, secrets and remotes of the whole config.
+    Hello(commands::hello::Args),
+    /// Set up, open and close encrypted stores ([store.NAME]).
+    Store(commands::store::Args),
+    /// Mount a store's files (read-only unless --read-write) or a restic stage's repository (FUSE).
+    Mount(commands::mount::MountArgs),
+    /// Unmount what `mount` mounted for a store; closes it unless a backup still uses it.
+    Umount(commands::mount::UmountArgs),
+    /// List the snapshots of a stage: a restic repository's, or rotated btrfs snapshots.
+    Snapshots(commands::snapshots::Args),
+    /// List the versions of a stage's backup (git: the commits that touched a path).
+    History(commands::history::Args),
+    /// Restore files from a stage's backup (restic snapshot, git commit) into a directory.
+    Restore(commands::restore::Args),
+    /// Show the progress of running stages live (from their D-Bus signals).
+    Watch(commands::watch::Args),
     /// Compare a tree (e.g. a restore) against a manifest; exit 1 if they differ.
     Verify(commands::verify::Args),
     /// Print shell completions.
@@ -68,6 +84,9 @@ pub enum Command {
     /// Create the directories a stage writes, before its sandbox is set up.
     #[command(hide = true)]
     PreparePaths {
+        /// Give new directories to this user (and group): the stage's `User=`.
+        #[arg(long, value_name = "USER[:GROUP]")]
+        owner: Option<String>,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -130,9 +149,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => commands::check::run(&cli, args),
         Command::Stage(args) => commands::stage::run(&cli, args),
         Command::Run(args) => commands::run::run(&cli, args),
+        Command::Hello(args) => commands::hello::run(&cli, args),
+        Command::Store(args) => commands::store::run(&cli, args),
+        Command::Mount(args) => commands::mount::mount(&cli, args),
+        Command::Umount(args) => commands::mount::umount(&cli, args),
+        Command::Snapshots(args) => commands::snapshots::run(&cli, args),
+        Command::History(args) => commands::history::run(&cli, args),
+        Command::Restore(args) => commands::restore::run(&cli, args),
+        Command::Watch(args) => commands::watch::run(&cli, args),
         Command::Verify(args) => commands::verify::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
-        Command::PreparePaths { paths } => commands::internal::prepare_paths(paths),
+        Command::PreparePaths { owner, paths } => {
+            commands::internal::prepare_paths(owner.as_deref(), paths)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut command(), "backupctl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -161,6 +190,22 @@ mod tests {
             vec!["backupctl", "run", "--here"],
             vec!["backupctl", "run", "offsite", "--user"],
             vec!["backupctl", "check"],
+            vec!["backupctl", "store", "init-key", "nas"],
+            vec!["backupctl", "store", "init", "nas"],
+            vec!["backupctl", "mount", "nas", "/mnt/restore"],
+            vec!["backupctl", "umount", "nas"],
+            vec!["backupctl", "snapshots", "docs"],
+            vec!["backupctl", "hello"],
+            vec![
+                "backupctl",
+                "restore",
+                "b2",
+                "--include",
+                "/etc",
+                "--target",
+                "/tmp/r",
+            ],
+            vec!["backupctl", "mount", "b2", "/mnt"],
         ] {
             Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

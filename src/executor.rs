@@ -89,6 +89,10 @@ pub fn run_stage(
             "stage {} ({kind}) started",
             stage.name
         );
+        if let Some(sink) = crate::report::dbus::DbusSink::connect(scope, &stage.name) {
+            report.add_sink(Box::new(sink));
+        }
+        report.started();
         report.status(&format!("{kind}: starting"));
         let ctx = StageContext {
             config,
@@ -98,7 +102,7 @@ pub fn run_stage(
             report,
             run_id: run_id.to_string(),
         };
-        Ok(stage.kind.as_kind().run(&ctx))
+        Ok(run_kind(&ctx))
     };
     let duration = clock.elapsed().as_secs_f64();
     let record = |result, exit_code, error: Option<String>, outcome: Outcome| RunRecord {
@@ -134,6 +138,7 @@ pub fn run_stage(
         }
         Ok(Ok(outcome)) => {
             log_success(stage, &outcome, duration);
+            report.completed(&outcome.figures, clock.elapsed());
             report.status(&format!(
                 "done in {}",
                 crate::report::short_duration(clock.elapsed())
@@ -155,6 +160,11 @@ pub fn run_stage(
                 stage.name
             );
             report.status(&format!("failed: {message}"));
+            report.error(&crate::report::ErrorReport {
+                error: message.clone(),
+                during: "stage".into(),
+                item: String::new(),
+            });
             record(
                 result,
                 failure.exit_code(),
@@ -169,6 +179,22 @@ pub fn run_stage(
         warn!("{problem}");
     }
     record
+}
+
+/// Runs the stage's kind, inside snapshots of its sources when the stage asks for them.
+fn run_kind(ctx: &StageContext) -> Result<Outcome, StageError> {
+    let sources = ctx.stage.kind.as_kind().needs().sources;
+    let Some(settings) = ctx.stage.snapshot.as_ref().filter(|_| !sources.is_empty()) else {
+        return ctx.stage.kind.as_kind().run(ctx);
+    };
+    let (result, warnings) =
+        crate::snapshot::around(settings, &sources, &ctx.stage.name, &ctx.state_dir, || {
+            ctx.stage.kind.as_kind().run(ctx)
+        })?;
+    result.map(|mut outcome| {
+        outcome.warnings.splice(0..0, warnings);
+        outcome
+    })
 }
 
 fn log_success(stage: &Stage, outcome: &Outcome, duration: f64) {

@@ -14,4 +14,6 @@ pub mod process;
 pub mod report;
 pub mod runner;
 pub mod signals;
+pub mod snapshot;
 pub mod stages;
+pub mod store;

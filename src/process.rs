@@ -24,6 +24,7 @@ pub struct Command<'a> {
     args: Vec<OsString>,
     cwd: Option<PathBuf>,
     env: Vec<(OsString, OsString)>,
+    env_remove: Vec<OsString>,
     ok_codes: Vec<i32>,
     on_line: Option<LineHandler<'a>>,
     on_stderr: Option<LineHandler<'a>>,
@@ -48,6 +49,7 @@ impl<'a> Command<'a> {
             args: Vec::new(),
             cwd: None,
             env: Vec::new(),
+            env_remove: Vec::new(),
             ok_codes: vec![0],
             on_line: None,
             on_stderr: None,
@@ -77,6 +79,12 @@ impl<'a> Command<'a> {
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.env
             .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// Removes an inherited variable (e.g. a `RESTIC_PASSWORD` from the caller's shell).
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.env_remove.push(key.as_ref().to_os_string());
         self
     }
 
@@ -121,6 +129,9 @@ impl<'a> Command<'a> {
             return Err(StageError::Interrupted);
         }
         let mut command = std::process::Command::new(&self.program);
+        for key in &self.env_remove {
+            command.env_remove(key);
+        }
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

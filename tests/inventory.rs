@@ -622,9 +622,3 @@ fn exclude_file_leaves_pushed_git_dirs_out_of_restic_and_rsync() {
     assert!(copied("clean/tracked.txt").is_file());
     assert!(copied("ahead/.git/HEAD").is_file());
 }
-
-#[test]
-fn example_config_is_valid() {
-    let example = crate::util::repo_root().join("examples/inventory.toml");
-    ok(backupctl().arg("--config").arg(&example).arg("check"));
-}

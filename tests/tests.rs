@@ -4,4 +4,13 @@
 
 mod util;
 
+mod config_errors;
+mod examples;
+mod generate;
+mod gitsync;
 mod inventory;
+mod restic;
+mod run_here;
+mod snapshot;
+mod store;
+mod systemd_e2e;

@@ -1,9 +1,10 @@
 //! Verbs the generated units call; hidden from `--help`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use nix::unistd::{Gid, Group, Uid, User};
 
 use crate::cli::Cli;
 use crate::history::{self, RunResult};
@@ -42,11 +43,38 @@ pub fn job_finished(cli: &Cli, job: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `prepare-paths PATH…`: create the directories a stage writes (they must exist before
-/// systemd can make them writable in the stage's sandbox).
-pub fn prepare_paths(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+/// `prepare-paths [--owner USER[:GROUP]] PATH…`: create the directories a stage writes (they
+/// must exist before systemd can make them writable in the stage's sandbox), owned by the
+/// stage's user when it has one: this runs as root ("+" in `ExecStartPre=`).
+pub fn prepare_paths(owner: Option<&str>, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let owner = owner.map(resolve_owner).transpose()?;
     for path in paths {
+        let missing: Vec<&Path> = path.ancestors().take_while(|p| !p.exists()).collect();
         std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        if let Some((uid, gid)) = owner {
+            // Only what we created: an existing parent keeps its owner.
+            for created in missing {
+                nix::unistd::chown(created, Some(uid), gid)
+                    .with_context(|| format!("giving {} to the stage's user", created.display()))?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn resolve_owner(owner: &str) -> anyhow::Result<(Uid, Option<Gid>)> {
+    let (user, group) = match owner.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (owner, None),
+    };
+    let user = User::from_name(user)?.with_context(|| format!("no user `{user}`"))?;
+    let gid = match group {
+        Some(group) => {
+            Group::from_name(group)?
+                .with_context(|| format!("no group `{group}`"))?
+                .gid
+        }
+        None => user.gid,
+    };
+    Ok((user.uid, Some(gid)))
 }

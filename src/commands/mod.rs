@@ -2,7 +2,15 @@
 
 pub mod check;
 pub mod generate;
+pub mod hello;
+pub mod history;
 pub mod internal;
+pub mod mount;
+pub mod restic_cli;
+pub mod restore;
 pub mod run;
+pub mod snapshots;
 pub mod stage;
+pub mod store;
 pub mod verify;
+pub mod watch;

@@ -91,7 +91,8 @@ impl fmt::Display for ConfigError {
             )?;
         }
         if let Some(help) = &self.help {
-            write!(f, "\n  = help: {help}")?;
+            // Continuation lines line up under the first line of the help text.
+            write!(f, "\n  = help: {}", help.replace('\n', "\n          "))?;
         }
         Ok(())
     }

@@ -14,8 +14,10 @@ use serde::de::IntoDeserializer;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Config, ConfigError, DEFAULT_JOB, IoClass, Job, Stage, Timespan, calendar};
+use super::store::{Password, Remote, Store};
+use super::{Config, ConfigError, DEFAULT_JOB, IoClass, Job, Stage, Timespan, calendar, size};
 use crate::dag;
+use crate::snapshot;
 use crate::stages::{self, SpecError};
 
 /// Keys every stage accepts besides those of its kind.
@@ -31,9 +33,14 @@ const COMMON_KEYS: &[&str] = &[
     "cpu_weight",
     "when_mounted",
     "environment",
+    "store",
+    "snapshot",
+    "snapshot_prefix",
+    "snapshot_locations",
+    "exec_before_snapshot",
 ];
 
-const TOP_LEVEL_KEYS: &str = "job, jobs, stage";
+const TOP_LEVEL_KEYS: &str = "job, jobs, stage, store";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +66,39 @@ struct RawCommon {
     cpu_weight: Option<Spanned<u32>>,
     when_mounted: Option<Spanned<PathBuf>>,
     environment: Option<IndexMap<Spanned<String>, Spanned<String>>>,
+    store: Option<Spanned<String>>,
+    snapshot: Option<Spanned<String>>,
+    snapshot_prefix: Option<Spanned<PathBuf>>,
+    snapshot_locations: Option<IndexMap<Spanned<String>, Spanned<PathBuf>>>,
+    exec_before_snapshot: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    remote: Spanned<RawRemote>,
+    image: Spanned<String>,
+    size: Option<Spanned<String>>,
+    keyfile: Spanned<PathBuf>,
+}
+
+/// Both remote types' keys; which ones apply is checked in [`store`] (a tagged enum would
+/// lose the spans).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    volume: Option<Spanned<String>>,
+    username: Option<Spanned<String>>,
+    /// Accepted only to say where the password belongs instead.
+    password: Option<Spanned<toml::Value>>,
+    password_file: Option<Spanned<PathBuf>>,
+    password_credential: Option<Spanned<String>>,
+    domain: Option<String>,
+    #[serde(default)]
+    options: Vec<Spanned<String>>,
+    device: Option<Spanned<String>>,
 }
 
 /// The config text and its file name, to turn spans into located errors.
@@ -98,6 +138,10 @@ impl Source<'_> {
 fn hint_for_toml_message(message: &str) -> Option<String> {
     if message.starts_with("unknown field") {
         Some("remove the key or fix its spelling; `man backupctl` lists every key".into())
+    } else if let Some(field) = message.strip_prefix("missing field ") {
+        Some(format!(
+            "this table needs {field}; the README's config reference shows every key"
+        ))
     } else if message.contains("duplicate key") {
         Some("each table and key may appear once; stage names must be unique".into())
     } else {
@@ -112,6 +156,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
 
     let mut jobs: Vec<(Option<Range<usize>>, Job)> = Vec::new();
     let mut stage_entries = Vec::new();
+    let mut stores = Vec::new();
     for (key, value) in root.into_inner() {
         match key.get_ref().as_ref() {
             "job" => {
@@ -146,6 +191,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     "`stage` must hold tables, e.g. [stage.hello]",
                 )?;
             }
+            "store" => {
+                for (name, value) in
+                    table(&source, value, "`store` must hold tables, e.g. [store.nas]")?
+                {
+                    check_name(&source, &name, "store")?;
+                    stores.push(store(&source, name, value)?);
+                }
+            }
             other => {
                 return Err(source.error(
                     key.span(),
@@ -168,7 +221,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut after_spans: Vec<Vec<Range<usize>>> = Vec::new();
     for (name, value) in stage_entries {
         check_name(&source, &name, "stage")?;
-        let (stage, spans) = stage(&source, name, value, &jobs)?;
+        let (stage, spans) = stage(&source, name, value, &jobs, &stores)?;
         stages.push(stage);
         after_spans.push(spans);
     }
@@ -196,6 +249,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         file: file.to_path_buf(),
         jobs: jobs.into_iter().map(|(_, job)| job).collect(),
         stages,
+        stores,
     })
 }
 
@@ -211,12 +265,15 @@ fn default_job() -> Job {
     }
 }
 
+/// A key of a table with its value, both with their positions.
+type Entry<'i> = (Spanned<String>, Spanned<DeValue<'i>>);
+
 /// The entries of a table value, or an error at the value.
 fn table<'i>(
     source: &Source,
     value: Spanned<DeValue<'i>>,
     message: &str,
-) -> Result<Vec<(Spanned<String>, Spanned<DeValue<'i>>)>, ConfigError> {
+) -> Result<Vec<Entry<'i>>, ConfigError> {
     let span = value.span();
     match value.into_inner() {
         DeValue::Table(table) => Ok(table
@@ -292,6 +349,7 @@ fn stage(
     name: Spanned<String>,
     value: Spanned<DeValue>,
     jobs: &[(Option<Range<usize>>, Job)],
+    stores: &[Store],
 ) -> Result<(Stage, Vec<Range<usize>>), ConfigError> {
     let stage_span = value.span();
     let DeValue::Table(entries) = value.into_inner() else {
@@ -333,18 +391,46 @@ fn stage(
             Some(format!("one of: {kinds}")),
         ));
     };
-    let raw = RawCommon::deserialize(Spanned::new(stage_span.clone(), common).into_deserializer())
-        .map_err(|error| source.toml(error, None))?;
-    let kind =
-        stages::StageKind::from_table(&kind_name, Spanned::new(stage_span.clone(), specific))
-            .map_err(|error| match error {
-                None => source.error(
-                    kind_span.clone(),
-                    format!("unknown stage kind `{kind_name}`"),
-                    Some(format!("use one of: {kinds}")),
-                ),
-                Some(error) => source.spec(error, stage_span.clone()),
-            })?;
+    let mut raw =
+        RawCommon::deserialize(Spanned::new(stage_span.clone(), common).into_deserializer())
+            .map_err(|error| source.toml(error, None))?;
+    let store_root = match &raw.store {
+        None => None,
+        Some(name) => match stores.iter().find(|store| store.name == *name.get_ref()) {
+            Some(store) => Some(store.mount_point()),
+            None => {
+                let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
+                return Err(source.error(
+                    name.span(),
+                    format!("store `{}` is not defined", name.get_ref()),
+                    Some(if known.is_empty() {
+                        "define it as [store.NAME] with remote, image and keyfile".into()
+                    } else {
+                        format!("defined stores: {}", known.join(", "))
+                    }),
+                ));
+            }
+        },
+    };
+    // Errors without a position of their own point at `store` when the stage has one (the
+    // kind cannot write into a store), else at the stage.
+    let fallback = raw
+        .store
+        .as_ref()
+        .map_or(stage_span.clone(), |store| store.span());
+    let kind = stages::StageKind::from_table(
+        &kind_name,
+        Spanned::new(stage_span.clone(), specific),
+        store_root.as_deref(),
+    )
+    .map_err(|error| match error {
+        None => source.error(
+            kind_span.clone(),
+            format!("unknown stage kind `{kind_name}`"),
+            Some(format!("use one of: {kinds}")),
+        ),
+        Some(error) => source.spec(error, fallback.clone()),
+    })?;
 
     let job = match &raw.job {
         None => DEFAULT_JOB.to_string(),
@@ -408,6 +494,7 @@ fn stage(
             Some("e.g. when_mounted = \"/mnt/usb\"".into()),
         ));
     }
+    let snapshot = snapshot_settings(source, &mut raw, &kind, &kind_name)?;
     let mut environment = IndexMap::new();
     for (key, value) in raw.environment.unwrap_or_default() {
         let valid = key
@@ -456,9 +543,335 @@ fn stage(
         cpu_weight: raw.cpu_weight.map(Spanned::into_inner),
         when_mounted: raw.when_mounted.map(Spanned::into_inner),
         environment,
+        store: raw.store.map(Spanned::into_inner),
+        snapshot,
         kind,
     };
     Ok((stage, after_spans))
+}
+
+/// Builds one `[store.NAME]`.
+fn store(
+    source: &Source,
+    name: Spanned<String>,
+    value: Spanned<DeValue>,
+) -> Result<Store, ConfigError> {
+    let raw = RawStore::deserialize(value.into_deserializer())
+        .map_err(|error| source.toml(error, None))?;
+    let remote_span = raw.remote.span();
+    let remote = raw.remote.into_inner();
+    if let Some(password) = &remote.password {
+        return Err(source.error(
+            password.span(),
+            "the CIFS password does not belong in the config",
+            Some("put it in a file readable by root only and set `password_file = \"/etc/backupctl/NAME-password\"`, or use a systemd credential: `password_credential = \"ID\"` (see systemd-creds(1))".into()),
+        ));
+    }
+    let kind = match (&remote.kind, &remote.volume, &remote.device) {
+        (Some(kind), _, _) => {
+            match kind.get_ref().as_str() {
+                "cifs" => "cifs",
+                "block" => "block",
+                other => {
+                    return Err(source.error(
+                    kind.span(),
+                    format!("unknown remote type `{other}`"),
+                    Some("use \"cifs\" (a SMB share) or \"block\" (a filesystem on a block device)".into()),
+                ));
+                }
+            }
+        }
+        (None, Some(_), None) => "cifs",
+        (None, None, Some(_)) => "block",
+        _ => {
+            return Err(source.error(
+                remote_span,
+                "the remote needs either `volume` (a CIFS share) or `device` (a block device)",
+                Some("e.g. remote = { volume = \"//nas.local/backup\", username = \"sig\", password_file = \"/etc/backupctl/nas-password\" } or remote = { device = \"UUID=…\" }".into()),
+            ));
+        }
+    };
+    // Keys of the other type are mistakes; say which.
+    let misplaced: Option<(Range<usize>, &str)> = if kind == "cifs" {
+        remote.device.as_ref().map(|d| (d.span(), "device"))
+    } else {
+        remote
+            .volume
+            .as_ref()
+            .map(|v| (v.span(), "volume"))
+            .or(remote.username.as_ref().map(|v| (v.span(), "username")))
+            .or(remote
+                .password_file
+                .as_ref()
+                .map(|v| (v.span(), "password_file")))
+            .or(remote
+                .password_credential
+                .as_ref()
+                .map(|v| (v.span(), "password_credential")))
+            .or(remote.options.first().map(|v| (v.span(), "options")))
+    };
+    if let Some((span, key)) = misplaced {
+        return Err(source.error(
+            span,
+            format!("`{key}` does not apply to a {kind} remote"),
+            Some("a CIFS remote has volume, username, password_file or password_credential, domain, options; a block remote has device".into()),
+        ));
+    }
+    let remote = if kind == "cifs" {
+        let volume = remote.volume.ok_or_else(|| {
+            source.error(
+                remote_span.clone(),
+                "a CIFS remote needs `volume`",
+                Some("e.g. volume = \"//nas.local/backup\"".into()),
+            )
+        })?;
+        if !volume.get_ref().starts_with("//") {
+            return Err(source.error(
+                volume.span(),
+                format!("`{}` is not a CIFS volume", volume.get_ref()),
+                Some(
+                    "write it as //HOST/SHARE, e.g. \"//nas.local/backup\" (forward slashes)"
+                        .into(),
+                ),
+            ));
+        }
+        let username = remote.username.ok_or_else(|| {
+            source.error(
+                remote_span.clone(),
+                "a CIFS remote needs `username`",
+                Some("the NAS account the share is mounted as".into()),
+            )
+        })?;
+        let password = match (remote.password_file, remote.password_credential) {
+            (Some(file), None) => {
+                if !file.get_ref().is_absolute() {
+                    return Err(source.error(
+                        file.span(),
+                        "`password_file` must be an absolute path",
+                        Some("e.g. password_file = \"/etc/backupctl/nas-password\"".into()),
+                    ));
+                }
+                Password::File(file.into_inner())
+            }
+            (None, Some(id)) => {
+                let valid = !id.get_ref().is_empty()
+                    && id
+                        .get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !valid {
+                    return Err(source.error(
+                        id.span(),
+                        format!("`{}` is not a valid credential name", id.get_ref()),
+                        Some("use letters, digits, `-`, `_` and `.`".into()),
+                    ));
+                }
+                Password::Credential(id.into_inner())
+            }
+            (Some(_), Some(id)) => {
+                return Err(source.error(
+                    id.span(),
+                    "give either `password_file` or `password_credential`, not both",
+                    None,
+                ));
+            }
+            (None, None) => {
+                return Err(source.error(
+                    remote_span,
+                    "a CIFS remote needs `password_file` or `password_credential`",
+                    Some("the password is never written in the config: put it in a root-only file, or in a systemd credential".into()),
+                ));
+            }
+        };
+        for option in &remote.options {
+            let text = option.get_ref();
+            if text.contains(',') || text.starts_with("password") || text.starts_with("credentials")
+            {
+                return Err(source.error(
+                    option.span(),
+                    format!("`{text}` cannot be a mount option here"),
+                    Some("give one option per entry, e.g. options = [\"vers=3.0\", \"seal\"]; the credentials come from password_file".into()),
+                ));
+            }
+        }
+        Remote::Cifs {
+            volume: volume.into_inner(),
+            username: username.into_inner(),
+            password,
+            domain: remote.domain,
+            options: remote
+                .options
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+        }
+    } else {
+        let device = remote.device.expect("block remotes have a device");
+        let text = device.get_ref();
+        if !(text.starts_with('/')
+            || text.starts_with("UUID=")
+            || text.starts_with("LABEL=")
+            || text.starts_with("PARTUUID="))
+        {
+            return Err(source.error(
+                device.span(),
+                format!("`{text}` is not a block device"),
+                Some("use UUID=… (see `blkid`), LABEL=…, PARTUUID=… or a path under /dev".into()),
+            ));
+        }
+        Remote::Block {
+            device: device.into_inner(),
+        }
+    };
+    let image = raw.image;
+    if image.get_ref().is_empty()
+        || image.get_ref().contains('/')
+        || image.get_ref().starts_with('.')
+    {
+        return Err(source.error(
+            image.span(),
+            format!("`{}` is not a file name", image.get_ref()),
+            Some(
+                "the image is one file at the top of the remote, e.g. image = \"backup.luks\""
+                    .into(),
+            ),
+        ));
+    }
+    let size = raw
+        .size
+        .map(|text| {
+            size::parse_size(text.get_ref())
+                .ok()
+                .filter(|bytes| *bytes >= 128 << 20)
+                .ok_or_else(|| {
+                    source.error(
+                        text.span(),
+                        format!("invalid size `{}`", text.get_ref()),
+                        Some(
+                            "a size of at least 128M (btrfs needs room), e.g. size = \"500G\""
+                                .into(),
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
+    if !raw.keyfile.get_ref().is_absolute() {
+        return Err(source.error(
+            raw.keyfile.span(),
+            "`keyfile` must be an absolute path",
+            Some("keep it on this machine, e.g. keyfile = \"/etc/backupctl/nas.key\"".into()),
+        ));
+    }
+    Ok(Store {
+        name: name.into_inner(),
+        remote,
+        image: image.into_inner(),
+        size,
+        keyfile: raw.keyfile.into_inner(),
+    })
+}
+
+/// The snapshot keys of a stage: `snapshot` turns them on, the others need it; only kinds
+/// that read local sources can use them.
+fn snapshot_settings(
+    source: &Source,
+    raw: &mut RawCommon,
+    kind: &stages::StageKind,
+    kind_name: &str,
+) -> Result<Option<snapshot::Settings>, ConfigError> {
+    let absolute = |path: &Spanned<PathBuf>, key: &str| {
+        if path.get_ref().is_absolute() {
+            Ok(path.get_ref().clone())
+        } else {
+            Err(source.error(
+                path.span(),
+                format!("`{key}` needs absolute paths"),
+                Some("write the full path, starting with /".into()),
+            ))
+        }
+    };
+    let mode = match raw.snapshot.take() {
+        None => {
+            let stray = [
+                raw.snapshot_prefix
+                    .as_ref()
+                    .map(|p| ("snapshot_prefix", p.span())),
+                raw.exec_before_snapshot
+                    .as_ref()
+                    .map(|p| ("exec_before_snapshot", p.span())),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(
+                raw.snapshot_locations
+                    .iter()
+                    .flat_map(|map| map.keys().next())
+                    .map(|key| ("snapshot_locations", key.span())),
+            )
+            .next();
+            return match stray {
+                Some((key, span)) => Err(source.error(
+                    span,
+                    format!("`{key}` has no effect without `snapshot`"),
+                    Some(
+                        "add `snapshot = \"btrfs\"` (or \"auto\") to the stage, or remove the key"
+                            .into(),
+                    ),
+                )),
+                None => Ok(None),
+            };
+        }
+        Some(mode) => mode,
+    };
+    let mode_value = match mode.get_ref().as_str() {
+        "none" => return Ok(None),
+        "btrfs" => snapshot::Mode::Btrfs,
+        "auto" => snapshot::Mode::Auto,
+        other => {
+            return Err(source.error(
+                mode.span(),
+                format!("unknown snapshot kind `{other}`"),
+                Some("use \"btrfs\", \"auto\" (btrfs where possible, else the live files) or \"none\"".into()),
+            ));
+        }
+    };
+    if kind.as_kind().needs().sources.is_empty() {
+        return Err(source.error(
+            mode.span(),
+            format!("a `{kind_name}` stage reads no local sources to snapshot"),
+            Some("`snapshot` applies to stages that read local sources: rsync, restic".into()),
+        ));
+    }
+    let prefix = raw
+        .snapshot_prefix
+        .as_ref()
+        .map(|p| absolute(p, "snapshot_prefix"))
+        .transpose()?;
+    let mut locations = IndexMap::new();
+    for (key, stem) in raw.snapshot_locations.take().unwrap_or_default() {
+        let key = Spanned::new(key.span(), PathBuf::from(key.get_ref()));
+        locations.insert(
+            absolute(&key, "snapshot_locations")?,
+            absolute(&stem, "snapshot_locations")?,
+        );
+    }
+    let exec_before = match raw.exec_before_snapshot.take() {
+        Some(argv) if argv.get_ref().is_empty() => {
+            return Err(source.error(
+                argv.span(),
+                "`exec_before_snapshot` is empty",
+                Some("give a command and its arguments, e.g. [\"mount\", \"/mnt/top\"], or remove the key".into()),
+            ));
+        }
+        Some(argv) => argv.into_inner(),
+        None => Vec::new(),
+    };
+    Ok(Some(snapshot::Settings {
+        mode: mode_value,
+        prefix,
+        locations,
+        exec_before,
+    }))
 }
 
 /// Placeholder in `after` for "the stage before me in this job", resolved below; it cannot

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 mod load;
 pub mod size;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use indexmap::IndexMap;
 pub use duration::Timespan;
 pub use error::ConfigError;
 pub use load::parse;
+pub use store::Store;
 
 use crate::stages::StageKind;
 
@@ -31,6 +33,8 @@ pub struct Config {
     pub jobs: Vec<Job>,
     /// All stages of all jobs, in file order.
     pub stages: Vec<Stage>,
+    /// Encrypted stores (`[store.NAME]`), in file order.
+    pub stores: Vec<Store>,
 }
 
 /// A job: one `backup-NAME.service` that pulls in its stages, and optionally a timer.
@@ -64,6 +68,10 @@ pub struct Stage {
     /// Skip the stage cleanly unless this is a mount point (e.g. a USB disk).
     pub when_mounted: Option<PathBuf>,
     pub environment: IndexMap<String, String>,
+    /// `snapshot = "btrfs"|"auto"`: read the sources from btrfs snapshots (see `crate::snapshot`).
+    pub snapshot: Option<crate::snapshot::Settings>,
+    /// The store this stage writes into (`store = "NAME"`); its unit requires the store's.
+    pub store: Option<String>,
     pub kind: StageKind,
 }
 
@@ -108,6 +116,10 @@ impl Config {
 
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|stage| stage.name == name)
+    }
+
+    pub fn store(&self, name: &str) -> Option<&Store> {
+        self.stores.iter().find(|store| store.name == name)
     }
 
     /// The stages of one job, in file order.

@@ -14,6 +14,7 @@
 //! only after everything rendered (see [`write`]).
 
 pub mod escape;
+pub mod store;
 pub mod write;
 
 use std::fmt::Write as _;
@@ -78,6 +79,15 @@ pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
             });
         }
     }
+    if !config.stores.is_empty() {
+        files.push(text(store::TEMPLATE, store::template(config, options)));
+        for each in &config.stores {
+            files.push(UnitFile {
+                path: Path::new(&format!("{}.d", each.unit())).join(DROP_IN),
+                content: Content::Text(store::drop_in(config, each)),
+            });
+        }
+    }
     for stage in &config.stages {
         let path = Path::new(&format!("{}.d", stage_unit(&stage.name))).join(DROP_IN);
         files.push(UnitFile {
@@ -126,6 +136,7 @@ PrivateTmp=yes
 PrivateDevices=yes
 PrivateNetwork=yes
 PrivateIPC=yes
+PrivateMounts=yes
 NoNewPrivileges=yes
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
@@ -171,14 +182,13 @@ fn template(config: &Config, options: &Options) -> String {
          # SIGTERM reaches backupctl, which stops its tool cleanly before exiting.\n\
          KillMode=mixed\n\
          TimeoutStopSec=2min\n\
-         StateDirectory=backupctl\n\
-         CacheDirectory=backupctl\n\
          # A background job yields to interactive work.\n\
          Nice=10\n\
          IOSchedulingClass=idle\n\
-         CPUWeight=20\n\
-         # Sandbox.\n",
+         CPUWeight=20\n",
     );
+    state_directories(&mut unit, config, options, true);
+    unit.push_str("# Sandbox.\n");
     let _ = writeln!(unit, "CapabilityBoundingSet={BASE_CAPABILITIES}");
     unit.push_str(HARDENING);
     unit
@@ -212,19 +222,51 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
     }
     let all: Vec<String> = stages.iter().map(|s| stage_unit(&s.name)).collect();
     let _ = writeln!(unit, "After={}", all.join(" "));
+    // `systemctl stop backup-JOB` stops the running stages too (Requires= alone does not).
+    let _ = writeln!(unit, "PropagatesStopTo={}", all.join(" "));
     unit.push_str("\n[Service]\nType=oneshot\n");
     let _ = writeln!(
         unit,
         "ExecStart={}",
         exec_line(config, options, &["job-finished", &job.name])
     );
-    unit.push_str("StateDirectory=backupctl\n");
+    state_directories(&mut unit, config, options, false);
     if options.scope == Scope::System {
         user_and_group(&mut unit, job);
     }
     unit.push_str("CapabilityBoundingSet=\n");
     unit.push_str(HARDENING);
     unit
+}
+
+/// Where run records (and restic's cache) go. System scope: `StateDirectory=`/`CacheDirectory=`
+/// (/var/lib/backupctl, /var/cache/backupctl). User scope: the XDG directories under the home,
+/// the same that `backupctl status` reads outside any unit; systemd 252 would map
+/// `StateDirectory=` of a user unit to ~/.config instead.
+fn state_directories(unit: &mut String, config: &Config, options: &Options, cache: bool) {
+    if options.scope == Scope::System {
+        unit.push_str("StateDirectory=backupctl\n");
+        if cache {
+            unit.push_str("CacheDirectory=backupctl\n");
+        }
+        return;
+    }
+    let mut dirs = vec![("STATE_DIRECTORY", "%h/.local/state/backupctl")];
+    if cache {
+        dirs.push(("CACHE_DIRECTORY", "%h/.cache/backupctl"));
+    }
+    for (variable, dir) in &dirs {
+        let _ = writeln!(unit, "Environment={variable}={dir}");
+    }
+    let paths: Vec<&str> = dirs.iter().map(|(_, dir)| *dir).collect();
+    let _ = writeln!(
+        unit,
+        "ExecStartPre=+{} prepare-paths -- {}",
+        exec_line(config, options, &[]),
+        paths.join(" ")
+    );
+    let writable: Vec<String> = paths.iter().map(|dir| format!("-{dir}")).collect();
+    let _ = writeln!(unit, "ReadWritePaths={}", writable.join(" "));
 }
 
 fn user_and_group(unit: &mut String, job: &Job) {
@@ -275,6 +317,12 @@ fn stage_needs(config: &Config, stage: &Stage) -> Needs {
             needs.network |= other.network;
         }
     }
+    if let Some(store) = &stage.store {
+        // The destination inside a store may not exist before the stage creates it, and a
+        // missing ReadWritePaths= entry fails the unit; the store's mount point always exists
+        // once its unit started.
+        needs.writes = vec![crate::config::store::mount_point(store)];
+    }
     needs.writes.sort();
     needs.writes.dedup();
     needs
@@ -310,6 +358,11 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     if !stage.after.is_empty() {
         let parents: Vec<String> = stage.after.iter().map(|p| stage_unit(p)).collect();
         let _ = writeln!(unit, "After={}", parents.join(" "));
+    }
+    if let Some(name) = &stage.store {
+        // systemd opens the store before the stage and closes it after the last user.
+        let store_unit = crate::config::store::unit_name(name);
+        let _ = writeln!(unit, "Requires={store_unit}\nAfter={store_unit}");
     }
     if needs.network && options.scope == Scope::System {
         unit.push_str("Wants=network-online.target\nAfter=network-online.target\n");
@@ -350,7 +403,16 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
             .collect();
         // Created before the sandbox is set up ("+": outside it), since a missing
         // ReadWritePaths= entry cannot be created from inside.
-        let mut prepare = vec!["prepare-paths", "--"];
+        let owner = match (&job.user, &job.group) {
+            (Some(user), Some(group)) if options.scope == Scope::System => {
+                Some(format!("--owner={user}:{group}"))
+            }
+            (Some(user), None) if options.scope == Scope::System => Some(format!("--owner={user}")),
+            _ => None,
+        };
+        let mut prepare = vec!["prepare-paths"];
+        prepare.extend(owner.as_deref());
+        prepare.push("--");
         prepare.extend(paths.iter().map(String::as_str));
         let escaped: Vec<String> = prepare.iter().map(|p| escape::exec_arg(p)).collect();
         let line = exec_line(config, options, &[]);
@@ -363,6 +425,14 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
             .collect();
         let _ = writeln!(unit, "ReadWritePaths={}", words.join(" "));
     }
+    for (name, path) in &needs.credentials {
+        let _ = writeln!(
+            unit,
+            "LoadCredential={}:{}",
+            escape::value(name),
+            escape::value(&path.to_string_lossy())
+        );
+    }
     if needs.network {
         unit.push_str("PrivateNetwork=no\nRestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK\n");
     }
@@ -370,5 +440,35 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     if !caps.is_empty() && options.scope == Scope::System {
         let _ = writeln!(unit, "CapabilityBoundingSet={}", caps.join(" "));
     }
+    if let Some(settings) = &stage.snapshot {
+        snapshot_rights(&mut unit, settings, &needs);
+    }
     unit
+}
+
+/// What `snapshot = "btrfs"` needs on top of the template: write access where snapshots are
+/// created and deleted, and a private mount namespace with the right to bind-mount them
+/// (`CAP_SYS_ADMIN`, the `@mount` calls the template filters, `RestrictNamespaces=mnt`).
+/// The capability is granted in both scopes: a user manager running as root applies the
+/// template's bounding set too, and for other users the implied user namespace holds it.
+fn snapshot_rights(unit: &mut String, settings: &crate::snapshot::Settings, needs: &Needs) {
+    unit.push_str(
+        "# snapshot: create/delete btrfs snapshots, bind-mount them over the sources in a\n\
+         # private mount namespace.\n",
+    );
+    let dirs: Vec<String> = settings
+        .directories(&needs.sources)
+        .iter()
+        // "-": a directory that only exec_before_snapshot mounts does not exist yet.
+        .map(|dir| format!("-{}", escape::word(&dir.to_string_lossy())))
+        .collect();
+    if !dirs.is_empty() {
+        let _ = writeln!(unit, "ReadWritePaths={}", dirs.join(" "));
+    }
+    unit.push_str(
+        "PrivateMounts=yes\n\
+         RestrictNamespaces=mnt\n\
+         SystemCallFilter=@mount\n\
+         CapabilityBoundingSet=CAP_SYS_ADMIN\n",
+    );
 }

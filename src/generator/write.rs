@@ -64,6 +64,9 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> Result<Written, WriteError
         return Err(error);
     }
 
+    // No fsync per file: units are derived data, rebuilt from the config by the next
+    // `generate` or boot, and a 500-stage config would pay 500 flushes. Renaming over an
+    // existing file still never exposes half a file (temporary file + rename).
     let previous = previous_files(dir);
     let mut written = Written::default();
     for (temporary, target) in staged {
@@ -93,11 +96,7 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> Result<Written, WriteError
 fn stage_file(path: &Path, content: &Content) -> std::io::Result<()> {
     let _ = fs::remove_file(path);
     match content {
-        Content::Text(text) => {
-            let mut file = fs::File::create(path)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        }
+        Content::Text(text) => fs::File::create(path)?.write_all(text.as_bytes()),
         Content::Symlink(target) => std::os::unix::fs::symlink(target, path),
     }
 }

@@ -3,6 +3,7 @@
 //! needs to know where its progress goes. Journal records are written with `tracing`
 //! (see [`logging`]); run records go to the state directory (see `crate::history`).
 
+pub mod dbus;
 pub mod logging;
 pub mod messages;
 mod notify;
@@ -86,10 +87,24 @@ pub fn short_duration(duration: Duration) -> String {
     }
 }
 
+/// An error a stage met: an item it could not read (restic's `during`/`item`), or with
+/// `during = "stage"` the failure of the whole stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorReport {
+    pub error: String,
+    pub during: String,
+    pub item: String,
+}
+
 /// Where progress goes. Each sink throttles itself as its medium requires.
 pub trait Sink: Send {
     fn progress(&mut self, stage: &str, progress: &Progress);
     fn status(&mut self, stage: &str, text: &str);
+    /// The stage's work begins.
+    fn started(&mut self, _stage: &str) {}
+    /// The stage succeeded with these figures.
+    fn completed(&mut self, _stage: &str, _figures: &Figures, _duration: Duration) {}
+    fn error(&mut self, _stage: &str, _error: &ErrorReport) {}
     fn finish(&mut self, _stage: &str) {}
 }
 
@@ -122,15 +137,39 @@ impl Reporter {
         Reporter::new(stage, sinks)
     }
 
-    pub fn progress(&self, progress: &Progress) {
+    /// Adds a sink for the rest of this run (e.g. the D-Bus interface of the stage).
+    pub fn add_sink(&self, sink: Box<dyn Sink>) {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
+    }
+
+    fn each(&self, mut call: impl FnMut(&mut dyn Sink, &str)) {
         for sink in self
             .sinks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter_mut()
         {
-            sink.progress(&self.stage, progress);
+            call(sink.as_mut(), &self.stage);
         }
+    }
+
+    pub fn progress(&self, progress: &Progress) {
+        self.each(|sink, stage| sink.progress(stage, progress));
+    }
+
+    pub fn started(&self) {
+        self.each(|sink, stage| sink.started(stage));
+    }
+
+    pub fn completed(&self, figures: &Figures, duration: Duration) {
+        self.each(|sink, stage| sink.completed(stage, figures, duration));
+    }
+
+    pub fn error(&self, error: &ErrorReport) {
+        self.each(|sink, stage| sink.error(stage, error));
     }
 
     /// A phase change ("running rsync", "checking repository"), shown at once.

@@ -13,7 +13,7 @@ use crate::report::{Reporter, messages};
 /// How one stage of the job ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StageEnd {
-    Ran(RunRecord),
+    Ran(Box<RunRecord>),
     /// Not started because a required stage it depends on did not succeed.
     NotRun {
         because: String,
@@ -80,7 +80,9 @@ pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope) -> JobReport<
             },
             None => {
                 let report = Reporter::for_environment(&stage.name);
-                StageEnd::Ran(executor::run_stage(config, stage, scope, &run_id, &report))
+                StageEnd::Ran(Box::new(executor::run_stage(
+                    config, stage, scope, &run_id, &report,
+                )))
             }
         };
         ends[index] = Some(end);

@@ -111,6 +111,10 @@ async fn unit_proxy<'a>(
     unit: &str,
 ) -> Result<(UnitProxy<'a>, ServiceProxy<'a>), SystemdError> {
     let path = manager.load_unit(unit.to_string()).await?;
+    // Pin the unit while we follow it: an inactive oneshot unit is otherwise garbage
+    // collected right after it finished, and its properties (InactiveExitTimestamp,
+    // Result) then read as if it never ran. Best effort (refused without privileges).
+    let _ = manager.ref_unit(unit.to_string()).await;
     let unit = UnitProxy::builder(connection)
         .path(path.clone())
         .cache_properties(CacheProperties::No)

@@ -139,7 +139,7 @@ fn find_in_path(tool: &str) -> Option<PathBuf> {
         })
 }
 
-fn check_tool(tool: &str) -> Check {
+pub fn check_tool(tool: &str) -> Check {
     let Some(path) = find_in_path(tool) else {
         return Check {
             what: "tool",
@@ -211,7 +211,7 @@ fn check_destination(path: &Path, min_free: u64) -> Check {
     }
     let _ = std::fs::remove_file(&probe);
     let free = match nix::sys::statvfs::statvfs(existing) {
-        Ok(stat) => stat.blocks_available() as u64 * stat.fragment_size() as u64,
+        Ok(stat) => stat.blocks_available() * stat.fragment_size(),
         Err(error) => return fail(format!("cannot read free space: {error}")),
     };
     let created = if existing == path {
@@ -234,7 +234,7 @@ fn check_destination(path: &Path, min_free: u64) -> Check {
     }
 }
 
-fn check_secret(path: &Path) -> Check {
+pub fn check_secret(path: &Path) -> Check {
     let item = path.display().to_string();
     match std::fs::metadata(path) {
         Err(error) => Check {
@@ -263,7 +263,7 @@ fn check_secret(path: &Path) -> Check {
 
 /// On a terminal or pipe: an aligned table on stdout. Under systemd: one journal record per
 /// row (with the stage's fields), failures at error priority.
-fn print_table(checks: &[Check]) {
+pub fn print_table(checks: &[Check]) {
     let under_journal =
         std::env::var_os("JOURNAL_STREAM").is_some() && !std::io::stdout().is_terminal();
     if under_journal {

@@ -5,14 +5,16 @@
 //! to [`StageKind`], [`KIND_NAMES`] and [`StageKind::from_table`].
 
 pub mod exec;
+pub mod git;
 pub mod gitrepos;
 pub mod hello;
 pub mod manifest;
+pub mod rclone;
 pub mod restic;
 pub mod rsync;
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
@@ -22,7 +24,9 @@ use crate::executor::StageContext;
 use crate::report::Figures;
 
 /// The kinds a config may name, as written in `kind = "…"`.
-pub const KIND_NAMES: &[&str] = &["hello", "exec", "rsync", "restic", "gitrepos", "manifest"];
+pub const KIND_NAMES: &[&str] = &[
+    "hello", "exec", "rsync", "restic", "git", "rclone", "gitrepos", "manifest",
+];
 
 /// A stage's kind with its validated keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,29 +34,43 @@ pub enum StageKind {
     Hello(hello::Spec),
     Exec(exec::Spec),
     Rsync(rsync::Spec),
-    Restic(restic::Spec),
+    /// Boxed: its spec is much larger than the others'.
+    Restic(Box<restic::Spec>),
+    Git(git::Spec),
+    Rclone(rclone::Spec),
     Gitrepos(gitrepos::Spec),
     Manifest(manifest::Spec),
 }
 
 impl StageKind {
     /// Deserializes the kind-specific keys of a stage. `Err(None)`: no such kind.
-    pub fn from_table(kind: &str, table: Spanned<DeTable>) -> Result<StageKind, Option<SpecError>> {
+    /// `store_root`: the mount point of the store the stage writes into (`store = "NAME"`).
+    pub fn from_table(
+        kind: &str,
+        table: Spanned<DeTable>,
+        store_root: Option<&Path>,
+    ) -> Result<StageKind, Option<SpecError>> {
         fn spec<T: DeserializeOwned + Kind>(
             table: Spanned<DeTable>,
+            store_root: Option<&Path>,
         ) -> Result<T, Option<SpecError>> {
-            let spec = T::deserialize(table.into_deserializer())
+            let mut spec = T::deserialize(table.into_deserializer())
                 .map_err(|error| Some(SpecError::Toml(error)))?;
+            if let Some(root) = store_root {
+                spec.place_in_store(root).map_err(Some)?;
+            }
             spec.validate().map_err(Some)?;
             Ok(spec)
         }
         Ok(match kind {
-            "hello" => StageKind::Hello(spec(table)?),
-            "exec" => StageKind::Exec(spec(table)?),
-            "rsync" => StageKind::Rsync(spec(table)?),
-            "restic" => StageKind::Restic(spec(table)?),
-            "gitrepos" => StageKind::Gitrepos(spec(table)?),
-            "manifest" => StageKind::Manifest(spec(table)?),
+            "hello" => StageKind::Hello(spec(table, store_root)?),
+            "exec" => StageKind::Exec(spec(table, store_root)?),
+            "rsync" => StageKind::Rsync(spec(table, store_root)?),
+            "restic" => StageKind::Restic(Box::new(spec(table, store_root)?)),
+            "git" => StageKind::Git(spec(table, store_root)?),
+            "rclone" => StageKind::Rclone(spec(table, store_root)?),
+            "gitrepos" => StageKind::Gitrepos(spec(table, store_root)?),
+            "manifest" => StageKind::Manifest(spec(table, store_root)?),
             _ => return Err(None),
         })
     }
@@ -63,6 +81,8 @@ impl StageKind {
             StageKind::Exec(_) => "exec",
             StageKind::Rsync(_) => "rsync",
             StageKind::Restic(_) => "restic",
+            StageKind::Git(_) => "git",
+            StageKind::Rclone(_) => "rclone",
             StageKind::Gitrepos(_) => "gitrepos",
             StageKind::Manifest(_) => "manifest",
         }
@@ -73,7 +93,9 @@ impl StageKind {
             StageKind::Hello(spec) => spec,
             StageKind::Exec(spec) => spec,
             StageKind::Rsync(spec) => spec,
-            StageKind::Restic(spec) => spec,
+            StageKind::Restic(spec) => spec.as_ref(),
+            StageKind::Git(spec) => spec,
+            StageKind::Rclone(spec) => spec,
             StageKind::Gitrepos(spec) => spec,
             StageKind::Manifest(spec) => spec,
         }
@@ -85,6 +107,17 @@ pub trait Kind {
     /// Checks relations between keys that serde cannot (e.g. "one of a or b").
     fn validate(&self) -> Result<(), SpecError> {
         Ok(())
+    }
+
+    /// Places the stage's destination inside a store's mount point `root` (the stage has
+    /// `store = "NAME"`); runs before [`Kind::validate`]. Kinds that cannot write into a
+    /// store keep this default, an error.
+    fn place_in_store(&mut self, _root: &Path) -> Result<(), SpecError> {
+        Err(SpecError::invalid(
+            None,
+            "this kind of stage cannot write into a store",
+            "`store = \"NAME\"` is for rsync stages; remove it",
+        ))
     }
 
     /// What the stage's unit must allow, and what `hello` checks before a run.
@@ -110,6 +143,12 @@ pub struct Needs {
     /// Capabilities beyond reading everything, when run as root (system scope), e.g. the
     /// right to set owners on copied files.
     pub capabilities: Vec<&'static str>,
+    /// Local paths the stage reads (what `snapshot = "btrfs"` snapshots).
+    pub sources: Vec<PathBuf>,
+    /// systemd credentials the unit loads (`LoadCredential=NAME:PATH`): the stage reads them
+    /// from `$CREDENTIALS_DIRECTORY/NAME`, so the secret file may stay readable by root only
+    /// even when the stage runs as another user.
+    pub credentials: Vec<(String, PathBuf)>,
 }
 
 /// A stage that finished (maybe with warnings).
@@ -146,6 +185,8 @@ pub enum StageError {
     },
     #[error("stopped by a signal")]
     Interrupted,
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// A failure that may pass by itself (network down, repository locked): systemd may retry.
     #[error("{0}")]
     Temporary(String),
@@ -175,6 +216,7 @@ impl StageError {
         match self {
             StageError::Interrupted => crate::exit::INTERRUPTED,
             StageError::Temporary(_) => crate::exit::TEMPORARY,
+            StageError::Snapshot(error) if error.is_temporary() => crate::exit::TEMPORARY,
             StageError::Preflight(_) => crate::exit::PREFLIGHT,
             _ => crate::exit::FAILED,
         }

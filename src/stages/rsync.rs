@@ -2,7 +2,7 @@
 //! (archive mode, hard links, ACLs, xattrs, numeric ids). `--delete` is opt-in. rsync's
 //! exit 24 ("some files vanished", normal on a live system) is a warning, not a failure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -45,6 +45,28 @@ pub struct Spec {
     /// Extra `-o` options for ssh, e.g. ["Port=2222", "StrictHostKeyChecking=accept-new"].
     #[serde(default)]
     pub ssh_options: Vec<String>,
+    /// Point-in-time read-only btrfs snapshots of the destination (a subvolume).
+    pub rotate: Option<Spanned<Rotate>>,
+}
+
+/// `rotate = { every = "168h", keep = 8 }`: the seed's `strategy.rotate` and `.stages`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    pub every: Spanned<String>,
+    pub keep: Spanned<u32>,
+}
+
+impl Rotate {
+    pub fn every(&self) -> std::time::Duration {
+        crate::config::Timespan::parse(self.every.get_ref())
+            .map(|span| span.0)
+            .unwrap_or_default()
+    }
+
+    pub fn keep(&self) -> usize {
+        *self.keep.get_ref() as usize
+    }
 }
 
 /// `host:path` or `user@host:path` (a colon before any slash), or `rsync://`.
@@ -117,7 +139,61 @@ impl Spec {
 }
 
 impl Kind for Spec {
+    fn place_in_store(&mut self, root: &Path) -> Result<(), SpecError> {
+        let relative = self.destination.get_ref();
+        if relative.starts_with('/') || is_remote(relative) {
+            return Err(SpecError::invalid(
+                Some(self.destination.span()),
+                format!(
+                    "with `store`, the destination is a path inside the store, `{relative}` is not"
+                ),
+                "write it relative to the store, e.g. destination = \"home\"",
+            ));
+        }
+        if Path::new(relative)
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(SpecError::invalid(
+                Some(self.destination.span()),
+                "the destination cannot leave the store (`..`)",
+                "write a path inside the store, e.g. destination = \"home\"",
+            ));
+        }
+        let trailing = if relative.ends_with('/') { "/" } else { "" };
+        let joined = root.join(relative.trim_end_matches('/'));
+        self.destination = Spanned::new(
+            self.destination.span(),
+            format!("{}{trailing}", joined.display()),
+        );
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), SpecError> {
+        if let Some(rotate) = &self.rotate {
+            let rotate_ref = rotate.get_ref();
+            crate::config::Timespan::parse(rotate_ref.every.get_ref()).map_err(|error| {
+                SpecError::invalid(
+                    Some(rotate_ref.every.span()),
+                    format!("invalid `every`: {error}"),
+                    "a systemd time span, e.g. every = \"168h\" (a week)",
+                )
+            })?;
+            if *rotate_ref.keep.get_ref() == 0 {
+                return Err(SpecError::invalid(
+                    Some(rotate_ref.keep.span()),
+                    "`keep` must be at least 1",
+                    "the number of snapshots to keep, e.g. keep = 8",
+                ));
+            }
+            if is_remote(self.destination.get_ref()) {
+                return Err(SpecError::invalid(
+                    Some(rotate.span()),
+                    "`rotate` needs a local destination on btrfs",
+                    "snapshots are taken on this machine; remove `rotate` or copy into a store",
+                ));
+            }
+        }
         if self.sources.get_ref().is_empty() {
             return Err(SpecError::invalid(
                 Some(self.sources.span()),
@@ -131,7 +207,7 @@ impl Kind for Spec {
                 return Err(SpecError::invalid(
                     Some(location.span()),
                     format!("`{text}` is neither an absolute path nor host:path"),
-                    "write local paths in full, starting with /",
+                    "write local paths in full, starting with /, or set `store = \"NAME\"` to copy into a store",
                 ));
             }
         }
@@ -145,18 +221,34 @@ impl Kind for Spec {
     fn needs(&self) -> Needs {
         let destination = self.destination.get_ref();
         let remote = self.uses_ssh();
+        let mut tools = if remote {
+            vec!["rsync", "ssh"]
+        } else {
+            vec!["rsync"]
+        };
+        let mut capabilities = if is_remote(destination) {
+            vec![]
+        } else {
+            vec!["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"]
+        };
+        let writes = if is_remote(destination) {
+            vec![]
+        } else if self.rotate.is_some() {
+            // The destination is a subvolume the stage creates itself, and the snapshots
+            // live beside it: the parent must be writable (and must not be pre-created as a
+            // plain directory).
+            tools.push("btrfs");
+            // Deleting a read-only snapshot is an admin operation in btrfs.
+            capabilities.push("CAP_SYS_ADMIN");
+            let path = Path::new(destination.trim_end_matches('/'));
+            vec![path.parent().unwrap_or(path).to_path_buf()]
+        } else {
+            vec![PathBuf::from(destination)]
+        };
         Needs {
-            writes: if is_remote(destination) {
-                vec![]
-            } else {
-                vec![PathBuf::from(destination)]
-            },
+            writes,
             network: remote,
-            tools: if remote {
-                vec!["rsync", "ssh"]
-            } else {
-                vec!["rsync"]
-            },
+            tools,
             secrets: self.ssh_key.iter().map(|k| k.get_ref().clone()).collect(),
             remotes: self
                 .locations()
@@ -165,17 +257,24 @@ impl Kind for Spec {
                 .cloned()
                 .collect(),
             // Writing a faithful copy as root: set owners and modes, write into copied dirs.
-            capabilities: if is_remote(destination) {
-                vec![]
-            } else {
-                vec!["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID"]
-            },
+            capabilities,
+            credentials: Vec::new(),
+            sources: self
+                .sources
+                .get_ref()
+                .iter()
+                .map(|s| s.get_ref())
+                .filter(|s| !is_remote(s))
+                .map(PathBuf::from)
+                .collect(),
         }
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         let destination = self.destination.get_ref();
-        if !is_remote(destination) {
+        if self.rotate.is_some() {
+            prepare_subvolume(Path::new(destination.trim_end_matches('/')))?;
+        } else if !is_remote(destination) {
             std::fs::create_dir_all(destination).map_err(|e| {
                 StageError::io(format!("cannot create the destination {destination}"), e)
             })?;
@@ -203,8 +302,51 @@ impl Kind for Spec {
                 finished.stderr_tail.lines().next().unwrap_or("")
             ));
         }
+        if let Some(rotate) = &self.rotate {
+            ctx.report.status("rsync: rotating snapshots");
+            let rotate = rotate.get_ref();
+            let plan = crate::store::rotate::apply(
+                Path::new(destination.trim_end_matches('/')),
+                jiff::Timestamp::now(),
+                rotate.every(),
+                rotate.keep(),
+            )
+            .map_err(|error| StageError::Failed(format!("rotation: {error}")))?;
+            match &plan.take {
+                Some(name) => tracing::info!(
+                    "snapshot {name} taken; {} old snapshot(s) removed",
+                    plan.remove.len()
+                ),
+                None => tracing::info!("rotation not due yet: no snapshot taken"),
+            }
+        }
         Ok(Outcome { warnings, figures })
     }
+}
+
+/// A rotating destination must be a btrfs subvolume: created as one when missing, refused
+/// when it is a plain directory (its snapshots could not be taken).
+fn prepare_subvolume(path: &Path) -> Result<(), StageError> {
+    use crate::store::btrfs;
+    if !path.exists() {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StageError::io(format!("cannot create {}", parent.display()), e))?;
+        }
+        return btrfs::create_subvolume(path).map_err(|error| {
+            StageError::Failed(format!(
+                "cannot create the subvolume {} for `rotate` (is it on btrfs?): {error}",
+                path.display()
+            ))
+        });
+    }
+    if !btrfs::is_subvolume(path) {
+        return Err(StageError::Preflight(format!(
+            "{} is a plain directory, but `rotate` needs a btrfs subvolume; move it aside and let the next run create the subvolume",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// One `--info=progress2` update:

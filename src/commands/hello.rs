@@ -1,0 +1,43 @@
+//! `backupctl hello`: check the whole environment before a first run (the seed's
+//! `--verify-environment`): every stage's tools, destinations and secrets, and for each store
+//! its tools, key (present, mode 0400/0600), password file and whether its remote answers.
+
+use std::process::ExitCode;
+
+use crate::cli::Cli;
+use crate::stages::Needs;
+use crate::stages::hello::{print_table, run_checks};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Free space a local destination should have for `hello` to pass.
+const MIN_FREE: u64 = 1 << 30;
+
+pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let mut needs = Needs::default();
+    for stage in &config.stages {
+        let other = stage.kind.as_kind().needs();
+        // A store's destinations exist only while it is open: its own checks cover it.
+        if stage.store.is_none() {
+            needs.writes.extend(other.writes);
+        }
+        needs.tools.extend(other.tools);
+        needs.secrets.extend(other.secrets);
+        needs.remotes.extend(other.remotes);
+    }
+    let mut checks = run_checks(&needs, &[], MIN_FREE);
+    for store in &config.stores {
+        checks.extend(crate::store::preflight::checks(store));
+    }
+    print_table(&checks);
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        println!("all {} checks passed", checks.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{failed} of {} checks failed", checks.len());
+        Ok(ExitCode::from(crate::exit::PREFLIGHT))
+    }
+}

@@ -1,0 +1,224 @@
+//! How restic reaches a repository without a secret ever reaching argv, a unit file, the
+//! journal or an error message: the repository and password are handed over as *file names*
+//! (`RESTIC_REPOSITORY_FILE`, `RESTIC_PASSWORD_FILE`) or a command (`RESTIC_PASSWORD_COMMAND`),
+//! backend keys (B2, S3) as environment variables read from files or systemd credentials.
+//! Also: what a failed restic run meant (no repository yet, locked, network down).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::Spec;
+use crate::config::Scope;
+use crate::stages::StageError;
+
+/// Credential names in the stage's unit (`LoadCredential=NAME:PATH`).
+pub const REPOSITORY_CREDENTIAL: &str = "restic-repository";
+pub const PASSWORD_CREDENTIAL: &str = "restic-password";
+
+/// Variables a caller's environment may hold that would fight with ours (restic refuses a
+/// password file *and* a password command, for example).
+pub const INHERITED: &[&str] = &[
+    "RESTIC_REPOSITORY",
+    "RESTIC_REPOSITORY_FILE",
+    "RESTIC_PASSWORD",
+    "RESTIC_PASSWORD_FILE",
+    "RESTIC_PASSWORD_COMMAND",
+];
+
+/// Where a credential is: `$CREDENTIALS_DIRECTORY/NAME` when systemd loaded it for the unit,
+/// else (`run --here`, `backupctl restore`) the configured file itself.
+pub fn credential_path(name: &str, path: &Path) -> PathBuf {
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) if Path::new(&dir).join(name).exists() => Path::new(&dir).join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// `RESTIC_PASSWORD_COMMAND` is split by restic like a shell would; quote words with spaces.
+fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| {
+            if word.is_empty() || word.contains(|c: char| c.is_whitespace() || c == '"') {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            } else {
+                word.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Reads a secret file for an environment variable. The error names the file, never its
+/// content.
+fn read_secret(var: &str, path: &Path) -> Result<String, StageError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        StageError::Failed(format!(
+            "cannot read the secret for {var} from {}: {e}",
+            path.display()
+        ))
+    })?;
+    let value = text.trim_end_matches(['\n', '\r']).to_string();
+    if value.is_empty() {
+        return Err(StageError::Failed(format!(
+            "the secret file for {var}, {}, is empty",
+            path.display()
+        )));
+    }
+    Ok(value)
+}
+
+/// The environment restic runs with for this stage's repository.
+pub fn environment(spec: &Spec, scope: Scope) -> Result<Vec<(OsString, OsString)>, StageError> {
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    let mut set = |key: &str, value: OsString| env.push((key.into(), value));
+    if let Some(repository) = &spec.repository {
+        set("RESTIC_REPOSITORY", repository.get_ref().into());
+    }
+    if let Some(file) = &spec.repository_file {
+        set("RESTIC_REPOSITORY_FILE", file.get_ref().into());
+    }
+    if let Some(path) = &spec.repository_credential {
+        let file = credential_path(REPOSITORY_CREDENTIAL, path.get_ref());
+        set("RESTIC_REPOSITORY_FILE", file.into());
+    }
+    if let Some(file) = &spec.password_file {
+        set("RESTIC_PASSWORD_FILE", file.get_ref().into());
+    }
+    if let Some(path) = &spec.password_credential {
+        let file = credential_path(PASSWORD_CREDENTIAL, path.get_ref());
+        set("RESTIC_PASSWORD_FILE", file.into());
+    }
+    if let Some(argv) = &spec.password_command {
+        set("RESTIC_PASSWORD_COMMAND", shell_join(argv.get_ref()).into());
+    }
+    set(
+        "RESTIC_CACHE_DIR",
+        crate::paths::cache_dir(scope).join("restic").into(),
+    );
+    for (var, path) in &spec.backend_files {
+        env.push((var.into(), read_secret(var, path.get_ref())?.into()));
+    }
+    for (var, path) in &spec.backend_credentials {
+        let file = credential_path(var, path.get_ref());
+        env.push((var.into(), read_secret(var, &file)?.into()));
+    }
+    Ok(env)
+}
+
+/// A restic command for people (`snapshots`, `restore`, `mount`): the stage's repository,
+/// the terminal inherited.
+pub fn interactive_command(spec: &Spec, scope: Scope) -> Result<std::process::Command, StageError> {
+    let mut command = std::process::Command::new("restic");
+    for var in INHERITED {
+        command.env_remove(var);
+    }
+    command.envs(environment(spec, scope)?);
+    command.args(spec.global_args());
+    Ok(command)
+}
+
+/// What a failed restic run meant, from what it printed on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No repository at the location (yet): `init = true` creates it.
+    Missing,
+    /// Another restic process holds a lock (or a killed one left it).
+    Locked,
+    /// The repository could not be reached; trying again later may work.
+    Unreachable,
+    Other,
+}
+
+/// Errors of a missing config file, per backend (local, sftp, REST, S3, B2).
+const NOT_FOUND: &[&str] = &[
+    "no such file or directory",
+    "file does not exist",
+    "404",
+    "nosuchkey",
+    "nosuchbucket",
+    "does not exist",
+    "not found",
+];
+
+/// Errors of a network or server that is down.
+const UNREACHABLE: &[&str] = &[
+    "connection refused",
+    "connection reset",
+    "broken pipe",
+    "i/o timeout",
+    "timeout awaiting",
+    "tls handshake timeout",
+    "no route to host",
+    "network is unreachable",
+    "no such host",
+    "temporary failure in name resolution",
+    "server misbehaving",
+    "unexpected eof",
+    "connection closed",
+    "connection lost",
+    "502 bad gateway",
+    "503 service unavailable",
+    "504 gateway timeout",
+    "500 internal server error",
+    "subprocess ssh",
+    "ssh command exited",
+];
+
+pub fn classify(stderr: &str) -> Failure {
+    let text = stderr.to_lowercase();
+    if text.contains("repository is already locked") {
+        return Failure::Locked;
+    }
+    if UNREACHABLE.iter().any(|needle| text.contains(needle)) {
+        return Failure::Unreachable;
+    }
+    // restic ≥ 0.17 exits 10 for this; 0.14 says it in words.
+    if text.contains("is there a repository at the following location")
+        && NOT_FOUND.iter().any(|needle| text.contains(needle))
+    {
+        return Failure::Missing;
+    }
+    Failure::Other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_restic_failures() {
+        assert_eq!(
+            classify(
+                "Fatal: unable to open config file: stat /tmp/rt/repo/config: no such file or directory\n\
+                 Is there a repository at the following location?\n/tmp/rt/repo"
+            ),
+            Failure::Missing
+        );
+        assert_eq!(
+            classify(
+                "Fatal: unable to open config file: client.Head: Head \"http://127.0.0.1:1/x/config\": \
+                 dial tcp 127.0.0.1:1: connect: connection refused\n\
+                 Is there a repository at the following location?\nrest:http://127.0.0.1:1/x/"
+            ),
+            Failure::Unreachable
+        );
+        assert_eq!(
+            classify(
+                "Fatal: unable to create lock in backend: repository is already locked exclusively by PID 12 on vm"
+            ),
+            Failure::Locked
+        );
+        assert_eq!(
+            classify("Fatal: wrong password or no key found"),
+            Failure::Other
+        );
+    }
+
+    #[test]
+    fn quotes_password_command_words() {
+        assert_eq!(
+            shell_join(&["pass".into(), "show".into(), "my key".into()]),
+            "pass show 'my key'"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! The error corpus: every `tests/errors/*.toml` is a malformed config whose exact message
+//! (file, line, column, caret, help) is pinned in the `.expected` file beside it, and none of
+//! them may write a unit. Run with `BLESS=1` to rewrite the expected files after a deliberate
+//! change of wording, then review the diff.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::{backupctl, repo_root, run, stderr, tempdir};
+
+fn corpus() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("tests/errors"))
+        .expect("tests/errors exists")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The message with the checkout's absolute path removed, so the corpus is location-free.
+fn normalized(message: &str) -> String {
+    message.replace(&format!("{}/", repo_root().display()), "")
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries {
+            names.push(entry.unwrap().file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn corpus_has_at_least_twenty_cases() {
+    assert!(
+        corpus().len() >= 20,
+        "only {} malformed configs",
+        corpus().len()
+    );
+}
+
+#[test]
+fn every_malformed_config_gives_its_exact_error_and_writes_no_unit() {
+    let bless = std::env::var_os("BLESS").is_some();
+    let mut failures = Vec::new();
+    for config in corpus() {
+        let output_dir = tempdir();
+        let output = run(backupctl()
+            .arg("--config")
+            .arg(&config)
+            .args(["generate", "--binary", "/usr/bin/backupctl", "--output"])
+            .arg(output_dir.path()));
+        let message = normalized(&stderr(&output));
+        let expected_path = config.with_extension("expected");
+        if bless {
+            std::fs::write(&expected_path, &message).unwrap();
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        let name = config.file_name().unwrap().to_string_lossy().into_owned();
+        if output.status.code() != Some(2) {
+            failures.push(format!(
+                "{name}: exit code {:?}, expected 2",
+                output.status.code()
+            ));
+        }
+        if message != expected {
+            failures.push(format!(
+                "{name}: message differs\n--- expected\n{expected}\n--- actual\n{message}"
+            ));
+        }
+        let written = files_in(output_dir.path());
+        if !written.is_empty() {
+            failures.push(format!("{name}: wrote {written:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn check_exits_1_on_an_invalid_config() {
+    let config = repo_root().join("tests/errors/10-cycle.toml");
+    let output = run(backupctl().arg("--config").arg(&config).arg("check"));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("the stages form a cycle"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -1,0 +1,287 @@
+//! The generator: golden directories (`tests/generate/CASE/config.toml` in, `expected/` out,
+//! compared file by file), `systemd-analyze verify` on the generated units, their security
+//! exposure score, the real-generator entry point, and clean-up of units of removed stages.
+//! Run with `BLESS=1` to rewrite the expected directories, then review the diff.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{
+    backupctl, backupctl_path, ok, repo_root, require_tool, run, stderr, stdout, tempdir,
+    tree_listing, write,
+};
+
+/// The config path as it appears in the goldens, whatever the checkout's location.
+const CONFIG_IN_GOLDENS: &str = "/etc/backupctl/config.toml";
+
+fn cases() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("tests/generate"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("config.toml").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn extra_args(case: &Path) -> Vec<String> {
+    std::fs::read_to_string(case.join("args"))
+        .map(|text| text.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+fn generate(case: &Path, binary: &Path, output: &Path) {
+    ok(backupctl()
+        .arg("--config")
+        .arg(case.join("config.toml"))
+        .args(extra_args(case))
+        .arg("generate")
+        .arg("--binary")
+        .arg(binary)
+        .arg("--output")
+        .arg(output));
+}
+
+/// Relative path → contents (symlinks as `-> target`), with the config path normalized.
+fn snapshot(dir: &Path, config: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for line in tree_listing(dir) {
+        let relative = line
+            .split(' ')
+            .next()
+            .unwrap()
+            .trim_start_matches("./")
+            .to_string();
+        let path = dir.join(&relative);
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let content = if meta.file_type().is_symlink() {
+            format!("-> {}", std::fs::read_link(&path).unwrap().display())
+        } else if meta.is_file() {
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .replace(&config.display().to_string(), CONFIG_IN_GOLDENS)
+        } else {
+            continue;
+        };
+        files.push((relative, content));
+    }
+    files
+}
+
+#[test]
+fn generated_units_match_the_golden_directories() {
+    let bless = std::env::var_os("BLESS").is_some();
+    assert!(cases().len() >= 3);
+    for case in cases() {
+        let out = tempdir();
+        generate(&case, Path::new("/usr/bin/backupctl"), out.path());
+        let actual = snapshot(out.path(), &case.join("config.toml"));
+        let expected_dir = case.join("expected");
+        if bless {
+            let _ = std::fs::remove_dir_all(&expected_dir);
+            for (path, content) in &actual {
+                match content.strip_prefix("-> ") {
+                    Some(target) => {
+                        let link = expected_dir.join(path);
+                        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+                        std::os::unix::fs::symlink(target, link).unwrap();
+                    }
+                    None => write(&expected_dir.join(path), content),
+                }
+            }
+        }
+        let expected = snapshot(&expected_dir, Path::new(CONFIG_IN_GOLDENS));
+        let names =
+            |files: &[(String, String)]| files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&actual),
+            names(&expected),
+            "{}: file set differs",
+            case.display()
+        );
+        for ((path, actual), (_, expected)) in actual.iter().zip(&expected) {
+            assert_eq!(
+                actual,
+                expected,
+                "{}: {path} differs from the golden file",
+                case.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn generated_units_pass_systemd_analyze_verify() {
+    require_tool("systemd-analyze");
+    for case in cases() {
+        let out = tempdir();
+        // The real binary: verify checks that ExecStart= exists and is executable.
+        generate(&case, &backupctl_path(), out.path());
+        let units: Vec<String> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".service") || name.ends_with(".timer"))
+            .filter(|name| name != "backup@.service")
+            .chain(
+                // Instances, so the template is verified with each stage's drop-in.
+                std::fs::read_dir(out.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter_map(|name| name.strip_suffix(".d").map(String::from)),
+            )
+            .collect();
+        let mut command = Command::new("systemd-analyze");
+        command.arg("verify").arg("--man=no");
+        if extra_args(&case).iter().any(|a| a == "--user") {
+            command.arg("--user").env("XDG_RUNTIME_DIR", "/run/user/0");
+        }
+        let output = run(command
+            .args(&units)
+            .current_dir(out.path())
+            .env("SYSTEMD_LOG_LEVEL", "notice"));
+        assert!(
+            output.status.success() && stderr(&output).trim().is_empty(),
+            "{}: systemd-analyze verify {units:?}:\n{}{}",
+            case.display(),
+            stdout(&output),
+            stderr(&output)
+        );
+    }
+}
+
+/// The exposure score `systemd-analyze security` gives a stage: template and drop-in merged.
+fn exposure(template: &Path, drop_in: &Path, name: &str) -> f64 {
+    let dir = tempdir();
+    let unit = dir.path().join(name);
+    let mut text = std::fs::read_to_string(template).unwrap();
+    text.push_str(&std::fs::read_to_string(drop_in).unwrap());
+    std::fs::write(&unit, text).unwrap();
+    let output = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit));
+    let text = stdout(&output);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score in:\n{text}{}", stderr(&output)));
+    line.split(':')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn stages_that_read_sources_and_write_locally_score_at_most_3() {
+    require_tool("systemd-analyze");
+    let case = repo_root().join("tests/generate/design-example");
+    let out = tempdir();
+    generate(&case, &backupctl_path(), out.path());
+    let template = out.path().join("backup@.service");
+    for stage in ["hello", "logseq", "notes"] {
+        let drop_in = out
+            .path()
+            .join(format!("backup@{stage}.service.d/backupctl.conf"));
+        let score = exposure(&template, &drop_in, &format!("backup@{stage}.service"));
+        println!("systemd-analyze security: backup@{stage}.service exposure {score}");
+        assert!(
+            score <= 3.0,
+            "backup@{stage}.service exposure {score} > 3.0"
+        );
+    }
+}
+
+#[test]
+fn runs_as_a_systemd_generator_into_the_first_directory() {
+    let config_dir = tempdir();
+    let config = config_dir.path().join("config.toml");
+    std::fs::copy(
+        repo_root().join("tests/generate/design-example/config.toml"),
+        &config,
+    )
+    .unwrap();
+    let dirs = [tempdir(), tempdir(), tempdir()];
+    let output = run(Command::new(backupctl_path())
+        .args(dirs.iter().map(|d| d.path()))
+        .env("BACKUPCTL_CONFIG", &config)
+        .env("SYSTEMD_SCOPE", "system"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dirs[0].path().join("backup-job.service").is_file());
+    assert!(
+        dirs[0]
+            .path()
+            .join("timers.target.wants/backup-job.timer")
+            .exists()
+    );
+    assert!(std::fs::read_dir(dirs[1].path()).unwrap().next().is_none());
+
+    // A bad config: no units, a message, and still exit 0 so the boot goes on.
+    std::fs::write(&config, "[stage.x]\nkind = \"nope\"\n").unwrap();
+    let fresh = [tempdir(), tempdir(), tempdir()];
+    let output = run(Command::new(backupctl_path())
+        .args(fresh.iter().map(|d| d.path()))
+        .env("BACKUPCTL_CONFIG", &config)
+        .env("SYSTEMD_SCOPE", "user"));
+    assert!(output.status.success());
+    assert!(
+        stderr(&output).contains("unknown stage kind `nope`"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        std::fs::read_dir(fresh[0].path()).unwrap().next().is_none(),
+        "no unit written"
+    );
+
+    // No config at all: nothing to do.
+    std::fs::remove_file(&config).unwrap();
+    let output = run(Command::new(backupctl_path())
+        .arg(fresh[0].path())
+        .env("BACKUPCTL_CONFIG", &config));
+    assert!(output.status.success());
+}
+
+#[test]
+fn regenerating_removes_units_of_removed_stages_only() {
+    let dir = tempdir();
+    let config = dir.path().join("config.toml");
+    let units = dir.path().join("units");
+    let two = "[stage.a]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n\n[stage.b]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n";
+    std::fs::write(&config, two).unwrap();
+    ok(backupctl()
+        .arg("--config")
+        .arg(&config)
+        .args(["generate", "--output"])
+        .arg(&units));
+    write(
+        &units.join("admin.service"),
+        "[Service]\nExecStart=/bin/true\n",
+    );
+    assert!(units.join("backup@b.service.d/backupctl.conf").is_file());
+    std::fs::write(&config, &two[..two.find("[stage.b]").unwrap()]).unwrap();
+    let out = ok(backupctl()
+        .arg("--config")
+        .arg(&config)
+        .args(["generate", "--output"])
+        .arg(&units));
+    assert!(out.contains("removed"), "{out}");
+    assert!(!units.join("backup@b.service.d").exists());
+    assert!(units.join("backup@a.service.d/backupctl.conf").is_file());
+    assert!(
+        units.join("admin.service").is_file(),
+        "a unit we did not write is kept"
+    );
+}
+
+#[test]
+fn dry_run_prints_and_writes_nothing() {
+    let out = ok(backupctl()
+        .arg("--config")
+        .arg(repo_root().join("tests/generate/design-example/config.toml"))
+        .args(["generate", "--dry-run", "--binary", "/usr/bin/backupctl"]));
+    assert!(out.contains("### backup-job.service"));
+    assert!(out.contains("ExecStart=/usr/bin/backupctl --config"));
+}

@@ -1,0 +1,870 @@
+//! The `restic` stage against real repositories on loopback: a local directory, restic's REST
+//! protocol (`rclone serve restic`), sftp through a real OpenSSH server, S3 through a real
+//! S3-compatible server (moto). Each backup is restored and compared byte for byte with its
+//! source (contents, modes, symlinks, hard links, empty dirs, odd names). The REST one runs
+//! under the systemd user manager, with the server stopped mid-job.
+
+use std::ffi::OsStr;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{
+    assert_same_tree, backupctl, ok, require_tool, run, stderr, stdout, systemctl_user,
+    systemd_lock, systemd_user_env, tempdir, write,
+};
+
+/// A server process on loopback, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(mut command: Command, port: u16, what: &str) -> Server {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let server = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not listen on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `rclone serve restic` on `dir`.
+fn rest_server(dir: &Path, port: u16) -> Server {
+    require_tool("rclone");
+    let mut command = Command::new("rclone");
+    command
+        .args(["serve", "restic", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(dir);
+    Server::start(command, port, "rclone serve restic")
+}
+
+/// A private sshd on loopback that accepts one generated key for root; returns the server
+/// and restic's `sftp.command` option for it.
+fn sftp_server(dir: &Path) -> (Server, String) {
+    require_tool("sshd");
+    require_tool("ssh-keygen");
+    let port = free_port();
+    for key in ["host_key", "user_key"] {
+        ok(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join(key)));
+    }
+    std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+    let config = dir.join("sshd_config");
+    write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUsePAM no\n\
+             StrictModes no\nPidFile {d}/sshd.pid\nSubsystem sftp internal-sftp\n",
+            d = dir.display()
+        ),
+    );
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let mut command = Command::new("/usr/sbin/sshd");
+    command.args(["-D", "-e", "-f"]).arg(&config);
+    let server = Server::start(command, port, "sshd");
+    let sftp_command = format!(
+        "sftp.command=ssh -p {port} -i {d}/user_key -o BatchMode=yes -o StrictHostKeyChecking=no \
+         -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 -s sftp",
+        d = dir.display()
+    );
+    (server, sftp_command)
+}
+
+/// moto's S3 server (installed from PyPI by scripts/setup-deps).
+fn s3_server() -> Server {
+    require_tool("moto_server");
+    let port = free_port();
+    let mut command = Command::new("moto_server");
+    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    Server::start(command, port, "moto_server")
+}
+
+/// A tree with what a faithful backup must keep: contents, modes, symlinks (also dangling),
+/// hard links, empty directories, names with spaces, newlines and non-UTF-8 bytes.
+fn make_tree(root: &Path) {
+    write(&root.join("plain.txt"), "hello\n");
+    write(&root.join("dir with spaces/file name.txt"), "spaces\n");
+    write(
+        &root.join("deep/a/b/c/d.bin"),
+        (0..=255u8).cycle().take(70_000).collect::<Vec<_>>(),
+    );
+    let script = root.join("bin/run.sh");
+    write(&script, "#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let private = root.join("private.key");
+    write(&private, "not really a key\n");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let readonly = root.join("read-only.txt");
+    write(&readonly, "ro\n");
+    std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::create_dir_all(root.join("empty dir")).unwrap();
+    std::fs::create_dir_all(root.join("sticky")).unwrap();
+    std::fs::set_permissions(root.join("sticky"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::symlink("plain.txt", root.join("link-to-plain")).unwrap();
+    std::os::unix::fs::symlink("/does/not/exist", root.join("dangling link")).unwrap();
+    std::os::unix::fs::symlink("deep/a", root.join("link-to-dir")).unwrap();
+    std::fs::hard_link(root.join("plain.txt"), root.join("hard link to plain")).unwrap();
+    let latin1 = root.join(OsStr::from_bytes(b"caf\xe9 \xff.txt"));
+    write(&latin1, "latin-1 name\n");
+    write(&root.join("new\nline"), "newline in name\n");
+    write(&root.join("empty file"), "");
+}
+
+/// Where restic restored `source` under `target`: `target/<absolute source path>`.
+fn restored(target: &Path, source: &Path) -> PathBuf {
+    target.join(source.strip_prefix("/").unwrap())
+}
+
+/// Byte-for-byte comparison, plus the hard link (which diff cannot see).
+#[track_caller]
+fn assert_restored(source: &Path, target: &Path) {
+    let copy = restored(target, source);
+    assert_same_tree(source, &copy);
+    let a = std::fs::metadata(copy.join("plain.txt")).unwrap();
+    let b = std::fs::metadata(copy.join("hard link to plain")).unwrap();
+    assert_eq!(a.ino(), b.ino(), "the hard link was restored as a copy");
+}
+
+/// A secret with a recognisable random value, in a 0600 file.
+fn secret(dir: &Path, name: &str) -> (PathBuf, String) {
+    let value = format!("{name}-{}", random_hex());
+    let path = dir.join(name);
+    write(&path, format!("{value}\n"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (path, value)
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 12];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `size` random bytes (incompressible, not deduplicable) in a file.
+fn random_file(path: &Path, size: usize) {
+    use std::io::Read;
+    let mut data = vec![0u8; size];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut data)
+        .unwrap();
+    write(path, data);
+}
+
+/// Now, in a form `journalctl --since` reads.
+fn journal_now() -> String {
+    jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    write(&path, text);
+    path
+}
+
+/// `backupctl --user --config FILE ARGS…` with state and cache in the test's directory.
+fn bc(dir: &Path, config: &Path) -> Command {
+    let mut command = backupctl();
+    command
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .arg("--user")
+        .arg("--config")
+        .arg(config);
+    command
+}
+
+fn restore_and_compare(dir: &Path, config: &Path, stage: &str, source: &Path) {
+    let target = dir.join(format!("restore-{}", random_hex()));
+    ok(bc(dir, config)
+        .args(["restore", stage, "--target"])
+        .arg(&target));
+    assert_restored(source, &target);
+}
+
+fn snapshot_count(dir: &Path, config: &Path, stage: &str) -> usize {
+    let out = ok(bc(dir, config).args(["snapshots", stage, "--json"]));
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).expect("snapshots --json");
+    list.len()
+}
+
+#[test]
+fn restic_local_backup_restore_retention_and_check() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let source = dir.join("source");
+    make_tree(&source);
+    let (password, _) = secret(dir, "password");
+    let repo = dir.join("repo");
+    let config = config(
+        dir,
+        &format!(
+            r#"
+[stage.rlocal]
+kind = "restic"
+repository = "{repo}"
+password_file = "{password}"
+init = true
+paths = ["{source}"]
+exclude = ["*.tmp"]
+tags = ["test"]
+host = "testhost"
+keep = {{ last = 2 }}
+
+[jobs.rlocal-weekly]
+description = "prune and check"
+
+[stage.rlocal-prune]
+job = "rlocal-weekly"
+kind = "restic"
+operation = "prune"
+repository = "{repo}"
+password_file = "{password}"
+tags = ["test"]
+host = "testhost"
+keep = {{ last = 1 }}
+
+[stage.rlocal-check]
+job = "rlocal-weekly"
+kind = "restic"
+operation = "check"
+repository = "{repo}"
+password_file = "{password}"
+read_data_subset = "50%"
+"#,
+            repo = repo.display(),
+            password = password.display(),
+            source = source.display()
+        ),
+    );
+    write(&source.join("skip.tmp"), "excluded");
+    ok(bc(dir, &config).args(["run", "--here"]));
+    std::fs::remove_file(source.join("skip.tmp")).unwrap();
+    assert!(
+        repo.join("config").is_file(),
+        "init = true created the repository"
+    );
+    restore_and_compare(dir, &config, "rlocal", &source);
+
+    // Figures of the run record: the first backup added everything.
+    let runs = std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(runs.lines().last().unwrap()).unwrap();
+    assert_eq!(record["result"], "success", "{record}");
+    assert!(
+        record["figures"]["files_new"].as_u64().unwrap() >= 10,
+        "{record}"
+    );
+    assert!(
+        record["figures"]["bytes_added"].as_u64().unwrap() > 70_000,
+        "{record}"
+    );
+    assert_eq!(record["figures"]["snapshot_id"].as_str().unwrap().len(), 8);
+
+    // Retention after each backup keeps the last 2; the weekly job prunes to 1 and checks.
+    write(&source.join("second.txt"), "2");
+    ok(bc(dir, &config).args(["run", "--here"]));
+    write(&source.join("third.txt"), "3");
+    ok(bc(dir, &config).args(["run", "--here"]));
+    assert_eq!(snapshot_count(dir, &config, "rlocal"), 2);
+    let record: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl"))
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["figures"]["files_new"], 1, "{record}");
+    ok(bc(dir, &config).args(["run", "--here", "rlocal-weekly"]));
+    assert_eq!(snapshot_count(dir, &config, "rlocal"), 1);
+    restore_and_compare(dir, &config, "rlocal", &source);
+
+    // Restoring one path only.
+    let target = dir.join("partial");
+    let only = source.join("dir with spaces");
+    ok(bc(dir, &config)
+        .args(["restore", "rlocal", "--include"])
+        .arg(&only)
+        .arg("--target")
+        .arg(&target));
+    assert_same_tree(&only, &restored(&target, &only));
+    assert!(!restored(&target, &source).join("plain.txt").exists());
+
+    // Browsing through FUSE: the latest snapshot has the same contents as the source.
+    require_tool("fusermount3");
+    let mountpoint = dir.join("mnt");
+    std::fs::create_dir_all(&mountpoint).unwrap();
+    let mut mount = bc(dir, &config)
+        .args(["mount", "rlocal"])
+        .arg(&mountpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let latest = restored(&mountpoint.join("snapshots/latest"), &source);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !latest.join("plain.txt").exists() {
+        assert!(
+            mount.try_wait().unwrap().is_none(),
+            "backupctl mount ended early"
+        );
+        assert!(Instant::now() < deadline, "the repository was not mounted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let diff = run(Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(&source)
+        .arg(&latest));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mount.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    mount.wait().unwrap();
+    let still = run(Command::new("mountpoint").arg("-q").arg(&mountpoint));
+    assert!(!still.status.success(), "Ctrl-C unmounts the repository");
+    assert!(
+        diff.status.success(),
+        "mounted snapshot differs: {}",
+        stdout(&diff)
+    );
+}
+
+#[test]
+fn restic_without_init_fails_clearly_and_never_reinitialises() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let source = dir.join("source");
+    write(&source.join("a"), "a");
+    let (password, _) = secret(dir, "password");
+    let repo = dir.join("repo");
+    let text = |init: bool, password: &Path| {
+        format!(
+            "[stage.rnoinit]\nkind = \"restic\"\nrepository = \"{}\"\npassword_file = \"{}\"\n\
+             init = {init}\npaths = [\"{}\"]\n",
+            repo.display(),
+            password.display(),
+            source.display()
+        )
+    };
+    let without = config(dir, &text(false, &password));
+    let output = run(bc(dir, &without).args(["run", "--here"]));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("there is no repository at the configured location"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!repo.join("config").exists());
+
+    let with = config(dir, &text(true, &password));
+    ok(bc(dir, &with).args(["run", "--here"]));
+    let repo_config = std::fs::read(repo.join("config")).unwrap();
+    // A wrong password must not look like a missing repository.
+    let (other, _) = secret(dir, "other-password");
+    let wrong = config(dir, &text(true, &other));
+    let output = run(bc(dir, &wrong).args(["run", "--here"]));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("wrong password"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(repo.join("config")).unwrap(), repo_config);
+    assert_eq!(std::fs::read_dir(repo.join("keys")).unwrap().count(), 1);
+}
+
+#[test]
+fn restic_sftp_backup_restore() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let (_server, sftp_command) = sftp_server(dir);
+    let source = dir.join("source");
+    make_tree(&source);
+    let (password, _) = secret(dir, "password");
+    let config = config(
+        dir,
+        &format!(
+            r#"
+[stage.rsftp]
+kind = "restic"
+repository = "sftp:root@127.0.0.1:{repo}"
+options = ["{sftp_command}"]
+password_file = "{password}"
+init = true
+paths = ["{source}"]
+"#,
+            repo = dir.join("repo").display(),
+            password = password.display(),
+            source = source.display()
+        ),
+    );
+    ok(bc(dir, &config).args(["run", "--here"]));
+    assert!(dir.join("repo/config").is_file());
+    restore_and_compare(dir, &config, "rsftp", &source);
+}
+
+#[test]
+fn restic_s3_backup_restore_with_keys_from_files_and_credentials() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let server = s3_server();
+    let source = dir.join("source");
+    make_tree(&source);
+    let (password, password_value) = secret(dir, "password");
+    let (key_id, _) = secret(dir, "key-id");
+    let (key, key_value) = secret(dir, "secret-key");
+    let config = config(
+        dir,
+        &format!(
+            r#"
+[stage.rs3]
+kind = "restic"
+repository = "s3:http://127.0.0.1:{port}/backupctl-test/repo"
+password_credential = "{password}"
+backend_files = {{ AWS_ACCESS_KEY_ID = "{key_id}" }}
+backend_credentials = {{ AWS_SECRET_ACCESS_KEY = "{key}" }}
+init = true
+paths = ["{source}"]
+"#,
+            port = server.port,
+            password = password.display(),
+            key_id = key_id.display(),
+            key = key.display(),
+            source = source.display()
+        ),
+    );
+    let output = run(bc(dir, &config).args(["run", "--here"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    for secret in [&password_value, &key_value] {
+        assert!(!stderr(&output).contains(secret.as_str()));
+    }
+    restore_and_compare(dir, &config, "rs3", &source);
+}
+
+/// Lock files in a local repository (named by their 64-hex-digit id; a restic killed while
+/// writing one may also leave a `…-tmp-…` file, which restic ignores).
+fn locks(repo: &Path) -> usize {
+    std::fs::read_dir(repo.join("locks"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|entry| {
+                    let name = entry.file_name();
+                    let name = name.to_string_lossy();
+                    name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let source = dir.join("source");
+    make_tree(&source);
+    random_file(&source.join("big/one.bin"), 96 << 20);
+    let (password, _) = secret(dir, "password");
+    let repo = dir.join("repo");
+    let config = config(
+        dir,
+        &format!(
+            "[stage.rkill]\nkind = \"restic\"\nrepository = \"{}\"\npassword_file = \"{}\"\n\
+             init = true\npaths = [\"{}\"]\n",
+            repo.display(),
+            password.display(),
+            source.display()
+        ),
+    );
+    let mut child = bc(dir, &config)
+        .args(["stage", "rkill"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the stage and its restic once restic holds its lock.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if locks(&repo) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restic never started writing");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    // restic was reparented when the stage died; wait until it is reaped, too (a zombie
+    // still "exists" for restic's stale-lock test).
+    let group = child.id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run(Command::new("pgrep").args(["-g", &group]))
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the killed restic was never reaped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(locks(&repo), 1, "a stale lock is left");
+
+    let output = run(bc(dir, &config).args(["run", "--here"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("removing stale restic locks"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        locks(&repo),
+        0,
+        "stale lock not removed: {}",
+        stderr(&output)
+    );
+    restore_and_compare(dir, &config, "rkill", &source);
+}
+
+/// The user manager's highest-priority unit directory, the one the other end-to-end tests
+/// use too (they hold [`systemd_lock`] while their units are there).
+const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
+
+/// The units of a test's config in [`UNIT_DIR`], removed (with what `generate` listed in its
+/// manifest) when dropped.
+struct InstalledUnits;
+
+impl Drop for InstalledUnits {
+    fn drop(&mut self) {
+        let dir = Path::new(UNIT_DIR);
+        if let Ok(list) = std::fs::read_to_string(dir.join(".backupctl-generated")) {
+            for file in list.lines() {
+                let path = dir.join(file);
+                let _ = std::fs::remove_file(&path);
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(dir.join(".backupctl-generated"));
+        let _ = systemctl_user().arg("daemon-reload").output();
+        let _ = systemctl_user().arg("reset-failed").output();
+    }
+}
+
+/// Generates the units of `config` into [`UNIT_DIR`] (and a copy into `dir/units` to read)
+/// and reloads the manager. Hold [`systemd_lock`] meanwhile.
+fn install_units(dir: &Path, config: &Path) -> InstalledUnits {
+    systemd_user_env();
+    ok(bc(dir, config)
+        .arg("generate")
+        .arg("--output")
+        .arg(dir.join("units")));
+    ok(bc(dir, config)
+        .arg("generate")
+        .arg("--output")
+        .arg(UNIT_DIR));
+    ok(systemctl_user().arg("daemon-reload"));
+    InstalledUnits
+}
+
+#[test]
+fn restic_rest_under_systemd_survives_a_server_outage() {
+    require_tool("restic");
+    let _lock = systemd_lock();
+    // Sources outside /tmp: the unit has a private /tmp.
+    std::fs::create_dir_all("/var/lib/backupctl-tests").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("restic-rest-")
+        .tempdir_in("/var/lib/backupctl-tests")
+        .unwrap();
+    let dir = dir.path();
+    let source = dir.join("source");
+    make_tree(&source);
+    random_file(&source.join("big/one.bin"), 8 << 20);
+    let (password, password_value) = secret(dir, "password");
+    let served = dir.join("served");
+    let port = free_port();
+    let mut server = rest_server(&served, port);
+    let slow = dir.join("slow");
+    let config = config(
+        dir,
+        &format!(
+            r#"
+[jobs.rrest]
+description = "restic over REST"
+
+# Gives the test a moment, mid-job, to stop the server.
+[stage.rrest-wait]
+job = "rrest"
+kind = "exec"
+command = ["/bin/sh", "-c", "if test -e '{slow}'; then sleep 3; fi"]
+
+[stage.rrest-backup]
+job = "rrest"
+kind = "restic"
+repository = "rest:http://127.0.0.1:{port}/repo"
+password_file = "{password}"
+init = true
+paths = ["{source}"]
+retries = 1
+retry_delay = "1s"
+"#,
+            slow = slow.display(),
+            password = password.display(),
+            source = source.display()
+        ),
+    );
+    let _units = install_units(dir, &config);
+    let mut unit_text = String::new();
+    for path in [
+        "units/backup@.service",
+        "units/backup-rrest.service",
+        "units/backup@rrest-wait.service.d/backupctl.conf",
+        "units/backup@rrest-backup.service.d/backupctl.conf",
+    ] {
+        unit_text.push_str(&std::fs::read_to_string(dir.join(path)).unwrap());
+    }
+    assert!(unit_text.contains("PrivateNetwork=no"), "{unit_text}");
+    let run_job = || {
+        let mut command = bc(dir, &config);
+        command
+            .args(["run", "rrest"])
+            .envs(systemd_user_env().iter().map(|(k, v)| (k, v)));
+        command
+    };
+    let journal_of = |since: &str| {
+        let output = Command::new("journalctl")
+            .args(["--no-pager", "-o", "cat", "--since", since])
+            .arg("_SYSTEMD_USER_UNIT=backup@rrest-backup.service")
+            .output()
+            .unwrap();
+        stdout(&output)
+    };
+    let since = journal_now();
+
+    // 1. Backup through systemd, restore, compare. ps is watched while it runs.
+    let mut job = run_job()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ps_seen = String::new();
+    while job.try_wait().unwrap().is_none() {
+        let listing = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        ps_seen.push_str(&String::from_utf8_lossy(&listing.stdout));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = job.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(ps_seen.contains("restic"), "ps saw restic run");
+    // STATUS= lines as `run` saw them (StatusText; it polls, so not every line is seen).
+    let printed = stdout(&output);
+    assert!(
+        printed.contains("rrest-backup     running: restic: "),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("rrest-backup     success: done in"),
+        "{printed}"
+    );
+    restore_and_compare(dir, &config, "rrest-backup", &source);
+
+    // 2. The server is stopped mid-job (while the first stage runs): the restic stage
+    //    fails, retries once, then the job fails with a clear message.
+    write(&slow, "");
+    write(&source.join("added later.txt"), "must not be lost\n");
+    let failing_since = journal_now();
+    let job = run_job()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = run(systemctl_user().args(["is-active", "backup@rrest-wait.service"]));
+        if stdout(&state).trim() == "activating" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first stage never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.stop();
+    let output = job.wait_with_output().unwrap();
+    let printed = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(!output.status.success(), "the job must fail: {printed}");
+    assert!(
+        printed.contains("rrest-backup") && printed.contains("failed"),
+        "{printed}"
+    );
+    let journal = journal_of(&failing_since);
+    assert!(
+        journal.contains("cannot reach the repository"),
+        "journal:\n{journal}"
+    );
+    assert!(
+        journal.contains("connection refused"),
+        "journal:\n{journal}"
+    );
+    assert!(journal.contains("retry 1 of 1"), "journal:\n{journal}");
+    // Exit code 75 (temporary failure) once the retries ran out.
+    let failure = stdout(&run(Command::new("journalctl").args([
+        "--no-pager",
+        "-o",
+        "verbose",
+        "--since",
+        &failing_since,
+        "BACKUPCTL_STAGE=rrest-backup",
+    ])));
+    assert!(failure.contains("BACKUPCTL_EXIT_CODE=75"), "{failure}");
+
+    // 3. The server is back: a later run succeeds and nothing is lost.
+    std::fs::remove_file(&slow).unwrap();
+    let mut server = rest_server(&served, port);
+    let output = run(&mut run_job());
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    restore_and_compare(dir, &config, "rrest-backup", &source);
+
+    // The summary of each backup is in the journal as fields of the success record.
+    let fields = stdout(&run(Command::new("journalctl").args([
+        "--no-pager",
+        "-o",
+        "verbose",
+        "--since",
+        &since,
+        "BACKUPCTL_STAGE=rrest-backup",
+    ])));
+    for field in [
+        "BACKUPCTL_SNAPSHOT_ID=",
+        "BACKUPCTL_FILES_NEW=",
+        "BACKUPCTL_FILES_CHANGED=",
+        "BACKUPCTL_BYTES_ADDED=",
+        "BACKUPCTL_DURATION_SECS=",
+    ] {
+        assert!(
+            fields.contains(field),
+            "no {field} in the journal:\n{fields}"
+        );
+    }
+
+    // 4. No secret in the units, the journal of the runs, or ps during a run.
+    let export = Command::new("journalctl")
+        .args(["--no-pager", "-o", "export", "--since", &since])
+        .output()
+        .unwrap();
+    let export = String::from_utf8_lossy(&export.stdout).into_owned();
+    assert!(
+        journal_of(&since).contains("succeeded"),
+        "the journal has the runs"
+    );
+    for (what, text) in [
+        ("units", &unit_text),
+        ("journal", &export),
+        ("ps", &ps_seen),
+    ] {
+        assert!(
+            !text.contains(&password_value),
+            "the password is in the {what}"
+        );
+    }
+    server.stop();
+}
+
+/// The units of `examples/restic.toml` (system scope) against golden files in
+/// `tests/golden/restic/`; `BLESS=1` rewrites them.
+#[test]
+fn restic_example_units_match_golden_files() {
+    let dir = tempdir();
+    let out = dir.path().join("units");
+    let example = crate::util::repo_root().join("examples/restic.toml");
+    ok(backupctl()
+        .arg("--config")
+        .arg(&example)
+        .args(["generate", "--binary", "/usr/bin/backupctl", "--output"])
+        .arg(&out));
+    let golden = crate::util::repo_root().join("tests/golden/restic");
+    for stage in ["backblaze", "local", "backblaze-check"] {
+        let path = out.join(format!("backup@{stage}.service.d/backupctl.conf"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(&crate::util::repo_root().display().to_string(), "@ROOT@");
+        let expected = golden.join(format!("{stage}.conf"));
+        if std::env::var_os("BLESS").is_some() {
+            write(&expected, &text);
+        }
+        assert_eq!(
+            std::fs::read_to_string(&expected).unwrap_or_default(),
+            text,
+            "{} differs from {} (BLESS=1 to accept)",
+            path.display(),
+            expected.display()
+        );
+    }
+}

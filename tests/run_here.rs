@@ -1,0 +1,299 @@
+//! `run --here` and `stage` without systemd: the same DAG in this process, failure routing
+//! like `Requires=`/`Wants=`, conditions, signals, preflight failures, run records.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{assert_same_tree, backupctl, ok, require_tool, run, stderr, tempdir, write};
+
+/// `backupctl --config DIR/config.toml` with state kept in DIR/state.
+fn backupctl_in(dir: &Path) -> Command {
+    let mut command = backupctl();
+    command
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .arg("--user")
+        .arg("--config")
+        .arg(dir.join("config.toml"));
+    command
+}
+
+fn config(dir: &Path, text: &str) {
+    write(
+        &dir.join("config.toml"),
+        text.replace("@DIR@", &dir.display().to_string()),
+    );
+}
+
+fn records(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn runs_the_job_in_order_and_copies_byte_for_byte() {
+    require_tool("rsync");
+    let dir = tempdir();
+    let dir = dir.path();
+    write(&dir.join("src/a.txt"), "a");
+    write(&dir.join("src/deep/b.bin"), vec![7u8; 100_000]);
+    std::os::unix::fs::symlink("a.txt", dir.join("src/link")).unwrap();
+    config(
+        dir,
+        r#"
+[stage.hello]
+kind = "hello"
+min_free = "1M"
+
+[stage.notes]
+kind = "exec"
+command = ["/bin/sh", "-c", "echo $GREETING > @DIR@/notes.txt"]
+[stage.notes.environment]
+GREETING = "hello from the environment"
+
+[stage.copy]
+kind = "rsync"
+sources = ["@DIR@/src/"]
+destination = "@DIR@/dst/"
+"#,
+    );
+    let output = run(backupctl_in(dir).args(["run", "--here"]));
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert_same_tree(&dir.join("src"), &dir.join("dst"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "hello from the environment\n"
+    );
+    for stage in ["hello", "notes", "copy"] {
+        assert!(
+            log.lines()
+                .any(|l| l.starts_with(stage) && l.contains("success")),
+            "{log}"
+        );
+    }
+    let records = records(dir);
+    let stages: Vec<&str> = records
+        .iter()
+        .map(|r| r["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["hello", "notes", "copy"]);
+    assert!(
+        records.iter().all(|r| r["run"] == records[0]["run"]),
+        "one run id for the job"
+    );
+    assert_eq!(records[2]["figures"]["files"], 5);
+}
+
+#[test]
+fn a_failed_required_stage_stops_its_dependents_an_optional_one_does_not() {
+    let dir = tempdir();
+    let dir = dir.path();
+    config(
+        dir,
+        r#"
+[stage.first]
+kind = "exec"
+command = ["/bin/true"]
+
+[stage.broken]
+kind = "exec"
+command = ["/bin/sh", "-c", "echo no space left >&2; exit 4"]
+
+[stage.after_broken]
+kind = "exec"
+command = ["/bin/sh", "-c", "touch @DIR@/must-not-exist"]
+
+[stage.optional]
+kind = "exec"
+after = ["first"]
+required = false
+command = ["/bin/false"]
+
+[stage.after_optional]
+kind = "exec"
+after = ["optional"]
+command = ["/bin/sh", "-c", "touch @DIR@/ran"]
+"#,
+    );
+    let output = run(backupctl_in(dir).args(["run", "--here"]));
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("sh failed with exit code 4: no space left"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("after_broken") && l.contains("not run")),
+        "{log}"
+    );
+    assert!(!dir.join("must-not-exist").exists());
+    assert!(
+        dir.join("ran").exists(),
+        "the dependent of an optional stage runs"
+    );
+}
+
+#[test]
+fn a_stage_whose_disk_is_not_mounted_is_skipped_cleanly() {
+    let dir = tempdir();
+    let dir = dir.path();
+    std::fs::create_dir_all(dir.join("usb")).unwrap();
+    config(
+        dir,
+        r#"
+[stage.usb]
+kind = "exec"
+when_mounted = "@DIR@/usb"
+command = ["/bin/sh", "-c", "touch @DIR@/copied"]
+
+[stage.after]
+kind = "exec"
+command = ["/bin/sh", "-c", "touch @DIR@/after"]
+"#,
+    );
+    let output = run(backupctl_in(dir).args(["run", "--here"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!dir.join("copied").exists());
+    assert!(dir.join("after").exists());
+    assert_eq!(records(dir)[0]["result"], "skipped");
+}
+
+#[test]
+fn sigterm_stops_the_running_tool_and_the_stage_reports_it() {
+    let dir = tempdir();
+    let dir = dir.path();
+    config(
+        dir,
+        r#"
+[stage.slow]
+kind = "exec"
+command = ["/bin/sh", "-c", "echo $$ > @DIR@/pid; exec sleep 60"]
+"#,
+    );
+    let mut child = backupctl_in(dir)
+        .args(["stage", "slow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dir.join("pid").exists() {
+        assert!(Instant::now() < deadline, "the tool did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tool_pid: i32 = std::fs::read_to_string(dir.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let started = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !Path::new(&format!("/proc/{tool_pid}")).exists(),
+        "the tool (pid {tool_pid}) outlived the stage"
+    );
+    assert_eq!(records(dir)[0]["result"], "interrupted");
+}
+
+#[test]
+fn hello_fails_precisely_on_a_secret_readable_by_others() {
+    let dir = tempdir();
+    let dir = dir.path();
+    write(&dir.join("password"), "hunter2");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("password"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    config(
+        dir,
+        r#"
+[stage.hello]
+kind = "hello"
+tools = ["backupctl-no-such-tool"]
+
+[stage.offsite]
+kind = "restic"
+repository = "@DIR@/repo"
+password_file = "@DIR@/password"
+paths = ["@DIR@"]
+"#,
+    );
+    let output = run(backupctl_in(dir).args(["stage", "hello"]));
+    assert_eq!(output.status.code(), Some(3), "preflight failures exit 3");
+    let log = stderr(&output);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("FAIL") && table.contains("backupctl-no-such-tool"),
+        "{table}"
+    );
+    assert!(
+        log.contains(&format!(
+            "readable by others (mode 0644); run: chmod 600 {}/password",
+            dir.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("backupctl-no-such-tool: not found in PATH"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("hunter2") && !table.contains("hunter2"),
+        "the secret leaked"
+    );
+}
+
+#[test]
+fn check_prints_the_resolved_graph() {
+    let dir = tempdir();
+    let dir = dir.path();
+    config(
+        dir,
+        r#"
+[job]
+schedule = "daily"
+
+[stage.hello]
+kind = "hello"
+
+[stage.left]
+kind = "exec"
+command = ["/bin/true"]
+
+[stage.right]
+kind = "exec"
+after = ["hello"]
+required = false
+command = ["/bin/true"]
+"#,
+    );
+    let out = ok(backupctl_in(dir).arg("check"));
+    assert!(
+        out.contains("job job (backup-job.service, backup-job.timer (daily))"),
+        "{out}"
+    );
+    assert!(out.contains("    left   exec     after hello\n"), "{out}");
+    assert!(
+        out.contains("    right  exec     after hello, may fail"),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(backupctl_in(dir).args(["check", "--json"]))).unwrap();
+    assert_eq!(json["jobs"][0]["stages"][2]["depth"], 1);
+    assert_eq!(json["jobs"][0]["stages"][2]["required"], false);
+}

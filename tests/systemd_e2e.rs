@@ -1,0 +1,381 @@
+//! End to end under the real systemd user manager (scripts/systemd-sandbox): generate →
+//! daemon-reload → `systemctl --user start backup-job`, and what must follow from it: stage
+//! order, byte-identical copies, journal fields, `StatusText`, failure routing through
+//! `Requires=`/`Wants=`, parallel branches, the timer and `backupctl run` over D-Bus.
+//!
+//! Everything the units touch lives under /var/lib/backupctl-e2e (not /tmp: the units have
+//! `PrivateTmp=`), including a copy of the binary, wherever the checkout is.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{
+    assert_same_tree, backupctl_path, ok, require_tool, run, stderr, stdout, systemctl_user,
+    systemd_lock, systemd_user_env, write,
+};
+
+/// The runtime directory that outranks `~/.config/systemd/user` in the user manager's search
+/// path, so units left there by anything else cannot shadow the ones under test.
+const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
+
+/// A job installed in the user manager; removed again on drop.
+struct Installed {
+    root: PathBuf,
+    config: PathBuf,
+    binary: PathBuf,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Installed {
+    /// Writes `config` (with `@ROOT@` replaced by this test's directory), generates the
+    /// units into the user manager's runtime unit directory and reloads it.
+    fn new(name: &str, config: &str) -> Installed {
+        require_tool("systemctl");
+        require_tool("rsync");
+        let lock = systemd_lock();
+        systemd_user_env();
+        let root = PathBuf::from(format!(
+            "/var/lib/backupctl-e2e/{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let binary = root.join("backupctl");
+        std::fs::copy(backupctl_path(), &binary).unwrap();
+        let path = root.join("config.toml");
+        write(&path, config.replace("@ROOT@", &root.display().to_string()));
+        let installed = Installed {
+            root,
+            config: path,
+            binary,
+            _lock: lock,
+        };
+        installed.generate();
+        installed
+    }
+
+    fn generate(&self) {
+        ok(Command::new(&self.binary)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--user", "generate", "--output", UNIT_DIR]));
+        ok(systemctl_user().arg("daemon-reload"));
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// `systemctl --user show -p PROPERTY --value UNIT`.
+    fn show(&self, unit: &str, property: &str) -> String {
+        ok(systemctl_user().args(["show", "-p", property, "--value", unit]))
+            .trim()
+            .to_string()
+    }
+
+    fn start_main_usec(&self, unit: &str) -> u64 {
+        self.show(unit, "ExecMainStartTimestampMonotonic")
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = run(systemctl_user().args(["stop", "backup-job.timer", "backup-job.service"]));
+        if let Ok(list) = std::fs::read_to_string(Path::new(UNIT_DIR).join(".backupctl-generated"))
+        {
+            for file in list.lines() {
+                let path = Path::new(UNIT_DIR).join(file);
+                let _ = std::fs::remove_file(&path);
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(Path::new(UNIT_DIR).join(".backupctl-generated"));
+        let _ = run(systemctl_user().arg("daemon-reload"));
+        let _ = run(systemctl_user().arg("reset-failed"));
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// A source tree with what a faithful copy must keep.
+fn make_source(root: &Path) {
+    write(&root.join("notes/today.md"), "# today\n");
+    write(&root.join("notes/with space.txt"), "spaces\n");
+    write(
+        &root.join("data/blob.bin"),
+        (0..=255u8).cycle().take(300_000).collect::<Vec<_>>(),
+    );
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    std::os::unix::fs::symlink("notes/today.md", root.join("link")).unwrap();
+    std::fs::hard_link(root.join("notes/today.md"), root.join("hardlink.md")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("notes/with space.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+}
+
+const THREE_STAGES: &str = r#"
+[job]
+schedule = "*-*-* 03:00:00"
+
+[stage.hello]
+kind = "hello"
+min_free = "1M"
+
+[stage.notes]
+kind = "exec"
+command = ["/bin/sh", "-c", "echo exporting notes; sleep 3; date +%s.%N > @ROOT@/out/notes-done"]
+writes = ["@ROOT@/out"]
+
+[stage.copy]
+kind = "rsync"
+sources = ["@ROOT@/src/"]
+destination = "@ROOT@/dst/"
+"#;
+
+#[test]
+fn job_runs_hello_exec_and_rsync_in_order_under_the_user_manager() {
+    let job = Installed::new("order", THREE_STAGES);
+    make_source(&job.path("src"));
+
+    // Start without blocking, to watch StatusText while the exec stage runs.
+    ok(systemctl_user().args(["start", "--no-block", "backup-job.service"]));
+    let mut status_texts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = job.show("backup@notes.service", "StatusText");
+        if !text.is_empty() && !status_texts.contains(&text) {
+            status_texts.push(text);
+        }
+        let pending = ok(systemctl_user().args(["list-jobs", "--no-legend"]));
+        if pending.trim().is_empty()
+            && job.show("backup-job.service", "ActiveState") != "activating"
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job did not finish; jobs:\n{pending}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(job.show("backup-job.service", "Result"), "success");
+    assert!(
+        status_texts.iter().any(|t| t.contains("running /bin/sh")),
+        "StatusText seen while running: {status_texts:?}"
+    );
+
+    // Order: hello, then notes, then copy (each started after the previous one).
+    let (hello, notes, copy) = (
+        job.start_main_usec("backup@hello.service"),
+        job.start_main_usec("backup@notes.service"),
+        job.start_main_usec("backup@copy.service"),
+    );
+    assert!(
+        hello > 0 && hello < notes && notes < copy,
+        "start times {hello} {notes} {copy}"
+    );
+    assert!(job.path("out/notes-done").is_file());
+    assert_same_tree(&job.path("src"), &job.path("dst"));
+
+    // The journal holds the stage's records with our fields, under its invocation id.
+    let invocation = job.show("backup@copy.service", "InvocationID");
+    let records = ok(Command::new("journalctl").args([
+        "-o",
+        "json",
+        "--no-pager",
+        "BACKUPCTL_STAGE=copy",
+        &format!("BACKUPCTL_RUN={invocation}"),
+    ]));
+    let records: Vec<serde_json::Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.len() >= 2, "records of the copy stage: {records:?}");
+    assert!(records.iter().all(|r| r["BACKUPCTL_JOB"] == "job"));
+    let done = records
+        .iter()
+        .find(|r| r["MESSAGE_ID"] == backupctl::report::messages::STAGE_SUCCEEDED)
+        .expect("a succeeded record");
+    // 9 entries: the root, 3 directories, 3 files, a symlink and a hard link.
+    assert_eq!(done["BACKUPCTL_FILES"], "9", "{done}");
+
+    // And the run record of the state directory.
+    let runs = std::fs::read_to_string(
+        "/root/.local/state/backupctl/runs.jsonl", /* XDG_STATE_HOME of the user manager */
+    )
+    .unwrap();
+    assert!(
+        runs.lines()
+            .any(|l| l.contains(&invocation) && l.contains("\"success\""))
+    );
+}
+
+#[test]
+fn a_failing_required_stage_fails_the_job_and_its_dependents_never_start() {
+    let job = Installed::new(
+        "failure",
+        r#"
+[stage.first]
+kind = "exec"
+command = ["/bin/true"]
+
+[stage.broken]
+kind = "exec"
+command = ["/bin/sh", "-c", "echo disk on fire >&2; exit 3"]
+
+[stage.after_broken]
+kind = "exec"
+command = ["/bin/true"]
+
+[stage.optional]
+kind = "exec"
+after = ["first"]
+required = false
+command = ["/bin/false"]
+
+[stage.after_optional]
+kind = "exec"
+after = ["optional"]
+command = ["/bin/true"]
+"#,
+    );
+    let output = run(systemctl_user().args(["start", "backup-job.service"]));
+    assert!(!output.status.success(), "the job must fail");
+    assert_eq!(job.show("backup@broken.service", "Result"), "exit-code");
+    assert_eq!(job.show("backup@broken.service", "ExecMainStatus"), "1");
+    assert_eq!(
+        job.start_main_usec("backup@after_broken.service"),
+        0,
+        "a dependent of a failed stage started"
+    );
+    // The optional stage failed, and its dependent ran anyway (Wants=, not Requires=).
+    assert_eq!(job.show("backup@optional.service", "Result"), "exit-code");
+    assert_eq!(
+        job.show("backup@after_optional.service", "Result"),
+        "success"
+    );
+    assert!(job.start_main_usec("backup@after_optional.service") > 0);
+
+    // `backupctl run` over D-Bus reports the same and exits 1.
+    ok(systemctl_user().arg("reset-failed"));
+    let output = run(Command::new(&job.binary)
+        .arg("--config")
+        .arg(&job.config)
+        .args(["--user", "run"])
+        .envs(systemd_user_env().iter().map(|(k, v)| (k, v))));
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}{}", stderr(&output));
+    assert!(
+        text.contains("broken") && text.contains("failed (exit-code)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("after_broken") && text.contains("not run"),
+        "{text}"
+    );
+    assert!(text.contains("job job failed"), "{text}");
+}
+
+#[test]
+fn a_failing_optional_stage_does_not_fail_the_job() {
+    let _job = Installed::new(
+        "optional",
+        r#"
+[stage.main]
+kind = "exec"
+command = ["/bin/true"]
+
+[stage.extra]
+kind = "exec"
+required = false
+command = ["/bin/false"]
+"#,
+    );
+    ok(systemctl_user().args(["start", "backup-job.service"]));
+}
+
+#[test]
+fn two_stages_after_the_same_parent_run_in_parallel() {
+    let job = Installed::new(
+        "parallel",
+        r#"
+[stage.parent]
+kind = "exec"
+command = ["/bin/true"]
+
+[stage.left]
+kind = "exec"
+after = ["parent"]
+command = ["/bin/sh", "-c", "date +%s.%N > @ROOT@/out/left-start; sleep 2; date +%s.%N > @ROOT@/out/left-end"]
+writes = ["@ROOT@/out"]
+
+[stage.right]
+kind = "exec"
+after = ["parent"]
+command = ["/bin/sh", "-c", "date +%s.%N > @ROOT@/out/right-start; sleep 2; date +%s.%N > @ROOT@/out/right-end"]
+writes = ["@ROOT@/out"]
+"#,
+    );
+    ok(systemctl_user().args(["start", "backup-job.service"]));
+    let time = |name: &str| -> f64 {
+        std::fs::read_to_string(job.path(&format!("out/{name}")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (left, right) = (
+        (time("left-start"), time("left-end")),
+        (time("right-start"), time("right-end")),
+    );
+    assert!(
+        left.0 < right.1 && right.0 < left.1,
+        "left {left:?} and right {right:?} did not overlap"
+    );
+}
+
+#[test]
+fn the_timer_is_listed_with_its_calendar_and_its_unit_runs_the_job() {
+    let job = Installed::new("timer", THREE_STAGES);
+    make_source(&job.path("src"));
+    ok(systemctl_user().args(["start", "backup-job.timer"]));
+    let timers = ok(systemctl_user().args(["list-timers", "--all", "--no-pager"]));
+    assert!(
+        timers.contains("backup-job.timer") && timers.contains("backup-job.service"),
+        "{timers}"
+    );
+    let calendar = job.show("backup-job.timer", "TimersCalendar");
+    assert!(calendar.contains("OnCalendar=*-*-* 03:00:00"), "{calendar}");
+    // The timer's unit, started by hand, runs the whole job.
+    ok(systemctl_user().args(["start", "backup-job.service"]));
+    assert_same_tree(&job.path("src"), &job.path("dst"));
+}
+
+#[test]
+fn run_through_dbus_follows_the_stages_and_succeeds() {
+    let job = Installed::new("dbus-run", THREE_STAGES);
+    make_source(&job.path("src"));
+    let out = ok(Command::new(&job.binary)
+        .arg("--config")
+        .arg(&job.config)
+        .args(["--user", "run"])
+        .envs(systemd_user_env().iter().map(|(k, v)| (k, v))));
+    for stage in ["hello", "notes", "copy"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(stage) && l.contains("success")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("job job succeeded"), "{out}");
+    assert_same_tree(&job.path("src"), &job.path("dst"));
+}
