@@ -24,7 +24,8 @@ RUNS=${BENCH_RUNS:-3}
 for tool in hyperfine b3sum git python3; do
 	command -v "$tool" >/dev/null || { echo "bench: needs $tool (scripts/setup-deps)" >&2; exit 1; }
 done
-BIN=$PWD/target/release/backupctl
+# scripts/bench builds the release binary and passes it in BACKUPCTL_BIN.
+BIN=${BACKUPCTL_BIN:-$PWD/target/release/backupctl}
 mkdir -p "$DIR"
 TREE=$DIR/tree-$FILES-$BYTES
 REPOROOT=$DIR/repos-$REPOS
@@ -93,7 +94,7 @@ if [ ! -e "$REPOROOT/.complete" ]; then
 	touch "$REPOROOT/.complete"
 fi
 
-cargo build --release --quiet
+[ -n "${BACKUPCTL_BIN:-}" ] || cargo build --release --quiet
 
 # -- configs ------------------------------------------------------------------------------
 cat >"$WORK/config.toml" <<TOML

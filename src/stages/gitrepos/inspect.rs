@@ -111,8 +111,13 @@ fn read(path: &Path, state: &mut RepoState) -> anyhow::Result<()> {
         state.upstream = Some(upstream.shorten().to_string());
         if let Ok(upstream_id) = reference.peel_to_id() {
             let upstream_id = upstream_id.detach();
-            state.ahead = Some(count(&repo, [head], [upstream_id])?);
-            state.behind = Some(count(&repo, [upstream_id], [head])?);
+            // The usual case, in sync, needs no walk.
+            if upstream_id == head {
+                (state.ahead, state.behind) = (Some(0), Some(0));
+            } else {
+                state.ahead = Some(count(&repo, [head], [upstream_id])?);
+                state.behind = Some(count(&repo, [upstream_id], [head])?);
+            }
         }
     }
 
@@ -139,13 +144,20 @@ fn read(path: &Path, state: &mut RepoState) -> anyhow::Result<()> {
     }
     tips.sort();
     tips.dedup();
-    state.unpushed = if tips.is_empty() {
+    remote_tips.sort();
+    // Every local tip is a remote tip (the usual case for a pushed repository): no walk.
+    state.unpushed = if tips
+        .iter()
+        .all(|tip| remote_tips.binary_search(tip).is_ok())
+    {
         0
     } else {
         count(&repo, tips, remote_tips)?
     };
 
-    state.stashes = match repo.try_find_reference("refs/stash")? {
+    // A full name: no search through refs/tags/refs/stash and the like.
+    let stash_name = gix::refs::FullName::try_from("refs/stash").expect("a valid name");
+    state.stashes = match repo.try_find_reference(stash_name.as_ref())? {
         Some(stash) => {
             let mut log = stash.log_iter();
             match log.all()? {
