@@ -1,0 +1,39 @@
+# backupctl as a Nix package: `nix-build -E 'with import <nixpkgs> {}; callPackage ./nix/package.nix {}'`.
+# The tools the stages run are wrapped into PATH, so a unit finds them without a profile (the
+# restic seed needed a nix-wrapper.sh script for that).
+{ lib, rustPlatform, makeWrapper, pkg-config, installShellFiles
+, rsync, restic, rclone, git, openssh, btrfs-progs, cryptsetup, cifs-utils, util-linux }:
+
+rustPlatform.buildRustPackage {
+  pname = "backupctl";
+  version = (lib.importTOML ../Cargo.toml).package.version;
+  src = lib.cleanSource ../.;
+  cargoLock.lockFile = ../Cargo.lock;
+
+  nativeBuildInputs = [ makeWrapper pkg-config installShellFiles ];
+  # The test suite drives a real systemd user manager and servers; it runs in CI, not here.
+  doCheck = false;
+
+  postInstall = ''
+    $out/bin/backupctl man > backupctl.1
+    installManPage backupctl.1
+    installShellCompletion --cmd backupctl \
+      --bash <($out/bin/backupctl completions bash) \
+      --zsh <($out/bin/backupctl completions zsh) \
+      --fish <($out/bin/backupctl completions fish)
+    install -Dm644 units/*.catalog -t $out/lib/systemd/catalog
+    install -Dm644 units/*.conf -t $out/share/dbus-1/system.d
+    mkdir -p $out/lib/systemd/system-generators $out/lib/systemd/user-generators
+    ln -s $out/bin/backupctl $out/lib/systemd/system-generators/backupctl-generator
+    ln -s $out/bin/backupctl $out/lib/systemd/user-generators/backupctl-generator
+    wrapProgram $out/bin/backupctl --prefix PATH : ${lib.makeBinPath [
+      rsync restic rclone git openssh btrfs-progs cryptsetup cifs-utils util-linux ]}
+  '';
+
+  meta = {
+    description = "systemd-native backups: units generated from a TOML config, stages run by systemd";
+    license = with lib.licenses; [ mit asl20 ];
+    mainProgram = "backupctl";
+    platforms = lib.platforms.linux;
+  };
+}
