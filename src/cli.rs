@@ -69,6 +69,8 @@ pub enum Command {
     Restore(commands::restore::Args),
     /// Show the progress of running stages live (from their D-Bus signals).
     Watch(commands::watch::Args),
+    /// Compare a tree (e.g. a restore) against a manifest; exit 1 if they differ.
+    Verify(commands::verify::Args),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -155,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => commands::history::run(&cli, args),
         Command::Restore(args) => commands::restore::run(&cli, args),
         Command::Watch(args) => commands::watch::run(&cli, args),
+        Command::Verify(args) => commands::verify::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)

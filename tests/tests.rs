@@ -8,6 +8,7 @@ mod config_errors;
 mod examples;
 mod generate;
 mod gitsync;
+mod inventory;
 mod restic;
 mod run_here;
 mod snapshot;

@@ -12,4 +12,5 @@ pub mod run;
 pub mod snapshots;
 pub mod stage;
 pub mod store;
+pub mod verify;
 pub mod watch;

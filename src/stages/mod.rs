@@ -6,7 +6,9 @@
 
 pub mod exec;
 pub mod git;
+pub mod gitrepos;
 pub mod hello;
+pub mod manifest;
 pub mod rclone;
 pub mod restic;
 pub mod rsync;
@@ -22,7 +24,9 @@ use crate::executor::StageContext;
 use crate::report::Figures;
 
 /// The kinds a config may name, as written in `kind = "…"`.
-pub const KIND_NAMES: &[&str] = &["hello", "exec", "rsync", "restic", "git", "rclone"];
+pub const KIND_NAMES: &[&str] = &[
+    "hello", "exec", "rsync", "restic", "git", "rclone", "gitrepos", "manifest",
+];
 
 /// A stage's kind with its validated keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +38,8 @@ pub enum StageKind {
     Restic(Box<restic::Spec>),
     Git(git::Spec),
     Rclone(rclone::Spec),
+    Gitrepos(gitrepos::Spec),
+    Manifest(manifest::Spec),
 }
 
 impl StageKind {
@@ -63,6 +69,8 @@ impl StageKind {
             "restic" => StageKind::Restic(Box::new(spec(table, store_root)?)),
             "git" => StageKind::Git(spec(table, store_root)?),
             "rclone" => StageKind::Rclone(spec(table, store_root)?),
+            "gitrepos" => StageKind::Gitrepos(spec(table, store_root)?),
+            "manifest" => StageKind::Manifest(spec(table, store_root)?),
             _ => return Err(None),
         })
     }
@@ -75,6 +83,8 @@ impl StageKind {
             StageKind::Restic(_) => "restic",
             StageKind::Git(_) => "git",
             StageKind::Rclone(_) => "rclone",
+            StageKind::Gitrepos(_) => "gitrepos",
+            StageKind::Manifest(_) => "manifest",
         }
     }
 
@@ -86,6 +96,8 @@ impl StageKind {
             StageKind::Restic(spec) => spec.as_ref(),
             StageKind::Git(spec) => spec,
             StageKind::Rclone(spec) => spec,
+            StageKind::Gitrepos(spec) => spec,
+            StageKind::Manifest(spec) => spec,
         }
     }
 }
