@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::{
-    backupctl, backupctl_path, ok, repo_root, require_tool, run, stderr, stdout, tempdir,
-    tree_listing, write,
+    backupctl, backupctl_path, exposure_score, ok, repo_root, require_tool, run, stderr, stdout,
+    tempdir, tree_listing, write,
 };
 
 /// The config path as it appears in the goldens, whatever the checkout's location.
@@ -149,43 +149,14 @@ fn generated_units_pass_systemd_analyze_verify() {
     }
 }
 
-/// The exposure score `systemd-analyze security` gives a stage: template and drop-in merged.
-fn exposure(template: &Path, drop_in: &Path, name: &str) -> f64 {
-    let dir = tempdir();
-    let unit = dir.path().join(name);
-    let mut text = std::fs::read_to_string(template).unwrap();
-    text.push_str(&std::fs::read_to_string(drop_in).unwrap());
-    std::fs::write(&unit, text).unwrap();
-    let output = run(Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--no-pager"])
-        .arg(&unit));
-    let text = stdout(&output);
-    let line = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score in:\n{text}{}", stderr(&output)));
-    line.split(':')
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn stages_that_read_sources_and_write_locally_score_at_most_3() {
     require_tool("systemd-analyze");
     let case = repo_root().join("tests/generate/design-example");
     let out = tempdir();
     generate(&case, &backupctl_path(), out.path());
-    let template = out.path().join("backup@.service");
     for stage in ["hello", "logseq", "notes"] {
-        let drop_in = out
-            .path()
-            .join(format!("backup@{stage}.service.d/backupctl.conf"));
-        let score = exposure(&template, &drop_in, &format!("backup@{stage}.service"));
+        let score = exposure_score(out.path(), stage);
         println!("systemd-analyze security: backup@{stage}.service exposure {score}");
         assert!(
             score <= 3.0,

@@ -558,30 +558,7 @@ fn security_score(setup: &Setup, stage: &str) -> f64 {
         .backupctl()
         .args(["generate", "--output"])
         .arg(&generated));
-    let mut unit = std::fs::read_to_string(generated.join("backup@.service")).unwrap();
-    let drop_in =
-        std::fs::read_to_string(generated.join(format!("backup@{stage}.service.d/backupctl.conf")))
-            .unwrap();
-    // The template ends in [Service]: the drop-in's [Service] lines continue it.
-    unit.push_str(drop_in.split("[Service]\n").nth(1).unwrap());
-    let file = setup.scratch(&format!("backup@{stage}.service"));
-    write(&file, unit);
-    let output = run(Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--no-pager"])
-        .arg(&file));
-    let text = crate::util::stdout(&output);
-    let line = text
-        .lines()
-        .find(|line| line.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score in:\n{text}{}", stderr(&output)));
-    line.split(": ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    crate::util::exposure_score(&generated, stage)
 }
 
 #[test]

@@ -41,16 +41,7 @@ fn views(config: &Config) -> Vec<JobView<'_>> {
         .jobs
         .iter()
         .map(|job| {
-            let stages: Vec<_> = config.stages_of(&job.name).collect();
-            let edges: Vec<Vec<usize>> = stages
-                .iter()
-                .map(|s| {
-                    s.after
-                        .iter()
-                        .filter_map(|p| stages.iter().position(|o| o.name == *p))
-                        .collect()
-                })
-                .collect();
+            let (stages, edges) = config.job_graph(&job.name);
             let depths = dag::depths(&edges);
             let order = dag::topological(&edges).unwrap_or_else(|| (0..stages.len()).collect());
             JobView {

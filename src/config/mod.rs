@@ -127,6 +127,22 @@ impl Config {
         self.stages.iter().filter(move |stage| stage.job == job)
     }
 
+    /// A job's stages in file order, and for each the indices of the stages it runs after.
+    pub fn job_graph<'a>(&'a self, job: &'a str) -> (Vec<&'a Stage>, Vec<Vec<usize>>) {
+        let stages: Vec<&Stage> = self.stages_of(job).collect();
+        let edges = stages
+            .iter()
+            .map(|stage| {
+                stage
+                    .after
+                    .iter()
+                    .filter_map(|parent| stages.iter().position(|other| other.name == *parent))
+                    .collect()
+            })
+            .collect();
+        (stages, edges)
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| {

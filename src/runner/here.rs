@@ -42,16 +42,7 @@ impl JobReport<'_> {
 }
 
 pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope) -> JobReport<'a> {
-    let stages: Vec<&Stage> = config.stages_of(job).collect();
-    let edges: Vec<Vec<usize>> = stages
-        .iter()
-        .map(|s| {
-            s.after
-                .iter()
-                .filter_map(|p| stages.iter().position(|o| o.name == *p))
-                .collect()
-        })
-        .collect();
+    let (stages, edges) = config.job_graph(job);
     let order = dag::topological(&edges).expect("validated: no cycles");
     let run_id = executor::new_id();
     let started = Instant::now();

@@ -164,3 +164,32 @@ pub fn systemd_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The exposure score `systemd-analyze security --offline=yes` gives a stage: the template and
+/// the stage's drop-in merged into one unit file (offline analysis reads no drop-ins).
+pub fn exposure_score(units: &Path, stage: &str) -> f64 {
+    let dir = tempdir();
+    let unit = dir.path().join(format!("backup@{stage}.service"));
+    let mut text = std::fs::read_to_string(units.join("backup@.service")).unwrap();
+    text.push_str(
+        &std::fs::read_to_string(units.join(format!("backup@{stage}.service.d/backupctl.conf")))
+            .unwrap(),
+    );
+    std::fs::write(&unit, text).unwrap();
+    let output = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit));
+    let text = stdout(&output);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score in:\n{text}{}", stderr(&output)));
+    line.split(": ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
