@@ -24,7 +24,7 @@ struct Installed {
     root: PathBuf,
     config: PathBuf,
     binary: PathBuf,
-    _lock: std::sync::MutexGuard<'static, ()>,
+    _lock: crate::util::SystemdLock,
 }
 
 impl Installed {

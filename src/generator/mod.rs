@@ -360,9 +360,18 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
         let _ = writeln!(unit, "After={}", parents.join(" "));
     }
     if let Some(name) = &stage.store {
-        // systemd opens the store before the stage and closes it after the last user.
+        // systemd opens the store before the stage and closes it after the last user
+        // (StopWhenUnneeded=). Wants=, not Requires=: with Requires= systemd 252 holds the
+        // store's stop job back as "destructive" while a stage that required it is being
+        // collected, and the store stays open after the run. The assertion keeps the
+        // stage from writing beside an unopened store: it fails instead.
         let store_unit = crate::config::store::unit_name(name);
-        let _ = writeln!(unit, "Requires={store_unit}\nAfter={store_unit}");
+        let mount = crate::config::store::mount_point(name);
+        let _ = writeln!(
+            unit,
+            "Wants={store_unit}\nAfter={store_unit}\nAssertPathIsMountPoint={}",
+            escape::value(&mount.to_string_lossy())
+        );
     }
     if needs.network && options.scope == Scope::System {
         unit.push_str("Wants=network-online.target\nAfter=network-online.target\n");

@@ -2,8 +2,8 @@
 //! store, stop closes it) and one drop-in per store with what its remote needs (network,
 //! the CIFS password as a systemd credential).
 //!
-//! Stages that write into a store get `Requires=` + `After=` on its instance (see
-//! `stage_drop_in`); with `StopWhenUnneeded=yes` systemd opens the store for the first such
+//! Stages that write into a store get `Wants=` + `After=` on its instance and assert its
+//! mount point (see `stage_drop_in`); with `StopWhenUnneeded=yes` systemd opens the store for the first such
 //! stage and closes it when the last one is done, also when a run is stopped midway.
 
 use std::fmt::Write as _;

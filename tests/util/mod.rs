@@ -159,10 +159,33 @@ pub fn systemctl_user() -> Command {
     command
 }
 
-/// Serializes tests that share the one user manager (unit names are global there).
-pub fn systemd_lock() -> std::sync::MutexGuard<'static, ()> {
+/// Held while a test uses the one user manager: unit names are global there.
+pub struct SystemdLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Serializes tests that share the one user manager, within this test binary (a mutex) and
+/// across test runs from other checkouts on the same machine (a file lock beside the
+/// sandbox's pid files).
+pub fn systemd_lock() -> SystemdLock {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new("/run/backupctl-sandbox");
+    std::fs::create_dir_all(dir).expect("create /run/backupctl-sandbox");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("tests.lock"))
+        .expect("open /run/backupctl-sandbox/tests.lock");
+    let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .expect("lock /run/backupctl-sandbox/tests.lock");
+    SystemdLock {
+        _file: file,
+        _guard: guard,
+    }
 }
 
 /// The exposure score `systemd-analyze security --offline=yes` gives a stage: the template and
