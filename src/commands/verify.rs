@@ -57,11 +57,11 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         excludes: Excludes::new(&args.exclude, &[])?,
         ..WalkOptions::default()
     };
-    let scan = walk::scan(dir, &options, &Cache::default(), &Counters::default())?;
+    let mut scan = walk::scan(dir, &options, &Cache::default(), &Counters::default())?;
     for warning in &scan.warnings {
         eprintln!("warning: {warning}");
     }
-    let differences = diff::compare(&expected, &scan.manifest, ignore);
+    let differences = diff::compare(&expected, &scan.take_manifest(), ignore);
     {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());

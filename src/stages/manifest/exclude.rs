@@ -92,6 +92,11 @@ impl Excludes {
         })
     }
 
+    /// No patterns at all: nothing is excluded, and no path needs building to ask.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_none() && self.paths.is_none()
+    }
+
     /// True when `path` (absolute) is excluded.
     pub fn is_excluded(&self, path: &Path) -> bool {
         if let Some(names) = &self.names

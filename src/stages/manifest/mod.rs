@@ -148,11 +148,8 @@ impl Kind for Spec {
             let source = source.get_ref();
             let cache_file = cache_dir.join(format!("{}.cache", escape_path(source)));
             let manifest_file = Spec::manifest_file(&output, source);
-            let scan = describe(ctx, source, &options, &cache_file)?;
-            write_atomically(&manifest_file, &scan.manifest.encode())?;
-            let files = scan.manifest.entries.iter().filter(|e| e.hash.is_some());
-            let counted = files.count() as u64;
-            *figures.files.get_or_insert(0) += counted;
+            let scan = describe(ctx, source, &options, &cache_file, &manifest_file)?;
+            *figures.files.get_or_insert(0) += scan.files;
             if scan.problems > 0 {
                 warnings.push(format!(
                     "{}: {} entries could not be read (first: {})",
@@ -165,7 +162,7 @@ impl Kind for Spec {
                 "manifest of {} written to {} ({} entries)",
                 source.display(),
                 manifest_file.display(),
-                scan.manifest.entries.len()
+                scan.entries
             );
             *figures.files_changed.get_or_insert(0) += scan.files_hashed;
             *figures.bytes_read.get_or_insert(0) += scan.bytes_hashed;
@@ -176,20 +173,22 @@ impl Kind for Spec {
 
 /// One source's scan, with the figures a run reports.
 struct Described {
-    manifest: format::Manifest,
+    entries: usize,
+    files: u64,
     warnings: Vec<String>,
     problems: u64,
     files_hashed: u64,
     bytes_hashed: u64,
 }
 
-/// Scans one source with its cache, reporting progress about once a second, and writes the
-/// new cache.
+/// Scans one source with its cache, reporting progress about once a second, and writes its
+/// manifest and the new cache.
 fn describe(
     ctx: &StageContext,
     source: &Path,
     options: &walk::WalkOptions,
     cache_file: &Path,
+    manifest_file: &Path,
 ) -> Result<Described, StageError> {
     let run_started = jiff::Timestamp::now().as_second();
     let cache = cache::Cache::load(cache_file);
@@ -225,14 +224,57 @@ fn describe(
         walk::WalkError::Interrupted => StageError::Interrupted,
         other => StageError::Failed(other.to_string()),
     })?;
-    write_atomically(cache_file, &cache::encode(&scan.cache_records, run_started))?;
+    // Both files on both cores: after an unchanged run this is all that is left to do.
+    let (manifest, new_cache) = rayon::join(
+        || write_unless_same(manifest_file, &scan.encode()),
+        || {
+            // An unchanged tree gives the same cache: comparing costs less than rewriting.
+            if cache.is_encoding_of(scan.cache_records(), run_started) {
+                return Ok(());
+            }
+            write_atomically(
+                cache_file,
+                &cache::encode(scan.cache_records(), run_started),
+            )
+        },
+    );
+    manifest.and(new_cache)?;
     Ok(Described {
         files_hashed: counters.files_hashed.load(Ordering::Relaxed),
         bytes_hashed: counters.bytes_hashed.load(Ordering::Relaxed),
-        manifest: scan.manifest,
+        entries: scan.len(),
+        files: scan.entries().filter(|e| e.hash.is_some()).count() as u64,
         warnings: scan.warnings,
         problems: scan.problems,
     })
+}
+
+/// Writes `data` unless the file holds exactly that already (an unchanged tree gives a
+/// byte-identical manifest: reading it back is cheaper than writing it, and leaves it alone).
+fn write_unless_same(path: &Path, data: &[u8]) -> Result<(), StageError> {
+    if holds(path, data).unwrap_or(false) {
+        return Ok(());
+    }
+    write_atomically(path, data)
+}
+
+/// Whether the file at `path` holds exactly `data`, read in pieces (no second copy in memory).
+fn holds(path: &Path, data: &[u8]) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    if file.metadata()?.len() != data.len() as u64 {
+        return Ok(false);
+    }
+    let mut buffer = vec![0u8; 256 << 10];
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = file.read(&mut buffer[..rest.len().min(256 << 10)])?;
+        if n == 0 || buffer[..n] != rest[..n] {
+            return Ok(false);
+        }
+        rest = &rest[n..];
+    }
+    Ok(true)
 }
 
 /// Writes beside the target and renames, so a reader never sees half a file.

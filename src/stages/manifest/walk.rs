@@ -2,18 +2,26 @@
 //! concurrently (rayon work stealing over subdirectories), then every regular file whose
 //! hash the cache does not have is hashed concurrently. Entries come out sorted by path bytes.
 //!
+//! A run over an unchanged tree is one `fstatat` per entry and nothing else per entry, so the
+//! walk is built around that system call: each directory is opened once, its entries listed
+//! with `getdents64` and stated relative to the open directory (no path lookup from the root),
+//! no file is opened unless it must be hashed. Entries are sorted per directory and the
+//! subtrees merged in path order ([`merge`]), which leaves no global sort to do.
+//!
 //! Problems inside the tree (a file that vanished, a directory we may not read) are
 //! warnings: a live system changes while we look at it. Only an unreadable root is an error.
 
-use std::ffi::OsStr;
-use std::fs::Metadata;
+use std::ffi::{CStr, OsStr};
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::dir::{Dir, Type};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode};
 use rayon::prelude::*;
 
 use super::cache::{Cache, Stat};
@@ -48,14 +56,57 @@ pub struct Counters {
     pub bytes_done: AtomicU64,
 }
 
-/// The result of scanning one tree.
-#[derive(Debug)]
+/// The result of scanning one tree: its entries in path order, kept in the runs the walk
+/// produced them in (gathering 100 000s of entries into one vector would copy them all once
+/// more, for nothing when they are only encoded).
 pub struct Scan {
-    pub manifest: Manifest,
-    /// Stat and hash of every regular file, for the next run's cache.
-    pub cache_records: Vec<(Stat, [u8; 32])>,
+    root: PathBuf,
+    chunks: Chunks,
     pub warnings: Vec<String>,
     pub problems: u64,
+}
+
+impl Scan {
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry, in path order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.chunks.iter().flatten().map(|found| &found.entry)
+    }
+
+    /// Stat and hash of every file the next run may take from the cache, in path order.
+    pub fn cache_records(&self) -> impl Iterator<Item = (&Stat, &[u8; 32])> {
+        self.chunks
+            .iter()
+            .flatten()
+            .filter_map(|found| Some((found.stat.as_ref()?, found.entry.hash.as_ref()?)))
+    }
+
+    /// The manifest's bytes ([`super::format`]).
+    pub fn encode(&self) -> Vec<u8> {
+        super::format::encode(&self.root, self.len(), self.entries())
+    }
+
+    /// The entries as a manifest, leaving the scan empty.
+    pub fn take_manifest(&mut self) -> Manifest {
+        let mut entries = Vec::with_capacity(self.len());
+        entries.extend(
+            std::mem::take(&mut self.chunks)
+                .into_iter()
+                .flatten()
+                .map(|found| found.entry),
+        );
+        Manifest {
+            root: self.root.clone(),
+            entries,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,11 +123,16 @@ pub enum WalkError {
     Interrupted,
 }
 
-/// One entry while scanning: the manifest entry and, for files, what the cache keys on.
+/// One entry while scanning: the manifest entry and, for a regular file, what the cache keys
+/// on (`None` once the file turned out unreadable or changing while read: not to be cached).
 struct Found {
     entry: Entry,
     stat: Option<Stat>,
 }
+
+/// A subtree's entries in path order, as runs that are concatenated once at the end (moving
+/// entries up the tree level by level would copy each of them once per level).
+type Chunks = Vec<Vec<Found>>;
 
 struct Walker<'a> {
     options: &'a WalkOptions,
@@ -95,106 +151,172 @@ impl Walker<'_> {
         warnings.1 += 1;
     }
 
-    /// Reads one directory and, in parallel, its subdirectories.
-    fn walk_dir(&self, dir: &Path, rel: &[u8]) -> Vec<Found> {
+    /// Reads one directory and, in parallel, its subdirectories: the whole subtree below
+    /// `dir` (not `dir` itself) in path order. `rel` is `dir` relative to the root.
+    fn walk_dir(&self, dir: &Path, rel: &[u8], is_root: bool) -> Chunks {
         if crate::signals::stopped() {
             return Vec::new();
         }
-        let reader = match std::fs::read_dir(dir) {
-            Ok(reader) => reader,
+        let mut found = self.read_dir(dir, rel, is_root);
+        // Every path here starts with `rel/`: compare the names only.
+        let prefix = if rel.is_empty() { 0 } else { rel.len() + 1 };
+        found.sort_unstable_by(|a, b| a.entry.path[prefix..].cmp(&b.entry.path[prefix..]));
+        let mut subdirs: Vec<usize> = (0..found.len())
+            .filter(|&i| found[i].entry.file_type == FileType::Dir)
+            .filter(|&i| {
+                !self.options.one_file_system
+                    || found[i].stat.map_or(self.root_dev, |s| s.dev) == self.root_dev
+            })
+            .collect();
+        // A subtree's paths are `name/…`: it sorts as `name/` among its siblings.
+        subdirs.sort_unstable_by(|&a, &b| {
+            subtree_key(&found[a].entry.path[prefix..])
+                .cmp(subtree_key(&found[b].entry.path[prefix..]))
+        });
+        let nested: Vec<(usize, Chunks)> = subdirs
+            .par_iter()
+            .map(|&i| {
+                let name = OsStr::from_bytes(&found[i].entry.path[prefix..]);
+                (
+                    i,
+                    self.walk_dir(&dir.join(name), &found[i].entry.path, false),
+                )
+            })
+            .collect();
+        merge(found, nested, prefix)
+    }
+
+    /// This directory's entries, each stated through the open directory.
+    fn read_dir(&self, dir: &Path, rel: &[u8], is_root: bool) -> Vec<Found> {
+        // A directory swapped for a symlink since we stated it is not followed (the root is:
+        // a source may be a symlink to the tree).
+        let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        if !is_root {
+            flags |= OFlag::O_NOFOLLOW;
+        }
+        let opened = nix::fcntl::open(dir, flags, Mode::empty())
+            .and_then(|fd| Ok((Dir::from_fd(fd.try_clone().map_err(io_errno)?)?, fd)));
+        let (mut listing, fd) = match opened {
+            Ok(opened) => opened,
             Err(error) => {
-                self.warn(format!("cannot read directory {}: {error}", dir.display()));
+                self.warn(format!(
+                    "cannot read directory {}: {}",
+                    dir.display(),
+                    std::io::Error::from(error)
+                ));
                 return Vec::new();
             }
         };
         let mut found = Vec::new();
-        let mut subdirs = Vec::new();
-        for item in reader {
+        let (mut files, mut bytes) = (0u64, 0u64);
+        for item in listing.iter() {
             let item = match item {
                 Ok(item) => item,
                 Err(error) => {
-                    self.warn(format!("cannot read directory {}: {error}", dir.display()));
+                    self.warn(format!(
+                        "cannot read directory {}: {}",
+                        dir.display(),
+                        std::io::Error::from(error)
+                    ));
                     break;
                 }
             };
             let name = item.file_name();
-            let path = item.path();
-            if self.options.skip.contains(&path) || self.options.excludes.is_excluded(&path) {
+            if matches!(name.to_bytes(), b"." | b"..") {
                 continue;
             }
-            // fstatat() on the open directory: no path lookup from the root for every entry.
-            let metadata = match item.metadata() {
-                Ok(metadata) => metadata,
+            // Only directories (or what may be one) can be our own output or cache.
+            let may_skip = item.file_type() != Some(Type::File) && !self.options.skip.is_empty();
+            if (may_skip || !self.options.excludes.is_empty()) && self.left_out(dir, name) {
+                continue;
+            }
+            let stat = match nix::sys::stat::fstatat(&fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(stat) => stat,
                 // Vanished between readdir and lstat: it is not part of the tree any more.
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(nix::errno::Errno::ENOENT) => continue,
                 Err(error) => {
-                    self.warn(format!("cannot stat {}: {error}", path.display()));
+                    self.warn(format!(
+                        "cannot stat {}: {}",
+                        dir.join(OsStr::from_bytes(name.to_bytes())).display(),
+                        std::io::Error::from(error)
+                    ));
                     continue;
                 }
             };
-            let mut child_rel = Vec::with_capacity(rel.len() + 1 + name.len());
+            let mut path = Vec::with_capacity(rel.len() + 1 + name.to_bytes().len());
             if !rel.is_empty() {
-                child_rel.extend_from_slice(rel);
-                child_rel.push(b'/');
+                path.extend_from_slice(rel);
+                path.push(b'/');
             }
-            child_rel.extend_from_slice(name.as_bytes());
-            let child = self.found(&path, child_rel, &metadata);
-            if child.entry.file_type == FileType::Dir
-                && (!self.options.one_file_system || metadata.dev() == self.root_dev)
-            {
-                subdirs.push((path, child.entry.path.clone()));
+            path.extend_from_slice(name.to_bytes());
+            let child = self.found(path, &stat, || {
+                nix::fcntl::readlinkat(&fd, name).map_err(std::io::Error::from)
+            });
+            if child.stat.is_some() {
+                files += 1;
+                bytes += child.entry.size;
             }
             found.push(child);
         }
-        let nested: Vec<Vec<Found>> = subdirs
-            .par_iter()
-            .map(|(path, rel)| self.walk_dir(path, rel))
-            .collect();
-        found.extend(nested.into_iter().flatten());
+        self.counters
+            .entries
+            .fetch_add(found.len() as u64, Ordering::Relaxed);
+        self.counters.files.fetch_add(files, Ordering::Relaxed);
+        self.counters
+            .bytes_total
+            .fetch_add(bytes, Ordering::Relaxed);
         found
     }
 
-    fn found(&self, path: &Path, rel: Vec<u8>, metadata: &Metadata) -> Found {
-        let file_type = FileType::from_mode(metadata.mode());
-        self.counters.entries.fetch_add(1, Ordering::Relaxed);
+    /// Whether the entry `name` of `dir` is excluded or one of our own directories.
+    fn left_out(&self, dir: &Path, name: &CStr) -> bool {
+        let path = dir.join(OsStr::from_bytes(name.to_bytes()));
+        self.options.skip.contains(&path) || self.options.excludes.is_excluded(&path)
+    }
+
+    /// The entry for `stat`; `read_link` gives a symlink's target.
+    fn found(
+        &self,
+        path: Vec<u8>,
+        stat: &FileStat,
+        read_link: impl FnOnce() -> std::io::Result<std::ffi::OsString>,
+    ) -> Found {
+        let file_type = FileType::from_mode(stat.st_mode);
         let mut entry = Entry {
-            path: rel,
+            path,
             file_type,
-            mode: metadata.mode() & 0o7777,
-            uid: metadata.uid(),
-            gid: metadata.gid(),
+            mode: stat.st_mode & 0o7777,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
             // A directory's st_size depends on the filesystem, not on what it holds.
             size: if file_type == FileType::Dir {
                 0
             } else {
-                metadata.size()
+                stat.st_size as u64
             },
-            mtime: metadata.mtime(),
-            mtime_nsec: metadata.mtime_nsec() as u32,
+            mtime: stat.st_mtime,
+            mtime_nsec: stat.st_mtime_nsec as u32,
             target: None,
             rdev: None,
             hash: None,
         };
-        let mut stat = None;
+        let mut key = None;
         match file_type {
-            FileType::Symlink => match std::fs::read_link(path) {
-                Ok(target) => entry.target = Some(target.into_os_string().into_vec()),
+            FileType::Symlink => match read_link() {
+                Ok(target) => entry.target = Some(target.into_vec()),
                 Err(error) => {
-                    self.warn(format!("cannot read symlink {}: {error}", path.display()));
+                    self.warn(format!(
+                        "cannot read symlink {}: {error}",
+                        entry.rel_path().display()
+                    ));
                     entry.target = Some(Vec::new());
                 }
             },
-            FileType::CharDevice | FileType::BlockDevice => entry.rdev = Some(metadata.rdev()),
-            FileType::File => {
-                self.counters.files.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .bytes_total
-                    .fetch_add(metadata.size(), Ordering::Relaxed);
-                stat = Some(stat_of(metadata));
-            }
+            FileType::CharDevice | FileType::BlockDevice => entry.rdev = Some(stat.st_rdev),
+            FileType::File => key = Some(stat_of(stat)),
             _ => {}
         }
-        Found { entry, stat }
+        Found { entry, stat: key }
     }
 
     /// Hashes one file; `None` (with a warning) when it cannot be read, `Some((hash, stable))`
@@ -219,7 +341,7 @@ impl Walker<'_> {
                     }
                 }
             }
-            let after = stat_of(&file.metadata()?);
+            let after = stat_of(&nix::sys::stat::fstat(file.as_fd())?);
             Ok((*hasher.finalize().as_bytes(), after == *stat))
         })();
         match result {
@@ -238,16 +360,61 @@ impl Walker<'_> {
     }
 }
 
-/// What the cache keys on, from a file's metadata.
-pub fn stat_of(metadata: &Metadata) -> Stat {
+fn io_errno(error: std::io::Error) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(error.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// What a subtree sorts as among its siblings: its directory's name followed by `/`.
+fn subtree_key(name: &[u8]) -> impl Iterator<Item = &u8> + Clone {
+    name.iter().chain(b"/")
+}
+
+/// One directory's entries (sorted by name) and its subdirectories' subtrees (sorted by
+/// [`subtree_key`]) in path order: a subtree goes before the first entry whose name sorts
+/// after `name/`. Names of `-` or `.` sort between a directory and its contents
+/// (`a`, `a-b`, `a.c`, `a/x`), so a subtree need not follow its directory's entry.
+fn merge(found: Vec<Found>, nested: Vec<(usize, Chunks)>, prefix: usize) -> Chunks {
+    if nested.iter().all(|(_, chunks)| chunks.is_empty()) {
+        return vec![found];
+    }
+    let names: Vec<Vec<u8>> = nested
+        .iter()
+        .map(|(i, _)| found[*i].entry.path[prefix..].to_vec())
+        .collect();
+    let mut subtrees = names
+        .into_iter()
+        .zip(nested.into_iter().map(|(_, chunks)| chunks))
+        .peekable();
+    let mut out = Vec::new();
+    let mut run = Vec::with_capacity(found.len());
+    for item in found {
+        let name = &item.entry.path[prefix..];
+        while let Some((_, chunks)) = subtrees.next_if(|(dir, _)| subtree_key(dir).lt(name.iter()))
+        {
+            if !run.is_empty() {
+                out.push(std::mem::take(&mut run));
+            }
+            out.extend(chunks);
+        }
+        run.push(item);
+    }
+    if !run.is_empty() {
+        out.push(run);
+    }
+    out.extend(subtrees.flat_map(|(_, chunks)| chunks));
+    out
+}
+
+/// What the cache keys on, from a file's status.
+pub fn stat_of(stat: &FileStat) -> Stat {
     Stat {
-        dev: metadata.dev(),
-        ino: metadata.ino(),
-        size: metadata.size(),
-        mtime: metadata.mtime(),
-        mtime_nsec: metadata.mtime_nsec() as u32,
-        ctime: metadata.ctime(),
-        ctime_nsec: metadata.ctime_nsec() as u32,
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+        size: stat.st_size as u64,
+        mtime: stat.st_mtime,
+        mtime_nsec: stat.st_mtime_nsec as u32,
+        ctime: stat.st_ctime,
+        ctime_nsec: stat.st_ctime_nsec as u32,
     }
 }
 
@@ -259,11 +426,11 @@ pub fn scan(
     cache: &Cache,
     counters: &Counters,
 ) -> Result<Scan, WalkError> {
-    let metadata = std::fs::metadata(root).map_err(|source| WalkError::Root {
+    let metadata = nix::sys::stat::stat(root).map_err(|error| WalkError::Root {
         path: root.to_path_buf(),
-        source,
+        source: error.into(),
     })?;
-    if !metadata.is_dir() {
+    if FileType::from_mode(metadata.st_mode) != FileType::Dir {
         return Err(WalkError::NotADirectory(root.to_path_buf()));
     }
     // Deep trees recurse deeply: give the workers room (paths can be 2000 levels deep).
@@ -275,41 +442,51 @@ pub fn scan(
     let walker = Walker {
         options,
         counters,
-        root_dev: metadata.dev(),
+        root_dev: metadata.st_dev,
         warnings: Mutex::new((Vec::new(), 0)),
     };
-    let mut found = pool.install(|| {
-        let mut found = vec![walker.found(root, Vec::new(), &metadata)];
-        // The root entry is a directory: its st_size is not recorded, like any directory's.
-        found.extend(walker.walk_dir(root, b""));
-        found
-    });
+    let mut chunks = pool.install(|| walker.walk_dir(root, b"", true));
     if crate::signals::stopped() {
         return Err(WalkError::Interrupted);
     }
-    found.par_sort_unstable_by(|a, b| a.entry.path.cmp(&b.entry.path));
+    // The root entry is a directory: its st_size is not recorded, like any directory's.
+    let root_entry = walker.found(Vec::new(), &metadata, || unreachable!("a directory"));
+    counters.entries.fetch_add(1, Ordering::Relaxed);
+    chunks.insert(0, vec![root_entry]);
 
-    let cache_records: Vec<(Stat, [u8; 32])> = pool.install(|| {
-        found
+    // The cache is in path order, like the walk: one pass, mostly sequential reads.
+    let mut lookup = cache.lookup();
+    let mut bytes_cached = 0;
+    for found in chunks.iter_mut().flatten() {
+        if let Some(stat) = &found.stat
+            && let Some(hash) = lookup.get(stat)
+        {
+            found.entry.hash = Some(hash);
+            bytes_cached += stat.size;
+        }
+    }
+    counters
+        .bytes_done
+        .fetch_add(bytes_cached, Ordering::Relaxed);
+
+    pool.install(|| {
+        chunks
             .par_iter_mut()
-            .filter_map(|item| {
-                let stat = item.stat?;
-                if crate::signals::stopped() {
-                    return None;
+            .flat_map(|chunk| chunk.par_iter_mut())
+            .for_each(|found| {
+                let Some(stat) = found.stat else { return };
+                if found.entry.hash.is_some() || crate::signals::stopped() {
+                    return;
                 }
-                let (hash, cacheable) = match cache.get(&stat) {
-                    Some(hash) => (hash, true),
-                    None => {
-                        let path = root.join(OsStr::from_bytes(&item.entry.path));
-                        // Unreadable: recorded with an all-zero hash, never cached.
-                        walker.hash_file(&path, &stat).unwrap_or_default()
-                    }
-                };
+                let path = root.join(OsStr::from_bytes(&found.entry.path));
+                // Unreadable: recorded with an all-zero hash, never cached.
+                let (hash, cacheable) = walker.hash_file(&path, &stat).unwrap_or_default();
                 counters.bytes_done.fetch_add(stat.size, Ordering::Relaxed);
-                item.entry.hash = Some(hash);
-                cacheable.then_some((stat, hash))
+                found.entry.hash = Some(hash);
+                if !cacheable {
+                    found.stat = None;
+                }
             })
-            .collect()
     });
     if crate::signals::stopped() {
         return Err(WalkError::Interrupted);
@@ -319,12 +496,88 @@ pub fn scan(
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     Ok(Scan {
-        manifest: Manifest {
-            root: root.to_path_buf(),
-            entries: found.into_iter().map(|item| item.entry).collect(),
-        },
-        cache_records,
+        root: root.to_path_buf(),
+        chunks,
         warnings,
         problems,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtrees_merge_in_path_byte_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // `-` and `.` sort before `/`, so `a-b` and `a.c` come between `a` and `a/x`.
+        for path in ["a/x", "a/y/z", "a-b", "a.c", "b/c", "b0", "c"] {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, path.as_os_str().as_bytes()).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("a/empty")).unwrap();
+        let mut scan = scan(
+            dir.path(),
+            &WalkOptions::default(),
+            &Cache::default(),
+            &Counters::default(),
+        )
+        .unwrap();
+        let encoded = scan.encode();
+        let manifest = scan.take_manifest();
+        assert_eq!(manifest.encode(), encoded);
+        let paths: Vec<&[u8]> = manifest.entries.iter().map(|e| e.path.as_slice()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(paths, sorted);
+        assert_eq!(paths.len(), 12, "{paths:?}");
+        assert!(manifest.entries.iter().all(|e| {
+            (e.file_type == FileType::File) == (e.hash.is_some() && e.hash != Some([0; 32]))
+        }));
+    }
+
+    #[test]
+    fn cache_serves_unchanged_files_and_never_a_rewritten_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        for name in ["a", "b", "c"] {
+            std::fs::write(dir.path().join(name), name.repeat(100)).unwrap();
+            let file = std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+        let run = |cache: &Cache| {
+            let counters = Counters::default();
+            let scan = scan(dir.path(), &WalkOptions::default(), cache, &counters).unwrap();
+            let hashed = counters.files_hashed.load(Ordering::Relaxed);
+            (scan, hashed)
+        };
+        // Written a while after the files' ctime, so none of them is racy.
+        let later = jiff::Timestamp::now().as_second() + 10;
+        let (first, hashed) = run(&Cache::default());
+        assert_eq!(hashed, 3);
+        let cache = Cache::from_bytes(super::super::cache::encode(first.cache_records(), later));
+        let (second, hashed) = run(&cache);
+        assert_eq!(hashed, 0, "an unchanged tree is read from the cache");
+        assert_eq!(second.encode(), first.encode());
+        assert!(cache.is_encoding_of(second.cache_records(), later));
+
+        // Same size, same mtime, different bytes: only the ctime tells.
+        std::fs::write(dir.path().join("b"), "B".repeat(100)).unwrap();
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("b"))
+            .unwrap();
+        file.set_modified(old).unwrap();
+        let (third, hashed) = run(&cache);
+        assert_eq!(hashed, 1);
+        assert_ne!(third.encode(), first.encode());
+        assert_eq!(
+            third.entries().find(|e| e.path == b"b").unwrap().hash,
+            Some(*blake3::hash("B".repeat(100).as_bytes()).as_bytes())
+        );
+    }
 }
