@@ -4,9 +4,14 @@
 //! repository, and so is a directory that looks like a git dir itself (bare). The walk goes
 //! on below a worktree, where nested repositories and submodules live.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use nix::dir::{Dir, Type};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use rayon::prelude::*;
 
 use crate::stages::manifest::exclude::Excludes;
@@ -62,54 +67,77 @@ fn walk(dir: &Path, excludes: &Excludes, problems: &Mutex<Vec<String>>) -> Vec<F
     if crate::signals::stopped() {
         return Vec::new();
     }
-    let reader = match std::fs::read_dir(dir) {
-        Ok(reader) => reader,
+    // nix's directory stream hands out names and readdir's d_type without allocating: most
+    // entries of a home directory are files we only pass over.
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut listing = match Dir::open(dir, flags, Mode::empty()) {
+        Ok(listing) => listing,
         Err(error) => {
             problems
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(format!("cannot read {}: {error}", dir.display()));
+                .push(format!(
+                    "cannot read {}: {}",
+                    dir.display(),
+                    std::io::Error::from(error)
+                ));
             return Vec::new();
         }
     };
     let mut found = Vec::new();
     let mut subdirs = Vec::new();
-    for item in reader.flatten() {
-        // `file_type` comes from readdir's d_type: no stat per entry, and symlinks stay links.
-        let Ok(file_type) = item.file_type() else {
-            continue;
+    let mut has_head = false;
+    for item in listing.iter().flatten() {
+        let name = item.file_name().to_bytes();
+        // d_type: no stat per entry, and symlinks stay links. A filesystem that leaves it
+        // unknown gets a stat.
+        let file_type = match item.file_type() {
+            Some(file_type) => file_type,
+            None => match nix::sys::stat::lstat(&dir.join(OsStr::from_bytes(name))) {
+                Ok(stat) => match stat.st_mode & libc::S_IFMT {
+                    libc::S_IFDIR => Type::Directory,
+                    libc::S_IFREG => Type::File,
+                    _ => Type::Symlink,
+                },
+                Err(_) => continue,
+            },
         };
-        let path = item.path();
-        if item.file_name() == ".git" {
-            if file_type.is_dir() {
-                found.push(Found {
+        match name {
+            b"." | b".." => {}
+            b".git" => match file_type {
+                Type::Directory => found.push(Found {
                     path: dir.to_path_buf(),
                     layout: Layout::Worktree,
-                });
-            } else if file_type.is_file() {
-                found.push(Found {
+                }),
+                Type::File => found.push(Found {
                     path: dir.to_path_buf(),
                     layout: Layout::Gitlink,
-                });
+                }),
+                _ => {}
+            },
+            _ => {
+                has_head |= name == b"HEAD";
+                if file_type == Type::Directory {
+                    let path = dir.join(OsStr::from_bytes(name));
+                    if !excludes.is_excluded(&path) {
+                        subdirs.push(path);
+                    }
+                }
             }
-            continue;
         }
-        if file_type.is_dir() && !excludes.is_excluded(&path) {
-            subdirs.push(path);
-        }
+    }
+    drop(listing);
+    // A bare repository is not descended into. Only a directory with a `HEAD` can be one:
+    // the others cost no stat to rule out.
+    if has_head && is_git_dir(dir) {
+        return vec![Found {
+            path: dir.to_path_buf(),
+            layout: Layout::Bare,
+        }];
     }
     let nested: Vec<Vec<Found>> = subdirs
         .par_iter()
-        .map(|sub| {
-            if is_git_dir(sub) {
-                vec![Found {
-                    path: sub.clone(),
-                    layout: Layout::Bare,
-                }]
-            } else {
-                walk(sub, excludes, problems)
-            }
-        })
+        .map(|sub| walk(sub, excludes, problems))
         .collect();
     found.extend(nested.into_iter().flatten());
     found

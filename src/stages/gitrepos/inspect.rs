@@ -202,43 +202,144 @@ fn count(
     Ok(commits)
 }
 
-/// Counts changed tracked paths (index vs HEAD and worktree vs index) and untracked files.
+/// Counts changed tracked paths (index vs HEAD and worktree vs index) and untracked files,
+/// with gitoxide's lower-level calls rather than `repo.status()`: that one always builds an
+/// index from HEAD's tree to diff against and reads `.gitmodules` for the submodule check,
+/// which for a small repository cost more than the files' `lstat`s.
 fn worktree_status(repo: &gix::Repository, state: &mut RepoState) -> anyhow::Result<()> {
-    use gix::status::index_worktree::Item as WorktreeItem;
+    use gix::status::index_worktree::BuiltinSubmoduleStatus;
+    use gix::status::tree_index::TrackRenames;
+
+    let index = repo.index_or_empty()?;
     let mut changed: BTreeSet<Vec<u8>> = BTreeSet::new();
-    let mut untracked = 0;
-    let status = repo
-        .status(gix::progress::Discard)?
-        .untracked_files(gix::status::UntrackedFiles::Files)
-        // Submodules are inspected as repositories of their own; here only their commit counts.
-        .index_worktree_submodules(gix::status::Submodule::Given {
-            ignore: gix::submodule::config::Ignore::Dirty,
-            check_dirty: false,
-        })
-        .index_worktree_rewrites(None)
+
+    // Staged changes. A valid cache-tree extension whose root is HEAD's tree says the index
+    // holds exactly HEAD's tree (git's own shortcut): nothing to diff.
+    let head_tree = repo.head_tree_id_or_empty()?.detach();
+    if !index_is_tree(&index, head_tree) {
+        repo.tree_index_status(
+            &head_tree,
+            &index,
+            None,
+            // Like `git status`: a staged rename is one changed path.
+            TrackRenames::AsConfigured,
+            |change, _, _| {
+                changed.insert(change.location().to_vec());
+                Ok(std::ops::ControlFlow::Continue(()))
+            },
+        )?;
+    }
+
+    // Unstaged changes and untracked files.
+    let options = gix::status::index_worktree::Options {
+        dirwalk_options: Some(
+            repo.dirwalk_options()?
+                .emit_untracked(gix::dir::walk::EmissionMode::Matching),
+        ),
         // One thread a repository: the repositories themselves are read in parallel, and
         // per-repository threads would cost more to start than small repositories take (gix
         // is built without its `parallel` feature for the same reason).
-        .index_worktree_options_mut(|options| options.thread_limit = Some(1));
-    for item in status.into_iter(None)? {
-        match item? {
-            gix::status::Item::IndexWorktree(WorktreeItem::Modification { rela_path, .. }) => {
+        thread_limit: Some(1),
+        rewrites: None,
+        sorting: None,
+    };
+    let interrupt = std::sync::atomic::AtomicBool::new(false);
+    let has_submodules = index
+        .entries()
+        .iter()
+        .any(|entry| entry.mode == gix::index::entry::Mode::COMMIT);
+    let untracked = if has_submodules {
+        // Submodules are inspected as repositories of their own; here only their commit counts.
+        let submodules = BuiltinSubmoduleStatus::new(
+            repo.clone().into_sync(),
+            gix::status::Submodule::Given {
+                ignore: gix::submodule::config::Ignore::Dirty,
+                check_dirty: false,
+            },
+        )?;
+        let mut recorder = Recorder::default();
+        repo.index_worktree_status(
+            &index,
+            std::iter::empty::<&gix::bstr::BStr>(),
+            &mut recorder,
+            gix::status::plumbing::index_as_worktree::traits::FastEq,
+            submodules,
+            &mut gix::progress::Discard,
+            &interrupt,
+            options,
+        )?;
+        count_worktree_changes(recorder.records, &mut changed)
+    } else {
+        let mut recorder = Recorder::default();
+        repo.index_worktree_status(
+            &index,
+            std::iter::empty::<&gix::bstr::BStr>(),
+            &mut recorder,
+            gix::status::plumbing::index_as_worktree::traits::FastEq,
+            NoSubmodules,
+            &mut gix::progress::Discard,
+            &interrupt,
+            options,
+        )?;
+        count_worktree_changes(recorder.records, &mut changed)
+    };
+    state.uncommitted = changed.len() as u64;
+    state.untracked = untracked;
+    Ok(())
+}
+
+type Recorder<'index, U> =
+    gix::status::plumbing::index_as_worktree_with_renames::Recorder<'index, (), U>;
+
+/// Whether the index's cache-tree proves it holds exactly `tree`.
+fn index_is_tree(index: &gix::index::State, tree: gix::ObjectId) -> bool {
+    index.tree().is_some_and(|root| {
+        root.id == tree && root.num_entries == Some(index.entries().len() as u32)
+    })
+}
+
+/// Adds the paths of modified tracked files to `changed`; returns the untracked files.
+fn count_worktree_changes<U>(
+    records: Vec<gix::status::plumbing::index_as_worktree_with_renames::Entry<'_, (), U>>,
+    changed: &mut BTreeSet<Vec<u8>>,
+) -> u64 {
+    use gix::status::plumbing::index_as_worktree::EntryStatus;
+    use gix::status::plumbing::index_as_worktree_with_renames::Entry;
+    let mut untracked = 0;
+    for record in records {
+        match record {
+            // Only the stat information is out of date: the contents are what the index has.
+            Entry::Modification {
+                status: EntryStatus::NeedsUpdate(_),
+                ..
+            } => {}
+            Entry::Modification { rela_path, .. } => {
                 changed.insert(rela_path.to_vec());
             }
-            gix::status::Item::IndexWorktree(WorktreeItem::DirectoryContents { entry, .. }) => {
+            Entry::DirectoryContents { entry, .. } => {
                 if entry.status == gix::dir::entry::Status::Untracked {
                     untracked += 1;
                 }
             }
-            gix::status::Item::IndexWorktree(WorktreeItem::Rewrite { .. }) => {
-                untracked += 1;
-            }
-            gix::status::Item::TreeIndex(change) => {
-                changed.insert(change.location().to_vec());
-            }
+            Entry::Rewrite { .. } => untracked += 1,
         }
     }
-    state.uncommitted = changed.len() as u64;
-    state.untracked = untracked;
-    Ok(())
+    untracked
+}
+
+/// Reports no submodule as changed: for an index without submodules, where gix's own check
+/// would read `.gitmodules` for nothing.
+#[derive(Clone)]
+struct NoSubmodules;
+
+impl gix::status::plumbing::index_as_worktree::traits::SubmoduleStatus for NoSubmodules {
+    type Output = ();
+
+    fn status(
+        &mut self,
+        _entry: &gix::index::Entry,
+        _rela_path: &gix::bstr::BStr,
+    ) -> gix::Result<Option<()>> {
+        Ok(None)
+    }
 }
