@@ -57,7 +57,8 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         excludes: Excludes::new(&args.exclude, &[])?,
         ..WalkOptions::default()
     };
-    let mut scan = walk::scan(dir, &options, &Cache::default(), &Counters::default())?;
+    let no_cache = Cache::default();
+    let mut scan = walk::scan(dir, &options, || &no_cache, &Counters::default())?;
     for warning in &scan.warnings {
         eprintln!("warning: {warning}");
     }

@@ -191,18 +191,25 @@ fn describe(
     manifest_file: &Path,
 ) -> Result<Described, StageError> {
     let run_started = jiff::Timestamp::now().as_second();
-    let cache = cache::Cache::load(cache_file);
-    ctx.report.status(&format!(
-        "manifest: scanning {} ({} cached hashes)",
-        source.display(),
-        cache.len()
-    ));
+    ctx.report
+        .status(&format!("manifest: scanning {}", source.display()));
     let counters = walk::Counters::default();
     let done = std::sync::atomic::AtomicBool::new(false);
+    // The cache is read while the tree is walked: it is needed only once the walk is done.
+    let cache = std::sync::OnceLock::new();
     let scan = std::thread::scope(|scope| {
+        let loading = scope.spawn(|| {
+            let loaded = cache::Cache::load(cache_file);
+            tracing::debug!("{} cached hashes", loaded.len());
+            cache.get_or_init(|| loaded);
+        });
         let reporter = scope.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
+            loop {
                 std::thread::park_timeout(Duration::from_secs(1));
+                // Woken at the end: nothing more to report.
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
                 let total = counters.bytes_total.load(Ordering::Relaxed);
                 let bytes = counters.bytes_done.load(Ordering::Relaxed);
                 ctx.report.progress(&Progress {
@@ -215,7 +222,12 @@ fn describe(
                 });
             }
         });
-        let scan = walk::scan(source, options, &cache, &counters);
+        let loaded = || {
+            // A panic while loading would be a bug; an empty cache is still a correct answer.
+            let _ = loading.join();
+            cache.get_or_init(cache::Cache::default)
+        };
+        let scan = walk::scan(source, options, loaded, &counters);
         done.store(true, Ordering::Relaxed);
         reporter.thread().unpark();
         scan
@@ -224,6 +236,7 @@ fn describe(
         walk::WalkError::Interrupted => StageError::Interrupted,
         other => StageError::Failed(other.to_string()),
     })?;
+    let cache = cache.get_or_init(cache::Cache::default);
     // Both files on both cores: after an unchanged run this is all that is left to do.
     let (manifest, new_cache) = rayon::join(
         || write_unless_same(manifest_file, &scan.encode()),

@@ -419,11 +419,12 @@ pub fn stat_of(stat: &FileStat) -> Stat {
 }
 
 /// Scans `root`: every entry below it (not following symlinks), hashes of regular files
-/// (from `cache` where unchanged), sorted by path.
-pub fn scan(
+/// (from the cache where unchanged), sorted by path. `cache` is asked for the cache once the
+/// walk is done, so that it can be read meanwhile.
+pub fn scan<'c>(
     root: &Path,
     options: &WalkOptions,
-    cache: &Cache,
+    cache: impl FnOnce() -> &'c Cache,
     counters: &Counters,
 ) -> Result<Scan, WalkError> {
     let metadata = nix::sys::stat::stat(root).map_err(|error| WalkError::Root {
@@ -455,6 +456,7 @@ pub fn scan(
     chunks.insert(0, vec![root_entry]);
 
     // The cache is in path order, like the walk: one pass, mostly sequential reads.
+    let cache = cache();
     let mut lookup = cache.lookup();
     let mut bytes_cached = 0;
     for found in chunks.iter_mut().flatten() {
@@ -517,10 +519,11 @@ mod tests {
             std::fs::write(&path, path.as_os_str().as_bytes()).unwrap();
         }
         std::fs::create_dir(dir.path().join("a/empty")).unwrap();
+        let empty = Cache::default();
         let mut scan = scan(
             dir.path(),
             &WalkOptions::default(),
-            &Cache::default(),
+            || &empty,
             &Counters::default(),
         )
         .unwrap();
@@ -551,7 +554,7 @@ mod tests {
         }
         let run = |cache: &Cache| {
             let counters = Counters::default();
-            let scan = scan(dir.path(), &WalkOptions::default(), cache, &counters).unwrap();
+            let scan = scan(dir.path(), &WalkOptions::default(), || cache, &counters).unwrap();
             let hashed = counters.files_hashed.load(Ordering::Relaxed);
             (scan, hashed)
         };
