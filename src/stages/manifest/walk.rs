@@ -128,6 +128,8 @@ pub enum WalkError {
 struct Found {
     entry: Entry,
     stat: Option<Stat>,
+    /// The device it is on (`one_file_system` compares a directory's with the root's).
+    dev: u64,
 }
 
 /// A subtree's entries in path order, as runs that are concatenated once at the end (moving
@@ -163,10 +165,7 @@ impl Walker<'_> {
         found.sort_unstable_by(|a, b| a.entry.path[prefix..].cmp(&b.entry.path[prefix..]));
         let mut subdirs: Vec<usize> = (0..found.len())
             .filter(|&i| found[i].entry.file_type == FileType::Dir)
-            .filter(|&i| {
-                !self.options.one_file_system
-                    || found[i].stat.map_or(self.root_dev, |s| s.dev) == self.root_dev
-            })
+            .filter(|&i| !self.options.one_file_system || found[i].dev == self.root_dev)
             .collect();
         // A subtree's paths are `name/…`: it sorts as `name/` among its siblings.
         subdirs.sort_unstable_by(|&a, &b| {
@@ -249,7 +248,7 @@ impl Walker<'_> {
                 path.push(b'/');
             }
             path.extend_from_slice(name.to_bytes());
-            let child = self.found(path, &stat, || {
+            let child = self.found(dir, path, &stat, || {
                 nix::fcntl::readlinkat(&fd, name).map_err(std::io::Error::from)
             });
             if child.stat.is_some() {
@@ -274,9 +273,10 @@ impl Walker<'_> {
         self.options.skip.contains(&path) || self.options.excludes.is_excluded(&path)
     }
 
-    /// The entry for `stat`; `read_link` gives a symlink's target.
+    /// The entry for `stat`, found in `dir`; `read_link` gives a symlink's target.
     fn found(
         &self,
+        dir: &Path,
         path: Vec<u8>,
         stat: &FileStat,
         read_link: impl FnOnce() -> std::io::Result<std::ffi::OsString>,
@@ -307,7 +307,8 @@ impl Walker<'_> {
                 Err(error) => {
                     self.warn(format!(
                         "cannot read symlink {}: {error}",
-                        entry.rel_path().display()
+                        dir.join(entry.rel_path().file_name().unwrap_or_default())
+                            .display()
                     ));
                     entry.target = Some(Vec::new());
                 }
@@ -316,7 +317,11 @@ impl Walker<'_> {
             FileType::File => key = Some(stat_of(stat)),
             _ => {}
         }
-        Found { entry, stat: key }
+        Found {
+            entry,
+            stat: key,
+            dev: stat.st_dev,
+        }
     }
 
     /// Hashes one file; `None` (with a warning) when it cannot be read, `Some((hash, stable))`
@@ -451,7 +456,7 @@ pub fn scan<'c>(
         return Err(WalkError::Interrupted);
     }
     // The root entry is a directory: its st_size is not recorded, like any directory's.
-    let root_entry = walker.found(Vec::new(), &metadata, || unreachable!("a directory"));
+    let root_entry = walker.found(root, Vec::new(), &metadata, || unreachable!("a directory"));
     counters.entries.fetch_add(1, Ordering::Relaxed);
     chunks.insert(0, vec![root_entry]);
 
@@ -582,5 +587,49 @@ mod tests {
             third.entries().find(|e| e.path == b"b").unwrap().hash,
             Some(*blake3::hash("B".repeat(100).as_bytes()).as_bytes())
         );
+    }
+
+    #[test]
+    fn one_file_system_stops_at_mount_points() {
+        use std::os::unix::fs::MetadataExt;
+        // /dev usually has filesystems mounted on it (pts, shm): a tree we need not build.
+        let root = Path::new("/dev");
+        let Ok(root_dev) = std::fs::metadata(root).map(|m| m.dev()) else {
+            return;
+        };
+        let mounts: Vec<Vec<u8>> = std::fs::read_dir(root)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.path()
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.is_dir() && m.dev() != root_dev)
+            })
+            .map(|e| e.file_name().as_bytes().to_vec())
+            .collect();
+        if mounts.is_empty() {
+            return;
+        }
+        let empty = Cache::default();
+        let paths = |one_file_system: bool| -> Vec<Vec<u8>> {
+            let options = WalkOptions {
+                one_file_system,
+                ..WalkOptions::default()
+            };
+            let scan = scan(root, &options, || &empty, &Counters::default()).unwrap();
+            scan.entries().map(|e| e.path.clone()).collect()
+        };
+        let inside = |paths: &[Vec<u8>], mount: &[u8]| {
+            paths
+                .iter()
+                .any(|p| p.len() > mount.len() && p.starts_with(mount) && p[mount.len()] == b'/')
+        };
+        let confined = paths(true);
+        let everything = paths(false);
+        for mount in &mounts {
+            assert!(confined.contains(mount), "the mount point itself is listed");
+            assert!(!inside(&confined, mount), "nothing below a mount point");
+        }
+        assert!(mounts.iter().any(|mount| inside(&everything, mount)));
     }
 }
