@@ -59,12 +59,14 @@ pub fn new_id() -> String {
 }
 
 /// Runs one stage to its end and records it. The returned record says how it went; its
-/// `exit_code` is what `backupctl stage` exits with.
+/// `exit_code` is what `backupctl stage` exits with. `job_run` is the run of the whole job
+/// this stage belongs to (`crate::job_run`; `run_id` itself when it ran alone).
 pub fn run_stage(
     config: &Config,
     stage: &Stage,
     scope: Scope,
     run_id: &str,
+    job_run: &str,
     report: &Reporter,
 ) -> RunRecord {
     let span = tracing::info_span!(
@@ -72,6 +74,7 @@ pub fn run_stage(
         backupctl_job = %stage.job,
         backupctl_stage = %stage.name,
         backupctl_run = %run_id,
+        backupctl_job_run = %job_run,
     );
     let _entered = span.enter();
     let state_dir = crate::paths::state_dir(scope);
@@ -107,6 +110,7 @@ pub fn run_stage(
     let duration = clock.elapsed().as_secs_f64();
     let record = |result, exit_code, error: Option<String>, outcome: Outcome| RunRecord {
         run: run_id.to_string(),
+        job_run: Some(job_run.to_string()),
         job: stage.job.clone(),
         stage: stage.name.clone(),
         kind: kind.to_string(),

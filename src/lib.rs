@@ -9,6 +9,7 @@ pub mod executor;
 pub mod exit;
 pub mod generator;
 pub mod history;
+pub mod job_run;
 pub mod paths;
 pub mod process;
 pub mod report;

@@ -95,14 +95,35 @@ pub async fn connect(scope: Scope) -> Result<Connection, SystemdError> {
         Scope::User => Connection::session().await,
         Scope::System => Connection::system().await,
     };
-    connection.map_err(|source| SystemdError::Connect {
+    connection.map_err(|source| connect_error(scope, source))
+}
+
+/// [`connect`] with a bound on every method call: for short questions (`status`, a stage
+/// asking for its job run) that must not hang on a stuck bus.
+pub async fn connect_with_timeout(
+    scope: Scope,
+    timeout: Duration,
+) -> Result<Connection, SystemdError> {
+    let builder = match scope {
+        Scope::User => zbus::connection::Builder::session(),
+        Scope::System => zbus::connection::Builder::system(),
+    };
+    builder
+        .method_timeout(timeout)
+        .build()
+        .await
+        .map_err(|source| connect_error(scope, source))
+}
+
+fn connect_error(scope: Scope, source: zbus::Error) -> SystemdError {
+    SystemdError::Connect {
         scope: if scope == Scope::User {
             "user"
         } else {
             "system"
         },
         source,
-    })
+    }
 }
 
 async fn unit_proxy<'a>(
