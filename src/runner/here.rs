@@ -85,9 +85,17 @@ pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope) -> JobReport<
             .collect(),
         run_id,
     };
+    let failed_optional = report
+        .stages
+        .iter()
+        .filter(|(stage, end)| {
+            !stage.required && matches!(end, StageEnd::Ran(r) if r.result == RunResult::Failed)
+        })
+        .count();
     tracing::info!(
         message_id = messages::JOB_FINISHED,
         backupctl_job = job,
+        backupctl_failed_optional = failed_optional,
         backupctl_run = %report.run_id,
         backupctl_job_run = %report.run_id,
         "job {job} {} in {:.1}s",
