@@ -14,3 +14,4 @@ mod run_here;
 mod snapshot;
 mod store;
 mod systemd_e2e;
+mod watch;
