@@ -107,7 +107,8 @@ pub fn run_stage(
         };
         Ok(run_kind(&ctx))
     };
-    let duration = clock.elapsed().as_secs_f64();
+    // To the millisecond: journal fields and the catalog text read `38.712`, not 17 digits.
+    let duration = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     let record = |result, exit_code, error: Option<String>, outcome: Outcome| RunRecord {
         run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
@@ -116,7 +117,7 @@ pub fn run_stage(
         kind: kind.to_string(),
         started: started_at.to_string(),
         finished: jiff::Timestamp::now().to_string(),
-        duration_secs: (duration * 1000.0).round() / 1000.0,
+        duration_secs: duration,
         result,
         exit_code,
         error,

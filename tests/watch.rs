@@ -8,6 +8,7 @@
 //! units have `PrivateTmp=`), units go into the runtime unit directory, and the tests hold
 //! `util::systemd_lock()` while they use the manager.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -476,6 +477,57 @@ fn logs_of_the_last_run_show_that_run_only() {
     let newest = ok(&mut job.backupctl(&["logs", "broken", "-n", "1"]));
     assert_eq!(newest.lines().count(), 1, "{newest}");
     assert!(newest.contains("stage broken failed"), "{newest}");
+
+    // `-f`: a third run, followed from its first record to its summary as it happens.
+    let before = records().len();
+    ok(systemctl_user().args(["start", "--no-block", "backup-job.service"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while records_since(before).is_empty() {
+        assert!(Instant::now() < deadline, "the third run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut follow = job.backupctl(&["logs", "--run", "last", "-f"]);
+    follow.stdout(std::process::Stdio::piped()).process_group(0);
+    let mut child = follow.spawn().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut followed = Vec::new();
+    while !followed
+        .last()
+        .is_some_and(|l: &String| l.contains("job job finished"))
+    {
+        match receiver.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => followed.push(line),
+            Err(_) => break,
+        }
+    }
+    // The whole group: backupctl and its journalctl.
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    wait_until_idle();
+    assert!(
+        followed
+            .first()
+            .is_some_and(|l| l.ends_with(" copy: stage copy (rsync) started"))
+            && followed
+                .iter()
+                .any(|l| l.contains("broken: error: stage broken failed"))
+            && followed
+                .last()
+                .is_some_and(|l| l.contains("job job finished")),
+        "followed: {followed:#?}"
+    );
+    let third = job_run_of(&records_since(before));
+    assert!(third != first && third != second);
 }
 
 #[test]

@@ -13,9 +13,9 @@ use crate::logs::{self, Record, Selection};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  backupctl logs --run last          every record of the newest job run\n  \
-backupctl logs copy -n 20           the last 20 records of stage copy\n  \
-backupctl logs --run last -f        follow the newest run as it goes on\n\n\
+    after_help = "Examples:\n  backupctl logs --run last         every record of the newest job run\n  \
+backupctl logs copy -n 20         the last 20 records of stage copy\n  \
+backupctl logs --run last -f      follow the newest run as it goes on\n\n\
 For the catalog's explanations of failures: journalctl -x MESSAGE_ID=… (see docs/watching.md)."
 )]
 pub struct Args {
@@ -90,10 +90,18 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         // Follow from the start of the run, not from journalctl's default last ten.
         options.push("--lines=all".to_string());
     }
-    let mut child = logs::journalctl(&selection, &options)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(logs::LogsError::Spawn)?;
+    let mut command = logs::journalctl(&selection, &options);
+    command.stdout(Stdio::piped());
+    // journalctl -f must not outlive us when we are killed (Ctrl-C reaches both; SIGTERM to
+    // our pid alone would leave it following forever).
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().map_err(logs::LogsError::Spawn)?;
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut out = std::io::stdout().lock();
     let reader = BufReader::new(child.stdout.take().context("journalctl's output")?);
