@@ -635,3 +635,43 @@ fn journalctl_x_explains_a_failed_stage_from_the_catalog() {
         "{success}"
     );
 }
+
+#[test]
+fn a_stage_killed_before_writing_its_record_shows_systemds_result() {
+    let job = Installed::new(
+        "killed",
+        r#"
+[stage.sleepy]
+kind = "exec"
+command = ["/bin/sleep", "30"]
+"#,
+    );
+    let before = records().len();
+    ok(systemctl_user().args(["start", "--no-block", "backup-job.service"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while job.status_json()["jobs"][0]["stages"][0]["result"] != "running" {
+        assert!(Instant::now() < deadline, "sleepy never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SIGKILL: backupctl cannot write a record, only systemd knows what happened.
+    ok(systemctl_user().args([
+        "kill",
+        "--signal=SIGKILL",
+        "--kill-who=all",
+        "backup@sleepy.service",
+    ]));
+    wait_until_idle();
+    assert_eq!(
+        records_since(before).len(),
+        0,
+        "a killed stage wrote a record"
+    );
+    let status = job.status_json();
+    let sleepy = &status["jobs"][0]["stages"][0];
+    assert_eq!(sleepy["state"], "failed", "{status:#}");
+    assert_eq!(sleepy["result"], "failed", "{status:#}");
+    assert_eq!(
+        sleepy["error"],
+        "systemd: signal (no run record; see `systemctl --user status backup@sleepy.service`)"
+    );
+}

@@ -190,7 +190,12 @@ pub fn last_run(
 }
 
 /// One stage: its newest record, its newest success, and what systemd says now.
-pub fn stage_status(stage: &Stage, records: &[RunRecord], unit: Option<&UnitView>) -> StageStatus {
+pub fn stage_status(
+    stage: &Stage,
+    records: &[RunRecord],
+    unit: Option<&UnitView>,
+    scope: Scope,
+) -> StageStatus {
     let mine = || records.iter().rev().filter(|r| r.stage == stage.name);
     let last = mine().next();
     let last_success = mine().find(|r| r.result == RunResult::Success);
@@ -207,8 +212,9 @@ pub fn stage_status(stage: &Stage, records: &[RunRecord], unit: Option<&UnitView
     {
         result = Some("failed".into());
         error = Some(format!(
-            "systemd: {} (no run record; see `journalctl -u {}`)",
+            "systemd: {} (no run record; see `systemctl{} status {}`)",
             unit.result,
+            if scope == Scope::User { " --user" } else { "" },
             crate::generator::stage_unit(&stage.name)
         ));
     }
@@ -242,6 +248,7 @@ pub fn job_status(
     job: &str,
     records: &[RunRecord],
     view: Option<&JobView>,
+    scope: Scope,
 ) -> JobStatus {
     let stages: Vec<&Stage> = config.stages_of(job).collect();
     let mut last_run = last_run(
@@ -281,7 +288,14 @@ pub fn job_status(
         last_run,
         stages: stages
             .iter()
-            .map(|stage| stage_status(stage, records, view.and_then(|v| v.stages.get(&stage.name))))
+            .map(|stage| {
+                stage_status(
+                    stage,
+                    records,
+                    view.and_then(|v| v.stages.get(&stage.name)),
+                    scope,
+                )
+            })
             .collect(),
     }
 }
@@ -324,6 +338,7 @@ pub fn gather(config: &Config, jobs: &[&str], scope: Scope) -> Status {
                     job,
                     &records,
                     views.as_ref().and_then(|v| v.get(index)),
+                    scope,
                 )
             })
             .collect(),
@@ -427,11 +442,19 @@ mod tests {
             invocation_id: "other".into(),
             ..UnitView::default()
         };
-        let status = stage_status(config.stage("a").unwrap(), &records, Some(&unit));
+        let status = stage_status(
+            config.stage("a").unwrap(),
+            &records,
+            Some(&unit),
+            Scope::System,
+        );
         assert_eq!(status.result.as_deref(), Some("failed"));
-        assert!(status.error.unwrap().contains("timeout"));
+        assert_eq!(
+            status.error.unwrap(),
+            "systemd: timeout (no run record; see `systemctl status backup@a.service`)"
+        );
         assert_eq!(status.last_success.as_deref(), Some("2026-01-01T00:00:01Z"));
-        let status = stage_status(config.stage("b").unwrap(), &records, None);
+        let status = stage_status(config.stage("b").unwrap(), &records, None, Scope::User);
         assert_eq!(status.result, None);
         assert_eq!(status.state, None);
     }

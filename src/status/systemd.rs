@@ -1,7 +1,7 @@
-//! What systemd knows about a job's units, read over D-Bus for `status`: one `GetAll` per
-//! interface and unit, all in flight at once (20 stages cost about as much as one unit asked
-//! one property at a time). Units are addressed by their object path, which makes systemd load
-//! a unit that is not loaded (a finished oneshot unit is unloaded soon after it ran).
+//! What systemd knows about a job's units, read over D-Bus for `status`: the few properties
+//! we show, all requests in flight at once. Units are addressed by their object path, which
+//! makes systemd load a unit that is not loaded (a finished oneshot unit is unloaded soon
+//! after it ran).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,8 +9,6 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use zbus::Connection;
 use zbus::OwnedVariant;
-use zbus::fdo::PropertiesProxy;
-use zbus::names::InterfaceName;
 use zbus_systemd::systemd1::ManagerProxy;
 
 use crate::config::{Config, Scope};
@@ -81,18 +79,40 @@ fn path_of(unit: &str) -> String {
     format!("/org/freedesktop/systemd1/unit/{}", label(unit))
 }
 
-type Properties = HashMap<String, OwnedVariant>;
+type Properties = HashMap<&'static str, OwnedVariant>;
 
-async fn get_all(connection: &Connection, unit: &str, interface: &str) -> zbus::Result<Properties> {
-    let proxy = PropertiesProxy::builder(connection)
-        .destination("org.freedesktop.systemd1")
-        .path(path_of(unit))
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await?;
-    Ok(proxy
-        .get_all(InterfaceName::from_str_unchecked(interface))
-        .await?)
+/// The named properties of one interface of `unit`, one `Get` each, all in flight at once:
+/// `GetAll` would make systemd serialize (and us parse) a few hundred properties per unit,
+/// which for 20 stages costs more than the round trips (measured: 23 ms against 8 ms).
+/// A property systemd does not have (an older version) is simply absent.
+async fn get(
+    connection: &Connection,
+    unit: &str,
+    interface: &'static str,
+    names: &[&'static str],
+) -> zbus::Result<Properties> {
+    let path = path_of(unit);
+    let values = try_join_all(names.iter().map(|&name| {
+        let path = path.as_str();
+        async move {
+            let reply = connection
+                .call_method(
+                    Some("org.freedesktop.systemd1"),
+                    path,
+                    Some("org.freedesktop.DBus.Properties"),
+                    "Get",
+                    &(interface, name),
+                )
+                .await;
+            match reply {
+                Ok(reply) => Ok(Some((name, reply.body().deserialize::<OwnedVariant>()?))),
+                Err(zbus::Error::MethodError(..)) => Ok(None),
+                Err(error) => Err(error),
+            }
+        }
+    }))
+    .await?;
+    Ok(values.into_iter().flatten().collect())
 }
 
 fn string(properties: &Properties, name: &str) -> String {
@@ -122,8 +142,20 @@ fn hex(properties: &Properties, name: &str) -> String {
 
 async fn unit_view(connection: &Connection, unit: &str) -> zbus::Result<UnitView> {
     let (general, service) = futures_util::future::try_join(
-        get_all(connection, unit, UNIT),
-        get_all(connection, unit, SERVICE),
+        get(
+            connection,
+            unit,
+            UNIT,
+            &[
+                "LoadState",
+                "ActiveState",
+                "SubState",
+                "InvocationID",
+                "InactiveExitTimestamp",
+                "ActiveEnterTimestamp",
+            ],
+        ),
+        get(connection, unit, SERVICE, &["Result", "StatusText"]),
     )
     .await?;
     Ok(UnitView {
@@ -140,8 +172,13 @@ async fn unit_view(connection: &Connection, unit: &str) -> zbus::Result<UnitView
 
 async fn timer_view(connection: &Connection, unit: &str) -> zbus::Result<TimerView> {
     let (general, timer) = futures_util::future::try_join(
-        get_all(connection, unit, UNIT),
-        get_all(connection, unit, TIMER),
+        get(connection, unit, UNIT, &["ActiveState"]),
+        get(
+            connection,
+            unit,
+            TIMER,
+            &["NextElapseUSecRealtime", "LastTriggerUSec"],
+        ),
     )
     .await?;
     Ok(TimerView {
