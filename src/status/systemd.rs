@@ -83,7 +83,8 @@ type Properties = HashMap<&'static str, OwnedVariant>;
 
 /// The named properties of one interface of `unit`, one `Get` each, all in flight at once:
 /// `GetAll` would make systemd serialize (and us parse) a few hundred properties per unit,
-/// which for 20 stages costs more than the round trips (measured: 23 ms against 8 ms).
+/// which for 20 stages costs more than the round trips (measured, release build, whole
+/// `status --json`: 36 ms with `GetAll`, 16 ms with `Get`; `systemctl show` of one unit: 8 ms).
 /// A property systemd does not have (an older version) is simply absent.
 async fn get(
     connection: &Connection,
