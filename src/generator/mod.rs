@@ -361,10 +361,10 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     }
     if let Some(name) = &stage.store {
         // systemd opens the store before the stage and closes it after the last user
-        // (StopWhenUnneeded=). Wants=, not Requires=: with Requires= systemd 252 holds the
-        // store's stop job back as "destructive" while a stage that required it is being
-        // collected, and the store stays open after the run. The assertion keeps the
-        // stage from writing beside an unopened store: it fails instead.
+        // (StopWhenUnneeded=). Wants=, not Requires=: with Requires= systemd 252 found the
+        // store's unneeded-stop job "destructive" and the store stayed open after the run
+        // (seen in the guest test). The assertion keeps a stage from writing beside a store
+        // that did not open: it fails instead.
         let store_unit = crate::config::store::unit_name(name);
         let mount = crate::config::store::mount_point(name);
         let _ = writeln!(
