@@ -62,11 +62,23 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }),
             None => UnitResult::from_env(),
         };
+        let from_systemd = given.is_some();
         let event = notify::end_event(&config, cli.scope(), &subject, &args.unit, given);
-        if matches!(subject, Subject::Job(_))
-            && let Err(problem) = crate::metrics::update(&config, cli.scope())
-        {
-            tracing::warn!("{problem}");
+        if let Subject::Job(job) = &subject {
+            if let Err(problem) = crate::metrics::update(&config, cli.scope()) {
+                tracing::warn!("{problem}");
+            }
+            // systemd also starts the job's OnFailure= unit when the job never ran because a
+            // required stage failed ("dependency"), and then passes no result. That failure
+            // was reported, with its log, by the stage's own notifier: once is enough.
+            if !from_systemd && event.event == notify::Kind::Failure {
+                tracing::info!(
+                    backupctl_job = %job,
+                    "job {job} did not run: {}; reported by the stages' notifiers",
+                    event.error.as_deref().unwrap_or("a required stage did not succeed")
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
         }
         event
     };

@@ -5,11 +5,14 @@
 //! of the job runs after.
 //!
 //! Why not the start ping in the job unit's `ExecStartPre=`: the job unit runs *after* its
-//! stages (it is `After=` all of them), so that would ping at the end. And why only stages
-//! get `OnFailure=` that matters: a job whose required stage failed never starts (its start
-//! job fails with "dependency"), so it never enters the failed state that `OnFailure=`
-//! watches; the stage's own notifier reports it. The job keeps `OnFailure=` for the rare
-//! failure of its own `ExecStart=`, and gets `OnSuccess=` when successes are reported.
+//! stages (it is `After=` all of them), so that would ping at the end.
+//!
+//! Who reports a failure: every stage has `OnFailure=`, and its notifier has what matters (the
+//! stage's result, run id and journal). A job whose required stage failed never runs, but
+//! systemd still starts the job's `OnFailure=` unit (result "dependency"), without
+//! `$MONITOR_SERVICE_RESULT`; that notifier stays quiet (see `commands::notify`), so a failure
+//! is reported once. The job's `OnFailure=` speaks when its own `ExecStart=` failed, and
+//! `OnSuccess=` reports a successful job.
 
 use std::fmt::Write as _;
 
