@@ -722,3 +722,141 @@ destination = "@ROOT@/dst/"
         &["copy"],
     );
 }
+
+/// An HTTPS server (python3's http.server behind its ssl module) with a certificate for
+/// 127.0.0.1 signed by nobody the system trusts; it appends `PATH BODY` lines to `log`.
+const HTTPS_SERVER: &str = r#"
+import http.server, ssl, sys
+cert, log, port_file = sys.argv[1], sys.argv[2], sys.argv[3]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(log, "ab") as f:
+            f.write(self.path.encode() + b" " + body + b"\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+open(port_file, "w").write(str(server.server_address[1]))
+server.serve_forever()
+"#;
+
+/// Kills the child (a server this test started) on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn https_endpoints_are_verified_against_the_system_trust_store() {
+    require_tool("openssl");
+    require_tool("python3");
+    let dir = tempdir();
+    let d = dir.path();
+    // A private CA (as in a home lab) and a certificate for 127.0.0.1 signed by it.
+    let openssl = |args: &[&str]| ok(Command::new("openssl").args(args).current_dir(d));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+    ]);
+    write(&d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "leaf.pem",
+    ]);
+    let mut pem = std::fs::read(d.join("leaf.pem")).unwrap();
+    pem.extend(std::fs::read(d.join("leaf.key")).unwrap());
+    write(&d.join("both.pem"), pem);
+    write(&d.join("server.py"), HTTPS_SERVER);
+    let _server = Child(
+        Command::new("python3")
+            .arg(d.join("server.py"))
+            .arg(d.join("both.pem"))
+            .arg(d.join("requests.log"))
+            .arg(d.join("port"))
+            .spawn()
+            .expect("start python3"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let port = loop {
+        if let Ok(port) = std::fs::read_to_string(d.join("port"))
+            && !port.is_empty()
+        {
+            break port;
+        }
+        assert!(Instant::now() < deadline, "the HTTPS server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    write(
+        &d.join("config.toml"),
+        format!(
+            "[notify.webhook]\nurl = \"https://127.0.0.1:{port}/hook\"\n\n\
+             [stage.broken]\nkind = \"exec\"\ncommand = [\"/bin/false\"]\n"
+        ),
+    );
+    let notify = || {
+        let mut command = backupctl_in(d);
+        command.args(["notify", "--result", "failure", "backup@broken.service"]);
+        command
+    };
+    // The CA is not in the trust store: refused, nothing delivered.
+    let output = run(notify().env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("through webhook failed: TLS failed"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!d.join("requests.log").exists());
+    // Trusted through the system store (SSL_CERT_FILE stands in for /etc/ssl/certs): delivered.
+    let output = run(notify().env("SSL_CERT_FILE", d.join("ca.pem")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = std::fs::read_to_string(d.join("requests.log")).unwrap();
+    assert!(log.starts_with("/hook {"), "{log}");
+    assert!(log.contains(r#""stage":"broken""#), "{log}");
+}

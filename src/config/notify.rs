@@ -146,7 +146,7 @@ struct RawUrlChannel {
     token_file: Option<Spanned<PathBuf>>,
     token_credential: Option<Spanned<PathBuf>>,
     priority: Option<Spanned<String>>,
-    tags: Option<Vec<String>>,
+    tags: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -286,7 +286,7 @@ pub(super) fn notify(
                     raw.token_credential,
                 )?,
                 priority,
-                tags: raw.tags.unwrap_or_default(),
+                tags: raw.tags.map(Spanned::into_inner).unwrap_or_default(),
             })
         })
         .transpose()?;
@@ -330,10 +330,15 @@ pub(super) fn notify(
 }
 
 fn ntfy_only_keys(source: &Source, raw: &RawUrlChannel, channel: &str) -> Result<(), ConfigError> {
-    if let Some(priority) = &raw.priority {
+    let misplaced = raw
+        .priority
+        .as_ref()
+        .map(|p| (p.span(), "priority"))
+        .or(raw.tags.as_ref().map(|t| (t.span(), "tags")));
+    if let Some((span, key)) = misplaced {
         return Err(source.error(
-            priority.span(),
-            format!("`priority` does not apply to [notify.{channel}]"),
+            span,
+            format!("`{key}` does not apply to [notify.{channel}]"),
             Some("`priority` and `tags` are keys of [notify.ntfy]".into()),
         ));
     }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::ChannelError;
-use super::event::{Event, Kind};
+use super::event::Event;
 use crate::config::notify::CommandChannel;
 
 pub fn send(
@@ -23,14 +23,9 @@ pub fn send(
     message.push_str(&event.text());
 
     let program = &channel.command[0];
-    let kind = match event.event {
-        Kind::Start => "start",
-        Kind::Success => "success",
-        Kind::Failure => "failure",
-    };
     let mut child = Command::new(program)
         .args(&channel.command[1..])
-        .env("BACKUPCTL_NOTIFY_EVENT", kind)
+        .env("BACKUPCTL_NOTIFY_EVENT", event.event.as_str())
         .env("BACKUPCTL_NOTIFY_JOB", &event.job)
         .env(
             "BACKUPCTL_NOTIFY_STAGE",

@@ -17,6 +17,16 @@ pub enum Kind {
     Failure,
 }
 
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Start => "start",
+            Kind::Success => "success",
+            Kind::Failure => "failure",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     /// `start`, `success` or `failure`.

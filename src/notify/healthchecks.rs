@@ -21,12 +21,17 @@ pub fn wants(event: &Event) -> bool {
 }
 
 /// The URL pinged for an event.
+/// A query string (e.g. `?rid=…`) stays at the end.
 pub fn ping_url(base: &str, kind: Kind) -> String {
-    let base = base.trim_end_matches('/');
+    let (path, query) = match base.split_once('?') {
+        Some((path, query)) => (path, format!("?{query}")),
+        None => (base, String::new()),
+    };
+    let path = path.trim_end_matches('/');
     match kind {
-        Kind::Start => format!("{base}/start"),
-        Kind::Success => base.to_string(),
-        Kind::Failure => format!("{base}/fail"),
+        Kind::Start => format!("{path}/start{query}"),
+        Kind::Success => format!("{path}{query}"),
+        Kind::Failure => format!("{path}/fail{query}"),
     }
 }
 
@@ -76,6 +81,10 @@ mod tests {
         assert_eq!(
             ping_url(base, Kind::Failure),
             "https://hc-ping.com/0e2e6a4b-uuid/fail"
+        );
+        assert_eq!(
+            ping_url("https://hc.example/ping/key/slug?create=1", Kind::Failure),
+            "https://hc.example/ping/key/slug/fail?create=1"
         );
     }
 

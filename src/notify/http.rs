@@ -16,9 +16,15 @@ pub struct Http {
 
 impl Http {
     /// `timeout` bounds each request as a whole: resolving, connecting, sending, reading.
+    /// Certificates are checked against the system's trust store (a self-hosted ntfy or
+    /// healthchecks with a private CA installed there works).
     pub fn new(timeout: Duration) -> Self {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
+            .tls_config(tls)
             .user_agent(concat!("backupctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -54,6 +60,14 @@ impl Http {
                 std::io::ErrorKind::TimedOut => {
                     format!("no answer within {}s", self.timeout.as_secs_f64())
                 }
+                // rustls hands its errors through as InvalidData; their text may name the
+                // host, so only the gist is kept.
+                std::io::ErrorKind::InvalidData => match io.get_ref() {
+                    Some(inner) if inner.to_string().starts_with("invalid peer certificate") => {
+                        "TLS failed: the server's certificate is not trusted".into()
+                    }
+                    _ => "the answer was not valid TLS or HTTP".into(),
+                },
                 kind => kind.to_string(),
             },
             E::BadUri(_) | E::Http(_) => "the URL is not valid".into(),

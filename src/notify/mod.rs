@@ -217,9 +217,9 @@ pub fn deliver(notify: &Notify, event: &Event) -> usize {
                 backupctl_job = %event.job,
                 backupctl_notify_channel = channel,
                 backupctl_notify_unit = %event.unit,
-                "notified {channel} of {} ({:?})",
+                "notified {channel} of {} ({})",
                 event.unit,
-                event.event
+                event.event.as_str()
             ),
             Err(problem) => {
                 failures += 1;
