@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }),
             None => UnitResult::from_env(),
         };
-        let from_systemd = given.is_some();
+        let result_known = given.is_some();
         let event = notify::end_event(&config, cli.scope(), &subject, &args.unit, given);
         if let Subject::Job(job) = &subject {
             if let Err(problem) = crate::metrics::update(&config, cli.scope()) {
@@ -71,7 +71,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             // systemd also starts the job's OnFailure= unit when the job never ran because a
             // required stage failed ("dependency"), and then passes no result. That failure
             // was reported, with its log, by the stage's own notifier: once is enough.
-            if !from_systemd && event.event == notify::Kind::Failure {
+            if !result_known && event.event == notify::Kind::Failure {
                 tracing::info!(
                     backupctl_job = %job,
                     "job {job} did not run: {}; reported by the stages' notifiers",

@@ -128,21 +128,18 @@ impl Event {
     }
 }
 
-/// The record of a stage's run: the one with id `run` when known, else the newest.
+/// The record of a stage's run: the one with id `run` when the id is known (none when that
+/// run left no record, e.g. killed at its timeout: an older record would mislead), else the
+/// newest.
 pub fn stage_record<'a>(
     records: &'a [RunRecord],
     stage: &str,
     run: Option<&str>,
 ) -> Option<&'a RunRecord> {
-    let mut of_stage = records.iter().rev().filter(|r| r.stage == stage);
-    match run {
-        Some(run) => records
-            .iter()
-            .rev()
-            .find(|r| r.stage == stage && r.run == run)
-            .or_else(|| of_stage.next()),
-        None => of_stage.next(),
-    }
+    records
+        .iter()
+        .rev()
+        .find(|r| r.stage == stage && run.is_none_or(|run| r.run == run))
 }
 
 /// One line per stage of the job from its newest record, e.g.
