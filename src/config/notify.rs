@@ -90,21 +90,36 @@ pub struct Metrics {
 }
 
 impl Notify {
-    /// The systemd credentials the notifier units load, as `(NAME, PATH)`.
-    pub fn credentials(&self) -> Vec<(String, PathBuf)> {
-        let secrets = [
+    /// Every URL and token of the channels.
+    fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        [
             self.webhook.as_ref().map(|w| &w.url),
             self.webhook.as_ref().and_then(|w| w.token.as_ref()),
             self.healthchecks.as_ref().map(|h| &h.url),
             self.ntfy.as_ref().map(|n| &n.url),
             self.ntfy.as_ref().and_then(|n| n.token.as_ref()),
-        ];
-        secrets
-            .into_iter()
-            .flatten()
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// The systemd credentials the notifier units load, as `(NAME, PATH)`.
+    pub fn credentials(&self) -> Vec<(String, PathBuf)> {
+        self.secrets()
             .filter_map(|secret| match secret {
                 Secret::Credential { name, path } => Some((name.clone(), path.clone())),
                 _ => None,
+            })
+            .collect()
+    }
+
+    /// The files holding URLs and tokens, for `hello`'s secret checks (present, not readable
+    /// by group or others).
+    pub fn secret_files(&self) -> Vec<PathBuf> {
+        self.secrets()
+            .filter_map(|secret| match secret {
+                Secret::Inline(_) => None,
+                Secret::File(path) | Secret::Credential { path, .. } => Some(path.clone()),
             })
             .collect()
     }
