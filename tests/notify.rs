@@ -570,7 +570,6 @@ command = ["/bin/sh", "-c", "echo disk on fire; echo the fire is hot >&2; exit 3
     assert!(!output.status.success(), "the job must fail");
     wait_until_idle();
 
-    // The start ping came first, before any stage ran.
     let start = server.wait_for("the start ping", |r| {
         r.path == format!("/hc/{HC_UUID}/start")
     });
@@ -595,6 +594,24 @@ command = ["/bin/sh", "-c", "echo disk on fire; echo the fire is hot >&2; exit 3
         .rev()
         .find(|r| r["stage"] == "broken")
         .unwrap();
+    let ended: jiff::Timestamp = record["finished"].as_str().unwrap().parse().unwrap();
+    let received = jiff::Timestamp::try_from(hook.at).unwrap();
+    println!(
+        "webhook received {} ms after the stage ended",
+        received.duration_since(ended).as_millis()
+    );
+    // The start ping came before the first stage started (the stages are After= it).
+    let first = records
+        .iter()
+        .rev()
+        .find(|r| r["stage"] == "first")
+        .unwrap();
+    let first_started: jiff::Timestamp = first["started"].as_str().unwrap().parse().unwrap();
+    let pinged = jiff::Timestamp::try_from(start.at).unwrap();
+    assert!(
+        pinged <= first_started,
+        "start ping {pinged}, first stage {first_started}"
+    );
     assert_eq!(
         body["run"], record["run"],
         "MONITOR_INVOCATION_ID is the stage's run"

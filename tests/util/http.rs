@@ -15,6 +15,8 @@ pub struct Request {
     /// Names lower-cased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the request was read whole.
+    pub at: std::time::SystemTime,
 }
 
 impl Request {
@@ -165,6 +167,7 @@ fn serve(stream: TcpStream, answer: bool, seen: &Mutex<Vec<Request>>, stopped: &
         path,
         headers,
         body,
+        at: std::time::SystemTime::now(),
     });
     let mut stream = stream;
     if answer {
