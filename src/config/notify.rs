@@ -467,3 +467,56 @@ pub(super) fn metrics(source: &Source, value: Spanned<DeValue>) -> Result<Metric
         textfile: path.into_inner(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parse(text: &str) -> crate::config::Config {
+        crate::config::parse(
+            Path::new("c.toml"),
+            &format!("{text}\n[stage.a]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn defaults_and_credentials() {
+        let config = parse(
+            "[notify.webhook]\nurl_credential = \"/etc/b/hook\"\ntoken_file = \"/etc/b/token\"\n\
+             [notify.ntfy]\nurl = \"https://ntfy.sh/x\"\n",
+        );
+        let notify = config.notify.unwrap();
+        assert!(!notify.on_success && !notify.wants_success());
+        assert_eq!(notify.timeout.0.as_secs(), 10);
+        assert_eq!(notify.log_lines, 30);
+        assert_eq!(notify.ntfy.as_ref().unwrap().priority, "high");
+        assert_eq!(
+            notify.credentials(),
+            [(
+                "backupctl-notify-webhook-url".to_string(),
+                PathBuf::from("/etc/b/hook")
+            )]
+        );
+        assert_eq!(
+            notify.secret_files(),
+            [PathBuf::from("/etc/b/hook"), PathBuf::from("/etc/b/token")]
+        );
+        assert!(config.metrics.is_none());
+    }
+
+    #[test]
+    fn healthchecks_needs_the_success_route() {
+        let config = parse(
+            "[notify.healthchecks]\nurl = \"https://hc-ping.com/u\"\n\
+             [metrics]\ntextfile = \"/var/lib/node_exporter/textfile_collector/b.prom\"\n",
+        );
+        assert!(config.notify.unwrap().wants_success());
+        assert_eq!(
+            config.metrics.unwrap().directory(),
+            Path::new("/var/lib/node_exporter/textfile_collector")
+        );
+    }
+}
