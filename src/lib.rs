@@ -9,6 +9,8 @@ pub mod executor;
 pub mod exit;
 pub mod generator;
 pub mod history;
+pub mod metrics;
+pub mod notify;
 pub mod paths;
 pub mod process;
 pub mod report;

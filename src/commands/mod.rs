@@ -6,6 +6,7 @@ pub mod hello;
 pub mod history;
 pub mod internal;
 pub mod mount;
+pub mod notify;
 pub mod restic_cli;
 pub mod restore;
 pub mod run;
