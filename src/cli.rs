@@ -75,6 +75,9 @@ pub enum Command {
     Watch(commands::watch::Args),
     /// Compare a tree (e.g. a restore) against a manifest; exit 1 if they differ.
     Verify(commands::verify::Args),
+    /// Report a job's or stage's result through the [notify] channels (what the notifier
+    /// unit runs); by hand with --result to try them.
+    Notify(commands::notify::Args),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -164,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => commands::logs::run(&cli, args),
         Command::Watch(args) => commands::watch::run(&cli, args),
         Command::Verify(args) => commands::verify::run(&cli, args),
+        Command::Notify(args) => commands::notify::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)
@@ -224,6 +228,15 @@ mod tests {
                 "-n",
                 "50",
                 "--json",
+            ],
+            vec!["backupctl", "notify", "backup@copy.service"],
+            vec!["backupctl", "notify", "--start", "backup-job.service"],
+            vec![
+                "backupctl",
+                "notify",
+                "--result",
+                "failure",
+                "backup@copy.service",
             ],
         ] {
             Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));

@@ -183,6 +183,10 @@ pub fn run_stage(
         // The backup itself is done (or failed) either way; a lost record must not change that.
         warn!("{problem}");
     }
+    // Likewise for the metrics file.
+    if let Err(problem) = crate::metrics::update(config, scope) {
+        warn!("{problem}");
+    }
     record
 }
 

@@ -11,6 +11,8 @@ pub mod generator;
 pub mod history;
 pub mod job_run;
 pub mod logs;
+pub mod metrics;
+pub mod notify;
 pub mod paths;
 pub mod process;
 pub mod report;

@@ -56,6 +56,9 @@ pub fn job_finished(cli: &Cli, job: &str) -> anyhow::Result<ExitCode> {
         "job {job} finished: {}",
         lines.join(", ")
     );
+    if let Err(problem) = crate::metrics::update(&config, cli.scope()) {
+        tracing::warn!("{problem}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

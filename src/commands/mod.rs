@@ -7,6 +7,7 @@ pub mod history;
 pub mod internal;
 pub mod logs;
 pub mod mount;
+pub mod notify;
 pub mod restic_cli;
 pub mod restore;
 pub mod run;

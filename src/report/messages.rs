@@ -7,6 +7,8 @@ pub const STAGE_FAILED: &str = "a15fdbc89a1b4109a1f14755f63b7100";
 pub const STAGE_WARNED: &str = "447968e63341482790f079a19bed1463";
 pub const STAGE_SKIPPED: &str = "f71a8d8f9ff4453a9bc139d75d6f4d58";
 pub const JOB_FINISHED: &str = "40fbb6111b4a487db99843eb4ae69a2a";
+/// A notification channel (webhook, ping, ntfy, command) could not deliver.
+pub const NOTIFY_FAILED: &str = "58cdbf8d13bd4a5caeafebfecdc9f76f";
 
 /// All ids, for the catalog check.
 pub const ALL: &[&str] = &[
@@ -16,6 +18,7 @@ pub const ALL: &[&str] = &[
     STAGE_WARNED,
     STAGE_SKIPPED,
     JOB_FINISHED,
+    NOTIFY_FAILED,
 ];
 
 /// Our journal fields, as the catalog may use them in `@FIELD@` substitutions.
@@ -35,6 +38,8 @@ pub const FIELDS: &[&str] = &[
     "BACKUPCTL_SNAPSHOT_ID",
     "BACKUPCTL_WARNINGS",
     "BACKUPCTL_FAILED_OPTIONAL",
+    "BACKUPCTL_NOTIFY_UNIT",
+    "BACKUPCTL_NOTIFY_CHANNEL",
 ];
 
 #[cfg(test)]

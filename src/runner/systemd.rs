@@ -208,16 +208,17 @@ pub fn run_job(
                 states.push(state);
             }
             // The start job's object disappears when systemd is done with it.
-            let job_done = zbus::Proxy::new(
-                &connection,
-                "org.freedesktop.systemd1",
-                job_path.clone(),
-                "org.freedesktop.systemd1.Job",
-            )
-            .await?
-            .get_property::<String>("State")
-            .await
-            .is_err();
+            // No property cache: filling it would fail (and zbus warn) once the job is gone.
+            let job_done = zbus::proxy::Builder::<zbus::Proxy>::new(&connection)
+                .destination("org.freedesktop.systemd1")
+                .path(job_path.clone())
+                .interface("org.freedesktop.systemd1.Job")
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?
+                .get_property::<String>("State")
+                .await
+                .is_err();
             if job_done {
                 let mut final_states = Vec::new();
                 for (name, (unit, service)) in &stages {
