@@ -104,9 +104,9 @@ fn job_header(out: &mut String, job: &JobStatus, paint: &Paint) {
         let _ = writeln!(out, "last run: none recorded");
         return;
     };
-    let mut line = String::from("last run ");
+    let mut line = String::from("last run");
     if let Some(started) = &run.started {
-        line.push_str(&local(started));
+        let _ = write!(line, " {}", local(started));
     }
     if let Some(duration) = run.duration_secs {
         let _ = write!(line, " ({})", seconds(duration));
@@ -143,8 +143,13 @@ fn stage_table(out: &mut String, stages: &[StageStatus], paint: &Paint) {
     }
     let mut header = String::new();
     for (index, name) in HEADERS.iter().enumerate() {
-        let width = if index == 7 { 0 } else { widths[index] };
-        let _ = write!(header, "{name:<width$}  ");
+        let width = widths[index];
+        // Numbers are right-aligned, and so are their headings.
+        let _ = match index {
+            5 | 6 => write!(header, "{name:>width$}  "),
+            7 => write!(header, "{name}"),
+            _ => write!(header, "{name:<width$}  "),
+        };
     }
     let _ = writeln!(out, "{}", paint.paint("1", header.trim_end()));
     for row in rows {
@@ -191,4 +196,75 @@ fn row(stage: &StageStatus) -> [String; 8] {
         stage.bytes_added.map_or("-".into(), human_bytes),
         detail,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{JobRun, SystemdReach};
+
+    fn status() -> Status {
+        let stage = |name: &str, result: &str, error: Option<&str>| StageStatus {
+            name: name.into(),
+            kind: "exec".into(),
+            required: result != "failed",
+            unit: format!("backup@{name}.service"),
+            state: None,
+            sub_state: None,
+            status_text: None,
+            result: Some(result.into()),
+            error: error.map(String::from),
+            warnings: 0,
+            last_success: None,
+            last_duration_secs: Some(1.25),
+            bytes_added: Some(2048),
+            last_run: None,
+        };
+        Status {
+            version: 1,
+            scope: "system",
+            systemd: SystemdReach {
+                reachable: false,
+                error: Some("no bus".into()),
+            },
+            jobs: vec![JobStatus {
+                name: "job".into(),
+                unit: None,
+                timer: None,
+                last_run: Some(JobRun {
+                    id: "r1".into(),
+                    result: "success".into(),
+                    started: None,
+                    finished: None,
+                    duration_secs: Some(2.5),
+                    failed: vec!["b".into()],
+                    not_run: vec![],
+                }),
+                stages: vec![
+                    stage("a", "success", None),
+                    stage("b", "failed", Some("boom")),
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn plain_without_colour_and_coloured_results_with_it() {
+        let plain = render(&status(), false);
+        assert!(!plain.contains('\x1b'), "{plain}");
+        assert_eq!(
+            plain.lines().collect::<Vec<_>>(),
+            [
+                "systemd could not be asked (no bus); showing the run records only",
+                "job job",
+                "last run (2.5s): success; failed: b  [run r1]",
+                "STAGE  KIND  STATE  RESULT   LAST SUCCESS  TIME    ADDED  DETAIL",
+                "a      exec  ?      success  -             1.2s  2.0 KiB",
+                "b      exec  ?      failed   -             1.2s  2.0 KiB  boom (may fail)",
+            ]
+        );
+        let coloured = render(&status(), true);
+        assert!(coloured.contains("\x1b[32msuccess\x1b[0m"), "{coloured}");
+        assert!(coloured.contains("\x1b[1;31mfailed \x1b[0m"), "{coloured}");
+    }
 }
