@@ -19,7 +19,8 @@ use crate::util::{
 /// path, so units left there by anything else cannot shadow the ones under test.
 pub(crate) const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
 
-/// A job installed in the user manager; removed again on drop (also used by `notify`).
+/// A job installed in the user manager; removed again on drop (also used by `notify` and
+/// `watch`).
 pub(crate) struct Installed {
     pub(crate) root: PathBuf,
     pub(crate) config: PathBuf,

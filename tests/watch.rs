@@ -9,62 +9,24 @@
 //! `util::systemd_lock()` while they use the manager.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use backupctl::report::messages;
 use serde_json::Value;
 
-use crate::util::{
-    backupctl_path, ok, require_tool, run, stderr, stdout, systemctl_user, systemd_lock,
-    systemd_user_env, write,
-};
+use crate::systemd_e2e::Installed;
+use crate::util::{ok, require_tool, run, stderr, stdout, systemctl_user, systemd_user_env, write};
 
-const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
 /// The user manager's state directory (XDG_STATE_HOME of root).
 const RUNS: &str = "/root/.local/state/backupctl/runs.jsonl";
 
-/// A job installed in the user manager; removed again on drop.
-struct Installed {
-    root: PathBuf,
-    config: PathBuf,
-    binary: PathBuf,
-    _lock: crate::util::SystemdLock,
-}
-
+/// A job installed in the user manager (see systemd_e2e), with what these tests ask of it.
 impl Installed {
-    fn new(name: &str, config: &str) -> Installed {
-        require_tool("systemctl");
+    fn watched(name: &str, config: &str) -> Installed {
         require_tool("journalctl");
-        require_tool("rsync");
-        let lock = systemd_lock();
-        systemd_user_env();
-        let root = PathBuf::from(format!(
-            "/var/lib/backupctl-e2e/watch-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let binary = root.join("backupctl");
-        std::fs::copy(backupctl_path(), &binary).unwrap();
-        let path = root.join("config.toml");
-        write(&path, config.replace("@ROOT@", &root.display().to_string()));
-        ok(Command::new(&binary)
-            .arg("--config")
-            .arg(&path)
-            .args(["--user", "generate", "--output", UNIT_DIR]));
-        ok(systemctl_user().arg("daemon-reload"));
-        Installed {
-            root,
-            config: path,
-            binary,
-            _lock: lock,
-        }
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.root.join(relative)
+        Installed::new(&format!("watch-{name}"), config)
     }
 
     /// `backupctl --config … --user ARGS` with the sandbox's bus in the environment.
@@ -83,28 +45,6 @@ impl Installed {
     fn status_json(&self) -> Value {
         let text = ok(&mut self.backupctl(&["status", "--json"]));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = run(systemctl_user().args(["stop", "backup-job.timer", "backup-job.service"]));
-        if let Ok(list) = std::fs::read_to_string(Path::new(UNIT_DIR).join(".backupctl-generated"))
-        {
-            for file in list.lines() {
-                let path = Path::new(UNIT_DIR).join(file);
-                let _ = std::fs::remove_file(&path);
-                if let Some(parent) = path.parent() {
-                    let _ = std::fs::remove_dir(parent);
-                }
-            }
-        }
-        let _ = std::fs::remove_file(Path::new(UNIT_DIR).join(".backupctl-generated"));
-        let _ = run(systemctl_user().arg("daemon-reload"));
-        let _ = run(systemctl_user().arg("reset-failed"));
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
     }
 }
 
@@ -202,7 +142,7 @@ fn journal(matches: &[String], until: &str) -> Vec<Value> {
 
 #[test]
 fn status_reports_a_succeeding_and_a_failing_stage_exactly() {
-    let job = Installed::new("status", COPY_AND_BROKEN);
+    let job = Installed::watched("status", COPY_AND_BROKEN);
     write(&job.path("src/data.bin"), vec![7u8; 1000]);
     ok(systemctl_user().args(["start", "backup-job.timer"]));
 
@@ -377,7 +317,7 @@ fn status_reports_a_succeeding_and_a_failing_stage_exactly() {
 
 #[test]
 fn logs_of_the_last_run_show_that_run_only() {
-    let job = Installed::new("logs", COPY_AND_BROKEN);
+    let job = Installed::watched("logs", COPY_AND_BROKEN);
     write(&job.path("src/data.bin"), vec![7u8; 1000]);
     let first = job_run_of(&run_job());
     let second = job_run_of(&run_job());
@@ -533,7 +473,7 @@ fn logs_of_the_last_run_show_that_run_only() {
 #[test]
 fn stages_that_start_after_a_required_failure_keep_the_job_run() {
     // `fails` ends the job's start job at once; `slow` and `later` on the other branch go on.
-    let _job = Installed::new(
+    let _job = Installed::watched(
         "branches",
         r#"
 [stage.fails]
@@ -593,7 +533,7 @@ impl Drop for CatalogInstalled {
 
 #[test]
 fn journalctl_x_explains_a_failed_stage_from_the_catalog() {
-    let job = Installed::new("catalog", COPY_AND_BROKEN);
+    let job = Installed::watched("catalog", COPY_AND_BROKEN);
     write(&job.path("src/data.bin"), vec![7u8; 10]);
     let id = job_run_of(&run_job());
     journal(&[format!("BACKUPCTL_JOB_RUN={id}")], messages::JOB_FINISHED);
@@ -638,7 +578,7 @@ fn journalctl_x_explains_a_failed_stage_from_the_catalog() {
 
 #[test]
 fn a_stage_killed_before_writing_its_record_shows_systemds_result() {
-    let job = Installed::new(
+    let job = Installed::watched(
         "killed",
         r#"
 [stage.sleepy]
