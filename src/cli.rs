@@ -67,10 +67,17 @@ pub enum Command {
     History(commands::history::Args),
     /// Restore files from a stage's backup (restic snapshot, git commit) into a directory.
     Restore(commands::restore::Args),
+    /// Show the last run of each job and the state of its stages (systemd and run records).
+    Status(commands::status::Args),
+    /// Show the journal records of the stages, selected by backupctl's journal fields.
+    Logs(commands::logs::Args),
     /// Show the progress of running stages live (from their D-Bus signals).
     Watch(commands::watch::Args),
     /// Compare a tree (e.g. a restore) against a manifest; exit 1 if they differ.
     Verify(commands::verify::Args),
+    /// Report a job's or stage's result through the [notify] channels (what the notifier
+    /// unit runs); by hand with --result to try them.
+    Notify(commands::notify::Args),
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -156,8 +163,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshots(args) => commands::snapshots::run(&cli, args),
         Command::History(args) => commands::history::run(&cli, args),
         Command::Restore(args) => commands::restore::run(&cli, args),
+        Command::Status(args) => commands::status::run(&cli, args),
+        Command::Logs(args) => commands::logs::run(&cli, args),
         Command::Watch(args) => commands::watch::run(&cli, args),
         Command::Verify(args) => commands::verify::run(&cli, args),
+        Command::Notify(args) => commands::notify::run(&cli, args),
         Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)
@@ -206,6 +216,28 @@ mod tests {
                 "/tmp/r",
             ],
             vec!["backupctl", "mount", "b2", "/mnt"],
+            vec!["backupctl", "status"],
+            vec!["backupctl", "--user", "status", "offsite", "--json"],
+            vec!["backupctl", "logs"],
+            vec!["backupctl", "logs", "copy", "--run", "last", "-f"],
+            vec![
+                "backupctl",
+                "logs",
+                "--job",
+                "offsite",
+                "-n",
+                "50",
+                "--json",
+            ],
+            vec!["backupctl", "notify", "backup@copy.service"],
+            vec!["backupctl", "notify", "--start", "backup-job.service"],
+            vec![
+                "backupctl",
+                "notify",
+                "--result",
+                "failure",
+                "backup@copy.service",
+            ],
         ] {
             Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

@@ -30,6 +30,10 @@ pub enum RunResult {
 pub struct RunRecord {
     /// `$INVOCATION_ID` of the stage's unit, or an id made by `run --here`.
     pub run: String,
+    /// The job run this stage run belongs to (`BACKUPCTL_JOB_RUN`, see `crate::job_run`);
+    /// absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_run: Option<String>,
     pub job: String,
     pub stage: String,
     pub kind: String,
@@ -118,6 +122,7 @@ mod tests {
     fn record(stage: &str) -> RunRecord {
         RunRecord {
             run: "r1".into(),
+            job_run: None,
             job: "job".into(),
             stage: stage.into(),
             kind: "exec".into(),

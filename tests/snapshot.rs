@@ -522,6 +522,8 @@ fn under_systemd_stop_and_sigkill_leave_no_snapshot_behind() {
         .args(["start", "--no-block"])
         .arg(&stage.unit));
     let killed = setup.wait_for_snapshot();
+    // Killed while rsync writes big.bin: its temporary file stays behind.
+    let partial = wait_for_partial_file(&setup.scratch("dest"));
     ok(systemctl_user()
         .args(["kill", "--signal=SIGKILL"])
         .arg(&stage.unit));
@@ -547,7 +549,39 @@ fn under_systemd_stop_and_sigkill_leave_no_snapshot_behind() {
         "{}",
         stage.journal()
     );
+    // The next run removed it: the copy holds no half file.
+    assert!(
+        stage
+            .journal()
+            .contains("removed 1 partial file(s) an earlier run left"),
+        "{}",
+        stage.journal()
+    );
+    assert!(!partial.exists(), "{} is still there", partial.display());
     assert_same_tree(&setup.src, &setup.scratch("dest"));
+}
+
+/// rsync's temporary file `.big.bin.XXXXXX` in `dest`, once it has some bytes.
+fn wait_for_partial_file(dest: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let partial = std::fs::read_dir(dest).ok().and_then(|entries| {
+            entries.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".big.bin."))
+                    && p.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        });
+        if let Some(partial) = partial {
+            return partial;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rsync wrote no temporary file into {} within 30 s",
+            dest.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The score `systemd-analyze security --offline=yes` gives a stage unit (template with the

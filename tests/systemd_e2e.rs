@@ -17,20 +17,21 @@ use crate::util::{
 
 /// The runtime directory that outranks `~/.config/systemd/user` in the user manager's search
 /// path, so units left there by anything else cannot shadow the ones under test.
-const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
+pub(crate) const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
 
-/// A job installed in the user manager; removed again on drop.
-struct Installed {
-    root: PathBuf,
-    config: PathBuf,
-    binary: PathBuf,
+/// A job installed in the user manager; removed again on drop (also used by `notify` and
+/// `watch`).
+pub(crate) struct Installed {
+    pub(crate) root: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) binary: PathBuf,
     _lock: crate::util::SystemdLock,
 }
 
 impl Installed {
     /// Writes `config` (with `@ROOT@` replaced by this test's directory), generates the
     /// units into the user manager's runtime unit directory and reloads it.
-    fn new(name: &str, config: &str) -> Installed {
+    pub(crate) fn new(name: &str, config: &str) -> Installed {
         require_tool("systemctl");
         require_tool("rsync");
         let lock = systemd_lock();
@@ -63,12 +64,12 @@ impl Installed {
         ok(systemctl_user().arg("daemon-reload"));
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
 
     /// `systemctl --user show -p PROPERTY --value UNIT`.
-    fn show(&self, unit: &str, property: &str) -> String {
+    pub(crate) fn show(&self, unit: &str, property: &str) -> String {
         ok(systemctl_user().args(["show", "-p", property, "--value", unit]))
             .trim()
             .to_string()
@@ -231,7 +232,7 @@ fn job_runs_hello_exec_and_rsync_in_order_under_the_user_manager() {
 }
 
 /// Waits until the user manager has no queued or running jobs.
-fn wait_until_idle() {
+pub(crate) fn wait_until_idle() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let pending = ok(systemctl_user().args(["list-jobs", "--no-legend"]));
@@ -244,7 +245,7 @@ fn wait_until_idle() {
 }
 
 /// The user manager's state directory (XDG_STATE_HOME of root).
-const RUNS: &str = "/root/.local/state/backupctl/runs.jsonl";
+pub(crate) const RUNS: &str = "/root/.local/state/backupctl/runs.jsonl";
 
 fn run_ids() -> Vec<String> {
     std::fs::read_to_string(RUNS)

@@ -1,6 +1,7 @@
 //! `backupctl hello`: check the whole environment before a first run (the seed's
 //! `--verify-environment`): every stage's tools, destinations and secrets, and for each store
-//! its tools, key (present, mode 0400/0600), password file and whether its remote answers.
+//! its tools, key (present, mode 0400/0600), password file and whether its remote answers;
+//! the `[notify]` secret files too.
 
 use std::process::ExitCode;
 
@@ -26,6 +27,9 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
         needs.tools.extend(other.tools);
         needs.secrets.extend(other.secrets);
         needs.remotes.extend(other.remotes);
+    }
+    if let Some(notify) = &config.notify {
+        needs.secrets.extend(notify.secret_files());
     }
     let mut checks = run_checks(&needs, &[], MIN_FREE);
     for store in &config.stores {

@@ -15,13 +15,28 @@ use crate::report::messages;
 pub fn job_finished(cli: &Cli, job: &str) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let records = history::read(&crate::paths::state_dir(cli.scope())).unwrap_or_default();
+    // Our own start job is still running: the same job run the stages saw.
+    let job_run = zbus::block_on(async {
+        let connection = crate::runner::systemd::connect_with_timeout(
+            cli.scope(),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .ok()?;
+        let manager = zbus_systemd::systemd1::ManagerProxy::new(&connection)
+            .await
+            .ok()?;
+        crate::job_run::current(&connection, &manager, job)
+            .await
+            .ok()
+            .flatten()
+    });
     let mut lines = Vec::new();
     let mut failed_optional = 0;
     for stage in config.stages_of(job) {
-        let last = records
-            .iter()
-            .rev()
-            .find(|r| r.stage == stage.name && r.job == job);
+        let last = records.iter().rev().find(|r| {
+            r.stage == stage.name && r.job == job && (job_run.is_none() || r.job_run == job_run)
+        });
         let result = last.map_or("no record", |r| match r.result {
             RunResult::Success => "succeeded",
             RunResult::Failed => "failed",
@@ -36,10 +51,14 @@ pub fn job_finished(cli: &Cli, job: &str) -> anyhow::Result<ExitCode> {
     tracing::info!(
         message_id = messages::JOB_FINISHED,
         backupctl_job = job,
+        backupctl_job_run = job_run.as_deref(),
         backupctl_failed_optional = failed_optional,
         "job {job} finished: {}",
         lines.join(", ")
     );
+    if let Err(problem) = crate::metrics::update(&config, cli.scope()) {
+        tracing::warn!("{problem}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

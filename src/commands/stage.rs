@@ -27,6 +27,19 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     crate::signals::install()?;
     let report = Reporter::for_environment(&stage.name);
-    let record = executor::run_stage(&config, stage, cli.scope(), &executor::run_id(), &report);
+    let run_id = executor::run_id();
+    // Only a unit belongs to a job run systemd knows of; by hand, the stage is a run of its own.
+    let job_run = std::env::var_os("INVOCATION_ID")
+        .and_then(|_| {
+            crate::job_run::for_stage(
+                &config,
+                &stage.job,
+                &stage.name,
+                cli.scope(),
+                &crate::paths::state_dir(cli.scope()),
+            )
+        })
+        .unwrap_or_else(|| run_id.clone());
+    let record = executor::run_stage(&config, stage, cli.scope(), &run_id, &job_run, &report);
     Ok(ExitCode::from(record.exit_code))
 }

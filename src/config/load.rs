@@ -40,7 +40,7 @@ const COMMON_KEYS: &[&str] = &[
     "exec_before_snapshot",
 ];
 
-const TOP_LEVEL_KEYS: &str = "job, jobs, stage, store";
+const TOP_LEVEL_KEYS: &str = "job, jobs, stage, store, notify, metrics";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,13 +102,13 @@ struct RawRemote {
 }
 
 /// The config text and its file name, to turn spans into located errors.
-struct Source<'a> {
+pub(super) struct Source<'a> {
     file: &'a Path,
     text: &'a str,
 }
 
 impl Source<'_> {
-    fn error(
+    pub(super) fn error(
         &self,
         span: Range<usize>,
         message: impl Into<String>,
@@ -117,7 +117,7 @@ impl Source<'_> {
         ConfigError::at(self.file, self.text, Some(span), message, help.into())
     }
 
-    fn toml(&self, error: toml::de::Error, help: Option<String>) -> ConfigError {
+    pub(super) fn toml(&self, error: toml::de::Error, help: Option<String>) -> ConfigError {
         let message = error.message().trim_end().to_string();
         let help = help.or_else(|| hint_for_toml_message(&message));
         ConfigError::at(self.file, self.text, error.span(), message, help)
@@ -157,6 +157,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut jobs: Vec<(Option<Range<usize>>, Job)> = Vec::new();
     let mut stage_entries = Vec::new();
     let mut stores = Vec::new();
+    let mut notify = None;
+    let mut metrics = None;
     for (key, value) in root.into_inner() {
         match key.get_ref().as_ref() {
             "job" => {
@@ -199,6 +201,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     stores.push(store(&source, name, value)?);
                 }
             }
+            "notify" => notify = Some(super::notify::notify(&source, key.span(), value)?),
+            "metrics" => metrics = Some(super::notify::metrics(&source, value)?),
             other => {
                 return Err(source.error(
                     key.span(),
@@ -250,6 +254,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         jobs: jobs.into_iter().map(|(_, job)| job).collect(),
         stages,
         stores,
+        notify,
+        metrics,
     })
 }
 
@@ -333,7 +339,11 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
     })
 }
 
-fn timespan(source: &Source, text: &Spanned<String>, key: &str) -> Result<Timespan, ConfigError> {
+pub(super) fn timespan(
+    source: &Source,
+    text: &Spanned<String>,
+    key: &str,
+) -> Result<Timespan, ConfigError> {
     Timespan::parse(text.get_ref()).map_err(|error| {
         source.error(
             text.span(),

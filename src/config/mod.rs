@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod duration;
 pub mod error;
 mod load;
+pub mod notify;
 pub mod size;
 pub mod store;
 
@@ -18,6 +19,7 @@ use indexmap::IndexMap;
 pub use duration::Timespan;
 pub use error::ConfigError;
 pub use load::parse;
+pub use notify::{Metrics, Notify};
 pub use store::Store;
 
 use crate::stages::StageKind;
@@ -35,6 +37,10 @@ pub struct Config {
     pub stages: Vec<Stage>,
     /// Encrypted stores (`[store.NAME]`), in file order.
     pub stores: Vec<Store>,
+    /// Where failures (and, if asked, successes) are reported (`[notify]`).
+    pub notify: Option<Notify>,
+    /// The Prometheus text file (`[metrics]`).
+    pub metrics: Option<Metrics>,
 }
 
 /// A job: one `backup-NAME.service` that pulls in its stages, and optionally a timer.

@@ -8,12 +8,15 @@
 //! - `backup-J.service`: pulls in its stages (`Requires=` for required ones, `Wants=` for the
 //!   others) and runs after them, so `systemctl start backup-J` runs the whole DAG and fails
 //!   when a required stage fails;
-//! - `backup-J.timer` (when the job has a schedule), enabled through `timers.target.wants/`.
+//! - `backup-J.timer` (when the job has a schedule), enabled through `timers.target.wants/`;
+//! - with `[notify]`: `backup-notify@.service` and `OnFailure=`/`OnSuccess=` routing to it
+//!   (see [`notify`]).
 //!
 //! Rendering is pure (no I/O), so a bad config never leaves half a unit set: writing happens
 //! only after everything rendered (see [`write`]).
 
 pub mod escape;
+pub mod notify;
 pub mod store;
 pub mod write;
 
@@ -86,6 +89,18 @@ pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
                 path: Path::new(&format!("{}.d", each.unit())).join(DROP_IN),
                 content: Content::Text(store::drop_in(config, each)),
             });
+        }
+    }
+    if let Some(settings) = &config.notify {
+        files.push(text(
+            notify::TEMPLATE,
+            notify::template(config, settings, options),
+        ));
+        if settings.healthchecks.is_some() {
+            files.push(text(
+                notify::START_TEMPLATE,
+                notify::start_template(config, settings, options),
+            ));
         }
     }
     for stage in &config.stages {
@@ -188,6 +203,7 @@ fn template(config: &Config, options: &Options) -> String {
          CPUWeight=20\n",
     );
     state_directories(&mut unit, config, options, true);
+    metrics_directory(&mut unit, config);
     unit.push_str("# Sandbox.\n");
     let _ = writeln!(unit, "CapabilityBoundingSet={BASE_CAPABILITIES}");
     unit.push_str(HARDENING);
@@ -224,6 +240,9 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
     let _ = writeln!(unit, "After={}", all.join(" "));
     // `systemctl stop backup-JOB` stops the running stages too (Requires= alone does not).
     let _ = writeln!(unit, "PropagatesStopTo={}", all.join(" "));
+    if let Some(settings) = &config.notify {
+        unit.push_str(&notify::job_lines(settings, &job.name));
+    }
     unit.push_str("\n[Service]\nType=oneshot\n");
     let _ = writeln!(
         unit,
@@ -231,6 +250,7 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
         exec_line(config, options, &["job-finished", &job.name])
     );
     state_directories(&mut unit, config, options, false);
+    metrics_directory(&mut unit, config);
     if options.scope == Scope::System {
         user_and_group(&mut unit, job);
     }
@@ -267,6 +287,18 @@ fn state_directories(unit: &mut String, config: &Config, options: &Options, cach
     );
     let writable: Vec<String> = paths.iter().map(|dir| format!("-{dir}")).collect();
     let _ = writeln!(unit, "ReadWritePaths={}", writable.join(" "));
+}
+
+/// The directory of the metrics text file, written (temporary file + rename) after each stage
+/// and when a job finishes. "-": a missing directory (no node_exporter) must not fail the unit.
+fn metrics_directory(unit: &mut String, config: &Config) {
+    if let Some(metrics) = &config.metrics {
+        let _ = writeln!(
+            unit,
+            "ReadWritePaths={}",
+            escape::word(&format!("-{}", metrics.directory().display()))
+        );
+    }
 }
 
 fn user_and_group(unit: &mut String, job: &Job) {
@@ -361,10 +393,10 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     }
     if let Some(name) = &stage.store {
         // systemd opens the store before the stage and closes it after the last user
-        // (StopWhenUnneeded=). Wants=, not Requires=: with Requires= systemd 252 holds the
-        // store's stop job back as "destructive" while a stage that required it is being
-        // collected, and the store stays open after the run. The assertion keeps the
-        // stage from writing beside an unopened store: it fails instead.
+        // (StopWhenUnneeded=). Wants=, not Requires=: with Requires= systemd 252 found the
+        // store's unneeded-stop job "destructive" and the store stayed open after the run
+        // (seen in the guest test). The assertion keeps a stage from writing beside a store
+        // that did not open: it fails instead.
         let store_unit = crate::config::store::unit_name(name);
         let mount = crate::config::store::mount_point(name);
         let _ = writeln!(
@@ -375,6 +407,9 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     }
     if needs.network && options.scope == Scope::System {
         unit.push_str("Wants=network-online.target\nAfter=network-online.target\n");
+    }
+    if let Some(settings) = &config.notify {
+        unit.push_str(&notify::stage_lines(settings, &stage.name, &stage.job));
     }
     if let Some(mount) = &stage.when_mounted {
         // Absent disk: the stage is skipped (condition failed), which is not a failure.

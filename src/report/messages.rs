@@ -7,6 +7,8 @@ pub const STAGE_FAILED: &str = "a15fdbc89a1b4109a1f14755f63b7100";
 pub const STAGE_WARNED: &str = "447968e63341482790f079a19bed1463";
 pub const STAGE_SKIPPED: &str = "f71a8d8f9ff4453a9bc139d75d6f4d58";
 pub const JOB_FINISHED: &str = "40fbb6111b4a487db99843eb4ae69a2a";
+/// A notification channel (webhook, ping, ntfy, command) could not deliver.
+pub const NOTIFY_FAILED: &str = "58cdbf8d13bd4a5caeafebfecdc9f76f";
 
 /// All ids, for the catalog check.
 pub const ALL: &[&str] = &[
@@ -16,4 +18,91 @@ pub const ALL: &[&str] = &[
     STAGE_WARNED,
     STAGE_SKIPPED,
     JOB_FINISHED,
+    NOTIFY_FAILED,
 ];
+
+/// Our journal fields, as the catalog may use them in `@FIELD@` substitutions.
+pub const FIELDS: &[&str] = &[
+    "BACKUPCTL_JOB",
+    "BACKUPCTL_STAGE",
+    "BACKUPCTL_RUN",
+    "BACKUPCTL_JOB_RUN",
+    "BACKUPCTL_KIND",
+    "BACKUPCTL_EXIT_CODE",
+    "BACKUPCTL_DURATION_SECS",
+    "BACKUPCTL_FILES",
+    "BACKUPCTL_FILES_NEW",
+    "BACKUPCTL_FILES_CHANGED",
+    "BACKUPCTL_BYTES_READ",
+    "BACKUPCTL_BYTES_ADDED",
+    "BACKUPCTL_SNAPSHOT_ID",
+    "BACKUPCTL_WARNINGS",
+    "BACKUPCTL_FAILED_OPTIONAL",
+    "BACKUPCTL_NOTIFY_UNIT",
+    "BACKUPCTL_NOTIFY_CHANNEL",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CATALOG: &str = include_str!("../../units/backupctl.catalog");
+
+    /// The catalog's entries: id → (header lines, body).
+    fn entries() -> Vec<(String, Vec<String>, String)> {
+        let mut entries = Vec::new();
+        for chunk in CATALOG.split("\n-- ").skip(1) {
+            let (id, rest) = chunk.split_once('\n').unwrap();
+            let (headers, body) = rest.split_once("\n\n").unwrap();
+            entries.push((
+                id.trim().to_string(),
+                headers.lines().map(String::from).collect(),
+                body.to_string(),
+            ));
+        }
+        entries
+    }
+
+    #[test]
+    fn the_catalog_has_one_entry_per_message_id_and_no_other() {
+        let mut ids: Vec<String> = entries().into_iter().map(|(id, ..)| id).collect();
+        let mut expected: Vec<String> = ALL.iter().map(|id| id.to_string()).collect();
+        ids.sort();
+        expected.sort();
+        assert_eq!(ids, expected, "units/backupctl.catalog and messages::ALL");
+    }
+
+    #[test]
+    fn every_entry_has_subject_definer_documentation_and_a_body_with_our_fields() {
+        for (id, headers, body) in entries() {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+            assert!(
+                headers.iter().any(|h| h.starts_with("Subject: ")),
+                "{id}: Subject"
+            );
+            assert!(
+                headers.iter().any(|h| h == "Defined-By: backupctl"),
+                "{id}: Defined-By"
+            );
+            assert!(
+                headers.iter().any(|h| h.starts_with("Documentation: ")),
+                "{id}: Documentation"
+            );
+            assert!(body.contains("What to do") || id == STAGE_STARTED, "{id}");
+            // `@NAME@` with NAME a field name: only fields we write.
+            let text = format!("{}\n{body}", headers.join("\n"));
+            let mut parts = text.split('@');
+            parts.next();
+            while let Some(name) = parts.next() {
+                if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !name.is_empty() {
+                    assert!(
+                        FIELDS.contains(&name),
+                        "{id}: @{name}@ is not a field of ours"
+                    );
+                    parts.next();
+                }
+            }
+        }
+    }
+}

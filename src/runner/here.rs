@@ -72,7 +72,7 @@ pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope) -> JobReport<
             None => {
                 let report = Reporter::for_environment(&stage.name);
                 StageEnd::Ran(Box::new(executor::run_stage(
-                    config, stage, scope, &run_id, &report,
+                    config, stage, scope, &run_id, &run_id, &report,
                 )))
             }
         };
@@ -85,10 +85,19 @@ pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope) -> JobReport<
             .collect(),
         run_id,
     };
+    let failed_optional = report
+        .stages
+        .iter()
+        .filter(|(stage, end)| {
+            !stage.required && matches!(end, StageEnd::Ran(r) if r.result == RunResult::Failed)
+        })
+        .count();
     tracing::info!(
         message_id = messages::JOB_FINISHED,
         backupctl_job = job,
+        backupctl_failed_optional = failed_optional,
         backupctl_run = %report.run_id,
+        backupctl_job_run = %report.run_id,
         "job {job} {} in {:.1}s",
         if report.succeeded() { "succeeded" } else { "failed" },
         started.elapsed().as_secs_f64()

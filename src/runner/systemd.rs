@@ -95,14 +95,35 @@ pub async fn connect(scope: Scope) -> Result<Connection, SystemdError> {
         Scope::User => Connection::session().await,
         Scope::System => Connection::system().await,
     };
-    connection.map_err(|source| SystemdError::Connect {
+    connection.map_err(|source| connect_error(scope, source))
+}
+
+/// [`connect`] with a bound on every method call: for short questions (`status`, a stage
+/// asking for its job run) that must not hang on a stuck bus.
+pub async fn connect_with_timeout(
+    scope: Scope,
+    timeout: Duration,
+) -> Result<Connection, SystemdError> {
+    let builder = match scope {
+        Scope::User => zbus::connection::Builder::session(),
+        Scope::System => zbus::connection::Builder::system(),
+    };
+    builder
+        .method_timeout(timeout)
+        .build()
+        .await
+        .map_err(|source| connect_error(scope, source))
+}
+
+fn connect_error(scope: Scope, source: zbus::Error) -> SystemdError {
+    SystemdError::Connect {
         scope: if scope == Scope::User {
             "user"
         } else {
             "system"
         },
         source,
-    })
+    }
 }
 
 async fn unit_proxy<'a>(
@@ -187,16 +208,17 @@ pub fn run_job(
                 states.push(state);
             }
             // The start job's object disappears when systemd is done with it.
-            let job_done = zbus::Proxy::new(
-                &connection,
-                "org.freedesktop.systemd1",
-                job_path.clone(),
-                "org.freedesktop.systemd1.Job",
-            )
-            .await?
-            .get_property::<String>("State")
-            .await
-            .is_err();
+            // No property cache: filling it would fail (and zbus warn) once the job is gone.
+            let job_done = zbus::proxy::Builder::<zbus::Proxy>::new(&connection)
+                .destination("org.freedesktop.systemd1")
+                .path(job_path.clone())
+                .interface("org.freedesktop.systemd1.Job")
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?
+                .get_property::<String>("State")
+                .await
+                .is_err();
             if job_done {
                 let mut final_states = Vec::new();
                 for (name, (unit, service)) in &stages {

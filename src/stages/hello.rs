@@ -72,6 +72,9 @@ impl Kind for Spec {
             needs.secrets.extend(other.secrets);
             needs.remotes.extend(other.remotes);
         }
+        if let Some(notify) = &ctx.config.notify {
+            needs.secrets.extend(notify.secret_files());
+        }
         ctx.report
             .status("hello: checking tools, destinations and secrets");
         let checks = run_checks(&needs, &self.tools, self.min_free());

@@ -2,6 +2,8 @@
 //! (archive mode, hard links, ACLs, xattrs, numeric ids). `--delete` is opt-in. rsync's
 //! exit 24 ("some files vanished", normal on a live system) is a warning, not a failure.
 
+mod leftovers;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -279,9 +281,23 @@ impl Kind for Spec {
                 StageError::io(format!("cannot create the destination {destination}"), e)
             })?;
         }
+        let mut warnings = Vec::new();
+        let mark = if is_remote(destination) {
+            None
+        } else {
+            let mark = leftovers::RunMark::path(&ctx.state_dir, &ctx.stage.name);
+            if let Some(started) = leftovers::RunMark::left_behind(&mark) {
+                remove_leftovers(Path::new(destination), started, &mut warnings);
+            }
+            Some(leftovers::RunMark::set(mark).map_err(|e| {
+                StageError::io(
+                    format!("cannot mark the run in {}", ctx.state_dir.display()),
+                    e,
+                )
+            })?)
+        };
         ctx.report.status("rsync: copying");
         let mut figures = Figures::default();
-        let mut warnings = Vec::new();
         let finished = Command::new("rsync")
             .args(self.arguments())
             .ok_codes(&[VANISHED])
@@ -295,7 +311,12 @@ impl Kind for Spec {
             .on_stderr(|line| {
                 tracing::warn!("rsync: {line}");
             })
-            .run()?;
+            .run();
+        // rsync has ended, well or not: on SIGTERM it removes its own temporary files.
+        if let Some(mark) = mark {
+            mark.clear();
+        }
+        let finished = finished?;
         if finished.code == VANISHED {
             warnings.push(format!(
                 "some source files vanished during the copy (rsync exit 24); normal on a live system: {}",
@@ -321,6 +342,28 @@ impl Kind for Spec {
             }
         }
         Ok(Outcome { warnings, figures })
+    }
+}
+
+/// Removes what a killed run left in the destination; a failure to is a warning, not a
+/// reason to skip the backup.
+fn remove_leftovers(destination: &Path, since: std::time::SystemTime, warnings: &mut Vec<String>) {
+    match leftovers::remove(destination, since) {
+        Ok(removed) if removed.is_empty() => {}
+        Ok(removed) => tracing::info!(
+            "removed {} partial file(s) an earlier run left in {} when it was killed: {}",
+            removed.len(),
+            destination.display(),
+            removed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(error) => warnings.push(format!(
+            "could not look for partial files an earlier, killed run left in {}: {error}",
+            destination.display()
+        )),
     }
 }
 

@@ -1,0 +1,147 @@
+//! `backupctl logs [STAGE] [--run ID|last] [-f]`: the journal records of backupctl's stages,
+//! selected by our own journal fields (`crate::logs`), printed one line each or as journal
+//! JSON.
+
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::process::{ExitCode, Stdio};
+
+use anyhow::{Context, bail};
+
+use crate::cli::Cli;
+use crate::config::Scope;
+use crate::logs::{self, Record, Selection};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  backupctl logs --run last         every record of the newest job run\n  \
+backupctl logs copy -n 20         the last 20 records of stage copy\n  \
+backupctl logs --run last -f      follow the newest run as it goes on\n\n\
+For the catalog's explanations of failures: journalctl -x MESSAGE_ID=… (see docs/watching.md)."
+)]
+pub struct Args {
+    /// Only this stage's records.
+    pub stage: Option<String>,
+    /// Only this job's records (default: the stage's job, or every job of the config).
+    #[arg(long, value_name = "JOB")]
+    pub job: Option<String>,
+    /// Only one run: a job run id (BACKUPCTL_JOB_RUN), a stage run id (BACKUPCTL_RUN), or
+    /// `last` for the newest run.
+    #[arg(long, value_name = "ID|last")]
+    pub run: Option<String>,
+    /// Keep printing new records as they are written.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Show only the newest N records.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub lines: Option<u32>,
+    /// Print the journal records as JSON, one object per line (journalctl -o json).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let jobs = match (&args.job, &args.stage) {
+        (Some(job), _) if config.job(job).is_none() => bail!(
+            "no job `{job}` in {}; its jobs are: {}",
+            config.file.display(),
+            config
+                .jobs
+                .iter()
+                .map(|j| j.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (Some(job), _) => vec![job.clone()],
+        (None, Some(stage)) => match config.stage(stage) {
+            Some(stage) => vec![stage.job.clone()],
+            None => bail!(
+                "no stage `{stage}` in {}; its stages are: {}",
+                config.file.display(),
+                config
+                    .stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+        (None, None) => config.jobs.iter().map(|j| j.name.clone()).collect(),
+    };
+    let mut selection = Selection {
+        jobs,
+        stage: args.stage.clone(),
+        run: None,
+        uid: (cli.scope() == Scope::User).then(|| nix::unistd::getuid().as_raw()),
+    };
+    selection.run = match args.run.as_deref() {
+        None => None,
+        Some("last") => Some(newest_run(cli, &selection)?),
+        Some(id) => Some(id.to_string()),
+    };
+
+    let mut options = Vec::new();
+    if args.follow {
+        options.push("--follow".to_string());
+    }
+    if let Some(lines) = args.lines {
+        options.push(format!("--lines={lines}"));
+    } else if args.follow {
+        // Follow from the start of the run, not from journalctl's default last ten.
+        options.push("--lines=all".to_string());
+    }
+    let mut command = logs::journalctl(&selection, &options);
+    command.stdout(Stdio::piped());
+    // journalctl -f must not outlive us when we are killed (Ctrl-C reaches both; SIGTERM to
+    // our pid alone would leave it following forever).
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().map_err(logs::LogsError::Spawn)?;
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = std::io::stdout().lock();
+    let reader = BufReader::new(child.stdout.take().context("journalctl's output")?);
+    for line in reader.lines() {
+        let line = line.context("reading journalctl's output")?;
+        let written = if args.json {
+            writeln!(out, "{line}")
+        } else {
+            match Record::parse(&line) {
+                Some(record) => writeln!(out, "{}", record.line(color)),
+                None => Ok(()),
+            }
+        };
+        // A closed pipe (`| head`) ends us quietly.
+        if written.and_then(|()| out.flush()).is_err() {
+            let _ = child.kill();
+            break;
+        }
+    }
+    let status = child.wait().context("waiting for journalctl")?;
+    Ok(if status.success() || args.follow {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::exit::FAILED)
+    })
+}
+
+/// `--run last`: the newest run in the journal, else in the run records.
+fn newest_run(cli: &Cli, selection: &Selection) -> anyhow::Result<String> {
+    if let Some(run) = logs::last_run(selection)? {
+        return Ok(run);
+    }
+    let records = crate::history::read(&crate::paths::state_dir(cli.scope())).unwrap_or_default();
+    records
+        .iter()
+        .rev()
+        .find(|r| {
+            selection.jobs.contains(&r.job)
+                && selection.stage.as_ref().is_none_or(|s| *s == r.stage)
+        })
+        .map(|r| r.job_run.clone().unwrap_or_else(|| r.run.clone()))
+        .context("no run found in the journal or the run records: has the job run yet?")
+}

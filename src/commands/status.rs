@@ -1,0 +1,52 @@
+//! `backupctl status [JOB] [--json]`: the last run of each job and the state of its stages,
+//! from the run records and systemd (`crate::status`).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use crate::cli::Cli;
+use crate::status;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The JSON shape (stable, keys are only added) is described in \
+docs/watching.md. Without an answer from systemd the run records are shown alone and \
+`systemd.reachable` is false."
+)]
+pub struct Args {
+    /// Only this job (default: every job of the config).
+    pub job: Option<String>,
+    /// Print JSON for scripts instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = cli.load_config()?;
+    let jobs: Vec<&str> = match &args.job {
+        Some(job) if config.job(job).is_none() => {
+            let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+            bail!(
+                "no job `{job}` in {}; its jobs are: {}",
+                config.file.display(),
+                names.join(", ")
+            );
+        }
+        Some(job) => vec![job.as_str()],
+        None => config.jobs.iter().map(|j| j.name.as_str()).collect(),
+    };
+    let status = status::gather(&config, &jobs, cli.scope());
+    let text = if args.json {
+        serde_json::to_string_pretty(&status)? + "\n"
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        status::table::render(&status, color)
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        // `status | head` is fine.
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,137 @@
+//! Units of the notifier (`[notify]`): the template `backup-notify@.service`, whose instance is
+//! the escaped name of the unit it reports on (`backup-notify@backup\x40copy.service.service`),
+//! started by systemd through `OnFailure=`/`OnSuccess=`; and, when a healthchecks URL is set,
+//! `backup-notify-start@JOB.service`, the start ping, which the job unit wants and every stage
+//! of the job runs after.
+//!
+//! Why not the start ping in the job unit's `ExecStartPre=`: the job unit runs *after* its
+//! stages (it is `After=` all of them), so that would ping at the end.
+//!
+//! Who reports a failure: every stage has `OnFailure=`, and its notifier has what matters (the
+//! stage's result, run id and journal). A job whose required stage failed never runs, but
+//! systemd still starts the job's `OnFailure=` unit (result "dependency"), without
+//! `$MONITOR_SERVICE_RESULT`; that notifier stays quiet (see `commands::notify`), so a failure
+//! is reported once. The job's `OnFailure=` speaks when its own `ExecStart=` failed, and
+//! `OnSuccess=` reports a successful job.
+
+use std::fmt::Write as _;
+
+use super::{HARDENING, Options, escape, exec_line, header, state_directories};
+use crate::config::{Config, Notify};
+
+pub const TEMPLATE: &str = "backup-notify@.service";
+pub const START_TEMPLATE: &str = "backup-notify-start@.service";
+
+/// `backup-notify@ESCAPED.service` for the unit `unit`.
+pub fn unit_for(unit: &str) -> String {
+    format!("backup-notify@{}.service", escape::unit_instance(unit))
+}
+
+/// `backup-notify-start@JOB.service` (job names need no escaping but `-`, which `%i` keeps).
+pub fn start_unit(job: &str) -> String {
+    format!("backup-notify-start@{job}.service")
+}
+
+/// What the job unit's `[Unit]` section gains.
+pub fn job_lines(notify: &Notify, job: &str) -> String {
+    let own = unit_for(&super::job_unit(job));
+    let mut lines = format!("OnFailure={own}\n");
+    if notify.wants_success() {
+        let _ = writeln!(lines, "OnSuccess={own}");
+    }
+    if notify.healthchecks.is_some() {
+        // Wants=: a start ping that fails must never fail the job.
+        let _ = writeln!(lines, "Wants={}", start_unit(job));
+    }
+    lines
+}
+
+/// What a stage's drop-in `[Unit]` section gains.
+pub fn stage_lines(notify: &Notify, stage: &str, job: &str) -> String {
+    let mut lines = format!("OnFailure={}\n", unit_for(&super::stage_unit(stage)));
+    if notify.healthchecks.is_some() {
+        // Ordering only: the ping precedes the stages when the job pulled both in.
+        let _ = writeln!(lines, "After={}", start_unit(job));
+    }
+    lines
+}
+
+/// The notifier template: `backupctl notify UNIT` with the unescaped instance.
+pub fn template(config: &Config, notify: &Notify, options: &Options) -> String {
+    service(
+        config,
+        notify,
+        options,
+        "backupctl notification about %I",
+        &["notify", "%I"],
+    )
+}
+
+/// The start ping: `backupctl notify --start backup-JOB.service`.
+pub fn start_template(config: &Config, notify: &Notify, options: &Options) -> String {
+    service(
+        config,
+        notify,
+        options,
+        "backupctl start ping of job %i",
+        &["notify", "--start", "backup-%i.service"],
+    )
+}
+
+fn service(
+    config: &Config,
+    notify: &Notify,
+    options: &Options,
+    description: &str,
+    verb: &[&str],
+) -> String {
+    let mut unit = header(config);
+    let _ = write!(
+        unit,
+        "\n[Unit]\n\
+         Description={description}\n\
+         Documentation=man:backupctl(1)\n\
+         # Reports only: an endpoint that cannot be reached fails this unit (see the journal),\n\
+         # never the job it reports on.\n\
+         \n[Service]\n\
+         Type=oneshot\n\
+         ExecStart={}\n",
+        exec_line(config, options, verb)
+    );
+    // Each channel is bounded by `timeout`; this bounds them all together.
+    let channels = [
+        notify.webhook.is_some(),
+        notify.healthchecks.is_some(),
+        notify.ntfy.is_some(),
+        notify.command.is_some(),
+    ]
+    .iter()
+    .filter(|&&on| on)
+    .count() as u64;
+    let _ = writeln!(
+        unit,
+        "TimeoutStartSec={}s",
+        notify.timeout.0.as_secs().max(1) * channels + 30
+    );
+    // Run records (read) and, in user scope, the same state directory the stages use.
+    state_directories(&mut unit, config, options, false);
+    for (name, path) in notify.credentials() {
+        let _ = writeln!(
+            unit,
+            "LoadCredential={}:{}",
+            escape::value(&name),
+            escape::value(&path.to_string_lossy())
+        );
+    }
+    if let Some(metrics) = &config.metrics {
+        let _ = writeln!(
+            unit,
+            "ReadWritePaths={}",
+            escape::word(&format!("-{}", metrics.directory().display()))
+        );
+    }
+    unit.push_str("# Sandbox: network for the endpoints, nothing else.\nCapabilityBoundingSet=\n");
+    unit.push_str(HARDENING);
+    unit.push_str("PrivateNetwork=no\nRestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK\n");
+    unit
+}

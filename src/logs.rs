@@ -1,0 +1,226 @@
+//! Reading backupctl's journal records back (`backupctl logs`). Records are selected by our
+//! own fields (`BACKUPCTL_JOB`, `BACKUPCTL_STAGE`, `BACKUPCTL_RUN`, `BACKUPCTL_JOB_RUN`), not by
+//! unit names: journald derives `_SYSTEMD_USER_UNIT` from the sender's cgroup, which is not
+//! always there (a user manager outside logind's slice, a short-lived process, `run --here`
+//! from a shell), while our fields travel inside every record.
+//!
+//! Why `journalctl` is spawned rather than the journal files read in-process: journalctl is
+//! always there where a journal is, knows every journal file format and compression systemd
+//! may write (the pure-Rust `libsystemd` crate has no reader; the `systemd` crate would link
+//! the C library and its version), applies the reader's permissions the way the admin
+//! expects (group `adm`/`systemd-journal`, per-user files), and `-f` follows rotations.
+//! `-o json` with field matches gives exact records back; we only format them.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::report::messages;
+
+/// Which records: a job (or several), maybe one stage, maybe one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    pub jobs: Vec<String>,
+    pub stage: Option<String>,
+    /// A job run (`BACKUPCTL_JOB_RUN`) or a stage run (`BACKUPCTL_RUN`).
+    pub run: Option<String>,
+    /// Only records written by this uid (user scope: one's own, not another user's job of
+    /// the same name).
+    pub uid: Option<u32>,
+}
+
+impl Selection {
+    /// journalctl match arguments: fields within a group are ANDed (the same field twice:
+    /// ORed), groups are ORed with `+`.
+    pub fn matches(&self) -> Vec<String> {
+        let common = |extra: Option<String>| {
+            let mut group: Vec<String> = self
+                .jobs
+                .iter()
+                .map(|job| format!("BACKUPCTL_JOB={job}"))
+                .collect();
+            group.extend(self.stage.iter().map(|s| format!("BACKUPCTL_STAGE={s}")));
+            group.extend(self.uid.iter().map(|uid| format!("_UID={uid}")));
+            group.extend(extra);
+            group
+        };
+        match &self.run {
+            None => common(None),
+            Some(run) => {
+                let mut args = common(Some(format!("BACKUPCTL_JOB_RUN={run}")));
+                args.push("+".into());
+                args.extend(common(Some(format!("BACKUPCTL_RUN={run}"))));
+                args
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogsError {
+    #[error("cannot run journalctl: {0} (is systemd's journalctl installed?)")]
+    Spawn(#[source] std::io::Error),
+    #[error("journalctl failed: {0}")]
+    Failed(String),
+}
+
+/// `journalctl -o json` with our matches, the caller's extra options first.
+pub fn journalctl(selection: &Selection, options: &[String]) -> Command {
+    let mut command = Command::new("journalctl");
+    command
+        .args(["--no-pager", "--quiet", "--output=json"])
+        .args(options)
+        .args(selection.matches());
+    command
+}
+
+/// The newest run among the selected records: the job run of the newest "stage started"
+/// record (its stage run when it has no job run). `None` when there is none.
+pub fn last_run(selection: &Selection) -> Result<Option<String>, LogsError> {
+    let mut selection = selection.clone();
+    selection.run = None;
+    let output = journalctl(
+        &selection,
+        &[
+            "--reverse".into(),
+            "--lines=1".into(),
+            format!("MESSAGE_ID={}", messages::STAGE_STARTED),
+        ],
+    )
+    .stderr(Stdio::piped())
+    .output()
+    .map_err(LogsError::Spawn)?;
+    if !output.status.success() {
+        return Err(LogsError::Failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find_map(|record| {
+            let field = |name| record.get(name).and_then(Value::as_str).map(String::from);
+            field("BACKUPCTL_JOB_RUN").or_else(|| field("BACKUPCTL_RUN"))
+        }))
+}
+
+/// One journal record, the fields people read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub realtime_usec: u64,
+    pub priority: u8,
+    pub job: Option<String>,
+    pub stage: Option<String>,
+    pub message: String,
+    pub fields: BTreeMap<String, Value>,
+}
+
+/// A field's text: journald writes non-UTF-8 values as arrays of bytes.
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(bytes) => Some(
+            String::from_utf8_lossy(
+                &bytes
+                    .iter()
+                    .filter_map(|b| b.as_u64().map(|b| b as u8))
+                    .collect::<Vec<u8>>(),
+            )
+            .into_owned(),
+        ),
+        _ => None,
+    }
+}
+
+impl Record {
+    /// Parses one line of `journalctl -o json`.
+    pub fn parse(line: &str) -> Option<Record> {
+        let fields: BTreeMap<String, Value> = serde_json::from_str(line).ok()?;
+        let get = |name: &str| fields.get(name).and_then(text);
+        Some(Record {
+            realtime_usec: get("__REALTIME_TIMESTAMP")?.parse().ok()?,
+            priority: get("PRIORITY").and_then(|p| p.parse().ok()).unwrap_or(6),
+            job: get("BACKUPCTL_JOB"),
+            stage: get("BACKUPCTL_STAGE"),
+            message: get("MESSAGE").unwrap_or_default(),
+            fields,
+        })
+    }
+
+    /// `2026-05-20 03:00:01 copy: message`, with `error:` / `warning:` as the priority says.
+    pub fn line(&self, color: bool) -> String {
+        let time = jiff::Timestamp::from_microsecond(self.realtime_usec as i64)
+            .map(|t| {
+                t.to_zoned(jiff::tz::TimeZone::system())
+                    .strftime("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let who = match (&self.stage, &self.job) {
+            (Some(stage), _) => stage.clone(),
+            (None, Some(job)) => format!("job {job}"),
+            (None, None) => "backupctl".into(),
+        };
+        let (label, code) = match self.priority {
+            0..=3 => ("error: ", "1;31"),
+            4 => ("warning: ", "33"),
+            _ => ("", ""),
+        };
+        if color && !code.is_empty() {
+            format!("{time} {who}: \x1b[{code}m{label}{}\x1b[0m", self.message)
+        } else {
+            format!("{time} {who}: {label}{}", self.message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_and_within_a_group_and_or_between_run_kinds() {
+        let selection = Selection {
+            jobs: vec!["job".into()],
+            stage: Some("copy".into()),
+            run: Some("abc".into()),
+            uid: Some(1000),
+        };
+        assert_eq!(
+            selection.matches(),
+            [
+                "BACKUPCTL_JOB=job",
+                "BACKUPCTL_STAGE=copy",
+                "_UID=1000",
+                "BACKUPCTL_JOB_RUN=abc",
+                "+",
+                "BACKUPCTL_JOB=job",
+                "BACKUPCTL_STAGE=copy",
+                "_UID=1000",
+                "BACKUPCTL_RUN=abc",
+            ]
+        );
+        let all = Selection {
+            jobs: vec!["job".into(), "offsite".into()],
+            ..Selection::default()
+        };
+        assert_eq!(
+            all.matches(),
+            ["BACKUPCTL_JOB=job", "BACKUPCTL_JOB=offsite"]
+        );
+    }
+
+    #[test]
+    fn parses_records_with_byte_array_messages() {
+        let record = Record::parse(
+            r#"{"__REALTIME_TIMESTAMP":"1779246001000000","PRIORITY":"3","BACKUPCTL_STAGE":"copy","BACKUPCTL_JOB":"job","MESSAGE":[104,105,255]}"#,
+        )
+        .unwrap();
+        assert_eq!(record.priority, 3);
+        assert_eq!(record.stage.as_deref(), Some("copy"));
+        assert_eq!(record.message, "hi\u{fffd}");
+        assert!(record.line(false).ends_with(" copy: error: hi\u{fffd}"));
+        assert!(Record::parse("not json").is_none());
+    }
+}

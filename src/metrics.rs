@@ -1,0 +1,238 @@
+//! The Prometheus text file (`[metrics] textfile`) for node_exporter's textfile collector:
+//! per stage of each job, the last run's time, duration, result and figures, and the time of
+//! the last success, all from the run records (`crate::history`). Rewritten after each stage
+//! and when a job ends; always whole (temporary file in the same directory + rename), so the
+//! collector never reads half a file.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::config::{Config, Scope};
+use crate::history::{self, RunRecord, RunResult};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the metrics file {}: {source}", .path.display())]
+pub struct MetricsError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+const RESULTS: [(RunResult, &str); 4] = [
+    (RunResult::Success, "success"),
+    (RunResult::Failed, "failed"),
+    (RunResult::Skipped, "skipped"),
+    (RunResult::Interrupted, "interrupted"),
+];
+
+/// Rewrites the metrics file from the run records, when `[metrics]` is configured. Writers
+/// (parallel stages, the job's end) take turns on a lock in the state directory, so that the
+/// last rename always carries the newest records.
+pub fn update(config: &Config, scope: Scope) -> Result<(), MetricsError> {
+    let Some(metrics) = &config.metrics else {
+        return Ok(());
+    };
+    let wrap = |source| MetricsError {
+        path: metrics.textfile.clone(),
+        source,
+    };
+    let state = crate::paths::state_dir(scope);
+    std::fs::create_dir_all(&state).map_err(wrap)?;
+    let lock = File::create(state.join("metrics.lock")).map_err(wrap)?;
+    let _lock =
+        Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| wrap(errno.into()))?;
+    let records = history::read(&state).map_err(wrap)?;
+    write_atomically(&metrics.textfile, &render(config, &records)).map_err(wrap)
+}
+
+/// The whole text file.
+pub fn render(config: &Config, records: &[RunRecord]) -> String {
+    // The newest record of every configured stage (stages removed from the config are gone).
+    let last: Vec<(&str, &str, &RunRecord)> = config
+        .stages
+        .iter()
+        .filter_map(|stage| {
+            let record = records.iter().rev().find(|r| r.stage == stage.name)?;
+            Some((stage.job.as_str(), stage.name.as_str(), record))
+        })
+        .collect();
+    let last_success = |stage: &str| {
+        records
+            .iter()
+            .rev()
+            .find(|r| r.stage == stage && r.result == RunResult::Success)
+    };
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, samples: Vec<(String, String)>| {
+        if samples.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    };
+    let each = |value: &dyn Fn(&RunRecord) -> Option<String>| -> Vec<(String, String)> {
+        last.iter()
+            .filter_map(|(job, stage, record)| Some((labels(job, stage, &[]), value(record)?)))
+            .collect()
+    };
+
+    family(
+        "backupctl_stage_last_run_timestamp_seconds",
+        "When the stage's last run ended (Unix time).",
+        each(&|r| seconds(&r.finished)),
+    );
+    family(
+        "backupctl_stage_last_success_timestamp_seconds",
+        "When the stage last ended successfully (Unix time).",
+        last.iter()
+            .filter_map(|(job, stage, _)| {
+                let success = last_success(stage)?;
+                Some((labels(job, stage, &[]), seconds(&success.finished)?))
+            })
+            .collect(),
+    );
+    family(
+        "backupctl_stage_last_duration_seconds",
+        "How long the stage's last run took.",
+        each(&|r| Some(r.duration_secs.to_string())),
+    );
+    family(
+        "backupctl_stage_last_result",
+        "The result of the stage's last run: 1 for the result it had, 0 for the others.",
+        last.iter()
+            .flat_map(|(job, stage, record)| {
+                RESULTS.iter().map(move |(result, word)| {
+                    (
+                        labels(job, stage, &[("result", word)]),
+                        u8::from(record.result == *result).to_string(),
+                    )
+                })
+            })
+            .collect(),
+    );
+    family(
+        "backupctl_stage_last_exit_code",
+        "The exit code of the stage's last run (0 ok, 1 failed, 3 preflight, 75 temporary, 130 stopped).",
+        each(&|r| Some(r.exit_code.to_string())),
+    );
+    family(
+        "backupctl_stage_last_added_bytes",
+        "Bytes the stage's last run added to its destination or repository.",
+        each(&|r| r.figures.bytes_added.map(|v| v.to_string())),
+    );
+    family(
+        "backupctl_stage_last_read_bytes",
+        "Bytes the stage's last run read.",
+        each(&|r| r.figures.bytes_read.map(|v| v.to_string())),
+    );
+    family(
+        "backupctl_stage_last_files",
+        "Files the stage's last run processed.",
+        each(&|r| r.figures.files.map(|v| v.to_string())),
+    );
+    family(
+        "backupctl_stage_last_new_files",
+        "New files the stage's last run found.",
+        each(&|r| r.figures.files_new.map(|v| v.to_string())),
+    );
+    family(
+        "backupctl_stage_last_changed_files",
+        "Changed files the stage's last run found.",
+        each(&|r| r.figures.files_changed.map(|v| v.to_string())),
+    );
+    out
+}
+
+/// `job="…",stage="…"` plus extra labels, values escaped.
+fn labels(job: &str, stage: &str, extra: &[(&str, &str)]) -> String {
+    let mut pairs = vec![("job", job), ("stage", stage)];
+    pairs.extend_from_slice(extra);
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Label values: backslash, double quote and newline are escaped (the text format's rules).
+pub fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// HELP text: backslash and newline are escaped.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// An RFC 3339 time as Unix seconds with milliseconds.
+fn seconds(time: &str) -> Option<String> {
+    let time: jiff::Timestamp = time.parse().ok()?;
+    Some(format!("{:.3}", time.as_millisecond() as f64 / 1000.0))
+}
+
+/// Temporary file beside the target (same filesystem, so the rename is atomic), named so the
+/// collector ignores it (it reads only `*.prom`), mode 0644 (node_exporter runs as its own
+/// user; metrics are not secret), then rename.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&temporary)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(escape_label("two\nlines"), "two\\nlines");
+    }
+
+    #[test]
+    fn converts_times_to_unix_seconds() {
+        assert_eq!(
+            seconds("2026-01-01T00:00:00.5Z").as_deref(),
+            Some("1767225600.500")
+        );
+        assert_eq!(seconds("yesterday"), None);
+    }
+
+    #[test]
+    fn writes_atomically_with_mode_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backupctl.prom");
+        write_atomically(&path, "x 1\n").unwrap();
+        write_atomically(&path, "x 2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x 2\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no leftovers"
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! What a notification is about: a job's start, a job's or stage's end. Built from the unit
+//! name systemd hands the notifier (`%I`), the result systemd passes to `OnFailure=`/
+//! `OnSuccess=` units (`$MONITOR_SERVICE_RESULT`, `$MONITOR_INVOCATION_ID`, systemd ≥ 251),
+//! the run records and the journal. Serialized as is, it is the webhook's JSON body.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::history::{RunRecord, RunResult};
+
+/// Which moment of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Start,
+    Success,
+    Failure,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Start => "start",
+            Kind::Success => "success",
+            Kind::Failure => "failure",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// `start`, `success` or `failure`.
+    pub event: Kind,
+    pub job: String,
+    /// Absent when the event is about the job unit.
+    pub stage: Option<String>,
+    pub unit: String,
+    /// systemd's result of the unit (`success`, `exit-code`, `signal`, `timeout`, …), or
+    /// `start`.
+    pub result: String,
+    /// Whether this failure fails the job (a required stage, or the job itself).
+    pub fails_job: bool,
+    pub host: String,
+    /// RFC 3339; of the stage's run, or of the job's earliest stage.
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    /// When the notification was made.
+    pub time: String,
+    pub exit_code: Option<u8>,
+    pub error: Option<String>,
+    /// The stage's last journal records (failures), or one line per stage (a job's end).
+    pub log: Vec<String>,
+    /// The stage unit's invocation id (`BACKUPCTL_RUN` of its journal records).
+    pub run: Option<String>,
+}
+
+/// The unit a notification is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Job(String),
+    Stage(String),
+}
+
+/// `backup-JOB.service` or `backup@STAGE.service`, checked against the config.
+pub fn subject(config: &Config, unit: &str) -> Option<Subject> {
+    let name = unit.strip_suffix(".service")?;
+    if let Some(stage) = name.strip_prefix("backup@") {
+        return config
+            .stage(stage)
+            .map(|stage| Subject::Stage(stage.name.clone()));
+    }
+    let job = name.strip_prefix("backup-")?;
+    config.job(job).map(|job| Subject::Job(job.name.clone()))
+}
+
+/// The machine's name, for people who watch many machines.
+pub fn host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Event {
+    /// One line for titles and subjects, e.g. `backupctl: stage copy of job job failed on nas`.
+    pub fn title(&self) -> String {
+        let what = match &self.stage {
+            Some(stage) => format!("stage {stage} of job {}", self.job),
+            None => format!("job {}", self.job),
+        };
+        let how = match self.event {
+            Kind::Start => "started",
+            Kind::Success => "succeeded",
+            Kind::Failure => "failed",
+        };
+        format!("backupctl: {what} {how} on {}", self.host)
+    }
+
+    /// The plain-text message: title, result, times, error, log.
+    pub fn text(&self) -> String {
+        let mut text = self.title();
+        text.push('\n');
+        if self.event == Kind::Failure {
+            text.push_str(&format!("result: {}", self.result));
+            if let Some(code) = self.exit_code {
+                text.push_str(&format!(", exit code {code}"));
+            }
+            text.push('\n');
+        }
+        if let Some(started) = &self.started {
+            text.push_str(&format!("started: {started}\n"));
+        }
+        if let Some(finished) = &self.finished {
+            text.push_str(&format!("finished: {finished}\n"));
+        }
+        text.push_str(&format!("unit: {}\n", self.unit));
+        if let Some(error) = &self.error {
+            text.push_str(&format!("error: {error}\n"));
+        }
+        if !self.log.is_empty() {
+            text.push_str("\nlog:\n");
+            for line in &self.log {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+}
+
+/// The record of a stage's run: the one with id `run` when the id is known (none when that
+/// run left no record, e.g. killed at its timeout: an older record would mislead), else the
+/// newest.
+pub fn stage_record<'a>(
+    records: &'a [RunRecord],
+    stage: &str,
+    run: Option<&str>,
+) -> Option<&'a RunRecord> {
+    records
+        .iter()
+        .rev()
+        .find(|r| r.stage == stage && run.is_none_or(|run| r.run == run))
+}
+
+/// One line per stage of the job from its newest record, e.g.
+/// `copy: success in 1.2s, 9 files, 300 B added`.
+pub fn job_summary(config: &Config, job: &str, records: &[RunRecord]) -> Vec<String> {
+    config
+        .stages_of(job)
+        .map(|stage| match stage_record(records, &stage.name, None) {
+            None => format!("{}: no run recorded", stage.name),
+            Some(record) => {
+                let mut line = format!(
+                    "{}: {} in {:.1}s",
+                    stage.name,
+                    result_word(record.result),
+                    record.duration_secs
+                );
+                if let Some(files) = record.figures.files {
+                    line.push_str(&format!(", {files} files"));
+                }
+                if let Some(bytes) = record.figures.bytes_added {
+                    line.push_str(&format!(
+                        ", {} added",
+                        crate::config::size::human_bytes(bytes)
+                    ));
+                }
+                if let Some(error) = &record.error {
+                    line.push_str(&format!(": {error}"));
+                }
+                line
+            }
+        })
+        .collect()
+}
+
+pub fn result_word(result: RunResult) -> &'static str {
+    match result {
+        RunResult::Success => "success",
+        RunResult::Failed => "failed",
+        RunResult::Skipped => "skipped",
+        RunResult::Interrupted => "interrupted",
+    }
+}

@@ -1,0 +1,96 @@
+//! healthchecks-style pings (healthchecks.io, its self-hosted form, and the services that
+//! copied its protocol): `URL/start` when the job starts, `URL` when it succeeded, `URL/fail`
+//! with the log tail as body when it failed. Only what fails the job is a failure here: a
+//! failed optional stage is followed by the job's success ping.
+
+use super::event::{Event, Kind};
+use super::http::Http;
+use super::{ChannelError, secret};
+use crate::config::notify::Healthchecks;
+
+/// healthchecks keeps at most 100 kB of a ping's body.
+const MAX_BODY: usize = 100_000;
+
+/// Whether the event is one this channel reports.
+pub fn wants(event: &Event) -> bool {
+    match event.event {
+        // The job's start and end; stages never succeed "for" the check.
+        Kind::Start | Kind::Success => event.stage.is_none(),
+        Kind::Failure => event.fails_job,
+    }
+}
+
+/// The URL pinged for an event.
+/// A query string (e.g. `?rid=…`) stays at the end.
+pub fn ping_url(base: &str, kind: Kind) -> String {
+    let (path, query) = match base.split_once('?') {
+        Some((path, query)) => (path, format!("?{query}")),
+        None => (base, String::new()),
+    };
+    let path = path.trim_end_matches('/');
+    match kind {
+        Kind::Start => format!("{path}/start{query}"),
+        Kind::Success => format!("{path}{query}"),
+        Kind::Failure => format!("{path}/fail{query}"),
+    }
+}
+
+pub fn send(channel: &Healthchecks, event: &Event, http: &Http) -> Result<(), ChannelError> {
+    let base = secret::read(&channel.url, "healthchecks URL")?;
+    let body = match event.event {
+        Kind::Start => String::new(),
+        _ => event.text(),
+    };
+    let body = truncate(&body, MAX_BODY);
+    http.post(
+        &ping_url(&base, event.event),
+        "text/plain; charset=utf-8",
+        &[],
+        body.as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// At most `max` bytes, cut at a character boundary, keeping the end (the log's newest part).
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_start_and_fail() {
+        let base = "https://hc-ping.com/0e2e6a4b-uuid/";
+        assert_eq!(
+            ping_url(base, Kind::Start),
+            "https://hc-ping.com/0e2e6a4b-uuid/start"
+        );
+        assert_eq!(
+            ping_url(base, Kind::Success),
+            "https://hc-ping.com/0e2e6a4b-uuid"
+        );
+        assert_eq!(
+            ping_url(base, Kind::Failure),
+            "https://hc-ping.com/0e2e6a4b-uuid/fail"
+        );
+        assert_eq!(
+            ping_url("https://hc.example/ping/key/slug?create=1", Kind::Failure),
+            "https://hc.example/ping/key/slug/fail?create=1"
+        );
+    }
+
+    #[test]
+    fn keeps_the_end_of_a_long_body() {
+        assert_eq!(truncate("abcdé", 2), "é");
+        assert_eq!(truncate("abc", 5), "abc");
+    }
+}

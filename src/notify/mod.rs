@@ -1,0 +1,238 @@
+//! Notifications (`[notify]`): what `backupctl notify UNIT` does when systemd starts
+//! `backup-notify@UNIT.service` through `OnFailure=`/`OnSuccess=`, and the start ping.
+//!
+//! Each configured channel gets the event in its own form (see docs/notify.md); each request
+//! is bounded by `[notify] timeout`. A channel that fails is logged with
+//! `MESSAGE_ID=`[`messages::NOTIFY_FAILED`] and makes the notifier exit 1, so its unit shows
+//! as failed too; the unit reported on keeps its own result whatever happens here.
+
+pub mod command;
+pub mod event;
+pub mod healthchecks;
+pub mod http;
+pub mod journal;
+pub mod ntfy;
+pub mod secret;
+pub mod webhook;
+
+use tracing::{error, info};
+
+use crate::config::{Config, Notify, Scope};
+use crate::history::{self, RunResult};
+use crate::report::messages;
+pub use event::{Event, Kind, Subject};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+    #[error(transparent)]
+    Send(#[from] http::SendError),
+    #[error("{0}")]
+    Command(String),
+}
+
+/// The outcome systemd reported for the unit, or the one given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitResult {
+    pub success: bool,
+    /// systemd's word (`success`, `exit-code`, …).
+    pub result: String,
+    /// The unit's invocation id, when systemd passed it.
+    pub invocation: Option<String>,
+}
+
+impl UnitResult {
+    /// From the variables systemd (≥ 251) sets for units started by `OnFailure=`/`OnSuccess=`.
+    pub fn from_env() -> Option<UnitResult> {
+        let result = std::env::var("MONITOR_SERVICE_RESULT")
+            .ok()
+            .filter(|r| !r.is_empty())?;
+        Some(UnitResult {
+            success: result == "success",
+            result,
+            invocation: std::env::var("MONITOR_INVOCATION_ID")
+                .ok()
+                .filter(|id| !id.is_empty()),
+        })
+    }
+}
+
+/// Builds the event about `subject`'s end. Without a result from systemd or the command line
+/// (systemd < 251), the run records decide.
+pub fn end_event(
+    config: &Config,
+    scope: Scope,
+    subject: &Subject,
+    unit: &str,
+    given: Option<UnitResult>,
+) -> Event {
+    let notify = config.notify.as_ref();
+    let log_lines = notify.map_or(30, |n| n.log_lines);
+    let records = history::read(&crate::paths::state_dir(scope)).unwrap_or_default();
+    let now = jiff::Timestamp::now().to_string();
+    match subject {
+        Subject::Stage(name) => {
+            let stage = config.stage(name).expect("subject() checked the stage");
+            let invocation = given.as_ref().and_then(|g| g.invocation.clone());
+            let record = event::stage_record(&records, name, invocation.as_deref());
+            let result = given.unwrap_or_else(|| UnitResult {
+                success: record.is_some_and(|r| r.result != RunResult::Failed),
+                result: record.map_or("unknown".into(), |r| {
+                    event::result_word(r.result).to_string()
+                }),
+                invocation: None,
+            });
+            let run = invocation.or_else(|| record.map(|r| r.run.clone()));
+            let log = if result.success {
+                Vec::new()
+            } else {
+                let mut log = journal::tail(&stage.job, name, run.as_deref(), log_lines);
+                if log.is_empty()
+                    && let Some(error) = record.and_then(|r| r.error.clone())
+                {
+                    log.push(error);
+                }
+                log
+            };
+            Event {
+                event: if result.success {
+                    Kind::Success
+                } else {
+                    Kind::Failure
+                },
+                job: stage.job.clone(),
+                stage: Some(name.clone()),
+                unit: unit.to_string(),
+                result: result.result,
+                fails_job: !result.success && stage.required,
+                host: event::host(),
+                started: record.map(|r| r.started.clone()),
+                finished: record.map(|r| r.finished.clone()),
+                time: now,
+                exit_code: record.map(|r| r.exit_code),
+                error: record.and_then(|r| r.error.clone()),
+                log,
+                run,
+            }
+        }
+        Subject::Job(job) => {
+            let latest: Vec<_> = config
+                .stages_of(job)
+                .filter_map(|s| event::stage_record(&records, &s.name, None))
+                .collect();
+            let result = given.unwrap_or_else(|| {
+                let failed = config.stages_of(job).any(|s| {
+                    s.required
+                        && event::stage_record(&records, &s.name, None)
+                            .is_none_or(|r| r.result == RunResult::Failed)
+                });
+                UnitResult {
+                    success: !failed,
+                    result: if failed { "failed" } else { "success" }.into(),
+                    invocation: None,
+                }
+            });
+            let failed: Vec<String> = latest
+                .iter()
+                .filter(|r| r.result == RunResult::Failed)
+                .map(|r| format!("stage {} failed", r.stage))
+                .collect();
+            Event {
+                event: if result.success {
+                    Kind::Success
+                } else {
+                    Kind::Failure
+                },
+                job: job.clone(),
+                stage: None,
+                unit: unit.to_string(),
+                result: result.result,
+                fails_job: !result.success,
+                host: event::host(),
+                started: latest.iter().map(|r| r.started.clone()).min(),
+                finished: Some(now.clone()),
+                time: now,
+                exit_code: None,
+                error: (!result.success && !failed.is_empty()).then(|| failed.join(", ")),
+                log: event::job_summary(config, job, &records),
+                run: result.invocation,
+            }
+        }
+    }
+}
+
+/// The start event of a job.
+pub fn start_event(job: &str, unit: &str) -> Event {
+    let now = jiff::Timestamp::now().to_string();
+    Event {
+        event: Kind::Start,
+        job: job.to_string(),
+        stage: None,
+        unit: unit.to_string(),
+        result: "start".into(),
+        fails_job: false,
+        host: event::host(),
+        started: Some(now.clone()),
+        finished: None,
+        time: now,
+        exit_code: None,
+        error: None,
+        log: Vec::new(),
+        run: None,
+    }
+}
+
+/// Sends `event` through every channel that reports it. Returns how many failed (each one
+/// logged with `NOTIFY_FAILED`).
+pub fn deliver(notify: &Notify, event: &Event) -> usize {
+    let http = http::Http::new(notify.timeout.0);
+    // Successes reach the people-facing channels only when asked for; starts only the pings.
+    let to_people = match event.event {
+        Kind::Start => false,
+        Kind::Success => notify.on_success,
+        Kind::Failure => true,
+    };
+    let mut attempts: Vec<(&str, Result<(), ChannelError>)> = Vec::new();
+    if let Some(channel) = notify.webhook.as_ref().filter(|_| to_people) {
+        attempts.push(("webhook", webhook::send(channel, event, &http)));
+    }
+    if let Some(channel) = notify
+        .healthchecks
+        .as_ref()
+        .filter(|_| healthchecks::wants(event))
+    {
+        attempts.push(("healthchecks", healthchecks::send(channel, event, &http)));
+    }
+    if let Some(channel) = notify.ntfy.as_ref().filter(|_| to_people) {
+        attempts.push(("ntfy", ntfy::send(channel, event, &http)));
+    }
+    if let Some(channel) = notify.command.as_ref().filter(|_| to_people) {
+        attempts.push(("command", command::send(channel, event, notify.timeout.0)));
+    }
+    let mut failures = 0;
+    for (channel, outcome) in attempts {
+        match outcome {
+            Ok(()) => info!(
+                backupctl_job = %event.job,
+                backupctl_notify_channel = channel,
+                backupctl_notify_unit = %event.unit,
+                "notified {channel} of {} ({})",
+                event.unit,
+                event.event.as_str()
+            ),
+            Err(problem) => {
+                failures += 1;
+                error!(
+                    message_id = messages::NOTIFY_FAILED,
+                    backupctl_job = %event.job,
+                    backupctl_notify_channel = channel,
+                    backupctl_notify_unit = %event.unit,
+                    "notification of {} through {channel} failed: {problem}",
+                    event.unit
+                );
+            }
+        }
+    }
+    failures
+}

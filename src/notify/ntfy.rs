@@ -1,0 +1,39 @@
+//! ntfy: a POST to the topic URL, the message as body, `Title`, `Priority` and `Tags` headers
+//! (ntfy turns tag names that are emoji short codes into emoji).
+
+use super::event::{Event, Kind};
+use super::http::Http;
+use super::{ChannelError, secret};
+use crate::config::notify::Ntfy;
+
+pub fn send(ntfy: &Ntfy, event: &Event, http: &Http) -> Result<(), ChannelError> {
+    let url = secret::read(&ntfy.url, "ntfy URL")?;
+    let (priority, mark) = match event.event {
+        Kind::Failure => (ntfy.priority.as_str(), "rotating_light"),
+        _ => ("default", "white_check_mark"),
+    };
+    let mut tags = vec![mark.to_string()];
+    tags.extend(ntfy.tags.iter().cloned());
+    let mut headers = vec![
+        // HTTP header values are ASCII; a host or stage name never needs more.
+        (
+            "Title",
+            event
+                .title()
+                .replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "?"),
+        ),
+        ("Priority", priority.to_string()),
+        ("Tags", tags.join(",")),
+    ];
+    if let Some(token) = &ntfy.token {
+        let token = secret::read(token, "ntfy token")?;
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    http.post(
+        &url,
+        "text/plain; charset=utf-8",
+        &headers,
+        event.text().as_bytes(),
+    )?;
+    Ok(())
+}

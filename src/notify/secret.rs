@@ -1,0 +1,57 @@
+//! Reading a URL or token named by the config (`Secret`). Errors name the file, never what is
+//! in it.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::notify::Secret;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the {what} from {}: {source}", .path.display())]
+pub struct SecretError {
+    what: String,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// The secret's value, without a trailing newline.
+pub fn read(secret: &Secret, what: &str) -> Result<String, SecretError> {
+    let path = match secret {
+        Secret::Inline(value) => return Ok(value.clone()),
+        Secret::File(path) => path.clone(),
+        // systemd copied the file into the unit's credentials directory; outside a unit
+        // (a manual `backupctl notify`) the file itself is read.
+        Secret::Credential { name, path } => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) if Path::new(&dir).join(name).exists() => Path::new(&dir).join(name),
+            _ => path.clone(),
+        },
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| SecretError {
+        what: what.to_string(),
+        path: path.clone(),
+        source,
+    })?;
+    Ok(text.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_file_and_never_shows_it_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "https://hc.example/ping/secret-uuid\n").unwrap();
+        assert_eq!(
+            read(&Secret::File(file.clone()), "url").unwrap(),
+            "https://hc.example/ping/secret-uuid"
+        );
+        let missing = read(&Secret::File(dir.path().join("nope")), "webhook URL").unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("cannot read the webhook URL from ")
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! `status`: what the last run of a job did and what runs now, from two sources that are
+//! combined here: the run records in the state directory (`crate::history`: durable, exact
+//! figures, survive unit garbage collection and reboots) and systemd over D-Bus (`systemd`:
+//! live state, `StatusText`, the timer's next elapse, and runs that left no record because
+//! they were killed). Without systemd the records alone still answer.
+//!
+//! The JSON form ([`Status`], `--json`) is an interface: keys are only ever added. Its shape
+//! is documented in docs/watching.md.
+
+pub mod systemd;
+pub mod table;
+
+use serde::Serialize;
+
+use crate::config::{Config, Scope, Stage};
+use crate::history::{RunRecord, RunResult};
+use systemd::{JobView, UnitView};
+
+/// Version of the JSON shape; raised only if a key ever changes meaning.
+pub const JSON_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub version: u32,
+    pub scope: &'static str,
+    pub systemd: SystemdReach,
+    pub jobs: Vec<JobStatus>,
+}
+
+/// Whether systemd could be asked; when not, `error` says why and the unit-side fields are
+/// `null`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemdReach {
+    pub reachable: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub unit: Option<UnitStatus>,
+    pub timer: Option<TimerStatus>,
+    pub last_run: Option<JobRun>,
+    pub stages: Vec<StageStatus>,
+}
+
+/// A unit as systemd sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitStatus {
+    pub name: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimerStatus {
+    pub name: String,
+    pub active_state: String,
+    /// RFC 3339; `null` when the timer is not scheduled (stopped).
+    pub next_elapse: Option<String>,
+    pub last_trigger: Option<String>,
+}
+
+/// One run of the whole job: every stage run with the same `job_run`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRun {
+    pub id: String,
+    /// `running`, `success` (every required stage succeeded or was skipped), `failed` (a
+    /// required stage failed), `interrupted` (a stage was stopped).
+    pub result: String,
+    pub started: Option<String>,
+    /// `null` while running.
+    pub finished: Option<String>,
+    pub duration_secs: Option<f64>,
+    /// Stages that failed in this run, required or not: what failed.
+    pub failed: Vec<String>,
+    /// Stages of the job without a record in this run (a required parent failed, or the
+    /// run still goes on).
+    pub not_run: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageStatus {
+    pub name: String,
+    pub kind: String,
+    pub required: bool,
+    pub unit: String,
+    /// systemd's `ActiveState` / `SubState`; `null` when systemd could not be asked.
+    pub state: Option<String>,
+    pub sub_state: Option<String>,
+    /// The stage's live `STATUS=` line while it runs.
+    pub status_text: Option<String>,
+    /// `running`, or the last run's result: `success`, `failed`, `skipped`, `interrupted`;
+    /// `null` when it never ran.
+    pub result: Option<String>,
+    /// Why the last run failed.
+    pub error: Option<String>,
+    pub warnings: usize,
+    /// When the newest successful run finished (RFC 3339).
+    pub last_success: Option<String>,
+    pub last_duration_secs: Option<f64>,
+    /// Bytes the last run added to its destination, when its kind reports it.
+    pub bytes_added: Option<u64>,
+    /// The last run record, as in runs.jsonl.
+    pub last_run: Option<RunRecord>,
+}
+
+fn result_word(result: RunResult) -> &'static str {
+    match result {
+        RunResult::Success => "success",
+        RunResult::Failed => "failed",
+        RunResult::Skipped => "skipped",
+        RunResult::Interrupted => "interrupted",
+    }
+}
+
+/// `µs since the epoch` → RFC 3339; 0 and `u64::MAX` mean "none" to systemd.
+pub fn timestamp(usec: u64) -> Option<String> {
+    if usec == 0 || usec == u64::MAX {
+        return None;
+    }
+    jiff::Timestamp::from_microsecond(usec as i64)
+        .ok()
+        .map(|t| t.to_string())
+}
+
+/// The job run a record belongs to (records from before job runs existed: their own).
+fn run_of(record: &RunRecord) -> &str {
+    record.job_run.as_deref().unwrap_or(&record.run)
+}
+
+/// The newest run of `job`: the one of the newest record, or the queued one systemd reports.
+pub fn last_run(
+    stages: &[&Stage],
+    records: &[RunRecord],
+    job: &str,
+    queued: Option<&str>,
+) -> Option<JobRun> {
+    let newest = records.iter().rev().find(|r| r.job == job).map(run_of);
+    let id = queued.or(newest)?;
+    let running = queued == Some(id);
+    let mine: Vec<&RunRecord> = records
+        .iter()
+        .filter(|r| r.job == job && run_of(r) == id)
+        .collect();
+    let parse = |text: &str| text.parse::<jiff::Timestamp>().ok();
+    let started = mine.iter().filter_map(|r| parse(&r.started)).min();
+    let finished = mine.iter().filter_map(|r| parse(&r.finished)).max();
+    let required = |name: &str| stages.iter().any(|s| s.name == name && s.required);
+    let result = if running {
+        "running"
+    } else if mine.iter().any(|r| r.result == RunResult::Interrupted) {
+        "interrupted"
+    } else if mine
+        .iter()
+        .any(|r| r.result == RunResult::Failed && required(&r.stage))
+    {
+        "failed"
+    } else {
+        "success"
+    };
+    Some(JobRun {
+        id: id.to_string(),
+        result: result.into(),
+        started: started.map(|t| t.to_string()),
+        finished: (!running)
+            .then_some(finished)
+            .flatten()
+            .map(|t| t.to_string()),
+        duration_secs: match (started, finished, running) {
+            (Some(start), Some(end), false) => {
+                let secs = (end - start).total(jiff::Unit::Second).unwrap_or(0.0);
+                Some((secs * 1000.0).round() / 1000.0)
+            }
+            _ => None,
+        },
+        failed: mine
+            .iter()
+            .filter(|r| r.result == RunResult::Failed)
+            .map(|r| r.stage.clone())
+            .collect(),
+        not_run: stages
+            .iter()
+            .filter(|s| !mine.iter().any(|r| r.stage == s.name))
+            .map(|s| s.name.clone())
+            .collect(),
+    })
+}
+
+/// One stage: its newest record, its newest success, and what systemd says now.
+pub fn stage_status(
+    stage: &Stage,
+    records: &[RunRecord],
+    unit: Option<&UnitView>,
+    scope: Scope,
+) -> StageStatus {
+    let mine = || records.iter().rev().filter(|r| r.stage == stage.name);
+    let last = mine().next();
+    let last_success = mine().find(|r| r.result == RunResult::Success);
+    let running = unit.is_some_and(UnitView::running);
+    let mut result = last.map(|r| result_word(r.result).to_string());
+    let mut error = last.and_then(|r| r.error.clone());
+    // A run that ended without writing its record (killed by a timeout, failed before the
+    // executor ran): systemd knows of it, the records do not.
+    if let Some(unit) = unit
+        && !running
+        && unit.active_state == "failed"
+        && !unit.invocation_id.is_empty()
+        && last.is_none_or(|r| r.run != unit.invocation_id)
+    {
+        result = Some("failed".into());
+        error = Some(format!(
+            "systemd: {} (no run record; see `systemctl{} status {}`)",
+            unit.result,
+            if scope == Scope::User { " --user" } else { "" },
+            crate::generator::stage_unit(&stage.name)
+        ));
+    }
+    if running {
+        result = Some("running".into());
+        error = None;
+    }
+    StageStatus {
+        name: stage.name.clone(),
+        kind: stage.kind.name().to_string(),
+        required: stage.required,
+        unit: crate::generator::stage_unit(&stage.name),
+        state: unit.map(|u| u.active_state.clone()),
+        sub_state: unit.map(|u| u.sub_state.clone()),
+        status_text: unit
+            .filter(|u| u.running() && !u.status_text.is_empty())
+            .map(|u| u.status_text.clone()),
+        result,
+        error,
+        warnings: last.map_or(0, |r| r.warnings.len()),
+        last_success: last_success.map(|r| r.finished.clone()),
+        last_duration_secs: last.map(|r| r.duration_secs),
+        bytes_added: last.and_then(|r| r.figures.bytes_added),
+        last_run: last.cloned(),
+    }
+}
+
+/// Combines the records and systemd's view (`None`: systemd could not be asked) of one job.
+pub fn job_status(
+    config: &Config,
+    job: &str,
+    records: &[RunRecord],
+    view: Option<&JobView>,
+    scope: Scope,
+) -> JobStatus {
+    let stages: Vec<&Stage> = config.stages_of(job).collect();
+    let mut last_run = last_run(
+        &stages,
+        records,
+        job,
+        view.and_then(|v| v.queued_run.as_deref()),
+    );
+    if let (Some(run), Some(view)) = (last_run.as_mut(), view)
+        && run.result == "running"
+        && run.started.is_none()
+    {
+        // No stage has finished yet: the run began when its first stage started.
+        run.started = view
+            .stages
+            .values()
+            .filter(|u| u.running())
+            .map(|u| u.inactive_exit_usec)
+            .min()
+            .and_then(timestamp);
+    }
+    JobStatus {
+        name: job.to_string(),
+        unit: view.map(|v| UnitStatus {
+            name: crate::generator::job_unit(job),
+            load_state: v.job.load_state.clone(),
+            active_state: v.job.active_state.clone(),
+            sub_state: v.job.sub_state.clone(),
+            result: v.job.result.clone(),
+        }),
+        timer: view.and_then(|v| v.timer.as_ref()).map(|t| TimerStatus {
+            name: crate::generator::timer_unit(job),
+            active_state: t.active_state.clone(),
+            next_elapse: timestamp(t.next_elapse_usec),
+            last_trigger: timestamp(t.last_trigger_usec),
+        }),
+        last_run,
+        stages: stages
+            .iter()
+            .map(|stage| {
+                stage_status(
+                    stage,
+                    records,
+                    view.and_then(|v| v.stages.get(&stage.name)),
+                    scope,
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The status of `jobs`: records from the scope's state directory, systemd when it answers.
+pub fn gather(config: &Config, jobs: &[&str], scope: Scope) -> Status {
+    let records = crate::history::read(&crate::paths::state_dir(scope)).unwrap_or_else(|error| {
+        tracing::warn!("cannot read the run records: {error}");
+        Vec::new()
+    });
+    let (views, reach) = match systemd::read(config, jobs, scope) {
+        Ok(views) => (
+            Some(views),
+            SystemdReach {
+                reachable: true,
+                error: None,
+            },
+        ),
+        Err(error) => (
+            None,
+            SystemdReach {
+                reachable: false,
+                error: Some(error.to_string()),
+            },
+        ),
+    };
+    Status {
+        version: JSON_VERSION,
+        scope: match scope {
+            Scope::System => "system",
+            Scope::User => "user",
+        },
+        systemd: reach,
+        jobs: jobs
+            .iter()
+            .enumerate()
+            .map(|(index, job)| {
+                job_status(
+                    config,
+                    job,
+                    &records,
+                    views.as_ref().and_then(|v| v.get(index)),
+                    scope,
+                )
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Figures;
+
+    fn record(stage: &str, job_run: &str, result: RunResult, second: u32) -> RunRecord {
+        RunRecord {
+            run: format!("{stage}-{job_run}"),
+            job_run: Some(job_run.into()),
+            job: "job".into(),
+            stage: stage.into(),
+            kind: "exec".into(),
+            started: format!("2026-01-01T00:00:{second:02}Z"),
+            finished: format!("2026-01-01T00:00:{:02}Z", second + 1),
+            duration_secs: 1.0,
+            result,
+            exit_code: 0,
+            error: None,
+            warnings: vec![],
+            figures: Figures::default(),
+        }
+    }
+
+    fn config() -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[stage.a]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n\
+             [stage.b]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n\
+             [stage.c]\nkind = \"exec\"\nrequired = false\ncommand = [\"/bin/true\"]\n",
+        )
+        .unwrap();
+        Config::load(&path).unwrap()
+    }
+
+    #[test]
+    fn the_last_run_is_the_newest_records_run_and_names_what_failed() {
+        let config = config();
+        let stages: Vec<&Stage> = config.stages_of("job").collect();
+        let records = [
+            record("a", "r1", RunResult::Success, 0),
+            record("b", "r1", RunResult::Success, 2),
+            record("c", "r1", RunResult::Success, 4),
+            record("a", "r2", RunResult::Failed, 10),
+        ];
+        let run = last_run(&stages, &records, "job", None).unwrap();
+        assert_eq!(run.id, "r2");
+        assert_eq!(run.result, "failed");
+        assert_eq!(run.failed, ["a"]);
+        assert_eq!(run.not_run, ["b", "c"]);
+        assert_eq!(run.started.as_deref(), Some("2026-01-01T00:00:10Z"));
+        assert_eq!(run.finished.as_deref(), Some("2026-01-01T00:00:11Z"));
+        assert_eq!(run.duration_secs, Some(1.0));
+    }
+
+    #[test]
+    fn an_optional_failure_leaves_the_job_successful_but_is_named() {
+        let config = config();
+        let stages: Vec<&Stage> = config.stages_of("job").collect();
+        let records = [
+            record("a", "r1", RunResult::Success, 0),
+            record("b", "r1", RunResult::Success, 2),
+            record("c", "r1", RunResult::Failed, 4),
+        ];
+        let run = last_run(&stages, &records, "job", None).unwrap();
+        assert_eq!(run.result, "success");
+        assert_eq!(run.failed, ["c"]);
+        assert!(run.not_run.is_empty());
+        assert_eq!(run.duration_secs, Some(5.0));
+    }
+
+    #[test]
+    fn a_queued_run_is_running_and_has_no_end() {
+        let config = config();
+        let stages: Vec<&Stage> = config.stages_of("job").collect();
+        let records = [
+            record("a", "r1", RunResult::Success, 0),
+            record("a", "r2", RunResult::Success, 10),
+        ];
+        let run = last_run(&stages, &records, "job", Some("r2")).unwrap();
+        assert_eq!(run.result, "running");
+        assert_eq!(run.finished, None);
+        assert_eq!(run.not_run, ["b", "c"]);
+        assert!(last_run(&stages, &[], "job", None).is_none());
+    }
+
+    #[test]
+    fn a_stage_killed_without_a_record_is_failed_by_systemds_word() {
+        let config = config();
+        let records = [record("a", "r1", RunResult::Success, 0)];
+        let unit = UnitView {
+            active_state: "failed".into(),
+            result: "timeout".into(),
+            invocation_id: "other".into(),
+            ..UnitView::default()
+        };
+        let status = stage_status(
+            config.stage("a").unwrap(),
+            &records,
+            Some(&unit),
+            Scope::System,
+        );
+        assert_eq!(status.result.as_deref(), Some("failed"));
+        assert_eq!(
+            status.error.unwrap(),
+            "systemd: timeout (no run record; see `systemctl status backup@a.service`)"
+        );
+        assert_eq!(status.last_success.as_deref(), Some("2026-01-01T00:00:01Z"));
+        let status = stage_status(config.stage("b").unwrap(), &records, None, Scope::User);
+        assert_eq!(status.result, None);
+        assert_eq!(status.state, None);
+    }
+}

@@ -1,0 +1,270 @@
+//! `status` for people: a header per job (its unit, timer, last run) and a compact table of
+//! its stages. Colour only when stdout is a terminal (`color` is decided by the caller).
+
+use std::fmt::Write;
+
+use super::{JobStatus, StageStatus, Status};
+use crate::config::size::human_bytes;
+
+/// Local time, to the second, for a timestamp in RFC 3339.
+fn local(text: &str) -> String {
+    match text.parse::<jiff::Timestamp>() {
+        Ok(time) => time
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => text.to_string(),
+    }
+}
+
+fn seconds(secs: f64) -> String {
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        crate::report::short_duration(std::time::Duration::from_secs_f64(secs))
+    }
+}
+
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// A result word, coloured by what it means.
+    fn result(&self, word: &str, width: usize) -> String {
+        let padded = format!("{word:<width$}");
+        match word {
+            "success" => self.paint("32", &padded),
+            "failed" | "interrupted" => self.paint("1;31", &padded),
+            "running" => self.paint("1;34", &padded),
+            "skipped" | "warning" => self.paint("33", &padded),
+            _ => padded,
+        }
+    }
+}
+
+pub fn render(status: &Status, color: bool) -> String {
+    let paint = Paint { color };
+    let mut out = String::new();
+    if let Some(error) = &status.systemd.error {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint.paint(
+                "33",
+                &format!("systemd could not be asked ({error}); showing the run records only")
+            )
+        );
+    }
+    for (index, job) in status.jobs.iter().enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        job_header(&mut out, job, &paint);
+        stage_table(&mut out, &job.stages, &paint);
+    }
+    out
+}
+
+fn job_header(out: &mut String, job: &JobStatus, paint: &Paint) {
+    let mut line = format!("job {}", paint.paint("1", &job.name));
+    if let Some(unit) = &job.unit {
+        if unit.load_state == "not-found" {
+            let _ = write!(
+                line,
+                "  ({} not installed: run `backupctl generate`)",
+                unit.name
+            );
+        } else {
+            let _ = write!(line, "  {}: {}", unit.name, unit.active_state);
+        }
+    }
+    match &job.timer {
+        Some(timer) => match &timer.next_elapse {
+            Some(next) => {
+                let _ = write!(line, "  next run {}", local(next));
+            }
+            None => {
+                let _ = write!(line, "  timer {} ({})", timer.name, timer.active_state);
+            }
+        },
+        None if job.unit.is_some() => line.push_str("  no schedule"),
+        None => {}
+    }
+    let _ = writeln!(out, "{line}");
+    let Some(run) = &job.last_run else {
+        let _ = writeln!(out, "last run: none recorded");
+        return;
+    };
+    let mut line = String::from("last run");
+    if let Some(started) = &run.started {
+        let _ = write!(line, " {}", local(started));
+    }
+    if let Some(duration) = run.duration_secs {
+        let _ = write!(line, " ({})", seconds(duration));
+    }
+    let _ = write!(line, ": {}", paint.result(&run.result, 0));
+    if !run.failed.is_empty() {
+        let _ = write!(line, "; failed: {}", run.failed.join(", "));
+    }
+    if !run.not_run.is_empty() && run.result != "running" {
+        let _ = write!(line, "; not run: {}", run.not_run.join(", "));
+    }
+    let _ = write!(line, "  [run {}]", run.id);
+    let _ = writeln!(out, "{line}");
+}
+
+fn stage_table(out: &mut String, stages: &[StageStatus], paint: &Paint) {
+    const HEADERS: [&str; 8] = [
+        "STAGE",
+        "KIND",
+        "STATE",
+        "RESULT",
+        "LAST SUCCESS",
+        "TIME",
+        "ADDED",
+        "DETAIL",
+    ];
+    let rows: Vec<[String; 8]> = stages.iter().map(row).collect();
+    // Every column but the last (free-width detail) is as wide as its widest cell.
+    let mut widths = HEADERS.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut header = String::new();
+    for (index, name) in HEADERS.iter().enumerate() {
+        let width = widths[index];
+        // Numbers are right-aligned, and so are their headings.
+        let _ = match index {
+            5 | 6 => write!(header, "{name:>width$}  "),
+            7 => write!(header, "{name}"),
+            _ => write!(header, "{name:<width$}  "),
+        };
+    }
+    let _ = writeln!(out, "{}", paint.paint("1", header.trim_end()));
+    for row in rows {
+        let mut line = String::new();
+        for (index, cell) in row.iter().enumerate() {
+            let width = widths[index];
+            match index {
+                3 => line.push_str(&paint.result(cell, width)),
+                5 | 6 => {
+                    let _ = write!(line, "{cell:>width$}");
+                }
+                7 => line.push_str(cell),
+                _ => {
+                    let _ = write!(line, "{cell:<width$}");
+                }
+            }
+            line.push_str("  ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+fn row(stage: &StageStatus) -> [String; 8] {
+    let result = match stage.result.as_deref() {
+        Some("success") if stage.warnings > 0 => "warning".to_string(),
+        Some(word) => word.to_string(),
+        None => "-".to_string(),
+    };
+    let mut detail = stage
+        .status_text
+        .clone()
+        .or_else(|| stage.error.clone())
+        .unwrap_or_default();
+    if !stage.required {
+        detail = format!("{detail} (may fail)").trim_start().to_string();
+    }
+    [
+        stage.name.clone(),
+        stage.kind.clone(),
+        stage.state.clone().unwrap_or_else(|| "?".into()),
+        result,
+        stage.last_success.as_deref().map_or("-".into(), local),
+        stage.last_duration_secs.map_or("-".into(), seconds),
+        stage.bytes_added.map_or("-".into(), human_bytes),
+        detail,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{JobRun, SystemdReach};
+
+    fn status() -> Status {
+        let stage = |name: &str, result: &str, error: Option<&str>| StageStatus {
+            name: name.into(),
+            kind: "exec".into(),
+            required: result != "failed",
+            unit: format!("backup@{name}.service"),
+            state: None,
+            sub_state: None,
+            status_text: None,
+            result: Some(result.into()),
+            error: error.map(String::from),
+            warnings: 0,
+            last_success: None,
+            last_duration_secs: Some(1.25),
+            bytes_added: Some(2048),
+            last_run: None,
+        };
+        Status {
+            version: 1,
+            scope: "system",
+            systemd: SystemdReach {
+                reachable: false,
+                error: Some("no bus".into()),
+            },
+            jobs: vec![JobStatus {
+                name: "job".into(),
+                unit: None,
+                timer: None,
+                last_run: Some(JobRun {
+                    id: "r1".into(),
+                    result: "success".into(),
+                    started: None,
+                    finished: None,
+                    duration_secs: Some(2.5),
+                    failed: vec!["b".into()],
+                    not_run: vec![],
+                }),
+                stages: vec![
+                    stage("a", "success", None),
+                    stage("b", "failed", Some("boom")),
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn plain_without_colour_and_coloured_results_with_it() {
+        let plain = render(&status(), false);
+        assert!(!plain.contains('\x1b'), "{plain}");
+        assert_eq!(
+            plain.lines().collect::<Vec<_>>(),
+            [
+                "systemd could not be asked (no bus); showing the run records only",
+                "job job",
+                "last run (2.5s): success; failed: b  [run r1]",
+                "STAGE  KIND  STATE  RESULT   LAST SUCCESS  TIME    ADDED  DETAIL",
+                "a      exec  ?      success  -             1.2s  2.0 KiB",
+                "b      exec  ?      failed   -             1.2s  2.0 KiB  boom (may fail)",
+            ]
+        );
+        let coloured = render(&status(), true);
+        assert!(coloured.contains("\x1b[32msuccess\x1b[0m"), "{coloured}");
+        assert!(coloured.contains("\x1b[1;31mfailed \x1b[0m"), "{coloured}");
+    }
+}
