@@ -193,6 +193,8 @@ impl Walker<'_> {
         if !is_root {
             flags |= OFlag::O_NOFOLLOW;
         }
+        // Two descriptors of the one open directory: the stream iterates over one (borrowing
+        // it mutably) while each entry is stated through the other.
         let opened = nix::fcntl::open(dir, flags, Mode::empty())
             .and_then(|fd| Ok((Dir::from_fd(fd.try_clone().map_err(io_errno)?)?, fd)));
         let (mut listing, fd) = match opened {
