@@ -64,21 +64,19 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         };
         let result_known = given.is_some();
         let event = notify::end_event(&config, cli.scope(), &subject, &args.unit, given);
-        if let Subject::Job(job) = &subject {
-            if let Err(problem) = crate::metrics::update(&config, cli.scope()) {
-                tracing::warn!("{problem}");
-            }
-            // systemd also starts the job's OnFailure= unit when the job never ran because a
-            // required stage failed ("dependency"), and then passes no result. That failure
-            // was reported, with its log, by the stage's own notifier: once is enough.
-            if !result_known && event.event == notify::Kind::Failure {
-                tracing::info!(
-                    backupctl_job = %job,
-                    "job {job} did not run: {}; reported by the stages' notifiers",
-                    event.error.as_deref().unwrap_or("a required stage did not succeed")
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
+        // systemd also starts the job's OnFailure= unit when the job never ran because a
+        // required stage failed ("dependency"), and then passes no result. That failure was
+        // reported, with its log, by the stage's own notifier: once is enough.
+        if let Subject::Job(job) = &subject
+            && !result_known
+            && event.event == notify::Kind::Failure
+        {
+            tracing::info!(
+                backupctl_job = %job,
+                "job {job} did not run: {}; reported by the stages' notifiers",
+                event.error.as_deref().unwrap_or("a required stage did not succeed")
+            );
+            return Ok(ExitCode::SUCCESS);
         }
         event
     };

@@ -16,8 +16,8 @@
 
 use std::fmt::Write as _;
 
-use super::{HARDENING, Options, escape, exec_line, header, state_directories};
-use crate::config::{Config, Notify};
+use super::{BASE_CAPABILITIES, HARDENING, Options, escape, exec_line, header, state_directories};
+use crate::config::{Config, Notify, Scope};
 
 pub const TEMPLATE: &str = "backup-notify@.service";
 pub const START_TEMPLATE: &str = "backup-notify-start@.service";
@@ -113,8 +113,13 @@ fn service(
         "TimeoutStartSec={}s",
         notify.timeout.0.as_secs().max(1) * channels + 30
     );
-    // Run records (read) and, in user scope, the same state directory the stages use.
-    state_directories(&mut unit, config, options, false);
+    // The run records are only read. In system scope, not through StateDirectory=: this unit
+    // has no User=, and systemd would give the directory (recursively) to root at every start,
+    // taking it from a job's `user` while its stages still write there. /var/lib stays
+    // readable under ProtectSystem=strict. In user scope, the same directory the stages use.
+    if options.scope == Scope::User {
+        state_directories(&mut unit, config, options, false);
+    }
     for (name, path) in notify.credentials() {
         let _ = writeln!(
             unit,
@@ -123,14 +128,13 @@ fn service(
             escape::value(&path.to_string_lossy())
         );
     }
-    if let Some(metrics) = &config.metrics {
-        let _ = writeln!(
-            unit,
-            "ReadWritePaths={}",
-            escape::word(&format!("-{}", metrics.directory().display()))
-        );
-    }
-    unit.push_str("# Sandbox: network for the endpoints, nothing else.\nCapabilityBoundingSet=\n");
+    // Reading only: the run records of a job with a `user` are that user's files (mode 0600),
+    // which root reads with CAP_DAC_READ_SEARCH alone.
+    let _ = writeln!(
+        unit,
+        "# Sandbox: network for the endpoints, reading, nothing else.\n\
+         CapabilityBoundingSet={BASE_CAPABILITIES}"
+    );
     unit.push_str(HARDENING);
     unit.push_str("PrivateNetwork=no\nRestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK\n");
     unit
