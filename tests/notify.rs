@@ -222,6 +222,45 @@ fn a_stage_failure_reaches_the_webhook_the_pings_ntfy_and_the_command() {
     assert_eq!(hooks, 1, "only the failure went to the webhook");
 }
 
+/// Regression: ntfy takes a body of 4096 bytes or more as an attachment, which a server
+/// without attachment storage refuses (HTTP 400): a long failure was never delivered there.
+#[test]
+fn a_long_failure_reaches_ntfy_as_a_message_of_less_than_4096_bytes() {
+    let server = Server::start();
+    let dir = tempdir();
+    let d = dir.path();
+    write(
+        &d.join("config.toml"),
+        format!(
+            r#"
+[notify.ntfy]
+url = "{}"
+
+[stage.broken]
+kind = "exec"
+command = ["/bin/false"]
+"#,
+            server.url("/ntfy/backups")
+        ),
+    );
+    let error = format!("{} the last words", "x".repeat(10_000));
+    write(
+        &d.join("state/backupctl/runs.jsonl"),
+        format!(
+            "{}\n",
+            serde_json::json!({
+                "run": "r1", "job": "job", "stage": "broken", "kind": "exec",
+                "started": "2026-01-01T00:00:00Z", "finished": "2026-01-01T00:00:01Z",
+                "duration_secs": 1.0, "result": "failed", "exit_code": 1, "error": error,
+            })
+        ),
+    );
+    ok(backupctl_in(d).args(["notify", "--result", "failure", "backup@broken.service"]));
+    let ntfy = server.wait_for("POST /ntfy/backups", |r| r.path == "/ntfy/backups");
+    assert!(ntfy.body.len() < 4096, "{} bytes", ntfy.body.len());
+    assert!(ntfy.text().ends_with("the last words\n"), "{}", ntfy.text());
+}
+
 #[test]
 fn an_unreachable_endpoint_fails_the_notifier_quickly_and_names_no_secret() {
     // A port nobody listens on, and a server that accepts but never answers.

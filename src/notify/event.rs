@@ -174,11 +174,36 @@ pub fn job_summary(config: &Config, job: &str, records: &[RunRecord]) -> Vec<Str
         .collect()
 }
 
+/// At most `max` bytes of `text`, cut at a character boundary, keeping the end (the log's
+/// newest part, whose last line is the stage's failure record). For services that limit a
+/// message's size.
+pub fn keep_end(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
 pub fn result_word(result: RunResult) -> &'static str {
     match result {
         RunResult::Success => "success",
         RunResult::Failed => "failed",
         RunResult::Skipped => "skipped",
         RunResult::Interrupted => "interrupted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_end_of_a_long_body() {
+        assert_eq!(keep_end("abcdé", 2), "é");
+        assert_eq!(keep_end("abc", 5), "abc");
     }
 }

@@ -41,7 +41,7 @@ pub fn send(channel: &Healthchecks, event: &Event, http: &Http) -> Result<(), Ch
         Kind::Start => String::new(),
         _ => event.text(),
     };
-    let body = truncate(&body, MAX_BODY);
+    let body = super::event::keep_end(&body, MAX_BODY);
     http.post(
         &ping_url(&base, event.event),
         "text/plain; charset=utf-8",
@@ -49,18 +49,6 @@ pub fn send(channel: &Healthchecks, event: &Event, http: &Http) -> Result<(), Ch
         body.as_bytes(),
     )?;
     Ok(())
-}
-
-/// At most `max` bytes, cut at a character boundary, keeping the end (the log's newest part).
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 #[cfg(test)]
@@ -86,11 +74,5 @@ mod tests {
             ping_url("https://hc.example/ping/key/slug?create=1", Kind::Failure),
             "https://hc.example/ping/key/slug/fail?create=1"
         );
-    }
-
-    #[test]
-    fn keeps_the_end_of_a_long_body() {
-        assert_eq!(truncate("abcdé", 2), "é");
-        assert_eq!(truncate("abc", 5), "abc");
     }
 }

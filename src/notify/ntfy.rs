@@ -1,10 +1,15 @@
 //! ntfy: a POST to the topic URL, the message as body, `Title`, `Priority` and `Tags` headers
 //! (ntfy turns tag names that are emoji short codes into emoji).
 
-use super::event::{Event, Kind};
+use super::event::{Event, Kind, keep_end};
 use super::http::Http;
 use super::{ChannelError, secret};
 use crate::config::notify::Ntfy;
+
+/// ntfy takes a body of 4096 bytes or more as a file: a server without attachment storage
+/// (the default) refuses it with HTTP 400, and ntfy.sh shows `attachment.txt` instead of the
+/// text. So the message stays below, its end kept (the newest log lines, the failure).
+const MAX_BODY: usize = 4095;
 
 pub fn send(ntfy: &Ntfy, event: &Event, http: &Http) -> Result<(), ChannelError> {
     let url = secret::read(&ntfy.url, "ntfy URL")?;
@@ -33,7 +38,7 @@ pub fn send(ntfy: &Ntfy, event: &Event, http: &Http) -> Result<(), ChannelError>
         &url,
         "text/plain; charset=utf-8",
         &headers,
-        event.text().as_bytes(),
+        keep_end(&event.text(), MAX_BODY).as_bytes(),
     )?;
     Ok(())
 }
