@@ -38,9 +38,10 @@ pub fn send(
         .spawn()
         .map_err(|e| ChannelError::Command(format!("cannot run {program}: {e}")))?;
     // Written from a thread: a command that does not read its stdin must not block us past
-    // the timeout once the pipe is full.
+    // the timeout once the pipe is full. The thread is never joined: a process the command
+    // left behind may hold the pipe open without reading, and the write would never end.
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    let writer = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let _ = stdin.write_all(message.as_bytes());
     });
     let deadline = Instant::now() + timeout;
@@ -59,12 +60,63 @@ pub fn send(
             Err(e) => return Err(ChannelError::Command(format!("waiting for {program}: {e}"))),
         }
     };
-    let _ = writer.join();
     if status.success() {
         Ok(())
     } else {
         Err(ChannelError::Command(format!(
             "{program} exited with {status}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::Kind;
+
+    fn failure_with_log(bytes: usize) -> Event {
+        Event {
+            event: Kind::Failure,
+            job: "job".into(),
+            stage: Some("copy".into()),
+            unit: "backup@copy.service".into(),
+            result: "exit-code".into(),
+            fails_job: true,
+            host: "nas".into(),
+            started: None,
+            finished: None,
+            time: "2026-01-01T00:00:00Z".into(),
+            exit_code: Some(1),
+            error: None,
+            log: vec!["x".repeat(bytes)],
+            run: None,
+        }
+    }
+
+    /// Regression: the message was written by a thread that was joined after the command
+    /// exited, so a process the command left behind holding stdin (unread, the pipe full)
+    /// kept the notifier waiting past its timeout.
+    #[test]
+    fn a_leftover_process_holding_stdin_does_not_hold_us() {
+        let channel = CommandChannel {
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "exec 3<&0; sleep 20 <&3 >/dev/null 2>&1 & exit 0".into(),
+            ],
+            to: None,
+        };
+        let started = Instant::now();
+        send(
+            &channel,
+            &failure_with_log(1 << 20),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 }
