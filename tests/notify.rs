@@ -222,6 +222,43 @@ fn a_stage_failure_reaches_the_webhook_the_pings_ntfy_and_the_command() {
     assert_eq!(hooks, 1, "only the failure went to the webhook");
 }
 
+/// Regression: without a result from systemd (< 251), the run record decides, and an
+/// interrupted run (stopped: exit code 130, a failed unit to systemd) was taken for a success,
+/// so the stage's OnFailure= notifier announced "stage … succeeded" (or nothing at all).
+#[test]
+fn without_systemds_word_an_interrupted_run_is_reported_as_a_failure() {
+    let server = Server::start();
+    let dir = tempdir();
+    let d = dir.path();
+    write(
+        &d.join("config.toml"),
+        format!(
+            r#"
+[notify]
+on_success = true
+
+[notify.webhook]
+url = "{}"
+
+[stage.slow]
+kind = "exec"
+command = ["/bin/sleep", "600"]
+"#,
+            server.url("/hook")
+        ),
+    );
+    write(
+        &d.join("state/backupctl/runs.jsonl"),
+        r#"{"run":"r1","job":"job","stage":"slow","kind":"exec","started":"2026-01-01T00:00:00Z","finished":"2026-01-01T00:01:00Z","duration_secs":60.0,"result":"interrupted","exit_code":130,"error":"stopped"}
+"#,
+    );
+    ok(backupctl_in(d).args(["notify", "backup@slow.service"]));
+    let hook = server.wait_for("the webhook", |r| r.path == "/hook");
+    assert_eq!(hook.json()["event"], "failure", "{}", hook.json());
+    assert_eq!(hook.json()["result"], "interrupted");
+    assert_eq!(hook.json()["exit_code"], 130);
+}
+
 /// Regression: ntfy takes a body of 4096 bytes or more as an attachment, which a server
 /// without attachment storage refuses (HTTP 400): a long failure was never delivered there.
 #[test]

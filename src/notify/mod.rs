@@ -77,7 +77,7 @@ pub fn end_event(
             let invocation = given.as_ref().and_then(|g| g.invocation.clone());
             let record = event::stage_record(&records, name, invocation.as_deref());
             let result = given.unwrap_or_else(|| UnitResult {
-                success: record.is_some_and(|r| r.result != RunResult::Failed),
+                success: record.is_some_and(|r| succeeded(r.result)),
                 result: record.map_or("unknown".into(), |r| {
                     event::result_word(r.result).to_string()
                 }),
@@ -125,7 +125,7 @@ pub fn end_event(
                 let failed = config.stages_of(job).any(|s| {
                     s.required
                         && event::stage_record(&records, &s.name, None)
-                            .is_none_or(|r| r.result == RunResult::Failed)
+                            .is_none_or(|r| !succeeded(r.result))
                 });
                 UnitResult {
                     success: !failed,
@@ -135,8 +135,8 @@ pub fn end_event(
             });
             let failed: Vec<String> = latest
                 .iter()
-                .filter(|r| r.result == RunResult::Failed)
-                .map(|r| format!("stage {} failed", r.stage))
+                .filter(|r| !succeeded(r.result))
+                .map(|r| format!("stage {} {}", r.stage, event::result_word(r.result)))
                 .collect();
             Event {
                 event: if result.success {
@@ -160,6 +160,12 @@ pub fn end_event(
             }
         }
     }
+}
+
+/// Whether a run record counts as a success when systemd did not say (systemd < 251). An
+/// interrupted run (stopped, exit code 130) failed its unit in systemd's eyes, so it does here.
+fn succeeded(result: RunResult) -> bool {
+    matches!(result, RunResult::Success | RunResult::Skipped)
 }
 
 /// The start event of a job.
