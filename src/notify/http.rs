@@ -70,10 +70,41 @@ impl Http {
                 },
                 kind => kind.to_string(),
             },
+            // A token or tag with a control character (a line break inside a token file)
+            // cannot be a header value; the value itself is not repeated.
+            E::Http(http) if http.is::<ureq::http::header::InvalidHeaderValue>() => {
+                "a header value is not valid: check the token file (one line) and the tags \
+                 for control characters"
+                    .into()
+            }
             E::BadUri(_) | E::Http(_) => "the URL is not valid".into(),
             E::Tls(_) | E::Rustls(_) | E::Pem(_) => "TLS failed".into(),
             E::TooManyRedirects | E::RedirectFailed => "redirects failed".into(),
             _ => "the request failed".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a token with a line break in it was reported as "the URL is not valid".
+    #[test]
+    fn a_bad_header_value_is_not_called_a_bad_url() {
+        let http = Http::new(Duration::from_secs(1));
+        let error = http
+            .post(
+                "http://127.0.0.1:9/hook",
+                "text/plain",
+                &[("Authorization", "Bearer sekrit\nvalue".to_string())],
+                b"",
+            )
+            .unwrap_err();
+        assert!(
+            error.0.starts_with("a header value is not valid"),
+            "{error}"
+        );
+        assert!(!error.0.contains("sekrit"), "{error}");
     }
 }
