@@ -19,7 +19,23 @@ const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// Log filter from `BACKUPCTL_LOG` (tracing's env-filter syntax), default `info`.
 fn filter() -> EnvFilter {
-    EnvFilter::try_from_env("BACKUPCTL_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
+    secrets_kept_out(
+        EnvFilter::try_from_env("BACKUPCTL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+    )
+}
+
+/// At trace level, ureq logs each request byte for byte (through `log`, which reaches us):
+/// a notification URL with its key, the `Authorization` header. Its debug level redacts both,
+/// so a filter that goes as far as trace stops there for ureq.
+fn secrets_kept_out(filter: EnvFilter) -> EnvFilter {
+    if filter.max_level_hint() != Some(tracing::level_filters::LevelFilter::TRACE) {
+        return filter;
+    }
+    ["ureq=debug", "ureq_proto=debug"]
+        .into_iter()
+        .fold(filter, |filter, directive| {
+            filter.add_directive(directive.parse().expect("a valid directive"))
+        })
 }
 
 /// True when our stderr already goes to the journal (systemd sets `JOURNAL_STREAM`), so
@@ -114,5 +130,52 @@ impl Visit for MessageOnly {
         if field.name() == "message" {
             self.0 = value.to_string();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Counts the events that pass the filter.
+    struct Count(Arc<AtomicUsize>);
+
+    impl<S: Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _: &Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many of ureq's trace event, ureq's debug event and our own trace event `spec` lets
+    /// through.
+    fn passed(spec: &str) -> usize {
+        let count = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry()
+            .with(secrets_kept_out(EnvFilter::new(spec)))
+            .with(Count(count.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "ureq_proto::util", "POST /ping/secret-uuid");
+            tracing::debug!(target: "ureq::run", "POST /******");
+            tracing::trace!("ours");
+        });
+        count.load(Ordering::Relaxed)
+    }
+
+    /// Regression: `BACKUPCTL_LOG=trace` put ureq's raw requests, notification URLs with
+    /// their keys and `Authorization` headers, into the journal.
+    #[test]
+    fn trace_stops_at_debug_for_ureq() {
+        assert_eq!(
+            passed("trace"),
+            2,
+            "ureq's debug and our trace, not ureq's trace"
+        );
+        assert_eq!(passed("info,ureq_proto=trace"), 1, "ureq's debug only");
+        // Below trace nothing changes: ureq stays as quiet as the rest.
+        assert_eq!(passed("info"), 0);
+        assert_eq!(passed("debug"), 1);
     }
 }
