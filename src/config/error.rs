@@ -50,6 +50,23 @@ impl ConfigError {
         }
     }
 
+    /// The same error with the value under the caret shown as `"***"`: for a token, or a URL
+    /// that may hold a key. The rendering quotes the line, and errors reach the journal and
+    /// the kernel log when the systemd generator loads the config.
+    pub fn hiding_value(mut self) -> Self {
+        const MASK: &str = "\"***\"";
+        let chars: Vec<char> = self.source_line.chars().collect();
+        let start = (self.column - 1).min(chars.len());
+        let end = (start + self.caret_len).min(chars.len());
+        self.source_line = chars[..start]
+            .iter()
+            .chain(MASK.chars().collect::<Vec<_>>().iter())
+            .chain(&chars[end..])
+            .collect();
+        self.caret_len = MASK.len();
+        self
+    }
+
     /// An error about the file as a whole (unreadable, empty, …).
     pub fn whole_file(file: &Path, message: impl Into<String>, help: Option<String>) -> Self {
         ConfigError {

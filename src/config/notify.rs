@@ -375,11 +375,13 @@ fn url(
             let text = url.get_ref();
             if !(text.starts_with("http://") || text.starts_with("https://")) {
                 // The URL itself is not repeated: it may hold a key.
-                return Err(source.error(
-                    url.span(),
-                    format!("the {channel} URL must start with http:// or https://"),
-                    None,
-                ));
+                return Err(source
+                    .error(
+                        url.span(),
+                        format!("the {channel} URL must start with http:// or https://"),
+                        None,
+                    )
+                    .hiding_value());
             }
             Ok(Secret::Inline(url.into_inner()))
         }
@@ -413,13 +415,15 @@ fn token(
     credential: Option<Spanned<PathBuf>>,
 ) -> Result<Option<Secret>, ConfigError> {
     if let Some(token) = inline {
-        return Err(source.error(
-            token.span(),
-            "the token does not belong in the config",
-            Some(format!(
-                "put it in a file readable by root only and set `token_file = \"/etc/backupctl/{channel}-token\"`, or load that file as a systemd credential with `token_credential`"
-            )),
-        ));
+        return Err(source
+            .error(
+                token.span(),
+                "the token does not belong in the config",
+                Some(format!(
+                    "put it in a file readable by root only and set `token_file = \"/etc/backupctl/{channel}-token\"`, or load that file as a systemd credential with `token_credential`"
+                )),
+            )
+            .hiding_value());
     }
     match (file, credential) {
         (None, None) => Ok(None),
