@@ -33,13 +33,17 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let Some(settings) = config.notify.as_ref() else {
         bail!(
-            "{} has no [notify] table: nothing to notify (see docs/notify.md)",
+            "{} has no [notify] table, so there is nothing to notify: add one (see \
+             docs/notify.md), or, if a notifier unit ran this, it is left from an older config: \
+             `backupctl generate` removes it",
             config.file.display()
         );
     };
     let subject = notify::event::subject(&config, &args.unit).with_context(|| {
         format!(
-            "`{}` is not a unit of this config: expected backup-JOB.service or backup@STAGE.service",
+            "`{}` is not a unit of this config: expected backup-JOB.service or \
+             backup@STAGE.service of a job or stage it has (after renaming one, run \
+             `backupctl generate`)",
             args.unit
         )
     })?;
