@@ -26,6 +26,25 @@ pub enum RunResult {
     Interrupted,
 }
 
+impl RunResult {
+    pub const ALL: [RunResult; 4] = [
+        RunResult::Success,
+        RunResult::Failed,
+        RunResult::Skipped,
+        RunResult::Interrupted,
+    ];
+
+    /// The word in the records (and in `status`, the metrics' `result` label, notifications).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Failed => "failed",
+            RunResult::Skipped => "skipped",
+            RunResult::Interrupted => "interrupted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// `$INVOCATION_ID` of the stage's unit, or an id made by `run --here`.
@@ -134,6 +153,16 @@ mod tests {
             error: None,
             warnings: vec![],
             figures: Figures::default(),
+        }
+    }
+
+    #[test]
+    fn result_words_are_the_records_words() {
+        for result in RunResult::ALL {
+            assert_eq!(
+                serde_json::to_string(&result).unwrap(),
+                format!("\"{}\"", result.as_str())
+            );
         }
     }
 

@@ -23,13 +23,6 @@ pub struct MetricsError {
     source: std::io::Error,
 }
 
-const RESULTS: [(RunResult, &str); 4] = [
-    (RunResult::Success, "success"),
-    (RunResult::Failed, "failed"),
-    (RunResult::Skipped, "skipped"),
-    (RunResult::Interrupted, "interrupted"),
-];
-
 /// Rewrites the metrics file from the run records, when `[metrics]` is configured. Writers
 /// (parallel stages, the job's end) take turns on a lock in the state directory, so that the
 /// last rename always carries the newest records.
@@ -109,9 +102,9 @@ pub fn render(config: &Config, records: &[RunRecord]) -> String {
         "The result of the stage's last run: 1 for the result it had, 0 for the others.",
         last.iter()
             .flat_map(|(job, stage, record)| {
-                RESULTS.iter().map(move |(result, word)| {
+                RunResult::ALL.iter().map(move |result| {
                     (
-                        labels(job, stage, &[("result", word)]),
+                        labels(job, stage, &[("result", result.as_str())]),
                         u8::from(record.result == *result).to_string(),
                     )
                 })

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::history::{RunRecord, RunResult};
+use crate::history::RunRecord;
 
 /// Which moment of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,7 +153,7 @@ pub fn job_summary(config: &Config, job: &str, records: &[RunRecord]) -> Vec<Str
                 let mut line = format!(
                     "{}: {} in {:.1}s",
                     stage.name,
-                    result_word(record.result),
+                    record.result.as_str(),
                     record.duration_secs
                 );
                 if let Some(files) = record.figures.files {
@@ -186,15 +186,6 @@ pub fn keep_end(text: &str, max: usize) -> &str {
         start += 1;
     }
     &text[start..]
-}
-
-pub fn result_word(result: RunResult) -> &'static str {
-    match result {
-        RunResult::Success => "success",
-        RunResult::Failed => "failed",
-        RunResult::Skipped => "skipped",
-        RunResult::Interrupted => "interrupted",
-    }
 }
 
 #[cfg(test)]

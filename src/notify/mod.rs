@@ -78,9 +78,7 @@ pub fn end_event(
             let record = event::stage_record(&records, name, invocation.as_deref());
             let result = given.unwrap_or_else(|| UnitResult {
                 success: record.is_some_and(|r| succeeded(r.result)),
-                result: record.map_or("unknown".into(), |r| {
-                    event::result_word(r.result).to_string()
-                }),
+                result: record.map_or("unknown".into(), |r| r.result.as_str().to_string()),
                 invocation: None,
             });
             let run = invocation.or_else(|| record.map(|r| r.run.clone()));
@@ -136,7 +134,7 @@ pub fn end_event(
             let failed: Vec<String> = latest
                 .iter()
                 .filter(|r| !succeeded(r.result))
-                .map(|r| format!("stage {} {}", r.stage, event::result_word(r.result)))
+                .map(|r| format!("stage {} {}", r.stage, r.result.as_str()))
                 .collect();
             Event {
                 event: if result.success {

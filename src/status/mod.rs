@@ -107,15 +107,6 @@ pub struct StageStatus {
     pub last_run: Option<RunRecord>,
 }
 
-fn result_word(result: RunResult) -> &'static str {
-    match result {
-        RunResult::Success => "success",
-        RunResult::Failed => "failed",
-        RunResult::Skipped => "skipped",
-        RunResult::Interrupted => "interrupted",
-    }
-}
-
 /// `µs since the epoch` → RFC 3339; 0 and `u64::MAX` mean "none" to systemd.
 pub fn timestamp(usec: u64) -> Option<String> {
     if usec == 0 || usec == u64::MAX {
@@ -200,7 +191,7 @@ pub fn stage_status(
     let last = mine().next();
     let last_success = mine().find(|r| r.result == RunResult::Success);
     let running = unit.is_some_and(UnitView::running);
-    let mut result = last.map(|r| result_word(r.result).to_string());
+    let mut result = last.map(|r| r.result.as_str().to_string());
     let mut error = last.and_then(|r| r.error.clone());
     // A run that ended without writing its record (killed by a timeout, failed before the
     // executor ran): systemd knows of it, the records do not.
