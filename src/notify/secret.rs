@@ -26,12 +26,21 @@ pub fn read(secret: &Secret, what: &str) -> Result<String, SecretError> {
             _ => path.clone(),
         },
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| SecretError {
+    let error = |source| SecretError {
         what: what.to_string(),
         path: path.clone(),
         source,
-    })?;
-    Ok(text.trim().to_string())
+    };
+    let text = std::fs::read_to_string(&path).map_err(error)?;
+    let value = text.trim();
+    if value.is_empty() {
+        // Sent as is, it would fail as "the URL is not valid", far from its cause.
+        return Err(error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is empty",
+        )));
+    }
+    Ok(value.to_string())
 }
 
 #[cfg(test)]
@@ -52,6 +61,12 @@ mod tests {
             missing
                 .to_string()
                 .starts_with("cannot read the webhook URL from ")
+        );
+        std::fs::write(&file, "\n").unwrap();
+        let empty = read(&Secret::File(file.clone()), "ntfy token").unwrap_err();
+        assert!(
+            empty.to_string().ends_with("/url: the file is empty"),
+            "{empty}"
         );
     }
 }
