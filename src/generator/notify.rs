@@ -69,9 +69,17 @@ pub fn template(config: &Config, notify: &Notify, options: &Options) -> String {
 
 /// The start ping: `backupctl notify --start backup-JOB.service`.
 pub fn start_template(config: &Config, notify: &Notify, options: &Options) -> String {
+    // Only healthchecks pings at the start: this unit loads its URL alone (not the other
+    // channels' secrets, whose missing file would fail it too) and is bounded for one request.
+    let pinger = Notify {
+        webhook: None,
+        ntfy: None,
+        command: None,
+        ..notify.clone()
+    };
     service(
         config,
-        notify,
+        &pinger,
         options,
         "backupctl start ping of job %i",
         &["notify", "--start", "backup-%i.service"],
