@@ -14,31 +14,25 @@ const SETTLE: Duration = Duration::from_secs(2);
 
 /// The last `lines` records of the stage's run `run` (or of its recent runs when `run` is
 /// unknown), as `TIME MESSAGE` lines. Empty when journalctl is absent or finds nothing.
-pub fn tail(job: &str, stage: &str, run: Option<&str>, lines: usize) -> Vec<String> {
+pub fn tail(selection: &Selection, lines: usize) -> Vec<String> {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let records = query(job, stage, run, lines);
+        let records = query(selection, lines);
         // The stage's last word is its success or failure record; wait for it a little.
         let complete = records.iter().any(|record| {
             let id = record.fields.get("MESSAGE_ID").and_then(|id| id.as_str());
             id == Some(messages::STAGE_FAILED) || id == Some(messages::STAGE_SUCCEEDED)
         });
-        if complete || run.is_none() || Instant::now() >= deadline {
+        if complete || selection.run.is_none() || Instant::now() >= deadline {
             return records.iter().map(line).collect();
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// The records through `backupctl logs`' own selection (our fields, the run as a stage run).
-fn query(job: &str, stage: &str, run: Option<&str>, lines: usize) -> Vec<Record> {
-    let selection = Selection {
-        jobs: vec![job.to_string()],
-        stage: Some(stage.to_string()),
-        run: run.map(String::from),
-        uid: None,
-    };
-    let Ok(output) = logs::journalctl(&selection, &[format!("--lines={lines}")])
+/// The records through `backupctl logs`' own selection and parser.
+fn query(selection: &Selection, lines: usize) -> Vec<Record> {
+    let Ok(output) = logs::journalctl(selection, &[format!("--lines={lines}")])
         .stderr(Stdio::null())
         .output()
     else {

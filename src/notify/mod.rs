@@ -85,7 +85,17 @@ pub fn end_event(
             let log = if result.success {
                 Vec::new()
             } else {
-                let mut log = journal::tail(&stage.job, name, run.as_deref(), log_lines);
+                let selection = crate::logs::Selection {
+                    jobs: vec![stage.job.clone()],
+                    stage: Some(name.clone()),
+                    // A stage run; the selection would also take it as a job run's id,
+                    // which an invocation id never is.
+                    run: run.clone(),
+                    // As `backupctl logs`: in user scope, one's own records only (another
+                    // user's job may have the same names).
+                    uid: (scope == Scope::User).then(|| nix::unistd::getuid().as_raw()),
+                };
+                let mut log = journal::tail(&selection, log_lines);
                 if log.is_empty()
                     && let Some(error) = record.and_then(|r| r.error.clone())
                 {
