@@ -10,6 +10,9 @@ use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::{Config, Scope};
@@ -36,11 +39,42 @@ pub fn update(config: &Config, scope: Scope) -> Result<(), MetricsError> {
     };
     let state = crate::paths::state_dir(scope);
     std::fs::create_dir_all(&state).map_err(wrap)?;
-    let lock = File::create(state.join("metrics.lock")).map_err(wrap)?;
-    let _lock =
-        Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| wrap(errno.into()))?;
+    let _lock = lock(&state.join("metrics.lock"), LOCK_WAIT).map_err(wrap)?;
     let records = history::read(&state).map_err(wrap)?;
     write_atomically(&metrics.textfile, &render(config, &records)).map_err(wrap)
+}
+
+/// How long a writer waits for the one before it (a write takes milliseconds). A stage
+/// writes the file before it exits and its unit has no start timeout by default, so a
+/// writer hung on the lock's holder (a stuck filesystem, a stopped process) would hold the
+/// stage, its job and every later run; past this wait the write is skipped instead.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Takes the writers' lock, waiting at most `wait`.
+fn lock(path: &Path, wait: Duration) -> std::io::Result<Flock<File>> {
+    let deadline = Instant::now() + wait;
+    let mut file = File::create(path)?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                file = back;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "another writer held {} for {}s; skipped, the next stage or job end \
+                         rewrites it (a backupctl process stuck writing the file?)",
+                        path.display(),
+                        wait.as_secs_f64()
+                    ),
+                ));
+            }
+            Err((_, errno)) => return Err(errno.into()),
+        }
+    }
 }
 
 /// The whole text file.
@@ -211,6 +245,22 @@ mod tests {
             Some("1767225600.500")
         );
         assert_eq!(seconds("yesterday"), None);
+    }
+
+    /// Regression: the lock was waited for without a bound, so a writer stuck while holding
+    /// it held every later stage at its end.
+    #[test]
+    fn waits_for_the_lock_a_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.lock");
+        let held = lock(&path, Duration::ZERO).unwrap();
+        let started = Instant::now();
+        let error = lock(&path, Duration::from_millis(300)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(error.to_string().contains("held"), "{error}");
+        drop(held);
+        lock(&path, Duration::ZERO).unwrap();
     }
 
     #[test]
