@@ -25,9 +25,10 @@ pub struct Selection {
     pub stage: Option<String>,
     /// A job run (`BACKUPCTL_JOB_RUN`) or a stage run (`BACKUPCTL_RUN`).
     pub run: Option<String>,
-    /// Only records written by this uid (user scope: one's own, not another user's job of
-    /// the same name).
-    pub uid: Option<u32>,
+    /// Only records written by these uids (none: any). User scope: one's own, not another
+    /// user's job of the same name; system scope: root's and the jobs' `user`'s, not a
+    /// user's own user-scope job of the same name.
+    pub uids: Vec<u32>,
 }
 
 impl Selection {
@@ -41,7 +42,7 @@ impl Selection {
                 .map(|job| format!("BACKUPCTL_JOB={job}"))
                 .collect();
             group.extend(self.stage.iter().map(|s| format!("BACKUPCTL_STAGE={s}")));
-            group.extend(self.uid.iter().map(|uid| format!("_UID={uid}")));
+            group.extend(self.uids.iter().map(|uid| format!("_UID={uid}")));
             group.extend(extra);
             group
         };
@@ -185,7 +186,7 @@ mod tests {
             jobs: vec!["job".into()],
             stage: Some("copy".into()),
             run: Some("abc".into()),
-            uid: Some(1000),
+            uids: vec![1000],
         };
         assert_eq!(
             selection.matches(),
@@ -208,6 +209,15 @@ mod tests {
         assert_eq!(
             all.matches(),
             ["BACKUPCTL_JOB=job", "BACKUPCTL_JOB=offsite"]
+        );
+        let system = Selection {
+            jobs: vec!["job".into()],
+            uids: vec![0, 990],
+            ..Selection::default()
+        };
+        assert_eq!(
+            system.matches(),
+            ["BACKUPCTL_JOB=job", "_UID=0", "_UID=990"]
         );
     }
 

@@ -8,7 +8,7 @@ use std::process::{ExitCode, Stdio};
 use anyhow::{Context, bail};
 
 use crate::cli::Cli;
-use crate::config::Scope;
+use crate::config::{Config, Scope};
 use crate::logs::{self, Record, Selection};
 
 #[derive(Debug, clap::Args)]
@@ -69,10 +69,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         (None, None) => config.jobs.iter().map(|j| j.name.clone()).collect(),
     };
     let mut selection = Selection {
-        jobs,
+        jobs: jobs.clone(),
         stage: args.stage.clone(),
         run: None,
-        uid: (cli.scope() == Scope::User).then(|| nix::unistd::getuid().as_raw()),
+        uids: match cli.scope() {
+            Scope::User => vec![nix::unistd::getuid().as_raw()],
+            Scope::System => system_uids(&config, &jobs),
+        },
     };
     selection.run = match args.run.as_deref() {
         None => None,
@@ -144,4 +147,29 @@ fn newest_run(cli: &Cli, selection: &Selection) -> anyhow::Result<String> {
         })
         .map(|r| r.job_run.clone().unwrap_or_else(|| r.run.clone()))
         .context("no run found in the journal or the run records: has the job run yet?")
+}
+
+/// Who writes the system-scope records of `jobs`: root (stages, the job's summary) and each
+/// job's `user`. A user's own user-scope job of the same name (`job` is everyone's default)
+/// writes as that user and stays out. Empty (no filter) when a `user` is unknown here.
+fn system_uids(config: &Config, jobs: &[String]) -> Vec<u32> {
+    let mut uids = vec![0];
+    for user in jobs
+        .iter()
+        .filter_map(|job| config.job(job)?.user.as_deref())
+    {
+        let uid = user.parse::<u32>().ok().or_else(|| {
+            nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw())
+        });
+        match uid {
+            Some(uid) => uids.push(uid),
+            None => return Vec::new(),
+        }
+    }
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
