@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::report::messages;
+use crate::report::terminal::{RED, YELLOW, local_time, paint};
 
 /// Which records: a job (or several), maybe one stage, maybe one run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -152,11 +153,7 @@ impl Record {
     /// `2026-05-20 03:00:01 copy: message`, with `error:` / `warning:` as the priority says.
     pub fn line(&self, color: bool) -> String {
         let time = jiff::Timestamp::from_microsecond(self.realtime_usec as i64)
-            .map(|t| {
-                t.to_zoned(jiff::tz::TimeZone::system())
-                    .strftime("%Y-%m-%d %H:%M:%S")
-                    .to_string()
-            })
+            .map(local_time)
             .unwrap_or_default();
         let who = match (&self.stage, &self.job) {
             (Some(stage), _) => stage.clone(),
@@ -164,15 +161,12 @@ impl Record {
             (None, None) => "backupctl".into(),
         };
         let (label, code) = match self.priority {
-            0..=3 => ("error: ", "1;31"),
-            4 => ("warning: ", "33"),
+            0..=3 => ("error: ", RED),
+            4 => ("warning: ", YELLOW),
             _ => ("", ""),
         };
-        if color && !code.is_empty() {
-            format!("{time} {who}: \x1b[{code}m{label}{}\x1b[0m", self.message)
-        } else {
-            format!("{time} {who}: {label}{}", self.message)
-        }
+        let message = paint(color, code, &format!("{label}{}", self.message));
+        format!("{time} {who}: {message}")
     }
 }
 

@@ -2,7 +2,7 @@
 //! selected by our own journal fields (`crate::logs`), printed one line each or as journal
 //! JSON.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, bail};
@@ -105,7 +105,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         });
     }
     let mut child = command.spawn().map_err(logs::LogsError::Spawn)?;
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = crate::report::terminal::stdout_color();
     let mut out = std::io::stdout().lock();
     let reader = BufReader::new(child.stdout.take().context("journalctl's output")?);
     for line in reader.lines() {

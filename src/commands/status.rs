@@ -1,7 +1,7 @@
 //! `backupctl status [JOB] [--json]`: the last run of each job and the state of its stages,
 //! from the run records and systemd (`crate::status`).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -41,7 +41,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let text = if args.json {
         serde_json::to_string_pretty(&status)? + "\n"
     } else {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let color = crate::report::terminal::stdout_color();
         status::table::render(&status, color)
     };
     match std::io::stdout().lock().write_all(text.as_bytes()) {
