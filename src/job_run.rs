@@ -158,20 +158,17 @@ pub fn for_stage(
     })
 }
 
-/// Written whole (temporary file + rename): parallel stages write the same note.
+/// Written whole: parallel stages write the same note.
 fn write_note(path: &Path, note: &Note) {
-    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
     let written = serde_json::to_vec(note)
         .map_err(std::io::Error::from)
         .and_then(|bytes| {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::write(&temporary, bytes)?;
-            std::fs::rename(&temporary, path)
+            crate::paths::write_atomically(path, &bytes)
         });
     if let Err(error) = written {
-        let _ = std::fs::remove_file(&temporary);
         tracing::debug!("cannot write {}: {error}", path.display());
     }
 }
