@@ -93,6 +93,18 @@ pub async fn current(
     Ok(Some(derive(&manager_identity(manager).await?, job_id)))
 }
 
+/// [`current`], asked on a connection of its own (`job-finished`, the job unit's command,
+/// sees its own start job); `None` when systemd cannot tell.
+pub fn current_in(scope: Scope, job: &str) -> Option<String> {
+    zbus::block_on(async {
+        let connection = crate::runner::systemd::connect_with_timeout(scope, BUS_TIMEOUT)
+            .await
+            .ok()?;
+        let manager = ManagerProxy::new(&connection).await.ok()?;
+        current(&connection, &manager, job).await.ok().flatten()
+    })
+}
+
 /// What a stage writes for stages that start after the job's start job is gone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Note {
