@@ -386,8 +386,13 @@ pub fn job_status(
 
 /// The status of `jobs`: records from the scope's state directory, systemd when it answers.
 pub fn gather(config: &Config, jobs: &[&str], scope: Scope) -> Status {
-    let records = crate::history::read(&crate::paths::state_dir(scope)).unwrap_or_else(|error| {
-        tracing::warn!("cannot read the run records: {error}");
+    let state_dir = crate::paths::state_dir(scope);
+    let records = crate::history::read(&state_dir).unwrap_or_else(|error| {
+        tracing::warn!(
+            "cannot read the run records in {}: {error}; showing systemd's view only \
+             (system scope's records may need root; your own jobs are `--user`)",
+            state_dir.display()
+        );
         Vec::new()
     });
     let (views, reach) = match systemd::read(config, jobs, scope) {
