@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ExitCode, Stdio};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::cli::Cli;
 use crate::config::{Config, Scope};
@@ -42,30 +42,8 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let jobs = match (&args.job, &args.stage) {
-        (Some(job), _) if config.job(job).is_none() => bail!(
-            "no job `{job}` in {}; its jobs are: {}",
-            config.file.display(),
-            config
-                .jobs
-                .iter()
-                .map(|j| j.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        (Some(job), _) => vec![job.clone()],
-        (None, Some(stage)) => match config.stage(stage) {
-            Some(stage) => vec![stage.job.clone()],
-            None => bail!(
-                "no stage `{stage}` in {}; its stages are: {}",
-                config.file.display(),
-                config
-                    .stages
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        },
+        (Some(job), _) => vec![super::job(&config, job)?.name.clone()],
+        (None, Some(stage)) => vec![super::stage(&config, stage)?.job.clone()],
         (None, None) => config.jobs.iter().map(|j| j.name.clone()).collect(),
     };
     let mut selection = Selection {

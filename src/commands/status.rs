@@ -4,8 +4,6 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::bail;
-
 use crate::cli::Cli;
 use crate::status;
 
@@ -26,15 +24,7 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let jobs: Vec<&str> = match &args.job {
-        Some(job) if config.job(job).is_none() => {
-            let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-            bail!(
-                "no job `{job}` in {}; its jobs are: {}",
-                config.file.display(),
-                names.join(", ")
-            );
-        }
-        Some(job) => vec![job.as_str()],
+        Some(job) => vec![super::job(&config, job)?.name.as_str()],
         None => config.jobs.iter().map(|j| j.name.as_str()).collect(),
     };
     let status = status::gather(&config, &jobs, cli.scope());
