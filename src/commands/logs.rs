@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ExitCode, Stdio};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use crate::cli::Cli;
 use crate::config::{Config, Scope};
@@ -41,9 +41,18 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let jobs = match (&args.job, &args.stage) {
+    // A misspelt name would match no record and print nothing: say so instead.
+    let stage_job = match &args.stage {
+        Some(stage) => Some(super::stage(&config, stage)?.job.clone()),
+        None => None,
+    };
+    let jobs = match (&args.job, stage_job) {
+        (Some(job), Some(stage_job)) if *job != stage_job => bail!(
+            "stage `{}` belongs to job `{stage_job}`, not `{job}`: leave out --job",
+            args.stage.as_deref().unwrap_or_default()
+        ),
         (Some(job), _) => vec![super::job(&config, job)?.name.clone()],
-        (None, Some(stage)) => vec![super::stage(&config, stage)?.job.clone()],
+        (None, Some(stage_job)) => vec![stage_job],
         (None, None) => config.jobs.iter().map(|j| j.name.clone()).collect(),
     };
     let mut selection = Selection {
