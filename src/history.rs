@@ -1,7 +1,9 @@
 //! Run records: one JSON line per stage run in `STATE_DIR/runs.jsonl`, appended under a lock
-//! (stages of one job may run in parallel) and trimmed to the newest records when it grows.
+//! (stages of one job may run in parallel) and trimmed to the newest records when it grows
+//! (keeping each stage's newest record and newest success, however old).
 //! `status` reads them beside systemd's own view; scripts may too (the format is stable).
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -104,15 +106,35 @@ pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
     Ok(())
 }
 
-/// Rewrites the file with its newest records (temporary file + rename: never half a file).
+/// Rewrites the file with its newest records (temporary file + rename: never half a file),
+/// and of the older ones each stage's newest record and newest success: `status` and the
+/// metrics show those, and a stage that runs monthly beside an hourly job would otherwise
+/// lose them (shown as never run).
 fn trim(path: &Path) -> std::io::Result<()> {
+    /// What deciding needs of a record.
+    #[derive(Deserialize)]
+    struct Key {
+        stage: String,
+        result: RunResult,
+    }
     let lines: Vec<String> = BufReader::new(File::open(path)?)
         .lines()
         .collect::<Result<_, _>>()?;
-    let keep = &lines[lines.len().saturating_sub(KEEP_RECORDS)..];
+    let cut = lines.len().saturating_sub(KEEP_RECORDS);
+    let mut last = HashSet::new();
+    let mut success = HashSet::new();
+    let mut keep = vec![false; lines.len()];
+    for (index, line) in lines.iter().enumerate().rev() {
+        let key = serde_json::from_str::<Key>(line).ok();
+        let newest = key.as_ref().is_some_and(|k| last.insert(k.stage.clone()));
+        let newest_success = key
+            .as_ref()
+            .is_some_and(|k| k.result == RunResult::Success && success.insert(k.stage.clone()));
+        keep[index] = index >= cut || newest || newest_success;
+    }
     let temporary = path.with_extension("jsonl.tmp");
     let mut file = File::create(&temporary)?;
-    for line in keep {
+    for (line, _) in lines.iter().zip(&keep).filter(|(_, keep)| **keep) {
         writeln!(file, "{line}")?;
     }
     file.sync_all()?;
@@ -164,6 +186,36 @@ mod tests {
                 format!("\"{}\"", result.as_str())
             );
         }
+    }
+
+    #[test]
+    fn trimming_keeps_each_stages_newest_record_and_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut text = String::new();
+        let mut push = |record: RunRecord| {
+            text.push_str(&serde_json::to_string(&record).unwrap());
+            text.push('\n');
+        };
+        // A monthly stage: a success, then a failure, long before the hourly stage's records.
+        push(record("monthly"));
+        push(RunRecord {
+            result: RunResult::Failed,
+            ..record("monthly")
+        });
+        push(record("hourly"));
+        for _ in 0..KEEP_RECORDS {
+            push(record("hourly"));
+        }
+        std::fs::write(&path, text).unwrap();
+        trim(&path).unwrap();
+        let records = read(dir.path()).unwrap();
+        assert_eq!(records.len(), KEEP_RECORDS + 2);
+        assert_eq!(
+            (records[0].result, records[1].result),
+            (RunResult::Success, RunResult::Failed)
+        );
+        assert!(records[2..].iter().all(|r| r.stage == "hourly"));
     }
 
     #[test]

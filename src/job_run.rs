@@ -93,6 +93,18 @@ pub async fn current(
     Ok(Some(derive(&manager_identity(manager).await?, job_id)))
 }
 
+/// [`current`], asked on a connection of its own (`job-finished`, the job unit's command,
+/// sees its own start job); `None` when systemd cannot tell.
+pub fn current_in(scope: Scope, job: &str) -> Option<String> {
+    zbus::block_on(async {
+        let connection = crate::runner::systemd::connect_with_timeout(scope, BUS_TIMEOUT)
+            .await
+            .ok()?;
+        let manager = ManagerProxy::new(&connection).await.ok()?;
+        current(&connection, &manager, job).await.ok().flatten()
+    })
+}
+
 /// What a stage writes for stages that start after the job's start job is gone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Note {
@@ -158,20 +170,17 @@ pub fn for_stage(
     })
 }
 
-/// Written whole (temporary file + rename): parallel stages write the same note.
+/// Written whole: parallel stages write the same note.
 fn write_note(path: &Path, note: &Note) {
-    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
     let written = serde_json::to_vec(note)
         .map_err(std::io::Error::from)
         .and_then(|bytes| {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::write(&temporary, bytes)?;
-            std::fs::rename(&temporary, path)
+            crate::paths::write_atomically(path, &bytes)
         });
     if let Err(error) = written {
-        let _ = std::fs::remove_file(&temporary);
         tracing::debug!("cannot write {}: {error}", path.display());
     }
 }

@@ -16,7 +16,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::config::{Config, Scope};
 use crate::report::messages;
+use crate::report::terminal::{RED, YELLOW, local_time, paint};
 
 /// Which records: a job (or several), maybe one stage, maybe one run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,9 +27,10 @@ pub struct Selection {
     pub stage: Option<String>,
     /// A job run (`BACKUPCTL_JOB_RUN`) or a stage run (`BACKUPCTL_RUN`).
     pub run: Option<String>,
-    /// Only records written by this uid (user scope: one's own, not another user's job of
-    /// the same name).
-    pub uid: Option<u32>,
+    /// Only records written by these uids (none: any). User scope: one's own, not another
+    /// user's job of the same name; system scope: root's and the jobs' `user`'s, not a
+    /// user's own user-scope job of the same name.
+    pub uids: Vec<u32>,
 }
 
 impl Selection {
@@ -41,7 +44,7 @@ impl Selection {
                 .map(|job| format!("BACKUPCTL_JOB={job}"))
                 .collect();
             group.extend(self.stage.iter().map(|s| format!("BACKUPCTL_STAGE={s}")));
-            group.extend(self.uid.iter().map(|uid| format!("_UID={uid}")));
+            group.extend(self.uids.iter().map(|uid| format!("_UID={uid}")));
             group.extend(extra);
             group
         };
@@ -151,11 +154,7 @@ impl Record {
     /// `2026-05-20 03:00:01 copy: message`, with `error:` / `warning:` as the priority says.
     pub fn line(&self, color: bool) -> String {
         let time = jiff::Timestamp::from_microsecond(self.realtime_usec as i64)
-            .map(|t| {
-                t.to_zoned(jiff::tz::TimeZone::system())
-                    .strftime("%Y-%m-%d %H:%M:%S")
-                    .to_string()
-            })
+            .map(local_time)
             .unwrap_or_default();
         let who = match (&self.stage, &self.job) {
             (Some(stage), _) => stage.clone(),
@@ -163,16 +162,47 @@ impl Record {
             (None, None) => "backupctl".into(),
         };
         let (label, code) = match self.priority {
-            0..=3 => ("error: ", "1;31"),
-            4 => ("warning: ", "33"),
+            0..=3 => ("error: ", RED),
+            4 => ("warning: ", YELLOW),
             _ => ("", ""),
         };
-        if color && !code.is_empty() {
-            format!("{time} {who}: \x1b[{code}m{label}{}\x1b[0m", self.message)
-        } else {
-            format!("{time} {who}: {label}{}", self.message)
+        let message = paint(color, code, &format!("{label}{}", self.message));
+        format!("{time} {who}: {message}")
+    }
+}
+
+/// The uids whose records belong to `jobs` in `scope` (for [`Selection::uids`]). User scope:
+/// one's own (another user's job may have the same names).
+pub fn writers(config: &Config, scope: Scope, jobs: &[String]) -> Vec<u32> {
+    match scope {
+        Scope::User => vec![nix::unistd::getuid().as_raw()],
+        Scope::System => system_uids(config, jobs),
+    }
+}
+
+/// Who writes the system-scope records of `jobs`: root (stages, the job's summary) and each
+/// job's `user`. A user's own user-scope job of the same name (`job` is everyone's default)
+/// writes as that user and stays out. Empty (no filter) when a `user` is unknown here.
+fn system_uids(config: &Config, jobs: &[String]) -> Vec<u32> {
+    let mut uids = vec![0];
+    for user in jobs
+        .iter()
+        .filter_map(|job| config.job(job)?.user.as_deref())
+    {
+        let uid = user.parse::<u32>().ok().or_else(|| {
+            nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw())
+        });
+        match uid {
+            Some(uid) => uids.push(uid),
+            None => return Vec::new(),
         }
     }
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
 
 #[cfg(test)]
@@ -185,7 +215,7 @@ mod tests {
             jobs: vec!["job".into()],
             stage: Some("copy".into()),
             run: Some("abc".into()),
-            uid: Some(1000),
+            uids: vec![1000],
         };
         assert_eq!(
             selection.matches(),
@@ -208,6 +238,15 @@ mod tests {
         assert_eq!(
             all.matches(),
             ["BACKUPCTL_JOB=job", "BACKUPCTL_JOB=offsite"]
+        );
+        let system = Selection {
+            jobs: vec!["job".into()],
+            uids: vec![0, 990],
+            ..Selection::default()
+        };
+        assert_eq!(
+            system.matches(),
+            ["BACKUPCTL_JOB=job", "_UID=0", "_UID=990"]
         );
     }
 

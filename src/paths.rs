@@ -1,6 +1,7 @@
-//! Where things live, per scope: config, state (run records, caches), generated units.
+//! Where things live, per scope: config, state (run records, caches), generated units; and
+//! how a file there is replaced whole.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::Scope;
 
@@ -58,4 +59,16 @@ pub fn unit_dir(scope: Scope) -> PathBuf {
         Scope::System => PathBuf::from("/etc/systemd/system"),
         Scope::User => xdg_config_home().join("systemd/user"),
     }
+}
+
+/// Writes `data` beside `path` and renames it over `path`, so that a reader never sees half
+/// a file and concurrent writers (parallel stages) leave one of their files whole. The
+/// temporary name carries our pid: writers never share one. Removed again on failure.
+pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&temporary, data)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temporary);
+        })
 }

@@ -614,4 +614,13 @@ command = ["/bin/sleep", "30"]
         sleepy["error"],
         "systemd: signal (no run record; see `systemctl --user status backup@sleepy.service`)"
     );
+    // The job's last run is failed too, not the run before it (regression: it said success).
+    let last_run = &status["jobs"][0]["last_run"];
+    assert_eq!(last_run["result"], "failed", "{status:#}");
+    assert!(
+        last_run["failed"]
+            .as_array()
+            .is_some_and(|f| f.contains(&Value::from("sleepy"))),
+        "{status:#}"
+    );
 }

@@ -16,21 +16,7 @@ pub fn job_finished(cli: &Cli, job: &str) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let records = history::read(&crate::paths::state_dir(cli.scope())).unwrap_or_default();
     // Our own start job is still running: the same job run the stages saw.
-    let job_run = zbus::block_on(async {
-        let connection = crate::runner::systemd::connect_with_timeout(
-            cli.scope(),
-            std::time::Duration::from_secs(5),
-        )
-        .await
-        .ok()?;
-        let manager = zbus_systemd::systemd1::ManagerProxy::new(&connection)
-            .await
-            .ok()?;
-        crate::job_run::current(&connection, &manager, job)
-            .await
-            .ok()
-            .flatten()
-    });
+    let job_run = crate::job_run::current_in(cli.scope(), job);
     let mut lines = Vec::new();
     let mut failed_optional = 0;
     for stage in config.stages_of(job) {

@@ -2,13 +2,12 @@
 //! selected by our own journal fields (`crate::logs`), printed one line each or as journal
 //! JSON.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{ExitCode, Stdio};
 
 use anyhow::{Context, bail};
 
 use crate::cli::Cli;
-use crate::config::Scope;
 use crate::logs::{self, Record, Selection};
 
 #[derive(Debug, clap::Args)]
@@ -41,38 +40,25 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let jobs = match (&args.job, &args.stage) {
-        (Some(job), _) if config.job(job).is_none() => bail!(
-            "no job `{job}` in {}; its jobs are: {}",
-            config.file.display(),
-            config
-                .jobs
-                .iter()
-                .map(|j| j.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+    // A misspelt name would match no record and print nothing: say so instead.
+    let stage_job = match &args.stage {
+        Some(stage) => Some(super::stage(&config, stage)?.job.clone()),
+        None => None,
+    };
+    let jobs = match (&args.job, stage_job) {
+        (Some(job), Some(stage_job)) if *job != stage_job => bail!(
+            "stage `{}` belongs to job `{stage_job}`, not `{job}`: leave out --job",
+            args.stage.as_deref().unwrap_or_default()
         ),
-        (Some(job), _) => vec![job.clone()],
-        (None, Some(stage)) => match config.stage(stage) {
-            Some(stage) => vec![stage.job.clone()],
-            None => bail!(
-                "no stage `{stage}` in {}; its stages are: {}",
-                config.file.display(),
-                config
-                    .stages
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        },
+        (Some(job), _) => vec![super::job(&config, job)?.name.clone()],
+        (None, Some(stage_job)) => vec![stage_job],
         (None, None) => config.jobs.iter().map(|j| j.name.clone()).collect(),
     };
     let mut selection = Selection {
-        jobs,
+        jobs: jobs.clone(),
         stage: args.stage.clone(),
         run: None,
-        uid: (cli.scope() == Scope::User).then(|| nix::unistd::getuid().as_raw()),
+        uids: logs::writers(&config, cli.scope(), &jobs),
     };
     selection.run = match args.run.as_deref() {
         None => None,
@@ -102,7 +88,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         });
     }
     let mut child = command.spawn().map_err(logs::LogsError::Spawn)?;
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = crate::report::terminal::stdout_color();
     let mut out = std::io::stdout().lock();
     let reader = BufReader::new(child.stdout.take().context("journalctl's output")?);
     for line in reader.lines() {

@@ -21,14 +21,7 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let job = args.job.as_deref().unwrap_or(DEFAULT_JOB);
-    if config.job(job).is_none() {
-        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-        bail!(
-            "no job `{job}` in {}; its jobs are: {}",
-            config.file.display(),
-            names.join(", ")
-        );
-    }
+    super::job(&config, job)?;
     let scope = cli.scope();
     if args.here {
         crate::signals::install()?;

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
-
 use crate::cli::Cli;
 use crate::executor;
 use crate::report::Reporter;
@@ -16,15 +14,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let Some(stage) = config.stage(&args.name) else {
-        let names: Vec<&str> = config.stages.iter().map(|s| s.name.as_str()).collect();
-        bail!(
-            "no stage `{}` in {}; its stages are: {}",
-            args.name,
-            config.file.display(),
-            names.join(", ")
-        );
-    };
+    let stage = super::stage(&config, &args.name)?;
     crate::signals::install()?;
     let report = Reporter::for_environment(&stage.name);
     let run_id = executor::run_id();

@@ -1,10 +1,8 @@
 //! `backupctl status [JOB] [--json]`: the last run of each job and the state of its stages,
 //! from the run records and systemd (`crate::status`).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
-
-use anyhow::bail;
 
 use crate::cli::Cli;
 use crate::status;
@@ -26,22 +24,14 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let jobs: Vec<&str> = match &args.job {
-        Some(job) if config.job(job).is_none() => {
-            let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-            bail!(
-                "no job `{job}` in {}; its jobs are: {}",
-                config.file.display(),
-                names.join(", ")
-            );
-        }
-        Some(job) => vec![job.as_str()],
+        Some(job) => vec![super::job(&config, job)?.name.as_str()],
         None => config.jobs.iter().map(|j| j.name.as_str()).collect(),
     };
     let status = status::gather(&config, &jobs, cli.scope());
     let text = if args.json {
         serde_json::to_string_pretty(&status)? + "\n"
     } else {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let color = crate::report::terminal::stdout_color();
         status::table::render(&status, color)
     };
     match std::io::stdout().lock().write_all(text.as_bytes()) {

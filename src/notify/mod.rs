@@ -91,9 +91,8 @@ pub fn end_event(
                     // A stage run; the selection would also take it as a job run's id,
                     // which an invocation id never is.
                     run: run.clone(),
-                    // As `backupctl logs`: in user scope, one's own records only (another
-                    // user's job may have the same names).
-                    uid: (scope == Scope::User).then(|| nix::unistd::getuid().as_raw()),
+                    // As `backupctl logs`: only the records of those who run this job.
+                    uids: crate::logs::writers(config, scope, std::slice::from_ref(&stage.job)),
                 };
                 let mut log = journal::tail(&selection, log_lines);
                 if log.is_empty()

@@ -7,7 +7,7 @@ pub mod dbus;
 pub mod logging;
 pub mod messages;
 mod notify;
-mod terminal;
+pub(crate) mod terminal;
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -12,6 +12,35 @@ pub fn is_terminal() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NOTIFY_SOCKET").is_none()
 }
 
+/// Whether what we print on stdout (`status`, `logs`) gets colour: only on a terminal, and
+/// not when `NO_COLOR` is set (no-color.org).
+pub fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// SGR codes of the words people scan for.
+pub const BOLD: &str = "1";
+pub const RED: &str = "1;31";
+pub const YELLOW: &str = "33";
+pub const GREEN: &str = "32";
+pub const BLUE: &str = "1;34";
+
+/// `text` in the SGR colour `code` when `color`, else as it is.
+pub fn paint(color: bool, code: &str, text: &str) -> String {
+    if color && !code.is_empty() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// A time for people reading a table or a log: local, to the second.
+pub fn local_time(time: jiff::Timestamp) -> String {
+    time.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 pub struct BarSink {
     bar: Option<ProgressBar>,
 }

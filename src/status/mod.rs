@@ -180,6 +180,94 @@ pub fn last_run(
     })
 }
 
+/// µs since the epoch of an RFC 3339 time.
+fn usec(text: &str) -> Option<u64> {
+    let time = text.parse::<jiff::Timestamp>().ok()?;
+    u64::try_from(time.as_microsecond()).ok()
+}
+
+/// The stage's unit when its last activation failed without writing a run record (killed by
+/// a signal or a timeout, failed in `ExecStartPre=`): systemd knows of that run, the records
+/// do not. Not when `last` (the stage's newest record) is of that activation, or began after
+/// it ended (a `run --here` since: its record is the newer word).
+fn died_without_record<'a>(
+    unit: Option<&'a UnitView>,
+    last: Option<&RunRecord>,
+) -> Option<&'a UnitView> {
+    unit.filter(|unit| {
+        unit.active_state == "failed"
+            && !unit.invocation_id.is_empty()
+            && last.is_none_or(|r| {
+                r.run != unit.invocation_id
+                    && (unit.inactive_enter_usec == 0
+                        || usec(&r.started).is_none_or(|start| start < unit.inactive_enter_usec))
+            })
+    })
+}
+
+/// How long after a stage of a run ends the next one may begin (record written, process
+/// gone, systemd starts the stages after it): a stage that died without a record and began
+/// within this of the last recorded run's end was of that run.
+const NEXT_STAGE_SLACK_USEC: u64 = 10_000_000;
+
+/// Adds the stages that died without a record (`died_without_record`) to the job's last
+/// run, or makes a run of them when they began after the last recorded run ended: without
+/// this, a job whose required stage was killed showed the previous run's `success`.
+/// Such a run's id is the dead stage's invocation id (a stage run id `logs --run` takes).
+fn add_runs_without_records(
+    last_run: &mut Option<JobRun>,
+    stages: &[&Stage],
+    records: &[RunRecord],
+    view: &JobView,
+) {
+    let mut dead: Vec<(&Stage, &UnitView)> = stages
+        .iter()
+        .filter_map(|stage| {
+            let last = records.iter().rev().find(|r| r.stage == stage.name);
+            died_without_record(view.stages.get(&stage.name), last).map(|unit| (*stage, unit))
+        })
+        .filter(|(_, unit)| unit.inactive_exit_usec != 0)
+        .collect();
+    dead.sort_by_key(|(_, unit)| unit.inactive_exit_usec);
+    for (stage, unit) in dead {
+        let began = unit.inactive_exit_usec;
+        let time = |text: &Option<String>| text.as_deref().and_then(usec);
+        let newer_run = match last_run.as_ref() {
+            None => true,
+            Some(run) if run.result == "running" => false,
+            Some(run) => time(&run.finished)
+                .is_some_and(|finished| began > finished.saturating_add(NEXT_STAGE_SLACK_USEC)),
+        };
+        if newer_run {
+            let ended = unit.inactive_enter_usec;
+            *last_run = Some(JobRun {
+                id: unit.invocation_id.clone(),
+                result: "success".into(),
+                started: timestamp(began),
+                finished: timestamp(ended),
+                duration_secs: (ended > began)
+                    .then(|| ((ended - began) as f64 / 1000.0).round() / 1000.0),
+                failed: Vec::new(),
+                not_run: stages.iter().map(|s| s.name.clone()).collect(),
+            });
+        }
+        let Some(run) = last_run.as_mut() else {
+            continue;
+        };
+        // A stage that died before the last run began (and has not run since) is not of it.
+        if time(&run.started).is_none_or(|started| began < started) {
+            continue;
+        }
+        run.not_run.retain(|name| *name != stage.name);
+        if !run.failed.contains(&stage.name) {
+            run.failed.push(stage.name.clone());
+        }
+        if stage.required && run.result == "success" {
+            run.result = "failed".into();
+        }
+    }
+}
+
 /// One stage: its newest record, its newest success, and what systemd says now.
 pub fn stage_status(
     stage: &Stage,
@@ -193,14 +281,7 @@ pub fn stage_status(
     let running = unit.is_some_and(UnitView::running);
     let mut result = last.map(|r| r.result.as_str().to_string());
     let mut error = last.and_then(|r| r.error.clone());
-    // A run that ended without writing its record (killed by a timeout, failed before the
-    // executor ran): systemd knows of it, the records do not.
-    if let Some(unit) = unit
-        && !running
-        && unit.active_state == "failed"
-        && !unit.invocation_id.is_empty()
-        && last.is_none_or(|r| r.run != unit.invocation_id)
-    {
+    if let Some(unit) = died_without_record(unit, last) {
         result = Some("failed".into());
         error = Some(format!(
             "systemd: {} (no run record; see `systemctl{} status {}`)",
@@ -261,6 +342,9 @@ pub fn job_status(
             .min()
             .and_then(timestamp);
     }
+    if let Some(view) = view {
+        add_runs_without_records(&mut last_run, &stages, records, view);
+    }
     JobStatus {
         name: job.to_string(),
         unit: view.map(|v| UnitStatus {
@@ -293,8 +377,13 @@ pub fn job_status(
 
 /// The status of `jobs`: records from the scope's state directory, systemd when it answers.
 pub fn gather(config: &Config, jobs: &[&str], scope: Scope) -> Status {
-    let records = crate::history::read(&crate::paths::state_dir(scope)).unwrap_or_else(|error| {
-        tracing::warn!("cannot read the run records: {error}");
+    let state_dir = crate::paths::state_dir(scope);
+    let records = crate::history::read(&state_dir).unwrap_or_else(|error| {
+        tracing::warn!(
+            "cannot read the run records in {}: {error}; showing systemd's view only \
+             (system scope's records may need root; your own jobs are `--user`)",
+            state_dir.display()
+        );
         Vec::new()
     });
     let (views, reach) = match systemd::read(config, jobs, scope) {
@@ -421,6 +510,91 @@ mod tests {
         assert_eq!(run.finished, None);
         assert_eq!(run.not_run, ["b", "c"]);
         assert!(last_run(&stages, &[], "job", None).is_none());
+    }
+
+    /// A stage unit that failed in invocation `id`, active from `began` to `ended` (seconds
+    /// into 2026-01-01, as in `record`).
+    fn died(id: &str, began: u64, ended: u64) -> UnitView {
+        let base = usec("2026-01-01T00:00:00Z").unwrap();
+        UnitView {
+            active_state: "failed".into(),
+            result: "signal".into(),
+            invocation_id: id.into(),
+            inactive_exit_usec: base + began * 1_000_000,
+            inactive_enter_usec: base + ended * 1_000_000,
+            ..UnitView::default()
+        }
+    }
+
+    fn view(stages: &[(&str, UnitView)]) -> JobView {
+        JobView {
+            stages: stages
+                .iter()
+                .map(|(name, unit)| (name.to_string(), unit.clone()))
+                .collect(),
+            ..JobView::default()
+        }
+    }
+
+    #[test]
+    fn a_required_stage_killed_after_the_first_fails_the_run_it_belongs_to() {
+        let config = config();
+        // r2: a succeeded (10–11 s), then b began and was killed before its record.
+        let records = [
+            record("a", "r1", RunResult::Success, 0),
+            record("b", "r1", RunResult::Success, 2),
+            record("c", "r1", RunResult::Success, 4),
+            record("a", "r2", RunResult::Success, 10),
+        ];
+        let view = view(&[("b", died("b-killed", 11, 13))]);
+        let status = job_status(&config, "job", &records, Some(&view), Scope::System);
+        let run = status.last_run.unwrap();
+        assert_eq!(run.id, "r2");
+        assert_eq!(run.result, "failed");
+        assert_eq!(run.failed, ["b"]);
+        assert_eq!(run.not_run, ["c"]);
+    }
+
+    #[test]
+    fn a_run_whose_first_stage_was_killed_is_the_last_run_not_the_one_before() {
+        let config = config();
+        let records = [
+            record("a", "r1", RunResult::Success, 0),
+            record("b", "r1", RunResult::Success, 2),
+            record("c", "r1", RunResult::Success, 4),
+        ];
+        let view = view(&[("a", died("a-killed", 50, 52))]);
+        let status = job_status(&config, "job", &records, Some(&view), Scope::System);
+        let run = status.last_run.unwrap();
+        assert_eq!(run.id, "a-killed");
+        assert_eq!(run.result, "failed");
+        assert_eq!(run.started.as_deref(), Some("2026-01-01T00:00:50Z"));
+        assert_eq!(run.finished.as_deref(), Some("2026-01-01T00:00:52Z"));
+        assert_eq!(run.duration_secs, Some(2.0));
+        assert_eq!(run.failed, ["a"]);
+        assert_eq!(run.not_run, ["b", "c"]);
+    }
+
+    #[test]
+    fn a_stage_killed_in_an_earlier_run_or_run_here_since_leaves_the_last_run_alone() {
+        let config = config();
+        // b was killed in the run of 0–5 s and has not run since; r2 failed at a on its own.
+        let records = [
+            record("a", "r1", RunResult::Success, 0),
+            record("a", "r2", RunResult::Failed, 30),
+        ];
+        let b_dead = view(&[("b", died("b-killed", 2, 3))]);
+        let status = job_status(&config, "job", &records, Some(&b_dead), Scope::System);
+        let run = status.last_run.unwrap();
+        assert_eq!(run.id, "r2");
+        assert_eq!(run.failed, ["a"]);
+        assert_eq!(status.stages[1].result.as_deref(), Some("failed"));
+        // c failed under systemd, then succeeded under `run --here`: the record is newer.
+        let records = [record("c", "here", RunResult::Success, 40)];
+        let c_dead = view(&[("c", died("c-killed", 20, 21))]);
+        let status = job_status(&config, "job", &records, Some(&c_dead), Scope::System);
+        assert_eq!(status.stages[2].result.as_deref(), Some("success"));
+        assert_eq!(status.last_run.unwrap().failed, Vec::<String>::new());
     }
 
     #[test]

@@ -34,9 +34,10 @@ pub struct UnitView {
     pub status_text: String,
     /// Of the current or last activation, hex; empty when it never ran since loaded.
     pub invocation_id: String,
-    /// µs since the epoch; 0 when unknown.
+    /// µs since the epoch; 0 when unknown. When the current or last activation began…
     pub inactive_exit_usec: u64,
-    pub active_enter_usec: u64,
+    /// …and when it ended (inactive or failed).
+    pub inactive_enter_usec: u64,
 }
 
 impl UnitView {
@@ -153,7 +154,7 @@ async fn unit_view(connection: &Connection, unit: &str) -> zbus::Result<UnitView
                 "SubState",
                 "InvocationID",
                 "InactiveExitTimestamp",
-                "ActiveEnterTimestamp",
+                "InactiveEnterTimestamp",
             ],
         ),
         get(connection, unit, SERVICE, &["Result", "StatusText"]),
@@ -167,7 +168,7 @@ async fn unit_view(connection: &Connection, unit: &str) -> zbus::Result<UnitView
         status_text: string(&service, "StatusText"),
         invocation_id: hex(&general, "InvocationID"),
         inactive_exit_usec: number(&general, "InactiveExitTimestamp"),
-        active_enter_usec: number(&general, "ActiveEnterTimestamp"),
+        inactive_enter_usec: number(&general, "InactiveEnterTimestamp"),
     })
 }
 

@@ -5,14 +5,12 @@ use std::fmt::Write;
 
 use super::{JobStatus, StageStatus, Status};
 use crate::config::size::human_bytes;
+use crate::report::terminal::{BLUE, BOLD, GREEN, RED, YELLOW, local_time, paint};
 
 /// Local time, to the second, for a timestamp in RFC 3339.
 fn local(text: &str) -> String {
     match text.parse::<jiff::Timestamp>() {
-        Ok(time) => time
-            .to_zoned(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string(),
+        Ok(time) => local_time(time),
         Err(_) => text.to_string(),
     }
 }
@@ -31,23 +29,19 @@ struct Paint {
 
 impl Paint {
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+        paint(self.color, code, text)
     }
 
     /// A result word, coloured by what it means.
     fn result(&self, word: &str, width: usize) -> String {
-        let padded = format!("{word:<width$}");
-        match word {
-            "success" => self.paint("32", &padded),
-            "failed" | "interrupted" => self.paint("1;31", &padded),
-            "running" => self.paint("1;34", &padded),
-            "skipped" | "warning" => self.paint("33", &padded),
-            _ => padded,
-        }
+        let code = match word {
+            "success" => GREEN,
+            "failed" | "interrupted" => RED,
+            "running" => BLUE,
+            "skipped" | "warning" => YELLOW,
+            _ => "",
+        };
+        self.paint(code, &format!("{word:<width$}"))
     }
 }
 
@@ -59,7 +53,7 @@ pub fn render(status: &Status, color: bool) -> String {
             out,
             "{}",
             paint.paint(
-                "33",
+                YELLOW,
                 &format!("systemd could not be asked ({error}); showing the run records only")
             )
         );
@@ -75,7 +69,7 @@ pub fn render(status: &Status, color: bool) -> String {
 }
 
 fn job_header(out: &mut String, job: &JobStatus, paint: &Paint) {
-    let mut line = format!("job {}", paint.paint("1", &job.name));
+    let mut line = format!("job {}", paint.paint(BOLD, &job.name));
     if let Some(unit) = &job.unit {
         if unit.load_state == "not-found" {
             let _ = write!(
@@ -151,7 +145,7 @@ fn stage_table(out: &mut String, stages: &[StageStatus], paint: &Paint) {
             _ => write!(header, "{name:<width$}  "),
         };
     }
-    let _ = writeln!(out, "{}", paint.paint("1", header.trim_end()));
+    let _ = writeln!(out, "{}", paint.paint(BOLD, header.trim_end()));
     for row in rows {
         let mut line = String::new();
         for (index, cell) in row.iter().enumerate() {

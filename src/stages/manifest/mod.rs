@@ -290,15 +290,10 @@ fn holds(path: &Path, data: &[u8]) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// Writes beside the target and renames, so a reader never sees half a file.
+/// [`crate::paths::write_atomically`], failing the stage.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), StageError> {
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&temporary, data)
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&temporary);
-            StageError::io(format!("cannot write {}", path.display()), e)
-        })
+    crate::paths::write_atomically(path, data)
+        .map_err(|e| StageError::io(format!("cannot write {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::ffi::{CStr, OsStr};
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -330,10 +331,20 @@ impl Walker<'_> {
     /// otherwise, where `stable` says the file did not change while it was read.
     fn hash_file(&self, path: &Path, stat: &Stat) -> Option<([u8; 32], bool)> {
         let result = (|| -> std::io::Result<([u8; 32], bool)> {
-            let mut file = std::fs::File::open(path)?;
+            // Not through a symlink put in the file's place since it was stated.
+            let mut file = std::fs::File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)?;
             let mut hasher = blake3::Hasher::new();
             if stat.size >= MMAP_THRESHOLD {
-                hasher.update_mmap_rayon(path)?;
+                // The file just opened, not its path once more (`update_mmap_rayon`): a file
+                // renamed into its place meanwhile would be hashed, while the fstat below
+                // vouches for this one, and its hash cached under this one's key.
+                // SAFETY: the map is only read; a file truncated while mapped may raise
+                // SIGBUS, as with any mmap reader (blake3's own included).
+                let map = unsafe { memmap2::Mmap::map(&file)? };
+                hasher.update_rayon(&map);
             } else {
                 // One read for most small files; `update_reader` would add a 64 KiB memset.
                 let mut buffer = [0u8; 64 * 1024];
@@ -589,6 +600,25 @@ mod tests {
             third.entries().find(|e| e.path == b"b").unwrap().hash,
             Some(*blake3::hash("B".repeat(100).as_bytes()).as_bytes())
         );
+    }
+
+    #[test]
+    fn big_files_are_hashed_through_a_map_of_the_opened_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..MMAP_THRESHOLD + 12345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(dir.path().join("big"), &data).unwrap();
+        let empty = Cache::default();
+        let scan = scan(
+            dir.path(),
+            &WalkOptions::default(),
+            || &empty,
+            &Counters::default(),
+        )
+        .unwrap();
+        let big = scan.entries().find(|e| e.path == b"big").unwrap();
+        assert_eq!(big.hash, Some(*blake3::hash(&data).as_bytes()));
     }
 
     #[test]
