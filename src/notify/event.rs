@@ -142,6 +142,25 @@ pub fn stage_record<'a>(
         .find(|r| r.stage == stage && run.is_none_or(|run| r.run == run))
 }
 
+/// The records of `job`'s newest run: those that carry the job-run id of the newest record of
+/// its stages (records written by one `systemctl start backup-JOB`). All records when that one
+/// carries none (a stage started alone, records of older versions): the newest per stage then.
+pub fn newest_job_run(config: &Config, job: &str, records: &[RunRecord]) -> Vec<RunRecord> {
+    let stages: Vec<&str> = config.stages_of(job).map(|s| s.name.as_str()).collect();
+    let newest = records
+        .iter()
+        .filter(|r| stages.contains(&r.stage.as_str()))
+        .max_by(|a, b| a.finished.cmp(&b.finished));
+    match newest.and_then(|r| r.job_run.as_deref()) {
+        Some(run) => records
+            .iter()
+            .filter(|r| r.job_run.as_deref() == Some(run))
+            .cloned()
+            .collect(),
+        None => records.to_vec(),
+    }
+}
+
 /// One line per stage of the job from its newest record, e.g.
 /// `copy: success in 1.2s, 9 files, 300 B added`.
 pub fn job_summary(config: &Config, job: &str, records: &[RunRecord]) -> Vec<String> {
@@ -191,6 +210,41 @@ pub fn keep_end(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(stage: &str, job_run: &str, finished: &str) -> RunRecord {
+        serde_json::from_value(serde_json::json!({
+            "run": format!("{stage}-{job_run}"), "job": "job", "stage": stage, "kind": "exec",
+            "started": finished, "finished": finished, "duration_secs": 1.0,
+            "result": "success", "exit_code": 0, "job_run": job_run,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_newest_job_run_leaves_older_runs_records_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[stage.copy]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n\
+             [stage.check]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        // Run 2's `copy` died without a record: its run-1 success must not stand in for it.
+        let records = vec![
+            record("copy", "run-1", "2026-01-01T00:00:01Z"),
+            record("check", "run-1", "2026-01-01T00:00:02Z"),
+            record("check", "run-2", "2026-01-02T00:00:02Z"),
+        ];
+        let run = newest_job_run(&config, "job", &records);
+        assert_eq!(run.len(), 1);
+        assert!(stage_record(&run, "copy", None).is_none());
+        assert_eq!(
+            job_summary(&config, "job", &run)[0],
+            "copy: no run recorded"
+        );
+    }
 
     #[test]
     fn keeps_the_end_of_a_long_body() {

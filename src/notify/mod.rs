@@ -124,6 +124,9 @@ pub fn end_event(
             }
         }
         Subject::Job(job) => {
+            // This run's records only: an older run's success must not stand in for a stage
+            // of this run that left no record (killed, timed out).
+            let records = event::newest_job_run(config, job, &records);
             let latest: Vec<_> = config
                 .stages_of(job)
                 .filter_map(|s| event::stage_record(&records, &s.name, None))
