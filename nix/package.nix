@@ -15,8 +15,8 @@ rustPlatform.buildRustPackage {
   doCheck = false;
 
   postInstall = ''
-    $out/bin/backupctl man > backupctl.1
-    installManPage backupctl.1
+    $out/bin/backupctl man --dir man
+    installManPage man/*.1
     installShellCompletion --cmd backupctl \
       --bash <($out/bin/backupctl completions bash) \
       --zsh <($out/bin/backupctl completions zsh) \

@@ -83,8 +83,14 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page backupctl(1) (roff); with --dir, write it and one page per
+    /// subcommand.
+    Man {
+        /// Write backupctl.1 and a page per subcommand (backupctl-status.1,
+        /// backupctl-store-init.1, …) into DIR instead of printing backupctl(1).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Log a job's summary once all its stages ran (ExecStart= of backup-JOB.service).
     #[command(hide = true)]
     JobFinished { job: String },
@@ -176,10 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(*shell, &mut command(), "backupctl", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
-            clap_mangen::Man::new(command()).render(&mut std::io::stdout())?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Man { dir: None } => commands::man::print(),
+        Command::Man { dir: Some(dir) } => commands::man::write_dir(dir),
     }
 }
 
@@ -229,6 +233,8 @@ mod tests {
                 "50",
                 "--json",
             ],
+            vec!["backupctl", "man"],
+            vec!["backupctl", "man", "--dir", "/tmp/man1"],
             vec!["backupctl", "notify", "backup@copy.service"],
             vec!["backupctl", "notify", "--start", "backup-job.service"],
             vec![

@@ -9,6 +9,7 @@ mod examples;
 mod generate;
 mod gitsync;
 mod inventory;
+mod manpages;
 mod notify;
 mod restic;
 mod run_here;

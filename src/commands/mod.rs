@@ -6,6 +6,7 @@ pub mod hello;
 pub mod history;
 pub mod internal;
 pub mod logs;
+pub mod man;
 pub mod mount;
 pub mod notify;
 pub mod restic_cli;
