@@ -137,7 +137,7 @@ impl Source<'_> {
 
 fn hint_for_toml_message(message: &str) -> Option<String> {
     if message.starts_with("unknown field") {
-        Some("remove the key or fix its spelling; `man backupctl` lists every key".into())
+        Some("remove the key or fix its spelling: the keys this table takes are listed above, the README's config reference explains each".into())
     } else if let Some(field) = message.strip_prefix("missing field ") {
         Some(format!(
             "this table needs {field}; the README's config reference shows every key"
