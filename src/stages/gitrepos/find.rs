@@ -38,8 +38,9 @@ pub fn is_git_dir(dir: &Path) -> bool {
     dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir()
 }
 
-/// Every repository under `roots`, sorted by path; problems (unreadable directories) are
-/// returned beside them.
+/// Every repository under `roots`, sorted by path; problems (directories that could not be
+/// opened or read to the end: repositories below them may be missed) are returned beside
+/// them.
 pub fn find(roots: &[PathBuf], excludes: &Excludes) -> (Vec<Found>, Vec<String>) {
     let problems = Mutex::new(Vec::new());
     let mut found: Vec<Found> = roots
@@ -63,44 +64,84 @@ pub fn find(roots: &[PathBuf], excludes: &Excludes) -> (Vec<Found>, Vec<String>)
     )
 }
 
+/// A test makes reading the directory at this path fail after its first entries.
+#[cfg(test)]
+static FAIL_READDIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// `entries`, with an EIO as the fourth when `dir` is [`FAIL_READDIR`].
+#[cfg(test)]
+fn failing<'a>(
+    entries: impl Iterator<Item = nix::Result<nix::dir::Entry>> + 'a,
+    dir: &Path,
+) -> impl Iterator<Item = nix::Result<nix::dir::Entry>> + 'a {
+    let fail = FAIL_READDIR.lock().unwrap().as_deref() == Some(dir);
+    entries.enumerate().map(move |(index, item)| match index {
+        3 if fail => Err(nix::errno::Errno::EIO),
+        _ => item,
+    })
+}
+
 fn walk(dir: &Path, excludes: &Excludes, problems: &Mutex<Vec<String>>) -> Vec<Found> {
     if crate::signals::stopped() {
         return Vec::new();
     }
+    let problem = |path: &Path, error: nix::errno::Errno| {
+        problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!(
+                "cannot read {}: {}",
+                path.display(),
+                std::io::Error::from(error)
+            ));
+    };
     // nix's directory stream hands out names and readdir's d_type without allocating: most
     // entries of a home directory are files we only pass over.
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let mut listing = match Dir::open(dir, flags, Mode::empty()) {
         Ok(listing) => listing,
         Err(error) => {
-            problems
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(format!(
-                    "cannot read {}: {}",
-                    dir.display(),
-                    std::io::Error::from(error)
-                ));
+            problem(dir, error);
             return Vec::new();
         }
     };
     let mut found = Vec::new();
     let mut subdirs = Vec::new();
     let mut has_head = false;
-    for item in listing.iter().flatten() {
+    let entries = listing.iter();
+    #[cfg(test)]
+    let entries = failing(entries, dir);
+    for item in entries {
+        // An error is not skipped over: the rest of the directory, and any repository in
+        // it, would be missed without a word (and readdir may fail again at once).
+        let item = match item {
+            Ok(item) => item,
+            Err(error) => {
+                problem(dir, error);
+                break;
+            }
+        };
         let name = item.file_name().to_bytes();
         // d_type: no stat per entry, and symlinks stay links. A filesystem that leaves it
         // unknown gets a stat.
         let file_type = match item.file_type() {
             Some(file_type) => file_type,
-            None => match nix::sys::stat::lstat(&dir.join(OsStr::from_bytes(name))) {
-                Ok(stat) => match stat.st_mode & libc::S_IFMT {
-                    libc::S_IFDIR => Type::Directory,
-                    libc::S_IFREG => Type::File,
-                    _ => Type::Symlink,
-                },
-                Err(_) => continue,
-            },
+            None => {
+                let path = dir.join(OsStr::from_bytes(name));
+                match nix::sys::stat::lstat(&path) {
+                    Ok(stat) => match stat.st_mode & libc::S_IFMT {
+                        libc::S_IFDIR => Type::Directory,
+                        libc::S_IFREG => Type::File,
+                        _ => Type::Symlink,
+                    },
+                    // Gone since it was listed: nothing to find there.
+                    Err(nix::errno::Errno::ENOENT) => continue,
+                    Err(error) => {
+                        problem(&path, error);
+                        continue;
+                    }
+                }
+            }
         };
         match name {
             b"." | b".." => {}
@@ -141,4 +182,40 @@ fn walk(dir: &Path, excludes: &Excludes, problems: &Mutex<Vec<String>>) -> Vec<F
         .collect();
     found.extend(nested.into_iter().flatten());
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_that_cannot_be_read_to_the_end_is_a_problem() {
+        // Tests run as root, which reads a directory whatever its mode: the error is injected
+        // instead, as the fourth of `broken`'s nine entries (`.` and `..` included).
+        let root = tempfile::tempdir().unwrap();
+        let broken = root.path().join("broken");
+        for name in ["a", "b", "c", "d", "e", "f"] {
+            std::fs::create_dir_all(broken.join(name)).unwrap();
+        }
+        std::fs::create_dir_all(broken.join("repo/.git")).unwrap();
+        std::fs::create_dir_all(root.path().join("fine/.git")).unwrap();
+        let roots = [root.path().to_path_buf()];
+
+        let (found, problems) = find(&roots, &Excludes::default());
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(problems.is_empty(), "{problems:?}");
+
+        *FAIL_READDIR.lock().unwrap() = Some(broken.clone());
+        let (found, problems) = find(&roots, &Excludes::default());
+        *FAIL_READDIR.lock().unwrap() = None;
+        assert!(found.iter().any(|f| f.path == root.path().join("fine")));
+        assert_eq!(
+            problems,
+            [format!(
+                "cannot read {}: {}",
+                broken.display(),
+                std::io::Error::from(nix::errno::Errno::EIO)
+            )]
+        );
+    }
 }

@@ -10,10 +10,16 @@
 //!
 //! Problems inside the tree (a file that vanished, a directory we may not read) are
 //! warnings: a live system changes while we look at it. Only an unreadable root is an error.
+//!
+//! Directories and files are opened by their full path (holding every ancestor open would
+//! take one descriptor per level, and trees can be 2000 levels deep), so a directory above
+//! an entry may have been swapped for a symlink since its parent listed it: the path then
+//! leads out of the tree. Every opened directory and file is checked to be the one listed
+//! ([`Identity`]) before it is read; one that is not is skipped with a warning.
 
 use std::ffi::{CStr, OsStr};
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -129,8 +135,41 @@ pub enum WalkError {
 struct Found {
     entry: Entry,
     stat: Option<Stat>,
-    /// The device it is on (`one_file_system` compares a directory's with the root's).
+    /// What it was when listed (`one_file_system` compares a directory's device with the
+    /// root's; a directory opened to be read must still be this one).
+    id: Identity,
+}
+
+/// An entry's device and inode. A descriptor opened by path whose identity is the one stated
+/// through the parent's open directory is that entry, not something a symlink swapped in
+/// above it leads to: directories cannot be hard-linked, and a file hard-linked elsewhere
+/// holds the bytes it holds here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
     dev: u64,
+    ino: u64,
+}
+
+impl Identity {
+    fn of(stat: &FileStat) -> Identity {
+        Identity {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        }
+    }
+}
+
+/// Checks that `fd`, just opened by path, is the entry listed as `listed`; the descriptor's
+/// status when it is.
+fn check_opened(fd: BorrowedFd<'_>, listed: Identity) -> std::io::Result<FileStat> {
+    let stat = nix::sys::stat::fstat(fd)?;
+    if Identity::of(&stat) != listed {
+        return Err(std::io::Error::other(
+            "not the entry listed (it or a directory above it was replaced meanwhile, \
+             perhaps by a symlink): skipped",
+        ));
+    }
+    Ok(stat)
 }
 
 /// A subtree's entries in path order, as runs that are concatenated once at the end (moving
@@ -142,7 +181,14 @@ struct Walker<'a> {
     counters: &'a Counters,
     root_dev: u64,
     warnings: Mutex<(Vec<String>, u64)>,
+    /// Called with a directory's path relative to the root once it is listed (tests swap
+    /// directories there).
+    #[cfg(test)]
+    listed: Option<&'a ListedHook<'a>>,
 }
+
+#[cfg(test)]
+type ListedHook<'a> = dyn Fn(&[u8]) + Sync + 'a;
 
 impl Walker<'_> {
     fn warn(&self, text: String) {
@@ -155,18 +201,23 @@ impl Walker<'_> {
     }
 
     /// Reads one directory and, in parallel, its subdirectories: the whole subtree below
-    /// `dir` (not `dir` itself) in path order. `rel` is `dir` relative to the root.
-    fn walk_dir(&self, dir: &Path, rel: &[u8], is_root: bool) -> Chunks {
+    /// `dir` (not `dir` itself) in path order. `rel` is `dir` relative to the root, `listed`
+    /// what `dir` was when its parent was read (`None` for the root).
+    fn walk_dir(&self, dir: &Path, rel: &[u8], listed: Option<Identity>) -> Chunks {
         if crate::signals::stopped() {
             return Vec::new();
         }
-        let mut found = self.read_dir(dir, rel, is_root);
+        let mut found = self.read_dir(dir, rel, listed);
+        #[cfg(test)]
+        if let Some(listed) = &self.listed {
+            listed(rel);
+        }
         // Every path here starts with `rel/`: compare the names only.
         let prefix = if rel.is_empty() { 0 } else { rel.len() + 1 };
         found.sort_unstable_by(|a, b| a.entry.path[prefix..].cmp(&b.entry.path[prefix..]));
         let mut subdirs: Vec<usize> = (0..found.len())
             .filter(|&i| found[i].entry.file_type == FileType::Dir)
-            .filter(|&i| !self.options.one_file_system || found[i].dev == self.root_dev)
+            .filter(|&i| !self.options.one_file_system || found[i].id.dev == self.root_dev)
             .collect();
         // A subtree's paths are `name/…`: it sorts as `name/` among its siblings.
         subdirs.sort_unstable_by(|&a, &b| {
@@ -179,33 +230,39 @@ impl Walker<'_> {
                 let name = OsStr::from_bytes(&found[i].entry.path[prefix..]);
                 (
                     i,
-                    self.walk_dir(&dir.join(name), &found[i].entry.path, false),
+                    self.walk_dir(&dir.join(name), &found[i].entry.path, Some(found[i].id)),
                 )
             })
             .collect();
         merge(found, nested, prefix)
     }
 
-    /// This directory's entries, each stated through the open directory.
-    fn read_dir(&self, dir: &Path, rel: &[u8], is_root: bool) -> Vec<Found> {
+    /// This directory's entries, each stated through the open directory; none when `dir` is
+    /// not (any more) the directory `listed` (`None`: the root, not checked).
+    fn read_dir(&self, dir: &Path, rel: &[u8], listed: Option<Identity>) -> Vec<Found> {
         // A directory swapped for a symlink since we stated it is not followed (the root is:
         // a source may be a symlink to the tree).
         let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        if !is_root {
+        if listed.is_some() {
             flags |= OFlag::O_NOFOLLOW;
         }
         // Two descriptors of the one open directory: the stream iterates over one (borrowing
         // it mutably) while each entry is stated through the other.
-        let opened = nix::fcntl::open(dir, flags, Mode::empty())
-            .and_then(|fd| Ok((Dir::from_fd(fd.try_clone().map_err(io_errno)?)?, fd)));
+        // O_NOFOLLOW guards the last component only: a directory above it swapped for a
+        // symlink leads elsewhere, which the identity check catches. The root is the source
+        // as configured, whatever it leads to (and an automount point, as the source, is
+        // stated unmounted and opened mounted).
+        let opened = (|| -> std::io::Result<_> {
+            let fd = nix::fcntl::open(dir, flags, Mode::empty())?;
+            if let Some(listed) = listed {
+                check_opened(fd.as_fd(), listed)?;
+            }
+            Ok((Dir::from_fd(fd.try_clone()?)?, fd))
+        })();
         let (mut listing, fd) = match opened {
             Ok(opened) => opened,
             Err(error) => {
-                self.warn(format!(
-                    "cannot read directory {}: {}",
-                    dir.display(),
-                    std::io::Error::from(error)
-                ));
+                self.warn(format!("cannot read directory {}: {error}", dir.display()));
                 return Vec::new();
             }
         };
@@ -323,7 +380,7 @@ impl Walker<'_> {
         Found {
             entry,
             stat: key,
-            dev: stat.st_dev,
+            id: Identity::of(stat),
         }
     }
 
@@ -331,11 +388,21 @@ impl Walker<'_> {
     /// otherwise, where `stable` says the file did not change while it was read.
     fn hash_file(&self, path: &Path, stat: &Stat) -> Option<([u8; 32], bool)> {
         let result = (|| -> std::io::Result<([u8; 32], bool)> {
-            // Not through a symlink put in the file's place since it was stated.
+            // Not through a symlink put in the file's place since it was stated, nor (the
+            // check) one put in place of a directory above it. O_NONBLOCK: a FIFO swapped in
+            // would block the open before the check could turn it down; it does nothing to
+            // reads of a regular file.
             let mut file = std::fs::File::options()
                 .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                 .open(path)?;
+            check_opened(
+                file.as_fd(),
+                Identity {
+                    dev: stat.dev,
+                    ino: stat.ino,
+                },
+            )?;
             let mut hasher = blake3::Hasher::new();
             if stat.size >= MMAP_THRESHOLD {
                 // The file just opened, not its path once more (`update_mmap_rayon`): a file
@@ -376,10 +443,6 @@ impl Walker<'_> {
             }
         }
     }
-}
-
-fn io_errno(error: std::io::Error) -> nix::errno::Errno {
-    nix::errno::Errno::from_raw(error.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// What a subtree sorts as among its siblings: its directory's name followed by `/`.
@@ -463,8 +526,10 @@ pub fn scan<'c>(
         counters,
         root_dev: metadata.st_dev,
         warnings: Mutex::new((Vec::new(), 0)),
+        #[cfg(test)]
+        listed: None,
     };
-    let mut chunks = pool.install(|| walker.walk_dir(root, b"", true));
+    let mut chunks = pool.install(|| walker.walk_dir(root, b"", None));
     if crate::signals::stopped() {
         return Err(WalkError::Interrupted);
     }
@@ -619,6 +684,85 @@ mod tests {
         .unwrap();
         let big = scan.entries().find(|e| e.path == b"big").unwrap();
         assert_eq!(big.hash, Some(*blake3::hash(&data).as_bytes()));
+    }
+
+    /// A tree `src/a/b/mine` and, outside it, `outside/b/secret`.
+    fn tree_and_outside() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, data) in [("src/a/b/mine", "mine"), ("outside/b/secret", "secret")] {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, data).unwrap();
+        }
+        dir
+    }
+
+    /// Moves `src/a` away and puts a symlink to `outside` in its place: `src/a/b` now leads
+    /// to `outside/b`.
+    fn swap_for_symlink(dir: &Path) {
+        std::fs::rename(dir.join("src/a"), dir.join("src/moved")).unwrap();
+        std::os::unix::fs::symlink(dir.join("outside"), dir.join("src/a")).unwrap();
+    }
+
+    #[test]
+    fn a_directory_above_swapped_for_a_symlink_is_not_descended_into() {
+        let dir = tree_and_outside();
+        let root = dir.path().join("src");
+        let metadata = nix::sys::stat::stat(&root).unwrap();
+        let options = WalkOptions::default();
+        let counters = Counters::default();
+        // `a` is listed (with `b` in it, stated through `a`'s descriptor), then swapped
+        // before `a/b` is opened by its path.
+        let walker = Walker {
+            options: &options,
+            counters: &counters,
+            root_dev: metadata.st_dev,
+            warnings: Mutex::new((Vec::new(), 0)),
+            listed: Some(&|rel: &[u8]| {
+                if rel == b"a" {
+                    swap_for_symlink(dir.path());
+                }
+            }),
+        };
+        let chunks = walker.walk_dir(&root, b"", None);
+        let paths: Vec<&[u8]> = chunks.iter().flatten().map(|f| &f.entry.path[..]).collect();
+        assert_eq!(paths, [&b"a"[..], b"a/b"], "nothing from outside the tree");
+        let (warnings, problems) = walker.warnings.into_inner().unwrap();
+        assert_eq!(problems, 1);
+        assert!(
+            warnings[0].starts_with(&format!(
+                "cannot read directory {}: not the entry listed",
+                root.join("a/b").display()
+            )),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_under_a_directory_swapped_for_a_symlink_is_not_hashed() {
+        let dir = tree_and_outside();
+        let mine = dir.path().join("src/a/b/mine");
+        let listed = stat_of(&nix::sys::stat::lstat(&mine).unwrap());
+        let options = WalkOptions::default();
+        let counters = Counters::default();
+        let walker = Walker {
+            options: &options,
+            counters: &counters,
+            root_dev: listed.dev,
+            warnings: Mutex::new((Vec::new(), 0)),
+            listed: None,
+        };
+        assert!(walker.hash_file(&mine, &listed).is_some());
+        // `src/a/b/mine` now opens `outside/b/mine`: another file, of the same size.
+        std::fs::write(dir.path().join("outside/b/mine"), "MINE").unwrap();
+        swap_for_symlink(dir.path());
+        assert_eq!(walker.hash_file(&mine, &listed), None);
+        let (warnings, problems) = walker.warnings.into_inner().unwrap();
+        assert_eq!(problems, 1);
+        assert!(
+            warnings[0].starts_with(&format!("cannot read {}: not the entry", mine.display())),
+            "{warnings:?}"
+        );
     }
 
     #[test]
