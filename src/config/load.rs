@@ -5,6 +5,7 @@
 //! A stage table is split in two: the keys every stage has (deserialized here) and the keys
 //! of its kind (deserialized by the kind, see `crate::stages`), each strict about unknown keys.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -256,6 +257,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         stores,
         notify,
         metrics,
+        stage_index: Default::default(),
     })
 }
 
@@ -894,12 +896,19 @@ fn resolve_after(
     stages: &mut [Stage],
     after_spans: &[Vec<Range<usize>>],
 ) -> Result<(), ConfigError> {
+    // Lookups by name and "the job's previous stage" through maps: searching the stage list
+    // for each stage made loading a long chain quadratic.
+    let by_name: HashMap<String, usize> = stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| (stage.name.clone(), i))
+        .collect();
+    let mut previous_of_job: HashMap<String, usize> = HashMap::new();
     for index in 0..stages.len() {
+        let previous = previous_of_job.insert(stages[index].job.clone(), index);
         if stages[index].after.first().map(String::as_str) == Some(IMPLICIT_AFTER) {
-            let job = stages[index].job.clone();
-            let previous = stages[..index].iter().rev().find(|stage| stage.job == job);
             stages[index].after = previous
-                .map(|stage| vec![stage.name.clone()])
+                .map(|previous| vec![stages[previous].name.clone()])
                 .unwrap_or_default();
             continue;
         }
@@ -913,7 +922,7 @@ fn resolve_after(
                     Some("remove it from `after`".into()),
                 ));
             }
-            match stages.iter().find(|other| other.name == *parent) {
+            match by_name.get(parent).map(|&i| &stages[i]) {
                 None => {
                     let known: Vec<&str> = stages
                         .iter()
@@ -956,7 +965,7 @@ fn resolve_after(
             stage
                 .after
                 .iter()
-                .filter_map(|parent| stages.iter().position(|other| other.name == *parent))
+                .filter_map(|parent| by_name.get(parent).copied())
                 .collect()
         })
         .collect();

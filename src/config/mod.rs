@@ -41,6 +41,9 @@ pub struct Config {
     pub notify: Option<Notify>,
     /// The Prometheus text file (`[metrics]`).
     pub metrics: Option<Metrics>,
+    /// `stages` by name, built on the first [`Config::stage`]: the generator looks up every
+    /// stage's parents, and a search each time made a long chain quadratic.
+    pub(crate) stage_index: std::sync::OnceLock<std::collections::HashMap<String, usize>>,
 }
 
 /// A job: one `backup-NAME.service` that pulls in its stages, and optionally a timer.
@@ -121,7 +124,18 @@ impl Config {
     }
 
     pub fn stage(&self, name: &str) -> Option<&Stage> {
-        self.stages.iter().find(|stage| stage.name == name)
+        let index = self.stage_index.get_or_init(|| {
+            self.stages
+                .iter()
+                .enumerate()
+                .map(|(i, stage)| (stage.name.clone(), i))
+                .collect()
+        });
+        match index.get(name).and_then(|&i| self.stages.get(i)) {
+            Some(stage) if stage.name == name => Some(stage),
+            // `stages` changed after the index was built: search, as before the index.
+            _ => self.stages.iter().find(|stage| stage.name == name),
+        }
     }
 
     pub fn store(&self, name: &str) -> Option<&Store> {
@@ -136,13 +150,19 @@ impl Config {
     /// A job's stages in file order, and for each the indices of the stages it runs after.
     pub fn job_graph<'a>(&'a self, job: &'a str) -> (Vec<&'a Stage>, Vec<Vec<usize>>) {
         let stages: Vec<&Stage> = self.stages_of(job).collect();
+        // By name: a search per `after` entry made `check` quadratic in the stage count.
+        let index: std::collections::HashMap<&str, usize> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| (stage.name.as_str(), i))
+            .collect();
         let edges = stages
             .iter()
             .map(|stage| {
                 stage
                     .after
                     .iter()
-                    .filter_map(|parent| stages.iter().position(|other| other.name == *parent))
+                    .filter_map(|parent| index.get(parent.as_str()).copied())
                     .collect()
             })
             .collect();

@@ -3,6 +3,7 @@
 //! earlier run generated and this one does not (a removed stage) are deleted, using the list
 //! kept in `.backupctl-generated`; files we did not generate are never touched.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -86,8 +87,10 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> Result<Written, WriteError
             written.files.push(target);
         }
     }
+    // A set: searching the file list for each previous file made regenerating quadratic.
+    let current: HashSet<&Path> = files.iter().map(|f| f.path.as_path()).collect();
     for old in previous {
-        if !files.iter().any(|f| f.path == old) {
+        if !current.contains(old.as_path()) {
             let path = dir.join(&old);
             if fs::symlink_metadata(&path).is_ok() {
                 fs::remove_file(&path).map_err(at(&path))?;
