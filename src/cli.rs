@@ -19,9 +19,12 @@ use crate::config::{self, Config, Scope};
     long_about = "backupctl turns a TOML description of a backup job into systemd units \
 (backup-job.service, backup-job.timer, backup@.service with one instance per stage) and is the \
 executor of each stage. systemd does the sequencing, the timers and the supervision.",
-    after_help = "Exit codes: 0 ok; 1 failed (job or stage failed, config invalid for `check`); \
-2 usage or config error; 3 preflight (hello) failed; 75 temporary failure, may be retried; \
-130 stopped by a signal.\n\nConfig: /etc/backupctl/config.toml, or with --user \
+    after_help = "Exit codes: 0 ok (also when the reader of the output went away, as with \
+`| head`); 1 failed (the work was tried and failed: a job or stage, a tool such as restic or \
+git under `restore`, `snapshots` or `mount`; config invalid for `check`; differences under \
+`verify`); 2 usage or config error, nothing ran (a misspelt job, stage or store name, an \
+invalid config, an unreadable `verify` manifest); 3 preflight (hello) failed; 75 temporary \
+failure, may be retried (network, lock); 130 stopped by a signal.\n\nConfig: /etc/backupctl/config.toml, or with --user \
 $XDG_CONFIG_HOME/backupctl/config.toml."
 )]
 pub struct Cli {
@@ -139,11 +142,14 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse_from(args);
     crate::report::logging::init();
-    match run(cli) {
+    // What is still buffered must reach the reader before we say how it went.
+    match run(cli).and_then(|code| Ok(crate::out::flush().map(|()| code)?)) {
         Ok(code) => code,
+        // The reader went away (`| head`): it has what it wanted, nothing to report.
+        Err(error) if crate::out::is_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(crate::exit::USAGE)
+            ExitCode::from(crate::exit::code(&error))
         }
     }
 }
@@ -179,7 +185,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::internal::prepare_paths(owner.as_deref(), paths)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut command(), "backupctl", &mut std::io::stdout());
+            // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command(), "backupctl", &mut script);
+            crate::out::bytes(&script)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir: None } => commands::man::print(),

@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn long_chains_need_no_deep_stack() {
         // 0 ← 1 ← … ← n-1, and a cycle closing it.
-        let n = 200_000;
+        let n: usize = 200_000;
         let mut edges: Vec<Vec<usize>> = (0..n)
             .map(|i| i.checked_sub(1).into_iter().collect())
             .collect();

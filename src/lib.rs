@@ -13,6 +13,7 @@ pub mod job_run;
 pub mod logs;
 pub mod metrics;
 pub mod notify;
+pub mod out;
 pub mod paths;
 pub mod process;
 pub mod report;

@@ -6,6 +6,7 @@ mod util;
 
 mod config_errors;
 mod examples;
+mod exit_codes;
 mod generate;
 mod gitsync;
 mod inventory;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use crate::cli::Cli;
 use crate::config::{self, Config, Scope};
 use crate::generator::{self, Content, Options};
+use crate::outln;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,7 +40,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
     let files = generator::render(&config, &options);
     if args.dry_run {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::out::Buffered::new();
         for file in &files {
             match &file.content {
                 Content::Text(text) => writeln!(out, "### {}\n{text}", file.path.display())?,
@@ -48,6 +49,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }
     let dir = args
@@ -56,20 +58,20 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| crate::paths::unit_dir(scope));
     let written = generator::write::write_units(&dir, &files)
         .with_context(|| format!("writing units into {}", dir.display()))?;
-    println!(
+    outln!(
         "wrote {} files to {} ({} unchanged)",
         written.files.len(),
         dir.display(),
         written.unchanged
-    );
+    )?;
     for removed in &written.removed {
-        println!("removed {} (no longer in the config)", removed.display());
+        outln!("removed {} (no longer in the config)", removed.display())?;
     }
     let user = if scope == Scope::User { " --user" } else { "" };
-    println!(
+    outln!(
         "next: systemctl{user} daemon-reload && systemctl{user} start {}",
         generator::job_unit(config::DEFAULT_JOB)
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use crate::cli::Cli;
+use crate::outln;
 use crate::stages::Needs;
 use crate::stages::hello::{print_table, run_checks};
 
@@ -35,10 +36,10 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     for store in &config.stores {
         checks.extend(crate::store::preflight::checks(store));
     }
-    print_table(&checks);
+    print_table(&checks)?;
     let failed = checks.iter().filter(|c| !c.ok).count();
     if failed == 0 {
-        println!("all {} checks passed", checks.len());
+        outln!("all {} checks passed", checks.len())?;
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("{failed} of {} checks failed", checks.len());

@@ -3,9 +3,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
-
 use crate::cli::Cli;
+use crate::outln;
 use crate::stages::StageKind;
 
 #[derive(Debug, clap::Args)]
@@ -21,17 +20,15 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let Some(stage) = config.stage(&args.stage) else {
-        bail!("no stage `{}` in {}", args.stage, config.file.display());
-    };
+    let stage = super::stage(&config, &args.stage)?;
     match &stage.kind {
         StageKind::Git(spec) => {
             let entries = spec.history(args.path.as_deref())?;
             for entry in &entries {
                 if args.json {
-                    println!("{}", serde_json::to_string(entry)?);
+                    outln!("{}", serde_json::to_string(entry)?)?;
                 } else {
-                    println!("{}  {}  {}", &entry.commit[..12], entry.date, entry.subject);
+                    outln!("{}  {}  {}", &entry.commit[..12], entry.date, entry.subject)?;
                 }
             }
             if entries.is_empty() && !args.json {
@@ -42,10 +39,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        other => bail!(
+        other => Err(crate::exit::usage(format_args!(
             "`history` does not know {} stages yet (stage `{}`)",
             other.name(),
             stage.name
-        ),
+        ))),
     }
 }

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ExitCode, Stdio};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::cli::Cli;
 use crate::logs::{self, Record, Selection};
@@ -46,10 +46,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let jobs = match (&args.job, stage_job) {
-        (Some(job), Some(stage_job)) if *job != stage_job => bail!(
-            "stage `{}` belongs to job `{stage_job}`, not `{job}`: leave out --job",
-            args.stage.as_deref().unwrap_or_default()
-        ),
+        (Some(job), Some(stage_job)) if *job != stage_job => {
+            return Err(crate::exit::usage(format_args!(
+                "stage `{}` belongs to job `{stage_job}`, not `{job}`: leave out --job",
+                args.stage.as_deref().unwrap_or_default()
+            )));
+        }
         (Some(job), _) => vec![super::job(&config, job)?.name.clone()],
         (None, Some(stage_job)) => vec![stage_job],
         (None, None) => config.jobs.iter().map(|j| j.name.clone()).collect(),
@@ -101,10 +103,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 None => Ok(()),
             }
         };
-        // A closed pipe (`| head`) ends us quietly.
-        if written.and_then(|()| out.flush()).is_err() {
+        // A closed pipe (`| head`) ends us quietly (exit 0, see `crate::out`); journalctl
+        // is ended first, so that it does not follow on for no one.
+        if let Err(error) = written.and_then(|()| out.flush()) {
             let _ = child.kill();
-            break;
+            let _ = child.wait();
+            return Err(crate::out::closed(error).into());
         }
     }
     let status = child.wait().context("waiting for journalctl")?;

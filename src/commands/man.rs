@@ -2,7 +2,6 @@
 //! backupctl(1) lists its subcommands as `backupctl-NAME(1)`; `--dir` writes those pages too,
 //! so that every reference resolves and every subcommand's options are documented.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -29,10 +28,7 @@ fn man_page(command: &clap::Command) -> clap_mangen::Man {
 pub fn print() -> anyhow::Result<ExitCode> {
     let mut page = Vec::new();
     man_page(&man_command()).render(&mut page)?;
-    std::io::stdout()
-        .lock()
-        .write_all(&page)
-        .context("cannot write the man page to stdout")?;
+    crate::out::bytes(&page).context("cannot write the man page to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
 

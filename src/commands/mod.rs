@@ -21,26 +21,28 @@ pub mod watch;
 
 use crate::config::{Config, Job, Stage};
 
-/// The job named on the command line; the error lists the config's jobs.
+/// The job named on the command line; the error (a usage error, exit 2) lists the config's
+/// jobs.
 pub fn job<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c Job> {
     config.job(name).ok_or_else(|| {
         let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-        anyhow::anyhow!(
+        crate::exit::usage(format_args!(
             "no job `{name}` in {}; its jobs are: {}",
             config.file.display(),
             names.join(", ")
-        )
+        ))
     })
 }
 
-/// The stage named on the command line; the error lists the config's stages.
+/// The stage named on the command line; the error (a usage error, exit 2) lists the
+/// config's stages.
 pub fn stage<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c Stage> {
     config.stage(name).ok_or_else(|| {
         let names: Vec<&str> = config.stages.iter().map(|s| s.name.as_str()).collect();
-        anyhow::anyhow!(
+        crate::exit::usage(format_args!(
             "no stage `{name}` in {}; its stages are: {}",
             config.file.display(),
             names.join(", ")
-        )
+        ))
     })
 }

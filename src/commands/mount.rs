@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use crate::cli::Cli;
 use crate::commands::store::{find, require_root};
+use crate::outln;
 use crate::store::{self, Access, State};
 
 #[derive(Debug, clap::Args)]
@@ -49,7 +50,7 @@ pub fn mount(cli: &Cli, args: &MountArgs) -> anyhow::Result<ExitCode> {
         Access::ReadOnly
     };
     store::open(store, &dir, access)?;
-    println!(
+    outln!(
         "store {} mounted {} at {}; `backupctl umount {}` when done",
         store.name,
         if args.read_write {
@@ -59,7 +60,7 @@ pub fn mount(cli: &Cli, args: &MountArgs) -> anyhow::Result<ExitCode> {
         },
         dir.display(),
         store.name
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -74,15 +75,15 @@ pub fn umount(cli: &Cli, args: &UmountArgs) -> anyhow::Result<ExitCode> {
         .filter(|m| *m != store.mount_point())
         .collect();
     if manual.is_empty() {
-        println!(
+        outln!(
             "store {} has no mount made by `backupctl mount`",
             store.name
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     store::close(store, Some(&manual))?;
     for dir in &manual {
-        println!("unmounted {}", dir.display());
+        outln!("unmounted {}", dir.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

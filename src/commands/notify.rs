@@ -6,9 +6,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::cli::Cli;
+use crate::exit::{Class, Classify, usage};
 use crate::notify::{self, Subject, UnitResult};
 
 #[derive(Debug, clap::Args)]
@@ -32,24 +33,28 @@ pub enum ResultArg {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let Some(settings) = config.notify.as_ref() else {
-        bail!(
+        return Err(usage(format_args!(
             "{} has no [notify] table, so there is nothing to notify: add one (see \
              docs/notify.md), or, if a notifier unit ran this, it is left from an older config: \
              `backupctl generate` removes it",
             config.file.display()
-        );
+        )));
     };
-    let subject = notify::event::subject(&config, &args.unit).with_context(|| {
-        format!(
-            "`{}` is not a unit of this config: expected backup-JOB.service or \
+    let subject = notify::event::subject(&config, &args.unit)
+        .with_context(|| {
+            format!(
+                "`{}` is not a unit of this config: expected backup-JOB.service or \
              backup@STAGE.service of a job or stage it has (after renaming one, run \
              `backupctl generate`)",
-            args.unit
-        )
-    })?;
+                args.unit
+            )
+        })
+        .classify(Class::Usage)?;
     let event = if args.start {
         let Subject::Job(job) = &subject else {
-            bail!("--start needs the job unit (backup-JOB.service), not a stage's");
+            return Err(usage(
+                "--start needs the job unit (backup-JOB.service), not a stage's",
+            ));
         };
         notify::start_event(job, &args.unit)
     } else {

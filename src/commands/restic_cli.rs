@@ -4,9 +4,10 @@
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::cli::Cli;
+use crate::exit::usage;
 use crate::stages::StageKind;
 use crate::stages::restic::{Spec, repo};
 
@@ -21,7 +22,7 @@ pub fn restic_spec(cli: &Cli, name: &str) -> anyhow::Result<Spec> {
         .collect();
     match config.stage(name).map(|s| &s.kind) {
         Some(StageKind::Restic(spec)) => Ok(spec.as_ref().clone()),
-        found => bail!(
+        found => Err(usage(format_args!(
             "{} `{name}` in {}; its restic stages are: {}",
             if found.is_some() {
                 "not a restic stage:"
@@ -34,7 +35,7 @@ pub fn restic_spec(cli: &Cli, name: &str) -> anyhow::Result<Spec> {
             } else {
                 restic_stages.join(", ")
             }
-        ),
+        ))),
     }
 }
 
@@ -74,10 +75,10 @@ pub fn snapshots(cli: &Cli, stage: &str, all: bool, json: bool) -> anyhow::Resul
 pub fn mount(cli: &Cli, stage: &str, dir: &std::path::Path, all: bool) -> anyhow::Result<ExitCode> {
     let spec = restic_spec(cli, stage)?;
     if !dir.is_dir() {
-        bail!(
+        return Err(usage(format_args!(
             "{} is not a directory; create an empty one to mount the repository on",
             dir.display()
-        );
+        )));
     }
     let mut command = repo::interactive_command(&spec, cli.scope())?;
     command.arg("mount");

@@ -7,10 +7,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
-
 use crate::cli::Cli;
 use crate::commands::restic_cli::{exec, filter_args, restic_spec};
+use crate::outln;
 use crate::stages::StageKind;
 use crate::stages::restic::repo;
 
@@ -37,25 +36,23 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let Some(stage) = config.stage(&args.stage) else {
-        bail!("no stage `{}` in {}", args.stage, config.file.display());
-    };
+    let stage = super::stage(&config, &args.stage)?;
     match &stage.kind {
         StageKind::Git(spec) => {
             let files = spec.restore(&args.commit, &args.include, &args.target)?;
-            println!(
+            outln!(
                 "restored {files} file(s) from {} into {}",
                 args.commit,
                 args.target.display()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         StageKind::Restic(_) => restore_restic(cli, args),
-        other => bail!(
+        other => Err(crate::exit::usage(format_args!(
             "`restore` works on restic and git stages; `{}` is a {} stage",
             stage.name,
             other.name()
-        ),
+        ))),
     }
 }
 

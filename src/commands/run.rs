@@ -3,10 +3,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::anyhow;
 
 use crate::cli::Cli;
 use crate::config::DEFAULT_JOB;
+use crate::exit::Class;
+use crate::outln;
 use crate::runner;
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +31,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         eprint!("\n{}", runner::here::summary(&report));
         return Ok(if report.succeeded() {
             ExitCode::SUCCESS
+        } else if crate::signals::stopped() {
+            ExitCode::from(crate::exit::INTERRUPTED)
         } else {
             ExitCode::from(crate::exit::FAILED)
         });
@@ -39,26 +43,35 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         } else {
             format!(": {}", stage.status_text)
         };
-        println!("{:<16} {}{status}", stage.name, stage.describe());
+        // The job goes on, and `run` reports its result, whether or not anyone still reads
+        // the progress lines: a closed stdout is ignored here (and only here).
+        let _ = outln!("{:<16} {}{status}", stage.name, stage.describe());
     });
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
             let hint = error.hint(scope);
-            bail!("{error}\n{hint}");
+            // Units that are not loaded: nothing ran, the setup is to be fixed (2).
+            let class = match error {
+                runner::systemd::SystemdError::Start { .. } => Class::Usage,
+                _ => Class::Failed,
+            };
+            return Err(crate::exit::classified(class, anyhow!("{error}\n{hint}")));
         }
     };
+    let mut lines = String::new();
     for stage in outcome.stages.iter().filter(|s| !s.ran) {
-        println!("{:<16} {}", stage.name, stage.describe());
+        lines.push_str(&format!("{:<16} {}\n", stage.name, stage.describe()));
     }
-    println!(
-        "job {job} {}",
+    lines.push_str(&format!(
+        "job {job} {}\n",
         if outcome.succeeded {
             "succeeded"
         } else {
             "failed (see `journalctl -x` or `backupctl logs`)"
         }
-    );
+    ));
+    let _ = crate::out::bytes(lines.as_bytes());
     Ok(if outcome.succeeded {
         ExitCode::SUCCESS
     } else {

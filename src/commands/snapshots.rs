@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-
 use crate::cli::Cli;
 use crate::commands::store::find;
+use crate::exit::usage;
+use crate::outln;
 use crate::stages::StageKind;
 use crate::store::{self, Access, rotate};
 
@@ -26,24 +26,24 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let stage = config
-        .stage(&args.stage)
-        .with_context(|| format!("no stage `{}` in {}", args.stage, config.file.display()))?;
+    let stage = super::stage(&config, &args.stage)?;
     let spec = match &stage.kind {
         StageKind::Restic(_) => {
             return crate::commands::restic_cli::snapshots(cli, &args.stage, args.all, args.json);
         }
         StageKind::Rsync(spec) => spec,
-        _ => bail!(
-            "stage `{}` keeps no snapshots: restic stages and rsync stages with `rotate` do",
-            stage.name
-        ),
+        _ => {
+            return Err(usage(format_args!(
+                "stage `{}` keeps no snapshots: restic stages and rsync stages with `rotate` do",
+                stage.name
+            )));
+        }
     };
     let Some(rotate) = &spec.rotate else {
-        bail!(
+        return Err(usage(format_args!(
             "stage `{}` keeps no snapshots; add rotate = {{ every = \"168h\", keep = 8 }}",
             stage.name
-        );
+        )));
     };
     let destination = PathBuf::from(spec.destination.get_ref().trim_end_matches('/'));
     let snapshots = match &stage.store {
@@ -70,20 +70,20 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     let rotate = rotate.get_ref();
-    println!(
+    outln!(
         "{} snapshot(s) of {} (every {}, keep {}):",
         snapshots.len(),
         destination.display(),
         rotate.every.get_ref(),
         rotate.keep.get_ref()
-    );
+    )?;
     for snapshot in &snapshots {
         let name = snapshot
             .path
             .file_name()
             .unwrap_or_default()
             .to_string_lossy();
-        println!("{name}  {}", snapshot.taken);
+        outln!("{name}  {}", snapshot.taken)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,6 @@
 //! `backupctl status [JOB] [--json]`: the last run of each job and the state of its stages,
 //! from the run records and systemd (`crate::status`).
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use crate::cli::Cli;
@@ -34,9 +33,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         let color = crate::report::terminal::stdout_color();
         status::table::render(&status, color)
     };
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        // `status | head` is fine.
-        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
+    crate::out::bytes(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

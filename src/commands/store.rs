@@ -3,10 +3,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::cli::Cli;
 use crate::config::{Config, Store};
+use crate::exit::{Class, Classify};
+use crate::outln;
 use crate::store::{self, Access, init, luks};
 
 #[derive(Debug, clap::Args)]
@@ -36,23 +38,26 @@ pub enum Verb {
     Close { name: String },
 }
 
-/// The store NAME of the config, or an error listing the stores there are.
+/// The store NAME of the config, or a usage error listing the stores there are.
 pub fn find<'a>(config: &'a Config, name: &str) -> anyhow::Result<&'a Store> {
-    config.store(name).with_context(|| {
-        let names: Vec<&str> = config.stores.iter().map(|s| s.name.as_str()).collect();
-        if names.is_empty() {
-            format!(
-                "{} defines no stores; add a [store.{name}] table",
-                config.file.display()
-            )
-        } else {
-            format!(
-                "no store `{name}` in {}; its stores are: {}",
-                config.file.display(),
-                names.join(", ")
-            )
-        }
-    })
+    config
+        .store(name)
+        .with_context(|| {
+            let names: Vec<&str> = config.stores.iter().map(|s| s.name.as_str()).collect();
+            if names.is_empty() {
+                format!(
+                    "{} defines no stores; add a [store.{name}] table",
+                    config.file.display()
+                )
+            } else {
+                format!(
+                    "no store `{name}` in {}; its stores are: {}",
+                    config.file.display(),
+                    names.join(", ")
+                )
+            }
+        })
+        .classify(Class::Usage)
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -61,10 +66,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         Verb::InitKey { name } => {
             let store = find(&config, name)?;
             init::init_key(store)?;
-            println!(
+            outln!(
                 "created the key {} (mode 0400). Keep a copy somewhere safe, away from the NAS: without it the store cannot be read.",
                 store.keyfile.display()
-            );
+            )?;
         }
         Verb::Init {
             name,
@@ -77,10 +82,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 iterations: *pbkdf_force_iterations,
             };
             init::init_store(store, &kdf)?;
-            println!(
+            outln!(
                 "created the encrypted image {} on the remote (LUKS2, btrfs inside)",
                 store.image
-            );
+            )?;
         }
         Verb::Open { name } => {
             let store = find(&config, name)?;
@@ -99,7 +104,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 /// Refuses early, with a useful message, what only root can do.
 pub fn require_root(what: &str) -> anyhow::Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
-        bail!("{what} needs root (mount, cryptsetup): run it with sudo");
+        return Err(crate::exit::usage(format_args!(
+            "{what} needs root (mount, cryptsetup): run it with sudo"
+        )));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! `+ PATH` new, `- PATH` missing, `R OLD -> NEW` renamed, `M PATH (what)` changed.
 //! Exit code 0: identical; 1: differences found; 2: the manifest or tree could not be read.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,7 +40,7 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let expected = Manifest::decode(&data)
         .with_context(|| format!("cannot read the manifest {}", args.manifest.display()))?;
     let Some(dir) = &args.dir else {
-        list(&expected);
+        list(&expected)?;
         return Ok(ExitCode::SUCCESS);
     };
     let mut ignore = Ignore::default();
@@ -63,13 +64,11 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     let differences = diff::compare(&expected, &scan.take_manifest(), ignore);
-    {
-        use std::io::Write;
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        for difference in &differences {
-            writeln!(out, "{difference}")?;
-        }
+    let mut out = crate::out::Buffered::new();
+    for difference in &differences {
+        writeln!(out, "{difference}")?;
     }
+    out.finish()?;
     if differences.is_empty() && scan.problems == 0 {
         eprintln!(
             "{}: identical to {} ({} entries)",
@@ -95,10 +94,9 @@ pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// One line an entry: type, mode, uid:gid, size, mtime, hash or target, path.
-fn list(manifest: &Manifest) {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let _ = writeln!(out, "# root {}", manifest.root.display());
+fn list(manifest: &Manifest) -> std::io::Result<()> {
+    let mut out = crate::out::Buffered::new();
+    writeln!(out, "# root {}", manifest.root.display())?;
     for entry in &manifest.entries {
         let detail = match (&entry.hash, &entry.target) {
             (Some(hash), _) => hash.iter().map(|b| format!("{b:02x}")).collect(),
@@ -110,7 +108,7 @@ fn list(manifest: &Manifest) {
         } else {
             display_bytes(&entry.path)
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "{} {:04o} {}:{} {} {}.{:09} {} {}",
             entry.file_type.code() as char,
@@ -122,6 +120,7 @@ fn list(manifest: &Manifest) {
             entry.mtime_nsec,
             detail,
             path
-        );
+        )?;
     }
+    out.finish()
 }

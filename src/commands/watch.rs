@@ -15,6 +15,7 @@ use zbus::{Connection, MatchRule, MessageStream};
 use crate::cli::Cli;
 use crate::config::Scope;
 use crate::config::size::human_bytes;
+use crate::outln;
 use crate::report::dbus::{INTERFACE, PROJECT, object_path, stage_of_path, unlabel};
 use crate::report::{Progress, short_duration};
 
@@ -62,19 +63,20 @@ impl View {
         }
     }
 
-    /// An event worth a line of its own.
-    fn event(&mut self, stage: &str, text: &str) {
+    /// An event worth a line of its own. An error only when stdout was closed: then there is no one left to watch for.
+    fn event(&mut self, stage: &str, text: &str) -> std::io::Result<()> {
         let line = format!("{stage}: {text}");
         match &self.bars {
             Some((multi, _)) => {
                 let _ = multi.println(line);
+                Ok(())
             }
-            None => println!("{line}"),
+            None => outln!("{line}"),
         }
     }
 
     /// A progress update: the stage's bar, or a line at most once a second.
-    fn progress(&mut self, stage: &str, percent: f64, text: String) {
+    fn progress(&mut self, stage: &str, percent: f64, text: String) -> std::io::Result<()> {
         match &mut self.bars {
             Some((multi, bars)) => {
                 let bar = bars.entry(stage.to_string()).or_insert_with(|| {
@@ -97,10 +99,11 @@ impl View {
                     .is_none_or(|last| last.elapsed() >= Duration::from_secs(1));
                 if due {
                     self.last_line.insert(stage.to_string(), Instant::now());
-                    println!("{stage}: {text}");
+                    outln!("{stage}: {text}")?;
                 }
             }
         }
+        Ok(())
     }
 
     fn done(&mut self, stage: &str) {
@@ -137,11 +140,11 @@ async fn watch(scope: Scope, only: Option<&str>) -> anyhow::Result<ExitCode> {
         .filter(|stage| only.is_none_or(|only| only == stage))
         .collect();
     for stage in &running {
-        view.event(stage, "running");
+        view.event(stage, "running")?;
     }
     if running.is_empty() {
         let what = only.map_or("stages".to_string(), |s| format!("stage {s}"));
-        view.event("watch", &format!("waiting for {what} to start ({bus} bus)"));
+        view.event("watch", &format!("waiting for {what} to start ({bus} bus)"))?;
     }
 
     while let Some(message) = stream.next().await {
@@ -153,7 +156,7 @@ async fn watch(scope: Scope, only: Option<&str>) -> anyhow::Result<ExitCode> {
         let member = header.member().map(|m| m.to_string()).unwrap_or_default();
         let body = message.body();
         match member.as_str() {
-            "BackupStarted" => view.event(&stage, "started"),
+            "BackupStarted" => view.event(&stage, "started")?,
             "Progress" => {
                 let (
                     elapsed,
@@ -183,7 +186,7 @@ async fn watch(scope: Scope, only: Option<&str>) -> anyhow::Result<ExitCode> {
                 if errors > 0 {
                     line.push_str(&format!(", {errors} errors"));
                 }
-                view.progress(&stage, fraction * 100.0, line);
+                view.progress(&stage, fraction * 100.0, line)?;
             }
             "BackupComplete" => {
                 let c: CompleteArgs = body.deserialize()?;
@@ -198,7 +201,7 @@ async fn watch(scope: Scope, only: Option<&str>) -> anyhow::Result<ExitCode> {
                     line.push_str(&format!(", snapshot {snapshot}"));
                 }
                 view.done(&stage);
-                view.event(&stage, &line);
+                view.event(&stage, &line)?;
                 if only.is_some() {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -207,12 +210,12 @@ async fn watch(scope: Scope, only: Option<&str>) -> anyhow::Result<ExitCode> {
                 let (error, during, item): (String, String, String) = body.deserialize()?;
                 if during == "stage" {
                     view.done(&stage);
-                    view.event(&stage, &format!("failed: {error}"));
+                    view.event(&stage, &format!("failed: {error}"))?;
                     if only.is_some() {
                         return Ok(ExitCode::from(crate::exit::FAILED));
                     }
                 } else {
-                    view.event(&stage, &format!("error during {during}: {error} ({item})"));
+                    view.event(&stage, &format!("error during {during}: {error} ({item})"))?;
                 }
             }
             _ => {}

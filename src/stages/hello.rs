@@ -78,7 +78,8 @@ impl Kind for Spec {
         ctx.report
             .status("hello: checking tools, destinations and secrets");
         let checks = run_checks(&needs, &self.tools, self.min_free());
-        print_table(&checks);
+        // The table is for the reader; a closed stdout must not change the stage's result.
+        let _ = print_table(&checks);
         let failures: Vec<String> = checks
             .iter()
             .filter(|check| !check.ok)
@@ -266,7 +267,7 @@ pub fn check_secret(path: &Path) -> Check {
 
 /// On a terminal or pipe: an aligned table on stdout. Under systemd: one journal record per
 /// row (with the stage's fields), failures at error priority.
-pub fn print_table(checks: &[Check]) {
+pub fn print_table(checks: &[Check]) -> std::io::Result<()> {
     let under_journal =
         std::env::var_os("JOURNAL_STREAM").is_some() && !std::io::stdout().is_terminal();
     if under_journal {
@@ -287,7 +288,7 @@ pub fn print_table(checks: &[Check]) {
                 );
             }
         }
-        return;
+        return Ok(());
     }
     let width = checks
         .iter()
@@ -295,14 +296,18 @@ pub fn print_table(checks: &[Check]) {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!("{:<11} {:<width$} {:<5} DETAIL", "CHECK", "ITEM", "STATE");
+    crate::outln!("{:<11} {:<width$} {:<5} DETAIL", "CHECK", "ITEM", "STATE")?;
     for check in checks {
         let state = if check.ok { "ok" } else { "FAIL" };
-        println!(
+        crate::outln!(
             "{:<11} {:<width$} {:<5} {}",
-            check.what, check.item, state, check.detail
-        );
+            check.what,
+            check.item,
+            state,
+            check.detail
+        )?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
