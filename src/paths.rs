@@ -72,3 +72,56 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
             let _ = std::fs::remove_file(&temporary);
         })
 }
+
+/// Why [`read_regular`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("it is a {0}, not a regular file")]
+    NotRegular(&'static str),
+    #[error("it is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+}
+
+/// Reads a regular file whole, at most `limit` bytes. A FIFO, device, socket or directory
+/// is refused at once: the open is non-blocking (a FIFO without a writer would block it) and
+/// the type is checked on the descriptor before any read (`/dev/zero` never ends).
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("directory")
+    } else if kind.is_fifo() {
+        Some("FIFO (named pipe)")
+    } else if kind.is_char_device() {
+        Some("character device")
+    } else if kind.is_block_device() {
+        Some("block device")
+    } else if kind.is_socket() {
+        Some("socket")
+    } else {
+        Some("special file")
+    };
+    if let Some(what) = what {
+        return Err(ReadError::NotRegular(what));
+    }
+    if metadata.len() > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    // One byte more than allowed tells a file that grew past the limit while read.
+    let mut data = Vec::with_capacity(metadata.len() as usize);
+    file.take(limit + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    Ok(data)
+}

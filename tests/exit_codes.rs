@@ -284,3 +284,100 @@ fn issue11_check_of_a_33000_stage_chain_does_not_panic() {
         listing.len()
     );
 }
+
+/// A FIFO, created in the test's directory.
+fn fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+/// The bug: `verify --manifest` on a FIFO blocked forever, on /dev/zero read until memory ran
+/// out; `--config` on a FIFO blocked too.
+#[test]
+fn issue11_verify_and_config_refuse_fifos_and_devices_at_once() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let pipe = dir.join("fifo");
+    fifo(&pipe);
+    std::fs::create_dir(dir.join("tree")).unwrap();
+    let limit = Duration::from_secs(20);
+    for (manifest, what) in [
+        (pipe.as_path(), "FIFO"),
+        (Path::new("/dev/zero"), "character device"),
+        (dir, "directory"),
+    ] {
+        let output = output_within(
+            backupctl()
+                .arg("verify")
+                .arg("--manifest")
+                .arg(manifest)
+                .arg(dir.join("tree")),
+            limit,
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(stderr(&output).contains(what), "{}", stderr(&output));
+    }
+    for (config, what) in [
+        (pipe.as_path(), "FIFO"),
+        (Path::new("/dev/zero"), "character device"),
+        (dir, "directory"),
+    ] {
+        let output = output_within(backupctl().arg("--config").arg(config).arg("status"), limit);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains(&format!("cannot read the config: it is a {what}")),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+/// The bug: a manifest whose checksum is right but whose entries are out of order gave a
+/// wrong diff (an entry both missing and added) instead of an error.
+#[test]
+fn issue11_verify_refuses_an_unsorted_manifest_with_a_valid_checksum() {
+    use backupctl::stages::manifest::format::{Entry, FileType, Manifest};
+    let dir = tempdir();
+    let dir = dir.path();
+    let tree = dir.join("tree");
+    for name in ["a", "b"] {
+        std::fs::create_dir_all(tree.join(name)).unwrap();
+    }
+    let entry = |path: &str| Entry {
+        path: path.as_bytes().to_vec(),
+        file_type: FileType::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        target: None,
+        rdev: None,
+        hash: None,
+    };
+    let manifest = Manifest {
+        root: tree.clone(),
+        entries: vec![entry(""), entry("b"), entry("a")],
+    };
+    let file = dir.join("tree.manifest");
+    // `encode` computes the checksum over what it is given, sorted or not.
+    write(&file, manifest.encode());
+    let output = crate::util::run(
+        backupctl()
+            .arg("verify")
+            .arg("--manifest")
+            .arg(&file)
+            .arg(&tree),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("entry 3 (a): entries are not in path order"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stdout(&output).is_empty(),
+        "no differences listed: {}",
+        stdout(&output)
+    );
+}

@@ -10,11 +10,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::Cli;
+use crate::exit::{Class, Classify};
 use crate::stages::manifest::cache::Cache;
 use crate::stages::manifest::diff::{self, Ignore};
 use crate::stages::manifest::exclude::Excludes;
 use crate::stages::manifest::format::{Manifest, display_bytes};
 use crate::stages::manifest::walk::{self, Counters, WalkOptions};
+
+/// The largest manifest read: about 20 million entries.
+const MAX_MANIFEST_SIZE: u64 = 1 << 30;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,10 +39,13 @@ pub struct Args {
 }
 
 pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let data = std::fs::read(&args.manifest)
-        .with_context(|| format!("cannot read the manifest {}", args.manifest.display()))?;
+    // A manifest that cannot be read is a bad argument (2), as the module doc says.
+    let data = crate::paths::read_regular(&args.manifest, MAX_MANIFEST_SIZE)
+        .with_context(|| format!("cannot read the manifest {}", args.manifest.display()))
+        .classify(Class::Usage)?;
     let expected = Manifest::decode(&data)
-        .with_context(|| format!("cannot read the manifest {}", args.manifest.display()))?;
+        .with_context(|| format!("cannot read the manifest {}", args.manifest.display()))
+        .classify(Class::Usage)?;
     let Some(dir) = &args.dir else {
         list(&expected)?;
         return Ok(ExitCode::SUCCESS);

@@ -169,24 +169,38 @@ impl Config {
         (stages, edges)
     }
 
-    /// Reads and validates a config file.
+    /// Reads and validates a config file: a regular file of at most [`MAX_CONFIG_SIZE`]
+    /// (a FIFO, device or directory is refused at once instead of blocking or filling memory).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
+        use crate::paths::ReadError;
+        let cannot_read = |error: ReadError| {
+            let help = match &error {
+                ReadError::Io(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    "create it (see `man backupctl` or the README's config reference), or pass --config FILE".into()
+                }
+                ReadError::Io(_) => "check the file's permissions".into(),
+                ReadError::NotRegular(_) => "pass the path of the config file itself".into(),
+                ReadError::TooLarge { .. } => {
+                    "is this the config? a config this large is not supported".into()
+                }
+            };
+            ConfigError::whole_file(path, format!("cannot read the config: {error}"), Some(help))
+        };
+        let data = crate::paths::read_regular(path, MAX_CONFIG_SIZE).map_err(cannot_read)?;
+        let text = String::from_utf8(data).map_err(|error| {
             ConfigError::whole_file(
                 path,
-                format!("cannot read the config: {error}"),
-                Some(match error.kind() {
-                    std::io::ErrorKind::NotFound => {
-                        "create it (see `man backupctl` or the README's config reference), or pass --config FILE".into()
-                    }
-                    _ => "check the file's permissions".into(),
-                }),
+                format!("cannot read the config: not UTF-8 text ({error})"),
+                Some("save the file as UTF-8".into()),
             )
         })?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         parse(&absolute, &text)
     }
 }
+
+/// The largest config file read (50 000 stages take about 3 MiB).
+pub const MAX_CONFIG_SIZE: u64 = 16 << 20;
 
 /// The default config file of a scope: `/etc/backupctl/config.toml`, or
 /// `$XDG_CONFIG_HOME/backupctl/config.toml` (default `~/.config/…`) for a user.

@@ -138,6 +138,14 @@ pub enum FormatError {
     Truncated,
     #[error("the manifest is corrupt: {0}")]
     Corrupt(&'static str),
+    /// An entry that decodes but cannot be right; `entry` counts from 1 in file order, the
+    /// line of `backupctl verify --manifest FILE`'s listing after its `# root` line.
+    #[error("the manifest is corrupt at entry {entry} ({path}): {what}")]
+    Entry {
+        entry: u64,
+        path: String,
+        what: &'static str,
+    },
     #[error("the manifest's checksum does not match: the file was damaged")]
     Checksum,
 }
@@ -207,6 +215,13 @@ impl Manifest {
                 }
                 _ => {}
             }
+            check_entry(&entry, &previous, entries.is_empty()).map_err(|what| {
+                FormatError::Entry {
+                    entry: entries.len() as u64 + 1,
+                    path: display_bytes(&entry.path),
+                    what,
+                }
+            })?;
             previous.clone_from(&entry.path);
             entries.push(entry);
         }
@@ -215,6 +230,39 @@ impl Manifest {
         }
         Ok(Manifest { root, entries })
     }
+}
+
+/// What a decoded entry must be for a comparison to be right: the diff walks two manifests
+/// in step by path, so an entry out of order would be reported missing *and* added.
+fn check_entry(entry: &Entry, previous: &[u8], first: bool) -> Result<(), &'static str> {
+    if first {
+        if !entry.path.is_empty() || entry.file_type != FileType::Dir {
+            return Err("the first entry must be the root directory (empty path)");
+        }
+    } else if entry.path.as_slice() <= previous {
+        return Err("entries are not in path order (sorted by bytes, each path once)");
+    }
+    if !first
+        && entry
+            .path
+            .split(|&b| b == b'/')
+            .any(|part| matches!(part, b"" | b"." | b".."))
+    {
+        return Err("the path has an empty, `.` or `..` component");
+    }
+    if entry.path.contains(&0) {
+        return Err("the path holds a NUL byte");
+    }
+    if entry.mode > 0o7777 {
+        return Err("mode out of range (more than permission bits)");
+    }
+    if entry.mtime_nsec >= 1_000_000_000 {
+        return Err("nanoseconds out of range");
+    }
+    if entry.size > i64::MAX as u64 {
+        return Err("size out of range");
+    }
+    Ok(())
 }
 
 /// The bytes of a manifest of `root` whose `count` entries, sorted by path, are `entries`
