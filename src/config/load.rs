@@ -123,6 +123,18 @@ impl Source<'_> {
         ConfigError::at(self.file, self.text, error.span(), message, help)
     }
 
+    /// Checks a path value against the one rule of [`super::pathname`].
+    pub(super) fn normalized(
+        &self,
+        span: Range<usize>,
+        path: &Path,
+        key: &str,
+    ) -> Result<(), ConfigError> {
+        let text = path.to_string_lossy();
+        super::pathname::check(&text)
+            .map_err(|problem| self.error(span, problem.message(key, &text), problem.help()))
+    }
+
     fn spec(&self, error: SpecError, fallback: Range<usize>) -> ConfigError {
         match error {
             SpecError::Toml(error) => self.toml(error, None),
@@ -153,6 +165,8 @@ fn hint_for_toml_message(message: &str) -> Option<String> {
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let source = Source { file, text };
     let root = DeTable::parse(text).map_err(|error| source.toml(error, None))?;
+    // Before any key is read: no string anywhere may carry what could reshape a unit file.
+    super::text::check_document(&source, &root)?;
 
     let mut jobs: Vec<(Option<Range<usize>>, Job)> = Vec::new();
     let mut stage_entries = Vec::new();
@@ -504,6 +518,9 @@ fn stage(
             Some("e.g. when_mounted = \"/mnt/usb\"".into()),
         ));
     }
+    if let Some(path) = &raw.when_mounted {
+        source.normalized(path.span(), path.get_ref(), "when_mounted")?;
+    }
     let snapshot = snapshot_settings(source, &mut raw, &kind, &kind_name)?;
     let mut environment = IndexMap::new();
     for (key, value) in raw.environment.unwrap_or_default() {
@@ -522,13 +539,6 @@ fn stage(
                     key.get_ref()
                 ),
                 Some("use letters, digits and `_`, not starting with a digit".into()),
-            ));
-        }
-        if value.get_ref().contains('\n') {
-            return Err(source.error(
-                value.span(),
-                "environment values cannot contain a newline",
-                None,
             ));
         }
         environment.insert(key.into_inner(), value.into_inner());
@@ -661,6 +671,7 @@ fn store(
                         Some("e.g. password_file = \"/etc/backupctl/nas-password\"".into()),
                     ));
                 }
+                source.normalized(file.span(), file.get_ref(), "password_file")?;
                 Password::File(file.into_inner())
             }
             (None, Some(id)) => {
@@ -729,6 +740,9 @@ fn store(
                 Some("use UUID=… (see `blkid`), LABEL=…, PARTUUID=… or a path under /dev".into()),
             ));
         }
+        if text.starts_with('/') {
+            source.normalized(device.span(), Path::new(text), "device")?;
+        }
         Remote::Block {
             device: device.into_inner(),
         }
@@ -772,6 +786,7 @@ fn store(
             Some("keep it on this machine, e.g. keyfile = \"/etc/backupctl/nas.key\"".into()),
         ));
     }
+    source.normalized(raw.keyfile.span(), raw.keyfile.get_ref(), "keyfile")?;
     Ok(Store {
         name: name.into_inner(),
         remote,
@@ -791,6 +806,7 @@ fn snapshot_settings(
 ) -> Result<Option<snapshot::Settings>, ConfigError> {
     let absolute = |path: &Spanned<PathBuf>, key: &str| {
         if path.get_ref().is_absolute() {
+            source.normalized(path.span(), path.get_ref(), key)?;
             Ok(path.get_ref().clone())
         } else {
             Err(source.error(
