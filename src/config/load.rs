@@ -49,8 +49,8 @@ struct RawJob {
     schedule: Option<Spanned<String>>,
     randomized_delay: Option<Spanned<String>>,
     persistent: Option<bool>,
-    user: Option<String>,
-    group: Option<String>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -339,18 +339,46 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
             )
         })?;
     }
+    for (key, value) in [("user", &raw.user), ("group", &raw.group)] {
+        if let Some(value) = value {
+            check_account(source, key, value)?;
+        }
+    }
     Ok(Job {
         name: name.to_string(),
         description: raw.description,
+        user: raw.user.map(Spanned::into_inner),
+        group: raw.group.map(Spanned::into_inner),
         schedule: raw.schedule.map(Spanned::into_inner),
         randomized_delay: raw
             .randomized_delay
             .map(|text| timespan(source, &text, "randomized_delay"))
             .transpose()?,
         persistent: raw.persistent.unwrap_or(true),
-        user: raw.user,
-        group: raw.group,
     })
+}
+
+/// `user`/`group` become `User=`/`Group=`, and systemd *ignores* a name it finds invalid: the
+/// stages would run as root. So only names every system takes (or numeric ids) pass.
+fn check_account(source: &Source, key: &str, name: &Spanned<String>) -> Result<(), ConfigError> {
+    let text = name.get_ref();
+    let numeric = !text.is_empty() && text.len() <= 10 && text.chars().all(|c| c.is_ascii_digit());
+    let portable = !text.is_empty()
+        && text.len() <= 31
+        && text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if numeric || portable {
+        return Ok(());
+    }
+    Err(source.error(
+        name.span(),
+        format!("`{key}` is not a valid {key} name"),
+        Some(format!(
+            "systemd ignores an invalid {key} name and runs the stages as root: use up to 31 letters, digits, `_` and `-`, starting with a letter or `_` (or a numeric id)"
+        )),
+    ))
 }
 
 pub(super) fn timespan(
