@@ -931,3 +931,57 @@ fn verify_sample(sample: &[(&str, String)]) {
     }
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// The config's own path goes into every unit's header comment and `ExecStart=`.
+#[test]
+fn generate_refuses_a_config_path_that_would_break_a_unit_line() {
+    let dir = repo_root().join("target/tmp/unit-injection-path");
+    let config = dir.join("nightly\nExecStartPre=+x.toml");
+    crate::util::write(&config, "[stage.hello]\nkind = \"hello\"\n");
+    let output = run(crate::util::backupctl().arg("--config").arg(&config).args([
+        "generate",
+        "--dry-run",
+        "--binary",
+        "/usr/bin/backupctl",
+    ]));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !output.status.success(),
+        "generate accepted it:\n{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("the config path")
+            && stderr(&output).contains("a line feed (U+000A)"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stdout(&output).contains("ExecStartPre=+x"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// The binary's path goes into every `ExecStart=` too.
+#[test]
+fn generate_refuses_a_binary_path_ending_in_a_backslash() {
+    let config = repo_root().join("tests/generate/dag-and-settings/config.toml");
+    let output = run(crate::util::backupctl().arg("--config").arg(&config).args([
+        "generate",
+        "--dry-run",
+        "--binary",
+        "/usr/bin/backupctl\\",
+    ]));
+    assert!(
+        !output.status.success(),
+        "generate accepted it:\n{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("the backupctl binary path")
+            && stderr(&output).contains("a backslash at its end"),
+        "{}",
+        stderr(&output)
+    );
+}
