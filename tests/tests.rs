@@ -17,4 +17,5 @@ mod run_here;
 mod snapshot;
 mod store;
 mod systemd_e2e;
+mod unit_injection;
 mod watch;

@@ -38,6 +38,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         scope,
         binary: args.binary.clone().unwrap_or_else(this_binary),
     };
+    generator::check_paths(&config, &options)?;
     let files = generator::render(&config, &options);
     if args.dry_run {
         let mut out = crate::out::Buffered::new();
@@ -105,6 +106,10 @@ pub fn as_systemd_generator(argv0: &OsString, dirs: &[PathBuf]) -> ExitCode {
         scope,
         binary: this_binary(),
     };
+    if let Err(error) = generator::check_paths(&config, &options) {
+        log_boot(scope, &format!("no units generated: {error}"));
+        return ExitCode::SUCCESS;
+    }
     let files = generator::render(&config, &options);
     match generator::write::write_units(&dirs[0], &files) {
         Ok(_) => ExitCode::SUCCESS,

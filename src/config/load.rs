@@ -50,8 +50,8 @@ struct RawJob {
     schedule: Option<Spanned<String>>,
     randomized_delay: Option<Spanned<String>>,
     persistent: Option<bool>,
-    user: Option<String>,
-    group: Option<String>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +124,18 @@ impl Source<'_> {
         ConfigError::at(self.file, self.text, error.span(), message, help)
     }
 
+    /// Checks a path value against the one rule of [`super::pathname`].
+    pub(super) fn normalized(
+        &self,
+        span: Range<usize>,
+        path: &Path,
+        key: &str,
+    ) -> Result<(), ConfigError> {
+        let text = path.to_string_lossy();
+        super::pathname::check(&text)
+            .map_err(|problem| self.error(span, problem.message(key, &text), problem.help()))
+    }
+
     fn spec(&self, error: SpecError, fallback: Range<usize>) -> ConfigError {
         match error {
             SpecError::Toml(error) => self.toml(error, None),
@@ -154,6 +166,8 @@ fn hint_for_toml_message(message: &str) -> Option<String> {
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let source = Source { file, text };
     let root = DeTable::parse(text).map_err(|error| source.toml(error, None))?;
+    // Before any key is read: no string anywhere may carry what could reshape a unit file.
+    super::text::check_document(&source, &root)?;
 
     let mut jobs: Vec<(Option<Range<usize>>, Job)> = Vec::new();
     let mut stage_entries = Vec::new();
@@ -327,18 +341,46 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
             )
         })?;
     }
+    for (key, value) in [("user", &raw.user), ("group", &raw.group)] {
+        if let Some(value) = value {
+            check_account(source, key, value)?;
+        }
+    }
     Ok(Job {
         name: name.to_string(),
         description: raw.description,
+        user: raw.user.map(Spanned::into_inner),
+        group: raw.group.map(Spanned::into_inner),
         schedule: raw.schedule.map(Spanned::into_inner),
         randomized_delay: raw
             .randomized_delay
             .map(|text| timespan(source, &text, "randomized_delay"))
             .transpose()?,
         persistent: raw.persistent.unwrap_or(true),
-        user: raw.user,
-        group: raw.group,
     })
+}
+
+/// `user`/`group` become `User=`/`Group=`, and systemd *ignores* a name it finds invalid: the
+/// stages would run as root. So only names every system takes (or numeric ids) pass.
+fn check_account(source: &Source, key: &str, name: &Spanned<String>) -> Result<(), ConfigError> {
+    let text = name.get_ref();
+    let numeric = !text.is_empty() && text.len() <= 10 && text.chars().all(|c| c.is_ascii_digit());
+    let portable = !text.is_empty()
+        && text.len() <= 31
+        && text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if numeric || portable {
+        return Ok(());
+    }
+    Err(source.error(
+        name.span(),
+        format!("`{key}` is not a valid {key} name"),
+        Some(format!(
+            "systemd ignores an invalid {key} name and runs the stages as root: use up to 31 letters, digits, `_` and `-`, starting with a letter or `_` (or a numeric id)"
+        )),
+    ))
 }
 
 pub(super) fn timespan(
@@ -506,6 +548,9 @@ fn stage(
             Some("e.g. when_mounted = \"/mnt/usb\"".into()),
         ));
     }
+    if let Some(path) = &raw.when_mounted {
+        source.normalized(path.span(), path.get_ref(), "when_mounted")?;
+    }
     let snapshot = snapshot_settings(source, &mut raw, &kind, &kind_name)?;
     let mut environment = IndexMap::new();
     for (key, value) in raw.environment.unwrap_or_default() {
@@ -524,13 +569,6 @@ fn stage(
                     key.get_ref()
                 ),
                 Some("use letters, digits and `_`, not starting with a digit".into()),
-            ));
-        }
-        if value.get_ref().contains('\n') {
-            return Err(source.error(
-                value.span(),
-                "environment values cannot contain a newline",
-                None,
             ));
         }
         environment.insert(key.into_inner(), value.into_inner());
@@ -663,6 +701,7 @@ fn store(
                         Some("e.g. password_file = \"/etc/backupctl/nas-password\"".into()),
                     ));
                 }
+                source.normalized(file.span(), file.get_ref(), "password_file")?;
                 Password::File(file.into_inner())
             }
             (None, Some(id)) => {
@@ -731,6 +770,9 @@ fn store(
                 Some("use UUID=… (see `blkid`), LABEL=…, PARTUUID=… or a path under /dev".into()),
             ));
         }
+        if text.starts_with('/') {
+            source.normalized(device.span(), Path::new(text), "device")?;
+        }
         Remote::Block {
             device: device.into_inner(),
         }
@@ -774,6 +816,7 @@ fn store(
             Some("keep it on this machine, e.g. keyfile = \"/etc/backupctl/nas.key\"".into()),
         ));
     }
+    source.normalized(raw.keyfile.span(), raw.keyfile.get_ref(), "keyfile")?;
     Ok(Store {
         name: name.into_inner(),
         remote,
@@ -793,6 +836,7 @@ fn snapshot_settings(
 ) -> Result<Option<snapshot::Settings>, ConfigError> {
     let absolute = |path: &Spanned<PathBuf>, key: &str| {
         if path.get_ref().is_absolute() {
+            source.normalized(path.span(), path.get_ref(), key)?;
             Ok(path.get_ref().clone())
         } else {
             Err(source.error(

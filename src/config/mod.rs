@@ -9,8 +9,10 @@ pub mod duration;
 pub mod error;
 mod load;
 pub mod notify;
+pub mod pathname;
 pub mod size;
 pub mod store;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 

@@ -442,6 +442,7 @@ fn token(
 
 fn absolute(source: &Source, path: Spanned<PathBuf>, key: &str) -> Result<PathBuf, ConfigError> {
     if path.get_ref().is_absolute() {
+        source.normalized(path.span(), path.get_ref(), key)?;
         Ok(path.into_inner())
     } else {
         Err(source.error(
@@ -467,6 +468,7 @@ pub(super) fn metrics(source: &Source, value: Spanned<DeValue>) -> Result<Metric
             Some("node_exporter's textfile collector reads only *.prom files, e.g. textfile = \"/var/lib/node_exporter/textfile_collector/backupctl.prom\"".into()),
         ));
     }
+    source.normalized(path.span(), path.get_ref(), "textfile")?;
     Ok(Metrics {
         textfile: path.into_inner(),
     })

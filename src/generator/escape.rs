@@ -1,18 +1,63 @@
 //! Escaping values for unit files (systemd.unit(5), systemd.service(5)): `%` starts a
 //! specifier, `$` an environment expansion in `Exec*=`, and spaces separate words in list
 //! settings. Every value that comes from the config passes through here.
+//!
+//! The config loader refuses control characters, Unicode non-characters and trailing
+//! backslashes in every string (`crate::config::text`). This module does not rely on it: no
+//! escaped value can hold a line break or end in a backslash, whatever it is given, so a
+//! value that some future loader forgot to check still cannot add a line to a unit. Debug
+//! builds (and so the tests) panic on such a value instead, to find that loader.
 
-/// A plain value (descriptions, single paths in `Condition*=`): `%` → `%%`.
+use std::borrow::Cow;
+
+use crate::config::text::{self, Flaw};
+
+/// A value that is a setting's whole right-hand side (descriptions, single paths in
+/// `Condition*=`, user names): `%` → `%%`.
 pub fn value(text: &str) -> String {
-    text.replace('%', "%%")
+    unfit_replaced(text).replace('%', "%%")
 }
 
-/// One word of a space-separated list (`ReadWritePaths=`, …): `%` escaped, and quoted with
-/// C-style escapes when it holds whitespace, quotes or backslashes.
+/// Text for a comment line (the header's config path): no specifiers there, but a line break
+/// would still end the comment.
+pub fn comment(text: &str) -> Cow<'_, str> {
+    unfit_replaced(text)
+}
+
+/// `text`, or for text the loader should have refused, the same with each control character
+/// and non-character (and a trailing backslash) replaced by U+FFFD: visibly wrong, but a single
+/// line that ends where it should.
+fn unfit_replaced(text: &str) -> Cow<'_, str> {
+    let Some(flaw) = text::flaw(text) else {
+        return Cow::Borrowed(text);
+    };
+    if cfg!(debug_assertions) {
+        panic!("a value with {flaw} reached the unit renderer: the config loader must refuse it");
+    }
+    let mut replaced: String = text
+        .chars()
+        .map(|c| match text::flaw(c.encode_utf8(&mut [0; 4])) {
+            Some(Flaw::Control(_) | Flaw::NonCharacter(_)) => char::REPLACEMENT_CHARACTER,
+            _ => c,
+        })
+        .collect();
+    if replaced.ends_with('\\') {
+        replaced.pop();
+        replaced.push(char::REPLACEMENT_CHARACTER);
+    }
+    Cow::Owned(replaced)
+}
+
+/// One word of a space-separated list (`ReadWritePaths=`, `ExecStart=` arguments, …): `%`
+/// escaped, and quoted with C-style escapes when it holds whitespace, quotes, backslashes or
+/// control characters. A quoted word ends in `"`, and every control character in it is
+/// written as an escape, so no word can break or continue a line.
 pub fn word(text: &str) -> String {
-    let escaped = value(text);
+    let escaped = text.replace('%', "%%");
     if !escaped.is_empty()
-        && !escaped.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '\\')
+        && !escaped.contains(|c: char| {
+            c.is_whitespace() || c.is_control() || c == '"' || c == '\'' || c == '\\'
+        })
     {
         return escaped;
     }
@@ -24,6 +69,13 @@ pub fn word(text: &str) -> String {
             '\\' => quoted.push_str("\\\\"),
             '\n' => quoted.push_str("\\n"),
             '\t' => quoted.push_str("\\t"),
+            '\r' => quoted.push_str("\\r"),
+            // Other control characters as escapes that systemd reads back (`\u` for C1
+            // ones: `\xNN` would be a raw byte, not the character).
+            c if c.is_control() && c.is_ascii() => {
+                quoted.push_str(&format!("\\x{:02x}", u32::from(c)))
+            }
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", u32::from(c))),
             _ => quoted.push(c),
         }
     }
@@ -105,6 +157,32 @@ mod tests {
             "backup\\x2djob.service"
         );
         assert_eq!(unit_instance(".a/b"), "\\x2ea-b");
+    }
+
+    #[test]
+    fn no_word_breaks_or_continues_a_line() {
+        assert_eq!(word("a\nb"), "\"a\\nb\"");
+        assert_eq!(word("a\rb"), "\"a\\rb\"");
+        assert_eq!(word("nul\0"), "\"nul\\x00\"");
+        assert_eq!(word("del\u{7f}"), "\"del\\x7f\"");
+        assert_eq!(word("nel\u{85}"), "\"nel\\u0085\"");
+        assert_eq!(word("C:\\backup\\"), "\"C:\\\\backup\\\\\"");
+        for text in ["a\nb", "x\r", "\0", "\\", "e\\", "\u{2028}", "\u{85}"] {
+            for escaped in [word(text), exec_arg(text), environment("K", text)] {
+                assert!(!escaped.contains(['\n', '\r']), "{escaped:?}");
+                assert!(
+                    escaped.ends_with('"') || !escaped.ends_with('\\'),
+                    "{escaped:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "the config loader must refuse it")]
+    fn a_value_with_a_line_break_is_a_bug_in_debug_builds() {
+        value("Nightly\n[Service]\nExecStartPre=/bin/x");
     }
 
     #[test]

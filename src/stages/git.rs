@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
+use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
 use crate::config::size::{human_bytes, parse_size};
 use crate::executor::StageContext;
 use crate::process::Command;
@@ -694,6 +694,13 @@ fn remove(path: &Path) -> Result<(), StageError> {
 impl Kind for Spec {
     fn validate(&self) -> Result<(), SpecError> {
         require_absolute(std::slice::from_ref(&self.repository), "repository")?;
+        for remote in &self.remotes {
+            let text = remote.get_ref();
+            if is_local(text) {
+                let path = text.strip_prefix("file://").unwrap_or(text);
+                require_normalized(remote.span(), path, "remotes")?;
+            }
+        }
         if let Some(key) = &self.ssh_key {
             require_absolute(std::slice::from_ref(key), "ssh_key")?;
         }

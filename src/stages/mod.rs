@@ -251,7 +251,8 @@ impl SpecError {
 /// A list of paths in a config, each with its position for errors.
 pub type SpannedPaths = Vec<Spanned<PathBuf>>;
 
-/// Checks that every path is absolute (relative paths would depend on the unit's cwd).
+/// Checks that every path is absolute (relative paths would depend on the unit's cwd) and
+/// normalized (see [`require_normalized`]).
 pub fn require_absolute(paths: &[Spanned<PathBuf>], key: &str) -> Result<(), SpecError> {
     for path in paths {
         if !path.get_ref().is_absolute() {
@@ -264,6 +265,15 @@ pub fn require_absolute(paths: &[Spanned<PathBuf>], key: &str) -> Result<(), Spe
                 "write the full path, starting with /",
             ));
         }
+        require_normalized(path.span(), &path.get_ref().to_string_lossy(), key)?;
     }
     Ok(())
+}
+
+/// Checks that a path is spelled as systemd takes paths in units: the one rule of
+/// `crate::config::pathname`, for every path key of every kind.
+pub fn require_normalized(span: Range<usize>, path: &str, key: &str) -> Result<(), SpecError> {
+    crate::config::pathname::check(path).map_err(|problem| {
+        SpecError::invalid(Some(span), problem.message(key, path), problem.help())
+    })
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
+use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
 use crate::executor::StageContext;
 use crate::process::Command;
 use crate::report::{Figures, Progress};
@@ -310,6 +310,14 @@ impl Kind for Spec {
                     format!("`{text}` is neither an absolute path nor an rclone remote:path"),
                     "write local paths in full, starting with /, or name a remote, e.g. \"server:sync/sig\"",
                 ));
+            }
+            if !is_remote(text) {
+                let key = if std::ptr::eq(location, &self.source) {
+                    "source"
+                } else {
+                    "destination"
+                };
+                require_normalized(location.span(), text, key)?;
             }
         }
         if let Some(file) = &self.config_file {

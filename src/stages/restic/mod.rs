@@ -27,7 +27,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
+use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
 use crate::config::Timespan;
 use crate::executor::StageContext;
 use crate::process::Command;
@@ -336,6 +336,11 @@ impl Kind for Spec {
             "a restic stage needs `password_file`, `password_command` or `password_credential`",
             "e.g. password_file = \"/etc/backupctl/restic-password\" (mode 0600)",
         )?;
+        if let Some(repository) = &self.repository
+            && let Some(path) = local_path(repository.get_ref())
+        {
+            require_normalized(repository.span(), path, "repository")?;
+        }
         if let Some(command) = &self.password_command
             && command.get_ref().is_empty()
         {

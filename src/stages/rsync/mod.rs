@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
+use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
 use crate::executor::StageContext;
 use crate::process::Command;
 use crate::report::{Figures, Progress};
@@ -162,6 +162,7 @@ impl Kind for Spec {
                 "write a path inside the store, e.g. destination = \"home\"",
             ));
         }
+        require_normalized(self.destination.span(), relative, "destination")?;
         let trailing = if relative.ends_with('/') { "/" } else { "" };
         let joined = root.join(relative.trim_end_matches('/'));
         self.destination = Spanned::new(
@@ -211,6 +212,14 @@ impl Kind for Spec {
                     format!("`{text}` is neither an absolute path nor host:path"),
                     "write local paths in full, starting with /, or set `store = \"NAME\"` to copy into a store",
                 ));
+            }
+            if !is_remote(text) {
+                let key = if std::ptr::eq(location, &self.destination) {
+                    "destination"
+                } else {
+                    "sources"
+                };
+                require_normalized(location.span(), text, key)?;
             }
         }
         require_absolute(&self.exclude_from, "exclude_from")?;
