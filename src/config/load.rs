@@ -321,7 +321,7 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
             source.error(
                 schedule.span(),
                 format!("invalid schedule: {error}"),
-                Some("use systemd calendar syntax (`man systemd.time`), e.g. \"daily\" or \"*-*-* 03:00:00\"; `systemd-analyze calendar EXPR` shows when it elapses".into()),
+                Some(error.help()),
             )
         })?;
     }
