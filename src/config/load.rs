@@ -353,6 +353,21 @@ pub(super) fn timespan(
     })
 }
 
+/// A stage's `timeout` (`TimeoutStartSec=`): systemd reads 0 as "no timeout at all", the
+/// opposite of what a zero suggests, and the same as leaving the key out (stage units are
+/// `Type=oneshot`, which has no start timeout by default), so a zero is refused.
+fn stage_timeout(source: &Source, text: &Spanned<String>) -> Result<Timespan, ConfigError> {
+    let timeout = timespan(source, text, "timeout")?;
+    if timeout.0.is_zero() {
+        return Err(source.error(
+            text.span(),
+            "a `timeout` of zero means no timeout to systemd",
+            Some("omit the key for no time limit (the default), or give the longest a run may take, e.g. \"2h\"".into()),
+        ));
+    }
+    Ok(timeout)
+}
+
 /// Builds one stage; also returns the spans of its `after` entries for later errors.
 fn stage(
     source: &Source,
@@ -546,7 +561,7 @@ fn stage(
         required: raw.required.unwrap_or(true),
         timeout: raw
             .timeout
-            .map(|text| timespan(source, &text, "timeout"))
+            .map(|text| stage_timeout(source, &text))
             .transpose()?,
         nice: raw.nice.map(Spanned::into_inner),
         io_class,
