@@ -170,12 +170,18 @@ const COMPONENT: &str = "a number, `*`, a list `a,b`, a range `a..b` or a repeti
 /// Checks a calendar expression as written after `OnCalendar=`; `Ok(())` means systemd will
 /// accept it.
 pub fn validate(expr: &str) -> Result<(), CalendarError> {
+    validate_with_local_zone(expr, &local_zone_names())
+}
+
+/// [`validate`] with the local zone's names given (systemd also accepts those as a trailing
+/// zone), so that a result does not depend on the caller's `TZ`.
+pub fn validate_with_local_zone(expr: &str, local_names: &[String]) -> Result<(), CalendarError> {
     // The unit-file parser strips the value before systemd parses the expression.
     let expr = expr.trim_matches([' ', '\t', '\n', '\r']);
     if expr.is_empty() {
         return Err(CalendarError::Empty);
     }
-    let body = strip_zone(expr);
+    let body = strip_zone(expr, local_names);
     parse(body).map_err(|(at, error)| {
         // A last word that failed to parse and looks like a zone name is a misspelt zone
         // (`Europe/Berln`): say so rather than "unexpected".
@@ -196,12 +202,12 @@ pub fn validate(expr: &str) -> Result<(), CalendarError> {
 
 /// Removes a trailing time zone the way systemd does: ` UTC`, then the local zone's names
 /// (`tzname`), then a last word that names a zone file.
-fn strip_zone(expr: &str) -> &str {
+fn strip_zone<'a>(expr: &'a str, local_names: &[String]) -> &'a str {
     if let Some(head) = strip_suffix_ignore_case(expr, " UTC") {
         return head;
     }
-    for name in local_zone_names() {
-        if let Some(head) = strip_suffix_ignore_case(expr, &name)
+    for name in local_names.iter().filter(|name| !name.is_empty()) {
+        if let Some(head) = strip_suffix_ignore_case(expr, name)
             && let Some(head) = head.strip_suffix(' ')
         {
             return head;
@@ -877,6 +883,14 @@ mod tests {
             validate("*-*-* 03:00:00 Europe/Berln"),
             Err(CalendarError::UnknownZone("Europe/Berln".into()))
         );
+    }
+
+    #[test]
+    fn accepts_the_local_zones_abbreviations_like_systemd() {
+        // As `TZ=Europe/Berlin systemd-analyze calendar '08:00 cest'` does.
+        let berlin = ["CET".to_string(), "CEST".to_string()];
+        assert_eq!(validate_with_local_zone("08:00 cest", &berlin), Ok(()));
+        assert!(validate_with_local_zone("08:00 CEST", &["UTC".into(), "UTC".into()]).is_err());
     }
 
     #[test]
