@@ -4,6 +4,7 @@
 
 mod util;
 
+mod calendar;
 mod config_errors;
 mod examples;
 mod exit_codes;

@@ -337,7 +337,7 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
             source.error(
                 schedule.span(),
                 format!("invalid schedule: {error}"),
-                Some("use systemd calendar syntax (`man systemd.time`), e.g. \"daily\" or \"*-*-* 03:00:00\"; `systemd-analyze calendar EXPR` shows when it elapses".into()),
+                Some(error.help()),
             )
         })?;
     }
@@ -395,6 +395,21 @@ pub(super) fn timespan(
             Some("use a systemd time span, e.g. \"90s\", \"30min\", \"2h\" or \"1h 30min\"".into()),
         )
     })
+}
+
+/// A stage's `timeout` (`TimeoutStartSec=`): systemd reads 0 as "no timeout at all", the
+/// opposite of what a zero suggests, and the same as leaving the key out (stage units are
+/// `Type=oneshot`, which has no start timeout by default), so a zero is refused.
+fn stage_timeout(source: &Source, text: &Spanned<String>) -> Result<Timespan, ConfigError> {
+    let timeout = timespan(source, text, "timeout")?;
+    if timeout.0.is_zero() {
+        return Err(source.error(
+            text.span(),
+            "a `timeout` of zero means no timeout to systemd",
+            Some("omit the key for no time limit (the default), or give the longest a run may take, e.g. \"2h\"".into()),
+        ));
+    }
+    Ok(timeout)
 }
 
 /// Builds one stage; also returns the spans of its `after` entries for later errors.
@@ -586,7 +601,7 @@ fn stage(
         required: raw.required.unwrap_or(true),
         timeout: raw
             .timeout
-            .map(|text| timespan(source, &text, "timeout"))
+            .map(|text| stage_timeout(source, &text))
             .transpose()?,
         nice: raw.nice.map(Spanned::into_inner),
         io_class,
