@@ -120,3 +120,77 @@ fn run_here_still_copies_into_a_destination_under_tmp() {
         stderr(&output)
     );
 }
+
+/// A restic stage (no hello stage) with its password in `password` of mode `mode`.
+fn restic_config(dir: &Path, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let password = dir.join("password");
+    write(&password, "correct horse battery staple\n");
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(mode)).unwrap();
+    write(&dir.join("src/a.txt"), "a");
+    let config = dir.join("config.toml");
+    write(
+        &config,
+        format!(
+            "[stage.vault]\nkind = \"restic\"\nrepository = \"{0}/repo\"\npassword_file = \"{0}/password\"\ninit = true\npaths = [\"{0}/src\"]\n",
+            dir.display()
+        ),
+    );
+    config
+}
+
+fn backupctl_user(dir: &Path, config: &Path) -> Command {
+    let mut command = backupctl();
+    command
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .arg("--user")
+        .arg("--config")
+        .arg(config);
+    command
+}
+
+#[test]
+fn regression_a_restic_stage_used_a_world_readable_password_file_without_hello() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let config = restic_config(dir, 0o644);
+    let output = run(backupctl_user(dir, &config).args(["stage", "vault"]));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the secret file {}/password is readable by its group and others (mode 0644); run: chmod 600",
+            dir.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("correct horse"), "the secret leaked: {err}");
+    assert!(
+        !dir.join("repo").exists(),
+        "restic ran with the exposed password"
+    );
+
+    // Fixed as the message says, the same stage backs up.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("password"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = run(backupctl_user(dir, &config).args(["stage", "vault"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dir.join("repo/config").is_file());
+}
+
+#[test]
+fn regression_hello_called_a_group_readable_password_readable_by_others() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let config = restic_config(dir, 0o640);
+    let output = run(backupctl_user(dir, &config).arg("hello"));
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        table.contains("is readable by its group (mode 0640); run: chmod 600"),
+        "{table}"
+    );
+    assert!(!table.contains("by others"), "{table}");
+}

@@ -89,6 +89,14 @@ pub fn write(path: &Path, contents: impl AsRef<[u8]>) {
     std::fs::write(path, contents).unwrap();
 }
 
+/// Writes a secret file (password, token, URL with a key) with mode 0600, as every stage
+/// that reads one demands.
+pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) {
+    write(path, contents);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// Compares two trees byte for byte (contents, modes, symlinks, empty dirs) with
 /// `diff --no-dereference -r` plus a mode/type listing; panics with the difference.
 #[track_caller]
