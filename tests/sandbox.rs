@@ -194,3 +194,72 @@ fn regression_hello_called_a_group_readable_password_readable_by_others() {
     );
     assert!(!table.contains("by others"), "{table}");
 }
+
+/// `prepare-paths` runs as root (`ExecStartPre=+`): these tests need root to give
+/// directories away, as the unit does.
+#[track_caller]
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (prepare-paths chowns as root does under the unit): run it as root"
+    );
+}
+
+const NOBODY: u32 = 65534;
+
+#[test]
+fn regression_prepare_paths_followed_a_symlink_planted_by_the_stage_user() {
+    use std::os::unix::fs::MetadataExt;
+    require_root();
+    let dir = tempdir();
+    let dir = dir.path();
+    // The stage's user owns its directory and plants a link to somewhere root owns.
+    let own = dir.join("stage");
+    let victim = dir.join("victim");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::create_dir_all(&victim).unwrap();
+    std::os::unix::fs::chown(&own, Some(NOBODY), Some(NOBODY)).unwrap();
+    let link = own.join("out");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(NOBODY), Some(NOBODY)).unwrap();
+
+    let output = run(backupctl()
+        .args(["prepare-paths", "--owner", "nobody", "--"])
+        .arg(link.join("new")));
+    let err = stderr(&output);
+    assert!(!output.status.success(), "{err}");
+    assert!(err.contains("refusing to follow the symlink"), "{err}");
+    assert!(err.contains(&link.display().to_string()), "{err}");
+    assert!(!victim.join("new").exists(), "created through the symlink");
+    assert_eq!(
+        std::fs::metadata(&victim).unwrap().uid(),
+        0,
+        "victim chowned"
+    );
+}
+
+#[test]
+fn prepare_paths_gives_away_only_what_it_created_and_follows_roots_own_links() {
+    use std::os::unix::fs::MetadataExt;
+    require_root();
+    let dir = tempdir();
+    let dir = dir.path();
+    let existing = dir.join("existing");
+    std::fs::create_dir_all(&existing).unwrap();
+    let output = run(backupctl()
+        .args(["prepare-paths", "--owner", "nobody", "--"])
+        .arg(existing.join("a/b")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let uid = |p: &Path| std::fs::metadata(p).unwrap().uid();
+    assert_eq!(uid(&existing), 0, "an existing parent keeps its owner");
+    assert_eq!(uid(&existing.join("a")), NOBODY);
+    assert_eq!(uid(&existing.join("a/b")), NOBODY);
+
+    // A link root made in a directory only root may change (like /var/run → /run).
+    std::os::unix::fs::symlink(&existing, dir.join("by-root")).unwrap();
+    let output = run(backupctl()
+        .args(["prepare-paths", "--"])
+        .arg(dir.join("by-root/c")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(existing.join("c").is_dir());
+}
