@@ -263,3 +263,32 @@ fn prepare_paths_gives_away_only_what_it_created_and_follows_roots_own_links() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(existing.join("c").is_dir());
 }
+
+#[test]
+fn an_exec_stage_failing_on_a_read_only_file_system_says_to_add_the_path_to_writes() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let config = dir.join("config.toml");
+    // What a command writing outside its `ReadWritePaths=` prints under its unit.
+    write(
+        &config,
+        format!(
+            "[stage.dump]\nkind = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"echo 'touch: /srv/x: Read-only file system' >&2; exit 1\"]\nwrites = [\"{}/dumps\"]\n",
+            dir.display()
+        ),
+    );
+    let output = run(backupctl_user(dir, &config).args(["stage", "dump"]));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "stage `dump` may write only {}/dumps",
+            dir.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("add the path it writes to `writes` in [stage.dump]"),
+        "{err}"
+    );
+}
