@@ -524,7 +524,7 @@ fn laptop_server_and_pi_profiles_end_to_end() {
         "photo notes\n",
     );
     write_secret(&server.join("etc/restic-password"), "correct horse\n");
-    write(
+    write_secret(
         &server.join("etc/offsite-repository"),
         format!("{}\n", server.join("offsite").display()),
     );
