@@ -190,8 +190,27 @@ pub fn run_stage(
     record
 }
 
+/// Checks the secret files the stage reads before its tool reads them, hello or not. A
+/// credential systemd loaded is read from `$CREDENTIALS_DIRECTORY` instead, and exempt.
+fn check_secrets(stage: &Stage) -> Result<(), StageError> {
+    let needs = stage.kind.as_kind().needs();
+    for path in &needs.secrets {
+        let loaded = needs.credentials.iter().any(|(name, file)| {
+            file == path
+                && std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .is_some_and(|dir| Path::new(&dir).join(name).exists())
+        });
+        if !loaded {
+            crate::secret_file::check(path)
+                .map_err(|error| StageError::Preflight(error.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs the stage's kind, inside snapshots of its sources when the stage asks for them.
 fn run_kind(ctx: &StageContext) -> Result<Outcome, StageError> {
+    check_secrets(ctx.stage)?;
     let sources = ctx.stage.kind.as_kind().needs().sources;
     let Some(settings) = ctx.stage.snapshot.as_ref().filter(|_| !sources.is_empty()) else {
         return ctx.stage.kind.as_kind().run(ctx);

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{backupctl, ok, repo_root, require_tool, run, stderr, tempdir, write};
+use crate::util::{
+    backupctl, ok, repo_root, require_tool, run, stderr, tempdir, write, write_secret,
+};
 
 // ---------------------------------------------------------------------------------------
 // Helpers: loopback servers, configs, run records.
@@ -503,7 +505,7 @@ fn laptop_server_and_pi_profiles_end_to_end() {
     write(&home.join("Notes/todo.md"), "buy milk\n");
     write(&home.join("Notes/ideas/garden.md"), "tomatoes\n");
     write(&home.join("Documents/report.txt"), vec![b'r'; 10_000]);
-    write(&home.join(".config/rclone/backup.conf"), sshd.rclone_conf());
+    write_secret(&home.join(".config/rclone/backup.conf"), sshd.rclone_conf());
     let laptop_config = laptop.join("config.toml");
     write(
         &laptop_config,
@@ -521,8 +523,8 @@ fn laptop_server_and_pi_profiles_end_to_end() {
         &server.join("srv/sync/sig/Notes/from-phone.md"),
         "photo notes\n",
     );
-    write(&server.join("etc/restic-password"), "correct horse\n");
-    write(
+    write_secret(&server.join("etc/restic-password"), "correct horse\n");
+    write_secret(
         &server.join("etc/offsite-repository"),
         format!("{}\n", server.join("offsite").display()),
     );
@@ -551,7 +553,7 @@ fn laptop_server_and_pi_profiles_end_to_end() {
     std::fs::create_dir_all(pi.join("etc")).unwrap();
     std::fs::copy(&sshd.key, pi.join("etc/pi_ed25519")).unwrap();
     std::fs::copy(&sshd.known_hosts, pi.join("etc/known_hosts")).unwrap();
-    write(&pi.join("etc/rclone.conf"), sshd.rclone_conf());
+    write_secret(&pi.join("etc/rclone.conf"), sshd.rclone_conf());
     let disk = pi.join("usb");
     std::fs::create_dir_all(&disk).unwrap();
     let pi_config = pi.join("config.toml");

@@ -16,6 +16,7 @@ use crate::systemd_e2e::{Installed, RUNS, wait_until_idle};
 use crate::util::http::Server;
 use crate::util::{
     backupctl, ok, repo_root, require_tool, run, stderr, systemctl_user, tempdir, write,
+    write_secret,
 };
 
 /// `backupctl --user --config DIR/config.toml` with its state in DIR/state.
@@ -85,8 +86,8 @@ fn a_stage_failure_reaches_the_webhook_the_pings_ntfy_and_the_command() {
     let server = Server::start();
     let dir = tempdir();
     let d = dir.path();
-    write(&d.join("secrets/webhook-token"), format!("{TOKEN}\n"));
-    write(
+    write_secret(&d.join("secrets/webhook-token"), format!("{TOKEN}\n"));
+    write_secret(
         &d.join("secrets/hc-url"),
         server.url(&format!("/hc/{HC_UUID}/")),
     );
@@ -307,7 +308,7 @@ fn an_unreachable_endpoint_fails_the_notifier_quickly_and_names_no_secret() {
     let silent = Server::silent();
     let dir = tempdir();
     let d = dir.path();
-    write(
+    write_secret(
         &d.join("secrets/hc-url"),
         silent.url(&format!("/hc/{HC_UUID}")),
     );
@@ -639,7 +640,7 @@ command = ["/bin/sh", "-c", "echo disk on fire; echo the fire is hot >&2; exit 3
             server.url("/hook")
         ),
     );
-    write(&job.path("hc-url"), server.url(&format!("/hc/{HC_UUID}")));
+    write_secret(&job.path("hc-url"), server.url(&format!("/hc/{HC_UUID}")));
     let notifier = "backup-notify@backup\\x40broken.service.service";
 
     let output = run(systemctl_user().args(["start", "backup-job.service"]));
@@ -787,7 +788,7 @@ destination = "@ROOT@/dst/"
             server.url("/hook")
         ),
     );
-    write(&job.path("hc-url"), server.url(&format!("/hc/{HC_UUID}")));
+    write_secret(&job.path("hc-url"), server.url(&format!("/hc/{HC_UUID}")));
     write(&job.path("src/notes.txt"), "notes\n");
     std::fs::create_dir_all(job.path("textfile")).unwrap();
     ok(systemctl_user().args(["start", "backup-job.service"]));

@@ -243,7 +243,7 @@ paths = ["@DIR@"]
     );
     assert!(
         log.contains(&format!(
-            "readable by others (mode 0644); run: chmod 600 {}/password",
+            "is readable by its group and others (mode 0644); run: chmod 600 {}/password",
             dir.display()
         )),
         "{log}"

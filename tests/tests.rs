@@ -15,6 +15,7 @@ mod manpages;
 mod notify;
 mod restic;
 mod run_here;
+mod sandbox;
 mod snapshot;
 mod store;
 mod systemd_e2e;

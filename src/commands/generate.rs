@@ -39,6 +39,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         binary: args.binary.clone().unwrap_or_else(this_binary),
     };
     generator::check_paths(&config, &options)?;
+    generator::sandbox::check(
+        &config,
+        &super::check::config_text(&config),
+        Some(&options.binary),
+    )?;
     let files = generator::render(&config, &options);
     if args.dry_run {
         let mut out = crate::out::Buffered::new();
@@ -108,6 +113,14 @@ pub fn as_systemd_generator(argv0: &OsString, dirs: &[PathBuf]) -> ExitCode {
     };
     if let Err(error) = generator::check_paths(&config, &options) {
         log_boot(scope, &format!("no units generated: {error}"));
+        return ExitCode::SUCCESS;
+    }
+    let text = super::check::config_text(&config);
+    if let Err(error) = generator::sandbox::check(&config, &text, Some(&options.binary)) {
+        log_boot(
+            scope,
+            &format!("config not usable by the units, no units generated: {error}"),
+        );
         return ExitCode::SUCCESS;
     }
     let files = generator::render(&config, &options);

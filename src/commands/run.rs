@@ -26,6 +26,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     super::job(&config, job)?;
     let scope = cli.scope();
     if args.here {
+        // No sandbox here, so these work; say that the units would not see them.
+        for warning in crate::generator::sandbox::warnings(&config) {
+            eprintln!("warning: {warning}");
+        }
         crate::signals::install()?;
         let report = runner::here::run_job(&config, job, scope);
         eprint!("\n{}", runner::here::summary(&report));

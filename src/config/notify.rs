@@ -91,7 +91,7 @@ pub struct Metrics {
 
 impl Notify {
     /// Every URL and token of the channels.
-    fn secrets(&self) -> impl Iterator<Item = &Secret> {
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
         [
             self.webhook.as_ref().map(|w| &w.url),
             self.webhook.as_ref().and_then(|w| w.token.as_ref()),

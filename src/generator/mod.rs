@@ -17,6 +17,7 @@
 
 pub mod escape;
 pub mod notify;
+pub mod sandbox;
 pub mod store;
 pub mod write;
 
@@ -380,7 +381,7 @@ fn extra_capabilities(needs: &Needs) -> Vec<&'static str> {
 }
 
 /// The paths a stage writes: its own, and for `hello` those of its whole job (it probes them).
-fn stage_needs(config: &Config, stage: &Stage) -> Needs {
+pub(crate) fn stage_needs(config: &Config, stage: &Stage) -> Needs {
     let mut needs = stage.kind.as_kind().needs();
     if stage.kind.name() == "hello" {
         for other in config.stages_of(&stage.job) {

@@ -31,6 +31,13 @@ pub fn read(secret: &Secret, what: &str) -> Result<String, SecretError> {
         path: path.clone(),
         source,
     };
+    // The notifier is the stage that reads this one: same check as every secret file
+    // (a missing file is left to the read below, whose error is the same as ever).
+    match crate::secret_file::check(&path) {
+        Err(refused @ crate::secret_file::SecretFileError::Unreadable { .. }) => drop(refused),
+        Err(refused) => return Err(error(std::io::Error::other(refused.to_string()))),
+        Ok(_) => {}
+    }
     let text = std::fs::read_to_string(&path).map_err(error)?;
     let value = text.trim();
     if value.is_empty() {
@@ -48,10 +55,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refuses_a_token_file_others_may_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "tok-secret\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let error = read(&Secret::File(file), "ntfy token")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("readable by others (mode 0604)"), "{error}");
+        assert!(!error.contains("tok-secret"), "{error}");
+    }
+
+    #[test]
     fn reads_a_file_and_never_shows_it_in_errors() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("url");
         std::fs::write(&file, "https://hc.example/ping/secret-uuid\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
             read(&Secret::File(file.clone()), "url").unwrap(),
             "https://hc.example/ping/secret-uuid"

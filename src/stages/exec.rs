@@ -69,10 +69,69 @@ impl Kind for Spec {
             command = command.current_dir(dir.get_ref());
         }
         ctx.report.status(&format!("running {}", argv[0]));
-        command
+        let mut read_only = false;
+        let result = command
             .envs(&ctx.stage.environment)
-            .on_line(|line| ctx.log_output(line))
-            .run()?;
-        Ok(Outcome::default())
+            .on_line(|line| {
+                read_only |= line.contains(EROFS_TEXT);
+                ctx.log_output(line)
+            })
+            .run();
+        match result {
+            Ok(_) => Ok(Outcome::default()),
+            Err(StageError::ToolFailed { tool, code, stderr })
+                if read_only || stderr.contains(EROFS_TEXT) =>
+            {
+                let failed = StageError::ToolFailed { tool, code, stderr };
+                Err(StageError::Failed(format!(
+                    "{failed}\n{}",
+                    read_only_hint(&ctx.stage.name, &self.needs().writes)
+                )))
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// How EROFS reads in a tool's output (strerror), whatever wrote it.
+const EROFS_TEXT: &str = "Read-only file system";
+
+/// What to do when the command wrote where its unit does not let it: the unit opens exactly
+/// the `writes` paths (`ReadWritePaths=`), everything else is read-only
+/// (`ProtectSystem=strict`).
+pub fn read_only_hint(stage: &str, writes: &[PathBuf]) -> String {
+    let allowed = if writes.is_empty() {
+        "no path (no `writes`)".to_string()
+    } else {
+        writes
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "the command wrote to a read-only file system: under its unit (ProtectSystem=strict) \
+         stage `{stage}` may write only {allowed} (`ReadWritePaths=` from `writes`); add the \
+         path it writes to `writes` in [stage.{stage}] and run `backupctl generate` again"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regression_an_exec_stage_writing_outside_writes_got_a_bare_read_only_error() {
+        let hint = read_only_hint("dump", &[PathBuf::from("/srv/dumps")]);
+        assert!(hint.contains("may write only /srv/dumps"), "{hint}");
+        assert!(
+            hint.contains("add the path it writes to `writes` in [stage.dump]"),
+            "{hint}"
+        );
+        let none = read_only_hint("dump", &[]);
+        assert!(
+            none.contains("may write only no path (no `writes`)"),
+            "{none}"
+        );
     }
 }

@@ -238,29 +238,22 @@ fn check_destination(path: &Path, min_free: u64) -> Check {
     }
 }
 
+/// A secret file, checked as the stage that reads it will check it
+/// ([`crate::secret_file::check`]).
 pub fn check_secret(path: &Path) -> Check {
     let item = path.display().to_string();
-    match std::fs::metadata(path) {
+    match crate::secret_file::check(path) {
+        Ok(mode) => Check {
+            what: "secret",
+            item,
+            ok: true,
+            detail: format!("mode {mode:04o}"),
+        },
         Err(error) => Check {
             what: "secret",
             item,
             ok: false,
-            detail: format!("cannot read it: {error}"),
-        },
-        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => Check {
-            what: "secret",
-            item: item.clone(),
-            ok: false,
-            detail: format!(
-                "readable by others (mode {:04o}); run: chmod 600 {item}",
-                meta.permissions().mode() & 0o7777
-            ),
-        },
-        Ok(meta) => Check {
-            what: "secret",
-            item,
-            ok: true,
-            detail: format!("mode {:04o}", meta.permissions().mode() & 0o7777),
+            detail: error.to_string(),
         },
     }
 }

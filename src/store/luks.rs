@@ -9,6 +9,9 @@ use super::{StoreError, run_tool};
 use crate::config::store::Store;
 
 pub fn open(store: &Store) -> Result<(), StoreError> {
+    // The key opens every backup in the store: refused when others may read or swap it.
+    crate::secret_file::check(&store.keyfile)
+        .map_err(|error| StoreError::Refused(error.to_string()))?;
     run_tool(
         Command::new("cryptsetup")
             .args(["open", "--type", "luks2", "--key-file"])

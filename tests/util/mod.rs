@@ -72,11 +72,12 @@ pub fn require_tool(tool: &str) {
     );
 }
 
-/// A fresh temporary directory, removed at the end of the test.
+/// A fresh temporary directory, removed at the end of the test. Under target/tmp, not /tmp:
+/// the units' `PrivateTmp=` hides /tmp, and `check`/`generate` refuse configs there.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("backupctl-test-")
-        .tempdir()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("temporary directory")
 }
 
@@ -86,6 +87,14 @@ pub fn write(path: &Path, contents: impl AsRef<[u8]>) {
         std::fs::create_dir_all(parent).unwrap();
     }
     std::fs::write(path, contents).unwrap();
+}
+
+/// Writes a secret file (password, token, URL with a key) with mode 0600, as every stage
+/// that reads one demands.
+pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) {
+    write(path, contents);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Compares two trees byte for byte (contents, modes, symlinks, empty dirs) with
