@@ -19,6 +19,7 @@ pub mod report;
 pub mod runner;
 pub mod signals;
 pub mod snapshot;
+pub mod stage_lock;
 pub mod stages;
 pub mod status;
 pub mod store;
