@@ -108,8 +108,6 @@ pub fn run_stage(
     );
     let _entered = span.enter();
     let state_dir = crate::paths::state_dir(scope);
-    let started_at = jiff::Timestamp::now();
-    let clock = Instant::now();
     let kind = stage.kind.name();
 
     let lock = match lock(&state_dir, stage, scope, start) {
@@ -128,6 +126,9 @@ pub fn run_stage(
         Err(Refused::Stopped) => Err(StageError::Interrupted),
         Err(Refused::Lock(error)) => Err(StageError::Failed(error_chain(&error))),
     };
+    // The run starts once it holds the lock: a `--wait` is not part of its duration.
+    let started_at = jiff::Timestamp::now();
+    let clock = Instant::now();
     let outcome = if let Err(failure) = lock.as_ref() {
         // Not the stage's own failure, but one all the same: recorded and reported as such.
         let failure = match failure {

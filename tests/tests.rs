@@ -14,6 +14,7 @@ mod notify;
 mod restic;
 mod run_here;
 mod snapshot;
+mod stage_lock;
 mod store;
 mod systemd_e2e;
 mod watch;
