@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::systemd_e2e::Installed;
-use crate::util::{assert_same_tree, backupctl, ok, require_tool, run, stderr, systemctl_user, write};
+use crate::util::{
+    assert_same_tree, backupctl, ok, require_tool, run, stderr, systemctl_user, write,
+};
 
 /// A scratch directory under target/tmp (never /tmp: units run with `PrivateTmp=`) holding
 /// the config, the state, a source with one big incompressible file and the destination.
@@ -209,7 +211,10 @@ fn run_here_wait_waits_for_the_running_one_then_copies() {
     // Both ran, one after the other.
     let records = scratch.records();
     assert_eq!(records.len(), 2, "{records:?}");
-    assert!(records.iter().all(|r| r["result"] == "success"), "{records:?}");
+    assert!(
+        records.iter().all(|r| r["result"] == "success"),
+        "{records:?}"
+    );
     let time = |r: &serde_json::Value, key: &str| {
         r[key].as_str().unwrap().parse::<jiff::Timestamp>().unwrap()
     };
@@ -317,7 +322,11 @@ args = ["--bwlimit=1000"]
         std::thread::sleep(Duration::from_millis(100));
     }
     let records: Vec<_> = unit_records().into_iter().skip(before.len()).collect();
-    assert_eq!(records.len(), 1, "one run of the stage, the unit's: {records:?}");
+    assert_eq!(
+        records.len(),
+        1,
+        "one run of the stage, the unit's: {records:?}"
+    );
     assert_eq!(records[0]["result"], "success", "{records:?}");
     assert_same_tree(&installed.path("src"), &installed.path("dst"));
 }
