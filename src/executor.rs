@@ -1,6 +1,7 @@
 //! The executor: runs one stage (`backupctl stage NAME`, or one step of `run --here`),
 //! wrapped in what every stage shares: the journal span with our fields, start / end
-//! records with `MESSAGE_ID`s, `STATUS=` lines, the `when_mounted` check and the run record.
+//! records with `MESSAGE_ID`s, `STATUS=` lines, the stage lock (one run of a stage at a
+//! time), the `when_mounted` check and the run record.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use crate::config::{Config, Scope, Stage};
 use crate::history::{self, RunRecord, RunResult};
 use crate::report::messages;
 use crate::report::{Figures, Reporter};
+use crate::stage_lock::{Busy, Refused, StageLock};
 use crate::stages::{Outcome, StageError};
 
 /// What a running stage may use.
@@ -22,6 +24,29 @@ pub struct StageContext<'a> {
     pub state_dir: PathBuf,
     pub report: &'a Reporter,
     pub run_id: String,
+    /// The stage's lock, held for the whole run: what only one run at a time may do (e.g.
+    /// removing what a killed run left behind) takes it as proof.
+    pub lock: &'a StageLock,
+}
+
+/// How a run of a stage was started, and what it does when the stage is already running.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// Written into the lock for a refused run to name: the unit, or the command.
+    pub by: String,
+    /// Wait for the running one to end instead of refusing to start.
+    pub wait: bool,
+}
+
+impl Start {
+    /// `backup@STAGE.service` when systemd runs us (it sets `$INVOCATION_ID`), else `command`.
+    pub fn detect(stage: &str, command: &str, wait: bool) -> Start {
+        let by = match std::env::var_os("INVOCATION_ID") {
+            Some(id) if !id.is_empty() => crate::generator::stage_unit(stage),
+            _ => command.to_string(),
+        };
+        Start { by, wait }
+    }
 }
 
 impl StageContext<'_> {
@@ -61,6 +86,10 @@ pub fn new_id() -> String {
 /// Runs one stage to its end and records it. The returned record says how it went; its
 /// `exit_code` is what `backupctl stage` exits with. `job_run` is the run of the whole job
 /// this stage belongs to (`crate::job_run`; `run_id` itself when it ran alone).
+///
+/// Before anything else the stage's lock is taken; when another run holds it (and `start`
+/// does not say to wait) nothing runs and nothing is recorded in the run records: the
+/// journal has the refusal ([`messages::STAGE_BUSY`]) and the caller gets [`Busy`].
 pub fn run_stage(
     config: &Config,
     stage: &Stage,
@@ -68,7 +97,8 @@ pub fn run_stage(
     run_id: &str,
     job_run: &str,
     report: &Reporter,
-) -> RunRecord {
+    start: &Start,
+) -> Result<RunRecord, Busy> {
     let span = tracing::info_span!(
         "stage",
         backupctl_job = %stage.job,
@@ -78,12 +108,35 @@ pub fn run_stage(
     );
     let _entered = span.enter();
     let state_dir = crate::paths::state_dir(scope);
-    let started_at = jiff::Timestamp::now();
-    let clock = Instant::now();
     let kind = stage.kind.name();
 
-    let outcome = if let Some(mount) = stage.when_mounted.as_deref().filter(|m| !is_mount_point(m))
-    {
+    let lock = match lock(&state_dir, stage, scope, start) {
+        Ok(lock) => Ok(lock),
+        Err(Refused::Busy(busy)) => {
+            warn!(
+                message_id = messages::STAGE_BUSY,
+                backupctl_exit_code = crate::exit::TEMPORARY,
+                "stage {} not started: {busy}",
+                stage.name
+            );
+            report.status("not started: already running");
+            report.finish();
+            return Err(busy);
+        }
+        Err(Refused::Stopped) => Err(StageError::Interrupted),
+        Err(Refused::Lock(error)) => Err(StageError::Failed(error_chain(&error))),
+    };
+    // The run starts once it holds the lock: a `--wait` is not part of its duration.
+    let started_at = jiff::Timestamp::now();
+    let clock = Instant::now();
+    let outcome = if let Err(failure) = lock.as_ref() {
+        // Not the stage's own failure, but one all the same: recorded and reported as such.
+        let failure = match failure {
+            StageError::Interrupted => StageError::Interrupted,
+            other => StageError::Failed(other.to_string()),
+        };
+        Ok(Err(failure))
+    } else if let Some(mount) = stage.when_mounted.as_deref().filter(|m| !is_mount_point(m)) {
         None.ok_or(mount)
     } else {
         info!(
@@ -104,6 +157,7 @@ pub fn run_stage(
             state_dir: state_dir.clone(),
             report,
             run_id: run_id.to_string(),
+            lock: lock.as_ref().expect("checked above"),
         };
         Ok(run_kind(&ctx))
     };
@@ -187,7 +241,25 @@ pub fn run_stage(
     if let Err(problem) = crate::metrics::update(config, scope) {
         warn!("{problem}");
     }
-    record
+    // Held until the record is written: the next run starts after this one is on record.
+    drop(lock);
+    Ok(record)
+}
+
+/// Takes the stage's lock, waiting for it when `start` says so (saying once that it waits).
+fn lock(
+    state_dir: &Path,
+    stage: &Stage,
+    scope: Scope,
+    start: &Start,
+) -> Result<StageLock, Refused> {
+    if !start.wait {
+        return StageLock::try_acquire(state_dir, &stage.name, scope, &start.by);
+    }
+    StageLock::acquire_waiting(state_dir, &stage.name, scope, &start.by, |busy| {
+        // Once, to the journal or the terminal (stderr outside systemd).
+        info!("{busy}; waiting for it to end");
+    })
 }
 
 /// Checks the secret files the stage reads before its tool reads them, hello or not. A

@@ -21,6 +21,7 @@ pub mod runner;
 pub mod secret_file;
 pub mod signals;
 pub mod snapshot;
+pub mod stage_lock;
 pub mod stages;
 pub mod status;
 pub mod store;

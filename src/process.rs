@@ -1,11 +1,17 @@
 //! Running the tools a stage drives (rsync, restic, …): output read line by line (`\r`
 //! counts as a line end, for progress meters), a stop request forwarded, the exit status
 //! turned into a [`StageError`] that names the tool and the tail of what it said.
+//!
+//! Every tool runs in a process group of its own (a stop request reaches ssh under rsync, a
+//! command under `sh -c`) and dies with us: `PR_SET_PDEATHSIG` sends it SIGTERM when the
+//! backupctl that started it ends, however it ends (`kill -9` of `run --here` included), so
+//! no rsync goes on writing into a destination the next run takes over. SIGTERM rather than
+//! SIGKILL: rsync removes its partial file and restic its repository lock on SIGTERM.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc;
@@ -141,6 +147,7 @@ impl<'a> Command<'a> {
         if let Some(dir) = &self.cwd {
             command.current_dir(dir);
         }
+        die_with_us(&mut command);
         let mut child = command.spawn().map_err(|source| StageError::Spawn {
             tool: tool.clone(),
             source,
@@ -200,6 +207,31 @@ impl<'a> Command<'a> {
             (None, Some(signal)) => Err(StageError::ToolKilled { tool, signal }),
             (None, None) => Err(StageError::Failed(format!("{tool} ended without a status"))),
         }
+    }
+}
+
+/// Puts the child in a process group of its own and has the kernel send it SIGTERM when we
+/// die. The death signal fires when the *thread* that spawned the child ends, not the
+/// process: [`Command::run`] spawns and waits on the calling thread, which therefore lives at
+/// least as long as the child (a panic unwinding past the wait ends the child with it, which
+/// is what we want).
+fn die_with_us(command: &mut std::process::Command) {
+    let parent = nix::unistd::getpid();
+    command.process_group(0);
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid) are made.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // We died before the prctl took effect: the signal will never come.
+            if libc::getppid() != parent.as_raw() {
+                return Err(std::io::Error::other(
+                    "backupctl ended before the tool started",
+                ));
+            }
+            Ok(())
+        });
     }
 }
 
@@ -286,5 +318,38 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(done.code, 24);
+    }
+
+    #[test]
+    fn a_tool_runs_in_its_own_process_group() {
+        let mut stat = String::new();
+        Command::new("/bin/cat")
+            .arg("/proc/self/stat")
+            .on_line(|line| stat.push_str(line))
+            .run()
+            .unwrap();
+        // pid (comm) state ppid pgrp …
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        let (pid, pgrp): (i32, i32) = (
+            stat.split(' ').next().unwrap().parse().unwrap(),
+            fields[2].parse().unwrap(),
+        );
+        assert_eq!(pgrp, pid, "{stat}");
+        assert_ne!(pgrp, nix::unistd::getpgrp().as_raw(), "{stat}");
+    }
+
+    #[test]
+    fn a_tool_gets_sigterm_when_the_thread_that_started_it_ends() {
+        // The death signal fires when the spawning thread ends (as when the process dies).
+        let mut child = std::thread::spawn(|| {
+            let mut command = std::process::Command::new("/bin/sleep");
+            command.arg("60");
+            die_with_us(&mut command);
+            command.spawn().unwrap()
+        })
+        .join()
+        .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status}");
     }
 }

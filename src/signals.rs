@@ -28,9 +28,18 @@ pub fn install() -> std::io::Result<()> {
 }
 
 /// Asks the running stage to stop, as a signal would (also used by the D-Bus `Stop` method).
+/// The signal goes to each tool's process group (`crate::process` starts every tool as the
+/// leader of its own): ssh under rsync, a command under `sh -c` stop too.
 pub fn request_stop() {
     STOPPED.store(true, Ordering::SeqCst);
     for &pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        terminate(pid);
+    }
+}
+
+/// SIGTERM to the group `pid` leads, or to `pid` alone when it leads none.
+fn terminate(pid: i32) {
+    if kill(Pid::from_raw(-pid), Signal::SIGTERM).is_err() {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
 }
@@ -49,7 +58,7 @@ impl ChildGuard {
         CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
         // A stop that arrived while the child was being spawned must still reach it.
         if stopped() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            terminate(pid);
         }
         ChildGuard(pid)
     }

@@ -17,6 +17,7 @@ mod restic;
 mod run_here;
 mod sandbox;
 mod snapshot;
+mod stage_lock;
 mod store;
 mod systemd_e2e;
 mod unit_injection;

@@ -18,6 +18,10 @@ pub struct Args {
     /// Run the stages in this process instead of starting the units.
     #[arg(long)]
     pub here: bool,
+    /// With --here: a stage that is already running (its unit, another `run --here`) is
+    /// waited for instead of not started (exit 75).
+    #[arg(long, requires = "here")]
+    pub wait: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -31,12 +35,19 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             eprintln!("warning: {warning}");
         }
         crate::signals::install()?;
-        let report = runner::here::run_job(&config, job, scope);
+        let report = runner::here::run_job(&config, job, scope, args.wait);
         eprint!("\n{}", runner::here::summary(&report));
+        // A stage another run holds: not a failed backup, a run to try again later.
+        let busy: Vec<_> = report.busy().collect();
+        for busy in &busy {
+            eprintln!("backupctl: {busy}");
+        }
         return Ok(if report.succeeded() {
             ExitCode::SUCCESS
         } else if crate::signals::stopped() {
             ExitCode::from(crate::exit::INTERRUPTED)
+        } else if !busy.is_empty() && !report.a_required_stage_failed() {
+            ExitCode::from(crate::exit::TEMPORARY)
         } else {
             ExitCode::from(crate::exit::FAILED)
         });

@@ -10,6 +10,9 @@ use crate::report::Reporter;
 pub struct Args {
     /// The stage name (the instance name of backup@NAME.service).
     pub name: String,
+    /// When the stage is already running, wait for that run to end instead of exiting 75.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
@@ -30,6 +33,23 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             )
         })
         .unwrap_or_else(|| run_id.clone());
-    let record = executor::run_stage(&config, stage, cli.scope(), &run_id, &job_run, &report);
-    Ok(ExitCode::from(record.exit_code))
+    let start = executor::Start::detect(&stage.name, "backupctl stage", args.wait);
+    match executor::run_stage(
+        &config,
+        stage,
+        cli.scope(),
+        &run_id,
+        &job_run,
+        &report,
+        &start,
+    ) {
+        Ok(record) => Ok(ExitCode::from(record.exit_code)),
+        Err(busy) => {
+            // Under systemd the journal has it already (STAGE_BUSY); by hand, say it here.
+            if std::env::var_os("INVOCATION_ID").is_none() {
+                eprintln!("backupctl: {busy}");
+            }
+            Ok(ExitCode::from(crate::exit::TEMPORARY))
+        }
+    }
 }

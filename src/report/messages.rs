@@ -6,6 +6,8 @@ pub const STAGE_SUCCEEDED: &str = "edee025d3a2744be8e6fbea7d3476beb";
 pub const STAGE_FAILED: &str = "a15fdbc89a1b4109a1f14755f63b7100";
 pub const STAGE_WARNED: &str = "447968e63341482790f079a19bed1463";
 pub const STAGE_SKIPPED: &str = "f71a8d8f9ff4453a9bc139d75d6f4d58";
+/// A stage did not start: another run of it holds its lock (exit 75).
+pub const STAGE_BUSY: &str = "c3b1e8a0f65e4d2a9d7f0b5e6a4c2d19";
 pub const JOB_FINISHED: &str = "40fbb6111b4a487db99843eb4ae69a2a";
 /// A notification channel (webhook, ping, ntfy, command) could not deliver.
 pub const NOTIFY_FAILED: &str = "58cdbf8d13bd4a5caeafebfecdc9f76f";
@@ -17,6 +19,7 @@ pub const ALL: &[&str] = &[
     STAGE_FAILED,
     STAGE_WARNED,
     STAGE_SKIPPED,
+    STAGE_BUSY,
     JOB_FINISHED,
     NOTIFY_FAILED,
 ];

@@ -18,6 +18,8 @@ pub enum StageEnd {
     NotRun {
         because: String,
     },
+    /// Not started because another run of it holds its lock.
+    Busy(crate::stage_lock::Busy),
 }
 
 impl StageEnd {
@@ -39,9 +41,27 @@ impl JobReport<'_> {
             .iter()
             .all(|(stage, end)| !stage.required || end.lets_dependents_run())
     }
+
+    /// True when a required stage ran and did not succeed (a real failure, not a busy stage
+    /// or the stages after it).
+    pub fn a_required_stage_failed(&self) -> bool {
+        self.stages.iter().any(|(stage, end)| {
+            stage.required && matches!(end, StageEnd::Ran(_)) && !end.lets_dependents_run()
+        })
+    }
+
+    /// The stages that did not start because another run of them was going.
+    pub fn busy(&self) -> impl Iterator<Item = &crate::stage_lock::Busy> {
+        self.stages.iter().filter_map(|(_, end)| match end {
+            StageEnd::Busy(busy) => Some(busy),
+            _ => None,
+        })
+    }
 }
 
-pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope) -> JobReport<'a> {
+/// Runs the job's stages here. `wait`: a stage another run holds waits for it instead of
+/// being reported [`StageEnd::Busy`].
+pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope, wait: bool) -> JobReport<'a> {
     let (stages, edges) = config.job_graph(job);
     let order = dag::topological(&edges).expect("validated: no cycles");
     let run_id = executor::new_id();
@@ -71,9 +91,14 @@ pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope) -> JobReport<
             },
             None => {
                 let report = Reporter::for_environment(&stage.name);
-                StageEnd::Ran(Box::new(executor::run_stage(
-                    config, stage, scope, &run_id, &run_id, &report,
-                )))
+                let start = executor::Start {
+                    by: "backupctl run --here".into(),
+                    wait,
+                };
+                match executor::run_stage(config, stage, scope, &run_id, &run_id, &report, &start) {
+                    Ok(record) => StageEnd::Ran(Box::new(record)),
+                    Err(busy) => StageEnd::Busy(busy),
+                }
             }
         };
         ends[index] = Some(end);
@@ -136,6 +161,7 @@ pub fn summary(report: &JobReport) -> String {
                 (result, format!("{:.1}s", record.duration_secs), detail)
             }
             StageEnd::NotRun { because } => ("not run", "-".into(), because.clone()),
+            StageEnd::Busy(busy) => ("busy", "-".into(), busy.to_string()),
         };
         let optional = if stage.required { "" } else { " (may fail)" };
         out.push_str(&format!(

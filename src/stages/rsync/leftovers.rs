@@ -8,9 +8,15 @@
 //! before died, and removes the files named like rsync's temporary files that were written
 //! since that run started. Files rsync did finish carry their source's mtime (archive mode),
 //! so a backed-up file that happens to have such a name is not mistaken for one.
+//!
+//! A run that is merely still going leaves the same mark and the same files: [`remove`] takes
+//! the stage's lock as proof that no other run of the stage is, or it would delete that run's
+//! files in the middle of its copy.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use crate::stage_lock::StageLock;
 
 /// The mark of a run in progress: `STATE_DIR/rsync-STAGE.running`, its mtime the start.
 pub struct RunMark {
@@ -58,8 +64,8 @@ fn is_rsync_temp_name(name: &[u8]) -> bool {
 
 /// Removes rsync temporary files written since `since` under `root`, not crossing into other
 /// filesystems or btrfs subvolumes (rotated snapshots are read-only and older anyway).
-/// Returns the paths removed.
-pub fn remove(root: &Path, since: SystemTime) -> std::io::Result<Vec<PathBuf>> {
+/// Returns the paths removed. Only under the stage's lock (`_held`): see the module doc.
+pub fn remove(_held: &StageLock, root: &Path, since: SystemTime) -> std::io::Result<Vec<PathBuf>> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
 
@@ -123,7 +129,10 @@ mod tests {
         let plain = root.join("fresh.txt");
         std::fs::write(&plain, "new").unwrap();
 
-        let removed = remove(root, SystemTime::now() - Duration::from_secs(60)).unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let lock = StageLock::try_acquire(state.path(), "copy", crate::config::Scope::User, "test")
+            .unwrap();
+        let removed = remove(&lock, root, SystemTime::now() - Duration::from_secs(60)).unwrap();
         assert_eq!(removed, vec![partial.clone()]);
         assert!(!partial.exists());
         assert!(finished.exists() && plain.exists());

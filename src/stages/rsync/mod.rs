@@ -296,7 +296,7 @@ impl Kind for Spec {
         } else {
             let mark = leftovers::RunMark::path(&ctx.state_dir, &ctx.stage.name);
             if let Some(started) = leftovers::RunMark::left_behind(&mark) {
-                remove_leftovers(Path::new(destination), started, &mut warnings);
+                remove_leftovers(ctx, Path::new(destination), started, &mut warnings);
             }
             Some(leftovers::RunMark::set(mark).map_err(|e| {
                 StageError::io(
@@ -355,9 +355,14 @@ impl Kind for Spec {
 }
 
 /// Removes what a killed run left in the destination; a failure to is a warning, not a
-/// reason to skip the backup.
-fn remove_leftovers(destination: &Path, since: std::time::SystemTime, warnings: &mut Vec<String>) {
-    match leftovers::remove(destination, since) {
+/// reason to skip the backup. Under the stage's lock (`ctx.lock`): no other run is writing.
+fn remove_leftovers(
+    ctx: &StageContext,
+    destination: &Path,
+    since: std::time::SystemTime,
+    warnings: &mut Vec<String>,
+) {
+    match leftovers::remove(ctx.lock, destination, since) {
         Ok(removed) if removed.is_empty() => {}
         Ok(removed) => tracing::info!(
             "removed {} partial file(s) an earlier run left in {} when it was killed: {}",
