@@ -545,20 +545,30 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    // Each tool runs in a process group of its own (and gets SIGTERM when its stage dies, on
+    // which restic would remove its lock): kill restic's group first, as systemd's SIGKILL
+    // of the whole cgroup does, then the stage's.
+    let tools = run(Command::new("pgrep").args(["-P", &child.id().to_string()]));
+    let groups: Vec<String> = stdout(&tools)
+        .split_whitespace()
+        .map(String::from)
+        .chain([child.id().to_string()])
+        .collect();
+    for group in &groups {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(group.parse().unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     child.wait().unwrap();
     // restic was reparented when the stage died; wait until it is reaped, too (a zombie
     // still "exists" for restic's stale-lock test).
-    let group = child.id().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while run(Command::new("pgrep").args(["-g", &group]))
-        .status
-        .success()
-    {
+    while groups.iter().any(|group| {
+        run(Command::new("pgrep").args(["-g", group]))
+            .status
+            .success()
+    }) {
         assert!(
             Instant::now() < deadline,
             "the killed restic was never reaped"
