@@ -21,17 +21,7 @@ use crate::util::{
 
 /// `backupctl --user --config DIR/config.toml` with its state in DIR/state.
 fn backupctl_in(dir: &Path) -> Command {
-    let mut command = backupctl();
-    command
-        .env("XDG_STATE_HOME", dir.join("state"))
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env_remove("MONITOR_SERVICE_RESULT")
-        .env_remove("MONITOR_INVOCATION_ID")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .arg("--user")
-        .arg("--config")
-        .arg(dir.join("config.toml"));
-    command
+    crate::util::backupctl_user(dir, &dir.join("config.toml"))
 }
 
 fn records(state: &Path) -> Vec<serde_json::Value> {

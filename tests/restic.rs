@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    assert_same_tree, backupctl, ok, require_tool, run, stderr, stdout, systemctl_user,
-    systemd_lock, systemd_user_env, tempdir, write,
+    assert_same_tree, backupctl, backupctl_user, ok, require_tool, run, stderr, stdout,
+    systemctl_user, systemd_lock, systemd_user_env, tempdir, write,
 };
 
 /// A server process on loopback, killed when dropped.
@@ -205,28 +205,16 @@ fn config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-/// `backupctl --user --config FILE ARGS…` with state and cache in the test's directory.
-fn bc(dir: &Path, config: &Path) -> Command {
-    let mut command = backupctl();
-    command
-        .env("XDG_STATE_HOME", dir.join("state"))
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .arg("--user")
-        .arg("--config")
-        .arg(config);
-    command
-}
-
 fn restore_and_compare(dir: &Path, config: &Path, stage: &str, source: &Path) {
     let target = dir.join(format!("restore-{}", random_hex()));
-    ok(bc(dir, config)
+    ok(backupctl_user(dir, config)
         .args(["restore", stage, "--target"])
         .arg(&target));
     assert_restored(source, &target);
 }
 
 fn snapshot_count(dir: &Path, config: &Path, stage: &str) -> usize {
-    let out = ok(bc(dir, config).args(["snapshots", stage, "--json"]));
+    let out = ok(backupctl_user(dir, config).args(["snapshots", stage, "--json"]));
     let list: Vec<serde_json::Value> = serde_json::from_str(&out).expect("snapshots --json");
     list.len()
 }
@@ -282,7 +270,7 @@ read_data_subset = "50%"
         ),
     );
     write(&source.join("skip.tmp"), "excluded");
-    ok(bc(dir, &config).args(["run", "--here"]));
+    ok(backupctl_user(dir, &config).args(["run", "--here"]));
     std::fs::remove_file(source.join("skip.tmp")).unwrap();
     assert!(
         repo.join("config").is_file(),
@@ -306,9 +294,9 @@ read_data_subset = "50%"
 
     // Retention after each backup keeps the last 2; the weekly job prunes to 1 and checks.
     write(&source.join("second.txt"), "2");
-    ok(bc(dir, &config).args(["run", "--here"]));
+    ok(backupctl_user(dir, &config).args(["run", "--here"]));
     write(&source.join("third.txt"), "3");
-    ok(bc(dir, &config).args(["run", "--here"]));
+    ok(backupctl_user(dir, &config).args(["run", "--here"]));
     assert_eq!(snapshot_count(dir, &config, "rlocal"), 2);
     let record: serde_json::Value = serde_json::from_str(
         std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl"))
@@ -319,14 +307,14 @@ read_data_subset = "50%"
     )
     .unwrap();
     assert_eq!(record["figures"]["files_new"], 1, "{record}");
-    ok(bc(dir, &config).args(["run", "--here", "rlocal-weekly"]));
+    ok(backupctl_user(dir, &config).args(["run", "--here", "rlocal-weekly"]));
     assert_eq!(snapshot_count(dir, &config, "rlocal"), 1);
     restore_and_compare(dir, &config, "rlocal", &source);
 
     // Restoring one path only.
     let target = dir.join("partial");
     let only = source.join("dir with spaces");
-    ok(bc(dir, &config)
+    ok(backupctl_user(dir, &config)
         .args(["restore", "rlocal", "--include"])
         .arg(&only)
         .arg("--target")
@@ -338,7 +326,7 @@ read_data_subset = "50%"
     require_tool("fusermount3");
     let mountpoint = dir.join("mnt");
     std::fs::create_dir_all(&mountpoint).unwrap();
-    let mut mount = bc(dir, &config)
+    let mut mount = backupctl_user(dir, &config)
         .args(["mount", "rlocal"])
         .arg(&mountpoint)
         .stdout(Stdio::null())
@@ -393,7 +381,7 @@ fn restic_without_init_fails_clearly_and_never_reinitialises() {
         )
     };
     let without = config(dir, &text(false, &password));
-    let output = run(bc(dir, &without).args(["run", "--here"]));
+    let output = run(backupctl_user(dir, &without).args(["run", "--here"]));
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("there is no repository at the configured location"),
@@ -403,12 +391,12 @@ fn restic_without_init_fails_clearly_and_never_reinitialises() {
     assert!(!repo.join("config").exists());
 
     let with = config(dir, &text(true, &password));
-    ok(bc(dir, &with).args(["run", "--here"]));
+    ok(backupctl_user(dir, &with).args(["run", "--here"]));
     let repo_config = std::fs::read(repo.join("config")).unwrap();
     // A wrong password must not look like a missing repository.
     let (other, _) = secret(dir, "other-password");
     let wrong = config(dir, &text(true, &other));
-    let output = run(bc(dir, &wrong).args(["run", "--here"]));
+    let output = run(backupctl_user(dir, &wrong).args(["run", "--here"]));
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("wrong password"),
@@ -445,7 +433,7 @@ paths = ["{source}"]
             source = source.display()
         ),
     );
-    ok(bc(dir, &config).args(["run", "--here"]));
+    ok(backupctl_user(dir, &config).args(["run", "--here"]));
     assert!(dir.join("repo/config").is_file());
     restore_and_compare(dir, &config, "rsftp", &source);
 }
@@ -481,7 +469,7 @@ paths = ["{source}"]
             source = source.display()
         ),
     );
-    let output = run(bc(dir, &config).args(["run", "--here"]));
+    let output = run(backupctl_user(dir, &config).args(["run", "--here"]));
     assert!(output.status.success(), "{}", stderr(&output));
     for secret in [&password_value, &key_value] {
         assert!(!stderr(&output).contains(secret.as_str()));
@@ -525,7 +513,7 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
             source.display()
         ),
     );
-    let mut child = bc(dir, &config)
+    let mut child = backupctl_user(dir, &config)
         .args(["stage", "rkill"])
         .process_group(0)
         .stdout(Stdio::null())
@@ -577,7 +565,7 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
     }
     assert_eq!(locks(&repo), 1, "a stale lock is left");
 
-    let output = run(bc(dir, &config).args(["run", "--here"]));
+    let output = run(backupctl_user(dir, &config).args(["run", "--here"]));
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("removing stale restic locks"),
@@ -623,11 +611,11 @@ impl Drop for InstalledUnits {
 /// and reloads the manager. Hold [`systemd_lock`] meanwhile.
 fn install_units(dir: &Path, config: &Path) -> InstalledUnits {
     systemd_user_env();
-    ok(bc(dir, config)
+    ok(backupctl_user(dir, config)
         .arg("generate")
         .arg("--output")
         .arg(dir.join("units")));
-    ok(bc(dir, config)
+    ok(backupctl_user(dir, config)
         .arg("generate")
         .arg("--output")
         .arg(UNIT_DIR));
@@ -694,7 +682,7 @@ retry_delay = "1s"
     }
     assert!(unit_text.contains("PrivateNetwork=no"), "{unit_text}");
     let run_job = || {
-        let mut command = bc(dir, &config);
+        let mut command = backupctl_user(dir, &config);
         command
             .args(["run", "rrest"])
             .envs(systemd_user_env().iter().map(|(k, v)| (k, v)));

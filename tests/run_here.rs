@@ -5,18 +5,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{assert_same_tree, backupctl, ok, require_tool, run, stderr, tempdir, write};
+use crate::util::{assert_same_tree, ok, require_tool, run, stderr, tempdir, write};
 
-/// `backupctl --config DIR/config.toml` with state kept in DIR/state.
+/// `backupctl --user --config DIR/config.toml` with state kept in DIR/state.
 fn backupctl_in(dir: &Path) -> Command {
-    let mut command = backupctl();
-    command
-        .env("XDG_STATE_HOME", dir.join("state"))
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .arg("--user")
-        .arg("--config")
-        .arg(dir.join("config.toml"));
-    command
+    crate::util::backupctl_user(dir, &dir.join("config.toml"))
 }
 
 fn config(dir: &Path, text: &str) {

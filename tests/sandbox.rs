@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{backupctl, backupctl_path, require_tool, run, stderr, tempdir, write};
+use crate::util::{
+    backupctl, backupctl_path, backupctl_user, require_tool, run, stderr, tempdir, write,
+};
 
 /// A directory under the real /tmp, which is what these tests are about (the units'
 /// `PrivateTmp=` hides it); removed at the end of the test.
@@ -137,17 +139,6 @@ fn restic_config(dir: &Path, mode: u32) -> std::path::PathBuf {
         ),
     );
     config
-}
-
-fn backupctl_user(dir: &Path, config: &Path) -> Command {
-    let mut command = backupctl();
-    command
-        .env("XDG_STATE_HOME", dir.join("state"))
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .arg("--user")
-        .arg("--config")
-        .arg(config);
-    command
 }
 
 #[test]

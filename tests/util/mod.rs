@@ -30,6 +30,22 @@ pub fn backupctl() -> Command {
     command
 }
 
+/// `backupctl --user --config CONFIG` with its state and cache in DIR (so tests never share
+/// run records or locks), and none of the notifier's or a unit's environment inherited.
+pub fn backupctl_user(dir: &Path, config: &Path) -> Command {
+    let mut command = backupctl();
+    command
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env_remove("MONITOR_SERVICE_RESULT")
+        .env_remove("MONITOR_INVOCATION_ID")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .arg("--user")
+        .arg("--config")
+        .arg(config);
+    command
+}
+
 /// Runs a command and returns its output, panicking with everything it printed on failure
 /// when `expect_success` is set.
 pub fn run(command: &mut Command) -> Output {
