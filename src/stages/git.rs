@@ -204,14 +204,12 @@ impl Spec {
     }
 
     fn ssh_command(&self) -> String {
-        let mut ssh = String::from("ssh -o BatchMode=yes");
-        if let Some(key) = &self.ssh_key {
-            ssh.push_str(&format!(" -i '{}'", key.get_ref().display()));
-        }
-        for option in &self.ssh_options {
-            ssh.push_str(&format!(" -o '{option}'"));
-        }
-        ssh
+        // git runs GIT_SSH_COMMAND with `sh -c`.
+        super::ssh::command(
+            super::ssh::Splitter::Shell,
+            self.ssh_key.as_ref().map(|key| key.get_ref().as_path()),
+            &self.ssh_options,
+        )
     }
 
     /// The top-level name a source gets in the tree.
@@ -826,6 +824,39 @@ mod tests {
 
     fn spec(toml_text: &str) -> Spec {
         toml::from_str(toml_text).unwrap()
+    }
+
+    /// Issue 11: a `'` in `ssh_key` or `ssh_options` ended the single quotes of
+    /// GIT_SSH_COMMAND and added words to the ssh command line. Real git runs the command
+    /// here; a fake `ssh` first in PATH records the argv it got.
+    #[test]
+    fn git_ssh_command_quote_injection_in_ssh_options_and_key() {
+        let dir = super::super::ssh::fake_ssh();
+        let key = "/keys/it's here\\\"x\"";
+        let spec = spec(&format!(
+            "repository = \"/nonexistent/repo\"\nremotes = [\"ssh://injhost/r.git\"]\n\
+             ssh_key = {}\nssh_options = {}\n",
+            toml::Value::from(key),
+            toml::Value::from(super::super::ssh::HOSTILE.to_vec()),
+        ));
+        let status = std::process::Command::new("git")
+            .args(["ls-remote", "ssh://injhost/r.git"])
+            .env("GIT_SSH_COMMAND", spec.ssh_command())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("PATH", super::super::ssh::path_with(dir.path()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("this test needs git: run scripts/setup-deps");
+        assert!(!status.success());
+        let mut expected = vec!["-o", "BatchMode=yes", "-i", key];
+        for option in super::super::ssh::HOSTILE {
+            expected.extend(["-o", option]);
+        }
+        let seen = super::super::ssh::ssh_options_seen(dir.path(), "injhost");
+        // git may add options of its own (e.g. `-o SendEnv=GIT_PROTOCOL`) after ours.
+        assert_eq!(seen[..expected.len().min(seen.len())], expected[..]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod rclone;
 pub mod restic;
 pub mod rsync;
+pub mod ssh;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

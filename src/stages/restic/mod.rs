@@ -350,6 +350,20 @@ impl Kind for Spec {
                 "give the program and its arguments, e.g. [\"pass\", \"show\", \"restic\"]",
             ));
         }
+        if let Some(command) = &self.password_command
+            && let Some(word) = command
+                .get_ref()
+                .iter()
+                .find(|word| repo::restic_word(word).is_none())
+        {
+            return Err(SpecError::invalid(
+                Some(command.span()),
+                format!("restic cannot pass the `password_command` word {word:?} on intact"),
+                "restic splits the command itself and has no way to write an empty word, a word \
+                 ending in `\\`, or one holding both `'` and `\"` with spaces or `\\`; \
+                 put the command in a script and give its path",
+            ));
+        }
         for file in [
             &self.repository_file,
             &self.repository_credential,

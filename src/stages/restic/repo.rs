@@ -34,18 +34,33 @@ pub fn credential_path(name: &str, path: &Path) -> PathBuf {
     }
 }
 
-/// `RESTIC_PASSWORD_COMMAND` is split by restic like a shell would; quote words with spaces.
-fn shell_join(argv: &[String]) -> String {
+/// One word of `RESTIC_PASSWORD_COMMAND`, quoted for restic's own splitter (restic 0.14,
+/// internal/backend/shellsplit.go), which is not a shell's: whitespace and `\\` split words
+/// outside quotes; a quote starts or ends a word (`'a'b` is two words) unless a `\\` comes
+/// right before it, and then both characters stay; there is no way to write `''` or `'\\''`.
+/// `None` for a word it cannot give back: empty, ending in `\\`, or holding both kinds of
+/// quote next to whitespace or `\\` (checked at load, see `Spec::validate`).
+pub fn restic_word(word: &str) -> Option<String> {
+    let special = |c: char| c.is_whitespace() || matches!(c, '\\' | '\'' | '"');
+    if word.is_empty() || word.ends_with('\\') {
+        None
+    } else if !word.contains(special) {
+        Some(word.to_string())
+    } else if !word.contains('\'') {
+        Some(format!("'{word}'"))
+    } else if !word.contains('"') {
+        Some(format!("\"{word}\""))
+    } else {
+        None
+    }
+}
+
+/// `RESTIC_PASSWORD_COMMAND` for an argv; `None` if a word cannot be written for restic.
+fn shell_join(argv: &[String]) -> Option<String> {
     argv.iter()
-        .map(|word| {
-            if word.is_empty() || word.contains(|c: char| c.is_whitespace() || c == '"') {
-                format!("'{}'", word.replace('\'', "'\\''"))
-            } else {
-                word.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|word| restic_word(word))
+        .collect::<Option<Vec<_>>>()
+        .map(|words| words.join(" "))
 }
 
 /// Reads a secret file for an environment variable. The error names the file, never its
@@ -89,7 +104,13 @@ pub fn environment(spec: &Spec, scope: Scope) -> Result<Vec<(OsString, OsString)
         set("RESTIC_PASSWORD_FILE", file.into());
     }
     if let Some(argv) = &spec.password_command {
-        set("RESTIC_PASSWORD_COMMAND", shell_join(argv.get_ref()).into());
+        // `Spec::validate` refuses such words at load; a spec built otherwise fails here.
+        let command = shell_join(argv.get_ref()).ok_or_else(|| {
+            StageError::Failed(
+                "a word of `password_command` cannot be passed through restic".into(),
+            )
+        })?;
+        set("RESTIC_PASSWORD_COMMAND", command.into());
     }
     set(
         "RESTIC_CACHE_DIR",
@@ -217,8 +238,64 @@ mod tests {
     #[test]
     fn quotes_password_command_words() {
         assert_eq!(
-            shell_join(&["pass".into(), "show".into(), "my key".into()]),
-            "pass show 'my key'"
+            shell_join(&["pass".into(), "show".into(), "my key".into()]).as_deref(),
+            Some("pass show 'my key'")
         );
+    }
+
+    /// Issue 11: `password_command` words holding `'`, `\\` or `"` were quoted for sh, which
+    /// restic is not: `it's x` reached the program as three words. Real restic runs the
+    /// command here (a script recording its argv) against a fresh repository under target/tmp.
+    #[test]
+    fn restic_password_command_quote_injection() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+        std::fs::create_dir_all(&base).expect("target/tmp");
+        let dir = tempfile::Builder::new()
+            .prefix("restic-pwcmd-")
+            .tempdir_in(base)
+            .expect("scratch directory");
+        let repo = dir.path().join("repo");
+        let init = std::process::Command::new("restic")
+            .args(["init", "--quiet", "-r"])
+            .arg(&repo)
+            .env("RESTIC_PASSWORD", "pw")
+            .output()
+            .expect("this test needs restic: run scripts/setup-deps");
+        assert!(init.status.success(), "restic init: {init:?}");
+        let script = dir.path().join("pw");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\"; done > \"$0.argv\"\necho pw\n",
+        )
+        .expect("write script");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let words = [
+            "it's x",
+            "it's",
+            "a\\b",
+            "a b\\c",
+            "say \"hi\"",
+            "\"",
+            "'",
+            "$HOME;|&",
+            "plain",
+        ];
+        let mut argv = vec![script.display().to_string()];
+        argv.extend(words.map(String::from));
+        let command = shell_join(&argv).expect("every word can be written");
+        let run = std::process::Command::new("restic")
+            .args(["snapshots", "--quiet", "-r"])
+            .arg(&repo)
+            .env("RESTIC_PASSWORD_COMMAND", command)
+            .output()
+            .expect("restic runs");
+        assert!(run.status.success(), "restic snapshots: {run:?}");
+        let seen = std::fs::read_to_string(dir.path().join("pw.argv")).expect("argv recorded");
+        let expected: String = words.iter().map(|w| format!("[{w}]\n")).collect();
+        assert_eq!(seen, expected);
+        for unwritable in ["", "ends\\", "both ' and \""] {
+            assert_eq!(restic_word(unwritable), None, "{unwritable:?}");
+        }
     }
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
+use super::{
+    Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized, ssh,
+};
 use crate::executor::StageContext;
 use crate::process::Command;
 use crate::report::{Figures, Progress};
@@ -123,15 +125,13 @@ impl Spec {
                 .map(|file| format!("--exclude-from={}", file.get_ref().display())),
         );
         if self.uses_ssh() {
-            let mut ssh = String::from("ssh -o BatchMode=yes");
-            if let Some(key) = &self.ssh_key {
-                ssh.push_str(&format!(" -i '{}'", key.get_ref().display()));
-            }
-            for option in &self.ssh_options {
-                ssh.push_str(&format!(" -o '{option}'"));
-            }
+            // rsync splits this value itself, by its own quoting rules.
             args.push("--rsh".into());
-            args.push(ssh);
+            args.push(ssh::command(
+                ssh::Splitter::Rsync,
+                self.ssh_key.as_ref().map(|key| key.get_ref().as_path()),
+                &self.ssh_options,
+            ));
         }
         args.extend(self.args.iter().cloned());
         args.push("--".into());
@@ -466,6 +466,38 @@ fn parse_stat(line: &str, figures: &mut Figures) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11: a `'` in `ssh_key` or `ssh_options` ended the single quotes of the `--rsh`
+    /// value and added words to the ssh command line rsync runs. Real rsync splits the value
+    /// here; a fake `ssh` first in PATH records the argv it got.
+    #[test]
+    fn rsh_quote_injection_in_ssh_options_and_key() {
+        let dir = ssh::fake_ssh();
+        let key = "/keys/it's here\\\"x\"";
+        let spec: Spec = toml::from_str(&format!(
+            "sources = [\"/nonexistent/src\"]\ndestination = \"injhost:dst\"\n\
+             ssh_key = {}\nssh_options = {}\n",
+            toml::Value::from(key),
+            toml::Value::from(ssh::HOSTILE.to_vec()),
+        ))
+        .expect("spec");
+        let mut args = spec.arguments();
+        // Only the ssh call matters: rsync fails after it, on the missing source or the fake.
+        args.retain(|a| !a.starts_with("--info") && a != "--acls" && a != "--xattrs");
+        let status = std::process::Command::new("rsync")
+            .args(&args)
+            .env("PATH", ssh::path_with(dir.path()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("this test needs rsync: run scripts/setup-deps");
+        assert!(!status.success());
+        let mut expected = vec!["-o", "BatchMode=yes", "-i", key];
+        for option in ssh::HOSTILE {
+            expected.extend(["-o", option]);
+        }
+        assert_eq!(ssh::ssh_options_seen(dir.path(), "injhost"), expected);
+    }
 
     #[test]
     fn recognises_remote_locations() {
