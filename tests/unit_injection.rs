@@ -944,7 +944,17 @@ fn generate_refuses_a_config_path_that_would_break_a_unit_line() {
         "--binary",
         "/usr/bin/backupctl",
     ]));
+    let check = run(crate::util::backupctl()
+        .arg("--config")
+        .arg(&config)
+        .arg("check"));
     let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(check.status.code(), Some(1), "check accepted it");
+    assert!(
+        stderr(&check).contains("a line feed (U+000A)"),
+        "{}",
+        stderr(&check)
+    );
     assert!(
         !output.status.success(),
         "generate accepted it:\n{}",

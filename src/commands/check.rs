@@ -86,6 +86,16 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(crate::exit::FAILED));
         }
     };
+    // The config's own path goes into every unit (header, ExecStart=): `generate` would
+    // refuse one that cannot stand on a unit line, so `check` says so first.
+    let options = crate::generator::Options {
+        scope: cli.scope(),
+        binary: super::generate::this_binary(),
+    };
+    if let Err(error) = crate::generator::check_paths(&config, &options) {
+        eprintln!("error: {error}");
+        return Ok(ExitCode::from(crate::exit::FAILED));
+    }
     // Valid TOML can still name paths the units would not see: refuse those here, not at
     // the first timer run.
     if let Err(error) = crate::generator::sandbox::check(&config, &config_text(&config), None) {

@@ -25,7 +25,8 @@ pub struct Args {
     pub dry_run: bool,
 }
 
-fn this_binary() -> PathBuf {
+/// The binary the units call: the one running, as a canonical absolute path.
+pub(crate) fn this_binary() -> PathBuf {
     std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .unwrap_or_else(|_| PathBuf::from("/usr/bin/backupctl"))
