@@ -288,7 +288,8 @@ pub fn print_table(checks: &[Check]) -> std::io::Result<()> {
         .map(|c| c.item.len())
         .max()
         .unwrap_or(4)
-        .max(4);
+        // A longer item overflows its column; an uncapped width past u16::MAX would panic.
+        .clamp(4, 60);
     crate::outln!("{:<11} {:<width$} {:<5} DETAIL", "CHECK", "ITEM", "STATE")?;
     for check in checks {
         let state = if check.ok { "ok" } else { "FAIL" };
