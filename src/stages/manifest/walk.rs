@@ -830,6 +830,73 @@ mod tests {
         );
     }
 
+    /// Makes the directory `name` in `dir` and opens it.
+    fn make_dir_at(dir: &OwnedFd, name: &[u8]) -> OwnedFd {
+        nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o755)).unwrap();
+        nix::fcntl::openat(
+            dir,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    /// Writes the file `name` in `dir`, holding its name.
+    fn write_at(dir: &OwnedFd, name: &[u8]) {
+        let fd = nix::fcntl::openat(
+            dir,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT,
+            Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut std::fs::File::from(fd), name).unwrap();
+    }
+
+    #[test]
+    fn paths_around_and_past_path_max_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // 15 levels of 255-byte names: 3839 bytes. Below them, paths of 4095 bytes (the
+        // longest one call takes), 4096 and 4097 (opened in two pieces), and 8 KiB further.
+        let mut bottom = open_dir(dir.path());
+        for level in 0..15u8 {
+            let name = [b'a' + level; 255];
+            bottom = make_dir_at(&bottom, &name);
+        }
+        write_at(&bottom, &[b'f'; 255]);
+        let shorter = make_dir_at(&bottom, &[b's'; 254]);
+        write_at(&shorter, b"f");
+        let mut longer = make_dir_at(&bottom, &[b't'; 255]);
+        write_at(&longer, b"f");
+        for level in 0..40u8 {
+            longer = make_dir_at(&longer, &[b'A' + level; 200]);
+        }
+        write_at(&longer, b"deepest");
+        let empty = Cache::default();
+        let scan = scan(
+            dir.path(),
+            &WalkOptions::default(),
+            || &empty,
+            &Counters::default(),
+        )
+        .unwrap();
+        assert_eq!((scan.problems, &scan.warnings[..]), (0, &[][..]));
+        // The root, 15 levels, 4 files, 2 directories and 40 levels below one of them.
+        assert_eq!(scan.len(), 1 + 15 + 4 + 2 + 40);
+        let files: Vec<&Entry> = scan
+            .entries()
+            .filter(|e| e.file_type == FileType::File)
+            .collect();
+        let mut lengths: Vec<usize> = files.iter().map(|e| e.path.len()).collect();
+        lengths.sort_unstable();
+        assert_eq!(lengths, [4095, 4096, 4097, 4097 + 40 * 201 + 6]);
+        for file in files {
+            let name = file.path.rsplit(|&b| b == b'/').next().unwrap();
+            assert_eq!(file.hash, Some(*blake3::hash(name).as_bytes()));
+        }
+    }
+
     #[test]
     fn one_file_system_stops_at_mount_points() {
         use std::os::unix::fs::MetadataExt;
