@@ -510,6 +510,135 @@ fn manifest_is_stable_and_verify_detects_each_change() {
     );
 }
 
+/// Levels of [`deep_tree`], each a 200-byte name: 8 KiB of path, twice PATH_MAX.
+const DEEP_LEVELS: usize = 40;
+
+/// The name of level `level` of [`deep_tree`].
+fn deep_name(level: usize) -> String {
+    format!("{level:02}{}", "d".repeat(198))
+}
+
+/// `root/` holding [`DEEP_LEVELS`] nested directories and, at the bottom, `a.txt`,
+/// `bottom.bin` and `link -> a.txt`. Built relative to open directories: the full paths are
+/// longer than the kernel takes.
+fn deep_tree(root: &Path) {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    std::fs::create_dir(root).unwrap();
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+    let mut dir = nix::fcntl::open(root, dir_flags, Mode::empty()).unwrap();
+    for level in 0..DEEP_LEVELS {
+        let name = deep_name(level);
+        mkdirat(&dir, name.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
+        dir = openat(&dir, name.as_str(), dir_flags, Mode::empty()).unwrap();
+    }
+    for (name, data) in [
+        ("a.txt", b"at the bottom\n".to_vec()),
+        ("bottom.bin", vec![3u8; 10_000]),
+    ] {
+        let file = openat(
+            &dir,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut std::fs::File::from(file), &data).unwrap();
+    }
+    nix::unistd::symlinkat("a.txt", &dir, "link").unwrap();
+}
+
+/// The bug: `verify --manifest FILE DIR` with a relative DIR on a tree deeper than PATH_MAX
+/// reported false differences: the walker opened directories and hashed files by their full
+/// path, which the kernel refuses past 4096 bytes, and counted each failure as a difference.
+#[test]
+fn issue11_verify_reads_a_tree_deeper_than_path_max() {
+    let home = tempdir();
+    let source = home.path().join("deep");
+    deep_tree(&source);
+    let out = home.path().join("out");
+    run_ok(home.path(), &manifest_config(&source, &out));
+    let file = manifest_file(&out);
+
+    // The manifest itself describes the whole tree, the bottom files with their real hashes.
+    let bottom: String = (0..DEEP_LEVELS)
+        .map(deep_name)
+        .collect::<Vec<_>>()
+        .join("/");
+    let listing = ok(backupctl().arg("verify").arg("--manifest").arg(&file));
+    let entries: Vec<&str> = listing.lines().skip(1).collect();
+    assert_eq!(entries.len(), 1 + DEEP_LEVELS + 3, "{listing}");
+    let hash = |data: &[u8]| blake3::hash(data).to_hex().to_string();
+    let bottom_bin = format!(" {} {bottom}/bottom.bin", hash(&[3u8; 10_000]));
+    assert!(
+        entries.iter().any(|line| line.ends_with(&bottom_bin)),
+        "the deepest file is listed with its hash:\n{listing}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|line| line.ends_with(&format!(" -> a.txt {bottom}/link"))),
+        "the deepest symlink is listed with its target"
+    );
+
+    let verify_relative = || {
+        let output = run(backupctl()
+            .arg("verify")
+            .arg("--manifest")
+            .arg(&file)
+            .arg("deep")
+            .current_dir(home.path()));
+        (
+            output.status.code().unwrap_or(-1),
+            stdout(&output)
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            stderr(&output),
+        )
+    };
+    let (code, lines, errors) = verify_relative();
+    assert_eq!((code, lines), (0, vec![]), "{errors}");
+    assert!(!errors.contains("warning"), "{errors}");
+    assert_eq!(verify(&file, &source, &[]), (0, vec![]));
+
+    // One byte of the deepest file flipped, size and mtime kept: exactly that is reported.
+    let mut dir = nix::fcntl::open(
+        &source,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    for level in 0..DEEP_LEVELS {
+        dir = nix::fcntl::openat(
+            &dir,
+            deep_name(level).as_str(),
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+    }
+    let target = std::fs::File::from(
+        nix::fcntl::openat(
+            &dir,
+            "bottom.bin",
+            nix::fcntl::OFlag::O_RDWR,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap(),
+    );
+    let times = target.metadata().unwrap().modified().unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&target, &[4u8], 5_000).unwrap();
+    target.set_modified(times).unwrap();
+    drop(target);
+    let (code, lines, errors) = verify_relative();
+    assert_eq!(
+        (code, lines),
+        (1, vec![format!("M {bottom}/bottom.bin (content)")]),
+        "{errors}"
+    );
+}
+
 #[test]
 fn manifest_cache_skips_unchanged_files() {
     let home = tempdir();

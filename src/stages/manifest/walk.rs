@@ -11,17 +11,19 @@
 //! Problems inside the tree (a file that vanished, a directory we may not read) are
 //! warnings: a live system changes while we look at it. Only an unreadable root is an error.
 //!
-//! Directories and files are opened by their full path (holding every ancestor open would
-//! take one descriptor per level, and trees can be 2000 levels deep), so a directory above
-//! an entry may have been swapped for a symlink since its parent listed it: the path then
-//! leads out of the tree. Every opened directory and file is checked to be the one listed
-//! ([`Identity`]) before it is read; one that is not is skipped with a warning.
+//! Directories and files are opened by their path relative to the root's open descriptor
+//! ([`open_below`]), never by a path from the working directory: holding every ancestor open
+//! would take one descriptor per level, and trees can be 2000 levels deep. A path longer than
+//! the kernel takes (PATH_MAX) is opened a piece at a time, so a tree of any depth is read
+//! whole. A directory above an entry may have been swapped for a symlink since its parent
+//! listed it: the path then leads out of the tree. Every opened directory and file is checked
+//! to be the one listed ([`Identity`]) before it is read; one that is not is skipped with a
+//! warning.
 
 use std::ffi::{CStr, OsStr};
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +42,9 @@ use super::format::{Entry, FileType, Manifest};
 const MMAP_THRESHOLD: u64 = 4 << 20;
 /// Warnings kept in the outcome; the rest are only counted (a tree can hold millions).
 const MAX_WARNINGS: usize = 20;
+/// The longest path the kernel resolves in one call, its terminating NUL included
+/// (`ENAMETOOLONG` beyond).
+const PATH_MAX: usize = libc::PATH_MAX as usize;
 
 /// What a walk skips.
 #[derive(Debug, Default)]
@@ -177,6 +182,10 @@ fn check_opened(fd: BorrowedFd<'_>, listed: Identity) -> std::io::Result<FileSta
 type Chunks = Vec<Vec<Found>>;
 
 struct Walker<'a> {
+    /// The root as given (for messages and excludes) and opened: every entry is opened
+    /// relative to `root_fd`, whatever the working directory or the depth.
+    root: &'a Path,
+    root_fd: BorrowedFd<'a>,
     options: &'a WalkOptions,
     counters: &'a Counters,
     root_dev: u64,
@@ -240,12 +249,9 @@ impl Walker<'_> {
     /// This directory's entries, each stated through the open directory; none when `dir` is
     /// not (any more) the directory `listed` (`None`: the root, not checked).
     fn read_dir(&self, dir: &Path, rel: &[u8], listed: Option<Identity>) -> Vec<Found> {
-        // A directory swapped for a symlink since we stated it is not followed (the root is:
-        // a source may be a symlink to the tree).
-        let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        if listed.is_some() {
-            flags |= OFlag::O_NOFOLLOW;
-        }
+        // A directory swapped for a symlink since we stated it is not followed (the root,
+        // opened by [`scan`], is: a source may be a symlink to the tree).
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
         // Two descriptors of the one open directory: the stream iterates over one (borrowing
         // it mutably) while each entry is stated through the other.
         // O_NOFOLLOW guards the last component only: a directory above it swapped for a
@@ -253,10 +259,14 @@ impl Walker<'_> {
         // as configured, whatever it leads to (and an automount point, as the source, is
         // stated unmounted and opened mounted).
         let opened = (|| -> std::io::Result<_> {
-            let fd = nix::fcntl::open(dir, flags, Mode::empty())?;
-            if let Some(listed) = listed {
-                check_opened(fd.as_fd(), listed)?;
-            }
+            let fd = match listed {
+                None => self.root_fd.try_clone_to_owned()?,
+                Some(listed) => {
+                    let fd = open_below(self.root_fd, rel, flags)?;
+                    check_opened(fd.as_fd(), listed)?;
+                    fd
+                }
+            };
             Ok((Dir::from_fd(fd.try_clone()?)?, fd))
         })();
         let (mut listing, fd) = match opened {
@@ -386,16 +396,15 @@ impl Walker<'_> {
 
     /// Hashes one file; `None` (with a warning) when it cannot be read, `Some((hash, stable))`
     /// otherwise, where `stable` says the file did not change while it was read.
-    fn hash_file(&self, path: &Path, stat: &Stat) -> Option<([u8; 32], bool)> {
+    /// `rel` is the file's path relative to the root.
+    fn hash_file(&self, rel: &[u8], stat: &Stat) -> Option<([u8; 32], bool)> {
         let result = (|| -> std::io::Result<([u8; 32], bool)> {
             // Not through a symlink put in the file's place since it was stated, nor (the
             // check) one put in place of a directory above it. O_NONBLOCK: a FIFO swapped in
             // would block the open before the check could turn it down; it does nothing to
             // reads of a regular file.
-            let mut file = std::fs::File::options()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(path)?;
+            let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+            let mut file = std::fs::File::from(open_below(self.root_fd, rel, flags)?);
             check_opened(
                 file.as_fd(),
                 Identity {
@@ -438,11 +447,42 @@ impl Walker<'_> {
                 Some(done)
             }
             Err(error) => {
-                self.warn(format!("cannot read {}: {error}", path.display()));
+                self.warn(format!(
+                    "cannot read {}: {error}",
+                    self.root.join(OsStr::from_bytes(rel)).display()
+                ));
                 None
             }
         }
     }
+}
+
+/// Opens `rel`, a path below the directory `base` (`/`-separated names, no `.` or `..`), with
+/// `flags`. A path too long for one call is opened a piece at a time: each piece as long as
+/// the kernel takes, ending at a `/`, opened as a directory relative to the previous one
+/// (O_NOFOLLOW, like the last component; the caller's identity check covers the rest).
+/// Within PATH_MAX, as nearly every path is, this is the one `openat`.
+fn open_below(base: BorrowedFd<'_>, rel: &[u8], flags: OFlag) -> std::io::Result<OwnedFd> {
+    let mut held: Option<OwnedFd> = None;
+    let mut rest = rel;
+    while rest.len() >= PATH_MAX {
+        // Names are at most 255 bytes: a piece of PATH_MAX bytes holds a `/`.
+        let cut = rest[..PATH_MAX]
+            .iter()
+            .rposition(|&b| b == b'/')
+            .ok_or(nix::errno::Errno::ENAMETOOLONG)?;
+        let dir = held.as_ref().map_or(base, |fd| fd.as_fd());
+        let next = nix::fcntl::openat(
+            dir,
+            &rest[..cut],
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )?;
+        held = Some(next);
+        rest = &rest[cut + 1..];
+    }
+    let dir = held.as_ref().map_or(base, |fd| fd.as_fd());
+    Ok(nix::fcntl::openat(dir, rest, flags, Mode::empty())?)
 }
 
 /// What a subtree sorts as among its siblings: its directory's name followed by `/`.
@@ -521,7 +561,20 @@ pub fn scan<'c>(
         .thread_name(|i| format!("manifest-{i}"))
         .build()
         .expect("a thread pool");
+    // Opened once: every entry is opened relative to it, never by a path from the working
+    // directory (which a deep tree's paths outgrow).
+    let root_fd = nix::fcntl::open(
+        root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|error| WalkError::Root {
+        path: root.to_path_buf(),
+        source: error.into(),
+    })?;
     let walker = Walker {
+        root,
+        root_fd: root_fd.as_fd(),
         options,
         counters,
         root_dev: metadata.st_dev,
@@ -563,9 +616,10 @@ pub fn scan<'c>(
                 if found.entry.hash.is_some() || crate::signals::stopped() {
                     return;
                 }
-                let path = root.join(OsStr::from_bytes(&found.entry.path));
                 // Unreadable: recorded with an all-zero hash, never cached.
-                let (hash, cacheable) = walker.hash_file(&path, &stat).unwrap_or_default();
+                let (hash, cacheable) = walker
+                    .hash_file(&found.entry.path, &stat)
+                    .unwrap_or_default();
                 counters.bytes_done.fetch_add(stat.size, Ordering::Relaxed);
                 found.entry.hash = Some(hash);
                 if !cacheable {
@@ -686,6 +740,10 @@ mod tests {
         assert_eq!(big.hash, Some(*blake3::hash(&data).as_bytes()));
     }
 
+    fn open_dir(path: &Path) -> OwnedFd {
+        nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap()
+    }
+
     /// A tree `src/a/b/mine` and, outside it, `outside/b/secret`.
     fn tree_and_outside() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -713,7 +771,10 @@ mod tests {
         let counters = Counters::default();
         // `a` is listed (with `b` in it, stated through `a`'s descriptor), then swapped
         // before `a/b` is opened by its path.
+        let root_fd = open_dir(&root);
         let walker = Walker {
+            root: &root,
+            root_fd: root_fd.as_fd(),
             options: &options,
             counters: &counters,
             root_dev: metadata.st_dev,
@@ -745,24 +806,95 @@ mod tests {
         let listed = stat_of(&nix::sys::stat::lstat(&mine).unwrap());
         let options = WalkOptions::default();
         let counters = Counters::default();
+        let root = dir.path().join("src");
+        let root_fd = open_dir(&root);
         let walker = Walker {
+            root: &root,
+            root_fd: root_fd.as_fd(),
             options: &options,
             counters: &counters,
             root_dev: listed.dev,
             warnings: Mutex::new((Vec::new(), 0)),
             listed: None,
         };
-        assert!(walker.hash_file(&mine, &listed).is_some());
+        assert!(walker.hash_file(b"a/b/mine", &listed).is_some());
         // `src/a/b/mine` now opens `outside/b/mine`: another file, of the same size.
         std::fs::write(dir.path().join("outside/b/mine"), "MINE").unwrap();
         swap_for_symlink(dir.path());
-        assert_eq!(walker.hash_file(&mine, &listed), None);
+        assert_eq!(walker.hash_file(b"a/b/mine", &listed), None);
         let (warnings, problems) = walker.warnings.into_inner().unwrap();
         assert_eq!(problems, 1);
         assert!(
             warnings[0].starts_with(&format!("cannot read {}: not the entry", mine.display())),
             "{warnings:?}"
         );
+    }
+
+    /// Makes the directory `name` in `dir` and opens it.
+    fn make_dir_at(dir: &OwnedFd, name: &[u8]) -> OwnedFd {
+        nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o755)).unwrap();
+        nix::fcntl::openat(
+            dir,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    /// Writes the file `name` in `dir`, holding its name.
+    fn write_at(dir: &OwnedFd, name: &[u8]) {
+        let fd = nix::fcntl::openat(
+            dir,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT,
+            Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut std::fs::File::from(fd), name).unwrap();
+    }
+
+    #[test]
+    fn paths_around_and_past_path_max_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // 15 levels of 255-byte names: 3839 bytes. Below them, paths of 4095 bytes (the
+        // longest one call takes), 4096 and 4097 (opened in two pieces), and 8 KiB further.
+        let mut bottom = open_dir(dir.path());
+        for level in 0..15u8 {
+            let name = [b'a' + level; 255];
+            bottom = make_dir_at(&bottom, &name);
+        }
+        write_at(&bottom, &[b'f'; 255]);
+        let shorter = make_dir_at(&bottom, &[b's'; 254]);
+        write_at(&shorter, b"f");
+        let mut longer = make_dir_at(&bottom, &[b't'; 255]);
+        write_at(&longer, b"f");
+        for level in 0..40u8 {
+            longer = make_dir_at(&longer, &[b'A' + level; 200]);
+        }
+        write_at(&longer, b"deepest");
+        let empty = Cache::default();
+        let scan = scan(
+            dir.path(),
+            &WalkOptions::default(),
+            || &empty,
+            &Counters::default(),
+        )
+        .unwrap();
+        assert_eq!((scan.problems, &scan.warnings[..]), (0, &[][..]));
+        // The root, 15 levels, 4 files, 2 directories and 40 levels below one of them.
+        assert_eq!(scan.len(), 1 + 15 + 4 + 2 + 40);
+        let files: Vec<&Entry> = scan
+            .entries()
+            .filter(|e| e.file_type == FileType::File)
+            .collect();
+        let mut lengths: Vec<usize> = files.iter().map(|e| e.path.len()).collect();
+        lengths.sort_unstable();
+        assert_eq!(lengths, [4095, 4096, 4097, 4097 + 40 * 201 + 6]);
+        for file in files {
+            let name = file.path.rsplit(|&b| b == b'/').next().unwrap();
+            assert_eq!(file.hash, Some(*blake3::hash(name).as_bytes()));
+        }
     }
 
     #[test]
