@@ -181,16 +181,7 @@ fn issue11_failed_git_restore_exits_1_not_2() {
             dir.join("work").display()
         ),
     );
-    let bc = || {
-        let mut command = backupctl();
-        command
-            .env("XDG_STATE_HOME", dir.join("state"))
-            .env("XDG_CACHE_HOME", dir.join("cache"))
-            .arg("--user")
-            .arg("--config")
-            .arg(&config);
-        command
-    };
+    let bc = || crate::util::backupctl_user(dir, &config);
     ok(bc().args(["run", "--here"]));
     let output = crate::util::run(
         bc().args([
@@ -234,16 +225,7 @@ fn failed_restic_restore_exits_1() {
             source = dir.join("source").display()
         ),
     );
-    let bc = || {
-        let mut command = backupctl();
-        command
-            .env("XDG_STATE_HOME", dir.join("state"))
-            .env("XDG_CACHE_HOME", dir.join("cache"))
-            .arg("--user")
-            .arg("--config")
-            .arg(&config);
-        command
-    };
+    let bc = || crate::util::backupctl_user(dir, &config);
     ok(bc().args(["run", "--here"]));
     let output = crate::util::run(
         bc().args(["restore", "r", "--snapshot", "deadbeef", "--target"])

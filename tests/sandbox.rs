@@ -104,13 +104,7 @@ fn run_here_still_copies_into_a_destination_under_tmp() {
     let tmp = under_tmp();
     let destination = tmp.path().join("backup");
     let config = rsync_config(dir.path(), &destination);
-    let output = run(backupctl()
-        .env("XDG_STATE_HOME", dir.path().join("state"))
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .arg("--user")
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "--here"]));
+    let output = run(backupctl_user(dir.path(), &config).args(["run", "--here"]));
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         std::fs::read_to_string(destination.join("a.txt")).unwrap(),

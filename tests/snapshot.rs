@@ -565,14 +565,7 @@ fn under_systemd_stop_and_sigkill_leave_no_snapshot_behind() {
 fn wait_for_partial_file(dest: &Path) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let partial = std::fs::read_dir(dest).ok().and_then(|entries| {
-            entries.flatten().map(|e| e.path()).find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(".big.bin."))
-                    && p.metadata().is_ok_and(|m| m.len() > 0)
-            })
-        });
-        if let Some(partial) = partial {
+        if let Some(partial) = crate::util::rsync_partial_file(dest, "big.bin") {
             return partial;
         }
         assert!(

@@ -107,14 +107,7 @@ fn make_source(src: &Path, megabytes: usize) {
 fn wait_for_partial_file(dest: &Path, running: &mut Child) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let partial = std::fs::read_dir(dest).ok().and_then(|entries| {
-            entries.flatten().map(|e| e.path()).find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(".big.bin."))
-                    && p.metadata().is_ok_and(|m| m.len() > 0)
-            })
-        });
-        if let Some(partial) = partial {
+        if let Some(partial) = crate::util::rsync_partial_file(dest, "big.bin") {
             return partial;
         }
         if let Some(status) = running.try_wait().unwrap() {

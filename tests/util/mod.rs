@@ -30,6 +30,21 @@ pub fn backupctl() -> Command {
     command
 }
 
+/// rsync's temporary file `.NAME.XXXXXX` in `dest` once it holds bytes: a copy of NAME is
+/// under way (and, after a SIGKILL, what a killed run left behind).
+pub fn rsync_partial_file(dest: &Path, name: &str) -> Option<PathBuf> {
+    let prefix = format!(".{name}.");
+    std::fs::read_dir(dest)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                && p.metadata().is_ok_and(|m| m.len() > 0)
+        })
+}
+
 /// `backupctl --user --config CONFIG` with its state and cache in DIR (so tests never share
 /// run records or locks), and none of the notifier's or a unit's environment inherited.
 pub fn backupctl_user(dir: &Path, config: &Path) -> Command {
