@@ -72,12 +72,6 @@ fn views(config: &Config) -> Vec<JobView<'_>> {
 /// width argument.
 const MAX_INDENT: usize = 12;
 
-/// The config's text again, to locate sandbox problems (the model keeps no positions); an
-/// unreadable file gives errors without a caret.
-pub fn config_text(config: &Config) -> String {
-    std::fs::read_to_string(&config.file).unwrap_or_default()
-}
-
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = match cli.load_config() {
         Ok(config) => config,
@@ -98,7 +92,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     }
     // Valid TOML can still name paths the units would not see: refuse those here, not at
     // the first timer run.
-    if let Err(error) = crate::generator::sandbox::check(&config, &config_text(&config), None) {
+    if let Err(error) = crate::generator::sandbox::check(&config, None) {
         eprintln!("error: {error}");
         return Ok(ExitCode::from(crate::exit::FAILED));
     }

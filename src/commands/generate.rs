@@ -40,11 +40,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         binary: args.binary.clone().unwrap_or_else(this_binary),
     };
     generator::check_paths(&config, &options)?;
-    generator::sandbox::check(
-        &config,
-        &super::check::config_text(&config),
-        Some(&options.binary),
-    )?;
+    generator::sandbox::check(&config, Some(&options.binary))?;
     let files = generator::render(&config, &options);
     if args.dry_run {
         let mut out = crate::out::Buffered::new();
@@ -116,8 +112,7 @@ pub fn as_systemd_generator(argv0: &OsString, dirs: &[PathBuf]) -> ExitCode {
         log_boot(scope, &format!("no units generated: {error}"));
         return ExitCode::SUCCESS;
     }
-    let text = super::check::config_text(&config);
-    if let Err(error) = generator::sandbox::check(&config, &text, Some(&options.binary)) {
+    if let Err(error) = generator::sandbox::check(&config, Some(&options.binary)) {
         log_boot(
             scope,
             &format!("config not usable by the units, no units generated: {error}"),

@@ -266,6 +266,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
 
     Ok(Config {
         file: file.to_path_buf(),
+        text: text.to_string(),
         jobs: jobs.into_iter().map(|(_, job)| job).collect(),
         stages,
         stores,

@@ -34,6 +34,9 @@ pub const DEFAULT_JOB: &str = "job";
 pub struct Config {
     /// The file it was read from (absolute when loaded from disk); baked into `ExecStart=`.
     pub file: PathBuf,
+    /// The text it was parsed from: problems found after loading (paths the units' sandbox
+    /// would hide) are located in it without reading the file a second time.
+    pub text: String,
     pub jobs: Vec<Job>,
     /// All stages of all jobs, in file order.
     pub stages: Vec<Stage>,

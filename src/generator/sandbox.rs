@@ -181,12 +181,12 @@ impl fmt::Display for Hidden {
     }
 }
 
-/// Refuses a config whose units would hide one of its paths. `text`: the config's text, to
-/// point at the key (the model keeps no positions).
-pub fn check(config: &Config, text: &str, binary: Option<&Path>) -> Result<(), Hidden> {
+/// Refuses a config whose units would hide one of its paths, each error pointed at its key in
+/// the config's text (the model keeps no positions).
+pub fn check(config: &Config, binary: Option<&Path>) -> Result<(), Hidden> {
     let errors: Vec<ConfigError> = problems(config, binary)
         .iter()
-        .map(|problem| located(config, text, problem))
+        .map(|problem| located(config, problem))
         .collect();
     if errors.is_empty() {
         Ok(())
@@ -210,7 +210,8 @@ pub fn warnings(config: &Config) -> Vec<String> {
         .collect()
 }
 
-fn located(config: &Config, text: &str, problem: &Problem) -> ConfigError {
+fn located(config: &Config, problem: &Problem) -> ConfigError {
+    let text = &config.text;
     let path = problem.path.display();
     let what = match problem.how {
         Use::Reads => "reads",
@@ -317,7 +318,7 @@ mod tests {
     #[test]
     fn destination_under_tmp_names_private_tmp_and_the_key() {
         let text = "[stage.copy]\nkind = \"rsync\"\nsources = [\"/srv/data/\"]\ndestination = \"/tmp/backup\"\n";
-        let error = check(&config(text), text, None).unwrap_err();
+        let error = check(&config(text), None).unwrap_err();
         assert_eq!(error.0.len(), 1, "{error}");
         let shown = error.to_string();
         assert!(shown.contains("`destination`"), "{shown}");
@@ -338,7 +339,7 @@ mod tests {
         );
         assert!(paths.contains(&(PathBuf::from("/tmp/pw"), Use::Secret)));
         assert!(paths.contains(&(PathBuf::from("/tmp/work"), Use::Reads)));
-        let shown = check(&config(text), text, None).unwrap_err().to_string();
+        let shown = check(&config(text), None).unwrap_err().to_string();
         // A path inside a multi-line array is attributed to its key.
         assert!(
             shown.contains("`paths`: stage `b2` reads /tmp/work"),
@@ -350,10 +351,10 @@ mod tests {
     #[test]
     fn config_file_under_tmp_is_refused_and_clean_configs_pass() {
         let text = "[stage.copy]\nkind = \"rsync\"\nsources = [\"/srv/data/\"]\ndestination = \"/mnt/backup\"\n";
-        assert!(check(&config(text), text, None).is_ok());
-        assert!(check(&config(text), text, Some(Path::new("/usr/bin/backupctl"))).is_ok());
+        assert!(check(&config(text), None).is_ok());
+        assert!(check(&config(text), Some(Path::new("/usr/bin/backupctl"))).is_ok());
         let in_tmp = crate::config::parse(Path::new("/tmp/c.toml"), text).unwrap();
-        let shown = check(&in_tmp, text, None).unwrap_err().to_string();
+        let shown = check(&in_tmp, None).unwrap_err().to_string();
         assert!(shown.contains("the config file /tmp/c.toml"), "{shown}");
         assert!(shown.contains("PrivateTmp="), "{shown}");
     }
