@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    assert_same_tree, backupctl, backupctl_user, ok, require_tool, run, stderr, stdout,
-    systemctl_user, systemd_lock, systemd_user_env, tempdir, write,
+    assert_same_tree, backupctl_user, ok, require_tool, run, stderr, stdout, systemctl_user,
+    systemd_lock, systemd_user_env, tempdir, write,
 };
 
 /// A server process on loopback, killed when dropped.
@@ -835,34 +835,9 @@ retry_delay = "1s"
     server.stop();
 }
 
-/// The units of `examples/restic.toml` (system scope) against golden files in
-/// `tests/golden/restic/`; `BLESS=1` rewrites them.
+/// The units of `examples/restic.toml` (system scope) against the golden case
+/// `tests/generate/restic-example/` (see `util::golden`; `BLESS=1` rewrites it).
 #[test]
 fn restic_example_units_match_golden_files() {
-    let dir = tempdir();
-    let out = dir.path().join("units");
-    let example = crate::util::repo_root().join("examples/restic.toml");
-    ok(backupctl()
-        .arg("--config")
-        .arg(&example)
-        .args(["generate", "--binary", "/usr/bin/backupctl", "--output"])
-        .arg(&out));
-    let golden = crate::util::repo_root().join("tests/golden/restic");
-    for stage in ["backblaze", "local", "backblaze-check"] {
-        let path = out.join(format!("backup@{stage}.service.d/backupctl.conf"));
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace(&crate::util::repo_root().display().to_string(), "@ROOT@");
-        let expected = golden.join(format!("{stage}.conf"));
-        if std::env::var_os("BLESS").is_some() {
-            write(&expected, &text);
-        }
-        assert_eq!(
-            std::fs::read_to_string(&expected).unwrap_or_default(),
-            text,
-            "{} differs from {} (BLESS=1 to accept)",
-            path.display(),
-            expected.display()
-        );
-    }
+    crate::util::golden::assert_generated(&crate::util::golden::case("restic-example"));
 }

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod btrfs;
+pub mod golden;
 pub mod http;
+pub mod placeholder;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
