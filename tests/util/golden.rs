@@ -87,7 +87,8 @@ pub fn assert_dir(case: &Path, produced: &Path, root: &Path) {
         "{} differs from the golden files (BLESS=1 rewrites them; then review the diff):\n{}{}",
         case.display(),
         String::from_utf8_lossy(&diff.stdout)
-            .replace(&normalized.path().display().to_string(), "produced"),
+            .replace(&normalized.path().display().to_string(), "produced")
+            .replace(&format!("{}/", repo_root().display()), ""),
         String::from_utf8_lossy(&diff.stderr)
     );
 }
