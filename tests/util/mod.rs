@@ -1,5 +1,7 @@
 //! Shared test helpers: the binary under test, temporary trees, required tools, and the real
-//! systemd user manager (started through `scripts/systemd-sandbox`).
+//! systemd user manager (started through `scripts/systemd-sandbox`); golden files
+//! ([`golden`], `BLESS`), the one path placeholder `@ROOT@` ([`placeholder`]) and jobs
+//! installed in the user manager ([`installed`]) in their own modules.
 
 #![allow(dead_code)]
 
