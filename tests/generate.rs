@@ -1,7 +1,7 @@
 //! The generator: golden directories (`tests/generate/CASE/config.toml` in, `expected/` out,
-//! compared as trees by `util::golden`), `systemd-analyze verify` on the generated units, their security
-//! exposure score, the real-generator entry point, and clean-up of units of removed stages.
-//! `BLESS=1` rewrites the expected directories; then review the diff.
+//! compared as trees by `util::golden`), `systemd-analyze verify` on the generated units,
+//! their security exposure score, the real-generator entry point, and clean-up of units of
+//! removed stages. `BLESS=1` rewrites the expected directories; then review the diff.
 
 use std::process::Command;
 
