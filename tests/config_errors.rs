@@ -1,11 +1,12 @@
 //! The error corpus: every `tests/errors/*.toml` is a malformed config whose exact message
 //! (file, line, column, caret, help) is pinned in the `.expected` file beside it, and none of
-//! them may write a unit. Run with `BLESS=1` to rewrite the expected files after a deliberate
-//! change of wording, then review the diff.
+//! them may write a unit. The corpus directory is written `@ROOT@` in them; `BLESS=1` rewrites
+//! the expected files after a deliberate change of wording (see `util::golden`), then review
+//! the diff.
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{backupctl, repo_root, run, stderr, tempdir};
+use crate::util::{backupctl, golden, placeholder, repo_root, run, stderr, tempdir};
 
 fn corpus() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("tests/errors"))
@@ -17,9 +18,9 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
-/// The message with the checkout's absolute path removed, so the corpus is location-free.
+/// The message with the corpus directory written `@ROOT@`, so the corpus is location-free.
 fn normalized(message: &str) -> String {
-    message.replace(&format!("{}/", repo_root().display()), "")
+    placeholder::collapse(message, &repo_root().join("tests/errors"))
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -43,7 +44,6 @@ fn corpus_has_at_least_twenty_cases() {
 
 #[test]
 fn every_malformed_config_gives_its_exact_error_and_writes_no_unit() {
-    let bless = std::env::var_os("BLESS").is_some();
     let mut failures = Vec::new();
     for config in corpus() {
         let output_dir = tempdir();
@@ -53,11 +53,6 @@ fn every_malformed_config_gives_its_exact_error_and_writes_no_unit() {
             .args(["generate", "--binary", "/usr/bin/backupctl", "--output"])
             .arg(output_dir.path()));
         let message = normalized(&stderr(&output));
-        let expected_path = config.with_extension("expected");
-        if bless {
-            std::fs::write(&expected_path, &message).unwrap();
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         let name = config.file_name().unwrap().to_string_lossy().into_owned();
         if output.status.code() != Some(2) {
             failures.push(format!(
@@ -65,10 +60,8 @@ fn every_malformed_config_gives_its_exact_error_and_writes_no_unit() {
                 output.status.code()
             ));
         }
-        if message != expected {
-            failures.push(format!(
-                "{name}: message differs\n--- expected\n{expected}\n--- actual\n{message}"
-            ));
+        if let Err(difference) = golden::check_file(&config.with_extension("expected"), &message) {
+            failures.push(difference);
         }
         let written = files_in(output_dir.path());
         if !written.is_empty() {

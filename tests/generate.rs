@@ -1,112 +1,21 @@
 //! The generator: golden directories (`tests/generate/CASE/config.toml` in, `expected/` out,
-//! compared file by file), `systemd-analyze verify` on the generated units, their security
-//! exposure score, the real-generator entry point, and clean-up of units of removed stages.
-//! Run with `BLESS=1` to rewrite the expected directories, then review the diff.
+//! compared as trees by `util::golden`), `systemd-analyze verify` on the generated units,
+//! their security exposure score, the real-generator entry point, and clean-up of units of
+//! removed stages. `BLESS=1` rewrites the expected directories; then review the diff.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::util::golden::{self, args, cases, generate};
 use crate::util::{
     backupctl, backupctl_path, exposure_score, ok, repo_root, require_tool, run, stderr, stdout,
-    tempdir, tree_listing, write,
+    tempdir, write,
 };
-
-/// The config path as it appears in the goldens, whatever the checkout's location.
-const CONFIG_IN_GOLDENS: &str = "/etc/backupctl/config.toml";
-
-fn cases() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("tests/generate"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("config.toml").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-fn extra_args(case: &Path) -> Vec<String> {
-    std::fs::read_to_string(case.join("args"))
-        .map(|text| text.split_whitespace().map(String::from).collect())
-        .unwrap_or_default()
-}
-
-fn generate(case: &Path, binary: &Path, output: &Path) {
-    ok(backupctl()
-        .arg("--config")
-        .arg(case.join("config.toml"))
-        .args(extra_args(case))
-        .arg("generate")
-        .arg("--binary")
-        .arg(binary)
-        .arg("--output")
-        .arg(output));
-}
-
-/// Relative path → contents (symlinks as `-> target`), with the config path normalized.
-fn snapshot(dir: &Path, config: &Path) -> Vec<(String, String)> {
-    let mut files = Vec::new();
-    for line in tree_listing(dir) {
-        let relative = line
-            .split(' ')
-            .next()
-            .unwrap()
-            .trim_start_matches("./")
-            .to_string();
-        let path = dir.join(&relative);
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        let content = if meta.file_type().is_symlink() {
-            format!("-> {}", std::fs::read_link(&path).unwrap().display())
-        } else if meta.is_file() {
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .replace(&config.display().to_string(), CONFIG_IN_GOLDENS)
-        } else {
-            continue;
-        };
-        files.push((relative, content));
-    }
-    files
-}
 
 #[test]
 fn generated_units_match_the_golden_directories() {
-    let bless = std::env::var_os("BLESS").is_some();
     assert!(cases().len() >= 3);
     for case in cases() {
-        let out = tempdir();
-        generate(&case, Path::new("/usr/bin/backupctl"), out.path());
-        let actual = snapshot(out.path(), &case.join("config.toml"));
-        let expected_dir = case.join("expected");
-        if bless {
-            let _ = std::fs::remove_dir_all(&expected_dir);
-            for (path, content) in &actual {
-                match content.strip_prefix("-> ") {
-                    Some(target) => {
-                        let link = expected_dir.join(path);
-                        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-                        std::os::unix::fs::symlink(target, link).unwrap();
-                    }
-                    None => write(&expected_dir.join(path), content),
-                }
-            }
-        }
-        let expected = snapshot(&expected_dir, Path::new(CONFIG_IN_GOLDENS));
-        let names =
-            |files: &[(String, String)]| files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
-        assert_eq!(
-            names(&actual),
-            names(&expected),
-            "{}: file set differs",
-            case.display()
-        );
-        for ((path, actual), (_, expected)) in actual.iter().zip(&expected) {
-            assert_eq!(
-                actual,
-                expected,
-                "{}: {path} differs from the golden file",
-                case.display()
-            );
-        }
+        golden::assert_generated(&case);
     }
 }
 
@@ -135,7 +44,7 @@ fn generated_units_pass_systemd_analyze_verify() {
         // Its own runtime directory: /run/user/0 exists only while the systemd sandbox runs,
         // and verify needs none of the manager's state.
         let runtime = tempdir();
-        if extra_args(&case).iter().any(|a| a == "--user") {
+        if args(&case).iter().any(|a| a == "--user") {
             std::fs::set_permissions(
                 runtime.path(),
                 std::os::unix::fs::PermissionsExt::from_mode(0o700),

@@ -3,27 +3,20 @@
 //! restic, lighttpd serving Debian's gitweb, and headless Chromium.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::installed::{UNIT_DIR, remove_generated_units};
 use crate::util::{
-    backupctl, ok, repo_root, require_tool, run, stderr, tempdir, write, write_secret,
+    backupctl, free_port, ok, repo_root, require_tool, run, stderr, tempdir, write, write_config,
+    write_secret,
 };
 
 // ---------------------------------------------------------------------------------------
 // Helpers: loopback servers, configs, run records.
 // ---------------------------------------------------------------------------------------
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A server process, killed when the test ends (also when it fails).
 struct Daemon(Child);
@@ -251,9 +244,7 @@ impl Drop for BindMount {
 }
 
 fn stage_config(dir: &Path, body: &str) -> PathBuf {
-    let config = dir.join("config.toml");
-    write(&config, body);
-    config
+    write_config(dir, body)
 }
 
 fn stage(dir: &Path, config: &Path, name: &str) -> std::process::Output {
@@ -787,25 +778,12 @@ fn git_and_rclone_stages_run_in_their_units_under_the_user_manager() {
     impl Drop for Cleanup {
         fn drop(&mut self) {
             let _ = run(systemctl_user().args(["stop", "backup-job.service"]));
-            let list = Path::new(UNIT_DIR).join(".backupctl-generated");
-            if let Ok(files) = std::fs::read_to_string(&list) {
-                for file in files.lines() {
-                    let path = Path::new(UNIT_DIR).join(file);
-                    let _ = std::fs::remove_file(&path);
-                    if let Some(parent) = path.parent() {
-                        let _ = std::fs::remove_dir(parent);
-                    }
-                }
-            }
-            let _ = std::fs::remove_file(list);
-            let _ = run(systemctl_user().arg("daemon-reload"));
-            let _ = run(systemctl_user().arg("reset-failed"));
+            remove_generated_units();
             if !std::thread::panicking() {
                 let _ = std::fs::remove_dir_all(&self.0);
             }
         }
     }
-    const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
     let _cleanup = Cleanup(root.clone());
     let binary = root.join("backupctl");
     std::fs::copy(crate::util::backupctl_path(), &binary).unwrap();

@@ -12,17 +12,12 @@ use std::time::{Duration, Instant};
 
 use backupctl::report::messages;
 
-use crate::systemd_e2e::{Installed, RUNS, wait_until_idle};
 use crate::util::http::Server;
+use crate::util::installed::{Installed, RUNS, wait_until_idle};
 use crate::util::{
-    backupctl, ok, repo_root, require_tool, run, stderr, systemctl_user, tempdir, write,
-    write_secret,
+    backupctl, backupctl_in, ok, repo_root, require_tool, run, stderr, systemctl_user, tempdir,
+    write, write_config, write_secret,
 };
-
-/// `backupctl --user --config DIR/config.toml` with its state in DIR/state.
-fn backupctl_in(dir: &Path) -> Command {
-    crate::util::backupctl_user(dir, &dir.join("config.toml"))
-}
 
 fn records(state: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(state.join("runs.jsonl"))
@@ -48,10 +43,10 @@ timeout = "5s"
 
 [notify.webhook]
 url = "@WEBHOOK@"
-token_file = "@DIR@/secrets/webhook-token"
+token_file = "@ROOT@/secrets/webhook-token"
 
 [notify.healthchecks]
-url_file = "@DIR@/secrets/hc-url"
+url_file = "@ROOT@/secrets/hc-url"
 
 [notify.ntfy]
 url = "@NTFY@"
@@ -59,7 +54,7 @@ priority = "urgent"
 tags = ["floppy_disk"]
 
 [notify.command]
-command = ["/bin/sh", "-c", "cat > @DIR@/mail.txt; env > @DIR@/mail.env"]
+command = ["/bin/sh", "-c", "cat > @ROOT@/mail.txt; env > @ROOT@/mail.env"]
 to = "root@example.org"
 
 [stage.first]
@@ -81,12 +76,11 @@ fn a_stage_failure_reaches_the_webhook_the_pings_ntfy_and_the_command() {
         &d.join("secrets/hc-url"),
         server.url(&format!("/hc/{HC_UUID}/")),
     );
-    write(
-        &d.join("config.toml"),
-        CHANNELS
+    write_config(
+        d,
+        &CHANNELS
             .replace("@WEBHOOK@", &server.url("/hook"))
-            .replace("@NTFY@", &server.url("/ntfy/backups"))
-            .replace("@DIR@", &d.display().to_string()),
+            .replace("@NTFY@", &server.url("/ntfy/backups")),
     );
     // A real run leaves the record the notifier reads.
     let output = run(backupctl_in(d).args(["run", "--here"]));
@@ -479,23 +473,22 @@ fn the_metrics_file_passes_promtool_and_holds_the_run_records() {
     write(&d.join("src/a.txt"), "a\n");
     write(&d.join("src/sub/b.bin"), vec![7u8; 50_000]);
     std::fs::create_dir_all(d.join("textfile")).unwrap();
-    write(
-        &d.join("config.toml"),
+    write_config(
+        d,
         r#"
 [metrics]
-textfile = "@DIR@/textfile/backupctl.prom"
+textfile = "@ROOT@/textfile/backupctl.prom"
 
 [stage.copy]
 kind = "rsync"
-sources = ["@DIR@/src/"]
-destination = "@DIR@/dst/"
+sources = ["@ROOT@/src/"]
+destination = "@ROOT@/dst/"
 
 [stage.flaky]
 kind = "exec"
 required = false
 command = ["/bin/false"]
-"#
-        .replace("@DIR@", &d.display().to_string()),
+"#,
     );
     ok(backupctl_in(d).args(["run", "--here"]));
     let file = d.join("textfile/backupctl.prom");

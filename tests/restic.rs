@@ -5,7 +5,7 @@
 //! under the systemd user manager, with the server stopped mid-job.
 
 use std::ffi::OsStr;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::installed::{UNIT_DIR, remove_generated_units};
 use crate::util::{
-    assert_same_tree, backupctl, backupctl_user, ok, require_tool, run, stderr, stdout,
-    systemctl_user, systemd_lock, systemd_user_env, tempdir, write,
+    assert_same_tree, backupctl_user, free_port, ok, require_tool, run, stderr, stdout,
+    systemctl_user, systemd_lock, systemd_user_env, tempdir, write, write_config,
 };
 
 /// A server process on loopback, killed when dropped.
@@ -53,14 +54,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `rclone serve restic` on `dir`.
@@ -200,9 +193,7 @@ fn journal_now() -> String {
 }
 
 fn config(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("config.toml");
-    write(&path, text);
-    path
+    write_config(dir, text)
 }
 
 fn restore_and_compare(dir: &Path, config: &Path, stage: &str, source: &Path) {
@@ -581,29 +572,13 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
     restore_and_compare(dir, &config, "rkill", &source);
 }
 
-/// The user manager's highest-priority unit directory, the one the other end-to-end tests
-/// use too (they hold [`systemd_lock`] while their units are there).
-const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
-
 /// The units of a test's config in [`UNIT_DIR`], removed (with what `generate` listed in its
 /// manifest) when dropped.
 struct InstalledUnits;
 
 impl Drop for InstalledUnits {
     fn drop(&mut self) {
-        let dir = Path::new(UNIT_DIR);
-        if let Ok(list) = std::fs::read_to_string(dir.join(".backupctl-generated")) {
-            for file in list.lines() {
-                let path = dir.join(file);
-                let _ = std::fs::remove_file(&path);
-                if let Some(parent) = path.parent() {
-                    let _ = std::fs::remove_dir(parent);
-                }
-            }
-        }
-        let _ = std::fs::remove_file(dir.join(".backupctl-generated"));
-        let _ = systemctl_user().arg("daemon-reload").output();
-        let _ = systemctl_user().arg("reset-failed").output();
+        remove_generated_units();
     }
 }
 
@@ -835,34 +810,9 @@ retry_delay = "1s"
     server.stop();
 }
 
-/// The units of `examples/restic.toml` (system scope) against golden files in
-/// `tests/golden/restic/`; `BLESS=1` rewrites them.
+/// The units of `examples/restic.toml` (system scope) against the golden case
+/// `tests/generate/restic-example/` (see `util::golden`; `BLESS=1` rewrites it).
 #[test]
 fn restic_example_units_match_golden_files() {
-    let dir = tempdir();
-    let out = dir.path().join("units");
-    let example = crate::util::repo_root().join("examples/restic.toml");
-    ok(backupctl()
-        .arg("--config")
-        .arg(&example)
-        .args(["generate", "--binary", "/usr/bin/backupctl", "--output"])
-        .arg(&out));
-    let golden = crate::util::repo_root().join("tests/golden/restic");
-    for stage in ["backblaze", "local", "backblaze-check"] {
-        let path = out.join(format!("backup@{stage}.service.d/backupctl.conf"));
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace(&crate::util::repo_root().display().to_string(), "@ROOT@");
-        let expected = golden.join(format!("{stage}.conf"));
-        if std::env::var_os("BLESS").is_some() {
-            write(&expected, &text);
-        }
-        assert_eq!(
-            std::fs::read_to_string(&expected).unwrap_or_default(),
-            text,
-            "{} differs from {} (BLESS=1 to accept)",
-            path.display(),
-            expected.display()
-        );
-    }
+    crate::util::golden::assert_generated(&crate::util::golden::case("restic-example"));
 }

@@ -2,21 +2,15 @@
 //! like `Requires=`/`Wants=`, conditions, signals, preflight failures, run records.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::util::{assert_same_tree, ok, require_tool, run, stderr, tempdir, write};
-
-/// `backupctl --user --config DIR/config.toml` with state kept in DIR/state.
-fn backupctl_in(dir: &Path) -> Command {
-    crate::util::backupctl_user(dir, &dir.join("config.toml"))
-}
+use crate::util::{
+    assert_same_tree, backupctl_in, ok, require_tool, run, stderr, tempdir, write, write_config,
+};
 
 fn config(dir: &Path, text: &str) {
-    write(
-        &dir.join("config.toml"),
-        text.replace("@DIR@", &dir.display().to_string()),
-    );
+    write_config(dir, text);
 }
 
 fn records(dir: &Path) -> Vec<serde_json::Value> {
@@ -44,14 +38,14 @@ min_free = "1M"
 
 [stage.notes]
 kind = "exec"
-command = ["/bin/sh", "-c", "echo $GREETING > @DIR@/notes.txt"]
+command = ["/bin/sh", "-c", "echo $GREETING > @ROOT@/notes.txt"]
 [stage.notes.environment]
 GREETING = "hello from the environment"
 
 [stage.copy]
 kind = "rsync"
-sources = ["@DIR@/src/"]
-destination = "@DIR@/dst/"
+sources = ["@ROOT@/src/"]
+destination = "@ROOT@/dst/"
 "#,
     );
     let output = run(backupctl_in(dir).args(["run", "--here"]));
@@ -99,7 +93,7 @@ command = ["/bin/sh", "-c", "echo no space left >&2; exit 4"]
 
 [stage.after_broken]
 kind = "exec"
-command = ["/bin/sh", "-c", "touch @DIR@/must-not-exist"]
+command = ["/bin/sh", "-c", "touch @ROOT@/must-not-exist"]
 
 [stage.optional]
 kind = "exec"
@@ -110,7 +104,7 @@ command = ["/bin/false"]
 [stage.after_optional]
 kind = "exec"
 after = ["optional"]
-command = ["/bin/sh", "-c", "touch @DIR@/ran"]
+command = ["/bin/sh", "-c", "touch @ROOT@/ran"]
 "#,
     );
     let output = run(backupctl_in(dir).args(["run", "--here"]));
@@ -142,12 +136,12 @@ fn a_stage_whose_disk_is_not_mounted_is_skipped_cleanly() {
         r#"
 [stage.usb]
 kind = "exec"
-when_mounted = "@DIR@/usb"
-command = ["/bin/sh", "-c", "touch @DIR@/copied"]
+when_mounted = "@ROOT@/usb"
+command = ["/bin/sh", "-c", "touch @ROOT@/copied"]
 
 [stage.after]
 kind = "exec"
-command = ["/bin/sh", "-c", "touch @DIR@/after"]
+command = ["/bin/sh", "-c", "touch @ROOT@/after"]
 "#,
     );
     let output = run(backupctl_in(dir).args(["run", "--here"]));
@@ -166,7 +160,7 @@ fn sigterm_stops_the_running_tool_and_the_stage_reports_it() {
         r#"
 [stage.slow]
 kind = "exec"
-command = ["/bin/sh", "-c", "echo $$ > @DIR@/pid; exec sleep 60"]
+command = ["/bin/sh", "-c", "echo $$ > @ROOT@/pid; exec sleep 60"]
 "#,
     );
     let mut child = backupctl_in(dir)
@@ -221,9 +215,9 @@ tools = ["backupctl-no-such-tool"]
 
 [stage.offsite]
 kind = "restic"
-repository = "@DIR@/repo"
-password_file = "@DIR@/password"
-paths = ["@DIR@"]
+repository = "@ROOT@/repo"
+password_file = "@ROOT@/password"
+paths = ["@ROOT@"]
 "#,
     );
     let output = run(backupctl_in(dir).args(["stage", "hello"]));

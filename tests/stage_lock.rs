@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::systemd_e2e::Installed;
+use crate::util::installed::{Installed, USER_STATE_HOME, run_records};
 use crate::util::{
     assert_same_tree, backupctl, ok, require_tool, run, stderr, systemctl_user, write,
 };
@@ -249,9 +249,6 @@ fn kill_9_of_run_here_left_rsync_running_as_an_orphan() {
     assert_same_tree(&scratch.path("src"), &scratch.path("dst"));
 }
 
-/// The user manager's state directory, where the unit keeps its lock (HOME of root).
-const USER_STATE_HOME: &str = "/root/.local/state";
-
 #[test]
 fn run_here_while_the_stage_unit_runs_was_not_refused() {
     require_tool("systemctl");
@@ -326,10 +323,8 @@ args = ["--bwlimit=1000"]
 
 /// The run records of the stage `lockcopy` in the user manager's state directory.
 fn unit_records() -> Vec<serde_json::Value> {
-    std::fs::read_to_string(crate::systemd_e2e::RUNS)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    run_records()
+        .into_iter()
         .filter(|r| r["stage"] == "lockcopy")
         .collect()
 }

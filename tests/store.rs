@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::util::{backupctl, ok, repo_root, run, stderr, tempdir, write};
+use crate::util::{backupctl, golden, repo_root, run, stderr, tempdir, write};
 
 fn config_with(store: &str) -> String {
     format!(
@@ -69,42 +69,11 @@ fn store_errors_name_the_key() {
     check_fails(&rotate, &["invalid `every`"]);
 }
 
+/// The units of `examples/store.toml` against the golden case `tests/generate/store-example/`
+/// (see `util::golden`; `BLESS=1` rewrites it).
 #[test]
 fn store_units_match_golden_files() {
-    let dir = tempdir();
-    let config = repo_root().join("examples/store.toml");
-    let out = dir.path().join("units");
-    ok(backupctl()
-        .arg("--config")
-        .arg(&config)
-        .args(["generate", "--binary", "/usr/bin/backupctl", "--output"])
-        .arg(&out));
-    let golden = repo_root().join("tests/golden/store");
-    for file in [
-        "backup-store@.service",
-        "backup-store@nas.service.d/backupctl.conf",
-        "backup@etc.service.d/backupctl.conf",
-    ] {
-        let actual = std::fs::read_to_string(out.join(file))
-            .unwrap()
-            .replace(&config.display().to_string(), "CONFIG");
-        let expected_path = golden.join(file.replace('/', "__"));
-        if std::env::var_os("BACKUPCTL_BLESS").is_some() {
-            std::fs::write(&expected_path, &actual).unwrap();
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (BACKUPCTL_BLESS=1 writes it)",
-                expected_path.display()
-            )
-        });
-        assert_eq!(
-            actual,
-            expected,
-            "{file} differs from {}",
-            expected_path.display()
-        );
-    }
+    golden::assert_generated(&golden::case("store-example"));
 }
 
 /// The whole store lifecycle under a real systemd in a Debian guest (≈ 5 min emulated).

@@ -4,99 +4,17 @@
 //! `Requires=`/`Wants=`, parallel branches, the timer and `backupctl run` over D-Bus.
 //!
 //! Everything the units touch lives under /var/lib/backupctl-e2e (not /tmp: the units have
-//! `PrivateTmp=`), including a copy of the binary, wherever the checkout is.
+//! `PrivateTmp=`), including a copy of the binary, wherever the checkout is (see
+//! `util::installed`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::util::installed::{Installed, run_records, wait_until_idle};
 use crate::util::{
-    assert_same_tree, backupctl_path, ok, require_tool, run, stderr, stdout, systemctl_user,
-    systemd_lock, systemd_user_env, write,
+    assert_same_tree, ok, run, stderr, stdout, systemctl_user, systemd_user_env, write,
 };
-
-/// The runtime directory that outranks `~/.config/systemd/user` in the user manager's search
-/// path, so units left there by anything else cannot shadow the ones under test.
-pub(crate) const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
-
-/// A job installed in the user manager; removed again on drop (also used by `notify` and
-/// `watch`).
-pub(crate) struct Installed {
-    pub(crate) root: PathBuf,
-    pub(crate) config: PathBuf,
-    pub(crate) binary: PathBuf,
-    _lock: crate::util::SystemdLock,
-}
-
-impl Installed {
-    /// Writes `config` (with `@ROOT@` replaced by this test's directory), generates the
-    /// units into the user manager's runtime unit directory and reloads it.
-    pub(crate) fn new(name: &str, config: &str) -> Installed {
-        require_tool("systemctl");
-        require_tool("rsync");
-        let lock = systemd_lock();
-        systemd_user_env();
-        let root = PathBuf::from(format!(
-            "/var/lib/backupctl-e2e/{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        let binary = root.join("backupctl");
-        std::fs::copy(backupctl_path(), &binary).unwrap();
-        let path = root.join("config.toml");
-        write(&path, config.replace("@ROOT@", &root.display().to_string()));
-        let installed = Installed {
-            root,
-            config: path,
-            binary,
-            _lock: lock,
-        };
-        installed.generate();
-        installed
-    }
-
-    fn generate(&self) {
-        ok(Command::new(&self.binary)
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--user", "generate", "--output", UNIT_DIR]));
-        ok(systemctl_user().arg("daemon-reload"));
-    }
-
-    pub(crate) fn path(&self, relative: &str) -> PathBuf {
-        self.root.join(relative)
-    }
-
-    /// `systemctl --user show -p PROPERTY --value UNIT`.
-    pub(crate) fn show(&self, unit: &str, property: &str) -> String {
-        ok(systemctl_user().args(["show", "-p", property, "--value", unit]))
-            .trim()
-            .to_string()
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = run(systemctl_user().args(["stop", "backup-job.timer", "backup-job.service"]));
-        if let Ok(list) = std::fs::read_to_string(Path::new(UNIT_DIR).join(".backupctl-generated"))
-        {
-            for file in list.lines() {
-                let path = Path::new(UNIT_DIR).join(file);
-                let _ = std::fs::remove_file(&path);
-                if let Some(parent) = path.parent() {
-                    let _ = std::fs::remove_dir(parent);
-                }
-            }
-        }
-        let _ = std::fs::remove_file(Path::new(UNIT_DIR).join(".backupctl-generated"));
-        let _ = run(systemctl_user().arg("daemon-reload"));
-        let _ = run(systemctl_user().arg("reset-failed"));
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
-    }
-}
 
 /// A source tree with what a faithful copy must keep.
 fn make_source(root: &Path) {
@@ -231,37 +149,17 @@ fn job_runs_hello_exec_and_rsync_in_order_under_the_user_manager() {
     );
 }
 
-/// Waits until the user manager has no queued or running jobs.
-pub(crate) fn wait_until_idle() {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pending = ok(systemctl_user().args(["list-jobs", "--no-legend"]));
-        if pending.trim().is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "jobs still pending:\n{pending}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The user manager's state directory (XDG_STATE_HOME of root).
-pub(crate) const RUNS: &str = "/root/.local/state/backupctl/runs.jsonl";
-
 fn run_ids() -> Vec<String> {
-    std::fs::read_to_string(RUNS)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    run_records()
+        .iter()
         .map(|r| r["run"].as_str().unwrap_or_default().to_string())
         .collect()
 }
 
 /// Run records appended since `before` was taken.
 fn new_records(before: &[String]) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(RUNS)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    run_records()
+        .into_iter()
         .filter(|r| !before.iter().any(|id| r["run"] == id.as_str()))
         .collect()
 }

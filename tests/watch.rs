@@ -16,36 +16,13 @@ use std::time::{Duration, Instant};
 use backupctl::report::messages;
 use serde_json::Value;
 
-use crate::systemd_e2e::Installed;
-use crate::util::{ok, require_tool, run, stderr, stdout, systemctl_user, systemd_user_env, write};
+use crate::util::installed::{Installed, run_records, wait_until_idle};
+use crate::util::{ok, require_tool, run, stderr, stdout, systemctl_user, write};
 
-/// The user manager's state directory (XDG_STATE_HOME of root).
-const RUNS: &str = "/root/.local/state/backupctl/runs.jsonl";
-
-/// A job installed in the user manager (see systemd_e2e), with what these tests ask of it.
-impl Installed {
-    fn watched(name: &str, config: &str) -> Installed {
-        require_tool("journalctl");
-        Installed::new(&format!("watch-{name}"), config)
-    }
-
-    /// `backupctl --config … --user ARGS` with the sandbox's bus in the environment.
-    fn backupctl(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.binary);
-        command
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--user")
-            .args(args)
-            .env_remove("NO_COLOR")
-            .envs(systemd_user_env().iter().map(|(k, v)| (k, v)));
-        command
-    }
-
-    fn status_json(&self) -> Value {
-        let text = ok(&mut self.backupctl(&["status", "--json"]));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-    }
+/// A job installed in the user manager (see `util::installed`), for these tests.
+fn watched(name: &str, config: &str) -> Installed {
+    require_tool("journalctl");
+    Installed::new(&format!("watch-{name}"), config)
 }
 
 /// One stage that copies 1000 bytes, one that may fail and does (after a second, so that it
@@ -65,34 +42,14 @@ required = false
 command = ["/bin/sh", "-c", "echo the disk is on fire >&2; sleep 1; exit 3"]
 "#;
 
-fn records() -> Vec<Value> {
-    std::fs::read_to_string(RUNS)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// Records of the stages of `root`'s job appended since `before` records existed.
 fn records_since(before: usize) -> Vec<Value> {
-    records().into_iter().skip(before).collect()
-}
-
-fn wait_until_idle() {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pending = ok(systemctl_user().args(["list-jobs", "--no-legend"]));
-        if pending.trim().is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "jobs still pending:\n{pending}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    run_records().into_iter().skip(before).collect()
 }
 
 /// Runs the job to its end (`systemctl start` waits) and returns its new run records.
 fn run_job() -> Vec<Value> {
-    let before = records().len();
+    let before = run_records().len();
     let output = run(systemctl_user().args(["start", "backup-job.service"]));
     assert!(
         output.status.success(),
@@ -142,12 +99,12 @@ fn journal(matches: &[String], until: &str) -> Vec<Value> {
 
 #[test]
 fn status_reports_a_succeeding_and_a_failing_stage_exactly() {
-    let job = Installed::watched("status", COPY_AND_BROKEN);
+    let job = watched("status", COPY_AND_BROKEN);
     write(&job.path("src/data.bin"), vec![7u8; 1000]);
     ok(systemctl_user().args(["start", "backup-job.timer"]));
 
     // While the failing stage runs: the run is "running", the stage shows its StatusText.
-    let before = records().len();
+    let before = run_records().len();
     ok(systemctl_user().args(["start", "--no-block", "backup-job.service"]));
     let deadline = Instant::now() + Duration::from_secs(30);
     let running = loop {
@@ -317,7 +274,7 @@ fn status_reports_a_succeeding_and_a_failing_stage_exactly() {
 
 #[test]
 fn logs_of_the_last_run_show_that_run_only() {
-    let job = Installed::watched("logs", COPY_AND_BROKEN);
+    let job = watched("logs", COPY_AND_BROKEN);
     write(&job.path("src/data.bin"), vec![7u8; 1000]);
     let first = job_run_of(&run_job());
     let second = job_run_of(&run_job());
@@ -419,7 +376,7 @@ fn logs_of_the_last_run_show_that_run_only() {
     assert!(newest.contains("stage broken failed"), "{newest}");
 
     // `-f`: a third run, followed from its first record to its summary as it happens.
-    let before = records().len();
+    let before = run_records().len();
     ok(systemctl_user().args(["start", "--no-block", "backup-job.service"]));
     let deadline = Instant::now() + Duration::from_secs(20);
     while records_since(before).is_empty() {
@@ -473,7 +430,7 @@ fn logs_of_the_last_run_show_that_run_only() {
 #[test]
 fn stages_that_start_after_a_required_failure_keep_the_job_run() {
     // `fails` ends the job's start job at once; `slow` and `later` on the other branch go on.
-    let _job = Installed::watched(
+    let _job = watched(
         "branches",
         r#"
 [stage.fails]
@@ -491,7 +448,7 @@ after = ["slow"]
 command = ["/bin/true"]
 "#,
     );
-    let before = records().len();
+    let before = run_records().len();
     let output = run(systemctl_user().args(["start", "backup-job.service"]));
     assert!(!output.status.success(), "a required stage failed");
     wait_until_idle();
@@ -533,7 +490,7 @@ impl Drop for CatalogInstalled {
 
 #[test]
 fn journalctl_x_explains_a_failed_stage_from_the_catalog() {
-    let job = Installed::watched("catalog", COPY_AND_BROKEN);
+    let job = watched("catalog", COPY_AND_BROKEN);
     write(&job.path("src/data.bin"), vec![7u8; 10]);
     let id = job_run_of(&run_job());
     journal(&[format!("BACKUPCTL_JOB_RUN={id}")], messages::JOB_FINISHED);
@@ -578,7 +535,7 @@ fn journalctl_x_explains_a_failed_stage_from_the_catalog() {
 
 #[test]
 fn a_stage_killed_before_writing_its_record_shows_systemds_result() {
-    let job = Installed::watched(
+    let job = watched(
         "killed",
         r#"
 [stage.sleepy]
@@ -586,7 +543,7 @@ kind = "exec"
 command = ["/bin/sleep", "30"]
 "#,
     );
-    let before = records().len();
+    let before = run_records().len();
     ok(systemctl_user().args(["start", "--no-block", "backup-job.service"]));
     let deadline = Instant::now() + Duration::from_secs(30);
     while job.status_json()["jobs"][0]["stages"][0]["result"] != "running" {

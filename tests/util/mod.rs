@@ -1,10 +1,15 @@
 //! Shared test helpers: the binary under test, temporary trees, required tools, and the real
-//! systemd user manager (started through `scripts/systemd-sandbox`).
+//! systemd user manager (started through `scripts/systemd-sandbox`); golden files
+//! ([`golden`], `BLESS`), the one path placeholder `@ROOT@` ([`placeholder`]) and jobs
+//! installed in the user manager ([`installed`]) in their own modules.
 
 #![allow(dead_code)]
 
 pub mod btrfs;
+pub mod golden;
 pub mod http;
+pub mod installed;
+pub mod placeholder;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -59,6 +64,21 @@ pub fn backupctl_user(dir: &Path, config: &Path) -> Command {
         .arg("--config")
         .arg(config);
     command
+}
+
+/// `backupctl --user --config DIR/config.toml` with its state and cache in DIR (see
+/// [`backupctl_user`]).
+pub fn backupctl_in(dir: &Path) -> Command {
+    backupctl_user(dir, &dir.join("config.toml"))
+}
+
+/// A loopback TCP port that was free a moment ago, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs a command and returns its output, panicking with everything it printed on failure
@@ -118,6 +138,14 @@ pub fn write(path: &Path, contents: impl AsRef<[u8]>) {
         std::fs::create_dir_all(parent).unwrap();
     }
     std::fs::write(path, contents).unwrap();
+}
+
+/// Writes `root/config.toml` with the placeholder `@ROOT@` replaced by `root` (see
+/// [`placeholder`]) and returns its path.
+pub fn write_config(root: &Path, text: &str) -> PathBuf {
+    let path = root.join("config.toml");
+    write(&path, placeholder::expand(text, root));
+    path
 }
 
 /// Writes a secret file (password, token, URL with a key) with mode 0600, as every stage

@@ -1,0 +1,150 @@
+//! A job installed in the real systemd user manager (`scripts/systemd-sandbox`), and what the
+//! end-to-end tests read back from it: the manager's run records, its job queue.
+//!
+//! Everything the units touch lives under /var/lib/backupctl-e2e (not /tmp: the units have
+//! `PrivateTmp=`), including a copy of the binary, wherever the checkout is. Units go into
+//! the runtime unit directory [`UNIT_DIR`]; whoever puts units there holds
+//! [`systemd_lock`] meanwhile and removes them with [`remove_generated_units`].
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::{
+    SystemdLock, backupctl_path, ok, require_tool, run, systemctl_user, systemd_lock,
+    systemd_user_env, write_config,
+};
+
+/// The runtime directory that outranks `~/.config/systemd/user` in the user manager's search
+/// path, so units left there by anything else cannot shadow the ones under test.
+pub const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
+
+/// The state directory of the user manager's units (XDG_STATE_HOME of root).
+pub const USER_STATE_HOME: &str = "/root/.local/state";
+
+/// The run records the stage units write.
+pub const RUNS: &str = "/root/.local/state/backupctl/runs.jsonl";
+
+/// The run records in [`RUNS`], oldest first (none when there is no file yet).
+pub fn run_records() -> Vec<serde_json::Value> {
+    std::fs::read_to_string(RUNS)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits until the user manager has no queued or running jobs.
+pub fn wait_until_idle() {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending = ok(systemctl_user().args(["list-jobs", "--no-legend"]));
+        if pending.trim().is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "jobs still pending:\n{pending}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Removes the units `generate` listed in [`UNIT_DIR`]'s manifest (and the manifest), then
+/// reloads the manager and forgets failed units.
+pub fn remove_generated_units() {
+    let dir = Path::new(UNIT_DIR);
+    if let Ok(list) = std::fs::read_to_string(dir.join(".backupctl-generated")) {
+        for file in list.lines() {
+            let path = dir.join(file);
+            let _ = std::fs::remove_file(&path);
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(dir.join(".backupctl-generated"));
+    let _ = run(systemctl_user().arg("daemon-reload"));
+    let _ = run(systemctl_user().arg("reset-failed"));
+}
+
+/// A job installed in the user manager; removed again on drop.
+pub struct Installed {
+    pub root: PathBuf,
+    pub config: PathBuf,
+    pub binary: PathBuf,
+    _lock: SystemdLock,
+}
+
+impl Installed {
+    /// Writes `config` (with `@ROOT@` replaced by this test's directory), generates the
+    /// units into the user manager's runtime unit directory and reloads it.
+    pub fn new(name: &str, config: &str) -> Installed {
+        require_tool("systemctl");
+        require_tool("rsync");
+        let lock = systemd_lock();
+        systemd_user_env();
+        let root = PathBuf::from(format!(
+            "/var/lib/backupctl-e2e/{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let binary = root.join("backupctl");
+        std::fs::copy(backupctl_path(), &binary).unwrap();
+        let path = write_config(&root, config);
+        let installed = Installed {
+            root,
+            config: path,
+            binary,
+            _lock: lock,
+        };
+        installed.generate();
+        installed
+    }
+
+    fn generate(&self) {
+        ok(Command::new(&self.binary)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--user", "generate", "--output", UNIT_DIR]));
+        ok(systemctl_user().arg("daemon-reload"));
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// `systemctl --user show -p PROPERTY --value UNIT`.
+    pub fn show(&self, unit: &str, property: &str) -> String {
+        ok(systemctl_user().args(["show", "-p", property, "--value", unit]))
+            .trim()
+            .to_string()
+    }
+
+    /// `backupctl --config … --user ARGS` with the sandbox's bus in the environment.
+    pub fn backupctl(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--user")
+            .args(args)
+            .env_remove("NO_COLOR")
+            .envs(systemd_user_env().iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// `backupctl status --json`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let text = ok(&mut self.backupctl(&["status", "--json"]));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = run(systemctl_user().args(["stop", "backup-job.timer", "backup-job.service"]));
+        remove_generated_units();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
