@@ -8,6 +8,7 @@ use toml::Spanned;
 use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
 use crate::executor::StageContext;
 use crate::process::Command;
+use crate::process::ToolError;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,16 +80,16 @@ impl Kind for Spec {
             .run();
         match result {
             Ok(_) => Ok(Outcome::default()),
-            Err(StageError::ToolFailed { tool, code, stderr })
+            Err(ToolError::Failed { tool, code, stderr })
                 if read_only || stderr.contains(EROFS_TEXT) =>
             {
-                let failed = StageError::ToolFailed { tool, code, stderr };
+                let failed = ToolError::Failed { tool, code, stderr };
                 Err(StageError::Failed(format!(
                     "{failed}\n{}",
                     read_only_hint(&ctx.stage.name, &self.needs().writes)
                 )))
             }
-            Err(error) => Err(error),
+            Err(error) => Err(error.into()),
         }
     }
 }

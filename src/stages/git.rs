@@ -21,6 +21,7 @@ use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, requi
 use crate::config::size::{human_bytes, parse_size};
 use crate::executor::StageContext;
 use crate::process::Command;
+use crate::process::ToolError;
 use crate::report::Figures;
 
 /// rsync: "Partial transfer due to vanished source files" (normal on a live system).
@@ -466,11 +467,11 @@ impl Spec {
                 .run()
                 .map_err(|error| match error {
                     // The commit is safe locally; the next run pushes it.
-                    StageError::ToolFailed { stderr, .. } => StageError::Temporary(format!(
+                    ToolError::Failed { stderr, .. } => StageError::Temporary(format!(
                         "pushing to {remote} failed (the commit is kept and pushed next run): {}",
                         stderr.trim()
                     )),
-                    other => other,
+                    other => other.into(),
                 })?;
         }
         Ok(())
@@ -481,11 +482,11 @@ impl Spec {
         let remote = self.remotes[0].get_ref();
         let exists = repo.join("HEAD").is_file();
         let before = if exists { head(self.git_at())? } else { None };
-        let temporary = |error: StageError| match error {
-            StageError::ToolFailed { stderr, .. } => {
+        let temporary = |error: ToolError| match error {
+            ToolError::Failed { stderr, .. } => {
                 StageError::Temporary(format!("fetching {remote} failed: {}", stderr.trim()))
             }
-            other => other,
+            other => other.into(),
         };
         if exists {
             ctx.report.status(&format!("git: fetching {remote}"));

@@ -22,6 +22,7 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 use crate::executor::StageContext;
+use crate::process::ToolError;
 use crate::report::Figures;
 
 /// The kinds a config may name, as written in `kind = "…"`.
@@ -162,20 +163,9 @@ pub struct Outcome {
 /// Why a stage failed. The exit code tells systemd (and `run`) which kind of failure it was.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    #[error("{tool} failed with exit code {code}{}", tail(.stderr))]
-    ToolFailed {
-        tool: String,
-        code: i32,
-        stderr: String,
-    },
-    #[error("{tool} was killed by signal {signal}")]
-    ToolKilled { tool: String, signal: i32 },
-    #[error("cannot run {tool}: {source}")]
-    Spawn {
-        tool: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A tool the stage ran failed (its exit code, signal, or it could not be started).
+    #[error(transparent)]
+    Tool(ToolError),
     #[error("preflight failed: {0}")]
     Preflight(String),
     #[error("{context}: {source}")]
@@ -195,12 +185,13 @@ pub enum StageError {
     Failed(String),
 }
 
-fn tail(stderr: &str) -> String {
-    let stderr = stderr.trim();
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(": {stderr}")
+/// A tool stopped by our stop request is the stage stopped, whatever ran it.
+impl From<ToolError> for StageError {
+    fn from(error: ToolError) -> Self {
+        match error {
+            ToolError::Interrupted => StageError::Interrupted,
+            other => StageError::Tool(other),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use toml::Spanned;
 use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
 use crate::executor::StageContext;
 use crate::process::Command;
+use crate::process::ToolError;
 use crate::report::{Figures, Progress};
 
 /// rclone's exit code for "temporary error (one that more retries might fix)".
@@ -445,7 +446,7 @@ impl Kind for Spec {
             .run();
         if let Err(error) = result {
             return Err(match error {
-                StageError::ToolFailed { code, .. } => {
+                ToolError::Failed { code, .. } => {
                     let mut message = format!(
                         "rclone {} failed (exit code {code}): {}",
                         self.mode.as_str(),
@@ -467,7 +468,7 @@ impl Kind for Spec {
                         StageError::Failed(message)
                     }
                 }
-                other => other,
+                other => other.into(),
             });
         }
         let stats = observed.stats.clone().unwrap_or_default();

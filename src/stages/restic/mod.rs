@@ -31,6 +31,7 @@ use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, requi
 use crate::config::Timespan;
 use crate::executor::StageContext;
 use crate::process::Command;
+use crate::process::ToolError;
 use crate::report::Figures;
 use repo::Failure;
 
@@ -686,6 +687,7 @@ impl Runner<'_> {
                     _ => tracing::warn!("restic: {line}"),
                 })
                 .run()
+                .map_err(StageError::from)
         })?;
         if let Some(summary) = &summary {
             figures = summary.figures();
@@ -741,6 +743,7 @@ impl Runner<'_> {
                 .on_line(|line| runner.ctx.log_output(line))
                 .on_stderr(|line| tracing::warn!("restic: {line}"))
                 .run()
+                .map_err(StageError::from)
         })
     }
 
@@ -755,7 +758,7 @@ impl Runner<'_> {
         let mut cured = Vec::new();
         loop {
             let stderr = match attempt(self) {
-                Err(StageError::ToolFailed { stderr, .. }) => stderr,
+                Err(StageError::Tool(ToolError::Failed { stderr, .. })) => stderr,
                 other => return other,
             };
             let failure = repo::classify(&stderr);
@@ -783,10 +786,10 @@ impl Runner<'_> {
             .run();
         match result {
             Ok(_) => Ok(()),
-            Err(StageError::ToolFailed { stderr, .. }) => {
+            Err(ToolError::Failed { stderr, .. }) => {
                 Err(describe("init", repo::classify(&stderr), &stderr, true))
             }
-            Err(other) => Err(other),
+            Err(other) => Err(other.into()),
         }
     }
 
@@ -798,13 +801,13 @@ impl Runner<'_> {
             .run();
         match result {
             Ok(_) => Ok(()),
-            Err(StageError::ToolFailed { stderr, .. }) => Err(describe(
+            Err(ToolError::Failed { stderr, .. }) => Err(describe(
                 "unlock",
                 repo::classify(&stderr),
                 &stderr,
                 self.spec.init,
             )),
-            Err(other) => Err(other),
+            Err(other) => Err(other.into()),
         }
     }
 }
