@@ -6,9 +6,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
-use crate::executor::StageContext;
 use crate::process::Command;
 use crate::process::ToolError;
+use crate::stages::StageContext;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -19,10 +19,10 @@ use toml::Spanned;
 
 use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
 use crate::config::size::{human_bytes, parse_size};
-use crate::executor::StageContext;
 use crate::process::Command;
 use crate::process::ToolError;
 use crate::report::Figures;
+use crate::stages::StageContext;
 
 /// rsync: "Partial transfer due to vanished source files" (normal on a live system).
 const VANISHED: i32 = 24;
@@ -623,7 +623,7 @@ impl Spec {
         let index = std::env::temp_dir().join(format!(
             "backupctl-restore-{}-{}.index",
             std::process::id(),
-            crate::executor::new_id()
+            crate::stages::new_id()
         ));
         let result = self
             .git_at()

@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::{Kind, Needs, Outcome, SpecError, StageError};
 use crate::config::size::{human_bytes, parse_size};
-use crate::executor::StageContext;
+use crate::stages::StageContext;
 
 const DEFAULT_MIN_FREE: u64 = 1 << 30;
 

@@ -4,6 +4,7 @@
 //! Adding a kind: write `src/stages/NAME.rs` with a `Spec` implementing [`Kind`], then add it
 //! to [`StageKind`], [`KIND_NAMES`] and [`StageKind::from_table`].
 
+mod context;
 pub mod exec;
 pub mod git;
 pub mod gitrepos;
@@ -21,9 +22,10 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
 use toml::de::DeTable;
 
-use crate::executor::StageContext;
 use crate::process::ToolError;
 use crate::report::Figures;
+
+pub use self::context::{StageContext, new_id};
 
 /// The kinds a config may name, as written in `kind = "…"`.
 pub const KIND_NAMES: &[&str] = &[

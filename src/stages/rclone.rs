@@ -22,10 +22,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
-use crate::executor::StageContext;
 use crate::process::Command;
 use crate::process::ToolError;
 use crate::report::{Figures, Progress};
+use crate::stages::StageContext;
 
 /// rclone's exit code for "temporary error (one that more retries might fix)".
 const TEMPORARY: i32 = 5;

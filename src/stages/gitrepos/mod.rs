@@ -19,8 +19,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
-use crate::executor::StageContext;
 use crate::report::{Figures, Progress};
+use crate::stages::StageContext;
 use crate::stages::manifest::exclude::Excludes;
 
 pub use inspect::RepoState;

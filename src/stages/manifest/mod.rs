@@ -18,8 +18,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
-use crate::executor::StageContext;
 use crate::report::{Figures, Progress};
+use crate::stages::StageContext;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

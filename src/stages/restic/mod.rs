@@ -29,10 +29,10 @@ use toml::Spanned;
 
 use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
 use crate::config::Timespan;
-use crate::executor::StageContext;
 use crate::process::Command;
 use crate::process::ToolError;
 use crate::report::Figures;
+use crate::stages::StageContext;
 use repo::Failure;
 
 /// restic backup: "snapshot created, but some source files could not be read".

@@ -12,9 +12,9 @@ use toml::Spanned;
 use super::{
     Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized, ssh,
 };
-use crate::executor::StageContext;
 use crate::process::Command;
 use crate::report::{Figures, Progress};
+use crate::stages::StageContext;
 
 /// rsync: "Partial transfer due to vanished source files".
 const VANISHED: i32 = 24;
