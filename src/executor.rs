@@ -225,7 +225,7 @@ fn lock(
 /// Checks the secret files the stage reads before its tool reads them, hello or not. A
 /// credential systemd loaded is read from `$CREDENTIALS_DIRECTORY` instead, and exempt.
 fn check_secrets(stage: &Stage) -> Result<(), StageError> {
-    let needs = stage.kind.as_kind().needs();
+    let needs = stage.kind.needs();
     for path in &needs.secrets {
         let loaded = needs.credentials.iter().any(|(name, file)| {
             file == path
@@ -243,13 +243,13 @@ fn check_secrets(stage: &Stage) -> Result<(), StageError> {
 /// Runs the stage's kind, inside snapshots of its sources when the stage asks for them.
 fn run_kind(ctx: &StageContext) -> Result<Outcome, StageError> {
     check_secrets(ctx.stage)?;
-    let sources = ctx.stage.kind.as_kind().needs().sources;
+    let sources = ctx.stage.kind.needs().sources;
     let Some(settings) = ctx.stage.snapshot.as_ref().filter(|_| !sources.is_empty()) else {
-        return ctx.stage.kind.as_kind().run(ctx);
+        return ctx.stage.kind.run(ctx);
     };
     let (result, warnings) =
         crate::snapshot::around(settings, &sources, &ctx.stage.name, &ctx.state_dir, || {
-            ctx.stage.kind.as_kind().run(ctx)
+            ctx.stage.kind.run(ctx)
         })?;
     result.map(|mut outcome| {
         outcome.warnings.splice(0..0, warnings);

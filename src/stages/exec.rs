@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
+use super::{Needs, Outcome, SpecError, StageError, StageKind, require_absolute};
 use crate::process::Command;
 use crate::process::ToolError;
 use crate::stages::StageContext;
@@ -27,7 +27,9 @@ pub struct Spec {
     pub network: bool,
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "exec";
+
     fn validate(&self) -> Result<(), SpecError> {
         let command = self.command.get_ref();
         if command.is_empty() || command[0].is_empty() {
@@ -57,6 +59,11 @@ impl Kind for Spec {
             network: self.network,
             ..Needs::default()
         }
+    }
+
+    fn other_reads(&self) -> Vec<PathBuf> {
+        let dir = self.working_directory.iter();
+        dir.map(|dir| dir.get_ref().clone()).collect()
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {

@@ -13,12 +13,17 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
+use super::verbs::{HistoryArgs, RestoreArgs, Verb, VerbContext};
+use super::{
+    Needs, Outcome, SpecError, StageError, StageKind, require_absolute, require_normalized,
+};
 use crate::config::size::{human_bytes, parse_size};
+use crate::outln;
 use crate::process::Command;
 use crate::process::ToolError;
 use crate::report::Figures;
@@ -554,6 +559,36 @@ impl Spec {
     }
 
     /// `backupctl history`: the commits that touched `path` (all commits without one).
+    /// `backupctl restore STAGE`: files from a commit (`--commit`, default the newest).
+    fn restore_files(&self, _: &VerbContext, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+        let files = self.restore(&args.commit, &args.include, &args.target)?;
+        outln!(
+            "restored {files} file(s) from {} into {}",
+            args.commit,
+            args.target.display()
+        )?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `backupctl history STAGE [PATH]`: the commits that touched PATH, newest first.
+    fn print_history(&self, _: &VerbContext, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+        let entries = self.history(args.path.as_deref())?;
+        for entry in &entries {
+            if args.json {
+                outln!("{}", serde_json::to_string(entry)?)?;
+            } else {
+                outln!("{}  {}  {}", &entry.commit[..12], entry.date, entry.subject)?;
+            }
+        }
+        if entries.is_empty() && !args.json {
+            eprintln!(
+                "no commits touched {}",
+                args.path.as_deref().unwrap_or("the backup")
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
     pub fn history(&self, path: Option<&str>) -> Result<Vec<HistoryEntry>, StageError> {
         self.require_repository()?;
         let mut command = self
@@ -690,7 +725,12 @@ fn remove(path: &Path) -> Result<(), StageError> {
     result.map_err(|e| StageError::io(format!("cannot remove {}", path.display()), e))
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "git";
+    const READS_LOCAL_SOURCES: bool = true;
+    const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::restore_files);
+    const HISTORY: Option<Verb<Self, HistoryArgs>> = Some(Self::print_history);
+
     fn validate(&self) -> Result<(), SpecError> {
         require_absolute(std::slice::from_ref(&self.repository), "repository")?;
         for remote in &self.remotes {

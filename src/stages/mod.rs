@@ -1,134 +1,71 @@
-//! Stage kinds. Each kind is one file: its config keys (a serde struct, strict about unknown
-//! keys), what its unit must be allowed to do ([`Needs`]), and how it runs ([`Kind::run`]).
+//! Stage kinds. Each kind is one file whose `Spec` (its config keys, a serde struct strict
+//! about unknown keys) implements one trait, [`StageKind`]: its name, checks, what its unit
+//! must be allowed to do ([`Needs`]), how it runs, and what the commands that read a backup
+//! (`restore`, `history`, `snapshots`, `mount`) can do with it.
 //!
-//! Adding a kind: write `src/stages/NAME.rs` with a `Spec` implementing [`Kind`], then add it
-//! to [`StageKind`], [`KIND_NAMES`] and [`StageKind::from_table`].
+//! [`KINDS`] is the registry, the one list of kinds: the config loader parses a stage's
+//! keys through it, its help texts list its names, and the commands dispatch through
+//! [`AnyKind`] and name the kinds that have a capability from it. Adding a kind is its file
+//! plus two lines here, its `mod` and its entry (see CONTRIBUTING.md).
 
 mod context;
 pub mod exec;
 pub mod git;
 pub mod gitrepos;
 pub mod hello;
+mod kind;
 pub mod manifest;
 pub mod rclone;
 pub mod restic;
 pub mod rsync;
 pub mod ssh;
+pub mod verbs;
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
-use toml::de::DeTable;
 
 use crate::process::ToolError;
 use crate::report::Figures;
 
 pub use self::context::{StageContext, new_id};
+pub use self::kind::{AnyKind, Capability, Entry, KindSpec, StageKind};
 
-/// The kinds a config may name, as written in `kind = "…"`.
-pub const KIND_NAMES: &[&str] = &[
-    "hello", "exec", "rsync", "restic", "git", "rclone", "gitrepos", "manifest",
+/// Every stage kind, in the order the help texts list them.
+pub static KINDS: &[Entry] = &[
+    Entry::of::<hello::Spec>(),
+    Entry::of::<exec::Spec>(),
+    Entry::of::<rsync::Spec>(),
+    Entry::of::<restic::Spec>(),
+    Entry::of::<git::Spec>(),
+    Entry::of::<rclone::Spec>(),
+    Entry::of::<gitrepos::Spec>(),
+    Entry::of::<manifest::Spec>(),
 ];
 
-/// A stage's kind with its validated keys.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StageKind {
-    Hello(hello::Spec),
-    Exec(exec::Spec),
-    Rsync(rsync::Spec),
-    /// Boxed: its spec is much larger than the others'.
-    Restic(Box<restic::Spec>),
-    Git(git::Spec),
-    Rclone(rclone::Spec),
-    Gitrepos(gitrepos::Spec),
-    Manifest(manifest::Spec),
+/// The kind called `name` in `kind = "…"`.
+pub fn kind(name: &str) -> Option<&'static Entry> {
+    KINDS.iter().find(|entry| entry.name == name)
 }
 
-impl StageKind {
-    /// Deserializes the kind-specific keys of a stage. `Err(None)`: no such kind.
-    /// `store_root`: the mount point of the store the stage writes into (`store = "NAME"`).
-    pub fn from_table(
-        kind: &str,
-        table: Spanned<DeTable>,
-        store_root: Option<&Path>,
-    ) -> Result<StageKind, Option<SpecError>> {
-        fn spec<T: DeserializeOwned + Kind>(
-            table: Spanned<DeTable>,
-            store_root: Option<&Path>,
-        ) -> Result<T, Option<SpecError>> {
-            let mut spec = T::deserialize(table.into_deserializer())
-                .map_err(|error| Some(SpecError::Toml(error)))?;
-            if let Some(root) = store_root {
-                spec.place_in_store(root).map_err(Some)?;
-            }
-            spec.validate().map_err(Some)?;
-            Ok(spec)
-        }
-        Ok(match kind {
-            "hello" => StageKind::Hello(spec(table, store_root)?),
-            "exec" => StageKind::Exec(spec(table, store_root)?),
-            "rsync" => StageKind::Rsync(spec(table, store_root)?),
-            "restic" => StageKind::Restic(Box::new(spec(table, store_root)?)),
-            "git" => StageKind::Git(spec(table, store_root)?),
-            "rclone" => StageKind::Rclone(spec(table, store_root)?),
-            "gitrepos" => StageKind::Gitrepos(spec(table, store_root)?),
-            "manifest" => StageKind::Manifest(spec(table, store_root)?),
-            _ => return Err(None),
-        })
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            StageKind::Hello(_) => "hello",
-            StageKind::Exec(_) => "exec",
-            StageKind::Rsync(_) => "rsync",
-            StageKind::Restic(_) => "restic",
-            StageKind::Git(_) => "git",
-            StageKind::Rclone(_) => "rclone",
-            StageKind::Gitrepos(_) => "gitrepos",
-            StageKind::Manifest(_) => "manifest",
-        }
-    }
-
-    pub fn as_kind(&self) -> &dyn Kind {
-        match self {
-            StageKind::Hello(spec) => spec,
-            StageKind::Exec(spec) => spec,
-            StageKind::Rsync(spec) => spec,
-            StageKind::Restic(spec) => spec.as_ref(),
-            StageKind::Git(spec) => spec,
-            StageKind::Rclone(spec) => spec,
-            StageKind::Gitrepos(spec) => spec,
-            StageKind::Manifest(spec) => spec,
-        }
-    }
+/// The names of the kinds whose entry passes `filter`, in registry order.
+pub fn names(filter: impl Fn(&Entry) -> bool) -> Vec<&'static str> {
+    KINDS
+        .iter()
+        .filter(|entry| filter(entry))
+        .map(|entry| entry.name)
+        .collect()
 }
 
-/// What one stage kind is and does.
-pub trait Kind {
-    /// Checks relations between keys that serde cannot (e.g. "one of a or b").
-    fn validate(&self) -> Result<(), SpecError> {
-        Ok(())
+/// The names of the kinds with `capability`, for messages: "restic and git".
+pub fn that_can(capability: Capability) -> String {
+    let names = names(|entry| entry.can(capability));
+    match names.split_last() {
+        None => "no".to_string(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
-
-    /// Places the stage's destination inside a store's mount point `root` (the stage has
-    /// `store = "NAME"`); runs before [`Kind::validate`]. Kinds that cannot write into a
-    /// store keep this default, an error.
-    fn place_in_store(&mut self, _root: &Path) -> Result<(), SpecError> {
-        Err(SpecError::invalid(
-            None,
-            "this kind of stage cannot write into a store",
-            "`store = \"NAME\"` is for rsync stages; remove it",
-        ))
-    }
-
-    /// What the stage's unit must allow, and what `hello` checks before a run.
-    fn needs(&self) -> Needs;
-
-    /// Runs the stage. Progress goes to `ctx.report`; figures for the summary are returned.
-    fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
 }
 
 /// What a stage needs from its sandbox and environment.

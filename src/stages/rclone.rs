@@ -21,7 +21,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
+use super::{
+    Needs, Outcome, SpecError, StageError, StageKind, require_absolute, require_normalized,
+};
 use crate::process::Command;
 use crate::process::ToolError;
 use crate::report::{Figures, Progress};
@@ -301,7 +303,9 @@ impl Spec {
     }
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "rclone";
+
     fn validate(&self) -> Result<(), SpecError> {
         for location in self.locations() {
             let text = location.get_ref();

@@ -18,6 +18,7 @@
 
 pub mod json;
 pub mod repo;
+mod verbs;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,10 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
+use super::verbs::{Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb};
+use super::{
+    Needs, Outcome, SpecError, StageError, StageKind, require_absolute, require_normalized,
+};
 use crate::config::Timespan;
 use crate::process::Command;
 use crate::process::ToolError;
@@ -310,7 +314,13 @@ fn one_of(
     }
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "restic";
+    const READS_LOCAL_SOURCES: bool = true;
+    const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(verbs::restore);
+    const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(verbs::snapshots);
+    const MOUNT: Option<Verb<Self, MountArgs>> = Some(verbs::mount);
+
     fn validate(&self) -> Result<(), SpecError> {
         let span = |s: &Option<Spanned<PathBuf>>| s.as_ref().map(|s| Some(s.span()));
         one_of(
@@ -528,6 +538,11 @@ impl Kind for Spec {
                 .map(|p| p.get_ref().clone())
                 .collect(),
         }
+    }
+
+    fn other_reads(&self) -> Vec<PathBuf> {
+        let files = self.exclude_file.iter();
+        files.map(|file| file.get_ref().clone()).collect()
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
