@@ -19,6 +19,8 @@ pub mod rclone;
 pub mod restic;
 pub mod rsync;
 pub mod ssh;
+#[cfg(test)]
+mod tar_example;
 pub mod verbs;
 
 use std::ops::Range;
@@ -207,4 +209,74 @@ pub fn require_normalized(span: Range<usize>, path: &str, key: &str) -> Result<(
     crate::config::pathname::check(path).map_err(|problem| {
         SpecError::invalid(Some(span), problem.message(key, path), problem.help())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::ConfigError;
+
+    fn config_error(text: &str) -> ConfigError {
+        crate::config::parse(Path::new("/etc/backupctl/config.toml"), text).unwrap_err()
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_found_by_its_name() {
+        let all = names(|_| true);
+        assert_eq!(all.len(), KINDS.len());
+        for name in &all {
+            assert_eq!(all.iter().filter(|n| *n == name).count(), 1, "{name}");
+            assert_eq!(kind(name).map(|entry| entry.name), Some(*name));
+        }
+        assert!(kind("tar").is_none(), "the example kind is not registered");
+    }
+
+    /// The loader knows a kind by the registry alone: every entry is a known kind there.
+    #[test]
+    fn the_config_knows_every_registered_kind() {
+        for entry in KINDS {
+            let text = format!("[stage.x]\nkind = \"{}\"\n", entry.name);
+            if let Err(error) = crate::config::parse(Path::new("/c.toml"), &text) {
+                assert!(
+                    !error.message.contains("unknown stage kind"),
+                    "{}: {error}",
+                    entry.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_config_help_lists_exactly_the_registry() {
+        let all = names(|_| true).join(", ");
+        let error = config_error("[stage.x]\nkind = \"tar\"\n");
+        assert_eq!(error.message, "unknown stage kind `tar`");
+        assert_eq!(error.help, Some(format!("use one of: {all}")));
+        let error = config_error("[stage.x]\ncommand = [\"/bin/true\"]\n");
+        assert_eq!(
+            error.help,
+            Some(format!("add `kind = \"…\"`, one of: {all}"))
+        );
+        let error = config_error(
+            "[stage.x]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\nsnapshot = \"btrfs\"\n",
+        );
+        assert_eq!(
+            error.help,
+            Some(format!(
+                "`snapshot` applies to stages that read local sources: {}",
+                names(|entry| entry.reads_local_sources).join(", ")
+            ))
+        );
+    }
+
+    /// The commands' "works on … stages" come from the kinds' impls.
+    #[test]
+    fn the_capable_kinds_are_named_from_their_impls() {
+        assert_eq!(that_can(Capability::Restore), "restic and git");
+        assert_eq!(that_can(Capability::History), "git");
+        assert_eq!(that_can(Capability::Snapshots), "rsync and restic");
+        assert_eq!(that_can(Capability::Mount), "restic");
+    }
 }
