@@ -3,8 +3,7 @@
 //! records with `MESSAGE_ID`s, `STATUS=` lines, the stage lock (one run of a stage at a
 //! time), the `when_mounted` check and the run record.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use tracing::{error, info, warn};
@@ -14,20 +13,7 @@ use crate::history::{self, RunRecord, RunResult};
 use crate::report::messages;
 use crate::report::{Figures, Reporter};
 use crate::stage_lock::{Busy, Refused, StageLock};
-use crate::stages::{Outcome, StageError};
-
-/// What a running stage may use.
-pub struct StageContext<'a> {
-    pub config: &'a Config,
-    pub stage: &'a Stage,
-    pub scope: Scope,
-    pub state_dir: PathBuf,
-    pub report: &'a Reporter,
-    pub run_id: String,
-    /// The stage's lock, held for the whole run: what only one run at a time may do (e.g.
-    /// removing what a killed run left behind) takes it as proof.
-    pub lock: &'a StageLock,
-}
+use crate::stages::{Outcome, StageContext, StageError, new_id};
 
 /// How a run of a stage was started, and what it does when the stage is already running.
 #[derive(Debug, Clone)]
@@ -49,38 +35,12 @@ impl Start {
     }
 }
 
-impl StageContext<'_> {
-    /// A line a tool printed that is worth keeping in the journal.
-    pub fn log_output(&self, line: &str) {
-        if !line.trim().is_empty() {
-            info!("{line}");
-        }
-    }
-}
-
 /// The id of this run: systemd's `$INVOCATION_ID` when a unit runs us, else a fresh one.
 pub fn run_id() -> String {
     std::env::var("INVOCATION_ID")
         .ok()
         .filter(|id| !id.is_empty())
         .unwrap_or_else(new_id)
-}
-
-/// 128 random bits in hex, the shape of systemd's invocation ids.
-pub fn new_id() -> String {
-    let mut bytes = [0u8; 16];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_err()
-    {
-        // Unique enough for a run id when /dev/urandom is unavailable.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes = (nanos ^ (std::process::id() as u128) << 64).to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs one stage to its end and records it. The returned record says how it went; its
@@ -265,7 +225,7 @@ fn lock(
 /// Checks the secret files the stage reads before its tool reads them, hello or not. A
 /// credential systemd loaded is read from `$CREDENTIALS_DIRECTORY` instead, and exempt.
 fn check_secrets(stage: &Stage) -> Result<(), StageError> {
-    let needs = stage.kind.as_kind().needs();
+    let needs = stage.kind.needs();
     for path in &needs.secrets {
         let loaded = needs.credentials.iter().any(|(name, file)| {
             file == path
@@ -283,13 +243,13 @@ fn check_secrets(stage: &Stage) -> Result<(), StageError> {
 /// Runs the stage's kind, inside snapshots of its sources when the stage asks for them.
 fn run_kind(ctx: &StageContext) -> Result<Outcome, StageError> {
     check_secrets(ctx.stage)?;
-    let sources = ctx.stage.kind.as_kind().needs().sources;
+    let sources = ctx.stage.kind.needs().sources;
     let Some(settings) = ctx.stage.snapshot.as_ref().filter(|_| !sources.is_empty()) else {
-        return ctx.stage.kind.as_kind().run(ctx);
+        return ctx.stage.kind.run(ctx);
     };
     let (result, warnings) =
         crate::snapshot::around(settings, &sources, &ctx.stage.name, &ctx.state_dir, || {
-            ctx.stage.kind.as_kind().run(ctx)
+            ctx.stage.kind.run(ctx)
         })?;
     result.map(|mut outcome| {
         outcome.warnings.splice(0..0, warnings);
@@ -395,13 +355,5 @@ mod tests {
     #[test]
     fn unescapes_mountinfo_paths() {
         assert_eq!(unescape_mountinfo("/mnt/my\\040disk"), "/mnt/my disk");
-    }
-
-    #[test]
-    fn ids_look_like_invocation_ids() {
-        let id = new_id();
-        assert_eq!(id.len(), 32);
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(id, new_id());
     }
 }

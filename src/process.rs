@@ -1,6 +1,7 @@
 //! Running the tools a stage drives (rsync, restic, …): output read line by line (`\r`
 //! counts as a line end, for progress meters), a stop request forwarded, the exit status
-//! turned into a [`StageError`] that names the tool and the tail of what it said.
+//! turned into a [`ToolError`] that names the tool and the tail of what it said (stage and
+//! snapshot errors wrap it).
 //!
 //! Every tool runs in a process group of its own (a stop request reaches ssh under rsync, a
 //! command under `sh -c`) and dies with us: `PR_SET_PDEATHSIG` sends it SIGTERM when the
@@ -17,7 +18,6 @@ use std::process::Stdio;
 use std::sync::mpsc;
 
 use crate::signals;
-use crate::stages::StageError;
 
 /// How many lines of a tool's stderr are kept for the error message.
 const TAIL_LINES: usize = 8;
@@ -34,6 +34,46 @@ pub struct Command<'a> {
     ok_codes: Vec<i32>,
     on_line: Option<LineHandler<'a>>,
     on_stderr: Option<LineHandler<'a>>,
+}
+
+/// Why a tool did not finish with an accepted exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{tool} failed with exit code {code}{}", tail(.stderr))]
+    Failed {
+        tool: String,
+        code: i32,
+        /// The last lines it wrote to stderr.
+        stderr: String,
+    },
+    #[error("{tool} was killed by signal {signal}")]
+    Killed { tool: String, signal: i32 },
+    #[error("cannot run {tool}: {source}")]
+    Spawn {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("waiting for {tool}: {source}")]
+    Wait {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{tool} ended without a status")]
+    NoStatus { tool: String },
+    /// We were asked to stop (the tool got SIGTERM, or was never started).
+    #[error("stopped by a signal")]
+    Interrupted,
+}
+
+fn tail(stderr: &str) -> String {
+    let stderr = stderr.trim();
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
 }
 
 /// A tool that exited with an accepted code.
@@ -128,11 +168,11 @@ impl<'a> Command<'a> {
     }
 
     /// Runs the tool to its end. A stop request is forwarded to it as SIGTERM and then
-    /// reported as [`StageError::Interrupted`].
-    pub fn run(mut self) -> Result<Finished, StageError> {
+    /// reported as [`ToolError::Interrupted`].
+    pub fn run(mut self) -> Result<Finished, ToolError> {
         let tool = self.tool_name();
         if signals::stopped() {
-            return Err(StageError::Interrupted);
+            return Err(ToolError::Interrupted);
         }
         let mut command = std::process::Command::new(&self.program);
         for key in &self.env_remove {
@@ -148,7 +188,7 @@ impl<'a> Command<'a> {
             command.current_dir(dir);
         }
         die_with_us(&mut command);
-        let mut child = command.spawn().map_err(|source| StageError::Spawn {
+        let mut child = command.spawn().map_err(|source| ToolError::Spawn {
             tool: tool.clone(),
             source,
         })?;
@@ -189,23 +229,24 @@ impl<'a> Command<'a> {
         for reader in [out, err].into_iter().flatten() {
             let _ = reader.join();
         }
-        let status = child
-            .wait()
-            .map_err(|e| StageError::io(format!("waiting for {tool}"), e))?;
+        let status = child.wait().map_err(|source| ToolError::Wait {
+            tool: tool.clone(),
+            source,
+        })?;
         drop(guard);
         let stderr_tail = Vec::from(tail).join("\n");
         if signals::stopped() {
-            return Err(StageError::Interrupted);
+            return Err(ToolError::Interrupted);
         }
         match (status.code(), status.signal()) {
             (Some(code), _) if self.ok_codes.contains(&code) => Ok(Finished { code, stderr_tail }),
-            (Some(code), _) => Err(StageError::ToolFailed {
+            (Some(code), _) => Err(ToolError::Failed {
                 tool,
                 code,
                 stderr: stderr_tail,
             }),
-            (None, Some(signal)) => Err(StageError::ToolKilled { tool, signal }),
-            (None, None) => Err(StageError::Failed(format!("{tool} ended without a status"))),
+            (None, Some(signal)) => Err(ToolError::Killed { tool, signal }),
+            (None, None) => Err(ToolError::NoStatus { tool }),
         }
     }
 }

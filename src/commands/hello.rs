@@ -20,7 +20,7 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let mut needs = Needs::default();
     for stage in &config.stages {
-        let other = stage.kind.as_kind().needs();
+        let other = stage.kind.needs();
         // A store's destinations exist only while it is open: its own checks cover it.
         if stage.store.is_none() {
             needs.writes.extend(other.writes);

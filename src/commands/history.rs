@@ -1,11 +1,11 @@
 //! `backupctl history STAGE [PATH]`: the versions a stage's backup holds, newest first
-//! (for a `git` stage: the commits that touched PATH). Dispatches on the stage's kind.
+//! (for a `git` stage: the commits that touched PATH). The stage's kind does it, if it can
+//! (see `StageKind::HISTORY`).
 
 use std::process::ExitCode;
 
 use crate::cli::Cli;
-use crate::outln;
-use crate::stages::StageKind;
+use crate::stages::verbs::{HistoryArgs, VerbContext};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,28 +21,19 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let stage = super::stage(&config, &args.stage)?;
-    match &stage.kind {
-        StageKind::Git(spec) => {
-            let entries = spec.history(args.path.as_deref())?;
-            for entry in &entries {
-                if args.json {
-                    outln!("{}", serde_json::to_string(entry)?)?;
-                } else {
-                    outln!("{}  {}  {}", &entry.commit[..12], entry.date, entry.subject)?;
-                }
-            }
-            if entries.is_empty() && !args.json {
-                eprintln!(
-                    "no commits touched {}",
-                    args.path.as_deref().unwrap_or("the backup")
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        other => Err(crate::exit::usage(format_args!(
+    let ctx = VerbContext {
+        stage: &stage.name,
+        scope: cli.scope(),
+    };
+    let request = HistoryArgs {
+        path: args.path.clone(),
+        json: args.json,
+    };
+    stage.kind.history(&ctx, &request).unwrap_or_else(|| {
+        Err(crate::exit::usage(format_args!(
             "`history` does not know {} stages yet (stage `{}`)",
-            other.name(),
+            stage.kind.name(),
             stage.name
-        ))),
-    }
+        )))
+    })
 }

@@ -9,7 +9,6 @@ pub mod logs;
 pub mod man;
 pub mod mount;
 pub mod notify;
-pub mod restic_cli;
 pub mod restore;
 pub mod run;
 pub mod snapshots;

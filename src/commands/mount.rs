@@ -1,7 +1,8 @@
 //! `backupctl mount NAME DIR` / `backupctl umount NAME`: a store's files, by hand, for
-//! restoring, read-only unless `--read-write`; or, when NAME is a restic stage, its
-//! repository through restic's FUSE mount (see `restic_cli`). Unmounting closes the store only when nothing
-//! else (a running backup) still uses it, and only the layers we opened.
+//! restoring, read-only unless `--read-write`; or, when NAME is a stage whose kind can mount
+//! its backup (see `StageKind::MOUNT`), that: a restic stage's repository through restic's
+//! FUSE mount. Unmounting closes the store only when nothing else (a running backup) still
+//! uses it, and only the layers we opened.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use crate::cli::Cli;
 use crate::commands::store::{find, require_root};
 use crate::outln;
+use crate::stages::verbs::{MountArgs as StageMountArgs, VerbContext};
 use crate::store::{self, Access, State};
 
 #[derive(Debug, clap::Args)]
@@ -33,13 +35,21 @@ pub struct UmountArgs {
 
 pub fn mount(cli: &Cli, args: &MountArgs) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
+    // A store's name wins; a stage whose kind cannot mount is looked up as a store.
     if config.store(&args.name).is_none()
-        && matches!(
-            config.stage(&args.name).map(|s| &s.kind),
-            Some(crate::stages::StageKind::Restic(_))
-        )
+        && let Some(stage) = config.stage(&args.name)
     {
-        return crate::commands::restic_cli::mount(cli, &args.name, &args.dir, args.all);
+        let ctx = VerbContext {
+            stage: &stage.name,
+            scope: cli.scope(),
+        };
+        let request = StageMountArgs {
+            dir: args.dir.clone(),
+            all: args.all,
+        };
+        if let Some(result) = stage.kind.mount(&ctx, &request) {
+            return result;
+        }
     }
     require_root("mounting a store")?;
     let store = find(&config, &args.name)?;

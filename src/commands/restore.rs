@@ -1,17 +1,14 @@
 //! `backupctl restore STAGE --target DIR`: bring files back from a stage's backup into DIR
-//! (never over the live files unless DIR says so). Dispatches on the stage's kind: a restic
-//! stage restores a snapshot (`--snapshot`, default the stage's latest), a git stage a commit
-//! (`--commit`, default the newest).
+//! (never over the live files unless DIR says so). The stage's kind does it, if it can (see
+//! `StageKind::RESTORE`): a restic stage restores a snapshot (`--snapshot`, default the
+//! stage's latest), a git stage a commit (`--commit`, default the newest).
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cli::Cli;
-use crate::commands::restic_cli::{exec, filter_args, restic_spec};
-use crate::outln;
-use crate::stages::StageKind;
-use crate::stages::restic::repo;
+use crate::stages::verbs::{RestoreArgs, VerbContext};
+use crate::stages::{self, Capability};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,40 +34,23 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let stage = super::stage(&config, &args.stage)?;
-    match &stage.kind {
-        StageKind::Git(spec) => {
-            let files = spec.restore(&args.commit, &args.include, &args.target)?;
-            outln!(
-                "restored {files} file(s) from {} into {}",
-                args.commit,
-                args.target.display()
-            )?;
-            Ok(ExitCode::SUCCESS)
-        }
-        StageKind::Restic(_) => restore_restic(cli, args),
-        other => Err(crate::exit::usage(format_args!(
-            "`restore` works on restic and git stages; `{}` is a {} stage",
+    let ctx = VerbContext {
+        stage: &stage.name,
+        scope: cli.scope(),
+    };
+    let request = RestoreArgs {
+        target: args.target.clone(),
+        snapshot: args.snapshot.clone(),
+        commit: args.commit.clone(),
+        include: args.include.clone(),
+        verify: args.verify,
+    };
+    stage.kind.restore(&ctx, &request).unwrap_or_else(|| {
+        Err(crate::exit::usage(format_args!(
+            "`restore` works on {} stages; `{}` is a {} stage",
+            stages::that_can(Capability::Restore),
             stage.name,
-            other.name()
-        ))),
-    }
-}
-
-fn restore_restic(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let spec = restic_spec(cli, &args.stage)?;
-    let mut command = repo::interactive_command(&spec, cli.scope())?;
-    command.arg("restore").arg(&args.snapshot);
-    if args.snapshot == "latest" {
-        command.args(filter_args(&spec));
-    }
-    command.arg("--target").arg(&args.target);
-    for include in &args.include {
-        let mut arg = OsString::from("--include=");
-        arg.push(include);
-        command.arg(arg);
-    }
-    if args.verify {
-        command.arg("--verify");
-    }
-    exec(command)
+            stage.kind.name()
+        )))
+    })
 }

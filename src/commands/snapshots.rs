@@ -1,15 +1,17 @@
-//! `backupctl snapshots STAGE`: a restic stage's snapshots (see `restic_cli`), or the rotated
-//! btrfs snapshots of an rsync stage's destination, oldest first. A store that is not open
+//! `backupctl snapshots STAGE`: the snapshots a stage keeps, if its kind keeps any (see
+//! `StageKind::SNAPSHOTS`): a restic stage's lists its own; for the rotated btrfs snapshots of
+//! an rsync stage's destination it says where they are and they are listed here, oldest first. A store that is not open
 //! is opened read-only for the listing and closed again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::Cli;
 use crate::commands::store::find;
 use crate::exit::usage;
 use crate::outln;
-use crate::stages::StageKind;
+use crate::stages::verbs::{Listing, SnapshotsArgs, VerbContext};
+use crate::stages::{self, Capability};
 use crate::store::{self, Access, rotate};
 
 #[derive(Debug, clap::Args)]
@@ -27,25 +29,29 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
     let stage = super::stage(&config, &args.stage)?;
-    let spec = match &stage.kind {
-        StageKind::Restic(_) => {
-            return crate::commands::restic_cli::snapshots(cli, &args.stage, args.all, args.json);
-        }
-        StageKind::Rsync(spec) => spec,
-        _ => {
-            return Err(usage(format_args!(
-                "stage `{}` keeps no snapshots: restic stages and rsync stages with `rotate` do",
-                stage.name
-            )));
-        }
+    let ctx = VerbContext {
+        stage: &stage.name,
+        scope: cli.scope(),
     };
-    let Some(rotate) = &spec.rotate else {
-        return Err(usage(format_args!(
-            "stage `{}` keeps no snapshots; add rotate = {{ every = \"168h\", keep = 8 }}",
-            stage.name
-        )));
+    let request = SnapshotsArgs {
+        all: args.all,
+        json: args.json,
     };
-    let destination = PathBuf::from(spec.destination.get_ref().trim_end_matches('/'));
+    let listing = stage.kind.snapshots(&ctx, &request).unwrap_or_else(|| {
+        Err(usage(format_args!(
+            "stage `{}` keeps no snapshots: {} stages do",
+            stage.name,
+            stages::that_can(Capability::Snapshots)
+        )))
+    })?;
+    let (destination, every, keep) = match listing {
+        Listing::Done(code) => return Ok(code),
+        Listing::Rotated {
+            destination,
+            every,
+            keep,
+        } => (destination, every, keep),
+    };
     let snapshots = match &stage.store {
         None => rotate::list(&destination)?,
         Some(name) => {
@@ -69,13 +75,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let rotate = rotate.get_ref();
     outln!(
-        "{} snapshot(s) of {} (every {}, keep {}):",
+        "{} snapshot(s) of {} (every {every}, keep {keep}):",
         snapshots.len(),
         destination.display(),
-        rotate.every.get_ref(),
-        rotate.keep.get_ref()
     )?;
     for snapshot in &snapshots {
         let name = snapshot

@@ -445,7 +445,7 @@ fn stage(
             specific.insert(key, value);
         }
     }
-    let kinds = stages::KIND_NAMES.join(", ");
+    let kinds = stages::names(|_| true).join(", ");
     let Some(kind) = kind else {
         return Err(source.error(
             name.span(),
@@ -488,19 +488,19 @@ fn stage(
         .store
         .as_ref()
         .map_or(stage_span.clone(), |store| store.span());
-    let kind = stages::StageKind::from_table(
-        &kind_name,
-        Spanned::new(stage_span.clone(), specific),
-        store_root.as_deref(),
-    )
-    .map_err(|error| match error {
-        None => source.error(
-            kind_span.clone(),
-            format!("unknown stage kind `{kind_name}`"),
-            Some(format!("use one of: {kinds}")),
-        ),
-        Some(error) => source.spec(error, fallback.clone()),
-    })?;
+    let kind = stages::kind(&kind_name)
+        .ok_or_else(|| {
+            source.error(
+                kind_span.clone(),
+                format!("unknown stage kind `{kind_name}`"),
+                Some(format!("use one of: {kinds}")),
+            )
+        })?
+        .parse(
+            Spanned::new(stage_span.clone(), specific),
+            store_root.as_deref(),
+        )
+        .map_err(|error| source.spec(error, fallback.clone()))?;
 
     let job = match &raw.job {
         None => DEFAULT_JOB.to_string(),
@@ -847,7 +847,7 @@ fn store(
 fn snapshot_settings(
     source: &Source,
     raw: &mut RawCommon,
-    kind: &stages::StageKind,
+    kind: &stages::KindSpec,
     kind_name: &str,
 ) -> Result<Option<snapshot::Settings>, ConfigError> {
     let absolute = |path: &Spanned<PathBuf>, key: &str| {
@@ -907,11 +907,14 @@ fn snapshot_settings(
             ));
         }
     };
-    if kind.as_kind().needs().sources.is_empty() {
+    if kind.needs().sources.is_empty() {
         return Err(source.error(
             mode.span(),
             format!("a `{kind_name}` stage reads no local sources to snapshot"),
-            Some("`snapshot` applies to stages that read local sources: rsync, restic".into()),
+            Some(format!(
+                "`snapshot` applies to stages that read local sources: {}",
+                stages::names(|entry| entry.reads_local_sources).join(", ")
+            )),
         ));
     }
     let prefix = raw

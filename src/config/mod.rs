@@ -24,7 +24,7 @@ pub use load::parse;
 pub use notify::{Metrics, Notify};
 pub use store::Store;
 
-use crate::stages::StageKind;
+use crate::stages::KindSpec;
 
 /// The name of the job that `[job]` describes; its units are `backup-job.service/.timer`.
 pub const DEFAULT_JOB: &str = "job";
@@ -86,7 +86,7 @@ pub struct Stage {
     pub snapshot: Option<crate::snapshot::Settings>,
     /// The store this stage writes into (`store = "NAME"`); its unit requires the store's.
     pub store: Option<String>,
-    pub kind: StageKind,
+    pub kind: KindSpec,
 }
 
 /// `IOSchedulingClass=` values.

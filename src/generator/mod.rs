@@ -382,10 +382,10 @@ fn extra_capabilities(needs: &Needs) -> Vec<&'static str> {
 
 /// The paths a stage writes: its own, and for `hello` those of its whole job (it probes them).
 pub(crate) fn stage_needs(config: &Config, stage: &Stage) -> Needs {
-    let mut needs = stage.kind.as_kind().needs();
+    let mut needs = stage.kind.needs();
     if stage.kind.name() == "hello" {
         for other in config.stages_of(&stage.job) {
-            let other = other.kind.as_kind().needs();
+            let other = other.kind.needs();
             needs.writes.extend(other.writes);
             needs.network |= other.network;
         }

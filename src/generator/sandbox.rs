@@ -15,8 +15,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
-use crate::config::{Config, ConfigError, Stage};
-use crate::stages::StageKind;
+use crate::config::{Config, ConfigError};
 
 /// How a stage (or unit) uses a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,29 +83,6 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Local paths a stage reads besides its [`Needs::sources`](crate::stages::Needs): those the
-/// kinds do not snapshot.
-fn other_reads(stage: &Stage) -> Vec<PathBuf> {
-    let spanned = |paths: &[toml::Spanned<PathBuf>]| -> Vec<PathBuf> {
-        paths.iter().map(|p| p.get_ref().clone()).collect()
-    };
-    match &stage.kind {
-        StageKind::Manifest(spec) => {
-            let mut paths = spanned(spec.sources.get_ref());
-            paths.extend(spanned(&spec.exclude_from));
-            paths
-        }
-        StageKind::Gitrepos(spec) => spanned(spec.roots.get_ref()),
-        StageKind::Restic(spec) => spanned(&spec.exclude_file),
-        StageKind::Exec(spec) => spec
-            .working_directory
-            .iter()
-            .map(|dir| dir.get_ref().clone())
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Every path of the config that the generated units would hide or leave read-only.
 /// `binary`: the `ExecStart=` binary when units are about to be written.
 pub fn problems(config: &Config, binary: Option<&Path>) -> Vec<Problem> {
@@ -143,7 +119,7 @@ pub fn problems(config: &Config, binary: Option<&Path>) -> Vec<Problem> {
                 add(path, Use::Writes, table.clone());
             }
         }
-        for path in needs.sources.iter().chain(&other_reads(stage)) {
+        for path in needs.sources.iter().chain(&stage.kind.other_reads()) {
             add(path, Use::Reads, table.clone());
         }
         // LoadCredential= is read by the manager outside the sandbox: those are fine.

@@ -64,7 +64,7 @@ impl JobReport<'_> {
 pub fn run_job<'a>(config: &'a Config, job: &'a str, scope: Scope, wait: bool) -> JobReport<'a> {
     let (stages, edges) = config.job_graph(job);
     let order = dag::topological(&edges).expect("validated: no cycles");
-    let run_id = executor::new_id();
+    let run_id = crate::stages::new_id();
     let started = Instant::now();
     let mut ends: Vec<Option<StageEnd>> = vec![None; stages.len()];
     for index in order {

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use self::btrfs::BtrfsError;
 use self::namespace::NamespaceError;
-use crate::stages::StageError;
+use crate::process::ToolError;
 
 /// What `snapshot = "…"` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub enum SnapshotError {
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
     #[error("exec_before_snapshot failed: {0}")]
-    ExecBefore(#[source] Box<StageError>),
+    ExecBefore(#[source] ToolError),
     #[error(
         "{0} is not on a btrfs filesystem; with snapshot = \"auto\" such sources are read live"
     )]
@@ -362,7 +362,7 @@ fn in_namespace<T>(
         crate::process::Command::new(program)
             .args(args)
             .run()
-            .map_err(|error| SnapshotError::ExecBefore(Box::new(error)))?;
+            .map_err(SnapshotError::ExecBefore)?;
     }
     let mut warnings = Vec::new();
     let places = plan(settings, sources, &mut warnings)?;

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
-use crate::executor::StageContext;
+use super::{Needs, Outcome, SpecError, StageError, StageKind, require_absolute};
 use crate::process::Command;
+use crate::process::ToolError;
+use crate::stages::StageContext;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +27,9 @@ pub struct Spec {
     pub network: bool,
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "exec";
+
     fn validate(&self) -> Result<(), SpecError> {
         let command = self.command.get_ref();
         if command.is_empty() || command[0].is_empty() {
@@ -58,6 +61,11 @@ impl Kind for Spec {
         }
     }
 
+    fn other_reads(&self) -> Vec<PathBuf> {
+        let dir = self.working_directory.iter();
+        dir.map(|dir| dir.get_ref().clone()).collect()
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         let argv = self.command.get_ref();
         let mut command = if self.shell {
@@ -79,16 +87,16 @@ impl Kind for Spec {
             .run();
         match result {
             Ok(_) => Ok(Outcome::default()),
-            Err(StageError::ToolFailed { tool, code, stderr })
+            Err(ToolError::Failed { tool, code, stderr })
                 if read_only || stderr.contains(EROFS_TEXT) =>
             {
-                let failed = StageError::ToolFailed { tool, code, stderr };
+                let failed = ToolError::Failed { tool, code, stderr };
                 Err(StageError::Failed(format!(
                     "{failed}\n{}",
                     read_only_hint(&ctx.stage.name, &self.needs().writes)
                 )))
             }
-            Err(error) => Err(error),
+            Err(error) => Err(error.into()),
         }
     }
 }

@@ -13,15 +13,21 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
+use super::verbs::{HistoryArgs, RestoreArgs, Verb, VerbContext};
+use super::{
+    Needs, Outcome, SpecError, StageError, StageKind, require_absolute, require_normalized,
+};
 use crate::config::size::{human_bytes, parse_size};
-use crate::executor::StageContext;
+use crate::outln;
 use crate::process::Command;
+use crate::process::ToolError;
 use crate::report::Figures;
+use crate::stages::StageContext;
 
 /// rsync: "Partial transfer due to vanished source files" (normal on a live system).
 const VANISHED: i32 = 24;
@@ -466,11 +472,11 @@ impl Spec {
                 .run()
                 .map_err(|error| match error {
                     // The commit is safe locally; the next run pushes it.
-                    StageError::ToolFailed { stderr, .. } => StageError::Temporary(format!(
+                    ToolError::Failed { stderr, .. } => StageError::Temporary(format!(
                         "pushing to {remote} failed (the commit is kept and pushed next run): {}",
                         stderr.trim()
                     )),
-                    other => other,
+                    other => other.into(),
                 })?;
         }
         Ok(())
@@ -481,11 +487,11 @@ impl Spec {
         let remote = self.remotes[0].get_ref();
         let exists = repo.join("HEAD").is_file();
         let before = if exists { head(self.git_at())? } else { None };
-        let temporary = |error: StageError| match error {
-            StageError::ToolFailed { stderr, .. } => {
+        let temporary = |error: ToolError| match error {
+            ToolError::Failed { stderr, .. } => {
                 StageError::Temporary(format!("fetching {remote} failed: {}", stderr.trim()))
             }
-            other => other,
+            other => other.into(),
         };
         if exists {
             ctx.report.status(&format!("git: fetching {remote}"));
@@ -553,6 +559,36 @@ impl Spec {
     }
 
     /// `backupctl history`: the commits that touched `path` (all commits without one).
+    /// `backupctl restore STAGE`: files from a commit (`--commit`, default the newest).
+    fn restore_files(&self, _: &VerbContext, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+        let files = self.restore(&args.commit, &args.include, &args.target)?;
+        outln!(
+            "restored {files} file(s) from {} into {}",
+            args.commit,
+            args.target.display()
+        )?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `backupctl history STAGE [PATH]`: the commits that touched PATH, newest first.
+    fn print_history(&self, _: &VerbContext, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+        let entries = self.history(args.path.as_deref())?;
+        for entry in &entries {
+            if args.json {
+                outln!("{}", serde_json::to_string(entry)?)?;
+            } else {
+                outln!("{}  {}  {}", &entry.commit[..12], entry.date, entry.subject)?;
+            }
+        }
+        if entries.is_empty() && !args.json {
+            eprintln!(
+                "no commits touched {}",
+                args.path.as_deref().unwrap_or("the backup")
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
     pub fn history(&self, path: Option<&str>) -> Result<Vec<HistoryEntry>, StageError> {
         self.require_repository()?;
         let mut command = self
@@ -622,7 +658,7 @@ impl Spec {
         let index = std::env::temp_dir().join(format!(
             "backupctl-restore-{}-{}.index",
             std::process::id(),
-            crate::executor::new_id()
+            crate::stages::new_id()
         ));
         let result = self
             .git_at()
@@ -689,7 +725,12 @@ fn remove(path: &Path) -> Result<(), StageError> {
     result.map_err(|e| StageError::io(format!("cannot remove {}", path.display()), e))
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "git";
+    const READS_LOCAL_SOURCES: bool = true;
+    const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::restore_files);
+    const HISTORY: Option<Verb<Self, HistoryArgs>> = Some(Self::print_history);
+
     fn validate(&self) -> Result<(), SpecError> {
         require_absolute(std::slice::from_ref(&self.repository), "repository")?;
         for remote in &self.remotes {

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError};
+use super::{Needs, Outcome, SpecError, StageError, StageKind};
 use crate::config::size::{human_bytes, parse_size};
-use crate::executor::StageContext;
+use crate::stages::StageContext;
 
 const DEFAULT_MIN_FREE: u64 = 1 << 30;
 
@@ -45,7 +45,9 @@ pub struct Check {
     pub detail: String,
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "hello";
+
     fn validate(&self) -> Result<(), SpecError> {
         if let Some(text) = &self.min_free {
             parse_size(text.get_ref()).map_err(|error| {
@@ -66,7 +68,7 @@ impl Kind for Spec {
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         let mut needs = Needs::default();
         for stage in ctx.config.stages_of(&ctx.stage.job) {
-            let other = stage.kind.as_kind().needs();
+            let other = stage.kind.needs();
             needs.writes.extend(other.writes);
             needs.tools.extend(other.tools);
             needs.secrets.extend(other.secrets);

@@ -1,131 +1,73 @@
-//! Stage kinds. Each kind is one file: its config keys (a serde struct, strict about unknown
-//! keys), what its unit must be allowed to do ([`Needs`]), and how it runs ([`Kind::run`]).
+//! Stage kinds. Each kind is one file whose `Spec` (its config keys, a serde struct strict
+//! about unknown keys) implements one trait, [`StageKind`]: its name, checks, what its unit
+//! must be allowed to do ([`Needs`]), how it runs, and what the commands that read a backup
+//! (`restore`, `history`, `snapshots`, `mount`) can do with it.
 //!
-//! Adding a kind: write `src/stages/NAME.rs` with a `Spec` implementing [`Kind`], then add it
-//! to [`StageKind`], [`KIND_NAMES`] and [`StageKind::from_table`].
+//! [`KINDS`] is the registry, the one list of kinds: the config loader parses a stage's
+//! keys through it, its help texts list its names, and the commands dispatch through
+//! [`AnyKind`] and name the kinds that have a capability from it. Adding a kind is its file
+//! plus two lines here, its `mod` and its entry (see CONTRIBUTING.md).
 
+mod context;
 pub mod exec;
 pub mod git;
 pub mod gitrepos;
 pub mod hello;
+mod kind;
 pub mod manifest;
 pub mod rclone;
 pub mod restic;
 pub mod rsync;
 pub mod ssh;
+#[cfg(test)]
+mod tar_example;
+pub mod verbs;
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
-use toml::de::DeTable;
 
-use crate::executor::StageContext;
+use crate::process::ToolError;
 use crate::report::Figures;
 
-/// The kinds a config may name, as written in `kind = "…"`.
-pub const KIND_NAMES: &[&str] = &[
-    "hello", "exec", "rsync", "restic", "git", "rclone", "gitrepos", "manifest",
+pub use self::context::{StageContext, new_id};
+pub use self::kind::{AnyKind, Capability, Entry, KindSpec, StageKind};
+
+/// Every stage kind, in the order the help texts list them.
+pub static KINDS: &[Entry] = &[
+    Entry::of::<hello::Spec>(),
+    Entry::of::<exec::Spec>(),
+    Entry::of::<rsync::Spec>(),
+    Entry::of::<restic::Spec>(),
+    Entry::of::<git::Spec>(),
+    Entry::of::<rclone::Spec>(),
+    Entry::of::<gitrepos::Spec>(),
+    Entry::of::<manifest::Spec>(),
 ];
 
-/// A stage's kind with its validated keys.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StageKind {
-    Hello(hello::Spec),
-    Exec(exec::Spec),
-    Rsync(rsync::Spec),
-    /// Boxed: its spec is much larger than the others'.
-    Restic(Box<restic::Spec>),
-    Git(git::Spec),
-    Rclone(rclone::Spec),
-    Gitrepos(gitrepos::Spec),
-    Manifest(manifest::Spec),
+/// The kind called `name` in `kind = "…"`.
+pub fn kind(name: &str) -> Option<&'static Entry> {
+    KINDS.iter().find(|entry| entry.name == name)
 }
 
-impl StageKind {
-    /// Deserializes the kind-specific keys of a stage. `Err(None)`: no such kind.
-    /// `store_root`: the mount point of the store the stage writes into (`store = "NAME"`).
-    pub fn from_table(
-        kind: &str,
-        table: Spanned<DeTable>,
-        store_root: Option<&Path>,
-    ) -> Result<StageKind, Option<SpecError>> {
-        fn spec<T: DeserializeOwned + Kind>(
-            table: Spanned<DeTable>,
-            store_root: Option<&Path>,
-        ) -> Result<T, Option<SpecError>> {
-            let mut spec = T::deserialize(table.into_deserializer())
-                .map_err(|error| Some(SpecError::Toml(error)))?;
-            if let Some(root) = store_root {
-                spec.place_in_store(root).map_err(Some)?;
-            }
-            spec.validate().map_err(Some)?;
-            Ok(spec)
-        }
-        Ok(match kind {
-            "hello" => StageKind::Hello(spec(table, store_root)?),
-            "exec" => StageKind::Exec(spec(table, store_root)?),
-            "rsync" => StageKind::Rsync(spec(table, store_root)?),
-            "restic" => StageKind::Restic(Box::new(spec(table, store_root)?)),
-            "git" => StageKind::Git(spec(table, store_root)?),
-            "rclone" => StageKind::Rclone(spec(table, store_root)?),
-            "gitrepos" => StageKind::Gitrepos(spec(table, store_root)?),
-            "manifest" => StageKind::Manifest(spec(table, store_root)?),
-            _ => return Err(None),
-        })
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            StageKind::Hello(_) => "hello",
-            StageKind::Exec(_) => "exec",
-            StageKind::Rsync(_) => "rsync",
-            StageKind::Restic(_) => "restic",
-            StageKind::Git(_) => "git",
-            StageKind::Rclone(_) => "rclone",
-            StageKind::Gitrepos(_) => "gitrepos",
-            StageKind::Manifest(_) => "manifest",
-        }
-    }
-
-    pub fn as_kind(&self) -> &dyn Kind {
-        match self {
-            StageKind::Hello(spec) => spec,
-            StageKind::Exec(spec) => spec,
-            StageKind::Rsync(spec) => spec,
-            StageKind::Restic(spec) => spec.as_ref(),
-            StageKind::Git(spec) => spec,
-            StageKind::Rclone(spec) => spec,
-            StageKind::Gitrepos(spec) => spec,
-            StageKind::Manifest(spec) => spec,
-        }
-    }
+/// The names of the kinds whose entry passes `filter`, in registry order.
+pub fn names(filter: impl Fn(&Entry) -> bool) -> Vec<&'static str> {
+    KINDS
+        .iter()
+        .filter(|entry| filter(entry))
+        .map(|entry| entry.name)
+        .collect()
 }
 
-/// What one stage kind is and does.
-pub trait Kind {
-    /// Checks relations between keys that serde cannot (e.g. "one of a or b").
-    fn validate(&self) -> Result<(), SpecError> {
-        Ok(())
+/// The names of the kinds with `capability`, for messages: "restic and git".
+pub fn that_can(capability: Capability) -> String {
+    let names = names(|entry| entry.can(capability));
+    match names.split_last() {
+        None => "no".to_string(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
-
-    /// Places the stage's destination inside a store's mount point `root` (the stage has
-    /// `store = "NAME"`); runs before [`Kind::validate`]. Kinds that cannot write into a
-    /// store keep this default, an error.
-    fn place_in_store(&mut self, _root: &Path) -> Result<(), SpecError> {
-        Err(SpecError::invalid(
-            None,
-            "this kind of stage cannot write into a store",
-            "`store = \"NAME\"` is for rsync stages; remove it",
-        ))
-    }
-
-    /// What the stage's unit must allow, and what `hello` checks before a run.
-    fn needs(&self) -> Needs;
-
-    /// Runs the stage. Progress goes to `ctx.report`; figures for the summary are returned.
-    fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
 }
 
 /// What a stage needs from its sandbox and environment.
@@ -162,20 +104,9 @@ pub struct Outcome {
 /// Why a stage failed. The exit code tells systemd (and `run`) which kind of failure it was.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    #[error("{tool} failed with exit code {code}{}", tail(.stderr))]
-    ToolFailed {
-        tool: String,
-        code: i32,
-        stderr: String,
-    },
-    #[error("{tool} was killed by signal {signal}")]
-    ToolKilled { tool: String, signal: i32 },
-    #[error("cannot run {tool}: {source}")]
-    Spawn {
-        tool: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A tool the stage ran failed (its exit code, signal, or it could not be started).
+    #[error(transparent)]
+    Tool(ToolError),
     #[error("preflight failed: {0}")]
     Preflight(String),
     #[error("{context}: {source}")]
@@ -195,12 +126,13 @@ pub enum StageError {
     Failed(String),
 }
 
-fn tail(stderr: &str) -> String {
-    let stderr = stderr.trim();
-    if stderr.is_empty() {
-        String::new()
-    } else {
-        format!(": {stderr}")
+/// A tool stopped by our stop request is the stage stopped, whatever ran it.
+impl From<ToolError> for StageError {
+    fn from(error: ToolError) -> Self {
+        match error {
+            ToolError::Interrupted => StageError::Interrupted,
+            other => StageError::Tool(other),
+        }
     }
 }
 
@@ -277,4 +209,74 @@ pub fn require_normalized(span: Range<usize>, path: &str, key: &str) -> Result<(
     crate::config::pathname::check(path).map_err(|problem| {
         SpecError::invalid(Some(span), problem.message(key, path), problem.help())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::ConfigError;
+
+    fn config_error(text: &str) -> ConfigError {
+        crate::config::parse(Path::new("/etc/backupctl/config.toml"), text).unwrap_err()
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_found_by_its_name() {
+        let all = names(|_| true);
+        assert_eq!(all.len(), KINDS.len());
+        for name in &all {
+            assert_eq!(all.iter().filter(|n| *n == name).count(), 1, "{name}");
+            assert_eq!(kind(name).map(|entry| entry.name), Some(*name));
+        }
+        assert!(kind("tar").is_none(), "the example kind is not registered");
+    }
+
+    /// The loader knows a kind by the registry alone: every entry is a known kind there.
+    #[test]
+    fn the_config_knows_every_registered_kind() {
+        for entry in KINDS {
+            let text = format!("[stage.x]\nkind = \"{}\"\n", entry.name);
+            if let Err(error) = crate::config::parse(Path::new("/c.toml"), &text) {
+                assert!(
+                    !error.message.contains("unknown stage kind"),
+                    "{}: {error}",
+                    entry.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_config_help_lists_exactly_the_registry() {
+        let all = names(|_| true).join(", ");
+        let error = config_error("[stage.x]\nkind = \"tar\"\n");
+        assert_eq!(error.message, "unknown stage kind `tar`");
+        assert_eq!(error.help, Some(format!("use one of: {all}")));
+        let error = config_error("[stage.x]\ncommand = [\"/bin/true\"]\n");
+        assert_eq!(
+            error.help,
+            Some(format!("add `kind = \"…\"`, one of: {all}"))
+        );
+        let error = config_error(
+            "[stage.x]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\nsnapshot = \"btrfs\"\n",
+        );
+        assert_eq!(
+            error.help,
+            Some(format!(
+                "`snapshot` applies to stages that read local sources: {}",
+                names(|entry| entry.reads_local_sources).join(", ")
+            ))
+        );
+    }
+
+    /// The commands' "works on … stages" come from the kinds' impls.
+    #[test]
+    fn the_capable_kinds_are_named_from_their_impls() {
+        assert_eq!(that_can(Capability::Restore), "restic and git");
+        assert_eq!(that_can(Capability::History), "git");
+        assert_eq!(that_can(Capability::Snapshots), "rsync and restic");
+        assert_eq!(that_can(Capability::Mount), "restic");
+    }
 }

@@ -21,10 +21,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
-use crate::executor::StageContext;
+use super::{
+    Needs, Outcome, SpecError, StageError, StageKind, require_absolute, require_normalized,
+};
 use crate::process::Command;
+use crate::process::ToolError;
 use crate::report::{Figures, Progress};
+use crate::stages::StageContext;
 
 /// rclone's exit code for "temporary error (one that more retries might fix)".
 const TEMPORARY: i32 = 5;
@@ -300,7 +303,9 @@ impl Spec {
     }
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "rclone";
+
     fn validate(&self) -> Result<(), SpecError> {
         for location in self.locations() {
             let text = location.get_ref();
@@ -445,7 +450,7 @@ impl Kind for Spec {
             .run();
         if let Err(error) = result {
             return Err(match error {
-                StageError::ToolFailed { code, .. } => {
+                ToolError::Failed { code, .. } => {
                     let mut message = format!(
                         "rclone {} failed (exit code {code}): {}",
                         self.mode.as_str(),
@@ -467,7 +472,7 @@ impl Kind for Spec {
                         StageError::Failed(message)
                     }
                 }
-                other => other,
+                other => other.into(),
             });
         }
         let stats = observed.stats.clone().unwrap_or_default();

@@ -18,9 +18,9 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
-use crate::executor::StageContext;
+use super::{Needs, Outcome, SpecError, StageError, StageKind, require_absolute};
 use crate::report::{Figures, Progress};
+use crate::stages::StageContext;
 use crate::stages::manifest::exclude::Excludes;
 
 pub use inspect::RepoState;
@@ -55,7 +55,9 @@ impl Spec {
     }
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "gitrepos";
+
     fn validate(&self) -> Result<(), SpecError> {
         if self.roots.get_ref().is_empty() {
             return Err(SpecError::invalid(
@@ -83,6 +85,11 @@ impl Kind for Spec {
             writes: self.output.iter().map(|o| o.get_ref().clone()).collect(),
             ..Needs::default()
         }
+    }
+
+    fn other_reads(&self) -> Vec<PathBuf> {
+        let roots = self.roots.get_ref().iter();
+        roots.map(|root| root.get_ref().clone()).collect()
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {

@@ -17,9 +17,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute};
-use crate::executor::StageContext;
+use super::{Needs, Outcome, SpecError, StageError, StageKind, require_absolute};
 use crate::report::{Figures, Progress};
+use crate::stages::StageContext;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,7 +83,9 @@ impl Spec {
     }
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "manifest";
+
     fn validate(&self) -> Result<(), SpecError> {
         if self.sources.get_ref().is_empty() {
             return Err(SpecError::invalid(
@@ -115,6 +117,14 @@ impl Kind for Spec {
             writes: self.output.iter().map(|o| o.get_ref().clone()).collect(),
             ..Needs::default()
         }
+    }
+
+    fn other_reads(&self) -> Vec<PathBuf> {
+        let sources = self.sources.get_ref().iter();
+        sources
+            .chain(&self.exclude_from)
+            .map(|path| path.get_ref().clone())
+            .collect()
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {

@@ -18,6 +18,7 @@
 
 pub mod json;
 pub mod repo;
+mod verbs;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,11 +28,15 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized};
+use super::verbs::{Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb};
+use super::{
+    Needs, Outcome, SpecError, StageError, StageKind, require_absolute, require_normalized,
+};
 use crate::config::Timespan;
-use crate::executor::StageContext;
 use crate::process::Command;
+use crate::process::ToolError;
 use crate::report::Figures;
+use crate::stages::StageContext;
 use repo::Failure;
 
 /// restic backup: "snapshot created, but some source files could not be read".
@@ -309,7 +314,13 @@ fn one_of(
     }
 }
 
-impl Kind for Spec {
+impl StageKind for Spec {
+    const NAME: &'static str = "restic";
+    const READS_LOCAL_SOURCES: bool = true;
+    const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(verbs::restore);
+    const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(verbs::snapshots);
+    const MOUNT: Option<Verb<Self, MountArgs>> = Some(verbs::mount);
+
     fn validate(&self) -> Result<(), SpecError> {
         let span = |s: &Option<Spanned<PathBuf>>| s.as_ref().map(|s| Some(s.span()));
         one_of(
@@ -529,6 +540,11 @@ impl Kind for Spec {
         }
     }
 
+    fn other_reads(&self) -> Vec<PathBuf> {
+        let files = self.exclude_file.iter();
+        files.map(|file| file.get_ref().clone()).collect()
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         let env = repo::environment(self, ctx.scope)?;
         let runner = Runner {
@@ -686,6 +702,7 @@ impl Runner<'_> {
                     _ => tracing::warn!("restic: {line}"),
                 })
                 .run()
+                .map_err(StageError::from)
         })?;
         if let Some(summary) = &summary {
             figures = summary.figures();
@@ -741,6 +758,7 @@ impl Runner<'_> {
                 .on_line(|line| runner.ctx.log_output(line))
                 .on_stderr(|line| tracing::warn!("restic: {line}"))
                 .run()
+                .map_err(StageError::from)
         })
     }
 
@@ -755,7 +773,7 @@ impl Runner<'_> {
         let mut cured = Vec::new();
         loop {
             let stderr = match attempt(self) {
-                Err(StageError::ToolFailed { stderr, .. }) => stderr,
+                Err(StageError::Tool(ToolError::Failed { stderr, .. })) => stderr,
                 other => return other,
             };
             let failure = repo::classify(&stderr);
@@ -783,10 +801,10 @@ impl Runner<'_> {
             .run();
         match result {
             Ok(_) => Ok(()),
-            Err(StageError::ToolFailed { stderr, .. }) => {
+            Err(ToolError::Failed { stderr, .. }) => {
                 Err(describe("init", repo::classify(&stderr), &stderr, true))
             }
-            Err(other) => Err(other),
+            Err(other) => Err(other.into()),
         }
     }
 
@@ -798,13 +816,13 @@ impl Runner<'_> {
             .run();
         match result {
             Ok(_) => Ok(()),
-            Err(StageError::ToolFailed { stderr, .. }) => Err(describe(
+            Err(ToolError::Failed { stderr, .. }) => Err(describe(
                 "unlock",
                 repo::classify(&stderr),
                 &stderr,
                 self.spec.init,
             )),
-            Err(other) => Err(other),
+            Err(other) => Err(other.into()),
         }
     }
 }

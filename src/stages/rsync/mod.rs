@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::verbs::{Listing, SnapshotsArgs, Verb, VerbContext};
 use super::{
-    Kind, Needs, Outcome, SpecError, StageError, require_absolute, require_normalized, ssh,
+    Needs, Outcome, SpecError, StageError, StageKind, require_absolute, require_normalized, ssh,
 };
-use crate::executor::StageContext;
 use crate::process::Command;
 use crate::report::{Figures, Progress};
+use crate::stages::StageContext;
 
 /// rsync: "Partial transfer due to vanished source files".
 const VANISHED: i32 = 24;
@@ -140,7 +141,30 @@ impl Spec {
     }
 }
 
-impl Kind for Spec {
+impl Spec {
+    /// `backupctl snapshots STAGE`: where the snapshots of `rotate` are; the command lists
+    /// them (opening the stage's store when there is one).
+    fn rotated(&self, ctx: &VerbContext, _: &SnapshotsArgs) -> anyhow::Result<Listing> {
+        let Some(rotate) = &self.rotate else {
+            return Err(crate::exit::usage(format_args!(
+                "stage `{}` keeps no snapshots; add rotate = {{ every = \"168h\", keep = 8 }}",
+                ctx.stage
+            )));
+        };
+        let rotate = rotate.get_ref();
+        Ok(Listing::Rotated {
+            destination: PathBuf::from(self.destination.get_ref().trim_end_matches('/')),
+            every: rotate.every.get_ref().clone(),
+            keep: *rotate.keep.get_ref(),
+        })
+    }
+}
+
+impl StageKind for Spec {
+    const NAME: &'static str = "rsync";
+    const READS_LOCAL_SOURCES: bool = true;
+    const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::rotated);
+
     fn place_in_store(&mut self, root: &Path) -> Result<(), SpecError> {
         let relative = self.destination.get_ref();
         if relative.starts_with('/') || is_remote(relative) {

@@ -1,0 +1,236 @@
+//! The one trait a stage kind implements ([`StageKind`]), the registry entry built from it
+//! ([`Entry`]), and the kind-erased spec a config holds ([`KindSpec`], an [`AnyKind`]).
+//!
+//! A kind's name, checks, needs, run and optional capabilities are all declared in its
+//! `impl StageKind`; [`Entry::of`] reads them from there, so the registry
+//! ([`super::KINDS`]) and the commands can never disagree with the kind's file.
+
+use std::any::Any;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use toml::Spanned;
+use toml::de::DeTable;
+
+use super::verbs::{
+    HistoryArgs, Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb, VerbContext,
+};
+use super::{Needs, Outcome, SpecError, StageContext, StageError};
+
+/// What one stage kind is and does. Implemented by the kind's `Spec`: its keys, as serde
+/// reads them from the stage's table (strict about unknown keys).
+pub trait StageKind:
+    DeserializeOwned + fmt::Debug + Clone + PartialEq + Send + Sync + 'static
+{
+    /// The kind's name, as written in `kind = "…"`.
+    const NAME: &'static str;
+
+    /// The kind reads local sources ([`Needs::sources`]) that `snapshot = "btrfs"` can
+    /// snapshot (its help lists these kinds).
+    const READS_LOCAL_SOURCES: bool = false;
+
+    /// `backupctl restore STAGE`: files back from the backup. `None`: the kind cannot.
+    const RESTORE: Option<Verb<Self, RestoreArgs>> = None;
+    /// `backupctl history STAGE [PATH]`: the versions the backup holds. `None`: it cannot.
+    const HISTORY: Option<Verb<Self, HistoryArgs>> = None;
+    /// `backupctl snapshots STAGE`: the snapshots it keeps. `None`: it keeps none.
+    const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = None;
+    /// `backupctl mount STAGE DIR`: the backup as a file system. `None`: it cannot.
+    const MOUNT: Option<Verb<Self, MountArgs>> = None;
+
+    /// Checks relations between keys that serde cannot (e.g. "one of a or b").
+    fn validate(&self) -> Result<(), SpecError> {
+        Ok(())
+    }
+
+    /// Places the stage's destination inside a store's mount point `root` (the stage has
+    /// `store = "NAME"`); runs before [`StageKind::validate`]. Kinds that cannot write into a
+    /// store keep this default, an error.
+    fn place_in_store(&mut self, _root: &Path) -> Result<(), SpecError> {
+        Err(SpecError::invalid(
+            None,
+            "this kind of stage cannot write into a store",
+            "`store = \"NAME\"` is for rsync stages; remove it",
+        ))
+    }
+
+    /// What the stage's unit must allow, and what `hello` checks before a run.
+    fn needs(&self) -> Needs;
+
+    /// Local paths the stage reads besides [`Needs::sources`] (those no snapshot covers,
+    /// e.g. an exclude file): `check` refuses them where the sandbox would hide them.
+    fn other_reads(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
+    /// Runs the stage. Progress goes to `ctx.report`; figures for the summary are returned.
+    fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
+}
+
+/// What a command can do with a kind's backups (the optional parts of [`StageKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    Restore,
+    History,
+    Snapshots,
+    Mount,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 4] = [
+        Capability::Restore,
+        Capability::History,
+        Capability::Snapshots,
+        Capability::Mount,
+    ];
+}
+
+/// A stage kind as the registry lists it; built by [`Entry::of`] from the kind's
+/// [`StageKind`] impl.
+pub struct Entry {
+    /// As written in `kind = "…"`.
+    pub name: &'static str,
+    /// See [`StageKind::READS_LOCAL_SOURCES`].
+    pub reads_local_sources: bool,
+    capabilities: [bool; 4],
+    parse: fn(Spanned<DeTable>, Option<&Path>) -> Result<KindSpec, SpecError>,
+}
+
+impl Entry {
+    pub const fn of<K: StageKind>() -> Entry {
+        Entry {
+            name: K::NAME,
+            reads_local_sources: K::READS_LOCAL_SOURCES,
+            // In the order of `Capability::ALL`.
+            capabilities: [
+                K::RESTORE.is_some(),
+                K::HISTORY.is_some(),
+                K::SNAPSHOTS.is_some(),
+                K::MOUNT.is_some(),
+            ],
+            parse: parse::<K>,
+        }
+    }
+
+    pub fn can(&self, capability: Capability) -> bool {
+        self.capabilities[capability as usize]
+    }
+
+    /// Deserializes and checks the kind-specific keys of a stage. `store_root`: the mount
+    /// point of the store the stage writes into (`store = "NAME"`).
+    pub fn parse(
+        &self,
+        table: Spanned<DeTable>,
+        store_root: Option<&Path>,
+    ) -> Result<KindSpec, SpecError> {
+        (self.parse)(table, store_root)
+    }
+}
+
+fn parse<K: StageKind>(
+    table: Spanned<DeTable>,
+    store_root: Option<&Path>,
+) -> Result<KindSpec, SpecError> {
+    let mut spec = K::deserialize(table.into_deserializer()).map_err(SpecError::Toml)?;
+    if let Some(root) = store_root {
+        spec.place_in_store(root)?;
+    }
+    spec.validate()?;
+    Ok(KindSpec(Box::new(spec)))
+}
+
+/// A [`StageKind`] with its kind erased, so that one type holds any (see [`KindSpec`]).
+/// The capabilities answer `None` where the kind has none.
+pub trait AnyKind: fmt::Debug + Send + Sync {
+    /// The kind's name, as written in `kind = "…"`.
+    fn name(&self) -> &'static str;
+    /// See [`StageKind::needs`].
+    fn needs(&self) -> Needs;
+    /// See [`StageKind::other_reads`].
+    fn other_reads(&self) -> Vec<PathBuf>;
+    /// See [`StageKind::run`].
+    fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
+    fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>>;
+    fn history(&self, ctx: &VerbContext, args: &HistoryArgs) -> Option<anyhow::Result<ExitCode>>;
+    fn snapshots(&self, ctx: &VerbContext, args: &SnapshotsArgs)
+    -> Option<anyhow::Result<Listing>>;
+    fn mount(&self, ctx: &VerbContext, args: &MountArgs) -> Option<anyhow::Result<ExitCode>>;
+    fn as_any(&self) -> &dyn Any;
+    fn clone_box(&self) -> Box<dyn AnyKind>;
+    fn eq_dyn(&self, other: &dyn AnyKind) -> bool;
+}
+
+impl<K: StageKind> AnyKind for K {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+    fn needs(&self) -> Needs {
+        StageKind::needs(self)
+    }
+    fn other_reads(&self) -> Vec<PathBuf> {
+        StageKind::other_reads(self)
+    }
+    fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
+        StageKind::run(self, ctx)
+    }
+    fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>> {
+        K::RESTORE.map(|verb| verb(self, ctx, args))
+    }
+    fn history(&self, ctx: &VerbContext, args: &HistoryArgs) -> Option<anyhow::Result<ExitCode>> {
+        K::HISTORY.map(|verb| verb(self, ctx, args))
+    }
+    fn snapshots(
+        &self,
+        ctx: &VerbContext,
+        args: &SnapshotsArgs,
+    ) -> Option<anyhow::Result<Listing>> {
+        K::SNAPSHOTS.map(|verb| verb(self, ctx, args))
+    }
+    fn mount(&self, ctx: &VerbContext, args: &MountArgs) -> Option<anyhow::Result<ExitCode>> {
+        K::MOUNT.map(|verb| verb(self, ctx, args))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn clone_box(&self) -> Box<dyn AnyKind> {
+        Box::new(self.clone())
+    }
+    fn eq_dyn(&self, other: &dyn AnyKind) -> bool {
+        other.as_any().downcast_ref::<K>() == Some(self)
+    }
+}
+
+impl dyn AnyKind {
+    /// The spec as its own kind's type, when it is of kind `K` (for tests and for code that
+    /// belongs to that kind).
+    pub fn downcast_ref<K: StageKind>(&self) -> Option<&K> {
+        self.as_any().downcast_ref()
+    }
+}
+
+/// A stage's validated keys, whatever its kind: what `config::Stage::kind` holds. Derefs to
+/// [`AnyKind`]; compares and clones as the kind's own `Spec` does.
+#[derive(Debug)]
+pub struct KindSpec(Box<dyn AnyKind>);
+
+impl std::ops::Deref for KindSpec {
+    type Target = dyn AnyKind;
+
+    fn deref(&self) -> &(dyn AnyKind + 'static) {
+        self.0.as_ref()
+    }
+}
+
+impl Clone for KindSpec {
+    fn clone(&self) -> Self {
+        KindSpec(self.0.clone_box())
+    }
+}
+
+impl PartialEq for KindSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_dyn(other.0.as_ref())
+    }
+}
