@@ -78,7 +78,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         // reported, with its log, by the stage's own notifier: once is enough.
         if let Subject::Job(job) = &subject
             && !result_known
-            && event.event == notify::Kind::Failure
+            && event.event == notify::EventKind::Failure
         {
             tracing::info!(
                 backupctl_job = %job,

@@ -72,11 +72,11 @@ pub fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::Kind;
+    use crate::notify::EventKind;
 
     fn failure_with_log(bytes: usize) -> Event {
         Event {
-            event: Kind::Failure,
+            event: EventKind::Failure,
             job: "job".into(),
             stage: Some("copy".into()),
             unit: "backup@copy.service".into(),

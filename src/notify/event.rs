@@ -11,18 +11,18 @@ use crate::history::RunRecord;
 /// Which moment of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum EventKind {
     Start,
     Success,
     Failure,
 }
 
-impl Kind {
+impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Start => "start",
-            Kind::Success => "success",
-            Kind::Failure => "failure",
+            EventKind::Start => "start",
+            EventKind::Success => "success",
+            EventKind::Failure => "failure",
         }
     }
 }
@@ -30,7 +30,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     /// `start`, `success` or `failure`.
-    pub event: Kind,
+    pub event: EventKind,
     pub job: String,
     /// Absent when the event is about the job unit.
     pub stage: Option<String>,
@@ -89,9 +89,9 @@ impl Event {
             None => format!("job {}", self.job),
         };
         let how = match self.event {
-            Kind::Start => "started",
-            Kind::Success => "succeeded",
-            Kind::Failure => "failed",
+            EventKind::Start => "started",
+            EventKind::Success => "succeeded",
+            EventKind::Failure => "failed",
         };
         format!("backupctl: {what} {how} on {}", self.host)
     }
@@ -100,7 +100,7 @@ impl Event {
     pub fn text(&self) -> String {
         let mut text = self.title();
         text.push('\n');
-        if self.event == Kind::Failure {
+        if self.event == EventKind::Failure {
             text.push_str(&format!("result: {}", self.result));
             if let Some(code) = self.exit_code {
                 text.push_str(&format!(", exit code {code}"));

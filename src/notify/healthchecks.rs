@@ -3,7 +3,7 @@
 //! with the log tail as body when it failed. Only what fails the job is a failure here: a
 //! failed optional stage is followed by the job's success ping.
 
-use super::event::{Event, Kind};
+use super::event::{Event, EventKind};
 use super::http::Http;
 use super::{ChannelError, secret};
 use crate::config::notify::Healthchecks;
@@ -15,30 +15,30 @@ const MAX_BODY: usize = 100_000;
 pub fn wants(event: &Event) -> bool {
     match event.event {
         // The job's start and end; stages never succeed "for" the check.
-        Kind::Start | Kind::Success => event.stage.is_none(),
-        Kind::Failure => event.fails_job,
+        EventKind::Start | EventKind::Success => event.stage.is_none(),
+        EventKind::Failure => event.fails_job,
     }
 }
 
 /// The URL pinged for an event.
 /// A query string (e.g. `?rid=…`) stays at the end.
-pub fn ping_url(base: &str, kind: Kind) -> String {
+pub fn ping_url(base: &str, kind: EventKind) -> String {
     let (path, query) = match base.split_once('?') {
         Some((path, query)) => (path, format!("?{query}")),
         None => (base, String::new()),
     };
     let path = path.trim_end_matches('/');
     match kind {
-        Kind::Start => format!("{path}/start{query}"),
-        Kind::Success => format!("{path}{query}"),
-        Kind::Failure => format!("{path}/fail{query}"),
+        EventKind::Start => format!("{path}/start{query}"),
+        EventKind::Success => format!("{path}{query}"),
+        EventKind::Failure => format!("{path}/fail{query}"),
     }
 }
 
 pub fn send(channel: &Healthchecks, event: &Event, http: &Http) -> Result<(), ChannelError> {
     let base = secret::read(&channel.url, "healthchecks URL")?;
     let body = match event.event {
-        Kind::Start => String::new(),
+        EventKind::Start => String::new(),
         _ => event.text(),
     };
     let body = super::event::keep_end(&body, MAX_BODY);
@@ -59,19 +59,19 @@ mod tests {
     fn appends_start_and_fail() {
         let base = "https://hc-ping.com/0e2e6a4b-uuid/";
         assert_eq!(
-            ping_url(base, Kind::Start),
+            ping_url(base, EventKind::Start),
             "https://hc-ping.com/0e2e6a4b-uuid/start"
         );
         assert_eq!(
-            ping_url(base, Kind::Success),
+            ping_url(base, EventKind::Success),
             "https://hc-ping.com/0e2e6a4b-uuid"
         );
         assert_eq!(
-            ping_url(base, Kind::Failure),
+            ping_url(base, EventKind::Failure),
             "https://hc-ping.com/0e2e6a4b-uuid/fail"
         );
         assert_eq!(
-            ping_url("https://hc.example/ping/key/slug?create=1", Kind::Failure),
+            ping_url("https://hc.example/ping/key/slug?create=1", EventKind::Failure),
             "https://hc.example/ping/key/slug/fail?create=1"
         );
     }

@@ -20,7 +20,7 @@ use tracing::{error, info};
 use crate::config::{Config, Notify, Scope};
 use crate::history::{self, RunResult};
 use crate::report::messages;
-pub use event::{Event, Kind, Subject};
+pub use event::{Event, EventKind, Subject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -104,9 +104,9 @@ pub fn end_event(
             };
             Event {
                 event: if result.success {
-                    Kind::Success
+                    EventKind::Success
                 } else {
-                    Kind::Failure
+                    EventKind::Failure
                 },
                 job: stage.job.clone(),
                 stage: Some(name.clone()),
@@ -150,9 +150,9 @@ pub fn end_event(
                 .collect();
             Event {
                 event: if result.success {
-                    Kind::Success
+                    EventKind::Success
                 } else {
-                    Kind::Failure
+                    EventKind::Failure
                 },
                 job: job.clone(),
                 stage: None,
@@ -182,7 +182,7 @@ fn succeeded(result: RunResult) -> bool {
 pub fn start_event(job: &str, unit: &str) -> Event {
     let now = jiff::Timestamp::now().to_string();
     Event {
-        event: Kind::Start,
+        event: EventKind::Start,
         job: job.to_string(),
         stage: None,
         unit: unit.to_string(),
@@ -205,9 +205,9 @@ pub fn deliver(notify: &Notify, event: &Event) -> usize {
     let http = http::Http::new(notify.timeout.0);
     // Successes reach the people-facing channels only when asked for; starts only the pings.
     let to_people = match event.event {
-        Kind::Start => false,
-        Kind::Success => notify.on_success,
-        Kind::Failure => true,
+        EventKind::Start => false,
+        EventKind::Success => notify.on_success,
+        EventKind::Failure => true,
     };
     let mut attempts: Vec<(&str, Result<(), ChannelError>)> = Vec::new();
     if let Some(channel) = notify.webhook.as_ref().filter(|_| to_people) {

@@ -1,7 +1,7 @@
 //! ntfy: a POST to the topic URL, the message as body, `Title`, `Priority` and `Tags` headers
 //! (ntfy turns tag names that are emoji short codes into emoji).
 
-use super::event::{Event, Kind, keep_end};
+use super::event::{Event, EventKind, keep_end};
 use super::http::Http;
 use super::{ChannelError, secret};
 use crate::config::notify::Ntfy;
@@ -14,7 +14,7 @@ const MAX_BODY: usize = 4095;
 pub fn send(ntfy: &Ntfy, event: &Event, http: &Http) -> Result<(), ChannelError> {
     let url = secret::read(&ntfy.url, "ntfy URL")?;
     let (priority, mark) = match event.event {
-        Kind::Failure => (ntfy.priority.as_str(), "rotating_light"),
+        EventKind::Failure => (ntfy.priority.as_str(), "rotating_light"),
         _ => ("default", "white_check_mark"),
     };
     let mut tags = vec![mark.to_string()];

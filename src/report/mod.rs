@@ -6,7 +6,7 @@
 pub mod dbus;
 pub mod logging;
 pub mod messages;
-mod notify;
+mod sd_notify;
 pub(crate) mod terminal;
 
 use std::sync::Mutex;
@@ -126,7 +126,7 @@ impl Reporter {
     /// otherwise periodic log lines.
     pub fn for_environment(stage: &str) -> Self {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        if let Some(sink) = notify::NotifySink::from_env() {
+        if let Some(sink) = sd_notify::NotifySink::from_env() {
             sinks.push(Box::new(sink));
         }
         if terminal::is_terminal() {
