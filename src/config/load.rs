@@ -217,7 +217,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                 }
             }
             "notify" => notify = Some(super::notify::notify(&source, key.span(), value)?),
-            "metrics" => metrics = Some(super::notify::metrics(&source, value)?),
+            "metrics" => metrics = Some(super::metrics::metrics(&source, value)?),
             other => {
                 return Err(source.error(
                     key.span(),

@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod duration;
 pub mod error;
 mod load;
+pub mod metrics;
 pub mod notify;
 pub mod pathname;
 pub mod size;
@@ -21,7 +22,8 @@ use indexmap::IndexMap;
 pub use duration::Timespan;
 pub use error::ConfigError;
 pub use load::parse;
-pub use notify::{Metrics, Notify};
+pub use metrics::Metrics;
+pub use notify::Notify;
 pub use store::Store;
 
 use crate::stages::KindSpec;

@@ -1,6 +1,6 @@
 //! The model and validation of `[notify]` (where failures and successes are reported: a
-//! webhook, healthchecks-style pings, ntfy, a command) and `[metrics]` (a Prometheus text
-//! file). See docs/notify.md for what each channel sends.
+//! webhook, healthchecks-style pings, ntfy, a command). See docs/notify.md for what each
+//! channel sends.
 //!
 //! Secrets (URLs with keys, tokens) are named by a file or a systemd credential, never
 //! written inline: a `token` key is an error that says where it belongs, and URLs — which
@@ -82,13 +82,6 @@ pub struct CommandChannel {
     pub to: Option<String>,
 }
 
-/// `[metrics]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Metrics {
-    /// The `.prom` file for node_exporter's textfile collector.
-    pub textfile: PathBuf,
-}
-
 impl Notify {
     /// Every URL and token of the channels.
     pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
@@ -127,13 +120,6 @@ impl Notify {
     /// Whether the job unit routes `OnSuccess=` to the notifier.
     pub fn wants_success(&self) -> bool {
         self.on_success || self.healthchecks.is_some()
-    }
-}
-
-impl Metrics {
-    /// The directory the units must be able to write (temporary file + rename happen there).
-    pub fn directory(&self) -> &Path {
-        self.textfile.parent().unwrap_or(Path::new("/"))
     }
 }
 
@@ -177,12 +163,6 @@ struct RawHealthchecks {
 struct RawCommand {
     command: Spanned<Vec<String>>,
     to: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMetrics {
-    textfile: Spanned<PathBuf>,
 }
 
 const NTFY_PRIORITIES: &[&str] = &["min", "low", "default", "high", "max", "urgent"];
@@ -453,27 +433,6 @@ fn absolute(source: &Source, path: Spanned<PathBuf>, key: &str) -> Result<PathBu
     }
 }
 
-/// Builds `[metrics]`.
-pub(super) fn metrics(source: &Source, value: Spanned<DeValue>) -> Result<Metrics, ConfigError> {
-    let raw = RawMetrics::deserialize(value.into_deserializer())
-        .map_err(|error| source.toml(error, None))?;
-    let path = raw.textfile;
-    let valid = path.get_ref().is_absolute()
-        && path.get_ref().extension().is_some_and(|e| e == "prom")
-        && path.get_ref().file_name().is_some();
-    if !valid {
-        return Err(source.error(
-            path.span(),
-            "`textfile` must be an absolute path ending in .prom",
-            Some("node_exporter's textfile collector reads only *.prom files, e.g. textfile = \"/var/lib/node_exporter/textfile_collector/backupctl.prom\"".into()),
-        ));
-    }
-    source.normalized(path.span(), path.get_ref(), "textfile")?;
-    Ok(Metrics {
-        textfile: path.into_inner(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -520,9 +479,5 @@ mod tests {
              [metrics]\ntextfile = \"/var/lib/node_exporter/textfile_collector/b.prom\"\n",
         );
         assert!(config.notify.unwrap().wants_success());
-        assert_eq!(
-            config.metrics.unwrap().directory(),
-            Path::new("/var/lib/node_exporter/textfile_collector")
-        );
     }
 }
