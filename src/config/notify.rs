@@ -82,28 +82,79 @@ pub struct CommandChannel {
     pub to: Option<String>,
 }
 
+/// One configured channel, borrowed: the generator (timeouts, credentials, the start-ping
+/// unit), `hello` and the notifier iterate these instead of naming each field, so a channel's
+/// secrets, start ping and success rule are stated once, here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Channel<'a> {
+    Webhook(&'a Webhook),
+    Healthchecks(&'a Healthchecks),
+    Ntfy(&'a Ntfy),
+    Command(&'a CommandChannel),
+}
+
+impl<'a> Channel<'a> {
+    /// The URLs and tokens this channel reads.
+    pub fn secrets(self) -> Vec<&'a Secret> {
+        match self {
+            Channel::Webhook(w) => [Some(&w.url), w.token.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Channel::Healthchecks(h) => vec![&h.url],
+            Channel::Ntfy(n) => [Some(&n.url), n.token.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Channel::Command(_) => Vec::new(),
+        }
+    }
+
+    /// Whether it is told when a job starts (through the start-ping unit).
+    pub fn pings_on_start(self) -> bool {
+        matches!(self, Channel::Healthchecks(_))
+    }
+
+    /// Whether it hears of every success, `on_success` or not (healthchecks would otherwise
+    /// report the check as down).
+    pub fn always_on_success(self) -> bool {
+        matches!(self, Channel::Healthchecks(_))
+    }
+}
+
+/// The systemd credentials that units delivering through `channels` load, as `(NAME, PATH)`.
+pub fn credentials<'a>(channels: impl IntoIterator<Item = Channel<'a>>) -> Vec<(String, PathBuf)> {
+    channels
+        .into_iter()
+        .flat_map(Channel::secrets)
+        .filter_map(|secret| match secret {
+            Secret::Credential { name, path } => Some((name.clone(), path.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 impl Notify {
-    /// Every URL and token of the channels.
-    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+    /// The configured channels, in a fixed order (webhook, healthchecks, ntfy, command).
+    pub fn channels(&self) -> impl Iterator<Item = Channel<'_>> {
         [
-            self.webhook.as_ref().map(|w| &w.url),
-            self.webhook.as_ref().and_then(|w| w.token.as_ref()),
-            self.healthchecks.as_ref().map(|h| &h.url),
-            self.ntfy.as_ref().map(|n| &n.url),
-            self.ntfy.as_ref().and_then(|n| n.token.as_ref()),
+            self.webhook.as_ref().map(Channel::Webhook),
+            self.healthchecks.as_ref().map(Channel::Healthchecks),
+            self.ntfy.as_ref().map(Channel::Ntfy),
+            self.command.as_ref().map(Channel::Command),
         ]
         .into_iter()
         .flatten()
     }
 
+    /// Every URL and token of the channels.
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        self.channels().flat_map(Channel::secrets)
+    }
+
     /// The systemd credentials the notifier units load, as `(NAME, PATH)`.
     pub fn credentials(&self) -> Vec<(String, PathBuf)> {
-        self.secrets()
-            .filter_map(|secret| match secret {
-                Secret::Credential { name, path } => Some((name.clone(), path.clone())),
-                _ => None,
-            })
-            .collect()
+        credentials(self.channels())
     }
 
     /// The files holding URLs and tokens, for `hello`'s secret checks (present, not readable
@@ -117,9 +168,14 @@ impl Notify {
             .collect()
     }
 
+    /// Whether any channel pings when a job starts (the job then wants the start-ping unit).
+    pub fn pings_on_start(&self) -> bool {
+        self.channels().any(Channel::pings_on_start)
+    }
+
     /// Whether the job unit routes `OnSuccess=` to the notifier.
     pub fn wants_success(&self) -> bool {
-        self.on_success || self.healthchecks.is_some()
+        self.on_success || self.channels().any(Channel::always_on_success)
     }
 }
 

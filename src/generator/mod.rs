@@ -137,7 +137,7 @@ pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
             notify::TEMPLATE,
             notify::template(config, settings, options),
         ));
-        if settings.healthchecks.is_some() {
+        if settings.pings_on_start() {
             files.push(text(
                 notify::START_TEMPLATE,
                 notify::start_template(config, settings, options),

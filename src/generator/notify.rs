@@ -17,6 +17,7 @@
 use std::fmt::Write as _;
 
 use super::{BASE_CAPABILITIES, HARDENING, Options, escape, exec_line, header, state_directories};
+use crate::config::notify::{Channel, credentials};
 use crate::config::{Config, Notify, Scope};
 
 pub const TEMPLATE: &str = "backup-notify@.service";
@@ -39,7 +40,7 @@ pub fn job_lines(notify: &Notify, job: &str) -> String {
     if notify.wants_success() {
         let _ = writeln!(lines, "OnSuccess={own}");
     }
-    if notify.healthchecks.is_some() {
+    if notify.pings_on_start() {
         // Wants=: a start ping that fails must never fail the job.
         let _ = writeln!(lines, "Wants={}", start_unit(job));
     }
@@ -49,7 +50,7 @@ pub fn job_lines(notify: &Notify, job: &str) -> String {
 /// What a stage's drop-in `[Unit]` section gains.
 pub fn stage_lines(notify: &Notify, stage: &str, job: &str) -> String {
     let mut lines = format!("OnFailure={}\n", unit_for(&super::stage_unit(stage)));
-    if notify.healthchecks.is_some() {
+    if notify.pings_on_start() {
         // Ordering only: the ping precedes the stages when the job pulled both in.
         let _ = writeln!(lines, "After={}", start_unit(job));
     }
@@ -61,6 +62,7 @@ pub fn template(config: &Config, notify: &Notify, options: &Options) -> String {
     service(
         config,
         notify,
+        &notify.channels().collect::<Vec<_>>(),
         options,
         "backupctl notification about %I",
         &["notify", "%I"],
@@ -69,26 +71,24 @@ pub fn template(config: &Config, notify: &Notify, options: &Options) -> String {
 
 /// The start ping: `backupctl notify --start backup-JOB.service`.
 pub fn start_template(config: &Config, notify: &Notify, options: &Options) -> String {
-    // Only healthchecks pings at the start: this unit loads its URL alone (not the other
-    // channels' secrets, whose missing file would fail it too) and is bounded for one request.
-    let pinger = Notify {
-        webhook: None,
-        ntfy: None,
-        command: None,
-        ..notify.clone()
-    };
+    // Only the channels that ping at the start: this unit loads their secrets alone (not the
+    // other channels', whose missing file would fail it too) and is bounded for them alone.
+    let pingers: Vec<Channel> = notify.channels().filter(|c| c.pings_on_start()).collect();
     service(
         config,
-        &pinger,
+        notify,
+        &pingers,
         options,
         "backupctl start ping of job %i",
         &["notify", "--start", "backup-%i.service"],
     )
 }
 
+/// A notifier unit delivering through `channels` (of `notify`, which gives the timeout).
 fn service(
     config: &Config,
     notify: &Notify,
+    channels: &[Channel],
     options: &Options,
     description: &str,
     verb: &[&str],
@@ -107,19 +107,10 @@ fn service(
         exec_line(config, options, verb)
     );
     // Each channel is bounded by `timeout`; this bounds them all together.
-    let channels = [
-        notify.webhook.is_some(),
-        notify.healthchecks.is_some(),
-        notify.ntfy.is_some(),
-        notify.command.is_some(),
-    ]
-    .iter()
-    .filter(|&&on| on)
-    .count() as u64;
     let _ = writeln!(
         unit,
         "TimeoutStartSec={}s",
-        notify.timeout.0.as_secs().max(1) * channels + 30
+        notify.timeout.0.as_secs().max(1) * channels.len() as u64 + 30
     );
     // The run records are only read. In system scope, not through StateDirectory=: this unit
     // has no User=, and systemd would give the directory (recursively) to root at every start,
@@ -128,7 +119,7 @@ fn service(
     if options.scope == Scope::User {
         state_directories(&mut unit, config, options, false);
     }
-    for (name, path) in notify.credentials() {
+    for (name, path) in credentials(channels.iter().copied()) {
         let _ = writeln!(
             unit,
             "LoadCredential={}:{}",

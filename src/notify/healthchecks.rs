@@ -71,7 +71,10 @@ mod tests {
             "https://hc-ping.com/0e2e6a4b-uuid/fail"
         );
         assert_eq!(
-            ping_url("https://hc.example/ping/key/slug?create=1", EventKind::Failure),
+            ping_url(
+                "https://hc.example/ping/key/slug?create=1",
+                EventKind::Failure
+            ),
             "https://hc.example/ping/key/slug/fail?create=1"
         );
     }
