@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands;
-use crate::config::{self, Config, Scope};
+use crate::config::{self, Config};
+use crate::paths::Scope;
 
 /// systemd-native backups: generate units from a TOML config and run their stages.
 #[derive(Debug, Parser)]

@@ -24,6 +24,7 @@ pub use load::parse;
 pub use notify::{Metrics, Notify};
 pub use store::Store;
 
+use crate::paths::Scope;
 use crate::stages::KindSpec;
 
 /// The name of the job that `[job]` describes; its units are `backup-job.service/.timer`.
@@ -114,13 +115,6 @@ impl IoClass {
             IoClass::Realtime => "realtime",
         }
     }
-}
-
-/// Whether units run under the system manager (root backups) or a user's manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    System,
-    User,
 }
 
 impl Config {
