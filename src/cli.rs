@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands;
-use crate::config::{self, Config, Scope};
+use crate::config::{self, Config};
+use crate::paths::Scope;
 
 /// systemd-native backups: generate units from a TOML config and run their stages.
 #[derive(Debug, Parser)]
@@ -149,9 +150,27 @@ pub fn main() -> ExitCode {
         Err(error) if crate::out::is_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(crate::exit::code(&error))
+            ExitCode::from(exit_code(&error))
         }
     }
+}
+
+/// The exit code of a command's error: the first code found along its chain, a class a
+/// command attached (`crate::exit::classified`), a config error (usage: nothing ran) or a
+/// stage error (its own code); anything else is a failure.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(class) = crate::exit::class_of(cause) {
+            return class.code();
+        }
+        if cause.is::<config::ConfigError>() {
+            return crate::exit::USAGE;
+        }
+        if let Some(stage) = cause.downcast_ref::<crate::stages::StageError>() {
+            return stage.exit_code();
+        }
+    }
+    crate::exit::FAILED
 }
 
 /// systemd calls generators with one or three absolute directories (normal, early, late).
@@ -265,5 +284,36 @@ mod tests {
         assert!(generator_dirs(&args(&["gen", "/run/a"])).is_some());
         assert!(generator_dirs(&args(&["backupctl", "check"])).is_none());
         assert!(generator_dirs(&args(&["backupctl", "/a", "/b"])).is_none());
+    }
+
+    #[test]
+    fn the_exit_class_is_found_under_context_and_not_shown() {
+        use anyhow::Context;
+        let error = Err::<(), _>(crate::exit::usage("no stage `x`"))
+            .context("restoring")
+            .unwrap_err();
+        assert_eq!(exit_code(&error), crate::exit::USAGE);
+        assert_eq!(format!("{error:#}"), "restoring: no stage `x`");
+    }
+
+    #[test]
+    fn a_classified_error_keeps_its_causes() {
+        use crate::exit::{Class, Classify};
+        use anyhow::Context;
+        let io = std::io::Error::other("disk on fire");
+        let error = Err::<(), _>(io)
+            .context("writing")
+            .classify(Class::Temporary)
+            .unwrap_err();
+        assert_eq!(exit_code(&error), crate::exit::TEMPORARY);
+        assert_eq!(format!("{error:#}"), "writing: disk on fire");
+    }
+
+    #[test]
+    fn unclassified_errors_are_failures() {
+        assert_eq!(
+            exit_code(&anyhow::anyhow!("restic failed")),
+            crate::exit::FAILED
+        );
     }
 }

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
-use crate::config::{Config, Scope, Stage};
+use crate::config::{Config, Stage};
 use crate::history::{self, RunRecord, RunResult};
+use crate::paths::Scope;
 use crate::report::messages;
 use crate::report::{Figures, Reporter};
 use crate::stage_lock::{Busy, Refused, StageLock};

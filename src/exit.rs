@@ -1,11 +1,12 @@
-//! Documented exit codes (also in the man page and README), and the one place that turns a
-//! command's error into one of them ([`code`]).
+//! Documented exit codes (also in the man page and README), and the class a command attaches
+//! to an error to choose one of them ([`Classify::classify`], [`usage`]).
 //!
 //! `backupctl stage` returns its code itself (from the stage's `StageError`); every other
-//! command returns an `anyhow::Error` whose class is found by walking its chain: a class a
-//! command attached ([`Classify::classify`], [`usage`]), a config error (2), a stage error
-//! (its own code); anything else is a failure (1). A failure is the safe default: it never
-//! tells a script "nothing ran" about something that did.
+//! command returns an `anyhow::Error` whose code `cli::exit_code` finds by walking its chain:
+//! a class a command attached, a config error (2), a stage error (its own code); anything else
+//! is a failure (1). A failure is the safe default: it never tells a script "nothing ran"
+//! about something that did. The walk lives in `cli`, not here, so that this module stays
+//! below config and stages, which use its codes.
 
 use std::fmt;
 
@@ -94,49 +95,32 @@ impl<T, E: Into<anyhow::Error>> Classify<T> for Result<T, E> {
     }
 }
 
-/// The exit code of a command's error: the first class found along its chain.
-pub fn code(error: &anyhow::Error) -> u8 {
-    for cause in error.chain() {
-        if let Some(classified) = cause.downcast_ref::<Classified>() {
-            return classified.class.code();
-        }
-        if cause.is::<crate::config::ConfigError>() {
-            return USAGE;
-        }
-        if let Some(stage) = cause.downcast_ref::<crate::stages::StageError>() {
-            return stage.exit_code();
-        }
-    }
-    FAILED
+/// The class a command attached to this error ([`classified`]), if any. Only this one
+/// error, not its causes: `cli::exit_code` walks the chain, because it also knows the config
+/// and stage errors that carry a code of their own.
+pub fn class_of(error: &(dyn std::error::Error + 'static)) -> Option<Class> {
+    error
+        .downcast_ref::<Classified>()
+        .map(|classified| classified.class)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context;
 
     #[test]
-    fn the_class_is_found_under_context_and_not_shown() {
-        let error = Err::<(), _>(usage("no stage `x`"))
-            .context("restoring")
-            .unwrap_err();
-        assert_eq!(code(&error), USAGE);
-        assert_eq!(format!("{error:#}"), "restoring: no stage `x`");
+    fn the_class_is_attached_but_not_shown() {
+        let error = usage("no stage `x`");
+        assert_eq!(class_of(error.as_ref()), Some(Class::Usage));
+        assert_eq!(format!("{error:#}"), "no stage `x`");
     }
 
     #[test]
     fn a_classified_error_keeps_its_causes() {
         let io = std::io::Error::other("disk on fire");
-        let error = Err::<(), _>(io)
-            .context("writing")
+        let error = Err::<(), _>(anyhow::Error::new(io).context("writing"))
             .classify(Class::Temporary)
             .unwrap_err();
-        assert_eq!(code(&error), TEMPORARY);
+        assert_eq!(class_of(error.as_ref()), Some(Class::Temporary));
         assert_eq!(format!("{error:#}"), "writing: disk on fire");
-    }
-
-    #[test]
-    fn unclassified_errors_are_failures() {
-        assert_eq!(code(&anyhow::anyhow!("restic failed")), FAILED);
     }
 }

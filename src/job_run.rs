@@ -32,8 +32,9 @@ use serde::{Deserialize, Serialize};
 use zbus::Connection;
 use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
 
-use crate::config::{Config, Scope};
+use crate::config::Config;
 use crate::generator::{job_unit, stage_unit};
+use crate::paths::Scope;
 
 /// A stage asking systemd must never hang the backup on a stuck bus.
 const BUS_TIMEOUT: Duration = Duration::from_secs(5);

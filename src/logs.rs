@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::config::{Config, Scope};
+use crate::config::Config;
+use crate::paths::Scope;
 use crate::report::messages;
 use crate::report::terminal::{RED, YELLOW, local_time, paint};
 

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::config::{Config, Scope};
+use crate::config::Config;
 use crate::history::{self, RunRecord, RunResult};
+use crate::paths::Scope;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the metrics file {}: {source}", .path.display())]

@@ -3,7 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Scope;
+/// Whether units run under the system manager (root backups) or a user's manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    System,
+    User,
+}
 
 fn home() -> PathBuf {
     std::env::var_os("HOME")

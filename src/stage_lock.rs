@@ -19,7 +19,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::config::Scope;
+use crate::paths::Scope;
 
 /// How often a waiting run tries the lock again (and looks for a stop request).
 const WAIT_POLL: Duration = Duration::from_millis(200);

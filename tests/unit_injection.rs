@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use backupctl::config::{self, Scope};
+use backupctl::config;
 use backupctl::generator::{self, Content, Options, UnitFile};
+use backupctl::paths::Scope;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 

@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::cli::Cli;
-use crate::config::{self, Config, Scope};
+use crate::config::{self, Config};
 use crate::generator::{self, Content, Options};
 use crate::outln;
+use crate::paths::Scope;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

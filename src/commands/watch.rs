@@ -13,9 +13,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use zbus::{Connection, MatchRule, MessageStream};
 
 use crate::cli::Cli;
-use crate::config::Scope;
 use crate::config::size::human_bytes;
 use crate::outln;
+use crate::paths::Scope;
 use crate::report::dbus::{INTERFACE, PROJECT, object_path, stage_of_path, unlabel};
 use crate::report::{Progress, short_duration};
 

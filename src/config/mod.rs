@@ -26,6 +26,7 @@ pub use metrics::Metrics;
 pub use notify::Notify;
 pub use store::Store;
 
+use crate::paths::Scope;
 use crate::stages::KindSpec;
 
 /// The name of the job that `[job]` describes; its units are `backup-job.service/.timer`.
@@ -116,13 +117,6 @@ impl IoClass {
             IoClass::Realtime => "realtime",
         }
     }
-}
-
-/// Whether units run under the system manager (root backups) or a user's manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    System,
-    User,
 }
 
 impl Config {

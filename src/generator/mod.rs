@@ -24,7 +24,8 @@ pub mod write;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, Job, Scope, Stage};
+use crate::config::{Config, Job, Stage};
+use crate::paths::Scope;
 use crate::stages::Needs;
 
 /// The template's name; stages are its instances.

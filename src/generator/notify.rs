@@ -18,7 +18,8 @@ use std::fmt::Write as _;
 
 use super::{BASE_CAPABILITIES, HARDENING, Options, escape, exec_line, header, state_directories};
 use crate::config::notify::{Channel, credentials};
-use crate::config::{Config, Notify, Scope};
+use crate::config::{Config, Notify};
+use crate::paths::Scope;
 
 pub const TEMPLATE: &str = "backup-notify@.service";
 pub const START_TEMPLATE: &str = "backup-notify-start@.service";

@@ -17,8 +17,9 @@ pub mod webhook;
 
 use tracing::{error, info};
 
-use crate::config::{Config, Notify, Scope};
+use crate::config::{Config, Notify};
 use crate::history::{self, RunResult};
+use crate::paths::Scope;
 use crate::report::messages;
 pub use event::{Event, EventKind, Subject};
 

@@ -19,7 +19,7 @@ use zbus::Connection;
 use zbus::object_server::SignalEmitter;
 
 use super::{ErrorReport, Figures, Progress, Sink};
-use crate::config::Scope;
+use crate::paths::Scope;
 
 /// The project's reverse-DNS name; bus names and the interface start with it.
 pub const PROJECT: &str = "io.github.backupctl";

@@ -4,10 +4,11 @@
 
 use std::time::Instant;
 
-use crate::config::{Config, Scope, Stage};
+use crate::config::{Config, Stage};
 use crate::dag;
 use crate::executor;
 use crate::history::{RunRecord, RunResult};
+use crate::paths::Scope;
 use crate::report::{Reporter, messages};
 
 /// How one stage of the job ended.

@@ -12,8 +12,9 @@ use zbus::Connection;
 use zbus::proxy::CacheProperties;
 use zbus_systemd::systemd1::{ManagerProxy, ServiceProxy, UnitProxy};
 
-use crate::config::{Config, Scope};
+use crate::config::Config;
 use crate::generator::{job_unit, stage_unit};
+use crate::paths::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {

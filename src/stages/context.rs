@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use tracing::info;
 
-use crate::config::{Config, Scope, Stage};
+use crate::config::{Config, Stage};
+use crate::paths::Scope;
 use crate::report::Reporter;
 use crate::stage_lock::StageLock;
 

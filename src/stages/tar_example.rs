@@ -87,7 +87,7 @@ mod tests {
     use toml::de::DeTable;
 
     use super::*;
-    use crate::config::Scope;
+    use crate::paths::Scope;
     use crate::report::Reporter;
     use crate::stage_lock::StageLock;
     use crate::stages::{Capability, Entry};

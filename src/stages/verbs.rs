@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::Scope;
+use crate::paths::Scope;
 
 /// A capability of a kind `S`: called with the stage's spec, where the command runs, and
 /// the command's arguments. A usage error (exit 2) is `crate::exit::usage`; a tool that

@@ -12,8 +12,9 @@ pub mod table;
 
 use serde::Serialize;
 
-use crate::config::{Config, Scope, Stage};
+use crate::config::{Config, Stage};
 use crate::history::{RunRecord, RunResult};
+use crate::paths::Scope;
 use systemd::{JobView, UnitView};
 
 /// Version of the JSON shape; raised only if a key ever changes meaning.

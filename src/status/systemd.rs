@@ -11,8 +11,9 @@ use zbus::Connection;
 use zbus::OwnedVariant;
 use zbus_systemd::systemd1::ManagerProxy;
 
-use crate::config::{Config, Scope};
+use crate::config::Config;
 use crate::generator::{job_unit, stage_unit, timer_unit};
+use crate::paths::Scope;
 use crate::report::dbus::label;
 
 /// A question `status` asks must not hang: the answer then says systemd could not be asked.

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::Spec;
-use crate::config::Scope;
+use crate::paths::Scope;
 use crate::stages::StageError;
 
 /// Credential names in the stage's unit (`LoadCredential=NAME:PATH`).

@@ -130,7 +130,7 @@ mod tests {
         std::fs::write(&plain, "new").unwrap();
 
         let state = tempfile::tempdir().unwrap();
-        let lock = StageLock::try_acquire(state.path(), "copy", crate::config::Scope::User, "test")
+        let lock = StageLock::try_acquire(state.path(), "copy", crate::paths::Scope::User, "test")
             .unwrap();
         let removed = remove(&lock, root, SystemTime::now() - Duration::from_secs(60)).unwrap();
         assert_eq!(removed, vec![partial.clone()]);
