@@ -188,6 +188,7 @@ impl<'a> Command<'a> {
             command.current_dir(dir);
         }
         die_with_us(&mut command);
+        adopt_orphans();
         let mut child = command.spawn().map_err(|source| ToolError::Spawn {
             tool: tool.clone(),
             source,
@@ -233,6 +234,7 @@ impl<'a> Command<'a> {
             tool: tool.clone(),
             source,
         })?;
+        wait_for_group(child.id() as i32, &tool);
         drop(guard);
         let stderr_tail = Vec::from(tail).join("\n");
         if signals::stopped() {
@@ -247,6 +249,58 @@ impl<'a> Command<'a> {
             }),
             (None, Some(signal)) => Err(ToolError::Killed { tool, signal }),
             (None, None) => Err(ToolError::NoStatus { tool }),
+        }
+    }
+}
+
+/// How long a tool's helper processes may go on after the tool itself ended.
+const GROUP_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Makes us the subreaper of the tools' processes: when a tool's leader ends before its
+/// helpers, they become our children, and [`wait_for_group`] can wait for them and reap them
+/// (otherwise they would go to PID 1, which in a container may never reap them).
+fn adopt_orphans() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+            tracing::debug!(
+                "cannot become a subreaper: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    });
+}
+
+/// Waits until every process of the tool's group has ended. rsync's leader can exit on
+/// SIGTERM while its receiver is still removing the partial file; going on then (clearing the
+/// run mark, exiting, after which systemd kills what is left of the unit) would leave half a
+/// file in the destination. Helpers that outlive [`GROUP_GRACE`] are killed.
+fn wait_for_group(leader: i32, tool: &str) {
+    use nix::errno::Errno;
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let group = nix::unistd::Pid::from_raw(-leader);
+    let deadline = std::time::Instant::now() + GROUP_GRACE;
+    let mut killed = false;
+    loop {
+        match waitpid(group, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {
+                if !killed && std::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        "{tool} ended but its helper processes did not within {} s: killing them",
+                        GROUP_GRACE.as_secs()
+                    );
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(leader),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    killed = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            // ECHILD: none left (or none we can wait for).
+            Err(_) => return,
         }
     }
 }
@@ -329,6 +383,22 @@ fn read_until_either(reader: &mut impl BufRead, buffer: &mut Vec<u8>) -> std::io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn returns_only_when_the_tools_helpers_have_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("helper-done");
+        // The helper closes the pipes and outlives the shell, as rsync's receiver can.
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "(exec >/dev/null 2>&1; sleep 0.3; touch '{}') & exit 0",
+                marker.display()
+            ))
+            .run()
+            .unwrap();
+        assert!(marker.exists(), "run() returned before the helper ended");
+    }
 
     #[test]
     fn splits_on_carriage_returns() {

@@ -516,6 +516,13 @@ fn under_systemd_stop_and_sigkill_leave_no_snapshot_behind() {
         "{}",
         stage.journal()
     );
+    // rsync removes its partial file on SIGTERM, and the stage waits for it to have.
+    assert_eq!(
+        crate::util::rsync_partial_file(&setup.scratch("dest"), "big.bin"),
+        None,
+        "systemctl stop left a partial file\n{}",
+        stage.journal()
+    );
 
     // SIGKILL: the snapshot stays, and the next run removes it before taking its own.
     ok(systemctl_user()
