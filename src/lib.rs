@@ -18,6 +18,7 @@ pub mod paths;
 pub mod process;
 pub mod report;
 pub mod runner;
+pub mod schedule;
 pub mod secret_file;
 pub mod signals;
 pub mod snapshot;

@@ -42,7 +42,34 @@ pub fn update(config: &Config, scope: Scope) -> Result<(), MetricsError> {
     std::fs::create_dir_all(&state).map_err(wrap)?;
     let _lock = lock(&state.join("metrics.lock"), LOCK_WAIT).map_err(wrap)?;
     let records = history::read(&state).map_err(wrap)?;
-    write_atomically(&metrics.textfile, &render(config, &records)).map_err(wrap)
+    let schedules = Schedules::of(config);
+    write_atomically(
+        &metrics.textfile,
+        &render(config, &records, &schedules, jiff::Timestamp::now()),
+    )
+    .map_err(wrap)
+}
+
+/// The longest gap each scheduled job's timer leaves between runs (see `crate::schedule`).
+pub struct Schedules(Vec<(String, std::time::Duration)>);
+
+impl Schedules {
+    pub fn of(config: &Config) -> Self {
+        Schedules(
+            config
+                .jobs
+                .iter()
+                .filter_map(|job| {
+                    let gap = crate::schedule::longest_gap(job.schedule.as_deref()?)?;
+                    Some((job.name.clone(), gap))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn none() -> Self {
+        Schedules(Vec::new())
+    }
 }
 
 /// How long a writer waits for the one before it (a write takes milliseconds). A stage
@@ -78,8 +105,13 @@ fn lock(path: &Path, wait: Duration) -> std::io::Result<Flock<File>> {
     }
 }
 
-/// The whole text file.
-pub fn render(config: &Config, records: &[RunRecord]) -> String {
+/// The whole text file, written at `now`.
+pub fn render(
+    config: &Config,
+    records: &[RunRecord],
+    schedules: &Schedules,
+    now: jiff::Timestamp,
+) -> String {
     // The newest record of every configured stage (stages removed from the config are gone).
     let last: Vec<(&str, &str, &RunRecord)> = config
         .stages
@@ -103,7 +135,11 @@ pub fn render(config: &Config, records: &[RunRecord]) -> String {
         let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(out, "# TYPE {name} gauge");
         for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
         }
     };
     let each = |value: &dyn Fn(&RunRecord) -> Option<String>| -> Vec<(String, String)> {
@@ -112,6 +148,49 @@ pub fn render(config: &Config, records: &[RunRecord]) -> String {
             .collect()
     };
 
+    family(
+        "backupctl_metrics_written_timestamp_seconds",
+        "When backupctl last wrote this file (Unix time): alert rules tell a stale file by it.",
+        vec![(
+            String::new(),
+            (now.as_millisecond() as f64 / 1000.0).to_string(),
+        )],
+    );
+    family(
+        "backupctl_job_schedule_interval_seconds",
+        "The longest time the job's timer leaves between two runs (OnCalendar=, as systemd computes it).",
+        schedules
+            .0
+            .iter()
+            .map(|(job, gap)| {
+                (
+                    format!("backup_job=\"{}\"", escape_label(job)),
+                    gap.as_secs().to_string(),
+                )
+            })
+            .collect(),
+    );
+    family(
+        "backupctl_stage_info",
+        "Every configured stage, with its kind and purpose (preflight, backup, maintenance, check, drill).",
+        config
+            .stages
+            .iter()
+            .map(|stage| {
+                (
+                    labels(
+                        &stage.job,
+                        &stage.name,
+                        &[
+                            ("kind", stage.kind.name()),
+                            ("purpose", stage.kind.purpose().as_str()),
+                        ],
+                    ),
+                    "1".to_string(),
+                )
+            })
+            .collect(),
+    );
     family(
         "backupctl_stage_last_run_timestamp_seconds",
         "When the stage's last run ended (Unix time).",
@@ -179,9 +258,11 @@ pub fn render(config: &Config, records: &[RunRecord]) -> String {
     out
 }
 
-/// `job="…",stage="…"` plus extra labels, values escaped.
+/// `backup_job="…",stage="…"` plus extra labels, values escaped. Not `job`: Prometheus
+/// gives every scraped series the `job` of its scrape target (node_exporter's), and would
+/// rename ours to `exported_job`.
 fn labels(job: &str, stage: &str, extra: &[(&str, &str)]) -> String {
-    let mut pairs = vec![("job", job), ("stage", stage)];
+    let mut pairs = vec![("backup_job", job), ("stage", stage)];
     pairs.extend_from_slice(extra);
     pairs
         .iter()

@@ -34,6 +34,9 @@ pub struct Command<'a> {
     ok_codes: Vec<i32>,
     on_line: Option<LineHandler<'a>>,
     on_stderr: Option<LineHandler<'a>>,
+    /// stderr lines that say nothing to a reader of the error (a Go stack trace under
+    /// restic's message): still logged, but kept out of [`ToolError::Failed`]'s tail.
+    noise: Option<fn(&str) -> bool>,
 }
 
 /// Why a tool did not finish with an accepted exit code.
@@ -99,6 +102,7 @@ impl<'a> Command<'a> {
             ok_codes: vec![0],
             on_line: None,
             on_stderr: None,
+            noise: None,
         }
     }
 
@@ -159,6 +163,12 @@ impl<'a> Command<'a> {
         self
     }
 
+    /// stderr lines for which `is_noise` holds are left out of the error's tail.
+    pub fn tail_skips(mut self, is_noise: fn(&str) -> bool) -> Self {
+        self.noise = Some(is_noise);
+        self
+    }
+
     fn tool_name(&self) -> String {
         Path::new(&self.program)
             .file_name()
@@ -216,10 +226,12 @@ impl<'a> Command<'a> {
                     if text.trim().is_empty() {
                         continue;
                     }
-                    if tail.len() == TAIL_LINES {
-                        tail.pop_front();
+                    if !self.noise.is_some_and(|is_noise| is_noise(&text)) {
+                        if tail.len() == TAIL_LINES {
+                            tail.pop_front();
+                        }
+                        tail.push_back(text.clone());
                     }
-                    tail.push_back(text.clone());
                     match self.on_stderr.as_mut() {
                         Some(handler) => handler(&text),
                         None => tracing::warn!(tool = %tool, "{text}"),

@@ -341,28 +341,10 @@ command = ["/bin/false"]
     assert_eq!(silent.requests().len(), 1, "the ping was sent once");
 }
 
-/// promtool, from PATH or where scripts/setup-deps unpacks it.
-fn promtool() -> PathBuf {
-    let unpacked = Path::new("/var/cache/backupctl-tools/prometheus/usr/bin/promtool");
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    on_path
-        .or_else(|| unpacked.is_file().then(|| unpacked.to_path_buf()))
-        .unwrap_or_else(|| {
-            panic!(
-                "this test needs `promtool` (on PATH or at {}): run scripts/setup-deps",
-                unpacked.display()
-            )
-        })
-}
-
 /// `promtool check metrics` (lint included): must pass without a word.
 #[track_caller]
 fn assert_promtool_accepts(file: &Path) {
-    let output: Output = Command::new(promtool())
+    let output: Output = Command::new(crate::util::promtool())
         .args(["check", "metrics"])
         .stdin(std::fs::File::open(file).unwrap())
         .output()
@@ -398,7 +380,9 @@ fn assert_metrics_match(text: &str, records: &[serde_json::Value], stages: &[&st
     let samples = samples(text);
     let get = |name: &str, stage: &str, extra: &str| -> Option<f64> {
         samples
-            .get(&format!("{name}{{job=\"job\",stage=\"{stage}\"{extra}}}"))
+            .get(&format!(
+                "{name}{{backup_job=\"job\",stage=\"{stage}\"{extra}}}"
+            ))
             .copied()
     };
     for stage in stages {
@@ -476,6 +460,9 @@ fn the_metrics_file_passes_promtool_and_holds_the_run_records() {
     write_config(
         d,
         r#"
+[job]
+schedule = "Mon..Fri 22:30"
+
 [metrics]
 textfile = "@ROOT@/textfile/backupctl.prom"
 
@@ -497,6 +484,21 @@ command = ["/bin/false"]
     let state = d.join("state/backupctl");
     let records = records(&state);
     assert_metrics_match(&text, &records, &["copy", "flaky"]);
+    // What the shipped alert rules join on: each stage's purpose, the schedule's longest gap
+    // (Friday night to Monday night), the time the file was written.
+    for line in [
+        "backupctl_stage_info{backup_job=\"job\",stage=\"copy\",kind=\"rsync\",purpose=\"backup\"} 1",
+        "backupctl_stage_info{backup_job=\"job\",stage=\"flaky\",kind=\"exec\",purpose=\"backup\"} 1",
+        "backupctl_job_schedule_interval_seconds{backup_job=\"job\"} 259200",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    let written = samples(&text)["backupctl_metrics_written_timestamp_seconds"];
+    let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+    assert!(
+        (now - written).abs() < 600.0,
+        "written at {written}, now {now}"
+    );
     assert!(
         text.contains("# TYPE backupctl_stage_last_added_bytes gauge"),
         "{text}"

@@ -353,6 +353,131 @@ read_data_subset = "50%"
     );
 }
 
+/// `rclone serve restic --append-only` on `dir`: snapshots can be added, never removed.
+fn append_only_rest_server(dir: &Path, port: u16) -> Server {
+    require_tool("rclone");
+    let mut command = Command::new("rclone");
+    command
+        .args(["serve", "restic", "--append-only", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(dir);
+    Server::start(command, port, "rclone serve restic --append-only")
+}
+
+/// The fleet layout of docs/fleet.md: a host backs up with its own key through an
+/// append-only endpoint and cannot forget its snapshots (a thief with its key cannot either);
+/// a prune job with full access can; the host's backup restores byte for byte.
+#[test]
+fn restic_append_only_rest_refuses_a_hosts_forget_and_a_full_access_prune_can() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let (host_dir, admin_dir) = (dir.join("host-a"), dir.join("admin"));
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::create_dir_all(&admin_dir).unwrap();
+    let source = dir.join("source");
+    make_tree(&source);
+    let (admin_password, _) = secret(&admin_dir, "password");
+    let (host_password, _) = secret(&host_dir, "password");
+    let served = dir.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let (full_port, append_port) = (free_port(), free_port());
+    let _full = rest_server(&served, full_port);
+    let _append = append_only_rest_server(&served, append_port);
+    let full = format!("rest:http://127.0.0.1:{full_port}/fleet");
+    let append = format!("rest:http://127.0.0.1:{append_port}/fleet");
+
+    // The administrator creates the repository and gives the host a key of its own.
+    let restic = |repo: &str, password: &Path, args: &[&str]| {
+        let mut command = Command::new("restic");
+        command
+            .args(["--repo", repo, "--password-file"])
+            .arg(password)
+            .args(args)
+            .env("RESTIC_CACHE_DIR", dir.join("cache"));
+        command
+    };
+    ok(&mut restic(&full, &admin_password, &["init"]));
+    ok(restic(
+        &full,
+        &admin_password,
+        &["key", "add", "--new-password-file"],
+    )
+    .arg(&host_password));
+
+    let host_config = write_config(
+        &host_dir,
+        &format!(
+            r#"
+[stage.backup]
+kind = "restic"
+repository = "{append}"
+password_file = "{password}"
+paths = ["{source}"]
+host = "host-a"
+tags = ["host-a"]
+
+[jobs.cleanup]
+
+[stage.forget]
+job = "cleanup"
+kind = "restic"
+operation = "forget"
+repository = "{append}"
+password_file = "{password}"
+host = "host-a"
+keep = {{ last = 1 }}
+"#,
+            password = host_password.display(),
+            source = source.display()
+        ),
+    );
+    ok(backupctl_user(&host_dir, &host_config).args(["run", "--here"]));
+    write(
+        &source.join("plain.txt"),
+        "changed after the first backup\n",
+    );
+    ok(backupctl_user(&host_dir, &host_config).args(["run", "--here"]));
+    assert_eq!(snapshot_count(&host_dir, &host_config, "backup"), 2);
+
+    // The host's forget is refused by the endpoint: both snapshots stay.
+    let refused = run(backupctl_user(&host_dir, &host_config).args(["run", "--here", "cleanup"]));
+    assert!(
+        !refused.status.success()
+            && stderr(&refused).contains("the repository refused to delete (403 Forbidden)"),
+        "forget through the append-only endpoint succeeded or failed without saying why:\n{}",
+        stderr(&refused)
+    );
+    assert!(
+        !stderr(&refused).contains(".go:"),
+        "a Go stack trace in the error:\n{}",
+        stderr(&refused)
+    );
+    assert_eq!(snapshot_count(&host_dir, &host_config, "backup"), 2);
+
+    // The prune job, with the administrator's key on the full-access endpoint, can.
+    let admin_config = write_config(
+        &admin_dir,
+        &format!(
+            r#"
+[stage.prune]
+kind = "restic"
+operation = "prune"
+repository = "{full}"
+password_file = "{password}"
+host = "host-a"
+keep = {{ last = 1 }}
+"#,
+            password = admin_password.display()
+        ),
+    );
+    ok(backupctl_user(&admin_dir, &admin_config).args(["run", "--here"]));
+    assert_eq!(snapshot_count(&host_dir, &host_config, "backup"), 1);
+
+    // What is left is the newest backup, and it restores through the host's endpoint.
+    restore_and_compare(&host_dir, &host_config, "backup", &source);
+}
+
 #[test]
 fn restic_without_init_fails_clearly_and_never_reinitialises() {
     require_tool("restic");

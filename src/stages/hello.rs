@@ -65,6 +65,10 @@ impl StageKind for Spec {
         Needs::default()
     }
 
+    fn purpose(&self) -> crate::stages::Purpose {
+        crate::stages::Purpose::Preflight
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         let mut needs = Needs::default();
         for stage in ctx.config.stages_of(&ctx.stage.job) {

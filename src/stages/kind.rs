@@ -67,6 +67,39 @@ pub trait StageKind:
 
     /// Runs the stage. Progress goes to `ctx.report`; figures for the summary are returned.
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
+
+    /// What the stage is for, as the metrics' `purpose` label tells alert rules (a failed
+    /// repository check and a failed backup are different alerts).
+    fn purpose(&self) -> Purpose {
+        Purpose::Backup
+    }
+}
+
+/// What a stage is for (the `purpose` label of `backupctl_stage_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Checks before the backups (`hello`).
+    Preflight,
+    /// Copies or backs up data.
+    Backup,
+    /// Keeps a backup in shape: retention, pruning.
+    Maintenance,
+    /// Verifies a repository's integrity.
+    Check,
+    /// Restores a sample and compares it with the source.
+    Drill,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Preflight => "preflight",
+            Purpose::Backup => "backup",
+            Purpose::Maintenance => "maintenance",
+            Purpose::Check => "check",
+            Purpose::Drill => "drill",
+        }
+    }
 }
 
 /// What a command can do with a kind's backups (the optional parts of [`StageKind`]).
@@ -152,6 +185,8 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn other_reads(&self) -> Vec<PathBuf>;
     /// See [`StageKind::run`].
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
+    /// See [`StageKind::purpose`].
+    fn purpose(&self) -> Purpose;
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>>;
     fn history(&self, ctx: &VerbContext, args: &HistoryArgs) -> Option<anyhow::Result<ExitCode>>;
     fn snapshots(&self, ctx: &VerbContext, args: &SnapshotsArgs)
@@ -174,6 +209,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         StageKind::run(self, ctx)
+    }
+    fn purpose(&self) -> Purpose {
+        StageKind::purpose(self)
     }
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>> {
         K::RESTORE.map(|verb| verb(self, ctx, args))

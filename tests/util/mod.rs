@@ -285,3 +285,21 @@ pub fn exposure_score(units: &Path, stage: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// promtool, from PATH or where scripts/setup-deps unpacks it.
+pub fn promtool() -> PathBuf {
+    let unpacked = Path::new("/var/cache/backupctl-tools/prometheus/usr/bin/promtool");
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    on_path
+        .or_else(|| unpacked.is_file().then(|| unpacked.to_path_buf()))
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs `promtool` (on PATH or at {}): run scripts/setup-deps",
+                unpacked.display()
+            )
+        })
+}

@@ -540,6 +540,15 @@ impl StageKind for Spec {
         }
     }
 
+    fn purpose(&self) -> crate::stages::Purpose {
+        use crate::stages::Purpose;
+        match self.operation {
+            Operation::Backup => Purpose::Backup,
+            Operation::Forget | Operation::Prune => Purpose::Maintenance,
+            Operation::Check => Purpose::Check,
+        }
+    }
+
     fn other_reads(&self) -> Vec<PathBuf> {
         let files = self.exclude_file.iter();
         files.map(|file| file.get_ref().clone()).collect()
@@ -756,7 +765,8 @@ impl Runner<'_> {
                 .command(args.clone())
                 .ok_codes(ok_codes)
                 .on_line(|line| runner.ctx.log_output(line))
-                .on_stderr(|line| tracing::warn!("restic: {line}"))
+                .on_stderr(log_stderr)
+                .tail_skips(repo::is_stack_frame)
                 .run()
                 .map_err(StageError::from)
         })
@@ -797,7 +807,8 @@ impl Runner<'_> {
         let result = self
             .command(vec!["init".into()])
             .on_line(|line| self.ctx.log_output(line))
-            .on_stderr(|line| tracing::warn!("restic: {line}"))
+            .on_stderr(log_stderr)
+            .tail_skips(repo::is_stack_frame)
             .run();
         match result {
             Ok(_) => Ok(()),
@@ -812,7 +823,8 @@ impl Runner<'_> {
         let result = self
             .command(vec!["unlock".into()])
             .on_line(|line| self.ctx.log_output(line))
-            .on_stderr(|line| tracing::warn!("restic: {line}"))
+            .on_stderr(log_stderr)
+            .tail_skips(repo::is_stack_frame)
             .run();
         match result {
             Ok(_) => Ok(()),
@@ -828,6 +840,16 @@ impl Runner<'_> {
 }
 
 /// The error people read in the journal and `backupctl status`.
+/// restic's stderr goes to the journal as warnings, but for the frames of a Go stack trace
+/// (kept at debug level: nothing a reader can act on).
+fn log_stderr(line: &str) {
+    if repo::is_stack_frame(line) {
+        tracing::debug!("restic: {line}");
+    } else {
+        tracing::warn!("restic: {line}");
+    }
+}
+
 fn describe(what: &str, failure: Failure, stderr: &str, init: bool) -> StageError {
     let detail = stderr
         .lines()
@@ -841,6 +863,11 @@ fn describe(what: &str, failure: Failure, stderr: &str, init: bool) -> StageErro
         )),
         Failure::Locked => StageError::Temporary(format!(
             "restic {what}: the repository is locked by another restic process that is still running: {detail}"
+        )),
+        Failure::Forbidden => StageError::Failed(format!(
+            "restic {what}: the repository refused to delete (403 Forbidden); an append-only \
+             endpoint (`rclone serve restic --append-only`, rest-server --append-only) takes \
+             backups only: run forget and prune through one with full access (docs/fleet.md): {detail}"
         )),
         Failure::Missing if !init => StageError::Failed(format!(
             "restic {what}: there is no repository at the configured location; create it with `restic init` or set `init = true` in the stage: {detail}"

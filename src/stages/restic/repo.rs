@@ -147,7 +147,34 @@ pub enum Failure {
     Locked,
     /// The repository could not be reached; trying again later may work.
     Unreachable,
+    /// The server refused to delete (HTTP 403): an append-only endpoint, for forget/prune.
+    Forbidden,
     Other,
+}
+
+/// A line of a Go stack trace, as restic prints under some errors
+/// (`github.com/restic/…/rest.(*Backend).Remove`, `\t…/rest.go:399`, `runtime.goexit`):
+/// nothing a reader of the error can act on.
+pub fn is_stack_frame(line: &str) -> bool {
+    let line = line.trim();
+    if line.is_empty() || line.contains(char::is_whitespace) {
+        return false;
+    }
+    let source_line = line.rsplit_once(':').is_some_and(|(file, number)| {
+        (file.ends_with(".go") || file.ends_with(".s"))
+            && !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+    });
+    source_line
+        || [
+            "github.com/",
+            "golang.org/",
+            "gopkg.in/",
+            "runtime.",
+            "main.",
+        ]
+        .iter()
+        .any(|prefix| line.starts_with(prefix))
 }
 
 /// Errors of a missing config file, per backend (local, sftp, REST, S3, B2).
@@ -193,6 +220,9 @@ pub fn classify(stderr: &str) -> Failure {
     if UNREACHABLE.iter().any(|needle| text.contains(needle)) {
         return Failure::Unreachable;
     }
+    if text.contains("403 forbidden") {
+        return Failure::Forbidden;
+    }
     // restic ≥ 0.17 exits 10 for this; 0.14 says it in words.
     if text.contains("is there a repository at the following location")
         && NOT_FOUND.iter().any(|needle| text.contains(needle))
@@ -207,7 +237,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tells_go_stack_frames_from_messages() {
+        for frame in [
+            "github.com/restic/restic/internal/backend/rest.(*Backend).Remove",
+            "\tgithub.com/restic/restic/internal/backend/rest/rest.go:399",
+            "runtime.goexit",
+            "runtime/asm_amd64.s:1594",
+            "main.deleteFiles.func2",
+            "golang.org/x/sync/errgroup.(*Group).Go.func1",
+        ] {
+            assert!(is_stack_frame(frame), "{frame}");
+        }
+        for message in [
+            "blob not removed, server response: 403 Forbidden (403)",
+            "unable to remove <snapshot/97e4626c9a> from the repository",
+            "Fatal: wrong password or no key found",
+            "",
+        ] {
+            assert!(!is_stack_frame(message), "{message}");
+        }
+    }
+
+    #[test]
     fn classifies_restic_failures() {
+        assert_eq!(
+            classify(
+                "unable to remove <snapshot/97e4> from the repository\nblob not removed, server response: 403 Forbidden (403)"
+            ),
+            Failure::Forbidden
+        );
         assert_eq!(
             classify(
                 "Fatal: unable to open config file: stat /tmp/rt/repo/config: no such file or directory\n\
