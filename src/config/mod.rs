@@ -7,11 +7,15 @@
 pub mod calendar;
 pub mod duration;
 pub mod error;
+mod job;
 mod load;
 pub mod metrics;
 pub mod notify;
 pub mod pathname;
 pub mod size;
+mod snapshot;
+mod source;
+mod stage;
 pub mod store;
 pub mod text;
 

@@ -15,7 +15,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::ConfigError;
-use super::load::Source;
+use super::source::Source;
 
 /// What makes a string unfit for a unit file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,129 @@
+//! The `[job]` table (the default job) and `[jobs.NAME]` (more jobs): parsed and checked
+//! into [`Job`]s, each with the span of its name for errors found once the stages are known.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use toml::Spanned;
+use toml::de::DeValue;
+
+use super::source::{Source, check_name, table, timespan};
+use super::{ConfigError, DEFAULT_JOB, Job, calendar};
+
+/// A job and where its name is written (`None`: the implicit default job).
+pub(super) type Located = (Option<Range<usize>>, Job);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    description: Option<String>,
+    schedule: Option<Spanned<String>>,
+    randomized_delay: Option<Spanned<String>>,
+    persistent: Option<bool>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+}
+
+/// `[job]`, found under the key at `key_span`.
+pub(super) fn default_table(
+    source: &Source,
+    key_span: Range<usize>,
+    value: Spanned<DeValue>,
+) -> Result<Located, ConfigError> {
+    let raw =
+        RawJob::deserialize(value.into_deserializer()).map_err(|error| source.toml(error, None))?;
+    Ok((Some(key_span), job(source, DEFAULT_JOB, raw)?))
+}
+
+/// `[jobs.NAME]`, in file order.
+pub(super) fn named_tables(
+    source: &Source,
+    value: Spanned<DeValue>,
+) -> Result<Vec<Located>, ConfigError> {
+    let mut jobs = Vec::new();
+    for (name, value) in table(
+        source,
+        value,
+        "`jobs` must be a table of jobs, e.g. [jobs.offsite]",
+    )? {
+        check_name(source, &name, "job")?;
+        if name.get_ref() == DEFAULT_JOB {
+            return Err(source.error(
+                name.span(),
+                format!("job name `{DEFAULT_JOB}` is reserved for the [job] table"),
+                Some("describe the default job under [job], or give this one another name".into()),
+            ));
+        }
+        let raw = RawJob::deserialize(value.into_deserializer())
+            .map_err(|error| source.toml(error, None))?;
+        let job = job(source, name.get_ref(), raw)?;
+        jobs.push((Some(name.span()), job));
+    }
+    Ok(jobs)
+}
+
+/// The default job when stages use it without a `[job]` table: no timer.
+pub(super) fn default_job() -> Job {
+    Job {
+        name: DEFAULT_JOB.into(),
+        description: None,
+        schedule: None,
+        randomized_delay: None,
+        persistent: true,
+        user: None,
+        group: None,
+    }
+}
+
+fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
+    if let Some(schedule) = &raw.schedule {
+        calendar::validate(schedule.get_ref()).map_err(|error| {
+            source.error(
+                schedule.span(),
+                format!("invalid schedule: {error}"),
+                Some(error.help()),
+            )
+        })?;
+    }
+    for (key, value) in [("user", &raw.user), ("group", &raw.group)] {
+        if let Some(value) = value {
+            check_account(source, key, value)?;
+        }
+    }
+    Ok(Job {
+        name: name.to_string(),
+        description: raw.description,
+        user: raw.user.map(Spanned::into_inner),
+        group: raw.group.map(Spanned::into_inner),
+        schedule: raw.schedule.map(Spanned::into_inner),
+        randomized_delay: raw
+            .randomized_delay
+            .map(|text| timespan(source, &text, "randomized_delay"))
+            .transpose()?,
+        persistent: raw.persistent.unwrap_or(true),
+    })
+}
+
+/// `user`/`group` become `User=`/`Group=`, and systemd *ignores* a name it finds invalid: the
+/// stages would run as root. So only names every system takes (or numeric ids) pass.
+fn check_account(source: &Source, key: &str, name: &Spanned<String>) -> Result<(), ConfigError> {
+    let text = name.get_ref();
+    let numeric = !text.is_empty() && text.len() <= 10 && text.chars().all(|c| c.is_ascii_digit());
+    let portable = !text.is_empty()
+        && text.len() <= 31
+        && text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if numeric || portable {
+        return Ok(());
+    }
+    Err(source.error(
+        name.span(),
+        format!("`{key}` is not a valid {key} name"),
+        Some(format!(
+            "systemd ignores an invalid {key} name and runs the stages as root: use up to 31 letters, digits, `_` and `-`, starting with a letter or `_` (or a numeric id)"
+        )),
+    ))
+}

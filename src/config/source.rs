@@ -1,0 +1,139 @@
+//! What every table parser shares: [`Source`], which turns spans of the config text into
+//! located [`ConfigError`]s, and the helpers for the shapes many tables have (a table of
+//! named tables, a name that becomes part of a unit name, a systemd time span).
+
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+use toml::de::DeValue;
+
+use super::{ConfigError, Timespan};
+use crate::stages::SpecError;
+
+/// The config text and its file name, to turn spans into located errors.
+pub(super) struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> Source<'a> {
+    pub(super) fn new(file: &'a Path, text: &'a str) -> Self {
+        Source { file, text }
+    }
+
+    pub(super) fn error(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<Option<String>>,
+    ) -> ConfigError {
+        ConfigError::at(self.file, self.text, Some(span), message, help.into())
+    }
+
+    pub(super) fn toml(&self, error: toml::de::Error, help: Option<String>) -> ConfigError {
+        let message = error.message().trim_end().to_string();
+        let help = help.or_else(|| hint_for_toml_message(&message));
+        ConfigError::at(self.file, self.text, error.span(), message, help)
+    }
+
+    /// Checks a path value against the one rule of [`super::pathname`].
+    pub(super) fn normalized(
+        &self,
+        span: Range<usize>,
+        path: &Path,
+        key: &str,
+    ) -> Result<(), ConfigError> {
+        let text = path.to_string_lossy();
+        super::pathname::check(&text)
+            .map_err(|problem| self.error(span, problem.message(key, &text), problem.help()))
+    }
+
+    pub(super) fn spec(&self, error: SpecError, fallback: Range<usize>) -> ConfigError {
+        match error {
+            SpecError::Toml(error) => self.toml(error, None),
+            SpecError::Invalid {
+                span,
+                message,
+                help,
+            } => self.error(span.unwrap_or(fallback), message, help),
+        }
+    }
+}
+
+fn hint_for_toml_message(message: &str) -> Option<String> {
+    if message.starts_with("unknown field") {
+        Some("remove the key or fix its spelling: the keys this table takes are listed above, the README's config reference explains each".into())
+    } else if let Some(field) = message.strip_prefix("missing field ") {
+        Some(format!(
+            "this table needs {field}; the README's config reference shows every key"
+        ))
+    } else if message.contains("duplicate key") {
+        Some("each table and key may appear once; stage names must be unique".into())
+    } else {
+        None
+    }
+}
+
+/// A key of a table with its value, both with their positions.
+pub(super) type Entry<'i> = (Spanned<String>, Spanned<DeValue<'i>>);
+
+/// The entries of a table value, or an error at the value.
+pub(super) fn table<'i>(
+    source: &Source,
+    value: Spanned<DeValue<'i>>,
+    message: &str,
+) -> Result<Vec<Entry<'i>>, ConfigError> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Table(table) => Ok(table
+            .into_iter()
+            .map(|(key, value)| {
+                let span = key.span();
+                (Spanned::new(span, key.into_inner().into_owned()), value)
+            })
+            .collect()),
+        _ => Err(source.error(span, message, None)),
+    }
+}
+
+/// Stage and job names become systemd instance and unit names, so they are kept simple.
+pub(super) fn check_name(
+    source: &Source,
+    name: &Spanned<String>,
+    what: &str,
+) -> Result<(), ConfigError> {
+    let text = name.get_ref();
+    let valid = !text.is_empty()
+        && text.len() <= 64
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(source.error(
+            name.span(),
+            format!("`{text}` is not a valid {what} name"),
+            Some(format!(
+                "a {what} name becomes part of a systemd unit name: use up to 64 letters, digits, `-` and `_`, starting with a letter or digit"
+            )),
+        ))
+    }
+}
+
+/// A systemd time span under `key`, e.g. `timeout = "2h"`.
+pub(super) fn timespan(
+    source: &Source,
+    text: &Spanned<String>,
+    key: &str,
+) -> Result<Timespan, ConfigError> {
+    Timespan::parse(text.get_ref()).map_err(|error| {
+        source.error(
+            text.span(),
+            format!("invalid `{key}`: {error}"),
+            Some("use a systemd time span, e.g. \"90s\", \"30min\", \"2h\" or \"1h 30min\"".into()),
+        )
+    })
+}

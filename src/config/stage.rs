@@ -1,0 +1,398 @@
+//! One `[stage.NAME]` table into a [`Stage`], and the resolution of `after` across all
+//! stages once they are parsed (file order by default, names checked, no cycles).
+//!
+//! A stage table is split in two: the keys every stage has (deserialized here) and the keys
+//! of its kind (deserialized by the kind, see `crate::stages`), each strict about unknown keys.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::job::Located;
+use super::source::{Source, timespan};
+use super::{ConfigError, DEFAULT_JOB, IoClass, Stage, Store, Timespan};
+use crate::dag;
+use crate::stages;
+
+/// Keys every stage accepts besides those of its kind.
+const COMMON_KEYS: &[&str] = &[
+    "kind",
+    "job",
+    "description",
+    "after",
+    "required",
+    "timeout",
+    "nice",
+    "io_class",
+    "cpu_weight",
+    "when_mounted",
+    "environment",
+    "store",
+    "snapshot",
+    "snapshot_prefix",
+    "snapshot_locations",
+    "exec_before_snapshot",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommon {
+    job: Option<Spanned<String>>,
+    description: Option<String>,
+    after: Option<Vec<Spanned<String>>>,
+    required: Option<bool>,
+    timeout: Option<Spanned<String>>,
+    nice: Option<Spanned<i32>>,
+    io_class: Option<Spanned<String>>,
+    cpu_weight: Option<Spanned<u32>>,
+    when_mounted: Option<Spanned<PathBuf>>,
+    environment: Option<IndexMap<Spanned<String>, Spanned<String>>>,
+    store: Option<Spanned<String>>,
+    snapshot: Option<Spanned<String>>,
+    snapshot_prefix: Option<Spanned<PathBuf>>,
+    snapshot_locations: Option<IndexMap<Spanned<String>, Spanned<PathBuf>>>,
+    exec_before_snapshot: Option<Spanned<Vec<String>>>,
+}
+
+/// A stage's `timeout` (`TimeoutStartSec=`): systemd reads 0 as "no timeout at all", the
+/// opposite of what a zero suggests, and the same as leaving the key out (stage units are
+/// `Type=oneshot`, which has no start timeout by default), so a zero is refused.
+fn stage_timeout(source: &Source, text: &Spanned<String>) -> Result<Timespan, ConfigError> {
+    let timeout = timespan(source, text, "timeout")?;
+    if timeout.0.is_zero() {
+        return Err(source.error(
+            text.span(),
+            "a `timeout` of zero means no timeout to systemd",
+            Some("omit the key for no time limit (the default), or give the longest a run may take, e.g. \"2h\"".into()),
+        ));
+    }
+    Ok(timeout)
+}
+
+/// Builds one stage; also returns the spans of its `after` entries for later errors.
+pub(super) fn parse(
+    source: &Source,
+    name: Spanned<String>,
+    value: Spanned<DeValue>,
+    jobs: &[Located],
+    stores: &[Store],
+) -> Result<(Stage, Vec<Range<usize>>), ConfigError> {
+    let stage_span = value.span();
+    let DeValue::Table(entries) = value.into_inner() else {
+        return Err(source.error(
+            stage_span,
+            format!("stage `{}` must be a table", name.get_ref()),
+            Some(format!(
+                "write it as [stage.{}] followed by its keys",
+                name.get_ref()
+            )),
+        ));
+    };
+    // Split the stage's keys into the common ones and those of its kind.
+    let mut common = DeTable::new();
+    let mut specific = DeTable::new();
+    let mut kind = None;
+    for (key, value) in entries {
+        if key.get_ref() == "kind" {
+            kind = Some(value);
+        } else if COMMON_KEYS.contains(&key.get_ref().as_ref()) {
+            common.insert(key, value);
+        } else {
+            specific.insert(key, value);
+        }
+    }
+    let kinds = stages::names(|_| true).join(", ");
+    let Some(kind) = kind else {
+        return Err(source.error(
+            name.span(),
+            format!("stage `{}` has no `kind`", name.get_ref()),
+            Some(format!("add `kind = \"…\"`, one of: {kinds}")),
+        ));
+    };
+    let kind_span = kind.span();
+    let Some(kind_name) = kind.get_ref().as_str().map(str::to_string) else {
+        return Err(source.error(
+            kind_span,
+            "`kind` must be a string",
+            Some(format!("one of: {kinds}")),
+        ));
+    };
+    let raw = RawCommon::deserialize(Spanned::new(stage_span.clone(), common).into_deserializer())
+        .map_err(|error| source.toml(error, None))?;
+    let store_root = match &raw.store {
+        None => None,
+        Some(name) => match stores.iter().find(|store| store.name == *name.get_ref()) {
+            Some(store) => Some(store.mount_point()),
+            None => {
+                let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
+                return Err(source.error(
+                    name.span(),
+                    format!("store `{}` is not defined", name.get_ref()),
+                    Some(if known.is_empty() {
+                        "define it as [store.NAME] with remote, image and keyfile".into()
+                    } else {
+                        format!("defined stores: {}", known.join(", "))
+                    }),
+                ));
+            }
+        },
+    };
+    // Errors without a position of their own point at `store` when the stage has one (the
+    // kind cannot write into a store), else at the stage.
+    let fallback = raw
+        .store
+        .as_ref()
+        .map_or(stage_span.clone(), |store| store.span());
+    let kind = stages::kind(&kind_name)
+        .ok_or_else(|| {
+            source.error(
+                kind_span.clone(),
+                format!("unknown stage kind `{kind_name}`"),
+                Some(format!("use one of: {kinds}")),
+            )
+        })?
+        .parse(
+            Spanned::new(stage_span.clone(), specific),
+            store_root.as_deref(),
+        )
+        .map_err(|error| source.spec(error, fallback.clone()))?;
+
+    let job = match &raw.job {
+        None => DEFAULT_JOB.to_string(),
+        Some(job) => {
+            if job.get_ref() != DEFAULT_JOB
+                && !jobs.iter().any(|(_, known)| known.name == *job.get_ref())
+            {
+                return Err(source.error(
+                    job.span(),
+                    format!(
+                        "stage `{}` names job `{}`, which is not defined",
+                        name.get_ref(),
+                        job.get_ref()
+                    ),
+                    Some(format!(
+                        "define it as [jobs.{}] with a schedule, or remove `job`",
+                        job.get_ref()
+                    )),
+                ));
+            }
+            job.get_ref().clone()
+        }
+    };
+    if let Some(nice) = &raw.nice
+        && !(-20..=19).contains(nice.get_ref())
+    {
+        return Err(source.error(
+            nice.span(),
+            format!("nice {} is out of range", nice.get_ref()),
+            Some("use a value from -20 (first) to 19 (last)".into()),
+        ));
+    }
+    let io_class = raw
+        .io_class
+        .as_ref()
+        .map(|class| {
+            IoClass::parse(class.get_ref()).ok_or_else(|| {
+                source.error(
+                    class.span(),
+                    format!("unknown io_class `{}`", class.get_ref()),
+                    Some("use \"idle\", \"best-effort\" or \"realtime\"".into()),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(weight) = &raw.cpu_weight
+        && !(1..=10000).contains(weight.get_ref())
+    {
+        return Err(source.error(
+            weight.span(),
+            format!("cpu_weight {} is out of range", weight.get_ref()),
+            Some("use a value from 1 to 10000 (systemd's default is 100)".into()),
+        ));
+    }
+    if let Some(path) = &raw.when_mounted
+        && !path.get_ref().is_absolute()
+    {
+        return Err(source.error(
+            path.span(),
+            "`when_mounted` must be an absolute path",
+            Some("e.g. when_mounted = \"/mnt/usb\"".into()),
+        ));
+    }
+    if let Some(path) = &raw.when_mounted {
+        source.normalized(path.span(), path.get_ref(), "when_mounted")?;
+    }
+    let snapshot_keys = super::snapshot::Keys {
+        snapshot: raw.snapshot,
+        snapshot_prefix: raw.snapshot_prefix,
+        snapshot_locations: raw.snapshot_locations,
+        exec_before_snapshot: raw.exec_before_snapshot,
+    };
+    let snapshot = super::snapshot::settings(source, snapshot_keys, &kind, &kind_name)?;
+    let mut environment = IndexMap::new();
+    for (key, value) in raw.environment.unwrap_or_default() {
+        let valid = key
+            .get_ref()
+            .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(source.error(
+                key.span(),
+                format!(
+                    "`{}` is not a valid environment variable name",
+                    key.get_ref()
+                ),
+                Some("use letters, digits and `_`, not starting with a digit".into()),
+            ));
+        }
+        environment.insert(key.into_inner(), value.into_inner());
+    }
+    let after_spans = raw.after.iter().flatten().map(Spanned::span).collect();
+    let stage = Stage {
+        name: name.get_ref().clone(),
+        job,
+        description: raw.description,
+        // Resolved later: explicit names are checked, absent means "the previous stage".
+        after: raw
+            .after
+            .map(|after| after.into_iter().map(Spanned::into_inner).collect())
+            .unwrap_or_else(|| vec![IMPLICIT_AFTER.to_string()]),
+        required: raw.required.unwrap_or(true),
+        timeout: raw
+            .timeout
+            .map(|text| stage_timeout(source, &text))
+            .transpose()?,
+        nice: raw.nice.map(Spanned::into_inner),
+        io_class,
+        cpu_weight: raw.cpu_weight.map(Spanned::into_inner),
+        when_mounted: raw.when_mounted.map(Spanned::into_inner),
+        environment,
+        store: raw.store.map(Spanned::into_inner),
+        snapshot,
+        kind,
+    };
+    Ok((stage, after_spans))
+}
+
+/// Placeholder in `after` for "the stage before me in this job", resolved below; it cannot
+/// clash with a real name because names cannot start with `<`.
+const IMPLICIT_AFTER: &str = "<previous>";
+
+/// Resolves `after` (file order by default), checks the names and rejects cycles.
+pub(super) fn resolve_after(
+    source: &Source,
+    stages: &mut [Stage],
+    after_spans: &[Vec<Range<usize>>],
+) -> Result<(), ConfigError> {
+    // Lookups by name and "the job's previous stage" through maps: searching the stage list
+    // for each stage made loading a long chain quadratic.
+    let by_name: HashMap<String, usize> = stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| (stage.name.clone(), i))
+        .collect();
+    let mut previous_of_job: HashMap<String, usize> = HashMap::new();
+    for index in 0..stages.len() {
+        let previous = previous_of_job.insert(stages[index].job.clone(), index);
+        if stages[index].after.first().map(String::as_str) == Some(IMPLICIT_AFTER) {
+            stages[index].after = previous
+                .map(|previous| vec![stages[previous].name.clone()])
+                .unwrap_or_default();
+            continue;
+        }
+        for (position, parent) in stages[index].after.iter().enumerate() {
+            let span = after_spans[index][position].clone();
+            let stage = &stages[index];
+            if *parent == stage.name {
+                return Err(source.error(
+                    span,
+                    format!("stage `{}` cannot run after itself", stage.name),
+                    Some("remove it from `after`".into()),
+                ));
+            }
+            match by_name.get(parent).map(|&i| &stages[i]) {
+                None => {
+                    let known: Vec<&str> = stages
+                        .iter()
+                        .filter(|s| s.job == stage.job)
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    return Err(source.error(
+                        span,
+                        format!(
+                            "stage `{}` runs after `{parent}`, which is not a stage",
+                            stage.name
+                        ),
+                        Some(format!(
+                            "stages of job `{}`: {}",
+                            stage.job,
+                            known.join(", ")
+                        )),
+                    ));
+                }
+                Some(other) if other.job != stage.job => {
+                    return Err(source.error(
+                        span,
+                        format!(
+                            "stage `{}` (job `{}`) cannot run after `{parent}` of job `{}`",
+                            stage.name, stage.job, other.job
+                        ),
+                        Some(
+                            "`after` orders stages within one job; jobs are independent units"
+                                .into(),
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let edges: Vec<Vec<usize>> = stages
+        .iter()
+        .map(|stage| {
+            stage
+                .after
+                .iter()
+                .filter_map(|parent| by_name.get(parent).copied())
+                .collect()
+        })
+        .collect();
+    if let Some(cycle) = dag::find_cycle(&edges) {
+        // Point at an explicit `after` entry in the cycle (implicit ones have no span).
+        let start = (0..cycle.len())
+            .find(|&i| !after_spans[cycle[i]].is_empty())
+            .unwrap_or(0);
+        let cycle: Vec<usize> = cycle[start..]
+            .iter()
+            .chain(&cycle[..start])
+            .copied()
+            .collect();
+        let first = cycle[0];
+        let next = cycle[1 % cycle.len()];
+        let position = stages[first]
+            .after
+            .iter()
+            .position(|parent| *parent == stages[next].name)
+            .unwrap_or(0);
+        let names: Vec<&str> = cycle
+            .iter()
+            .chain(std::iter::once(&first))
+            .map(|&i| stages[i].name.as_str())
+            .collect();
+        return Err(source.error(
+            after_spans[first].get(position).cloned().unwrap_or(0..0),
+            format!("the stages form a cycle: {}", names.join(" → after → ")),
+            Some("remove one of these `after` entries so that the order has a start".into()),
+        ));
+    }
+    Ok(())
+}
