@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::config::DEFAULT_JOB;
 use crate::exit::Class;
 use crate::outln;
@@ -24,11 +24,11 @@ pub struct Args {
     pub wait: bool,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     let job = args.job.as_deref().unwrap_or(DEFAULT_JOB);
-    super::job(&config, job)?;
-    let scope = cli.scope();
+    ctx.job(job)?;
+    let scope = ctx.scope();
     if args.here {
         // No sandbox here, so these work; say that the units would not see them.
         for warning in crate::generator::sandbox::warnings(&config) {

@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::Context as _;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::config::{Config, Store};
 use crate::exit::{Class, Classify};
 use crate::outln;
@@ -60,8 +60,8 @@ pub fn find<'a>(config: &'a Config, name: &str) -> anyhow::Result<&'a Store> {
         .classify(Class::Usage)
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     match &args.verb {
         Verb::InitKey { name } => {
             let store = find(&config, name)?;
