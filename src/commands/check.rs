@@ -86,17 +86,17 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         scope: ctx.scope(),
         binary: super::generate::this_binary(),
     };
-    if let Err(error) = crate::generator::check_paths(&config, &options) {
+    if let Err(error) = crate::generator::check_paths(config, &options) {
         eprintln!("error: {error}");
         return Ok(ExitCode::from(crate::exit::FAILED));
     }
     // Valid TOML can still name paths the units would not see: refuse those here, not at
     // the first timer run.
-    if let Err(error) = crate::generator::sandbox::check(&config, None) {
+    if let Err(error) = crate::generator::sandbox::check(config, None) {
         eprintln!("error: {error}");
         return Ok(ExitCode::from(crate::exit::FAILED));
     }
-    let jobs = views(&config);
+    let jobs = views(config);
     if args.json {
         let mut out = out::Buffered::new();
         serde_json::to_writer_pretty(

@@ -40,9 +40,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         scope,
         binary: args.binary.clone().unwrap_or_else(this_binary),
     };
-    generator::check_paths(&config, &options)?;
-    generator::sandbox::check(&config, Some(&options.binary))?;
-    let files = generator::render(&config, &options);
+    generator::check_paths(config, &options)?;
+    generator::sandbox::check(config, Some(&options.binary))?;
+    let files = generator::render(config, &options);
     if args.dry_run {
         let mut out = crate::out::Buffered::new();
         for file in &files {

@@ -42,7 +42,7 @@ pub fn job_finished(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
         "job {job} finished: {}",
         lines.join(", ")
     );
-    if let Err(problem) = crate::metrics::update(&config, ctx.scope()) {
+    if let Err(problem) = crate::metrics::update(config, ctx.scope()) {
         tracing::warn!("{problem}");
     }
     Ok(ExitCode::SUCCESS)

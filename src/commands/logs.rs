@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         jobs: jobs.clone(),
         stage: args.stage.clone(),
         run: None,
-        uids: logs::writers(&config, ctx.scope(), &jobs),
+        uids: logs::writers(config, ctx.scope(), &jobs),
     };
     selection.run = match args.run.as_deref() {
         None => None,

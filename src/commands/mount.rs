@@ -48,7 +48,7 @@ pub fn mount(ctx: &Context, args: &MountArgs) -> anyhow::Result<ExitCode> {
         }
     }
     require_root("mounting a store")?;
-    let store = find(&config, &args.name)?;
+    let store = find(config, &args.name)?;
     let dir = std::path::absolute(&args.dir)?;
     let access = if args.read_write {
         Access::ReadWrite
@@ -73,7 +73,7 @@ pub fn mount(ctx: &Context, args: &MountArgs) -> anyhow::Result<ExitCode> {
 pub fn umount(ctx: &Context, args: &UmountArgs) -> anyhow::Result<ExitCode> {
     require_root("unmounting a store")?;
     let config = ctx.config()?;
-    let store = find(&config, &args.name)?;
+    let store = find(config, &args.name)?;
     // Every mount we made except the one the store's unit uses for backups.
     let manual: Vec<PathBuf> = State::load(store)?
         .mounts

@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
             config.file.display()
         )));
     };
-    let subject = notify::event::subject(&config, &args.unit)
+    let subject = notify::event::subject(config, &args.unit)
         .with_context(|| {
             format!(
                 "`{}` is not a unit of this config: expected backup-JOB.service or \
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
             None => UnitResult::from_env(),
         };
         let result_known = given.is_some();
-        let event = notify::end_event(&config, ctx.scope(), &subject, &args.unit, given);
+        let event = notify::end_event(config, ctx.scope(), &subject, &args.unit, given);
         // systemd also starts the job's OnFailure= unit when the job never ran because a
         // required stage failed ("dependency"), and then passes no result. That failure was
         // reported, with its log, by the stage's own notifier: once is enough.

@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
     let snapshots = match &stage.store {
         None => rotate::list(&destination)?,
         Some(name) => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             if store::is_mount_point(&store.mount_point()) {
                 rotate::list(&destination)?
             } else {

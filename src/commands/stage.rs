@@ -25,7 +25,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
     let job_run = std::env::var_os("INVOCATION_ID")
         .and_then(|_| {
             crate::job_run::for_stage(
-                &config,
+                config,
                 &stage.job,
                 &stage.name,
                 ctx.scope(),
@@ -35,7 +35,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| run_id.clone());
     let start = executor::Start::detect(&stage.name, "backupctl stage", args.wait);
     match executor::run_stage(
-        &config,
+        config,
         stage,
         ctx.scope(),
         &run_id,

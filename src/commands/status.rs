@@ -26,7 +26,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         Some(job) => vec![ctx.job(job)?.name.as_str()],
         None => config.jobs.iter().map(|j| j.name.as_str()).collect(),
     };
-    let status = status::gather(&config, &jobs, ctx.scope());
+    let status = status::gather(config, &jobs, ctx.scope());
     let text = if args.json {
         serde_json::to_string_pretty(&status)? + "\n"
     } else {

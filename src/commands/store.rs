@@ -64,7 +64,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     match &args.verb {
         Verb::InitKey { name } => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             init::init_key(store)?;
             outln!(
                 "created the key {} (mode 0400). Keep a copy somewhere safe, away from the NAS: without it the store cannot be read.",
@@ -76,7 +76,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
             pbkdf,
             pbkdf_force_iterations,
         } => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             let kdf = luks::Kdf {
                 pbkdf: pbkdf.clone(),
                 iterations: *pbkdf_force_iterations,
@@ -88,12 +88,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
             )?;
         }
         Verb::Open { name } => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             store::open(store, &store.mount_point(), Access::ReadWrite)?;
             tracing::info!("store {name} open at {}", store.mount_point().display());
         }
         Verb::Close { name } => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             store::close(store, Some(&[store.mount_point()]))?;
             tracing::info!("store {name} closed");
         }
