@@ -102,3 +102,68 @@ pub fn unsupported(capability: Capability, stage: &Stage) -> anyhow::Error {
         stage.kind.name()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context_with(text: &str) -> (tempfile::TempDir, Context) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, Context::new(Scope::User, path))
+    }
+
+    /// The exit class a command's error carries (`cli::exit_code` walks the same chain).
+    fn class(error: &anyhow::Error) -> Option<crate::exit::Class> {
+        error.chain().find_map(crate::exit::class_of)
+    }
+
+    const TWO_STAGES: &str = "[stage.a]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n\
+                              [stage.b]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n";
+
+    #[test]
+    fn the_config_is_read_only_when_asked_for() {
+        let ctx = Context::new(Scope::System, PathBuf::from("/nonexistent/backupctl.toml"));
+        assert_eq!(ctx.scope(), Scope::System);
+        assert_eq!(ctx.config_path(), Path::new("/nonexistent/backupctl.toml"));
+        let error = ctx.config().unwrap_err().to_string();
+        assert!(error.contains("cannot read the config"), "{error}");
+    }
+
+    #[test]
+    fn the_config_is_loaded_once() {
+        let (dir, ctx) = context_with(TWO_STAGES);
+        let first: *const Config = ctx.config().unwrap();
+        std::fs::remove_file(dir.path().join("config.toml")).unwrap();
+        let second: *const Config = ctx.config().unwrap();
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn an_unknown_stage_or_job_is_a_usage_error_listing_the_names() {
+        let (_dir, ctx) = context_with(TWO_STAGES);
+        assert_eq!(ctx.stage("b").unwrap().name, "b");
+        let error = ctx.stage("c").unwrap_err();
+        assert_eq!(class(&error), Some(crate::exit::Class::Usage));
+        let text = error.to_string();
+        assert!(text.starts_with("no stage `c` in "), "{text}");
+        assert!(text.ends_with("; its stages are: a, b"), "{text}");
+        let error = ctx.job("nightly").unwrap_err();
+        assert_eq!(class(&error), Some(crate::exit::Class::Usage));
+        assert!(error.to_string().starts_with("no job `nightly` in "));
+    }
+
+    #[test]
+    fn a_missing_capability_names_the_kinds_that_have_it() {
+        let (_dir, ctx) = context_with(TWO_STAGES);
+        let stage = ctx.stage("a").unwrap();
+        assert_eq!(ctx.verb(stage).stage, "a");
+        let error = unsupported(Capability::History, stage);
+        assert_eq!(class(&error), Some(crate::exit::Class::Usage));
+        assert_eq!(
+            error.to_string(),
+            "`history` works on git stages; `a` is a exec stage"
+        );
+    }
+}
