@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands;
-use crate::config::{self, Config};
+use crate::config;
 use crate::paths::Scope;
 
 /// systemd-native backups: generate units from a TOML config and run their stages.
@@ -110,23 +110,19 @@ pub enum Command {
 }
 
 impl Cli {
-    pub fn scope(&self) -> Scope {
-        if self.user {
+    /// What the commands get of the global options: the scope and the config's path
+    /// resolved; the config is loaded when a command first asks for it.
+    pub fn context(&self) -> commands::Context {
+        let scope = if self.user {
             Scope::User
         } else {
             Scope::System
-        }
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.config
+        };
+        let path = self
+            .config
             .clone()
-            .unwrap_or_else(|| config::default_path(self.scope()))
-    }
-
-    /// Loads the config; its error already says file, line, column and what to do.
-    pub fn load_config(&self) -> Result<Config, config::ConfigError> {
-        Config::load(&self.config_path())
+            .unwrap_or_else(|| config::default_path(scope));
+        commands::Context::new(scope, path)
     }
 }
 
@@ -182,24 +178,25 @@ fn generator_dirs(args: &[OsString]) -> Option<Vec<PathBuf>> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = &cli.context();
     match &cli.command {
-        Command::Generate(args) => commands::generate::run(&cli, args),
-        Command::Check(args) => commands::check::run(&cli, args),
-        Command::Stage(args) => commands::stage::run(&cli, args),
-        Command::Run(args) => commands::run::run(&cli, args),
-        Command::Hello(args) => commands::hello::run(&cli, args),
-        Command::Store(args) => commands::store::run(&cli, args),
-        Command::Mount(args) => commands::mount::mount(&cli, args),
-        Command::Umount(args) => commands::mount::umount(&cli, args),
-        Command::Snapshots(args) => commands::snapshots::run(&cli, args),
-        Command::History(args) => commands::history::run(&cli, args),
-        Command::Restore(args) => commands::restore::run(&cli, args),
-        Command::Status(args) => commands::status::run(&cli, args),
-        Command::Logs(args) => commands::logs::run(&cli, args),
-        Command::Watch(args) => commands::watch::run(&cli, args),
-        Command::Verify(args) => commands::verify::run(&cli, args),
-        Command::Notify(args) => commands::notify::run(&cli, args),
-        Command::JobFinished { job } => commands::internal::job_finished(&cli, job),
+        Command::Generate(args) => commands::generate::run(ctx, args),
+        Command::Check(args) => commands::check::run(ctx, args),
+        Command::Stage(args) => commands::stage::run(ctx, args),
+        Command::Run(args) => commands::run::run(ctx, args),
+        Command::Hello(args) => commands::hello::run(ctx, args),
+        Command::Store(args) => commands::store::run(ctx, args),
+        Command::Mount(args) => commands::mount::mount(ctx, args),
+        Command::Umount(args) => commands::mount::umount(ctx, args),
+        Command::Snapshots(args) => commands::snapshots::run(ctx, args),
+        Command::History(args) => commands::history::run(ctx, args),
+        Command::Restore(args) => commands::restore::run(ctx, args),
+        Command::Status(args) => commands::status::run(ctx, args),
+        Command::Logs(args) => commands::logs::run(ctx, args),
+        Command::Watch(args) => commands::watch::run(ctx, args),
+        Command::Verify(args) => commands::verify::run(args),
+        Command::Notify(args) => commands::notify::run(ctx, args),
+        Command::JobFinished { job } => commands::internal::job_finished(ctx, job),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)
         }
@@ -210,8 +207,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::out::bytes(&script)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man { dir: None } => commands::man::print(),
-        Command::Man { dir: Some(dir) } => commands::man::write_dir(dir),
+        Command::Man { dir: None } => commands::man::print(command()),
+        Command::Man { dir: Some(dir) } => commands::man::write_dir(command(), dir),
     }
 }
 

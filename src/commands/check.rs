@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::config::Config;
 use crate::dag;
 use crate::generator::{job_unit, stage_unit, timer_unit};
@@ -72,8 +72,8 @@ fn views(config: &Config) -> Vec<JobView<'_>> {
 /// width argument.
 const MAX_INDENT: usize = 12;
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = match cli.load_config() {
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = match ctx.config() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
@@ -83,20 +83,20 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     // The config's own path goes into every unit (header, ExecStart=): `generate` would
     // refuse one that cannot stand on a unit line, so `check` says so first.
     let options = crate::generator::Options {
-        scope: cli.scope(),
+        scope: ctx.scope(),
         binary: super::generate::this_binary(),
     };
-    if let Err(error) = crate::generator::check_paths(&config, &options) {
+    if let Err(error) = crate::generator::check_paths(config, &options) {
         eprintln!("error: {error}");
         return Ok(ExitCode::from(crate::exit::FAILED));
     }
     // Valid TOML can still name paths the units would not see: refuse those here, not at
     // the first timer run.
-    if let Err(error) = crate::generator::sandbox::check(&config, None) {
+    if let Err(error) = crate::generator::sandbox::check(config, None) {
         eprintln!("error: {error}");
         return Ok(ExitCode::from(crate::exit::FAILED));
     }
-    let jobs = views(&config);
+    let jobs = views(config);
     if args.json {
         let mut out = out::Buffered::new();
         serde_json::to_writer_pretty(

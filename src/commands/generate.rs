@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::Context as _;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::config::{self, Config};
 use crate::generator::{self, Content, Options};
 use crate::outln;
@@ -33,16 +33,16 @@ pub(crate) fn this_binary() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("/usr/bin/backupctl"))
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let scope = cli.scope();
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
+    let scope = ctx.scope();
     let options = Options {
         scope,
         binary: args.binary.clone().unwrap_or_else(this_binary),
     };
-    generator::check_paths(&config, &options)?;
-    generator::sandbox::check(&config, Some(&options.binary))?;
-    let files = generator::render(&config, &options);
+    generator::check_paths(config, &options)?;
+    generator::sandbox::check(config, Some(&options.binary))?;
+    let files = generator::render(config, &options);
     if args.dry_run {
         let mut out = crate::out::Buffered::new();
         for file in &files {

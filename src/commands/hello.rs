@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::outln;
 use crate::stages::Needs;
 use crate::stages::hello::{print_table, run_checks};
@@ -16,8 +16,8 @@ pub struct Args {}
 /// Free space a local destination should have for `hello` to pass.
 const MIN_FREE: u64 = 1 << 30;
 
-pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     let mut needs = Needs::default();
     for stage in &config.stages {
         let other = stage.kind.needs();

@@ -4,8 +4,9 @@
 
 use std::process::ExitCode;
 
-use crate::cli::Cli;
-use crate::stages::verbs::{HistoryArgs, VerbContext};
+use crate::commands::Context;
+use crate::stages::Capability;
+use crate::stages::verbs::HistoryArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,22 +19,14 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let stage = super::stage(&config, &args.stage)?;
-    let ctx = VerbContext {
-        stage: &stage.name,
-        scope: cli.scope(),
-    };
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let stage = ctx.stage(&args.stage)?;
     let request = HistoryArgs {
         path: args.path.clone(),
         json: args.json,
     };
-    stage.kind.history(&ctx, &request).unwrap_or_else(|| {
-        Err(crate::exit::usage(format_args!(
-            "`history` does not know {} stages yet (stage `{}`)",
-            stage.kind.name(),
-            stage.name
-        )))
-    })
+    stage
+        .kind
+        .history(&ctx.verb(stage), &request)
+        .unwrap_or_else(|| Err(crate::commands::unsupported(Capability::History, stage)))
 }

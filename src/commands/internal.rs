@@ -3,20 +3,20 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use nix::unistd::{Gid, Group, Uid, User};
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::history::{self, RunResult};
 use crate::report::messages;
 
 /// `job-finished JOB`: the job unit's `ExecStart=`, run once every stage it pulled in is done
 /// (systemd only gets here when no required stage failed). Logs the job's summary.
-pub fn job_finished(cli: &Cli, job: &str) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let records = history::read(&crate::paths::state_dir(cli.scope())).unwrap_or_default();
+pub fn job_finished(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
+    let records = history::read(&crate::paths::state_dir(ctx.scope())).unwrap_or_default();
     // Our own start job is still running: the same job run the stages saw.
-    let job_run = crate::job_run::current_in(cli.scope(), job);
+    let job_run = crate::job_run::current_in(ctx.scope(), job);
     let mut lines = Vec::new();
     let mut failed_optional = 0;
     for stage in config.stages_of(job) {
@@ -42,7 +42,7 @@ pub fn job_finished(cli: &Cli, job: &str) -> anyhow::Result<ExitCode> {
         "job {job} finished: {}",
         lines.join(", ")
     );
-    if let Err(problem) = crate::metrics::update(&config, cli.scope()) {
+    if let Err(problem) = crate::metrics::update(config, ctx.scope()) {
         tracing::warn!("{problem}");
     }
     Ok(ExitCode::SUCCESS)

@@ -5,9 +5,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ExitCode, Stdio};
 
-use anyhow::Context;
+use anyhow::Context as _;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::logs::{self, Record, Selection};
 
 #[derive(Debug, clap::Args)]
@@ -38,11 +38,11 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     // A misspelt name would match no record and print nothing: say so instead.
     let stage_job = match &args.stage {
-        Some(stage) => Some(super::stage(&config, stage)?.job.clone()),
+        Some(stage) => Some(ctx.stage(stage)?.job.clone()),
         None => None,
     };
     let jobs = match (&args.job, stage_job) {
@@ -52,7 +52,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 args.stage.as_deref().unwrap_or_default()
             )));
         }
-        (Some(job), _) => vec![super::job(&config, job)?.name.clone()],
+        (Some(job), _) => vec![ctx.job(job)?.name.clone()],
         (None, Some(stage_job)) => vec![stage_job],
         (None, None) => config.jobs.iter().map(|j| j.name.clone()).collect(),
     };
@@ -60,11 +60,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         jobs: jobs.clone(),
         stage: args.stage.clone(),
         run: None,
-        uids: logs::writers(&config, cli.scope(), &jobs),
+        uids: logs::writers(config, ctx.scope(), &jobs),
     };
     selection.run = match args.run.as_deref() {
         None => None,
-        Some("last") => Some(newest_run(cli, &selection)?),
+        Some("last") => Some(newest_run(ctx, &selection)?),
         Some(id) => Some(id.to_string()),
     };
 
@@ -120,11 +120,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// `--run last`: the newest run in the journal, else in the run records.
-fn newest_run(cli: &Cli, selection: &Selection) -> anyhow::Result<String> {
+fn newest_run(ctx: &Context, selection: &Selection) -> anyhow::Result<String> {
     if let Some(run) = logs::last_run(selection)? {
         return Ok(run);
     }
-    let records = crate::history::read(&crate::paths::state_dir(cli.scope())).unwrap_or_default();
+    let records = crate::history::read(&crate::paths::state_dir(ctx.scope())).unwrap_or_default();
     records
         .iter()
         .rev()

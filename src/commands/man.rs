@@ -7,12 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli;
-
-/// The command the pages are made from. clap's `help` subcommand gets no page (it only
+/// The command the pages are made from (`cli::command()`, handed in: the pages come from
+/// the same definitions as `--help`). clap's `help` subcommand gets no page (it only
 /// repeats `--help`), so backupctl(1) does not name one either.
-fn man_command() -> clap::Command {
-    let mut command = cli::command().disable_help_subcommand(true);
+fn man_command(command: clap::Command) -> clap::Command {
+    let mut command = command.disable_help_subcommand(true);
     command.build();
     command
 }
@@ -25,9 +24,9 @@ fn man_page(command: &clap::Command) -> clap_mangen::Man {
 }
 
 /// `man`: backupctl(1) on stdout (what scripts and older installs read).
-pub fn print() -> anyhow::Result<ExitCode> {
+pub fn print(command: clap::Command) -> anyhow::Result<ExitCode> {
     let mut page = Vec::new();
-    man_page(&man_command()).render(&mut page)?;
+    man_page(&man_command(command)).render(&mut page)?;
     crate::out::bytes(&page).context("cannot write the man page to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -35,9 +34,9 @@ pub fn print() -> anyhow::Result<ExitCode> {
 /// `man --dir DIR`: backupctl.1 and one page per visible subcommand, nested ones included
 /// (`store init` → backupctl-store-init.1, the name backupctl-store(1) refers to). Each file
 /// is replaced whole; nothing else in DIR is touched.
-pub fn write_dir(dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn write_dir(command: clap::Command, dir: &Path) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_pages(&man_command(), dir)?;
+    write_pages(&man_command(command), dir)?;
     Ok(ExitCode::SUCCESS)
 }
 

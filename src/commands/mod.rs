@@ -1,6 +1,8 @@
-//! One file per subcommand.
+//! One file per subcommand. Each `run` takes the resolved [`Context`] (scope, config path,
+//! the config on first use) and its own `Args`, which `cli` puts into its clap enum.
 
 pub mod check;
+mod context;
 pub mod generate;
 pub mod hello;
 pub mod history;
@@ -18,30 +20,4 @@ pub mod store;
 pub mod verify;
 pub mod watch;
 
-use crate::config::{Config, Job, Stage};
-
-/// The job named on the command line; the error (a usage error, exit 2) lists the config's
-/// jobs.
-pub fn job<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c Job> {
-    config.job(name).ok_or_else(|| {
-        let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-        crate::exit::usage(format_args!(
-            "no job `{name}` in {}; its jobs are: {}",
-            config.file.display(),
-            names.join(", ")
-        ))
-    })
-}
-
-/// The stage named on the command line; the error (a usage error, exit 2) lists the
-/// config's stages.
-pub fn stage<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c Stage> {
-    config.stage(name).ok_or_else(|| {
-        let names: Vec<&str> = config.stages.iter().map(|s| s.name.as_str()).collect();
-        crate::exit::usage(format_args!(
-            "no stage `{name}` in {}; its stages are: {}",
-            config.file.display(),
-            names.join(", ")
-        ))
-    })
-}
+pub use self::context::{Context, unsupported};

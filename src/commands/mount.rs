@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::commands::store::{find, require_root};
 use crate::outln;
-use crate::stages::verbs::{MountArgs as StageMountArgs, VerbContext};
+use crate::stages::verbs::MountArgs as StageMountArgs;
 use crate::store::{self, Access, State};
 
 #[derive(Debug, clap::Args)]
@@ -33,26 +33,22 @@ pub struct UmountArgs {
     pub name: String,
 }
 
-pub fn mount(cli: &Cli, args: &MountArgs) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn mount(ctx: &Context, args: &MountArgs) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     // A store's name wins; a stage whose kind cannot mount is looked up as a store.
     if config.store(&args.name).is_none()
         && let Some(stage) = config.stage(&args.name)
     {
-        let ctx = VerbContext {
-            stage: &stage.name,
-            scope: cli.scope(),
-        };
         let request = StageMountArgs {
             dir: args.dir.clone(),
             all: args.all,
         };
-        if let Some(result) = stage.kind.mount(&ctx, &request) {
+        if let Some(result) = stage.kind.mount(&ctx.verb(stage), &request) {
             return result;
         }
     }
     require_root("mounting a store")?;
-    let store = find(&config, &args.name)?;
+    let store = find(config, &args.name)?;
     let dir = std::path::absolute(&args.dir)?;
     let access = if args.read_write {
         Access::ReadWrite
@@ -74,10 +70,10 @@ pub fn mount(cli: &Cli, args: &MountArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn umount(cli: &Cli, args: &UmountArgs) -> anyhow::Result<ExitCode> {
+pub fn umount(ctx: &Context, args: &UmountArgs) -> anyhow::Result<ExitCode> {
     require_root("unmounting a store")?;
-    let config = cli.load_config()?;
-    let store = find(&config, &args.name)?;
+    let config = ctx.config()?;
+    let store = find(config, &args.name)?;
     // Every mount we made except the one the store's unit uses for backups.
     let manual: Vec<PathBuf> = State::load(store)?
         .mounts

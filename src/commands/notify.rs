@@ -6,9 +6,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::Context as _;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::exit::{Class, Classify, usage};
 use crate::notify::{self, Subject, UnitResult};
 
@@ -30,8 +30,8 @@ pub enum ResultArg {
     Failure,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     let Some(settings) = config.notify.as_ref() else {
         return Err(usage(format_args!(
             "{} has no [notify] table, so there is nothing to notify: add one (see \
@@ -40,7 +40,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             config.file.display()
         )));
     };
-    let subject = notify::event::subject(&config, &args.unit)
+    let subject = notify::event::subject(config, &args.unit)
         .with_context(|| {
             format!(
                 "`{}` is not a unit of this config: expected backup-JOB.service or \
@@ -72,7 +72,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             None => UnitResult::from_env(),
         };
         let result_known = given.is_some();
-        let event = notify::end_event(&config, cli.scope(), &subject, &args.unit, given);
+        let event = notify::end_event(config, ctx.scope(), &subject, &args.unit, given);
         // systemd also starts the job's OnFailure= unit when the job never ran because a
         // required stage failed ("dependency"), and then passes no result. That failure was
         // reported, with its log, by the stage's own notifier: once is enough.

@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::Cli;
-use crate::stages::verbs::{RestoreArgs, VerbContext};
-use crate::stages::{self, Capability};
+use crate::commands::Context;
+use crate::stages::Capability;
+use crate::stages::verbs::RestoreArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,13 +31,8 @@ pub struct Args {
     pub verify: bool,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let stage = super::stage(&config, &args.stage)?;
-    let ctx = VerbContext {
-        stage: &stage.name,
-        scope: cli.scope(),
-    };
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let stage = ctx.stage(&args.stage)?;
     let request = RestoreArgs {
         target: args.target.clone(),
         snapshot: args.snapshot.clone(),
@@ -45,12 +40,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         include: args.include.clone(),
         verify: args.verify,
     };
-    stage.kind.restore(&ctx, &request).unwrap_or_else(|| {
-        Err(crate::exit::usage(format_args!(
-            "`restore` works on {} stages; `{}` is a {} stage",
-            stages::that_can(Capability::Restore),
-            stage.name,
-            stage.kind.name()
-        )))
-    })
+    stage
+        .kind
+        .restore(&ctx.verb(stage), &request)
+        .unwrap_or_else(|| Err(crate::commands::unsupported(Capability::Restore, stage)))
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::config::DEFAULT_JOB;
 use crate::exit::Class;
 use crate::outln;
@@ -24,18 +24,18 @@ pub struct Args {
     pub wait: bool,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     let job = args.job.as_deref().unwrap_or(DEFAULT_JOB);
-    super::job(&config, job)?;
-    let scope = cli.scope();
+    ctx.job(job)?;
+    let scope = ctx.scope();
     if args.here {
         // No sandbox here, so these work; say that the units would not see them.
-        for warning in crate::generator::sandbox::warnings(&config) {
+        for warning in crate::generator::sandbox::warnings(config) {
             eprintln!("warning: {warning}");
         }
         crate::signals::install()?;
-        let report = runner::here::run_job(&config, job, scope, args.wait);
+        let report = runner::here::run_job(config, job, scope, args.wait);
         eprint!("\n{}", runner::here::summary(&report));
         // A stage another run holds: not a failed backup, a run to try again later.
         let busy: Vec<_> = report.busy().collect();
@@ -52,7 +52,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             ExitCode::from(crate::exit::FAILED)
         });
     }
-    let outcome = runner::systemd::run_job(&config, job, scope, |stage| {
+    let outcome = runner::systemd::run_job(config, job, scope, |stage| {
         let status = if stage.status_text.is_empty() {
             String::new()
         } else {

@@ -6,12 +6,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::commands::store::find;
-use crate::exit::usage;
 use crate::outln;
-use crate::stages::verbs::{Listing, SnapshotsArgs, VerbContext};
-use crate::stages::{self, Capability};
+use crate::stages::Capability;
+use crate::stages::verbs::{Listing, SnapshotsArgs};
 use crate::store::{self, Access, rotate};
 
 #[derive(Debug, clap::Args)]
@@ -26,24 +25,17 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let stage = super::stage(&config, &args.stage)?;
-    let ctx = VerbContext {
-        stage: &stage.name,
-        scope: cli.scope(),
-    };
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
+    let stage = ctx.stage(&args.stage)?;
     let request = SnapshotsArgs {
         all: args.all,
         json: args.json,
     };
-    let listing = stage.kind.snapshots(&ctx, &request).unwrap_or_else(|| {
-        Err(usage(format_args!(
-            "stage `{}` keeps no snapshots: {} stages do",
-            stage.name,
-            stages::that_can(Capability::Snapshots)
-        )))
-    })?;
+    let listing = stage
+        .kind
+        .snapshots(&ctx.verb(stage), &request)
+        .unwrap_or_else(|| Err(crate::commands::unsupported(Capability::Snapshots, stage)))?;
     let (destination, every, keep) = match listing {
         Listing::Done(code) => return Ok(code),
         Listing::Rotated {
@@ -55,7 +47,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let snapshots = match &stage.store {
         None => rotate::list(&destination)?,
         Some(name) => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             if store::is_mount_point(&store.mount_point()) {
                 rotate::list(&destination)?
             } else {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::executor;
 use crate::report::Reporter;
 
@@ -15,9 +15,9 @@ pub struct Args {
     pub wait: bool,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
-    let stage = super::stage(&config, &args.name)?;
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
+    let stage = ctx.stage(&args.name)?;
     crate::signals::install()?;
     let report = Reporter::for_environment(&stage.name);
     let run_id = executor::run_id();
@@ -25,19 +25,19 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let job_run = std::env::var_os("INVOCATION_ID")
         .and_then(|_| {
             crate::job_run::for_stage(
-                &config,
+                config,
                 &stage.job,
                 &stage.name,
-                cli.scope(),
-                &crate::paths::state_dir(cli.scope()),
+                ctx.scope(),
+                &crate::paths::state_dir(ctx.scope()),
             )
         })
         .unwrap_or_else(|| run_id.clone());
     let start = executor::Start::detect(&stage.name, "backupctl stage", args.wait);
     match executor::run_stage(
-        &config,
+        config,
         stage,
-        cli.scope(),
+        ctx.scope(),
         &run_id,
         &job_run,
         &report,

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::status;
 
 #[derive(Debug, clap::Args)]
@@ -20,13 +20,13 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     let jobs: Vec<&str> = match &args.job {
-        Some(job) => vec![super::job(&config, job)?.name.as_str()],
+        Some(job) => vec![ctx.job(job)?.name.as_str()],
         None => config.jobs.iter().map(|j| j.name.as_str()).collect(),
     };
-    let status = status::gather(&config, &jobs, cli.scope());
+    let status = status::gather(config, &jobs, ctx.scope());
     let text = if args.json {
         serde_json::to_string_pretty(&status)? + "\n"
     } else {

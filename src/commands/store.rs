@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::Context as _;
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::config::{Config, Store};
 use crate::exit::{Class, Classify};
 use crate::outln;
@@ -60,11 +60,11 @@ pub fn find<'a>(config: &'a Config, name: &str) -> anyhow::Result<&'a Store> {
         .classify(Class::Usage)
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = cli.load_config()?;
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
     match &args.verb {
         Verb::InitKey { name } => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             init::init_key(store)?;
             outln!(
                 "created the key {} (mode 0400). Keep a copy somewhere safe, away from the NAS: without it the store cannot be read.",
@@ -76,7 +76,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             pbkdf,
             pbkdf_force_iterations,
         } => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             let kdf = luks::Kdf {
                 pbkdf: pbkdf.clone(),
                 iterations: *pbkdf_force_iterations,
@@ -88,12 +88,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             )?;
         }
         Verb::Open { name } => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             store::open(store, &store.mount_point(), Access::ReadWrite)?;
             tracing::info!("store {name} open at {}", store.mount_point().display());
         }
         Verb::Close { name } => {
-            let store = find(&config, name)?;
+            let store = find(config, name)?;
             store::close(store, Some(&[store.mount_point()]))?;
             tracing::info!("store {name} closed");
         }

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::Cli;
 use crate::exit::{Class, Classify};
 use crate::stages::manifest::cache::Cache;
 use crate::stages::manifest::diff::{self, Ignore};
@@ -38,7 +37,7 @@ pub struct Args {
     pub exclude: Vec<String>,
 }
 
-pub fn run(_cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     // A manifest that cannot be read is a bad argument (2), as the module doc says.
     let data = crate::paths::read_regular(&args.manifest, MAX_MANIFEST_SIZE)
         .with_context(|| format!("cannot read the manifest {}", args.manifest.display()))

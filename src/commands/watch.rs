@@ -7,12 +7,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::Context as _;
 use futures_util::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use zbus::{Connection, MatchRule, MessageStream};
 
-use crate::cli::Cli;
+use crate::commands::Context;
 use crate::config::size::human_bytes;
 use crate::outln;
 use crate::paths::Scope;
@@ -25,8 +25,8 @@ pub struct Args {
     pub stage: Option<String>,
 }
 
-pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    zbus::block_on(watch(cli.scope(), args.stage.as_deref()))
+pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    zbus::block_on(watch(ctx.scope(), args.stage.as_deref()))
 }
 
 type ProgressArgs = (u64, u64, f64, u64, u64, u64, u64, u64, Vec<String>);
