@@ -96,7 +96,7 @@ pub fn unsupported(capability: Capability, stage: &Stage) -> anyhow::Error {
         Capability::Mount => "mount",
     };
     crate::exit::usage(format_args!(
-        "`{verb}` works on {} stages; `{}` is a {} stage",
+        "`{verb}` works on {} stages; `{}` is a stage of kind {}",
         stages::that_can(capability),
         stage.name,
         stage.kind.name()
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(class(&error), Some(crate::exit::Class::Usage));
         assert_eq!(
             error.to_string(),
-            "`history` works on git stages; `a` is a exec stage"
+            "`history` works on git stages; `a` is a stage of kind exec"
         );
     }
 }
