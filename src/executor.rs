@@ -29,7 +29,7 @@ impl Start {
     /// `backup@STAGE.service` when systemd runs us (it sets `$INVOCATION_ID`), else `command`.
     pub fn detect(stage: &str, command: &str, wait: bool) -> Start {
         let by = match std::env::var_os("INVOCATION_ID") {
-            Some(id) if !id.is_empty() => crate::generator::stage_unit(stage),
+            Some(id) if !id.is_empty() => crate::units::stage_service(stage),
             _ => command.to_string(),
         };
         Start { by, wait }

@@ -25,3 +25,4 @@ pub mod stage_lock;
 pub mod stages;
 pub mod status;
 pub mod store;
+pub mod units;

@@ -26,7 +26,10 @@ pub const START_TEMPLATE: &str = "backup-notify-start@.service";
 
 /// `backup-notify@ESCAPED.service` for the unit `unit`.
 pub fn unit_for(unit: &str) -> String {
-    format!("backup-notify@{}.service", escape::unit_instance(unit))
+    format!(
+        "backup-notify@{}.service",
+        crate::units::escape_instance(unit)
+    )
 }
 
 /// `backup-notify-start@JOB.service` (job names need no escaping but `-`, which `%i` keeps).
@@ -36,7 +39,7 @@ pub fn start_unit(job: &str) -> String {
 
 /// What the job unit's `[Unit]` section gains.
 pub fn job_lines(notify: &Notify, job: &str) -> String {
-    let own = unit_for(&super::job_unit(job));
+    let own = unit_for(&crate::units::job_service(job));
     let mut lines = format!("OnFailure={own}\n");
     if notify.wants_success() {
         let _ = writeln!(lines, "OnSuccess={own}");
@@ -50,7 +53,10 @@ pub fn job_lines(notify: &Notify, job: &str) -> String {
 
 /// What a stage's drop-in `[Unit]` section gains.
 pub fn stage_lines(notify: &Notify, stage: &str, job: &str) -> String {
-    let mut lines = format!("OnFailure={}\n", unit_for(&super::stage_unit(stage)));
+    let mut lines = format!(
+        "OnFailure={}\n",
+        unit_for(&crate::units::stage_service(stage))
+    );
     if notify.pings_on_start() {
         // Ordering only: the ping precedes the stages when the job pulled both in.
         let _ = writeln!(lines, "After={}", start_unit(job));

@@ -288,7 +288,7 @@ pub fn stage_status(
             "systemd: {} (no run record; see `systemctl{} status {}`)",
             unit.result,
             if scope == Scope::User { " --user" } else { "" },
-            crate::generator::stage_unit(&stage.name)
+            crate::units::stage_service(&stage.name)
         ));
     }
     if running {
@@ -299,7 +299,7 @@ pub fn stage_status(
         name: stage.name.clone(),
         kind: stage.kind.name().to_string(),
         required: stage.required,
-        unit: crate::generator::stage_unit(&stage.name),
+        unit: crate::units::stage_service(&stage.name),
         state: unit.map(|u| u.active_state.clone()),
         sub_state: unit.map(|u| u.sub_state.clone()),
         status_text: unit
@@ -349,14 +349,14 @@ pub fn job_status(
     JobStatus {
         name: job.to_string(),
         unit: view.map(|v| UnitStatus {
-            name: crate::generator::job_unit(job),
+            name: crate::units::job_service(job),
             load_state: v.job.load_state.clone(),
             active_state: v.job.active_state.clone(),
             sub_state: v.job.sub_state.clone(),
             result: v.job.result.clone(),
         }),
         timer: view.and_then(|v| v.timer.as_ref()).map(|t| TimerStatus {
-            name: crate::generator::timer_unit(job),
+            name: crate::units::job_timer(job),
             active_state: t.active_state.clone(),
             next_elapse: timestamp(t.next_elapse_usec),
             last_trigger: timestamp(t.last_trigger_usec),
