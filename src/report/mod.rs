@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::size::human_bytes;
+use crate::out::human_bytes;
 
 /// Figures a stage reports at its end; written as journal fields and into the run record.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

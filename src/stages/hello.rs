@@ -12,7 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Needs, Outcome, SpecError, StageError, StageKind};
-use crate::config::size::{human_bytes, parse_size};
+use crate::config::size::parse_size;
+use crate::out::human_bytes;
 use crate::stages::StageContext;
 
 const DEFAULT_MIN_FREE: u64 = 1 << 30;
