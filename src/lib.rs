@@ -1,6 +1,7 @@
 //! backupctl: systemd-native backups. A TOML config becomes systemd units (`generator`); each
 //! unit runs one stage through the `executor`; `runner` runs a whole job for people.
 
+pub mod btrfs;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod out;
 pub mod paths;
 pub mod process;
 pub mod report;
+pub mod rotate;
 pub mod runner;
 pub mod secret_file;
 pub mod signals;
@@ -25,4 +27,5 @@ pub mod stage_lock;
 pub mod stages;
 pub mod status;
 pub mod store;
+pub mod tool;
 pub mod units;

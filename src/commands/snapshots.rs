@@ -12,7 +12,8 @@ use crate::exit::usage;
 use crate::outln;
 use crate::stages::verbs::{Listing, SnapshotsArgs, VerbContext};
 use crate::stages::{self, Capability};
-use crate::store::{self, Access, rotate};
+use crate::rotate;
+use crate::store::{self, Access};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -7,12 +7,10 @@
 //! mapping or a mount that was there before (someone else's) is used but never torn down.
 //! This fixes the seed's habit of closing a mapper device it did not open.
 
-pub mod btrfs;
 pub mod cifs;
 pub mod init;
 pub mod luks;
 pub mod preflight;
-pub mod rotate;
 
 use std::fs;
 use std::io::Write as _;
@@ -22,22 +20,13 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::btrfs;
 use crate::config::store::{Remote, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{tool} failed ({status}){}", stderr_tail(.stderr))]
-    Tool {
-        tool: String,
-        status: String,
-        stderr: String,
-    },
-    #[error("cannot run {tool}: {source} (is it installed? `backupctl hello` checks)")]
-    Spawn {
-        tool: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Tool(#[from] crate::tool::ToolError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -46,16 +35,6 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Refused(String),
-}
-
-fn stderr_tail(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.trim().lines().rev().take(4).collect();
-    if lines.is_empty() {
-        String::new()
-    } else {
-        let lines: Vec<&str> = lines.into_iter().rev().collect();
-        format!(": {}", lines.join(" / "))
-    }
 }
 
 impl StoreError {
@@ -67,34 +46,9 @@ impl StoreError {
     }
 }
 
-/// Runs a tool to its end, capturing its output; a failure names the tool and its stderr.
-/// Secrets are never arguments: they go by file (`--key-file`, `credentials=`).
+/// Runs a tool to its end, capturing its output (see [`crate::tool`]).
 pub fn run_tool(command: &mut Command) -> Result<String, StoreError> {
-    let tool = command.get_program().to_string_lossy().into_owned();
-    tracing::debug!(
-        "running {tool} {}",
-        command
-            .get_args()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let output = command
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| StoreError::Spawn {
-            tool: tool.clone(),
-            source,
-        })?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(StoreError::Tool {
-            tool,
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
-    }
+    Ok(crate::tool::run(command)?)
 }
 
 /// What an open created, kept in `/run/backupctl/store-state/NAME.json`.
@@ -311,7 +265,7 @@ fn open_layers(
         }
         None => {
             make_private_dir(target)?;
-            btrfs::mount(&store.mapper_path(), target, access)?;
+            btrfs::mount(&store.mapper_path(), target, access == Access::ReadOnly)?;
             state.mounts.push(target.to_path_buf());
             state.save(store)?;
         }
