@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use crate::cli::Cli;
 use crate::outln;
 use crate::stages::Needs;
-use crate::stages::hello::{print_table, run_checks};
+use crate::preflight::{print_table, run_checks};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
