@@ -308,37 +308,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// True when `path` is a mount point, from `/proc/self/mountinfo` (device numbers would miss
 /// bind mounts of the same filesystem).
 pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(path) = path.canonicalize() else {
-        return false;
-    };
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|mount| unescape_mountinfo(mount) == path.as_os_str().to_string_lossy())
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            let code: String = chars.by_ref().take(3).collect();
-            match u8::from_str_radix(&code, 8) {
-                Ok(byte) => out.push(byte as char),
-                Err(_) => {
-                    out.push('\\');
-                    out.push_str(&code);
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    path.canonicalize()
+        .is_ok_and(|path| crate::mounts::is_mount_point(&path))
 }
 
 #[cfg(test)]
@@ -351,10 +322,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(!is_mount_point(dir.path()));
         assert!(!is_mount_point(Path::new("/does/not/exist")));
-    }
-
-    #[test]
-    fn unescapes_mountinfo_paths() {
-        assert_eq!(unescape_mountinfo("/mnt/my\\040disk"), "/mnt/my disk");
     }
 }

@@ -13,6 +13,7 @@ pub mod history;
 pub mod job_run;
 pub mod logs;
 pub mod metrics;
+pub mod mounts;
 pub mod needs;
 pub mod notify;
 pub mod out;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::btrfs;
 use crate::config::store::{Remote, Store};
+use crate::mounts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -134,61 +135,21 @@ fn lock(store: &Store) -> Result<Lock, StoreError> {
         })
 }
 
-/// The current mounts: (source, mount point), from /proc/self/mountinfo.
-pub fn mounts() -> Vec<(String, PathBuf)> {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|line| {
-            let target = line.split(' ').nth(4)?;
-            let (_, after) = line.split_once(" - ")?;
-            let source = after.split(' ').nth(1)?;
-            Some((unescape(source), PathBuf::from(unescape(target))))
-        })
-        .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len());
-    let raw = text.as_bytes();
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'\\'
-            && i + 3 < raw.len()
-            && let Some(byte) = std::str::from_utf8(&raw[i + 1..i + 4])
-                .ok()
-                .and_then(|code| u8::from_str_radix(code, 8).ok())
-        {
-            bytes.push(byte);
-            i += 4;
-        } else {
-            bytes.push(raw[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 pub fn is_mount_point(path: &Path) -> bool {
-    mounts().iter().any(|(_, target)| target == path)
+    mounts::is_mount_point(path)
 }
 
 /// Mount points whose source is this store's mapping.
 fn mounts_of_mapper(store: &Store) -> Vec<PathBuf> {
     let mapper = store.mapper_path();
-    let mapper_text = mapper.to_string_lossy();
     let resolved = fs::canonicalize(&mapper).ok();
-    mounts()
+    mounts::read()
         .into_iter()
-        .filter(|(source, _)| {
-            source == mapper_text.as_ref()
-                || resolved
-                    .as_ref()
-                    .is_some_and(|dm| Path::new(source) == dm.as_path())
+        .filter(|mount| {
+            let source = Path::new(&mount.source);
+            source == mapper || resolved.as_deref() == Some(source)
         })
-        .map(|(_, target)| target)
+        .map(|mount| mount.target)
         .collect()
 }
 
@@ -252,8 +213,9 @@ fn open_layers(
         state.mapper = true;
         state.save(store)?;
     }
-    match mounts().iter().find(|(_, mounted)| mounted == target) {
-        Some((source, _)) => {
+    match mounts::read().into_iter().find(|mount| mount.target == target) {
+        Some(mount) => {
+            let source = mount.source.to_string_lossy();
             if !mounts_of_mapper(store).iter().any(|m| m == target) {
                 return Err(StoreError::Refused(format!(
                     "{} is already a mount point of {source}, not of store `{}`; choose another directory",
@@ -352,12 +314,6 @@ pub fn write_private_file(path: &Path, content: &[u8], mode: u32) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unescapes_mountinfo_fields() {
-        assert_eq!(unescape(r"/mnt/with\040space"), "/mnt/with space");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
 
     #[test]
     fn empty_state_is_not_written() {
