@@ -182,7 +182,7 @@ fn write_note(path: &Path, note: &Note) {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            crate::paths::write_atomically(path, &bytes)
+            crate::paths::write_atomically(path, &bytes, crate::paths::Fsync::No, None)
         });
     if let Err(error) = written {
         tracing::debug!("cannot write {}: {error}", path.display());

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::btrfs;
 use crate::config::store::{Remote, Store};
 use crate::mounts;
+use crate::paths::{self, Fsync};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -98,10 +99,9 @@ impl State {
         }
         let parent = path.parent().expect("state files live in a directory");
         make_private_dir(parent)?;
-        let temporary = path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(self).expect("state serializes");
-        fs::write(&temporary, text + "\n")
-            .and_then(|()| fs::rename(&temporary, &path))
+        let text = serde_json::to_string_pretty(self).expect("state serializes") + "\n";
+        // On a tmpfs (`/run`): an fsync would buy nothing.
+        paths::write_atomically(&path, text.as_bytes(), Fsync::No, None)
             .map_err(|error| StoreError::io(format!("cannot write {}", path.display()), error))
     }
 }
