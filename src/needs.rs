@@ -27,3 +27,52 @@ pub struct Needs {
     /// even when the stage runs as another user.
     pub credentials: Vec<(String, PathBuf)>,
 }
+
+impl Needs {
+    /// Adds `other`'s needs to these: the lists become their union (each entry once, in the
+    /// order first seen; `writes` sorted, as `ReadWritePaths=` lists them), `network` is
+    /// needed when either needs it. The one way needs of several stages are combined: for the
+    /// `hello` stage's unit (the generator), what the `hello` stage checks, and what
+    /// `backupctl hello` checks.
+    pub fn merge(&mut self, other: Needs) {
+        fn union<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) {
+            for item in from {
+                if !into.contains(&item) {
+                    into.push(item);
+                }
+            }
+        }
+        union(&mut self.writes, other.writes);
+        self.writes.sort();
+        self.network |= other.network;
+        union(&mut self.tools, other.tools);
+        union(&mut self.secrets, other.secrets);
+        union(&mut self.remotes, other.remotes);
+        union(&mut self.capabilities, other.capabilities);
+        union(&mut self.sources, other.sources);
+        union(&mut self.credentials, other.credentials);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_is_a_union() {
+        let mut needs = Needs {
+            writes: vec!["/b".into()],
+            tools: vec!["rsync"],
+            ..Needs::default()
+        };
+        needs.merge(Needs {
+            writes: vec!["/a".into(), "/b".into()],
+            network: true,
+            tools: vec!["rsync", "ssh"],
+            ..Needs::default()
+        });
+        assert_eq!(needs.writes, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert!(needs.network);
+        assert_eq!(needs.tools, ["rsync", "ssh"]);
+    }
+}

@@ -378,8 +378,13 @@ pub(crate) fn stage_needs(config: &Config, stage: &Stage) -> Needs {
     if stage.kind.name() == "hello" {
         for other in config.stages_of(&stage.job) {
             let other = other.kind.needs();
-            needs.writes.extend(other.writes);
-            needs.network |= other.network;
+            // The unit only probes the destinations; the other stages' tools, secrets,
+            // credentials and capabilities are theirs (each is checked at its own stage).
+            needs.merge(Needs {
+                writes: other.writes,
+                network: other.network,
+                ..Needs::default()
+            });
         }
     }
     if let Some(store) = &stage.store {

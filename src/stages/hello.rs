@@ -55,14 +55,13 @@ impl StageKind for Spec {
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         let mut needs = Needs::default();
         for stage in ctx.config.stages_of(&ctx.stage.job) {
-            let other = stage.kind.needs();
-            needs.writes.extend(other.writes);
-            needs.tools.extend(other.tools);
-            needs.secrets.extend(other.secrets);
-            needs.remotes.extend(other.remotes);
+            needs.merge(stage.kind.needs());
         }
         if let Some(notify) = &ctx.config.notify {
-            needs.secrets.extend(notify.secret_files());
+            needs.merge(Needs {
+                secrets: notify.secret_files(),
+                ..Needs::default()
+            });
         }
         ctx.report
             .status("hello: checking tools, destinations and secrets");
