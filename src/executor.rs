@@ -9,7 +9,7 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Stage};
-use crate::history::{self, RunRecord, RunResult};
+use crate::run_records::{self, RunRecord, RunResult};
 use crate::paths::Scope;
 use crate::report::messages;
 use crate::report::{Figures, Reporter};
@@ -194,7 +194,7 @@ pub fn run_stage(
         }
     };
     report.finish();
-    if let Err(problem) = history::append(&state_dir, &record) {
+    if let Err(problem) = run_records::append(&state_dir, &record) {
         // The backup itself is done (or failed) either way; a lost record must not change that.
         warn!("{problem}");
     }

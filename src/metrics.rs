@@ -1,6 +1,6 @@
 //! The Prometheus text file (`[metrics] textfile`) for node_exporter's textfile collector:
 //! per stage of each job, the last run's time, duration, result and figures, and the time of
-//! the last success, all from the run records (`crate::history`). Rewritten after each stage
+//! the last success, all from the run records (`crate::run_records`). Rewritten after each stage
 //! and when a job ends; always whole (temporary file in the same directory + rename), so the
 //! collector never reads half a file.
 
@@ -14,7 +14,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::Config;
-use crate::history::{self, RunRecord, RunResult};
+use crate::run_records::{self, RunRecord, RunResult};
 use crate::paths::{self, Fsync, Scope};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub fn update(config: &Config, scope: Scope) -> Result<(), MetricsError> {
     let state = crate::paths::state_dir(scope);
     std::fs::create_dir_all(&state).map_err(wrap)?;
     let _lock = lock(&state.join("metrics.lock"), LOCK_WAIT).map_err(wrap)?;
-    let records = history::read(&state).map_err(wrap)?;
+    let records = run_records::read(&state).map_err(wrap)?;
     write_atomically(&metrics.textfile, &render(config, &records)).map_err(wrap)
 }
 

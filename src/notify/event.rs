@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::history::RunRecord;
+use crate::run_records::RunRecord;
 
 /// Which moment of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,7 +1,7 @@
 //! Reporting: progress and results leave a stage through [`Reporter`], which feeds several
 //! sinks (sd_notify `STATUS=`, a terminal bar, periodic log lines) so that no stage kind
 //! needs to know where its progress goes. Journal records are written with `tracing`
-//! (see [`logging`]); run records go to the state directory (see `crate::history`).
+//! (see [`logging`]); run records go to the state directory (see `crate::run_records`).
 
 pub mod dbus;
 pub mod logging;

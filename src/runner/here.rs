@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::config::{Config, Stage};
 use crate::dag;
 use crate::executor;
-use crate::history::{RunRecord, RunResult};
+use crate::run_records::{RunRecord, RunResult};
 use crate::paths::Scope;
 use crate::report::{Reporter, messages};
 

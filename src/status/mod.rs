@@ -1,5 +1,5 @@
 //! `status`: what the last run of a job did and what runs now, from two sources that are
-//! combined here: the run records in the state directory (`crate::history`: durable, exact
+//! combined here: the run records in the state directory (`crate::run_records`: durable, exact
 //! figures, survive unit garbage collection and reboots) and systemd over D-Bus (`systemd`:
 //! live state, `StatusText`, the timer's next elapse, and runs that left no record because
 //! they were killed). Without systemd the records alone still answer.
@@ -13,7 +13,7 @@ pub mod table;
 use serde::Serialize;
 
 use crate::config::{Config, Stage};
-use crate::history::{RunRecord, RunResult};
+use crate::run_records::{RunRecord, RunResult};
 use crate::paths::Scope;
 use systemd::{JobView, UnitView};
 
@@ -379,7 +379,7 @@ pub fn job_status(
 /// The status of `jobs`: records from the scope's state directory, systemd when it answers.
 pub fn gather(config: &Config, jobs: &[&str], scope: Scope) -> Status {
     let state_dir = crate::paths::state_dir(scope);
-    let records = crate::history::read(&state_dir).unwrap_or_else(|error| {
+    let records = crate::run_records::read(&state_dir).unwrap_or_else(|error| {
         tracing::warn!(
             "cannot read the run records in {}: {error}; showing systemd's view only \
              (system scope's records may need root; your own jobs are `--user`)",
