@@ -19,7 +19,11 @@ pub fn mkfs(device: &Path, label: &str) -> Result<(), ToolError> {
 }
 
 pub fn mount(device: &Path, target: &Path, read_only: bool) -> Result<(), ToolError> {
-    let options = if read_only { "ro,noatime" } else { "rw,noatime" };
+    let options = if read_only {
+        "ro,noatime"
+    } else {
+        "rw,noatime"
+    };
     run_tool(
         Command::new("mount")
             .args(["-t", "btrfs", "-o", options])

@@ -9,10 +9,10 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Stage};
-use crate::run_records::{self, RunRecord, RunResult};
 use crate::paths::Scope;
 use crate::report::messages;
 use crate::report::{Figures, Reporter};
+use crate::run_records::{self, RunRecord, RunResult};
 use crate::stage_lock::{Busy, Refused, StageLock};
 use crate::stages::{Outcome, StageContext, StageError, new_id};
 

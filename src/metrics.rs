@@ -14,8 +14,8 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::Config;
-use crate::run_records::{self, RunRecord, RunResult};
 use crate::paths::{self, Fsync, Scope};
+use crate::run_records::{self, RunRecord, RunResult};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the metrics file {}: {source}", .path.display())]

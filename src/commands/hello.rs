@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use crate::cli::Cli;
 use crate::outln;
-use crate::stages::Needs;
 use crate::preflight::{print_table, run_checks};
+use crate::stages::Needs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}

@@ -7,8 +7,8 @@ use anyhow::Context;
 use nix::unistd::{Gid, Group, Uid, User};
 
 use crate::cli::Cli;
-use crate::run_records::{self, RunResult};
 use crate::report::messages;
+use crate::run_records::{self, RunResult};
 
 /// `job-finished JOB`: the job unit's `ExecStart=`, run once every stage it pulled in is done
 /// (systemd only gets here when no required stage failed). Logs the job's summary.

@@ -124,7 +124,8 @@ fn newest_run(cli: &Cli, selection: &Selection) -> anyhow::Result<String> {
     if let Some(run) = logs::last_run(selection)? {
         return Ok(run);
     }
-    let records = crate::run_records::read(&crate::paths::state_dir(cli.scope())).unwrap_or_default();
+    let records =
+        crate::run_records::read(&crate::paths::state_dir(cli.scope())).unwrap_or_default();
     records
         .iter()
         .rev()

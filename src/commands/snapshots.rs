@@ -10,9 +10,9 @@ use crate::cli::Cli;
 use crate::commands::store::find;
 use crate::exit::usage;
 use crate::outln;
+use crate::rotate;
 use crate::stages::verbs::{Listing, SnapshotsArgs, VerbContext};
 use crate::stages::{self, Capability};
-use crate::rotate;
 use crate::store::{self, Access};
 
 #[derive(Debug, clap::Args)]

@@ -18,9 +18,9 @@ pub mod webhook;
 use tracing::{error, info};
 
 use crate::config::{Config, Notify};
-use crate::run_records::{self, RunResult};
 use crate::paths::Scope;
 use crate::report::messages;
+use crate::run_records::{self, RunResult};
 pub use event::{Event, EventKind, Subject};
 
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Needs, Outcome, SpecError, StageError, StageKind};
-use crate::preflight::{print_table, run_checks};
 use crate::config::size::parse_size;
+use crate::preflight::{print_table, run_checks};
 use crate::stages::StageContext;
 
 const DEFAULT_MIN_FREE: u64 = 1 << 30;

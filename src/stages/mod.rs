@@ -32,8 +32,8 @@ use crate::process::ToolError;
 use crate::report::Figures;
 
 pub use self::context::{StageContext, new_id};
-pub use crate::needs::Needs;
 pub use self::kind::{AnyKind, Capability, Entry, KindSpec, StageKind};
+pub use crate::needs::Needs;
 
 /// Every stage kind, in the order the help texts list them.
 pub static KINDS: &[Entry] = &[

@@ -13,8 +13,8 @@ pub mod table;
 use serde::Serialize;
 
 use crate::config::{Config, Stage};
-use crate::run_records::{RunRecord, RunResult};
 use crate::paths::Scope;
+use crate::run_records::{RunRecord, RunResult};
 use systemd::{JobView, UnitView};
 
 /// Version of the JSON shape; raised only if a key ever changes meaning.

@@ -213,7 +213,10 @@ fn open_layers(
         state.mapper = true;
         state.save(store)?;
     }
-    match mounts::read().into_iter().find(|mount| mount.target == target) {
+    match mounts::read()
+        .into_iter()
+        .find(|mount| mount.target == target)
+    {
         Some(mount) => {
             let source = mount.source.to_string_lossy();
             if !mounts_of_mapper(store).iter().any(|m| m == target) {
