@@ -4,12 +4,17 @@
 //!
 //! A job is `backup-JOB.service` (with `backup-JOB.timer` when it has a schedule); a stage is
 //! an instance of the template `backup@.service`; an encrypted store is an instance of
-//! `backup-store@.service`. The notifier's units are named in `generator::notify`.
+//! `backup-store@.service`. The notifier is an instance of `backup-notify@.service` per unit
+//! it reports on, and `backup-notify-start@.service` per job for the start ping.
 
 /// The stages' template; each stage is an instance ([`stage_service`]).
 pub const STAGE_TEMPLATE: &str = "backup@.service";
 /// The stores' template; each store is an instance ([`store_service`]).
 pub const STORE_TEMPLATE: &str = "backup-store@.service";
+/// The notifier's template; each instance reports on one unit ([`notify_service`]).
+pub const NOTIFY_TEMPLATE: &str = "backup-notify@.service";
+/// The start ping's template; each job with one is an instance ([`notify_start_service`]).
+pub const NOTIFY_START_TEMPLATE: &str = "backup-notify-start@.service";
 /// The file name of our drop-in inside `UNIT.d/`.
 pub const DROP_IN: &str = "backupctl.conf";
 
@@ -31,6 +36,16 @@ pub fn stage_service(stage: &str) -> String {
 /// `backup-store@STORE.service`: opens a store on start, closes it on stop.
 pub fn store_service(store: &str) -> String {
     format!("backup-store@{store}.service")
+}
+
+/// `backup-notify@ESCAPED.service`: the notifier that reports on the unit `unit`.
+pub fn notify_service(unit: &str) -> String {
+    format!("backup-notify@{}.service", escape_instance(unit))
+}
+
+/// `backup-notify-start@JOB.service` (job names need no escaping but `-`, which `%i` keeps).
+pub fn notify_start_service(job: &str) -> String {
+    format!("backup-notify-start@{job}.service")
 }
 
 /// A string as a unit name's instance, as `systemd-escape` writes it: `/` → `-`, bytes other
@@ -62,6 +77,14 @@ mod tests {
         assert_eq!(job_timer("offsite"), "backup-offsite.timer");
         assert_eq!(stage_service("copy"), "backup@copy.service");
         assert_eq!(store_service("nas"), "backup-store@nas.service");
+        assert_eq!(
+            notify_service("backup@copy.service"),
+            "backup-notify@backup\\x40copy.service.service"
+        );
+        assert_eq!(
+            notify_start_service("offsite"),
+            "backup-notify-start@offsite.service"
+        );
     }
 
     #[test]

@@ -122,12 +122,12 @@ pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
     }
     if let Some(settings) = &config.notify {
         files.push(text(
-            notify::TEMPLATE,
+            units::NOTIFY_TEMPLATE,
             notify::template(config, settings, options),
         ));
         if settings.pings_on_start() {
             files.push(text(
-                notify::START_TEMPLATE,
+                units::NOTIFY_START_TEMPLATE,
                 notify::start_template(config, settings, options),
             ));
         }
