@@ -9,10 +9,10 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Stage};
-use crate::history::{self, RunRecord, RunResult};
 use crate::paths::Scope;
 use crate::report::messages;
 use crate::report::{Figures, Reporter};
+use crate::run_records::{self, RunRecord, RunResult};
 use crate::stage_lock::{Busy, Refused, StageLock};
 use crate::stages::{Outcome, StageContext, StageError, new_id};
 
@@ -29,7 +29,7 @@ impl Start {
     /// `backup@STAGE.service` when systemd runs us (it sets `$INVOCATION_ID`), else `command`.
     pub fn detect(stage: &str, command: &str, wait: bool) -> Start {
         let by = match std::env::var_os("INVOCATION_ID") {
-            Some(id) if !id.is_empty() => crate::generator::stage_unit(stage),
+            Some(id) if !id.is_empty() => crate::units::stage_service(stage),
             _ => command.to_string(),
         };
         Start { by, wait }
@@ -194,7 +194,7 @@ pub fn run_stage(
         }
     };
     report.finish();
-    if let Err(problem) = history::append(&state_dir, &record) {
+    if let Err(problem) = run_records::append(&state_dir, &record) {
         // The backup itself is done (or failed) either way; a lost record must not change that.
         warn!("{problem}");
     }
@@ -308,37 +308,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// True when `path` is a mount point, from `/proc/self/mountinfo` (device numbers would miss
 /// bind mounts of the same filesystem).
 pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(path) = path.canonicalize() else {
-        return false;
-    };
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|mount| unescape_mountinfo(mount) == path.as_os_str().to_string_lossy())
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            let code: String = chars.by_ref().take(3).collect();
-            match u8::from_str_radix(&code, 8) {
-                Ok(byte) => out.push(byte as char),
-                Err(_) => {
-                    out.push('\\');
-                    out.push_str(&code);
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    path.canonicalize()
+        .is_ok_and(|path| crate::mounts::is_mount_point(&path))
 }
 
 #[cfg(test)]
@@ -351,10 +322,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(!is_mount_point(dir.path()));
         assert!(!is_mount_point(Path::new("/does/not/exist")));
-    }
-
-    #[test]
-    fn unescapes_mountinfo_paths() {
-        assert_eq!(unescape_mountinfo("/mnt/my\\040disk"), "/mnt/my disk");
     }
 }

@@ -33,8 +33,8 @@ use zbus::Connection;
 use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
 
 use crate::config::Config;
-use crate::generator::{job_unit, stage_unit};
 use crate::paths::Scope;
+use crate::units::{job_service, stage_service};
 
 /// A stage asking systemd must never hang the backup on a stuck bus.
 const BUS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,7 +88,7 @@ pub async fn current(
     manager: &ManagerProxy<'_>,
     job: &str,
 ) -> zbus::Result<Option<String>> {
-    let Some(job_id) = queued_job(connection, manager, &job_unit(job)).await? else {
+    let Some(job_id) = queued_job(connection, manager, &job_service(job)).await? else {
         return Ok(None);
     };
     Ok(Some(derive(&manager_identity(manager).await?, job_id)))
@@ -135,9 +135,12 @@ pub fn for_stage(
             .map_err(|e| zbus::Error::Failure(e.to_string()))?;
         let manager = ManagerProxy::new(&connection).await?;
         let identity = manager_identity(&manager).await?;
-        if let Some(job_id) = queued_job(&connection, &manager, &job_unit(job)).await? {
+        if let Some(job_id) = queued_job(&connection, &manager, &job_service(job)).await? {
             let job_run = derive(&identity, job_id);
-            let units: Vec<String> = config.stages_of(job).map(|s| stage_unit(&s.name)).collect();
+            let units: Vec<String> = config
+                .stages_of(job)
+                .map(|s| stage_service(&s.name))
+                .collect();
             let jobs = manager
                 .list_jobs()
                 .await?
@@ -154,7 +157,7 @@ pub fn for_stage(
             return Ok(Some(job_run));
         }
         // The job's start job is gone (a required stage failed) or there never was one.
-        let Some(own) = queued_job(&connection, &manager, &stage_unit(stage)).await? else {
+        let Some(own) = queued_job(&connection, &manager, &stage_service(stage)).await? else {
             return Ok(None);
         };
         let note = std::fs::read(note_path(state_dir, job))
@@ -179,7 +182,7 @@ fn write_note(path: &Path, note: &Note) {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            crate::paths::write_atomically(path, &bytes)
+            crate::paths::write_atomically(path, &bytes, crate::paths::Fsync::No, None)
         });
     if let Err(error) = written {
         tracing::debug!("cannot write {}: {error}", path.display());

@@ -1,6 +1,7 @@
 //! backupctl: systemd-native backups. A TOML config becomes systemd units (`generator`); each
 //! unit runs one stage through the `executor`; `runner` runs a whole job for people.
 
+pub mod btrfs;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -8,15 +9,19 @@ pub mod dag;
 pub mod executor;
 pub mod exit;
 pub mod generator;
-pub mod history;
 pub mod job_run;
 pub mod logs;
 pub mod metrics;
+pub mod mounts;
+pub mod needs;
 pub mod notify;
 pub mod out;
 pub mod paths;
+pub mod preflight;
 pub mod process;
 pub mod report;
+pub mod rotate;
+pub mod run_records;
 pub mod runner;
 pub mod schedule;
 pub mod secret_file;
@@ -26,3 +31,5 @@ pub mod stage_lock;
 pub mod stages;
 pub mod status;
 pub mod store;
+pub mod tool;
+pub mod units;

@@ -1,13 +1,11 @@
 //! The Prometheus text file (`[metrics] textfile`) for node_exporter's textfile collector:
 //! per stage of each job, the last run's time, duration, result and figures, and the time of
-//! the last success, all from the run records (`crate::history`). Rewritten after each stage
+//! the last success, all from the run records (`crate::run_records`). Rewritten after each stage
 //! and when a job ends; always whole (temporary file in the same directory + rename), so the
 //! collector never reads half a file.
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
@@ -16,8 +14,8 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::Config;
-use crate::history::{self, RunRecord, RunResult};
-use crate::paths::Scope;
+use crate::paths::{self, Fsync, Scope};
+use crate::run_records::{self, RunRecord, RunResult};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the metrics file {}: {source}", .path.display())]
@@ -41,7 +39,7 @@ pub fn update(config: &Config, scope: Scope) -> Result<(), MetricsError> {
     let state = crate::paths::state_dir(scope);
     std::fs::create_dir_all(&state).map_err(wrap)?;
     let _lock = lock(&state.join("metrics.lock"), LOCK_WAIT).map_err(wrap)?;
-    let records = history::read(&state).map_err(wrap)?;
+    let records = run_records::read(&state).map_err(wrap)?;
     let schedules = Schedules::of(config);
     write_atomically(
         &metrics.textfile,
@@ -65,10 +63,6 @@ impl Schedules {
                 })
                 .collect(),
         )
-    }
-
-    pub fn none() -> Self {
-        Schedules(Vec::new())
     }
 }
 
@@ -290,29 +284,16 @@ fn seconds(time: &str) -> Option<String> {
     Some(format!("{:.3}", time.as_millisecond() as f64 / 1000.0))
 }
 
-/// Temporary file beside the target (same filesystem, so the rename is atomic), named so the
-/// collector ignores it (it reads only `*.prom`), mode 0644 (node_exporter runs as its own
-/// user; metrics are not secret), then rename.
+/// Mode 0644: node_exporter runs as its own user; metrics are not secret. The temporary
+/// name `.NAME.PID.tmp` is one the collector ignores (it reads only `*.prom`).
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&temporary)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result
+    paths::write_atomically(path, text.as_bytes(), Fsync::Yes, Some(0o644))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn escapes_label_values() {

@@ -3,6 +3,8 @@
 //! head -1`: Rust ignores SIGPIPE, so the write fails with EPIPE). That failure is marked
 //! [`Closed`], and `cli::main` ends quietly with exit 0 when it finds it in an error's chain;
 //! a broken pipe elsewhere (a socket, a tool's stdin) stays an error.
+//!
+//! Also [`human_bytes`], the one way sizes are written for people (tables, `STATUS=`).
 
 use std::io::{self, Write};
 
@@ -107,6 +109,22 @@ macro_rules! outln {
     };
 }
 
+/// Human-readable bytes for tables and STATUS= lines, e.g. `1.5 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +142,12 @@ mod tests {
     fn other_broken_pipes_are_errors() {
         let error = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe));
         assert!(!is_closed(&error));
+    }
+
+    #[test]
+    fn formats_bytes() {
+        assert_eq!(human_bytes(100), "100 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 }

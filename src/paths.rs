@@ -66,16 +66,50 @@ pub fn unit_dir(scope: Scope) -> PathBuf {
     }
 }
 
-/// Writes `data` beside `path` and renames it over `path`, so that a reader never sees half
-/// a file and concurrent writers (parallel stages) leave one of their files whole. The
-/// temporary name carries our pid: writers never share one. Removed again on failure.
-pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&temporary, data)
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&temporary);
-        })
+/// Whether [`write_atomically`] flushes the data to disk before the rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Records that must survive a crash (run records, the metrics file): a rename that
+    /// reaches the disk before the data would leave an empty file after a power loss.
+    Yes,
+    /// Files that are rewritten on the next run anyway, or live on a tmpfs.
+    No,
+}
+
+/// Writes `data` to a temporary file beside `path` (same filesystem, so the rename is
+/// atomic) and renames it over `path`: a reader never sees half a file, and concurrent
+/// writers (parallel stages) leave one of their files whole. The temporary name
+/// `.NAME.PID.tmp` carries our pid, so writers never share one, and is hidden and ends in
+/// `.tmp`, so collectors that read `*.prom` or list a directory skip it. With `mode`, the
+/// file gets exactly that mode (not narrowed by the umask). Removed again on failure.
+pub fn write_atomically(
+    path: &Path,
+    data: &[u8],
+    fsync: Fsync,
+    mode: Option<u32>,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}.tmp", std::process::id()));
+    let temporary = dir.join(name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        if let Some(mode) = mode {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(data)?;
+        if fsync == Fsync::Yes {
+            file.sync_all()?;
+        }
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
 }
 
 /// Why [`read_regular`] refused a file.

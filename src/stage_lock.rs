@@ -78,7 +78,7 @@ fn holder_text(holder: &Option<Holder>) -> String {
 }
 
 fn help(stage: &str, holder: &Option<Holder>, scope: Scope) -> String {
-    let unit = crate::generator::stage_unit(stage);
+    let unit = crate::units::stage_service(stage);
     let user = if scope == Scope::User { " --user" } else { "" };
     match holder {
         Some(h) if h.by == unit => {

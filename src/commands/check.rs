@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::commands::Context;
 use crate::config::Config;
 use crate::dag;
-use crate::generator::{job_unit, stage_unit, timer_unit};
 use crate::out;
+use crate::units::{job_service, job_timer, stage_service};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,15 +48,15 @@ fn views(config: &Config) -> Vec<JobView<'_>> {
             let order = dag::topological(&edges).unwrap_or_else(|| (0..stages.len()).collect());
             JobView {
                 name: &job.name,
-                unit: job_unit(&job.name),
-                timer: job.schedule.as_ref().map(|_| timer_unit(&job.name)),
+                unit: job_service(&job.name),
+                timer: job.schedule.as_ref().map(|_| job_timer(&job.name)),
                 schedule: job.schedule.as_deref(),
                 stages: order
                     .into_iter()
                     .map(|i| StageView {
                         name: &stages[i].name,
                         kind: stages[i].kind.name(),
-                        unit: stage_unit(&stages[i].name),
+                        unit: stage_service(&stages[i].name),
                         after: &stages[i].after,
                         required: stages[i].required,
                         depth: depths[i],

@@ -74,7 +74,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
     let user = if scope == Scope::User { " --user" } else { "" };
     outln!(
         "next: systemctl{user} daemon-reload && systemctl{user} start {}",
-        generator::job_unit(config::DEFAULT_JOB)
+        crate::units::job_service(config::DEFAULT_JOB)
     )?;
     Ok(ExitCode::SUCCESS)
 }

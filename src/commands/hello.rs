@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use crate::commands::Context;
 use crate::outln;
+use crate::preflight::{print_table, run_checks};
 use crate::stages::Needs;
-use crate::stages::hello::{print_table, run_checks};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -20,17 +20,18 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let mut needs = Needs::default();
     for stage in &config.stages {
-        let other = stage.kind.needs();
+        let mut other = stage.kind.needs();
         // A store's destinations exist only while it is open: its own checks cover it.
-        if stage.store.is_none() {
-            needs.writes.extend(other.writes);
+        if stage.store.is_some() {
+            other.writes.clear();
         }
-        needs.tools.extend(other.tools);
-        needs.secrets.extend(other.secrets);
-        needs.remotes.extend(other.remotes);
+        needs.merge(other);
     }
     if let Some(notify) = &config.notify {
-        needs.secrets.extend(notify.secret_files());
+        needs.merge(Needs {
+            secrets: notify.secret_files(),
+            ..Needs::default()
+        });
     }
     let mut checks = run_checks(&needs, &[], MIN_FREE);
     for store in &config.stores {

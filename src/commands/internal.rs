@@ -7,14 +7,14 @@ use anyhow::Context as _;
 use nix::unistd::{Gid, Group, Uid, User};
 
 use crate::commands::Context;
-use crate::history::{self, RunResult};
 use crate::report::messages;
+use crate::run_records::{self, RunResult};
 
 /// `job-finished JOB`: the job unit's `ExecStart=`, run once every stage it pulled in is done
 /// (systemd only gets here when no required stage failed). Logs the job's summary.
 pub fn job_finished(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
-    let records = history::read(&crate::paths::state_dir(ctx.scope())).unwrap_or_default();
+    let records = run_records::read(&crate::paths::state_dir(ctx.scope())).unwrap_or_default();
     // Our own start job is still running: the same job run the stages saw.
     let job_run = crate::job_run::current_in(ctx.scope(), job);
     let mut lines = Vec::new();

@@ -124,7 +124,8 @@ fn newest_run(ctx: &Context, selection: &Selection) -> anyhow::Result<String> {
     if let Some(run) = logs::last_run(selection)? {
         return Ok(run);
     }
-    let records = crate::history::read(&crate::paths::state_dir(ctx.scope())).unwrap_or_default();
+    let records =
+        crate::run_records::read(&crate::paths::state_dir(ctx.scope())).unwrap_or_default();
     records
         .iter()
         .rev()

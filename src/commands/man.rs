@@ -47,7 +47,7 @@ fn write_pages(command: &clap::Command, dir: &Path) -> anyhow::Result<()> {
     let mut page = Vec::new();
     man.render(&mut page)?;
     let path = dir.join(man.get_filename());
-    crate::paths::write_atomically(&path, &page)
+    crate::paths::write_atomically(&path, &page, crate::paths::Fsync::No, None)
         .with_context(|| format!("cannot write {}", path.display()))?;
     for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
         write_pages(sub, dir)?;

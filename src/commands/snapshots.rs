@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use crate::commands::Context;
 use crate::commands::store::find;
 use crate::outln;
+use crate::rotate;
 use crate::stages::Capability;
 use crate::stages::verbs::{Listing, SnapshotsArgs};
-use crate::store::{self, Access, rotate};
+use crate::store::{self, Access};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

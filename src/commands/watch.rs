@@ -13,7 +13,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use zbus::{Connection, MatchRule, MessageStream};
 
 use crate::commands::Context;
-use crate::config::size::human_bytes;
+use crate::out::human_bytes;
 use crate::outln;
 use crate::paths::Scope;
 use crate::report::dbus::{INTERFACE, PROJECT, object_path, stage_of_path, unlabel};

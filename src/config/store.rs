@@ -62,7 +62,7 @@ pub enum Password {
 impl Store {
     /// `backup-store@NAME.service`.
     pub fn unit(&self) -> String {
-        unit_name(&self.name)
+        crate::units::store_service(&self.name)
     }
 
     /// Where the btrfs filesystem of the store is mounted while the store is open.
@@ -110,10 +110,6 @@ impl Store {
             Remote::Block { .. } => None,
         }
     }
-}
-
-pub fn unit_name(store: &str) -> String {
-    format!("backup-store@{store}.service")
 }
 
 pub fn mount_point(store: &str) -> PathBuf {

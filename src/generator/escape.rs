@@ -99,25 +99,6 @@ pub fn environment(key: &str, value: &str) -> String {
     }
 }
 
-/// A string as a unit name's instance, as `systemd-escape` writes it: `/` → `-`, bytes other
-/// than ASCII letters, digits, `:`, `_` and `.` (and a leading `.`) → `\xNN`. The unit reads it
-/// back unescaped with `%I`. Used for the notifier's instance, which is a unit name itself
-/// (`backup@copy.service` → `backup\x40copy.service`).
-pub fn unit_instance(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for (index, byte) in text.bytes().enumerate() {
-        match byte {
-            b'/' => escaped.push('-'),
-            b'.' if index == 0 => escaped.push_str("\\x2e"),
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b':' | b'_' | b'.' => {
-                escaped.push(byte as char)
-            }
-            _ => escaped.push_str(&format!("\\x{byte:02x}")),
-        }
-    }
-    escaped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,20 +124,6 @@ mod tests {
             exec_arg("/etc/backupctl/config.toml"),
             "/etc/backupctl/config.toml"
         );
-    }
-
-    #[test]
-    fn escapes_unit_instances_like_systemd_escape() {
-        // `systemd-escape 'backup@my-stage.service'`
-        assert_eq!(
-            unit_instance("backup@my-stage.service"),
-            "backup\\x40my\\x2dstage.service"
-        );
-        assert_eq!(
-            unit_instance("backup-job.service"),
-            "backup\\x2djob.service"
-        );
-        assert_eq!(unit_instance(".a/b"), "\\x2ea-b");
     }
 
     #[test]

@@ -27,23 +27,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, Job, Stage};
 use crate::paths::Scope;
 use crate::stages::Needs;
-
-/// The template's name; stages are its instances.
-pub const TEMPLATE: &str = "backup@.service";
-/// The drop-in file name inside `backup@S.service.d/`.
-pub const DROP_IN: &str = "backupctl.conf";
-
-pub fn job_unit(job: &str) -> String {
-    format!("backup-{job}.service")
-}
-
-pub fn timer_unit(job: &str) -> String {
-    format!("backup-{job}.timer")
-}
-
-pub fn stage_unit(stage: &str) -> String {
-    format!("backup@{stage}.service")
-}
+use crate::units;
 
 /// How the units call back into backupctl.
 #[derive(Debug, Clone)]
@@ -109,14 +93,14 @@ pub fn check_paths(config: &Config, options: &Options) -> Result<(), UnfitPath> 
 
 /// Renders the whole unit set of a config.
 pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
-    let mut files = vec![text(TEMPLATE, template(config, options))];
+    let mut files = vec![text(units::STAGE_TEMPLATE, template(config, options))];
     for job in &config.jobs {
         files.push(text(
-            &job_unit(&job.name),
+            &units::job_service(&job.name),
             job_service(config, job, options),
         ));
         if job.schedule.is_some() {
-            let timer = timer_unit(&job.name);
+            let timer = units::job_timer(&job.name);
             files.push(text(&timer, job_timer(config, job)));
             files.push(UnitFile {
                 path: Path::new("timers.target.wants").join(&timer),
@@ -125,28 +109,32 @@ pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
         }
     }
     if !config.stores.is_empty() {
-        files.push(text(store::TEMPLATE, store::template(config, options)));
+        files.push(text(
+            units::STORE_TEMPLATE,
+            store::template(config, options),
+        ));
         for each in &config.stores {
             files.push(UnitFile {
-                path: Path::new(&format!("{}.d", each.unit())).join(DROP_IN),
+                path: Path::new(&format!("{}.d", each.unit())).join(units::DROP_IN),
                 content: Content::Text(store::drop_in(config, each)),
             });
         }
     }
     if let Some(settings) = &config.notify {
         files.push(text(
-            notify::TEMPLATE,
+            units::NOTIFY_TEMPLATE,
             notify::template(config, settings, options),
         ));
         if settings.pings_on_start() {
             files.push(text(
-                notify::START_TEMPLATE,
+                units::NOTIFY_START_TEMPLATE,
                 notify::start_template(config, settings, options),
             ));
         }
     }
     for stage in &config.stages {
-        let path = Path::new(&format!("{}.d", stage_unit(&stage.name))).join(DROP_IN);
+        let path =
+            Path::new(&format!("{}.d", units::stage_service(&stage.name))).join(units::DROP_IN);
         files.push(UnitFile {
             path,
             content: Content::Text(stage_drop_in(config, stage, options)),
@@ -265,12 +253,12 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
     let required: Vec<String> = stages
         .iter()
         .filter(|s| s.required)
-        .map(|s| stage_unit(&s.name))
+        .map(|s| units::stage_service(&s.name))
         .collect();
     let optional: Vec<String> = stages
         .iter()
         .filter(|s| !s.required)
-        .map(|s| stage_unit(&s.name))
+        .map(|s| units::stage_service(&s.name))
         .collect();
     if !required.is_empty() {
         let _ = writeln!(unit, "Requires={}", required.join(" "));
@@ -278,7 +266,10 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
     if !optional.is_empty() {
         let _ = writeln!(unit, "Wants={}", optional.join(" "));
     }
-    let all: Vec<String> = stages.iter().map(|s| stage_unit(&s.name)).collect();
+    let all: Vec<String> = stages
+        .iter()
+        .map(|s| units::stage_service(&s.name))
+        .collect();
     let _ = writeln!(unit, "After={}", all.join(" "));
     // `systemctl stop backup-JOB` stops the running stages too (Requires= alone does not).
     let _ = writeln!(unit, "PropagatesStopTo={}", all.join(" "));
@@ -368,7 +359,7 @@ fn job_timer(config: &Config, job: &Job) -> String {
     if let Some(delay) = job.randomized_delay {
         let _ = writeln!(unit, "RandomizedDelaySec={delay}");
     }
-    let _ = writeln!(unit, "Unit={}", job_unit(&job.name));
+    let _ = writeln!(unit, "Unit={}", units::job_service(&job.name));
     unit.push_str("\n[Install]\nWantedBy=timers.target\n");
     unit
 }
@@ -387,8 +378,13 @@ pub(crate) fn stage_needs(config: &Config, stage: &Stage) -> Needs {
     if stage.kind.name() == "hello" {
         for other in config.stages_of(&stage.job) {
             let other = other.kind.needs();
-            needs.writes.extend(other.writes);
-            needs.network |= other.network;
+            // The unit only probes the destinations; the other stages' tools, secrets,
+            // credentials and capabilities are theirs (each is checked at its own stage).
+            needs.merge(Needs {
+                writes: other.writes,
+                network: other.network,
+                ..Needs::default()
+            });
         }
     }
     if let Some(store) = &stage.store {
@@ -427,10 +423,14 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
         } else {
             "Wants"
         };
-        let _ = writeln!(unit, "{relation}={}", stage_unit(parent));
+        let _ = writeln!(unit, "{relation}={}", units::stage_service(parent));
     }
     if !stage.after.is_empty() {
-        let parents: Vec<String> = stage.after.iter().map(|p| stage_unit(p)).collect();
+        let parents: Vec<String> = stage
+            .after
+            .iter()
+            .map(|p| units::stage_service(p))
+            .collect();
         let _ = writeln!(unit, "After={}", parents.join(" "));
     }
     if let Some(name) = &stage.store {
@@ -439,7 +439,7 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
         // store's unneeded-stop job "destructive" and the store stayed open after the run
         // (seen in the guest test). The assertion keeps a stage from writing beside a store
         // that did not open: it fails instead.
-        let store_unit = crate::config::store::unit_name(name);
+        let store_unit = units::store_service(name);
         let mount = crate::config::store::mount_point(name);
         let _ = writeln!(
             unit,

@@ -20,40 +20,31 @@ use super::{BASE_CAPABILITIES, HARDENING, Options, escape, exec_line, header, st
 use crate::config::notify::{Channel, credentials};
 use crate::config::{Config, Notify};
 use crate::paths::Scope;
-
-pub const TEMPLATE: &str = "backup-notify@.service";
-pub const START_TEMPLATE: &str = "backup-notify-start@.service";
-
-/// `backup-notify@ESCAPED.service` for the unit `unit`.
-pub fn unit_for(unit: &str) -> String {
-    format!("backup-notify@{}.service", escape::unit_instance(unit))
-}
-
-/// `backup-notify-start@JOB.service` (job names need no escaping but `-`, which `%i` keeps).
-pub fn start_unit(job: &str) -> String {
-    format!("backup-notify-start@{job}.service")
-}
+use crate::units::{self, notify_service, notify_start_service};
 
 /// What the job unit's `[Unit]` section gains.
 pub fn job_lines(notify: &Notify, job: &str) -> String {
-    let own = unit_for(&super::job_unit(job));
+    let own = notify_service(&units::job_service(job));
     let mut lines = format!("OnFailure={own}\n");
     if notify.wants_success() {
         let _ = writeln!(lines, "OnSuccess={own}");
     }
     if notify.pings_on_start() {
         // Wants=: a start ping that fails must never fail the job.
-        let _ = writeln!(lines, "Wants={}", start_unit(job));
+        let _ = writeln!(lines, "Wants={}", notify_start_service(job));
     }
     lines
 }
 
 /// What a stage's drop-in `[Unit]` section gains.
 pub fn stage_lines(notify: &Notify, stage: &str, job: &str) -> String {
-    let mut lines = format!("OnFailure={}\n", unit_for(&super::stage_unit(stage)));
+    let mut lines = format!(
+        "OnFailure={}\n",
+        notify_service(&units::stage_service(stage))
+    );
     if notify.pings_on_start() {
         // Ordering only: the ping precedes the stages when the job pulled both in.
-        let _ = writeln!(lines, "After={}", start_unit(job));
+        let _ = writeln!(lines, "After={}", notify_start_service(job));
     }
     lines
 }

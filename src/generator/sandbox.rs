@@ -2,7 +2,7 @@
 //!
 //! Every unit of ours runs with `PrivateTmp=` (its own, empty /tmp and /var/tmp),
 //! `PrivateDevices=` (a /dev with pseudo devices only) and `ProtectSystem=strict` plus
-//! `ReadWritePaths=` from the stage's [`Needs`]. A config naming a source, destination,
+//! `ReadWritePaths=` from the stage's [`Needs`](crate::needs::Needs). A config naming a source, destination,
 //! secret or the config file itself under /tmp validates, generates, and then fails at run
 //! time with a bare "No such file or directory", or worse writes into a private /tmp that is
 //! deleted after the run. `check` and `generate` refuse such a config instead, naming the

@@ -12,8 +12,6 @@ use super::{Options, escape, exec_line, header};
 use crate::config::Config;
 use crate::config::store::{Password, Remote, Store};
 
-pub const TEMPLATE: &str = "backup-store@.service";
-
 /// Mounting and device-mapper work must happen in the host's mount namespace, where the
 /// stages will see it: so no `ProtectSystem=`, `PrivateTmp=`, `PrivateDevices=` or anything
 /// else that gives the unit a namespace of its own. What it may do is bounded by its

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::history::RunRecord;
+use crate::run_records::RunRecord;
 
 /// Which moment of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -179,10 +179,7 @@ pub fn job_summary(config: &Config, job: &str, records: &[RunRecord]) -> Vec<Str
                     line.push_str(&format!(", {files} files"));
                 }
                 if let Some(bytes) = record.figures.bytes_added {
-                    line.push_str(&format!(
-                        ", {} added",
-                        crate::config::size::human_bytes(bytes)
-                    ));
+                    line.push_str(&format!(", {} added", crate::out::human_bytes(bytes)));
                 }
                 if let Some(error) = &record.error {
                     line.push_str(&format!(": {error}"));

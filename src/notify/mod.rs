@@ -18,9 +18,9 @@ pub mod webhook;
 use tracing::{error, info};
 
 use crate::config::{Config, Notify};
-use crate::history::{self, RunResult};
 use crate::paths::Scope;
 use crate::report::messages;
+use crate::run_records::{self, RunResult};
 pub use event::{Event, EventKind, Subject};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ pub fn end_event(
 ) -> Event {
     let notify = config.notify.as_ref();
     let log_lines = notify.map_or(30, |n| n.log_lines);
-    let records = history::read(&crate::paths::state_dir(scope)).unwrap_or_default();
+    let records = run_records::read(&crate::paths::state_dir(scope)).unwrap_or_default();
     let now = jiff::Timestamp::now().to_string();
     match subject {
         Subject::Stage(name) => {

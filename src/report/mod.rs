@@ -1,7 +1,7 @@
 //! Reporting: progress and results leave a stage through [`Reporter`], which feeds several
 //! sinks (sd_notify `STATUS=`, a terminal bar, periodic log lines) so that no stage kind
 //! needs to know where its progress goes. Journal records are written with `tracing`
-//! (see [`logging`]); run records go to the state directory (see `crate::history`).
+//! (see [`logging`]); run records go to the state directory (see `crate::run_records`).
 
 pub mod dbus;
 pub mod logging;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::size::human_bytes;
+use crate::out::human_bytes;
 
 /// Figures a stage reports at its end; written as journal fields and into the run record.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]

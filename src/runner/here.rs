@@ -7,9 +7,9 @@ use std::time::Instant;
 use crate::config::{Config, Stage};
 use crate::dag;
 use crate::executor;
-use crate::history::{RunRecord, RunResult};
 use crate::paths::Scope;
 use crate::report::{Reporter, messages};
+use crate::run_records::{RunRecord, RunResult};
 
 /// How one stage of the job ended.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,8 +13,8 @@ use zbus::proxy::CacheProperties;
 use zbus_systemd::systemd1::{ManagerProxy, ServiceProxy, UnitProxy};
 
 use crate::config::Config;
-use crate::generator::{job_unit, stage_unit};
 use crate::paths::Scope;
+use crate::units::{job_service, stage_service};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
@@ -183,10 +183,10 @@ pub fn run_job(
         for name in &stage_names {
             stages.push((
                 name.clone(),
-                unit_proxy(&connection, &manager, &stage_unit(name)).await?,
+                unit_proxy(&connection, &manager, &stage_service(name)).await?,
             ));
         }
-        let unit_name = job_unit(job);
+        let unit_name = job_service(job);
         let (job_unit_proxy, job_service) = unit_proxy(&connection, &manager, &unit_name).await?;
         let since = now_usec();
         let job_path = manager

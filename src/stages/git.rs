@@ -22,7 +22,8 @@ use super::verbs::{HistoryArgs, RestoreArgs, Verb, VerbContext};
 use super::{
     Needs, Outcome, SpecError, StageError, StageKind, require_absolute, require_normalized,
 };
-use crate::config::size::{human_bytes, parse_size};
+use crate::config::size::parse_size;
+use crate::out::human_bytes;
 use crate::outln;
 use crate::process::Command;
 use crate::process::ToolError;

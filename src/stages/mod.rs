@@ -33,6 +33,7 @@ use crate::report::Figures;
 
 pub use self::context::{StageContext, new_id};
 pub use self::kind::{AnyKind, Capability, Entry, KindSpec, Purpose, StageKind};
+pub use crate::needs::Needs;
 
 /// Every stage kind, in the order the help texts list them.
 pub static KINDS: &[Entry] = &[
@@ -68,30 +69,6 @@ pub fn that_can(capability: Capability) -> String {
         Some((last, [])) => last.to_string(),
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
     }
-}
-
-/// What a stage needs from its sandbox and environment.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Needs {
-    /// Paths the stage writes (→ `ReadWritePaths=`; `hello` checks them and their free space).
-    pub writes: Vec<PathBuf>,
-    /// The stage talks to the network (→ `RestrictAddressFamilies=` with IP, no `PrivateNetwork=`).
-    pub network: bool,
-    /// Programs the stage runs (`hello` checks them and prints their versions).
-    pub tools: Vec<&'static str>,
-    /// Files holding secrets (`hello` checks they exist and are not readable by others).
-    pub secrets: Vec<PathBuf>,
-    /// Remote places the stage reaches, for `hello`'s table (e.g. `host:path`, a repository).
-    pub remotes: Vec<String>,
-    /// Capabilities beyond reading everything, when run as root (system scope), e.g. the
-    /// right to set owners on copied files.
-    pub capabilities: Vec<&'static str>,
-    /// Local paths the stage reads (what `snapshot = "btrfs"` snapshots).
-    pub sources: Vec<PathBuf>,
-    /// systemd credentials the unit loads (`LoadCredential=NAME:PATH`): the stage reads them
-    /// from `$CREDENTIALS_DIRECTORY/NAME`, so the secret file may stay readable by root only
-    /// even when the stage runs as another user.
-    pub credentials: Vec<(String, PathBuf)>,
 }
 
 /// A stage that finished (maybe with warnings).

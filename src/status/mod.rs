@@ -1,5 +1,5 @@
 //! `status`: what the last run of a job did and what runs now, from two sources that are
-//! combined here: the run records in the state directory (`crate::history`: durable, exact
+//! combined here: the run records in the state directory (`crate::run_records`: durable, exact
 //! figures, survive unit garbage collection and reboots) and systemd over D-Bus (`systemd`:
 //! live state, `StatusText`, the timer's next elapse, and runs that left no record because
 //! they were killed). Without systemd the records alone still answer.
@@ -13,8 +13,8 @@ pub mod table;
 use serde::Serialize;
 
 use crate::config::{Config, Stage};
-use crate::history::{RunRecord, RunResult};
 use crate::paths::Scope;
+use crate::run_records::{RunRecord, RunResult};
 use systemd::{JobView, UnitView};
 
 /// Version of the JSON shape; raised only if a key ever changes meaning.
@@ -288,7 +288,7 @@ pub fn stage_status(
             "systemd: {} (no run record; see `systemctl{} status {}`)",
             unit.result,
             if scope == Scope::User { " --user" } else { "" },
-            crate::generator::stage_unit(&stage.name)
+            crate::units::stage_service(&stage.name)
         ));
     }
     if running {
@@ -299,7 +299,7 @@ pub fn stage_status(
         name: stage.name.clone(),
         kind: stage.kind.name().to_string(),
         required: stage.required,
-        unit: crate::generator::stage_unit(&stage.name),
+        unit: crate::units::stage_service(&stage.name),
         state: unit.map(|u| u.active_state.clone()),
         sub_state: unit.map(|u| u.sub_state.clone()),
         status_text: unit
@@ -349,14 +349,14 @@ pub fn job_status(
     JobStatus {
         name: job.to_string(),
         unit: view.map(|v| UnitStatus {
-            name: crate::generator::job_unit(job),
+            name: crate::units::job_service(job),
             load_state: v.job.load_state.clone(),
             active_state: v.job.active_state.clone(),
             sub_state: v.job.sub_state.clone(),
             result: v.job.result.clone(),
         }),
         timer: view.and_then(|v| v.timer.as_ref()).map(|t| TimerStatus {
-            name: crate::generator::timer_unit(job),
+            name: crate::units::job_timer(job),
             active_state: t.active_state.clone(),
             next_elapse: timestamp(t.next_elapse_usec),
             last_trigger: timestamp(t.last_trigger_usec),
@@ -379,7 +379,7 @@ pub fn job_status(
 /// The status of `jobs`: records from the scope's state directory, systemd when it answers.
 pub fn gather(config: &Config, jobs: &[&str], scope: Scope) -> Status {
     let state_dir = crate::paths::state_dir(scope);
-    let records = crate::history::read(&state_dir).unwrap_or_else(|error| {
+    let records = crate::run_records::read(&state_dir).unwrap_or_else(|error| {
         tracing::warn!(
             "cannot read the run records in {}: {error}; showing systemd's view only \
              (system scope's records may need root; your own jobs are `--user`)",

@@ -12,9 +12,9 @@ use zbus::OwnedVariant;
 use zbus_systemd::systemd1::ManagerProxy;
 
 use crate::config::Config;
-use crate::generator::{job_unit, stage_unit, timer_unit};
 use crate::paths::Scope;
 use crate::report::dbus::label;
+use crate::units::{job_service, job_timer, stage_service};
 
 /// A question `status` asks must not hang: the answer then says systemd could not be asked.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -204,18 +204,18 @@ pub fn read(config: &Config, jobs: &[&str], scope: Scope) -> Result<Vec<JobView>
                 let stages = try_join_all(config.stages_of(job).map(|stage| async move {
                     Ok::<_, zbus::Error>((
                         stage.name.clone(),
-                        unit_view(connection, &stage_unit(&stage.name)).await?,
+                        unit_view(connection, &stage_service(&stage.name)).await?,
                     ))
                 }));
                 let timer = async {
                     if has_timer {
-                        timer_view(connection, &timer_unit(job)).await.map(Some)
+                        timer_view(connection, &job_timer(job)).await.map(Some)
                     } else {
                         Ok(None)
                     }
                 };
                 let (unit, queued_run, timer, stages) = futures_util::future::try_join4(
-                    unit_view(connection, &job_unit(job)),
+                    unit_view(connection, &job_service(job)),
                     crate::job_run::current(connection, manager, job),
                     timer,
                     stages,

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{JobStatus, StageStatus, Status};
-use crate::config::size::human_bytes;
+use crate::out::human_bytes;
 use crate::report::terminal::{BLUE, BOLD, GREEN, RED, YELLOW, local_time, paint};
 
 /// Local time, to the second, for a timestamp in RFC 3339.
@@ -202,7 +202,7 @@ mod tests {
             name: name.into(),
             kind: "exec".into(),
             required: result != "failed",
-            unit: format!("backup@{name}.service"),
+            unit: crate::units::stage_service(name),
             state: None,
             sub_state: None,
             status_text: None,

@@ -7,7 +7,8 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use super::{State, StoreError, btrfs, luks, make_private_dir, write_private_file};
+use super::{State, StoreError, luks, make_private_dir, write_private_file};
+use crate::btrfs;
 use crate::config::store::Store;
 
 /// 4096 random bits: far beyond what LUKS needs, and still a tiny file to keep safe.
@@ -86,7 +87,8 @@ fn create_image(store: &Store, size: u64, kdf: &luks::Kdf) -> Result<(), StoreEr
         .and_then(|()| luks::format(store, kdf))
         .and_then(|()| luks::open(store))
         .and_then(|()| {
-            let made = btrfs::mkfs(&store.mapper_path(), &format!("backupctl-{}", store.name));
+            let made = btrfs::mkfs(&store.mapper_path(), &format!("backupctl-{}", store.name))
+                .map_err(StoreError::from);
             let closed = luks::close(store);
             made.and(closed)
         });

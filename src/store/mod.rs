@@ -7,12 +7,10 @@
 //! mapping or a mount that was there before (someone else's) is used but never torn down.
 //! This fixes the seed's habit of closing a mapper device it did not open.
 
-pub mod btrfs;
 pub mod cifs;
 pub mod init;
 pub mod luks;
 pub mod preflight;
-pub mod rotate;
 
 use std::fs;
 use std::io::Write as _;
@@ -22,22 +20,15 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::btrfs;
 use crate::config::store::{Remote, Store};
+use crate::mounts;
+use crate::paths::{self, Fsync};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{tool} failed ({status}){}", stderr_tail(.stderr))]
-    Tool {
-        tool: String,
-        status: String,
-        stderr: String,
-    },
-    #[error("cannot run {tool}: {source} (is it installed? `backupctl hello` checks)")]
-    Spawn {
-        tool: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Tool(#[from] crate::tool::ToolError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -46,16 +37,6 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Refused(String),
-}
-
-fn stderr_tail(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.trim().lines().rev().take(4).collect();
-    if lines.is_empty() {
-        String::new()
-    } else {
-        let lines: Vec<&str> = lines.into_iter().rev().collect();
-        format!(": {}", lines.join(" / "))
-    }
 }
 
 impl StoreError {
@@ -67,34 +48,9 @@ impl StoreError {
     }
 }
 
-/// Runs a tool to its end, capturing its output; a failure names the tool and its stderr.
-/// Secrets are never arguments: they go by file (`--key-file`, `credentials=`).
+/// Runs a tool to its end, capturing its output (see [`crate::tool`]).
 pub fn run_tool(command: &mut Command) -> Result<String, StoreError> {
-    let tool = command.get_program().to_string_lossy().into_owned();
-    tracing::debug!(
-        "running {tool} {}",
-        command
-            .get_args()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let output = command
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| StoreError::Spawn {
-            tool: tool.clone(),
-            source,
-        })?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(StoreError::Tool {
-            tool,
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
-    }
+    Ok(crate::tool::run(command)?)
 }
 
 /// What an open created, kept in `/run/backupctl/store-state/NAME.json`.
@@ -143,10 +99,9 @@ impl State {
         }
         let parent = path.parent().expect("state files live in a directory");
         make_private_dir(parent)?;
-        let temporary = path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(self).expect("state serializes");
-        fs::write(&temporary, text + "\n")
-            .and_then(|()| fs::rename(&temporary, &path))
+        let text = serde_json::to_string_pretty(self).expect("state serializes") + "\n";
+        // On a tmpfs (`/run`): an fsync would buy nothing.
+        paths::write_atomically(&path, text.as_bytes(), Fsync::No, None)
             .map_err(|error| StoreError::io(format!("cannot write {}", path.display()), error))
     }
 }
@@ -180,61 +135,21 @@ fn lock(store: &Store) -> Result<Lock, StoreError> {
         })
 }
 
-/// The current mounts: (source, mount point), from /proc/self/mountinfo.
-pub fn mounts() -> Vec<(String, PathBuf)> {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|line| {
-            let target = line.split(' ').nth(4)?;
-            let (_, after) = line.split_once(" - ")?;
-            let source = after.split(' ').nth(1)?;
-            Some((unescape(source), PathBuf::from(unescape(target))))
-        })
-        .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len());
-    let raw = text.as_bytes();
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'\\'
-            && i + 3 < raw.len()
-            && let Some(byte) = std::str::from_utf8(&raw[i + 1..i + 4])
-                .ok()
-                .and_then(|code| u8::from_str_radix(code, 8).ok())
-        {
-            bytes.push(byte);
-            i += 4;
-        } else {
-            bytes.push(raw[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 pub fn is_mount_point(path: &Path) -> bool {
-    mounts().iter().any(|(_, target)| target == path)
+    mounts::is_mount_point(path)
 }
 
 /// Mount points whose source is this store's mapping.
 fn mounts_of_mapper(store: &Store) -> Vec<PathBuf> {
     let mapper = store.mapper_path();
-    let mapper_text = mapper.to_string_lossy();
     let resolved = fs::canonicalize(&mapper).ok();
-    mounts()
+    mounts::read()
         .into_iter()
-        .filter(|(source, _)| {
-            source == mapper_text.as_ref()
-                || resolved
-                    .as_ref()
-                    .is_some_and(|dm| Path::new(source) == dm.as_path())
+        .filter(|mount| {
+            let source = Path::new(&mount.source);
+            source == mapper || resolved.as_deref() == Some(source)
         })
-        .map(|(_, target)| target)
+        .map(|mount| mount.target)
         .collect()
 }
 
@@ -298,8 +213,12 @@ fn open_layers(
         state.mapper = true;
         state.save(store)?;
     }
-    match mounts().iter().find(|(_, mounted)| mounted == target) {
-        Some((source, _)) => {
+    match mounts::read()
+        .into_iter()
+        .find(|mount| mount.target == target)
+    {
+        Some(mount) => {
+            let source = mount.source.to_string_lossy();
             if !mounts_of_mapper(store).iter().any(|m| m == target) {
                 return Err(StoreError::Refused(format!(
                     "{} is already a mount point of {source}, not of store `{}`; choose another directory",
@@ -311,7 +230,7 @@ fn open_layers(
         }
         None => {
             make_private_dir(target)?;
-            btrfs::mount(&store.mapper_path(), target, access)?;
+            btrfs::mount(&store.mapper_path(), target, access == Access::ReadOnly)?;
             state.mounts.push(target.to_path_buf());
             state.save(store)?;
         }
@@ -398,12 +317,6 @@ pub fn write_private_file(path: &Path, content: &[u8], mode: u32) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unescapes_mountinfo_fields() {
-        assert_eq!(unescape(r"/mnt/with\040space"), "/mnt/with space");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
 
     #[test]
     fn empty_state_is_not_written() {

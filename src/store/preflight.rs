@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::store::{Password, Remote, Store};
-use crate::stages::hello::{Check, check_secret, check_tool};
+use crate::preflight::{Check, check_secret, check_tool};
 
 const CIFS_PORT: u16 = 445;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

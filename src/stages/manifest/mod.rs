@@ -302,7 +302,7 @@ fn holds(path: &Path, data: &[u8]) -> std::io::Result<bool> {
 
 /// [`crate::paths::write_atomically`], failing the stage.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), StageError> {
-    crate::paths::write_atomically(path, data)
+    crate::paths::write_atomically(path, data, crate::paths::Fsync::No, None)
         .map_err(|e| StageError::io(format!("cannot write {}", path.display()), e))
 }
 

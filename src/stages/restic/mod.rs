@@ -725,7 +725,7 @@ impl Runner<'_> {
                 summary.files_new,
                 summary.files_changed,
                 summary.files_unmodified,
-                crate::config::size::human_bytes(summary.data_added),
+                crate::out::human_bytes(summary.data_added),
             );
         }
         if finished.code == INCOMPLETE {

@@ -359,7 +359,7 @@ impl StageKind for Spec {
         if let Some(rotate) = &self.rotate {
             ctx.report.status("rsync: rotating snapshots");
             let rotate = rotate.get_ref();
-            let plan = crate::store::rotate::apply(
+            let plan = crate::rotate::apply(
                 Path::new(destination.trim_end_matches('/')),
                 jiff::Timestamp::now(),
                 rotate.every(),
@@ -408,7 +408,7 @@ fn remove_leftovers(
 /// A rotating destination must be a btrfs subvolume: created as one when missing, refused
 /// when it is a plain directory (its snapshots could not be taken).
 fn prepare_subvolume(path: &Path) -> Result<(), StageError> {
-    use crate::store::btrfs;
+    use crate::btrfs;
     if !path.exists() {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)

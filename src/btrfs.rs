@@ -1,13 +1,15 @@
-//! The btrfs layer: make the filesystem, mount it, and the subvolume operations rotation
-//! needs (create, read-only snapshot, delete).
+//! btrfs through its command-line tools: make the filesystem and mount it (a store's inner
+//! layer), and the subvolume operations rotation needs (create, read-only snapshot, delete).
+//! Below both `store` and the rsync stage. (`snapshot::btrfs` takes a stage's source
+//! snapshots through the kernel's ioctls instead.)
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use super::{Access, StoreError, run_tool};
+use crate::tool::{ToolError, run as run_tool};
 
-pub fn mkfs(device: &Path, label: &str) -> Result<(), StoreError> {
+pub fn mkfs(device: &Path, label: &str) -> Result<(), ToolError> {
     run_tool(
         Command::new("mkfs.btrfs")
             .args(["--quiet", "--nodiscard", "--label", label])
@@ -16,10 +18,11 @@ pub fn mkfs(device: &Path, label: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub fn mount(device: &Path, target: &Path, access: Access) -> Result<(), StoreError> {
-    let options = match access {
-        Access::ReadOnly => "ro,noatime",
-        Access::ReadWrite => "rw,noatime",
+pub fn mount(device: &Path, target: &Path, read_only: bool) -> Result<(), ToolError> {
+    let options = if read_only {
+        "ro,noatime"
+    } else {
+        "rw,noatime"
     };
     run_tool(
         Command::new("mount")
@@ -30,7 +33,7 @@ pub fn mount(device: &Path, target: &Path, access: Access) -> Result<(), StoreEr
     Ok(())
 }
 
-pub fn umount(target: &Path) -> Result<(), StoreError> {
+pub fn umount(target: &Path) -> Result<(), ToolError> {
     run_tool(Command::new("umount").arg(target))?;
     Ok(())
 }
@@ -40,7 +43,7 @@ pub fn is_subvolume(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|meta| meta.is_dir() && meta.ino() == 256)
 }
 
-pub fn create_subvolume(path: &Path) -> Result<(), StoreError> {
+pub fn create_subvolume(path: &Path) -> Result<(), ToolError> {
     run_tool(
         Command::new("btrfs")
             .args(["subvolume", "create"])
@@ -49,7 +52,7 @@ pub fn create_subvolume(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub fn snapshot_read_only(source: &Path, target: &Path) -> Result<(), StoreError> {
+pub fn snapshot_read_only(source: &Path, target: &Path) -> Result<(), ToolError> {
     run_tool(
         Command::new("btrfs")
             .args(["subvolume", "snapshot", "-r"])
@@ -59,7 +62,7 @@ pub fn snapshot_read_only(source: &Path, target: &Path) -> Result<(), StoreError
     Ok(())
 }
 
-pub fn delete_subvolume(path: &Path) -> Result<(), StoreError> {
+pub fn delete_subvolume(path: &Path) -> Result<(), ToolError> {
     run_tool(
         Command::new("btrfs")
             .args(["subvolume", "delete"])

@@ -1,4 +1,4 @@
-//! Rotation of point-in-time snapshots (the seed's `strategy.stages` and `strategy.rotate`):
+//! Rotation of point-in-time snapshots (an rsync stage's `rotate`):
 //! an rsync destination that is a btrfs subvolume gets a read-only snapshot after a
 //! successful copy when the newest one is at least `every` old; beyond `keep` snapshots the
 //! oldest are deleted. A rotation that is not due does nothing at all.
@@ -12,7 +12,29 @@ use std::time::Duration;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use super::{StoreError, btrfs};
+use crate::btrfs;
+use crate::tool::ToolError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+}
+
+impl RotateError {
+    fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        RotateError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
 
 const NAME_FORMAT: &str = "%Y%m%dT%H%M%S";
 
@@ -43,13 +65,13 @@ pub struct Snapshot {
 }
 
 /// The snapshots of `destination`, oldest first; other entries in the directory are ignored.
-pub fn list(destination: &Path) -> Result<Vec<Snapshot>, StoreError> {
+pub fn list(destination: &Path) -> Result<Vec<Snapshot>, RotateError> {
     let dir = snapshot_dir(destination);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => {
-            return Err(StoreError::io(
+            return Err(RotateError::io(
                 format!("cannot list {}", dir.display()),
                 error,
             ));
@@ -115,12 +137,12 @@ pub fn apply(
     now: Timestamp,
     every: Duration,
     keep: usize,
-) -> Result<Plan, StoreError> {
+) -> Result<Plan, RotateError> {
     let plan = plan(&list(destination)?, now, every, keep);
     if let Some(take) = &plan.take {
         let dir = snapshot_dir(destination);
         std::fs::create_dir_all(&dir)
-            .map_err(|error| StoreError::io(format!("cannot create {}", dir.display()), error))?;
+            .map_err(|error| RotateError::io(format!("cannot create {}", dir.display()), error))?;
         btrfs::snapshot_read_only(destination, &dir.join(take))?;
         for old in &plan.remove {
             btrfs::delete_subvolume(old)?;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::paths::Fsync;
 use crate::report::Figures;
 
 const FILE_NAME: &str = "runs.jsonl";
@@ -132,13 +133,12 @@ fn trim(path: &Path) -> std::io::Result<()> {
             .is_some_and(|k| k.result == RunResult::Success && success.insert(k.stage.clone()));
         keep[index] = index >= cut || newest || newest_success;
     }
-    let temporary = path.with_extension("jsonl.tmp");
-    let mut file = File::create(&temporary)?;
+    let mut kept = String::new();
     for (line, _) in lines.iter().zip(&keep).filter(|(_, keep)| **keep) {
-        writeln!(file, "{line}")?;
+        kept.push_str(line);
+        kept.push('\n');
     }
-    file.sync_all()?;
-    std::fs::rename(temporary, path)
+    crate::paths::write_atomically(path, kept.as_bytes(), Fsync::Yes, None)
 }
 
 /// All readable records, oldest first. A missing file is an empty history; a damaged line

@@ -1,0 +1,272 @@
+//! Preflight checks, one line of a table each: a tool is installed (and its version), a
+//! destination is writable with enough free space, a secret file is present and not readable
+//! by others. The `hello` stage runs them for a job, `backupctl hello` for the whole config,
+//! and `store::preflight` adds a store's own.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::needs::Needs;
+use crate::out::human_bytes;
+
+/// One line of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub what: &'static str,
+    pub item: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Runs every check; never stops at the first failure, so one run shows all problems.
+pub fn run_checks(needs: &Needs, extra_tools: &[String], min_free: u64) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let tools: BTreeSet<&str> = needs
+        .tools
+        .iter()
+        .copied()
+        .chain(extra_tools.iter().map(String::as_str))
+        .collect();
+    for tool in tools {
+        checks.push(check_tool(tool));
+    }
+    let writes: BTreeSet<&PathBuf> = needs.writes.iter().collect();
+    for path in writes {
+        checks.push(check_destination(path, min_free));
+    }
+    let secrets: BTreeSet<&PathBuf> = needs.secrets.iter().collect();
+    for path in secrets {
+        checks.push(check_secret(path));
+    }
+    for remote in needs.remotes.iter().collect::<BTreeSet<_>>() {
+        checks.push(Check {
+            what: "remote",
+            item: remote.clone(),
+            ok: true,
+            detail: "reached by its stage (not probed here)".into(),
+        });
+    }
+    checks
+}
+
+fn find_in_path(tool: &str) -> Option<PathBuf> {
+    if tool.contains('/') {
+        return Path::new(tool).is_file().then(|| PathBuf::from(tool));
+    }
+    std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(tool))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+pub fn check_tool(tool: &str) -> Check {
+    let Some(path) = find_in_path(tool) else {
+        return Check {
+            what: "tool",
+            item: tool.into(),
+            ok: false,
+            detail: format!("not found in PATH; install it (Debian: apt install {tool})"),
+        };
+    };
+    let version_args: &[&str] = match tool {
+        "restic" | "rclone" => &["version"],
+        "ssh" => &["-V"],
+        _ => &["--version"],
+    };
+    let version = std::process::Command::new(&path)
+        .args(version_args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()
+        .map(|out| {
+            let text = if out.stdout.is_empty() {
+                out.stderr
+            } else {
+                out.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default();
+    Check {
+        what: "tool",
+        item: tool.into(),
+        ok: true,
+        detail: if version.is_empty() {
+            path.display().to_string()
+        } else {
+            version
+        },
+    }
+}
+
+/// The path itself when it exists, else its nearest existing ancestor (where it will be made).
+fn existing_ancestor(path: &Path) -> Option<&Path> {
+    path.ancestors().find(|p| p.exists())
+}
+
+fn check_destination(path: &Path, min_free: u64) -> Check {
+    let item = path.display().to_string();
+    let fail = |detail: String| Check {
+        what: "destination",
+        item: item.clone(),
+        ok: false,
+        detail,
+    };
+    let Some(existing) = existing_ancestor(path) else {
+        return fail("no part of the path exists".into());
+    };
+    if !existing.is_dir() {
+        return fail(format!("{} is not a directory", existing.display()));
+    }
+    let probe = existing.join(format!(".backupctl-hello-{}", std::process::id()));
+    if let Err(error) = std::fs::write(&probe, b"") {
+        return fail(format!(
+            "not writable ({error}); check ownership and ReadWritePaths="
+        ));
+    }
+    let _ = std::fs::remove_file(&probe);
+    let free = match nix::sys::statvfs::statvfs(existing) {
+        Ok(stat) => stat.blocks_available() * stat.fragment_size(),
+        Err(error) => return fail(format!("cannot read free space: {error}")),
+    };
+    let created = if existing == path {
+        ""
+    } else {
+        " (will be created)"
+    };
+    if free < min_free {
+        return fail(format!(
+            "only {} free, {} required (min_free){created}",
+            human_bytes(free),
+            human_bytes(min_free)
+        ));
+    }
+    Check {
+        what: "destination",
+        item,
+        ok: true,
+        detail: format!("writable, {} free{created}", human_bytes(free)),
+    }
+}
+
+/// A secret file, checked as the stage that reads it will check it
+/// ([`crate::secret_file::check`]).
+pub fn check_secret(path: &Path) -> Check {
+    let item = path.display().to_string();
+    match crate::secret_file::check(path) {
+        Ok(mode) => Check {
+            what: "secret",
+            item,
+            ok: true,
+            detail: format!("mode {mode:04o}"),
+        },
+        Err(error) => Check {
+            what: "secret",
+            item,
+            ok: false,
+            detail: error.to_string(),
+        },
+    }
+}
+
+/// On a terminal or pipe: an aligned table on stdout. Under systemd: one journal record per
+/// row (with the stage's fields), failures at error priority.
+pub fn print_table(checks: &[Check]) -> std::io::Result<()> {
+    let under_journal =
+        std::env::var_os("JOURNAL_STREAM").is_some() && !std::io::stdout().is_terminal();
+    if under_journal {
+        for check in checks {
+            if check.ok {
+                tracing::info!(
+                    "{:<11} {:<30} ok    {}",
+                    check.what,
+                    check.item,
+                    check.detail
+                );
+            } else {
+                tracing::error!(
+                    "{:<11} {:<30} FAIL  {}",
+                    check.what,
+                    check.item,
+                    check.detail
+                );
+            }
+        }
+        return Ok(());
+    }
+    let width = checks
+        .iter()
+        .map(|c| c.item.len())
+        .max()
+        .unwrap_or(4)
+        // A longer item overflows its column; an uncapped width past u16::MAX would panic.
+        .clamp(4, 60);
+    crate::outln!("{:<11} {:<width$} {:<5} DETAIL", "CHECK", "ITEM", "STATE")?;
+    for check in checks {
+        let state = if check.ok { "ok" } else { "FAIL" };
+        crate::outln!(
+            "{:<11} {:<width$} {:<5} {}",
+            check.what,
+            check.item,
+            state,
+            check.detail
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn flags_secrets_readable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("password");
+        std::fs::write(&secret, "x").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let check = check_secret(&secret);
+        assert!(!check.ok);
+        assert!(check.detail.contains("chmod 600"), "{}", check.detail);
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_secret(&secret).ok);
+        assert!(!check_secret(&dir.path().join("missing")).ok);
+    }
+
+    #[test]
+    fn checks_destinations_and_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let later = dir.path().join("not/yet");
+        let check = check_destination(&later, 1);
+        assert!(check.ok, "{check:?}");
+        assert!(check.detail.contains("will be created"));
+        let check = check_destination(dir.path(), u64::MAX);
+        assert!(!check.ok);
+        assert!(check.detail.contains("min_free"));
+    }
+
+    #[test]
+    fn finds_tools_and_reports_missing_ones() {
+        assert!(check_tool("sh").ok);
+        let missing = check_tool("backupctl-no-such-tool");
+        assert!(!missing.ok);
+        assert!(missing.detail.contains("not found in PATH"));
+    }
+}
