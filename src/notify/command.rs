@@ -6,8 +6,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::ChannelError;
 use super::event::Event;
+use super::{ChannelError, Context, Deliver};
 use crate::config::notify::CommandChannel;
 
 pub fn send(
@@ -66,6 +66,12 @@ pub fn send(
         Err(ChannelError::Command(format!(
             "{program} exited with {status}"
         )))
+    }
+}
+
+impl Deliver for CommandChannel {
+    fn send(&self, event: &Event, context: &Context) -> Result<(), ChannelError> {
+        send(self, event, context.timeout)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::event::{Event, EventKind};
 use super::http::Http;
-use super::{ChannelError, secret};
+use super::{ChannelError, Context, Deliver, secret};
 use crate::config::notify::Healthchecks;
 
 /// healthchecks keeps at most 100 kB of a ping's body.
@@ -49,6 +49,16 @@ pub fn send(channel: &Healthchecks, event: &Event, http: &Http) -> Result<(), Ch
         body.as_bytes(),
     )?;
     Ok(())
+}
+
+impl Deliver for Healthchecks {
+    fn wants(&self, event: &Event, _: &Context) -> bool {
+        wants(event)
+    }
+
+    fn send(&self, event: &Event, context: &Context) -> Result<(), ChannelError> {
+        send(self, event, &context.http)
+    }
 }
 
 #[cfg(test)]

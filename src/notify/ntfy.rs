@@ -3,7 +3,7 @@
 
 use super::event::{Event, EventKind, keep_end};
 use super::http::Http;
-use super::{ChannelError, secret};
+use super::{ChannelError, Context, Deliver, secret};
 use crate::config::notify::Ntfy;
 
 /// ntfy takes a body of 4096 bytes or more as a file: a server without attachment storage
@@ -41,4 +41,10 @@ pub fn send(ntfy: &Ntfy, event: &Event, http: &Http) -> Result<(), ChannelError>
         keep_end(&event.text(), MAX_BODY).as_bytes(),
     )?;
     Ok(())
+}
+
+impl Deliver for Ntfy {
+    fn send(&self, event: &Event, context: &Context) -> Result<(), ChannelError> {
+        send(self, event, &context.http)
+    }
 }

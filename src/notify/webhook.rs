@@ -2,7 +2,7 @@
 
 use super::event::Event;
 use super::http::Http;
-use super::{ChannelError, secret};
+use super::{ChannelError, Context, Deliver, secret};
 use crate::config::notify::Webhook;
 
 pub fn send(webhook: &Webhook, event: &Event, http: &Http) -> Result<(), ChannelError> {
@@ -15,4 +15,10 @@ pub fn send(webhook: &Webhook, event: &Event, http: &Http) -> Result<(), Channel
     let body = serde_json::to_vec(event).expect("an event serializes");
     http.post(&url, "application/json", &headers, &body)?;
     Ok(())
+}
+
+impl Deliver for Webhook {
+    fn send(&self, event: &Event, context: &Context) -> Result<(), ChannelError> {
+        send(self, event, &context.http)
+    }
 }
