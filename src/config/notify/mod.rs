@@ -441,4 +441,33 @@ mod tests {
         );
         assert!(config.notify.unwrap().wants_success());
     }
+
+    #[test]
+    fn an_unknown_key_lists_every_key_and_channels_keep_the_lists_order() {
+        let error = crate::config::parse(
+            Path::new("c.toml"),
+            "[notify]\nretries = 3\n[stage.a]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains(
+                "unknown field `retries`, expected one of `on_success`, `timeout`, `log_lines`, \
+                 `webhook`, `healthchecks`, `ntfy`, `command`"
+            ),
+            "{error}"
+        );
+        let config = parse(
+            "[notify.command]\ncommand = [\"/bin/cat\"]\n\
+             [notify.healthchecks]\nurl = \"https://hc-ping.com/u\"\n\
+             [notify.webhook]\nurl = \"https://example.org/hook\"\n",
+        );
+        let names: Vec<_> = config
+            .notify
+            .unwrap()
+            .channels()
+            .map(Channel::name)
+            .collect();
+        assert_eq!(names, ["webhook", "healthchecks", "command"]);
+    }
 }
