@@ -2,8 +2,8 @@
 //! webhook, healthchecks-style pings, ntfy, a command). See docs/notify.md for what each
 //! channel sends.
 //!
-//! Each channel is one file here implementing [`ChannelSpec`] (its model, its table's
-//! parsing, its secrets, whether it pings on start) and one line in [`for_each_channel!`],
+//! Each channel is one file here implementing `ChannelSpec` (its model, its table's
+//! parsing, its secrets, whether it pings on start) and one line in `for_each_channel!`,
 //! the list of channels. The [`Channel`] enum, the keys `[notify]` takes and the dispatch
 //! of the notifier (`crate::notify`) are generated from that list; the generator, `hello`
 //! and the notifier iterate [`Notify::channels`], never naming a channel.
