@@ -10,11 +10,7 @@ use super::event::Event;
 use super::{ChannelError, Context, Deliver};
 use crate::config::notify::CommandChannel;
 
-pub fn send(
-    channel: &CommandChannel,
-    event: &Event,
-    timeout: Duration,
-) -> Result<(), ChannelError> {
+fn send(channel: &CommandChannel, event: &Event, timeout: Duration) -> Result<(), ChannelError> {
     let mut message = format!("Subject: {}\n", event.title());
     if let Some(to) = &channel.to {
         message.push_str(&format!("To: {to}\n"));

@@ -5,6 +5,10 @@
 //! is bounded by `[notify] timeout`. A channel that fails is logged with
 //! `MESSAGE_ID=`[`messages::NOTIFY_FAILED`] and makes the notifier exit 1, so its unit shows
 //! as failed too; the unit reported on keeps its own result whatever happens here.
+//!
+//! Each channel's delivery is its config type's [`Deliver`] impl, in the channel's file here;
+//! [`deliver`] iterates the configured channels through a dispatch generated from the list
+//! of channels (`crate::config::notify::for_each_channel!`).
 
 pub mod command;
 pub mod event;
