@@ -293,6 +293,10 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
+// Written out because `#[derive(Deserialize)]` needs the keys spelled in the struct, and the
+// channels' keys come from the list. It reads as the derived `deny_unknown_fields` struct
+// did: the same "unknown field … expected one of" error, the channels' tables read in the
+// file's order by their own derived types.
 impl<'de> Deserialize<'de> for RawNotify {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawNotify, D::Error> {
         struct NotifyVisitor;
