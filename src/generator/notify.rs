@@ -65,7 +65,7 @@ pub fn template(config: &Config, notify: &Notify, options: &Options) -> String {
 pub fn start_template(config: &Config, notify: &Notify, options: &Options) -> String {
     // Only the channels that ping at the start: this unit loads their secrets alone (not the
     // other channels', whose missing file would fail it too) and is bounded for them alone.
-    let pingers: Vec<Channel> = notify.channels().filter(|c| c.pings_on_start()).collect();
+    let pingers: Vec<&Channel> = notify.channels().filter(|c| c.pings_on_start()).collect();
     service(
         config,
         notify,
@@ -80,7 +80,7 @@ pub fn start_template(config: &Config, notify: &Notify, options: &Options) -> St
 fn service(
     config: &Config,
     notify: &Notify,
-    channels: &[Channel],
+    channels: &[&Channel],
     options: &Options,
     description: &str,
     verb: &[&str],

@@ -6,15 +6,11 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::ChannelError;
 use super::event::Event;
+use super::{ChannelError, Context, Deliver};
 use crate::config::notify::CommandChannel;
 
-pub fn send(
-    channel: &CommandChannel,
-    event: &Event,
-    timeout: Duration,
-) -> Result<(), ChannelError> {
+fn send(channel: &CommandChannel, event: &Event, timeout: Duration) -> Result<(), ChannelError> {
     let mut message = format!("Subject: {}\n", event.title());
     if let Some(to) = &channel.to {
         message.push_str(&format!("To: {to}\n"));
@@ -66,6 +62,12 @@ pub fn send(
         Err(ChannelError::Command(format!(
             "{program} exited with {status}"
         )))
+    }
+}
+
+impl Deliver for CommandChannel {
+    fn send(&self, event: &Event, context: &Context) -> Result<(), ChannelError> {
+        send(self, event, context.timeout)
     }
 }
 

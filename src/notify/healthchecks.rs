@@ -4,21 +4,11 @@
 //! failed optional stage is followed by the job's success ping.
 
 use super::event::{Event, EventKind};
-use super::http::Http;
-use super::{ChannelError, secret};
+use super::{ChannelError, Context, Deliver, secret};
 use crate::config::notify::Healthchecks;
 
 /// healthchecks keeps at most 100 kB of a ping's body.
 const MAX_BODY: usize = 100_000;
-
-/// Whether the event is one this channel reports.
-pub fn wants(event: &Event) -> bool {
-    match event.event {
-        // The job's start and end; stages never succeed "for" the check.
-        EventKind::Start | EventKind::Success => event.stage.is_none(),
-        EventKind::Failure => event.fails_job,
-    }
-}
 
 /// The URL pinged for an event.
 /// A query string (e.g. `?rid=…`) stays at the end.
@@ -35,20 +25,30 @@ pub fn ping_url(base: &str, kind: EventKind) -> String {
     }
 }
 
-pub fn send(channel: &Healthchecks, event: &Event, http: &Http) -> Result<(), ChannelError> {
-    let base = secret::read(&channel.url, "healthchecks URL")?;
-    let body = match event.event {
-        EventKind::Start => String::new(),
-        _ => event.text(),
-    };
-    let body = super::event::keep_end(&body, MAX_BODY);
-    http.post(
-        &ping_url(&base, event.event),
-        "text/plain; charset=utf-8",
-        &[],
-        body.as_bytes(),
-    )?;
-    Ok(())
+impl Deliver for Healthchecks {
+    fn wants(&self, event: &Event, _: &Context) -> bool {
+        match event.event {
+            // The job's start and end; stages never succeed "for" the check.
+            EventKind::Start | EventKind::Success => event.stage.is_none(),
+            EventKind::Failure => event.fails_job,
+        }
+    }
+
+    fn send(&self, event: &Event, context: &Context) -> Result<(), ChannelError> {
+        let base = secret::read(&self.url, "healthchecks URL")?;
+        let body = match event.event {
+            EventKind::Start => String::new(),
+            _ => event.text(),
+        };
+        let body = super::event::keep_end(&body, MAX_BODY);
+        context.http.post(
+            &ping_url(&base, event.event),
+            "text/plain; charset=utf-8",
+            &[],
+            body.as_bytes(),
+        )?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,10 @@
 //! is bounded by `[notify] timeout`. A channel that fails is logged with
 //! `MESSAGE_ID=`[`messages::NOTIFY_FAILED`] and makes the notifier exit 1, so its unit shows
 //! as failed too; the unit reported on keeps its own result whatever happens here.
+//!
+//! Each channel's delivery is its config type's [`Deliver`] impl, in the channel's file here;
+//! [`deliver`] iterates the configured channels through a dispatch generated from the list
+//! of channels (`crate::config::notify::for_each_channel!`).
 
 pub mod command;
 pub mod event;
@@ -15,8 +19,11 @@ pub mod ntfy;
 pub mod secret;
 pub mod webhook;
 
+use std::time::Duration;
+
 use tracing::{error, info};
 
+use crate::config::notify::Channel;
 use crate::config::{Config, Notify};
 use crate::paths::Scope;
 use crate::report::messages;
@@ -200,33 +207,60 @@ pub fn start_event(job: &str, unit: &str) -> Event {
     }
 }
 
+/// What a channel's delivery gets besides the event.
+pub struct Context {
+    pub http: http::Http,
+    /// `[notify] timeout`: bound of one request (and of the command).
+    pub timeout: Duration,
+    /// `[notify] on_success`.
+    pub on_success: bool,
+}
+
+/// A channel's delivery, implemented by each channel's config type (`crate::config::notify`)
+/// in its file here.
+pub trait Deliver {
+    /// Whether the channel reports `event`. By default as a channel for people: every
+    /// failure, successes only when `on_success` asks for them, starts never (those are for
+    /// the pings).
+    fn wants(&self, event: &Event, context: &Context) -> bool {
+        match event.event {
+            EventKind::Start => false,
+            EventKind::Success => context.on_success,
+            EventKind::Failure => true,
+        }
+    }
+
+    /// Sends `event`, bounded by `context.timeout`.
+    fn send(&self, event: &Event, context: &Context) -> Result<(), ChannelError>;
+}
+
+/// Generates [`deliverer`] from the list of channels.
+macro_rules! dispatch {
+    ($($variant:ident($ty:path)),* $(,)?) => {
+        /// The delivery of a configured channel.
+        fn deliverer(channel: &Channel) -> &dyn Deliver {
+            match channel {
+                $(Channel::$variant(c) => c,)*
+            }
+        }
+    };
+}
+crate::config::notify::for_each_channel!(dispatch);
+
 /// Sends `event` through every channel that reports it. Returns how many failed (each one
 /// logged with `NOTIFY_FAILED`).
 pub fn deliver(notify: &Notify, event: &Event) -> usize {
-    let http = http::Http::new(notify.timeout.0);
-    // Successes reach the people-facing channels only when asked for; starts only the pings.
-    let to_people = match event.event {
-        EventKind::Start => false,
-        EventKind::Success => notify.on_success,
-        EventKind::Failure => true,
+    let context = Context {
+        http: http::Http::new(notify.timeout.0),
+        timeout: notify.timeout.0,
+        on_success: notify.on_success,
     };
-    let mut attempts: Vec<(&str, Result<(), ChannelError>)> = Vec::new();
-    if let Some(channel) = notify.webhook.as_ref().filter(|_| to_people) {
-        attempts.push(("webhook", webhook::send(channel, event, &http)));
-    }
-    if let Some(channel) = notify
-        .healthchecks
-        .as_ref()
-        .filter(|_| healthchecks::wants(event))
-    {
-        attempts.push(("healthchecks", healthchecks::send(channel, event, &http)));
-    }
-    if let Some(channel) = notify.ntfy.as_ref().filter(|_| to_people) {
-        attempts.push(("ntfy", ntfy::send(channel, event, &http)));
-    }
-    if let Some(channel) = notify.command.as_ref().filter(|_| to_people) {
-        attempts.push(("command", command::send(channel, event, notify.timeout.0)));
-    }
+    // All are sent, then all logged.
+    let attempts: Vec<(&str, Result<(), ChannelError>)> = notify
+        .channels()
+        .filter(|channel| deliverer(channel).wants(event, &context))
+        .map(|channel| (channel.name(), deliverer(channel).send(event, &context)))
+        .collect();
     let mut failures = 0;
     for (channel, outcome) in attempts {
         match outcome {

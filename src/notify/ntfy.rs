@@ -2,8 +2,7 @@
 //! (ntfy turns tag names that are emoji short codes into emoji).
 
 use super::event::{Event, EventKind, keep_end};
-use super::http::Http;
-use super::{ChannelError, secret};
+use super::{ChannelError, Context, Deliver, secret};
 use crate::config::notify::Ntfy;
 
 /// ntfy takes a body of 4096 bytes or more as a file: a server without attachment storage
@@ -11,34 +10,36 @@ use crate::config::notify::Ntfy;
 /// text. So the message stays below, its end kept (the newest log lines, the failure).
 const MAX_BODY: usize = 4095;
 
-pub fn send(ntfy: &Ntfy, event: &Event, http: &Http) -> Result<(), ChannelError> {
-    let url = secret::read(&ntfy.url, "ntfy URL")?;
-    let (priority, mark) = match event.event {
-        EventKind::Failure => (ntfy.priority.as_str(), "rotating_light"),
-        _ => ("default", "white_check_mark"),
-    };
-    let mut tags = vec![mark.to_string()];
-    tags.extend(ntfy.tags.iter().cloned());
-    let mut headers = vec![
-        // HTTP header values are ASCII; a host or stage name never needs more.
-        (
-            "Title",
-            event
-                .title()
-                .replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "?"),
-        ),
-        ("Priority", priority.to_string()),
-        ("Tags", tags.join(",")),
-    ];
-    if let Some(token) = &ntfy.token {
-        let token = secret::read(token, "ntfy token")?;
-        headers.push(("Authorization", format!("Bearer {token}")));
+impl Deliver for Ntfy {
+    fn send(&self, event: &Event, context: &Context) -> Result<(), ChannelError> {
+        let url = secret::read(&self.url, "ntfy URL")?;
+        let (priority, mark) = match event.event {
+            EventKind::Failure => (self.priority.as_str(), "rotating_light"),
+            _ => ("default", "white_check_mark"),
+        };
+        let mut tags = vec![mark.to_string()];
+        tags.extend(self.tags.iter().cloned());
+        let mut headers = vec![
+            // HTTP header values are ASCII; a host or stage name never needs more.
+            (
+                "Title",
+                event
+                    .title()
+                    .replace(|c: char| !c.is_ascii() || c.is_ascii_control(), "?"),
+            ),
+            ("Priority", priority.to_string()),
+            ("Tags", tags.join(",")),
+        ];
+        if let Some(token) = &self.token {
+            let token = secret::read(token, "ntfy token")?;
+            headers.push(("Authorization", format!("Bearer {token}")));
+        }
+        context.http.post(
+            &url,
+            "text/plain; charset=utf-8",
+            &headers,
+            keep_end(&event.text(), MAX_BODY).as_bytes(),
+        )?;
+        Ok(())
     }
-    http.post(
-        &url,
-        "text/plain; charset=utf-8",
-        &headers,
-        keep_end(&event.text(), MAX_BODY).as_bytes(),
-    )?;
-    Ok(())
 }

@@ -1,0 +1,54 @@
+//! `[notify.webhook]`: the event as JSON to a URL, with an optional bearer token.
+
+use std::ops::Range;
+
+use super::ChannelSpec;
+use super::ntfy::{RawUrlChannel, ntfy_only_keys};
+use super::secret::{Secret, token, url};
+use crate::config::ConfigError;
+use crate::config::load::Source;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub url: Secret,
+    /// Sent as `Authorization: Bearer TOKEN`.
+    pub token: Option<Secret>,
+}
+
+impl ChannelSpec for Webhook {
+    const NAME: &'static str = "webhook";
+    // The table shape of ntfy: its own keys are refused with a message saying so.
+    type Raw = RawUrlChannel;
+
+    fn parse(
+        source: &Source,
+        table: Range<usize>,
+        raw: RawUrlChannel,
+    ) -> Result<Self, ConfigError> {
+        ntfy_only_keys(source, &raw, Self::NAME)?;
+        Ok(Webhook {
+            url: url(
+                source,
+                table,
+                Self::NAME,
+                raw.url,
+                raw.url_file,
+                raw.url_credential,
+            )?,
+            token: token(
+                source,
+                Self::NAME,
+                raw.token,
+                raw.token_file,
+                raw.token_credential,
+            )?,
+        })
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        [Some(&self.url), self.token.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
