@@ -11,6 +11,7 @@ mod exit_codes;
 mod generate;
 mod gitsync;
 mod inventory;
+mod layering;
 mod manpages;
 mod notify;
 mod prometheus;
