@@ -79,6 +79,8 @@ pub enum Command {
     Watch(commands::watch::Args),
     /// Compare a tree (e.g. a restore) against a manifest; exit 1 if they differ.
     Verify(commands::verify::Args),
+    // The doc comment is the --help text: `[notify]` is the config table, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Report a job's or stage's result through the [notify] channels (what the notifier
     /// unit runs); by hand with --result to try them.
     Notify(commands::notify::Args),

@@ -1,5 +1,4 @@
-//! `backupctl hello`: check the whole environment before a first run (the seed's
-//! `--verify-environment`): every stage's tools, destinations and secrets, and for each store
+//! `backupctl hello`: check the whole environment before a first run: every stage's tools, destinations and secrets, and for each store
 //! its tools, key (present, mode 0400/0600), password file and whether its remote answers;
 //! the `[notify]` secret files too.
 

@@ -14,6 +14,8 @@ use crate::stages::verbs::RestoreArgs;
 pub struct Args {
     /// The stage whose backup to restore from (restic or git).
     pub stage: String,
+    // The doc comment is the --help text: `<original …>` is a placeholder, not HTML.
+    #[allow(rustdoc::invalid_html_tags)]
     /// Where to write the restored files (restic: under DIR/<original absolute path>).
     #[arg(long, value_name = "DIR")]
     pub target: PathBuf,

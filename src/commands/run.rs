@@ -13,6 +13,8 @@ use crate::runner;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    // The doc comment is the --help text: `[job]` is the config table, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// The job (default: the [job] table's job).
     pub job: Option<String>,
     /// Run the stages in this process instead of starting the units.

@@ -13,7 +13,7 @@
 //!   (see [`notify`]).
 //!
 //! Rendering is pure (no I/O), so a bad config never leaves half a unit set: writing happens
-//! only after everything rendered (see [`write`]).
+//! only after everything rendered (see [`write`](mod@write)).
 
 pub mod escape;
 pub mod notify;

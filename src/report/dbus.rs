@@ -1,4 +1,4 @@
-//! The D-Bus interface of a running stage: the igotchuu seed's signals in typed form
+//! The D-Bus interface of a running stage: progress signals in typed form
 //! (`BackupStarted`, `Progress`, `BackupComplete`, `Error`) and a `Stop` method that ends the
 //! stage as `systemctl stop` does. On the system bus for system units, the session bus in
 //! user scope; `backupctl watch` is its subscriber.
@@ -10,7 +10,7 @@
 //!
 //! A bus that is absent or refuses us never fails a backup: the sink is then simply missing.
 
-// The seed's signals carry many arguments, and the interface macro generates emitters with them.
+// The signals carry many arguments, and the interface macro generates emitters with them.
 #![allow(clippy::too_many_arguments)]
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Mounting a CIFS share. The password is read from its file or systemd credential and
 //! handed to mount.cifs in a `credentials=` file (mode 0600, removed right after), never on
-//! the command line, in the environment or in the config (the seed kept it in its config).
+//! the command line, in the environment or in the config.
 
 use std::fs;
 use std::path::{Path, PathBuf};

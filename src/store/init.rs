@@ -1,4 +1,4 @@
-//! Setting a store up (the seed's `--init-key` and `--init-store`): a random key kept on
+//! Setting a store up (`backupctl store init-key` and `store init`): a random key kept on
 //! this machine, then the image on the remote: created at `size`, LUKS2-formatted with the
 //! key, btrfs inside. Both refuse to overwrite what exists: a lost key or image is a lost
 //! backup.

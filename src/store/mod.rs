@@ -5,7 +5,7 @@
 //! Every layer this process creates is recorded in a state file under `/run/backupctl/`
 //! before the next one is attempted, and closing undoes only what is recorded: a share, a
 //! mapping or a mount that was there before (someone else's) is used but never torn down.
-//! This fixes the seed's habit of closing a mapper device it did not open.
+//! So a mapper device this code did not open is never closed by it.
 
 pub mod cifs;
 pub mod init;

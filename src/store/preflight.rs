@@ -1,4 +1,4 @@
-//! What `hello` checks for a store (the seed's `--verify-environment`): the tools, the key
+//! What `hello` checks for a store: the tools, the key
 //! (present, mode 0400 or 0600), the CIFS password file, and whether the remote answers.
 
 use std::net::{TcpStream, ToSocketAddrs};

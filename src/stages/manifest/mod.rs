@@ -1,6 +1,6 @@
 //! `manifest`: for each source tree, a manifest of every entry (path as raw bytes, type, size,
 //! mode, owner, mtime, symlink target, BLAKE3 of regular files), written in the compact
-//! format of [`format`]. Hashes of files unchanged since the last run come from a cache
+//! format of [`format`](mod@format). Hashes of files unchanged since the last run come from a cache
 //! ([`cache`]), so a run over an unchanged home directory reads metadata only.
 //! `backupctl verify --manifest FILE DIR` compares a restored tree against one ([`diff`]).
 

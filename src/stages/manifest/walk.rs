@@ -6,18 +6,18 @@
 //! walk is built around that system call: each directory is opened once, its entries listed
 //! with `getdents64` and stated relative to the open directory (no path lookup from the root),
 //! no file is opened unless it must be hashed. Entries are sorted per directory and the
-//! subtrees merged in path order ([`merge`]), which leaves no global sort to do.
+//! subtrees merged in path order (`merge`), which leaves no global sort to do.
 //!
 //! Problems inside the tree (a file that vanished, a directory we may not read) are
 //! warnings: a live system changes while we look at it. Only an unreadable root is an error.
 //!
 //! Directories and files are opened by their path relative to the root's open descriptor
-//! ([`open_below`]), never by a path from the working directory: holding every ancestor open
+//! (`open_below`), never by a path from the working directory: holding every ancestor open
 //! would take one descriptor per level, and trees can be 2000 levels deep. A path longer than
 //! the kernel takes (PATH_MAX) is opened a piece at a time, so a tree of any depth is read
 //! whole. A directory above an entry may have been swapped for a symlink since its parent
 //! listed it: the path then leads out of the tree. Every opened directory and file is checked
-//! to be the one listed ([`Identity`]) before it is read; one that is not is skipped with a
+//! to be the one listed (`Identity`) before it is read; one that is not is skipped with a
 //! warning.
 
 use std::ffi::{CStr, OsStr};

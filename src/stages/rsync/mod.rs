@@ -54,7 +54,8 @@ pub struct Spec {
     pub rotate: Option<Spanned<Rotate>>,
 }
 
-/// `rotate = { every = "168h", keep = 8 }`: the seed's `strategy.rotate` and `.stages`.
+/// `rotate = { every = "168h", keep = 8 }`: take a btrfs snapshot of the destination at most
+/// every `every`, keep the newest `keep` (see `crate::rotate`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
