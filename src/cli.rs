@@ -23,7 +23,7 @@ executor of each stage. systemd does the sequencing, the timers and the supervis
     after_help = "Exit codes: 0 ok (also when the reader of the output went away, as with \
 `| head`); 1 failed (the work was tried and failed: a job or stage, a tool such as restic or \
 git under `restore`, `snapshots` or `mount`; config invalid for `check`; differences under \
-`verify`); 2 usage or config error, nothing ran (a misspelt job, stage or store name, an \
+`verify`; something not backed up under `coverage`); 2 usage or config error, nothing ran (a misspelt job, stage or store name, an \
 invalid config, an unreadable `verify` manifest); 3 preflight (hello) failed; 75 temporary \
 failure, may be retried (network, lock); 130 stopped by a signal.\n\nConfig: /etc/backupctl/config.toml, or with --user \
 $XDG_CONFIG_HOME/backupctl/config.toml."
@@ -69,6 +69,8 @@ pub enum Command {
     Snapshots(commands::snapshots::Args),
     /// List the versions of a stage's backup (git: the commits that touched a path).
     History(commands::history::Args),
+    /// List what under the roots (/home, /etc, …) no stage backs up, and missing sources.
+    Coverage(commands::coverage::Args),
     /// Restore files from a stage's backup (restic snapshot, git commit) into a directory.
     Restore(commands::restore::Args),
     /// Show the last run of each job and the state of its stages (systemd and run records).
@@ -193,6 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshots(args) => commands::snapshots::run(ctx, args),
         Command::History(args) => commands::history::run(ctx, args),
         Command::Restore(args) => commands::restore::run(ctx, args),
+        Command::Coverage(args) => commands::coverage::run(ctx, args),
         Command::Status(args) => commands::status::run(ctx, args),
         Command::Logs(args) => commands::logs::run(ctx, args),
         Command::Watch(args) => commands::watch::run(ctx, args),

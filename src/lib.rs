@@ -5,6 +5,7 @@ pub mod btrfs;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod coverage;
 pub mod dag;
 pub mod executor;
 pub mod exit;

@@ -44,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "executor",
             "runner",
             "status",
+            "coverage",
         ],
     ),
     ("front", &["commands", "cli"]),

@@ -3,6 +3,7 @@
 
 pub mod check;
 mod context;
+pub mod coverage;
 pub mod generate;
 pub mod hello;
 pub mod history;

@@ -5,6 +5,7 @@
 //! generated or run from a config that did not validate whole.
 
 pub mod calendar;
+pub mod coverage;
 pub mod duration;
 pub mod error;
 mod job;
@@ -53,6 +54,8 @@ pub struct Config {
     pub notify: Option<Notify>,
     /// The Prometheus text file (`[metrics]`).
     pub metrics: Option<Metrics>,
+    /// What `backupctl coverage` walks and ignores (`[coverage]`).
+    pub coverage: Option<coverage::Coverage>,
     /// `stages` by name, built on the first [`Config::stage`]: the generator looks up every
     /// stage's parents, and a search each time made a long chain quadratic.
     pub(crate) stage_index: std::sync::OnceLock<std::collections::HashMap<String, usize>>,

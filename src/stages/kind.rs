@@ -65,6 +65,12 @@ pub trait StageKind:
         Vec::new()
     }
 
+    /// What the stage leaves out of its [`Needs::sources`] (`backupctl coverage`). Default:
+    /// nothing.
+    fn excludes(&self) -> Excludes {
+        Excludes::default()
+    }
+
     /// Runs the stage. Progress goes to `ctx.report`; figures for the summary are returned.
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
 
@@ -73,6 +79,28 @@ pub trait StageKind:
     fn purpose(&self) -> Purpose {
         Purpose::Backup
     }
+}
+
+/// What a stage leaves out of its sources, as its tool is told (see [`StageKind::excludes`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Excludes {
+    /// Whose pattern syntax `patterns` follow.
+    pub dialect: Dialect,
+    /// Patterns as written in the config (`exclude`).
+    pub patterns: Vec<String>,
+    /// Files holding more patterns, one a line (`exclude_from`, `exclude_file`).
+    pub files: Vec<PathBuf>,
+    /// Directories holding a valid `CACHEDIR.TAG` are left out (`exclude_caches`).
+    pub exclude_caches: bool,
+}
+
+/// The pattern syntax of [`Excludes::patterns`]: rsync anchors `/…` at the transfer root,
+/// restic at the file system's root.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    #[default]
+    Rsync,
+    Restic,
 }
 
 /// What a stage is for (the `purpose` label of `backupctl_stage_info`).
@@ -183,6 +211,8 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn needs(&self) -> Needs;
     /// See [`StageKind::other_reads`].
     fn other_reads(&self) -> Vec<PathBuf>;
+    /// See [`StageKind::excludes`].
+    fn excludes(&self) -> Excludes;
     /// See [`StageKind::run`].
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
     /// See [`StageKind::purpose`].
@@ -206,6 +236,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn other_reads(&self) -> Vec<PathBuf> {
         StageKind::other_reads(self)
+    }
+    fn excludes(&self) -> Excludes {
+        StageKind::excludes(self)
     }
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         StageKind::run(self, ctx)

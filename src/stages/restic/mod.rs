@@ -549,6 +549,19 @@ impl StageKind for Spec {
         }
     }
 
+    fn excludes(&self) -> crate::stages::Excludes {
+        crate::stages::Excludes {
+            dialect: crate::stages::Dialect::Restic,
+            patterns: self.exclude.clone(),
+            files: self
+                .exclude_file
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect(),
+            exclude_caches: self.exclude_caches,
+        }
+    }
+
     fn other_reads(&self) -> Vec<PathBuf> {
         let files = self.exclude_file.iter();
         files.map(|file| file.get_ref().clone()).collect()

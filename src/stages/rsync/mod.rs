@@ -306,6 +306,19 @@ impl StageKind for Spec {
         }
     }
 
+    fn excludes(&self) -> crate::stages::Excludes {
+        crate::stages::Excludes {
+            dialect: crate::stages::Dialect::Rsync,
+            patterns: self.exclude.clone(),
+            files: self
+                .exclude_from
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect(),
+            exclude_caches: false,
+        }
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         let destination = self.destination.get_ref();
         if self.rotate.is_some() {
