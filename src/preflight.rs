@@ -51,6 +51,22 @@ pub fn run_checks(needs: &Needs, extra_tools: &[String], min_free: u64) -> Vec<C
     checks
 }
 
+/// A warning for each local source that does not exist (it vanished, or is not mounted):
+/// not a failure, since the other sources still get backed up, but nothing is backed up there.
+pub fn missing_sources(needs: &Needs) -> Vec<String> {
+    let sources: BTreeSet<&PathBuf> = needs.sources.iter().collect();
+    sources
+        .into_iter()
+        .filter(|source| source.symlink_metadata().is_err())
+        .map(|source| {
+            format!(
+                "source {} does not exist: nothing there is backed up (`backupctl coverage` lists what is not)",
+                source.display()
+            )
+        })
+        .collect()
+}
+
 fn find_in_path(tool: &str) -> Option<PathBuf> {
     if tool.contains('/') {
         return Path::new(tool).is_file().then(|| PathBuf::from(tool));

@@ -37,6 +37,9 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
         checks.extend(crate::store::preflight::checks(store));
     }
     print_table(&checks)?;
+    for warning in crate::preflight::missing_sources(&needs) {
+        eprintln!("warning: {warning}");
+    }
     let failed = checks.iter().filter(|c| !c.ok).count();
     if failed == 0 {
         outln!("all {} checks passed", checks.len())?;

@@ -77,8 +77,15 @@ impl StageKind for Spec {
             .filter(|check| !check.ok)
             .map(|check| format!("{} {}: {}", check.what, check.item, check.detail))
             .collect();
+        let warnings = crate::preflight::missing_sources(&needs);
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
         if failures.is_empty() {
-            Ok(Outcome::default())
+            Ok(Outcome {
+                warnings,
+                ..Outcome::default()
+            })
         } else {
             Err(StageError::Preflight(failures.join("; ")))
         }
