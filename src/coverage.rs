@@ -1,6 +1,6 @@
 //! `backupctl coverage`: what under the configured roots no stage backs up.
 //!
-//! A stage covers its local sources ([`crate::stages::Needs::sources`]) minus what its tool
+//! A stage of a kind that copies its local sources (rsync, restic, git) covers them ([`crate::stages::Needs::sources`]) minus what its tool
 //! is told to leave out ([`crate::stages::Excludes`]: patterns in rsync's or restic's
 //! syntax, `exclude_caches`). One walk of the roots, parallel over directories (rayon),
 //! decides for every entry whether some stage takes it; the top-most entries no stage takes
@@ -606,7 +606,11 @@ pub fn scan(
                 });
             }
         }
-        if !needs.sources.is_empty() {
+        // Only kinds that copy their sources cover them (a `manifest` only lists them), and
+        // only their backups (not a restic `forget` of the same paths).
+        let copies = crate::stages::kind(stage.kind.name()).is_some_and(|k| k.reads_local_sources)
+            && stage.kind.purpose() == crate::stages::Purpose::Backup;
+        if copies && !needs.sources.is_empty() {
             stages.push(view(
                 &stage.name,
                 stage.kind.name(),
