@@ -344,7 +344,7 @@ struct Walk<'a> {
 
 enum Work {
     Visit(PathBuf, Vec<State>),
-    Measure(PathBuf, std::fs::Metadata, Reason),
+    Measure(PathBuf, Box<std::fs::Metadata>, Reason),
 }
 
 impl Walk<'_> {
@@ -461,7 +461,7 @@ impl Walk<'_> {
                 }
             },
         };
-        Some(Work::Measure(path, meta, reason))
+        Some(Work::Measure(path, Box::new(meta), reason))
     }
 
     fn run(&self, work: Work, dev: u64) {
