@@ -732,6 +732,16 @@ impl StageKind for Spec {
     const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::restore_files);
     const HISTORY: Option<Verb<Self, HistoryArgs>> = Some(Self::print_history);
 
+    fn excludes(&self) -> crate::stages::Excludes {
+        // As `commit` mode's rsync is told (nested repositories' .git left out).
+        crate::stages::Excludes {
+            patterns: std::iter::once(".git".to_string())
+                .chain(self.exclude.iter().cloned())
+                .collect(),
+            ..Default::default()
+        }
+    }
+
     fn validate(&self) -> Result<(), SpecError> {
         require_absolute(std::slice::from_ref(&self.repository), "repository")?;
         for remote in &self.remotes {
