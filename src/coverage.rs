@@ -807,3 +807,42 @@ mod tests {
         assert_eq!(file_patterns("# c\n*.o\n", Dialect::Restic), ["*.o"]);
     }
 }
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    fn scan_with(root: &Path, stage: &str) -> Report {
+        let text = format!("{stage}destination = \"/nonexistent-dst\"\n");
+        let config =
+            crate::config::parse(Path::new("c.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        let options = Options {
+            roots: vec![root.to_path_buf()],
+            ..Options::default()
+        };
+        scan(&config, &options, &|_| {}).unwrap()
+    }
+
+    #[test]
+    fn rsync_anchors_at_the_transfer_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("build")).unwrap();
+        std::fs::create_dir_all(src.join("keep/build")).unwrap();
+        let uncovered = |source: String| -> Vec<PathBuf> {
+            let stage = format!(
+                "[stage.a]\nkind = \"rsync\"\nsources = [\"{source}\"]\nexclude = [\"{}\"]\n",
+                if source.ends_with('/') {
+                    "/build"
+                } else {
+                    "/src/build"
+                }
+            );
+            let report = scan_with(&src, &stage);
+            report.uncovered.into_iter().map(|u| u.path).collect()
+        };
+        let with_slash = format!("{}/", src.display());
+        assert_eq!(uncovered(with_slash), [src.join("build")]);
+        assert_eq!(uncovered(src.display().to_string()), [src.join("build")]);
+    }
+}
