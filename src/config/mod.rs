@@ -67,6 +67,12 @@ pub struct Job {
     pub schedule: Option<String>,
     pub randomized_delay: Option<Timespan>,
     pub persistent: bool,
+    /// `OnBootSec=`: also run this long after boot (NixOS `timerConfig.OnBootSec`).
+    pub on_boot: Option<Timespan>,
+    /// `AccuracySec=` (systemd's default is 1min).
+    pub accuracy: Option<Timespan>,
+    /// `WakeSystem=`: wake the machine from suspend for the job.
+    pub wake_system: bool,
     /// System scope only: run the stages as this user/group instead of root.
     pub user: Option<String>,
     pub group: Option<String>,

@@ -359,6 +359,15 @@ fn job_timer(config: &Config, job: &Job) -> String {
     if let Some(delay) = job.randomized_delay {
         let _ = writeln!(unit, "RandomizedDelaySec={delay}");
     }
+    if let Some(delay) = job.on_boot {
+        let _ = writeln!(unit, "OnBootSec={delay}");
+    }
+    if let Some(accuracy) = job.accuracy {
+        let _ = writeln!(unit, "AccuracySec={accuracy}");
+    }
+    if job.wake_system {
+        unit.push_str("WakeSystem=true\n");
+    }
     let _ = writeln!(unit, "Unit={}", units::job_service(&job.name));
     unit.push_str("\n[Install]\nWantedBy=timers.target\n");
     unit
