@@ -8,6 +8,7 @@ mod calendar;
 mod config_errors;
 mod examples;
 mod exit_codes;
+mod gaps;
 mod generate;
 mod gitsync;
 mod inventory;

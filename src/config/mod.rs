@@ -99,6 +99,9 @@ pub struct Stage {
     pub snapshot: Option<crate::snapshot::Settings>,
     /// The store this stage writes into (`store = "NAME"`); its unit requires the store's.
     pub store: Option<String>,
+    /// `ExecStopPost=`: a command run after the stage, whether it succeeded, failed or was
+    /// stopped, in the stage's sandbox.
+    pub cleanup: Option<Vec<String>>,
     pub kind: KindSpec,
 }
 

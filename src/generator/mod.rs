@@ -535,6 +535,13 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     if !caps.is_empty() && options.scope == Scope::System {
         let _ = writeln!(unit, "CapabilityBoundingSet={}", caps.join(" "));
     }
+    if let Some(command) = &stage.cleanup {
+        // After success, failure and stop alike; systemd sets $SERVICE_RESULT, $EXIT_CODE
+        // and $EXIT_STATUS for it. Words are written literally (`$` escaped): a shell the
+        // command starts expands those variables itself.
+        let words: Vec<String> = command.iter().map(|w| escape::exec_arg(w)).collect();
+        let _ = writeln!(unit, "ExecStopPost={}", words.join(" "));
+    }
     if let Some(settings) = &stage.snapshot {
         snapshot_rights(&mut unit, settings, &needs);
     }
