@@ -4,8 +4,15 @@
 //! manager (scripts/systemd-sandbox); the generated units are also golden-tested
 //! (tests/generate/nixos-gaps).
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use crate::util::installed::{Installed, wait_until_idle};
-use crate::util::{run, systemctl_user};
+use crate::util::{
+    assert_same_tree, backupctl_user, ok, require_tool, run, stderr, systemctl_user, tempdir,
+    write, write_config,
+};
 
 #[test]
 fn cleanup_runs_after_a_failing_stage_with_its_result() {
@@ -44,4 +51,161 @@ cleanup = ["/bin/sh", "-c", "echo \"$SERVICE_RESULT $EXIT_STATUS\" > @ROOT@/out/
         timers.contains("OnBootUSec") && timers.contains("10min"),
         "{timers}"
     );
+}
+
+/// `size` random bytes (incompressible) in a file.
+fn random_file(path: &Path, size: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut data = vec![0u8; size];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut data)
+        .unwrap();
+    write(path, &data);
+    data
+}
+
+/// A plain `restic` against the test's repository.
+fn restic(repo: &Path, password: &Path) -> Command {
+    let mut command = Command::new("restic");
+    command
+        .arg("--repo")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password)
+        .arg("--no-cache")
+        .env_remove("RESTIC_PASSWORD")
+        .env_remove("RESTIC_REPOSITORY");
+    command
+}
+
+fn snapshot_count(repo: &Path, password: &Path) -> usize {
+    let out = ok(restic(repo, password).args(["snapshots", "--json"]));
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).expect("snapshots --json");
+    list.len()
+}
+
+fn lock_count(repo: &Path) -> usize {
+    std::fs::read_dir(repo.join("locks")).map_or(0, |dir| dir.count())
+}
+
+fn password_file(dir: &Path) -> PathBuf {
+    let path = dir.join("password");
+    write(&path, "stdin-test-password\n");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn restic_stdin_from_stores_a_commands_output_and_a_failing_command_leaves_no_snapshot() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let data = random_file(&dir.join("data.bin"), 3_000_000);
+    let password = password_file(dir);
+    let repo = dir.join("repo");
+    let config = write_config(
+        dir,
+        &format!(
+            r#"
+[stage.db]
+kind = "restic"
+repository = "{repo}"
+password_file = "{password}"
+init = true
+stdin_from = ["/bin/sh", "-c", "cat {data}; printf 'trailer %s\\n' end"]
+stdin_filename = "mydb.sql"
+
+[stage.broken]
+kind = "restic"
+repository = "{repo}"
+password_file = "{password}"
+stdin_from = ["/bin/sh", "-c", "head -c 2000000 {data}; echo dump broke >&2; exit 4"]
+stdin_filename = "mydb.sql"
+"#,
+            repo = repo.display(),
+            password = password.display(),
+            data = dir.join("data.bin").display(),
+        ),
+    );
+    ok(backupctl_user(dir, &config).args(["stage", "db"]));
+    assert_eq!(snapshot_count(&repo, &password), 1);
+    let dumped = run(restic(&repo, &password).args(["dump", "latest", "/mydb.sql"]));
+    assert!(dumped.status.success(), "{}", stderr(&dumped));
+    let mut expected = data.clone();
+    expected.extend_from_slice(b"trailer end\n");
+    assert!(
+        dumped.stdout == expected,
+        "restored {} bytes differ from the command's {} bytes",
+        dumped.stdout.len(),
+        expected.len()
+    );
+
+    // The command fails after 2 MB: restic must not take the truncated output for a dump.
+    let output = run(backupctl_user(dir, &config).args(["stage", "broken"]));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("sh failed with exit code 4") && text.contains("dump broke"),
+        "{text}"
+    );
+    assert_eq!(
+        snapshot_count(&repo, &password),
+        1,
+        "a failing stdin_from command left a snapshot"
+    );
+    assert_eq!(lock_count(&repo), 0, "restic left its lock");
+    ok(restic(&repo, &password).arg("check"));
+}
+
+#[test]
+fn restic_files_from_backs_up_exactly_the_listed_files() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let source = dir.join("source");
+    random_file(&source.join("a/one.bin"), 200_000);
+    write(&source.join("a/two with space.txt"), "two\n");
+    write(&source.join("b/three.txt"), "three\n");
+    write(&source.join("unlisted.txt"), "not listed\n");
+    let list = dir.join("list");
+    write(
+        &list,
+        format!(
+            "{}\n{}\n",
+            source.join("a").display(),
+            source.join("b/three.txt").display()
+        ),
+    );
+    let password = password_file(dir);
+    let repo = dir.join("repo");
+    let config = write_config(
+        dir,
+        &format!(
+            r#"
+[stage.listed]
+kind = "restic"
+repository = "{repo}"
+password_file = "{password}"
+init = true
+files_from = "{list}"
+"#,
+            repo = repo.display(),
+            password = password.display(),
+            list = list.display(),
+        ),
+    );
+    ok(backupctl_user(dir, &config).args(["stage", "listed"]));
+    let target = dir.join("restore");
+    ok(backupctl_user(dir, &config)
+        .args(["restore", "listed", "--target"])
+        .arg(&target));
+    let restored = target.join(source.strip_prefix("/").unwrap());
+    assert_same_tree(&source.join("a"), &restored.join("a"));
+    assert_eq!(
+        std::fs::read(restored.join("b/three.txt")).unwrap(),
+        b"three\n"
+    );
+    assert!(!restored.join("unlisted.txt").exists());
+    assert_eq!(std::fs::read_dir(restored.join("b")).unwrap().count(), 1);
 }
