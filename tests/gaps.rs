@@ -23,6 +23,7 @@ fn cleanup_runs_after_a_failing_stage_with_its_result() {
 schedule = "daily"
 on_boot = "10min"
 accuracy = "1min"
+inhibit_sleep = true
 
 [stage.broken]
 kind = "exec"
@@ -208,4 +209,64 @@ files_from = "{list}"
     );
     assert!(!restored.join("unlisted.txt").exists());
     assert_eq!(std::fs::read_dir(restored.join("b")).unwrap().count(), 1);
+}
+
+/// Whether logind answers on the system bus here (containers usually have none).
+fn logind_available() -> bool {
+    Command::new("busctl")
+        .args(["--system", "status", "org.freedesktop.login1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[test]
+fn inhibit_sleep_holds_a_logind_lock_or_runs_with_a_warning_without_logind() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let config = write_config(
+        dir,
+        &format!(
+            r#"
+[job]
+inhibit_sleep = true
+
+[stage.work]
+kind = "exec"
+shell = true
+command = ["systemd-inhibit --list --no-pager --no-legend > {out}/locks 2>&1; echo done > {out}/ran"]
+writes = ["{out}"]
+"#,
+            out = out.display()
+        ),
+    );
+    let output = run(backupctl_user(dir, &config).args(["stage", "work"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(out.join("ran")).unwrap(), "done\n");
+    let runs = std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(runs.lines().last().unwrap()).unwrap();
+    assert_eq!(record["result"], "success", "{record}");
+    let warnings = record["warnings"].to_string();
+    if logind_available() {
+        let locks = std::fs::read_to_string(out.join("locks")).unwrap();
+        assert!(
+            locks.contains("backupctl") && locks.contains("backup job"),
+            "no inhibitor lock of ours while the stage ran:\n{locks}"
+        );
+        assert!(!warnings.contains("inhibit_sleep"), "{record}");
+    } else {
+        // No logind in this environment: the stage ran, and says it was not protected.
+        assert!(
+            warnings.contains("inhibit_sleep: cannot keep the system from sleeping"),
+            "{record}"
+        );
+        assert!(
+            stderr(&output).contains("inhibit_sleep"),
+            "{}",
+            stderr(&output)
+        );
+    }
 }

@@ -24,6 +24,7 @@ struct RawJob {
     on_boot: Option<Spanned<String>>,
     accuracy: Option<Spanned<String>>,
     wake_system: Option<bool>,
+    inhibit_sleep: Option<bool>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
 }
@@ -77,6 +78,7 @@ pub(super) fn default_job() -> Job {
         on_boot: None,
         accuracy: None,
         wake_system: false,
+        inhibit_sleep: false,
         user: None,
         group: None,
     }
@@ -139,6 +141,7 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
             .map(|text| timespan(source, &text, "accuracy"))
             .transpose()?,
         wake_system: raw.wake_system.unwrap_or(false),
+        inhibit_sleep: raw.inhibit_sleep.unwrap_or(false),
     })
 }
 

@@ -73,6 +73,9 @@ pub struct Job {
     pub accuracy: Option<Timespan>,
     /// `WakeSystem=`: wake the machine from suspend for the job.
     pub wake_system: bool,
+    /// Keep the machine from suspending (and idling) while a stage of the job runs: a logind
+    /// inhibitor lock the executor holds (see `crate::executor`).
+    pub inhibit_sleep: bool,
     /// System scope only: run the stages as this user/group instead of root.
     pub user: Option<String>,
     pub group: Option<String>,
