@@ -246,7 +246,7 @@ fn inhibit_sleep(job: &str) -> Result<zbus::OwnedFd, String> {
                 &("sleep:idle", "backupctl", why.as_str(), "block"),
             )
             .await?;
-        Ok(reply.body().deserialize::<zbus::OwnedFd>()?)
+        reply.body().deserialize::<zbus::OwnedFd>()
     });
     match result {
         Ok(fd) => {

@@ -374,7 +374,10 @@ impl Producer {
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().map(|pipe| {
             let name = name.clone();
+            // The stage's journal fields (its span) on the command's lines too.
+            let span = tracing::Span::current();
             std::thread::spawn(move || {
+                let _entered = span.enter();
                 let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
@@ -588,6 +591,46 @@ mod tests {
             .run()
             .unwrap();
         assert!(marker.exists(), "run() returned before the helper ended");
+    }
+
+    #[test]
+    fn a_producer_feeds_the_tool_and_its_failure_stops_it_before_end_of_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("copy");
+        let argv = |script: &str| vec!["/bin/sh".to_string(), "-c".into(), script.into()];
+        let env: Vec<(String, String)> = Vec::new();
+        let producer =
+            Producer::spawn(&argv("seq 1 100000"), env.iter().map(|(k, v)| (k, v))).unwrap();
+        Command::new("/bin/sh")
+            .args(["-c", &format!("cat > '{}'", copy.display())])
+            .stdin_from(producer)
+            .run()
+            .unwrap();
+        let text = std::fs::read_to_string(&copy).unwrap();
+        assert_eq!(text.lines().count(), 100000);
+        assert!(text.ends_with("100000\n"));
+
+        // The consumer would mark its copy complete at end of input: it must never get there.
+        let done = dir.path().join("done");
+        let producer = Producer::spawn(
+            &argv("seq 1 1000; echo broken >&2; exit 5"),
+            env.iter().map(|(k, v)| (k, v)),
+        )
+        .unwrap();
+        let error = Command::new("/bin/sh")
+            .args([
+                "-c",
+                &format!("cat > /dev/null && touch '{}'", done.display()),
+            ])
+            .stdin_from(producer)
+            .run()
+            .unwrap_err();
+        assert!(
+            matches!(&error, ToolError::Input { source, .. }
+                if source.to_string() == "sh failed with exit code 5: broken"),
+            "{error}"
+        );
+        assert!(!done.exists(), "the consumer saw the end of a failed input");
     }
 
     #[test]
