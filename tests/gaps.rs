@@ -270,3 +270,48 @@ writes = ["{out}"]
         );
     }
 }
+
+#[test]
+fn restic_stdin_from_under_the_user_manager_stores_the_output_and_cleans_up() {
+    require_tool("restic");
+    let job = Installed::new(
+        "stdin",
+        r#"
+[job]
+inhibit_sleep = true
+
+[stage.db]
+kind = "restic"
+repository = "@ROOT@/repo"
+password_file = "@ROOT@/password"
+init = true
+stdin_from = ["/bin/sh", "-c", "cat @ROOT@/data.bin"]
+stdin_filename = "mydb.sql"
+cleanup = ["/bin/sh", "-c", "echo $SERVICE_RESULT > @ROOT@/repo/cleanup-ran"]
+"#,
+    );
+    let data = random_file(&job.path("data.bin"), 2_500_000);
+    let password = job.path("password");
+    write(&password, "e2e-password\n");
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = run(systemctl_user().args(["start", "backup-job.service"]));
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stderr(&output),
+        crate::util::stdout(&output)
+    );
+    wait_until_idle();
+    let repo = job.path("repo");
+    assert_eq!(snapshot_count(&repo, &password), 1);
+    let dumped = run(restic(&repo, &password).args(["dump", "latest", "/mydb.sql"]));
+    assert!(dumped.status.success(), "{}", stderr(&dumped));
+    assert!(
+        dumped.stdout == data,
+        "the restored dump differs from the command's output"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("cleanup-ran")).unwrap(),
+        "success\n"
+    );
+}
