@@ -12,6 +12,7 @@ mod generate;
 mod gitsync;
 mod inventory;
 mod manpages;
+mod nixos_module;
 mod notify;
 mod prometheus;
 mod restic;

@@ -84,9 +84,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             config.units.search_path().as_deref(),
-            Some(
-                "/nix/store/a-restic/bin:/opt/b/bin"
-            )
+            Some("/nix/store/a-restic/bin:/opt/b/bin")
         );
     }
 
@@ -106,7 +104,10 @@ mod tests {
             )
             .expect_err(entry)
             .to_string();
-            assert!(error.contains("absolute directories without `:`"), "{error}");
+            assert!(
+                error.contains("absolute directories without `:`"),
+                "{error}"
+            );
         }
     }
 }
