@@ -13,6 +13,7 @@ mod gitsync;
 mod inventory;
 mod layering;
 mod manpages;
+mod nixos_module;
 mod notify;
 mod prometheus;
 mod restic;
