@@ -81,12 +81,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Runs a command and returns its output, panicking with everything it printed on failure
-/// when `expect_success` is set.
+/// Runs a command and returns its output (panics only when it cannot be started).
 pub fn run(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+    // ETXTBSY: a binary a test has just copied (tests/util/installed.rs) is still open for
+    // writing in a child that another test thread forked meanwhile, until that child execs.
+    // It passes in milliseconds.
+    const TEXT_FILE_BUSY: i32 = 26;
+    let mut attempts = 0;
+    loop {
+        match command.output() {
+            Err(e) if e.raw_os_error() == Some(TEXT_FILE_BUSY) && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result.unwrap_or_else(|e| panic!("cannot run {command:?}: {e}")),
+        }
+    }
 }
 
 pub fn stdout(output: &Output) -> String {
