@@ -13,6 +13,7 @@ mod gitsync;
 mod inventory;
 mod manpages;
 mod notify;
+mod package;
 mod prometheus;
 mod restic;
 mod run_here;
