@@ -15,6 +15,7 @@ mod layering;
 mod manpages;
 mod nixos_module;
 mod notify;
+mod package;
 mod prometheus;
 mod restic;
 mod run_here;

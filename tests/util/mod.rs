@@ -313,3 +313,32 @@ pub fn promtool() -> PathBuf {
             )
         })
 }
+
+/// The Debian package `scripts/package` builds (target/debian/backupctl_*.deb), built once
+/// per test run from this checkout: cargo rebuilds the release binary only when a source
+/// changed, so the package is never stale. Fails, with the script's output, when it cannot be
+/// built (cargo-deb missing: scripts/setup-deps).
+pub fn debian_package() -> PathBuf {
+    static PACKAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = PACKAGE.get_or_init(|| {
+        let output = run(&mut Command::new(repo_root().join("scripts/package")));
+        if !output.status.success() {
+            return Err(format!(
+                "scripts/package failed ({}):\n{}{}",
+                output.status,
+                stdout(&output),
+                stderr(&output)
+            ));
+        }
+        let path = PathBuf::from(stdout(&output).trim());
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("scripts/package printed no package: {path:?}"))
+        }
+    });
+    match built {
+        Ok(path) => path.clone(),
+        Err(message) => panic!("{message}"),
+    }
+}
