@@ -14,7 +14,10 @@ use crate::util::{
 /// A tree of a few files, one of them a MiB of pseudo-random bytes (its own restic pack).
 fn make_source(root: &Path) {
     write(&root.join("plain.txt"), "hello\n");
-    write(&root.join("dir with spaces/file [1].txt"), "spaces and brackets\n");
+    write(
+        &root.join("dir with spaces/file [1].txt"),
+        "spaces and brackets\n",
+    );
     write(&root.join("deep/a/b/c.txt"), "deep\n");
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let big: Vec<u8> = (0..1 << 20)
@@ -32,8 +35,7 @@ fn last_record(dir: &Path, stage: &str) -> serde_json::Value {
     let runs = std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl")).unwrap();
     runs.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["stage"] == stage)
-        .last()
+        .rfind(|r| r["stage"] == stage)
         .unwrap_or_else(|| panic!("no run record of {stage}:\n{runs}"))
 }
 
@@ -124,13 +126,19 @@ manifest = "home-manifest"
         assert_eq!(record["figures"]["snapshot_id"].as_str().unwrap().len(), 8);
     }
     let record = last_record(dir, "drill-home");
-    assert_eq!(record["figures"]["files"], 4, "every file verified: {record}");
+    assert_eq!(
+        record["figures"]["files"], 4,
+        "every file verified: {record}"
+    );
     assert_eq!(
         record["figures"]["bytes_read"].as_u64().unwrap(),
         (1 << 20) + 6 + 20 + 5,
         "{record}"
     );
-    assert_eq!(last_record(dir, "drill-home-manifest")["figures"]["files"], 4);
+    assert_eq!(
+        last_record(dir, "drill-home-manifest")["figures"]["files"],
+        4
+    );
     assert!(
         !dir.join("state/backupctl/drill").exists()
             || std::fs::read_dir(dir.join("state/backupctl/drill"))

@@ -181,11 +181,12 @@ impl StageKind for Spec {
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
-        let started = Instant::now();
         let mut drill = match self.target()? {
             Target::Restic(spec) => Backup::restic(spec, ctx)?,
             Target::Rsync(spec) => Backup::rsync(spec)?,
         };
+        // Throughput is of getting the sample back and verifying it, not of the listing.
+        let started = Instant::now();
         let total = drill.files.len();
         let chosen = choose(&mut drill.files, self.newest, self.sample_size(total));
         ctx.report.status(&format!(
@@ -202,11 +203,9 @@ impl StageKind for Spec {
             None => PathBuf::from("/"),
         };
         let truth = match (&self.manifest, &self.manifest_spec) {
-            (Some(name), Some(spec)) => Truth::Manifest(load_manifests(
-                spec,
-                &ctx.state_dir,
-                name.get_ref(),
-            )?),
+            (Some(name), Some(spec)) => {
+                Truth::Manifest(load_manifests(spec, &ctx.state_dir, name.get_ref())?)
+            }
             _ => Truth::Source,
         };
 
@@ -309,12 +308,20 @@ fn target_of(spec: &KindSpec) -> Result<Target, String> {
         if rsync::is_remote(rsync.destination.get_ref()) {
             return Err("its destination is remote; a drill reads a local destination".into());
         }
-        if rsync.sources.get_ref().iter().any(|s| rsync::is_remote(s.get_ref())) {
+        if rsync
+            .sources
+            .get_ref()
+            .iter()
+            .any(|s| rsync::is_remote(s.get_ref()))
+        {
             return Err("its sources are remote; a drill compares with local sources".into());
         }
         return Ok(Target::Rsync(Box::new(rsync.clone())));
     }
-    Err(format!("it is a {} stage; drills verify {DRILLABLE}", spec.name()))
+    Err(format!(
+        "it is a {} stage; drills verify {DRILLABLE}",
+        spec.name()
+    ))
 }
 
 /// One file of the backup, as the backup recorded it.
@@ -346,7 +353,8 @@ impl<'a> Backup<'a> {
             env: restic::repo::environment(spec, ctx.scope)?,
             snapshot: String::new(),
         };
-        ctx.report.status("drill: listing the newest restic snapshot");
+        ctx.report
+            .status("drill: listing the newest restic snapshot");
         let mut args: Vec<OsString> = vec!["ls".into(), "--json".into()];
         // The stage's own snapshots, as `backupctl restore` picks them.
         args.extend(spec.selection_args().into_iter().map(OsString::from));
@@ -528,9 +536,11 @@ impl Restic<'_> {
         for (key, value) in &self.env {
             command = command.env(key, value);
         }
+        // `--no-lock`: the drill only reads, and its unit may not write the repository.
         command
             .envs(&self.ctx.stage.environment)
             .args(self.spec.global_args())
+            .arg("--no-lock")
             .args(args)
     }
 
@@ -824,7 +834,10 @@ mod tests {
         let chosen = choose(&mut files, 3, 10);
         assert_eq!(chosen.len(), 13);
         let names: Vec<_> = chosen.iter().map(|f| f.source.clone()).collect();
-        assert_eq!(names[..3], [PathBuf::from("/f99"), "/f98".into(), "/f97".into()]);
+        assert_eq!(
+            names[..3],
+            [PathBuf::from("/f99"), "/f98".into(), "/f97".into()]
+        );
         let mut unique = names.clone();
         unique.sort();
         unique.dedup();
@@ -835,9 +848,8 @@ mod tests {
 
     #[test]
     fn sample_sizes() {
-        let spec = |text: &str| -> Spec {
-            toml::from_str(&format!("stage = \"home\"\n{text}")).unwrap()
-        };
+        let spec =
+            |text: &str| -> Spec { toml::from_str(&format!("stage = \"home\"\n{text}")).unwrap() };
         assert_eq!(spec("sample = \"2%\"").sample_size(1000), 20);
         assert_eq!(spec("sample = \"2%\"").sample_size(10), 1);
         assert_eq!(spec("files = 500").sample_size(100), 100);
@@ -850,6 +862,9 @@ mod tests {
 
     #[test]
     fn include_patterns_match_only_the_path() {
-        assert_eq!(escape_pattern(Path::new("/a/b[1]*.txt")), OsString::from("/a/b\\[1\\]\\*.txt"));
+        assert_eq!(
+            escape_pattern(Path::new("/a/b[1]*.txt")),
+            OsString::from("/a/b\\[1\\]\\*.txt")
+        );
     }
 }
