@@ -148,6 +148,21 @@ manifest = "home-manifest"
         "the scratch directory is removed"
     );
 
+    // `status` shows the backup stage's newest drill.
+    let status = ok(backupctl_user(dir, &config).args(["status", "--json"]));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let home = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|job| job["stages"].as_array().unwrap())
+        .find(|stage| stage["name"] == "home")
+        .unwrap()
+        .clone();
+    assert_eq!(home["last_drill"]["result"], "success", "{home}");
+    let table = ok(backupctl_user(dir, &config).args(["status"]));
+    assert!(table.contains("last verified restore: "), "{table}");
+
     // A file changed since the backup is skipped, not a failure.
     write(&source.join("plain.txt"), "changed!\n");
     ok(backupctl_user(dir, &config).args(["run", "--here", "drill"]));
