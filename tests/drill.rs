@@ -1,8 +1,9 @@
 //! The `drill` stage: a sample of a real backup restored (restic) or read back (rsync) and
 //! compared byte for byte, by BLAKE3, with the source or a manifest; then the backup damaged
 //! (a flipped byte in a restic pack, in an rsync destination file with its size and mtime
-//! kept) and the drill must fail and name the problem. The rsync case runs under the systemd
-//! user manager, the restic one with `run --here`.
+//! kept) and the drill must fail and name the problem. The rsync case and a restic case with
+//! the password as a systemd credential run under the systemd user manager, the restic case
+//! with a manifest and `status` with `run --here`.
 
 use std::path::{Path, PathBuf};
 
@@ -235,5 +236,75 @@ sample = "100%"
         )),
         "{error}"
     );
+    let _ = run(systemctl_user().arg("reset-failed"));
+}
+
+/// Under systemd, with the password as a systemd credential: the drill's unit loads the
+/// target's credential and reads a repository it may not write (`--no-lock`).
+#[test]
+fn a_restic_drill_under_systemd_uses_the_targets_credential() {
+    require_tool("restic");
+    let job = Installed::new(
+        "drill-restic",
+        r#"
+[jobs.drill]
+
+[stage.home]
+kind = "restic"
+repository = "@ROOT@/repo"
+password_credential = "@ROOT@/password"
+init = true
+paths = ["@ROOT@/source"]
+
+[stage.drill-home]
+job = "drill"
+kind = "drill"
+stage = "home"
+files = 1
+newest = 1
+"#,
+    );
+    make_source(&job.path("source"));
+    write(&job.path("password"), "drill-password\n");
+    std::fs::set_permissions(
+        job.path("password"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let drop_in = std::fs::read_to_string(
+        Path::new(crate::util::installed::UNIT_DIR)
+            .join("backup@drill-home.service.d/backupctl.conf"),
+    )
+    .unwrap();
+    assert!(
+        drop_in.contains("LoadCredential=restic-password:"),
+        "the drill's unit loads the target's credential:\n{drop_in}"
+    );
+    ok(systemctl_user().args(["start", "backup@home.service"]));
+    ok(systemctl_user().args(["start", "backup@drill-home.service"]));
+    let record = run_records()
+        .into_iter()
+        .rfind(|r| r["stage"] == "drill-home")
+        .expect("a run record of drill-home");
+    assert_eq!(record["result"], "success", "{record}");
+    assert_eq!(record["figures"]["files"], 2, "{record}");
+
+    flip_byte(&largest_file(&job.path("repo/data")));
+    // Every file this time, so that big.bin is in the sample.
+    let config = std::fs::read_to_string(&job.config)
+        .unwrap()
+        .replace("files = 1", "files = 100");
+    write_config(&job.root, &config);
+    ok(&mut job.backupctl(&["generate", "--output", crate::util::installed::UNIT_DIR]));
+    ok(systemctl_user().arg("daemon-reload"));
+    let output = run(systemctl_user().args(["start", "backup@drill-home.service"]));
+    assert!(!output.status.success(), "the drill unit fails");
+    let record = run_records()
+        .into_iter()
+        .rfind(|r| r["stage"] == "drill-home")
+        .unwrap();
+    assert_eq!(record["result"], "failed", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("does not restore"), "{error}");
     let _ = run(systemctl_user().arg("reset-failed"));
 }
