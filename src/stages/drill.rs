@@ -32,6 +32,9 @@ use crate::report::{Figures, Progress};
 
 const DEFAULT_NEWEST: usize = 20;
 const DEFAULT_FILES: u64 = 100;
+/// The bytes of `--include` arguments one `restic restore` gets (Linux allows 2 MiB of
+/// arguments and environment in all).
+const MAX_INCLUDE_BYTES: usize = 256 * 1024;
 /// The most mismatches listed in the failure message (all go to the journal).
 const LISTED_MISMATCHES: usize = 5;
 
@@ -544,28 +547,41 @@ impl Restic<'_> {
             .args(args)
     }
 
-    /// `restic restore SNAPSHOT --target DIR --include PATH…` for the chosen files.
+    /// `restic restore SNAPSHOT --target DIR --include PATH…` for the chosen files, in
+    /// batches whose includes stay far below the kernel's limit on an argument list.
     fn restore(&self, files: &[File], target: &Path) -> Result<(), StageError> {
-        self.ctx
-            .report
-            .status(&format!("drill: restoring {} files", files.len()));
-        let mut args: Vec<OsString> = vec![
-            "restore".into(),
-            self.snapshot.clone().into(),
-            "--target".into(),
-            target.into(),
-        ];
+        let mut batches: Vec<Vec<OsString>> = vec![Vec::new()];
+        let mut batch_bytes = 0;
         for file in files {
             let mut arg = OsString::from("--include=");
             arg.push(escape_pattern(&file.source));
-            args.push(arg);
+            if batch_bytes + arg.len() > MAX_INCLUDE_BYTES && batch_bytes > 0 {
+                batches.push(Vec::new());
+                batch_bytes = 0;
+            }
+            batch_bytes += arg.len() + 1;
+            batches.last_mut().expect("one batch at least").push(arg);
         }
-        self.command(args)
-            .on_line(|line| self.ctx.log_output(line))
-            .on_stderr(|line| tracing::warn!("restic: {line}"))
-            .tail_skips(restic::repo::is_stack_frame)
-            .run()
-            .map_err(|error| restic_failed("restore the sample", error))?;
+        for (index, includes) in batches.into_iter().enumerate() {
+            self.ctx.report.status(&format!(
+                "drill: restoring {} files (batch {})",
+                includes.len(),
+                index + 1
+            ));
+            let mut args: Vec<OsString> = vec![
+                "restore".into(),
+                self.snapshot.clone().into(),
+                "--target".into(),
+                target.into(),
+            ];
+            args.extend(includes);
+            self.command(args)
+                .on_line(|line| self.ctx.log_output(line))
+                .on_stderr(|line| tracing::warn!("restic: {line}"))
+                .tail_skips(restic::repo::is_stack_frame)
+                .run()
+                .map_err(|error| restic_failed("restore the sample", error))?;
+        }
         Ok(())
     }
 }
