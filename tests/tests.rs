@@ -6,6 +6,7 @@ mod util;
 
 mod calendar;
 mod config_errors;
+mod drill;
 mod examples;
 mod exit_codes;
 mod generate;

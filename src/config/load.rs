@@ -96,6 +96,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     }
     stage::resolve_after(&source, &mut stages, &after_spans)?;
+    stage::resolve_references(&source, &mut stages)?;
 
     Ok(Config {
         file: file.to_path_buf(),
