@@ -6,6 +6,7 @@ mod util;
 
 mod calendar;
 mod config_errors;
+mod drill;
 mod examples;
 mod exit_codes;
 mod gaps;
@@ -14,7 +15,9 @@ mod gitsync;
 mod inventory;
 mod layering;
 mod manpages;
+mod nixos_module;
 mod notify;
+mod package;
 mod prometheus;
 mod restic;
 mod run_here;

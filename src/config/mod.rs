@@ -18,6 +18,7 @@ mod source;
 mod stage;
 pub mod store;
 pub mod text;
+pub mod units;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,7 @@ pub use load::parse;
 pub use metrics::Metrics;
 pub use notify::Notify;
 pub use store::Store;
+pub use units::Units;
 
 use crate::paths::Scope;
 use crate::stages::KindSpec;
@@ -53,6 +55,8 @@ pub struct Config {
     pub notify: Option<Notify>,
     /// The Prometheus text file (`[metrics]`).
     pub metrics: Option<Metrics>,
+    /// Settings of the generated units themselves (`[units]`).
+    pub units: Units,
     /// `stages` by name, built on the first [`Config::stage`]: the generator looks up every
     /// stage's parents, and a search each time made a long chain quadratic.
     pub(crate) stage_index: std::sync::OnceLock<std::collections::HashMap<String, usize>>,

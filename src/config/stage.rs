@@ -320,6 +320,22 @@ pub(super) fn parse(
 const IMPLICIT_AFTER: &str = "<previous>";
 
 /// Resolves `after` (file order by default), checks the names and rejects cycles.
+/// Lets each stage's kind resolve what it refers to in other stages (see
+/// `StageKind::resolve`), e.g. the stage a drill verifies.
+pub(super) fn resolve_references(source: &Source, stages: &mut [Stage]) -> Result<(), ConfigError> {
+    let all: Vec<(String, crate::stages::KindSpec)> = stages
+        .iter()
+        .map(|stage| (stage.name.clone(), stage.kind.clone()))
+        .collect();
+    for stage in stages.iter_mut() {
+        stage
+            .kind
+            .resolve(&all)
+            .map_err(|error| source.spec(error, 0..0))?;
+    }
+    Ok(())
+}
+
 pub(super) fn resolve_after(
     source: &Source,
     stages: &mut [Stage],

@@ -222,6 +222,7 @@ fn template(config: &Config, options: &Options) -> String {
         "ExecStart={}",
         exec_line(config, options, &["stage", "%i"])
     );
+    search_path(&mut unit, config);
     unit.push_str(
         "NotifyAccess=main\n\
          # SIGTERM reaches backupctl, which stops its tool cleanly before exiting.\n\
@@ -282,6 +283,7 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
         "ExecStart={}",
         exec_line(config, options, &["job-finished", &job.name])
     );
+    search_path(&mut unit, config);
     state_directories(&mut unit, config, options, false);
     metrics_directory(&mut unit, config);
     if options.scope == Scope::System {
@@ -320,6 +322,15 @@ fn state_directories(unit: &mut String, config: &Config, options: &Options, cach
     );
     let writable: Vec<String> = paths.iter().map(|dir| format!("-{dir}")).collect();
     let _ = writeln!(unit, "ReadWritePaths={}", writable.join(" "));
+}
+
+/// `Environment=PATH=` from `[units] path`: the tools (and backupctl's own children) are found
+/// where the config says, e.g. in the NixOS module's `/nix/store/…/bin` directories, which
+/// systemd's default `PATH` does not hold. Nothing when `path` is empty.
+pub(crate) fn search_path(unit: &mut String, config: &Config) {
+    if let Some(path) = config.units.search_path() {
+        let _ = writeln!(unit, "Environment={}", escape::environment("PATH", &path));
+    }
 }
 
 /// The directory of the metrics text file, written (temporary file + rename) after each stage
