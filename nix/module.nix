@@ -1,52 +1,424 @@
-# NixOS module: `services.backupctl.settings` is the TOML config (see the README's config
-# reference); the units come from backupctl's own generator at every `nixos-rebuild switch`
-# (daemon-reload), so the NixOS module and `backupctl generate` can never disagree.
+# NixOS module: `services.backupctl` turns a config written in Nix into
+# /etc/backupctl/config.toml; backupctl's own generator turns that into the units at every
+# `nixos-rebuild switch` (daemon-reload), so the NixOS module and `backupctl generate` can
+# never disagree. The README's "NixOS" section documents every option.
 #
 #   imports = [ ./nix/module.nix ];
 #   services.backupctl = {
 #     enable = true;
-#     settings = {
-#       job.schedule = "*-*-* 03:00:00";
-#       stage.hello.kind = "hello";
-#       stage.home = {
-#         kind = "restic";
+#     settings.job.schedule = "*-*-* 03:00:00";
+#     stages = [                       # a list: the stages run in this order
+#       { name = "hello"; kind = "hello"; }
+#       { name = "home"; kind = "restic";
 #         repository = "sftp:backup@nas:/srv/restic";
-#         password_file = "/root/restic-password";
-#         paths = [ "/home" ];
-#         snapshot = "btrfs";
-#       };
-#     };
+#         password_file = "/root/restic-password";   # a string: never a Nix path
+#         paths = [ "/home" ]; }
+#     ];
 #   };
 { config, lib, pkgs, ... }:
 
 let
+  inherit (lib) mkOption types;
+
   cfg = config.services.backupctl;
   toml = pkgs.formats.toml { };
+
+  # Keys whose value names a file that may hold a secret, or maps names to such files: a Nix
+  # path there would be copied into the world-readable /nix/store.
+  isSecretKey = name:
+    lib.hasSuffix "_file" name || lib.hasSuffix "_files" name
+    || lib.hasSuffix "_credential" name || lib.hasSuffix "_credentials" name
+    || name == "keyfile" || name == "ssh_key";
+
+  # "settings.stage.home.password_file" for every Nix path under a secret key.
+  nixPathsUnderSecretKeys = prefix: value:
+    if builtins.isAttrs value then
+      lib.concatLists (lib.mapAttrsToList (name: inner:
+        let where = "${prefix}.${name}"; in
+        if isSecretKey name && containsPath inner then [ where ]
+        else nixPathsUnderSecretKeys where inner) value)
+    else if builtins.isList value then
+      lib.concatLists (lib.imap0 (i: nixPathsUnderSecretKeys "${prefix}[${toString i}]") value)
+    else [ ];
+  containsPath = value:
+    if builtins.isPath value then true
+    else if builtins.isAttrs value then lib.any containsPath (lib.attrValues value)
+    else if builtins.isList value then lib.any containsPath value
+    else false;
+
+  # Typed options are null when unset; TOML has no null.
+  withoutNulls = value:
+    if builtins.isAttrs value then
+      lib.mapAttrs (_: withoutNulls) (lib.filterAttrs (_: v: v != null) value)
+    else if builtins.isList value then map withoutNulls value
+    else value;
+
+  # A string that names a file on the machine; a Nix path is refused by an assertion (see
+  # `secretPaths` below) with a message that says what to write instead.
+  fileName = types.either types.str types.path;
+
+  commonStageOptions = {
+    kind = mkOption {
+      type = types.str;
+      example = "restic";
+      description = "The stage kind: hello, exec, rsync, restic, git, rclone, gitrepos or manifest.";
+    };
+    after = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [ "hello" ];
+      description = ''
+        The stages this one runs after. In `stages` (a list) the default is the previous
+        stage of the same job; in `settings.stage` (an attribute set, which Nix sorts by
+        name) every stage of a job with more than one stage must say it (`[ ]` for none).
+      '';
+    };
+    job = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "The job (`settings.jobs.NAME`) this stage belongs to; default: `job`.";
+    };
+    required = mkOption {
+      type = types.nullOr types.bool;
+      default = null;
+      description = "`false`: the stage may fail without failing its job (default: true).";
+    };
+    password_file = mkOption {
+      type = types.nullOr fileName;
+      default = null;
+      example = "/root/restic-password";
+      description = ''
+        restic: the file holding the repository password, as a string. Never a Nix path
+        (`./secret`): it would be copied into the world-readable /nix/store.
+      '';
+    };
+    repository_file = mkOption {
+      type = types.nullOr fileName;
+      default = null;
+      description = "restic: the file holding the repository location, as a string (never a Nix path).";
+    };
+    repository = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "sftp:backup@nas:/srv/restic";
+      description = "restic: the repository location.";
+    };
+    paths = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [ "/home" "/etc" ];
+      description = "restic: what to back up.";
+    };
+    sources = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      description = "rsync, git, manifest: what to copy.";
+    };
+    destination = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "rsync, rclone: where to copy to.";
+    };
+  };
+
+  # A stage: the common keys typed and documented, every other key of the README's config
+  # reference passed through as it is (freeform), checked by `backupctl check` at build time.
+  stageModule = {
+    freeformType = toml.type;
+    options = commonStageOptions;
+  };
+  namedStageModule = {
+    freeformType = toml.type;
+    options = commonStageOptions // {
+      name = mkOption {
+        type = types.strMatching "[A-Za-z0-9_-]+";
+        example = "home";
+        description = "The stage name: its unit is `backup@NAME.service`.";
+      };
+    };
+  };
+
+  jobModule = {
+    freeformType = toml.type;
+    options = {
+      schedule = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "*-*-* 03:00:00";
+        description = "`OnCalendar=` of the job's timer; no timer when unset.";
+      };
+      user = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = ''
+          Run the job's stages as this user. The module lets this user own the stages' D-Bus
+          names (`backupctl watch`).
+        '';
+      };
+      group = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Run the job's stages with this group.";
+      };
+    };
+  };
+
+  settingsModule = {
+    freeformType = toml.type;
+    options = {
+      job = mkOption {
+        type = types.submodule jobModule;
+        default = { };
+        description = "The default job: `backup-job.service` and `backup-job.timer`.";
+      };
+      jobs = mkOption {
+        type = types.attrsOf (types.submodule jobModule);
+        default = { };
+        description = "More jobs: `backup-NAME.service` and `.timer`; stages join with `job = NAME`.";
+      };
+      stage = mkOption {
+        type = types.attrsOf (types.submodule stageModule);
+        default = { };
+        description = ''
+          Stages by name. Nix sorts attribute names, so file order is lost: give every stage
+          of a job with several stages `after`, or use `services.backupctl.stages` (a list).
+        '';
+      };
+    };
+  };
+
+  jobOf = stage: if stage.job or null == null then "job" else stage.job;
+
+  # The list form, in order: a stage without `after` runs after the previous stage of its job
+  # (the TOML file-order default), written out because the TOML is rendered sorted.
+  listedStages = (lib.foldl' (acc: stage:
+    let
+      job = jobOf stage;
+      previous = acc.last.${job} or null;
+      body = builtins.removeAttrs stage [ "name" ]
+        // lib.optionalAttrs (stage.after == null) {
+          after = lib.optional (previous != null) previous;
+        };
+    in {
+      last = acc.last // { ${job} = stage.name; };
+      stage = acc.stage // { ${stage.name} = body; };
+    }) { last = { }; stage = { }; } cfg.stages).stage;
+
+  listedNames = map (stage: stage.name) cfg.stages;
+  attrNamesOfStages = lib.attrNames cfg.settings.stage;
+  duplicateNames = lib.filter (name: lib.elem name attrNamesOfStages) listedNames;
+
+  # Jobs whose order Nix would have lost: more than one stage, one of them from
+  # `settings.stage` without `after`.
+  allStages = cfg.settings.stage // listedStages;
+  stagesOfJob = job: lib.filterAttrs (_: stage: jobOf stage == job) allStages;
+  unordered = lib.filter (name:
+    let stage = cfg.settings.stage.${name}; in
+    stage.after == null && lib.length (lib.attrNames (stagesOfJob (jobOf stage))) > 1)
+    attrNamesOfStages;
+
+  # Where the units look for tools: the package's own (rsync, restic, …), extraPackages, and
+  # what NixOS gives its own services (`systemd.services.<name>.path`'s default).
+  unitPath = map (package: "${lib.getBin package}/bin")
+    ((cfg.package.tools or [ ]) ++ cfg.extraPackages
+      ++ [ pkgs.coreutils pkgs.findutils pkgs.gnugrep pkgs.gnused config.systemd.package ]);
+
+  # An empty [job] would be a job without stages (an error) when every stage has its `job`.
+  finalSettings = lib.filterAttrs (name: value: !(lib.elem name [ "job" "jobs" ] && value == { }))
+    (withoutNulls (cfg.settings // {
+    stage = allStages;
+    units = (cfg.settings.units or { }) // {
+      path = (cfg.settings.units.path or [ ]) ++ unitPath;
+    };
+  }));
+
+  configFile =
+    if cfg.configFile != null then cfg.configFile
+    else toml.generate "backupctl.toml" finalSettings;
+
+  secretPaths = nixPathsUnderSecretKeys "services.backupctl.settings" cfg.settings
+    ++ nixPathsUnderSecretKeys "services.backupctl.stages" cfg.stages;
+
+  # The users jobs run as, which must own their stages' D-Bus names.
+  jobUsers = lib.unique (lib.filter (user: user != null)
+    ([ cfg.settings.job.user ] ++ lib.mapAttrsToList (_: job: job.user) cfg.settings.jobs
+      ++ cfg.dbusUsers));
+  dbusPolicy = pkgs.writeTextDir "share/dbus-1/system.d/io.github.backupctl.users.conf" ''
+    <?xml version="1.0"?>
+    <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+     "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+    <!-- Generated by the backupctl NixOS module: the users of jobs with `user = ...` own
+         their stages' names, as root does in io.github.backupctl.conf. -->
+    <busconfig>
+    ${lib.concatMapStrings (user: ''
+      <policy user="${lib.escapeXML user}">
+        <allow own_prefix="io.github.backupctl"/>
+      </policy>
+    '') jobUsers}</busconfig>
+  '';
+
+  # The check runs at build time, on the build machine: a cross-built package cannot run
+  # there, so it takes the build platform's backupctl then.
+  checkPackage =
+    if pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform then cfg.package
+    else pkgs.buildPackages.backupctl or (pkgs.buildPackages.callPackage ./package.nix { });
 in {
   options.services.backupctl = {
     enable = lib.mkEnableOption "backupctl, systemd-native backups";
-    package = lib.mkOption {
-      type = lib.types.package;
-      default = pkgs.callPackage ./package.nix { };
-      description = "The backupctl package.";
+
+    package = lib.mkPackageOption pkgs "backupctl" { } // {
+      default = pkgs.backupctl or (pkgs.callPackage ./package.nix { });
+      defaultText = lib.literalExpression
+        "pkgs.backupctl or (pkgs.callPackage ./nix/package.nix { })";
     };
-    settings = lib.mkOption {
-      type = toml.type;
+
+    settings = mkOption {
+      type = types.submodule settingsModule;
       default = { };
-      description = "The config, written to /etc/backupctl/config.toml (see the README).";
+      example = lib.literalExpression ''
+        {
+          job.schedule = "*-*-* 03:00:00";
+          stage.hello = { kind = "hello"; after = [ ]; };
+          stage.home = {
+            kind = "restic";
+            after = [ "hello" ];
+            repository = "sftp:backup@nas:/srv/restic";
+            password_file = "/root/restic-password";
+            paths = [ "/home" ];
+            keep = { daily = 7; weekly = 5; };
+          };
+        }
+      '';
+      description = ''
+        The config, written to /etc/backupctl/config.toml: the README's config reference,
+        in Nix (RFC 42 freeform settings; common keys are typed). File names of secrets are
+        strings, never Nix paths.
+      '';
+    };
+
+    stages = mkOption {
+      type = types.listOf (types.submodule namedStageModule);
+      default = [ ];
+      example = lib.literalExpression ''
+        [
+          { name = "hello"; kind = "hello"; }
+          { name = "logseq"; kind = "rsync"; sources = [ "/home/sig/Logseq/" ]; destination = "/data/Logseq/"; }
+          { name = "backblaze"; kind = "restic"; repository_file = "/etc/backupctl/b2-repository";
+            password_file = "/etc/backupctl/restic-password"; paths = [ "/home" ]; }
+        ]
+      '';
+      description = ''
+        Stages in order, each with its `name`: without `after`, a stage runs after the previous
+        stage of its job, as in a TOML file. Joined with `settings.stage`.
+      '';
+    };
+
+    configFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = "/etc/nixos/backupctl.toml";
+      description = ''
+        A TOML config to use instead of `settings`/`stages` (it is copied into the store: no
+        secrets in it). The module cannot add `[units] path` to it: list the tools'
+        directories there yourself (see the README).
+      '';
+    };
+
+    extraPackages = mkOption {
+      type = types.listOf types.package;
+      default = [ ];
+      example = lib.literalExpression "[ pkgs.sqlite pkgs.postgresql ]";
+      description = ''
+        Packages whose `bin` goes into the units' PATH, e.g. for `exec` stages and
+        `password_command`. The package's own tools (rsync, restic, rclone, git, ssh, btrfs,
+        cryptsetup, mount.cifs) are always there.
+      '';
+    };
+
+    dbusUsers = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = ''
+        More users allowed to own stage names on the system bus, for jobs in `configFile`
+        with `user = ...` (those in `settings` are added by themselves).
+      '';
+    };
+
+    catalog = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Install the journal message catalog: systemd reads catalogs only from
+        /usr/lib/systemd/catalog and /usr/local/lib/systemd/catalog, so the module links it
+        into the latter and runs `journalctl --update-catalog` (`journalctl -x` explains
+        backupctl's messages).
+      '';
     };
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = secretPaths == [ ];
+        message = ''
+          services.backupctl: ${lib.concatStringsSep ", " secretPaths} is a Nix path, which
+          would copy the file into the world-readable /nix/store. Write the file name as a
+          string ("/root/restic-password") and keep the file out of the store; for a file
+          that is not secret, "''${./file}" says so explicitly.
+        '';
+      }
+      {
+        assertion = unordered == [ ];
+        message = ''
+          services.backupctl.settings.stage: Nix sorts attribute names, so the order of the
+          stages is lost and ${lib.concatStringsSep ", " unordered} would run after whichever
+          stage sorts before it. Give each of them `after = [ ... ];` (`[ ]` for the first),
+          or list the stages in order in services.backupctl.stages.
+        '';
+      }
+      {
+        assertion = duplicateNames == [ ];
+        message = "services.backupctl: stage ${lib.concatStringsSep ", " duplicateNames} is defined in both `stages` and `settings.stage`.";
+      }
+      {
+        assertion = cfg.configFile == null || (cfg.stages == [ ] && cfg.settings.stage == { });
+        message = "services.backupctl: `configFile` replaces `settings` and `stages`; set one or the other.";
+      }
+      {
+        assertion = cfg.configFile != null || allStages != { };
+        message = "services.backupctl: no stages; add some to services.backupctl.stages (or settings.stage).";
+      }
+    ];
+
     environment.systemPackages = [ cfg.package ];
-    environment.etc."backupctl/config.toml".source = toml.generate "backupctl.toml" cfg.settings;
-    # The generator turns the config into backup-job.service, backup-job.timer and the stages.
-    systemd.packages = [ cfg.package ];
-    services.dbus.packages = [ cfg.package ];
+    environment.etc."backupctl/config.toml".source = configFile;
+
+    # The generator writes backup-job.service, backup-job.timer and the stages' units at
+    # every daemon-reload. `systemd.packages` installs units, not generators.
+    systemd.generators.backupctl = "${cfg.package}/lib/systemd/system-generators/backupctl-generator";
+
+    services.dbus.packages = [ cfg.package ] ++ lib.optional (jobUsers != [ ]) dbusPolicy;
+
+    systemd.tmpfiles.rules = lib.optionals cfg.catalog [
+      "d /usr/local/lib/systemd/catalog 0755 root root -"
+      "L+ /usr/local/lib/systemd/catalog/backupctl.catalog - - - - ${cfg.package}/lib/systemd/catalog/backupctl.catalog"
+    ];
+    systemd.services.backupctl-catalog = lib.mkIf cfg.catalog {
+      description = "Add backupctl's journal message catalog";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "systemd-tmpfiles-setup.service" ];
+      restartTriggers = [ cfg.package ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = "${config.systemd.package}/bin/journalctl --update-catalog";
+      };
+    };
+
     # A config that does not validate fails the build, not the backup at 3 am.
     system.checks = [
-      (pkgs.runCommand "backupctl-config-check" { } ''
-        ${cfg.package}/bin/backupctl --config ${toml.generate "backupctl.toml" cfg.settings} check > $out
+      (pkgs.buildPackages.runCommand "backupctl-config-check" { } ''
+        ${checkPackage}/bin/backupctl --config ${configFile} check > $out
       '')
     ];
   };

@@ -120,7 +120,24 @@ pub fn run_stage(
             run_id: run_id.to_string(),
             lock: lock.as_ref().expect("checked above"),
         };
-        Ok(run_kind(&ctx))
+        let wanted = config.job(&stage.job).is_some_and(|job| job.inhibit_sleep);
+        let inhibitor = wanted.then(|| inhibit_sleep(&stage.job));
+        let result = run_kind(&ctx);
+        match inhibitor {
+            // A warning of the run (logged with the others when it succeeds).
+            Some(Err(problem)) => Ok(match result {
+                Ok(mut outcome) => {
+                    outcome.warnings.push(problem);
+                    Ok(outcome)
+                }
+                Err(failure) => {
+                    warn!("{problem}");
+                    Err(failure)
+                }
+            }),
+            // The lock (its file descriptor) is released here, after the stage's tool ended.
+            _ => Ok(result),
+        }
     };
     // To the millisecond: journal fields and the catalog text read `38.712`, not 17 digits.
     let duration = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
@@ -205,6 +222,42 @@ pub fn run_stage(
     // Held until the record is written: the next run starts after this one is on record.
     drop(lock);
     Ok(record)
+}
+
+/// `inhibit_sleep = true`: a logind inhibitor lock ("block" on sleep and idle) for the run of
+/// the stage, taken over D-Bus rather than by wrapping `ExecStart=` in `systemd-inhibit`, so
+/// the units stay the same and the stage's own process holds it: logind keeps the lock while
+/// the returned file descriptor is open, and a killed stage releases it with its death. When
+/// it cannot be taken (no logind, as in containers; polkit refuses) the stage runs anyway with
+/// a warning: a backup that ran unprotected beats one that did not run.
+fn inhibit_sleep(job: &str) -> Result<zbus::OwnedFd, String> {
+    let why = format!("backup {job}");
+    let result: zbus::Result<zbus::OwnedFd> = zbus::block_on(async {
+        let connection = zbus::connection::Builder::system()
+            .method_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .await?;
+        let reply = connection
+            .call_method(
+                Some("org.freedesktop.login1"),
+                "/org/freedesktop/login1",
+                Some("org.freedesktop.login1.Manager"),
+                "Inhibit",
+                &("sleep:idle", "backupctl", why.as_str(), "block"),
+            )
+            .await?;
+        reply.body().deserialize::<zbus::OwnedFd>()
+    });
+    match result {
+        Ok(fd) => {
+            info!("holding a logind inhibitor lock: no sleep or idle action while the stage runs");
+            Ok(fd)
+        }
+        Err(error) => Err(format!(
+            "inhibit_sleep: cannot keep the system from sleeping during the stage (logind's \
+                 Inhibit on the system bus: {error}); the stage ran without it"
+        )),
+    }
 }
 
 /// Takes the stage's lock, waiting for it when `start` says so (saying once that it waits).

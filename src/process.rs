@@ -37,6 +37,8 @@ pub struct Command<'a> {
     /// stderr lines that say nothing to a reader of the error (a Go stack trace under
     /// restic's message): still logged, but kept out of [`ToolError::Failed`]'s tail.
     noise: Option<fn(&str) -> bool>,
+    /// Where the tool's stdin comes from (default: /dev/null).
+    stdin: Option<Box<dyn Read + Send>>,
 }
 
 /// Why a tool did not finish with an accepted exit code.
@@ -65,6 +67,14 @@ pub enum ToolError {
     },
     #[error("{tool} ended without a status")]
     NoStatus { tool: String },
+    /// What fed the tool's stdin failed ([`Command::stdin_from`]); the tool was stopped
+    /// before it saw the end of its input.
+    #[error("{tool}'s input failed: {source}")]
+    Input {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// We were asked to stop (the tool got SIGTERM, or was never started).
     #[error("stopped by a signal")]
     Interrupted,
@@ -103,6 +113,7 @@ impl<'a> Command<'a> {
             on_line: None,
             on_stderr: None,
             noise: None,
+            stdin: None,
         }
     }
 
@@ -169,6 +180,16 @@ impl<'a> Command<'a> {
         self
     }
 
+    /// Feeds the tool's stdin from `reader` (e.g. a [`Producer`]). When a read fails (the
+    /// producer failed), the tool gets SIGINT *while its stdin is still open* (restic removes
+    /// its lock on SIGINT, and SIGTERM ends restic before 0.17 without its clean-up): it never
+    /// sees the end of its input, so it cannot take a truncated stream for a whole one. `run`
+    /// then returns [`ToolError::Input`].
+    pub fn stdin_from(mut self, reader: impl Read + Send + 'static) -> Self {
+        self.stdin = Some(Box::new(reader));
+        self
+    }
+
     fn tool_name(&self) -> String {
         Path::new(&self.program)
             .file_name()
@@ -191,7 +212,11 @@ impl<'a> Command<'a> {
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(dir) = &self.cwd {
@@ -204,6 +229,10 @@ impl<'a> Command<'a> {
             source,
         })?;
         let guard = signals::ChildGuard::new(child.id());
+        let feeder = match (self.stdin.take(), child.stdin.take()) {
+            (Some(reader), Some(pipe)) => Some(feed(reader, pipe, child.id() as i32)),
+            _ => None,
+        };
         let (sender, lines) = mpsc::channel();
         let out = child
             .stdout
@@ -248,6 +277,10 @@ impl<'a> Command<'a> {
         })?;
         wait_for_group(child.id() as i32, &tool);
         drop(guard);
+        // Joined only now: on a failed input the feeder holds the tool's stdin open until here.
+        if let Some(Ok(Err((source, _pipe)))) = feeder.map(std::thread::JoinHandle::join) {
+            return Err(ToolError::Input { tool, source });
+        }
         let stderr_tail = Vec::from(tail).join("\n");
         if signals::stopped() {
             return Err(ToolError::Interrupted);
@@ -261,6 +294,154 @@ impl<'a> Command<'a> {
             }),
             (None, Some(signal)) => Err(ToolError::Killed { tool, signal }),
             (None, None) => Err(ToolError::NoStatus { tool }),
+        }
+    }
+}
+
+/// A failed input, and the tool's stdin, kept open until the tool has ended.
+type FeedError = (std::io::Error, std::process::ChildStdin);
+
+/// Copies `reader` into the tool's stdin on its own thread (see [`Command::stdin_from`]).
+fn feed(
+    mut reader: Box<dyn Read + Send>,
+    mut pipe: std::process::ChildStdin,
+    leader: i32,
+) -> std::thread::JoinHandle<Result<(), FeedError>> {
+    use std::io::Write;
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let read = match reader.read(&mut buffer) {
+                Ok(0) => return Ok(()),
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(leader),
+                        nix::sys::signal::Signal::SIGINT,
+                    );
+                    return Err((error, pipe));
+                }
+            };
+            if pipe.write_all(&buffer[..read]).is_err() {
+                // The tool stopped reading (it ended): its own status says why.
+                return Ok(());
+            }
+        }
+    })
+}
+
+/// A command whose output feeds a tool ([`Command::stdin_from`]), e.g. `pg_dump` into
+/// `restic backup --stdin`. Its end of output is only an end when it exited 0: otherwise the
+/// read fails with what it said on stderr. It runs in its own process group, dies with us,
+/// gets our stop request, and is stopped (SIGTERM) and reaped when dropped unfinished.
+pub struct Producer {
+    name: String,
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    finished: bool,
+    _guard: signals::ChildGuard,
+}
+
+impl Producer {
+    /// Starts `argv` (stdin /dev/null, stderr lines to the journal as warnings) with `env`
+    /// added to ours.
+    pub fn spawn<'b>(
+        argv: &[String],
+        env: impl IntoIterator<Item = (&'b String, &'b String)>,
+    ) -> Result<Producer, ToolError> {
+        let program = argv.first().map(String::as_str).unwrap_or_default();
+        let name = Path::new(program)
+            .file_name()
+            .map_or(program.into(), |n| n.to_string_lossy().into_owned());
+        if signals::stopped() {
+            return Err(ToolError::Interrupted);
+        }
+        let mut command = std::process::Command::new(program);
+        command
+            .args(&argv[1.min(argv.len())..])
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        die_with_us(&mut command);
+        let mut child = command.spawn().map_err(|source| ToolError::Spawn {
+            tool: name.clone(),
+            source,
+        })?;
+        let guard = signals::ChildGuard::new(child.id());
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().map(|pipe| {
+            let name = name.clone();
+            // The stage's journal fields (its span) on the command's lines too.
+            let span = tracing::Span::current();
+            std::thread::spawn(move || {
+                let _entered = span.enter();
+                let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    tracing::warn!("{name}: {line}");
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+                Vec::from(tail).join("\n")
+            })
+        });
+        Ok(Producer {
+            name,
+            child,
+            stdout,
+            stderr,
+            finished: false,
+            _guard: guard,
+        })
+    }
+}
+
+impl Read for Producer {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.stdout.read(buffer)?;
+        if read > 0 || buffer.is_empty() || self.finished {
+            return Ok(read);
+        }
+        // End of output: whole only if the command succeeded.
+        let status = self.child.wait()?;
+        wait_for_group(self.child.id() as i32, &self.name);
+        self.finished = true;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default();
+        match (status.code(), status.signal()) {
+            (Some(0), _) => Ok(0),
+            (Some(code), _) => Err(std::io::Error::other(format!(
+                "{} failed with exit code {code}{}",
+                self.name,
+                tail(&stderr)
+            ))),
+            (_, signal) => Err(std::io::Error::other(format!(
+                "{} was killed by signal {}{}",
+                self.name,
+                signal.unwrap_or(0),
+                tail(&stderr)
+            ))),
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.child.wait();
+            wait_for_group(self.child.id() as i32, &self.name);
         }
     }
 }
@@ -410,6 +591,46 @@ mod tests {
             .run()
             .unwrap();
         assert!(marker.exists(), "run() returned before the helper ended");
+    }
+
+    #[test]
+    fn a_producer_feeds_the_tool_and_its_failure_stops_it_before_end_of_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("copy");
+        let argv = |script: &str| vec!["/bin/sh".to_string(), "-c".into(), script.into()];
+        let env: Vec<(String, String)> = Vec::new();
+        let producer =
+            Producer::spawn(&argv("seq 1 100000"), env.iter().map(|(k, v)| (k, v))).unwrap();
+        Command::new("/bin/sh")
+            .args(["-c", &format!("cat > '{}'", copy.display())])
+            .stdin_from(producer)
+            .run()
+            .unwrap();
+        let text = std::fs::read_to_string(&copy).unwrap();
+        assert_eq!(text.lines().count(), 100000);
+        assert!(text.ends_with("100000\n"));
+
+        // The consumer would mark its copy complete at end of input: it must never get there.
+        let done = dir.path().join("done");
+        let producer = Producer::spawn(
+            &argv("seq 1 1000; echo broken >&2; exit 5"),
+            env.iter().map(|(k, v)| (k, v)),
+        )
+        .unwrap();
+        let error = Command::new("/bin/sh")
+            .args([
+                "-c",
+                &format!("cat > /dev/null && touch '{}'", done.display()),
+            ])
+            .stdin_from(producer)
+            .run()
+            .unwrap_err();
+        assert!(
+            matches!(&error, ToolError::Input { source, .. }
+                if source.to_string() == "sh failed with exit code 5: broken"),
+            "{error}"
+        );
+        assert!(!done.exists(), "the consumer saw the end of a failed input");
     }
 
     #[test]

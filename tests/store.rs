@@ -1,7 +1,8 @@
 //! Encrypted stores: config errors, the generated store units (golden files), and the
 //! end-to-end scenarios in a Debian guest under qemu (this kernel has neither device-mapper
-//! nor CIFS): CIFS and block stores, the system generator, no plaintext, rotation, a stop
-//! mid-rsync. The guest test fails, never skips, when qemu cannot run.
+//! nor CIFS): the Debian package installed with `dpkg -i`, CIFS and block stores, the packaged
+//! system generator, no plaintext, rotation, a stop mid-rsync, and `dpkg -r` leaving nothing
+//! behind. The guest test fails, never skips, when qemu cannot run.
 
 use std::path::Path;
 
@@ -76,7 +77,8 @@ fn store_units_match_golden_files() {
     golden::assert_generated(&golden::case("store-example"));
 }
 
-/// The whole store lifecycle under a real systemd in a Debian guest (≈ 5 min emulated).
+/// The whole store lifecycle under a real systemd in a Debian guest (≈ 5 min emulated), with
+/// backupctl installed from its Debian package (`scripts/package`) and removed at the end.
 #[test]
 fn store_end_to_end_in_a_guest() {
     let script = repo_root().join("scripts/guest/store-test");
@@ -84,7 +86,8 @@ fn store_end_to_end_in_a_guest() {
         Path::new("/usr/bin/qemu-system-x86_64").exists(),
         "qemu-system-x86_64 is missing: run scripts/setup-deps (installs qemu-system-x86, debootstrap)"
     );
-    let output = run(std::process::Command::new(&script).arg(crate::util::backupctl_path()));
+    let package = crate::util::debian_package();
+    let output = run(std::process::Command::new(&script).arg(package));
     let log = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && log.contains("ALL PASSED"),

@@ -18,7 +18,7 @@ pub struct Args {
     /// Directory to write into (default: /etc/systemd/system, or ~/.config/systemd/user with --user).
     #[arg(long, short, value_name = "DIR")]
     pub output: Option<PathBuf>,
-    /// The backupctl path to put in ExecStart= (default: this binary).
+    /// The backupctl path to put in ExecStart= (default: $BACKUPCTL_BINARY, else this binary).
     #[arg(long, value_name = "PATH")]
     pub binary: Option<PathBuf>,
     /// Print the units instead of writing them.
@@ -26,8 +26,20 @@ pub struct Args {
     pub dry_run: bool,
 }
 
-/// The binary the units call: the one running, as a canonical absolute path.
+/// The variable that names the binary the units call, when the one running is not it: a
+/// wrapper (Nix's `wrapProgram`) runs the real binary under another name and sets it, so that
+/// the units call the wrapper with its `PATH`, not the bare binary behind it.
+pub const BINARY_VARIABLE: &str = "BACKUPCTL_BINARY";
+
+/// The binary the units call: `$BACKUPCTL_BINARY` when it is an absolute path, else the one
+/// running, as a canonical absolute path.
 pub(crate) fn this_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os(BINARY_VARIABLE)
+        .map(PathBuf::from)
+        .filter(|path| path.is_absolute())
+    {
+        return path;
+    }
     std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .unwrap_or_else(|_| PathBuf::from("/usr/bin/backupctl"))

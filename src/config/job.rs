@@ -21,6 +21,10 @@ struct RawJob {
     schedule: Option<Spanned<String>>,
     randomized_delay: Option<Spanned<String>>,
     persistent: Option<bool>,
+    on_boot: Option<Spanned<String>>,
+    accuracy: Option<Spanned<String>>,
+    wake_system: Option<bool>,
+    inhibit_sleep: Option<bool>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
 }
@@ -71,12 +75,38 @@ pub(super) fn default_job() -> Job {
         schedule: None,
         randomized_delay: None,
         persistent: true,
+        on_boot: None,
+        accuracy: None,
+        wake_system: false,
+        inhibit_sleep: false,
         user: None,
         group: None,
     }
 }
 
 fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
+    // The timer is written only for a schedule: its settings alone would be lost silently.
+    if raw.schedule.is_none() {
+        for (key, span) in [
+            (
+                "randomized_delay",
+                raw.randomized_delay.as_ref().map(Spanned::span),
+            ),
+            ("on_boot", raw.on_boot.as_ref().map(Spanned::span)),
+            ("accuracy", raw.accuracy.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                return Err(source.error(
+                    span,
+                    format!("`{key}` is a timer setting, but job `{name}` has no `schedule`"),
+                    Some(
+                        "add a `schedule` (the job gets a timer only with one), or remove the key"
+                            .into(),
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(schedule) = &raw.schedule {
         calendar::validate(schedule.get_ref()).map_err(|error| {
             source.error(
@@ -102,6 +132,16 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
             .map(|text| timespan(source, &text, "randomized_delay"))
             .transpose()?,
         persistent: raw.persistent.unwrap_or(true),
+        on_boot: raw
+            .on_boot
+            .map(|text| timespan(source, &text, "on_boot"))
+            .transpose()?,
+        accuracy: raw
+            .accuracy
+            .map(|text| timespan(source, &text, "accuracy"))
+            .transpose()?,
+        wake_system: raw.wake_system.unwrap_or(false),
+        inhibit_sleep: raw.inhibit_sleep.unwrap_or(false),
     })
 }
 

@@ -14,7 +14,7 @@ use super::{Config, ConfigError, DEFAULT_JOB, job, stage, store};
 // `notify` and `metrics` import these from here.
 pub(super) use super::source::{Source, timespan};
 
-const TOP_LEVEL_KEYS: &str = "job, jobs, stage, store, notify, metrics, coverage";
+const TOP_LEVEL_KEYS: &str = "job, jobs, stage, store, notify, metrics, units, coverage";
 
 /// Parses and validates a whole config.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -29,6 +29,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut notify = None;
     let mut metrics = None;
     let mut coverage = None;
+    let mut units = Default::default();
     for (key, value) in root.into_inner() {
         match key.get_ref().as_ref() {
             "job" => jobs.push(job::default_table(&source, key.span(), value)?),
@@ -51,6 +52,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             "notify" => notify = Some(super::notify::notify(&source, key.span(), value)?),
             "metrics" => metrics = Some(super::metrics::metrics(&source, value)?),
             "coverage" => coverage = Some(super::coverage::coverage(&source, value)?),
+            "units" => units = super::units::units(&source, value)?,
             other => {
                 return Err(source.error(
                     key.span(),
@@ -96,6 +98,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     }
     stage::resolve_after(&source, &mut stages, &after_spans)?;
+    stage::resolve_references(&source, &mut stages)?;
 
     Ok(Config {
         file: file.to_path_buf(),
@@ -106,6 +109,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         notify,
         metrics,
         coverage,
+        units,
         stage_index: Default::default(),
     })
 }

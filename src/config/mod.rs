@@ -19,6 +19,7 @@ mod source;
 mod stage;
 pub mod store;
 pub mod text;
+pub mod units;
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,7 @@ pub use load::parse;
 pub use metrics::Metrics;
 pub use notify::Notify;
 pub use store::Store;
+pub use units::Units;
 
 use crate::paths::Scope;
 use crate::stages::KindSpec;
@@ -56,6 +58,8 @@ pub struct Config {
     pub metrics: Option<Metrics>,
     /// What `backupctl coverage` walks and ignores (`[coverage]`).
     pub coverage: Option<coverage::Coverage>,
+    /// Settings of the generated units themselves (`[units]`).
+    pub units: Units,
     /// `stages` by name, built on the first [`Config::stage`]: the generator looks up every
     /// stage's parents, and a search each time made a long chain quadratic.
     pub(crate) stage_index: std::sync::OnceLock<std::collections::HashMap<String, usize>>,
@@ -70,6 +74,15 @@ pub struct Job {
     pub schedule: Option<String>,
     pub randomized_delay: Option<Timespan>,
     pub persistent: bool,
+    /// `OnBootSec=`: also run this long after boot (NixOS `timerConfig.OnBootSec`).
+    pub on_boot: Option<Timespan>,
+    /// `AccuracySec=` (systemd's default is 1min).
+    pub accuracy: Option<Timespan>,
+    /// `WakeSystem=`: wake the machine from suspend for the job.
+    pub wake_system: bool,
+    /// Keep the machine from suspending (and idling) while a stage of the job runs: a logind
+    /// inhibitor lock the executor holds (see `crate::executor`).
+    pub inhibit_sleep: bool,
     /// System scope only: run the stages as this user/group instead of root.
     pub user: Option<String>,
     pub group: Option<String>,
@@ -96,6 +109,9 @@ pub struct Stage {
     pub snapshot: Option<crate::snapshot::Settings>,
     /// The store this stage writes into (`store = "NAME"`); its unit requires the store's.
     pub store: Option<String>,
+    /// `ExecStopPost=`: a command run after the stage, whether it succeeded, failed or was
+    /// stopped, in the stage's sandbox.
+    pub cleanup: Option<Vec<String>>,
     pub kind: KindSpec,
 }
 

@@ -38,6 +38,7 @@ const COMMON_KEYS: &[&str] = &[
     "snapshot_prefix",
     "snapshot_locations",
     "exec_before_snapshot",
+    "cleanup",
 ];
 
 #[derive(Deserialize)]
@@ -58,6 +59,35 @@ struct RawCommon {
     snapshot_prefix: Option<Spanned<PathBuf>>,
     snapshot_locations: Option<IndexMap<Spanned<String>, Spanned<PathBuf>>>,
     exec_before_snapshot: Option<Spanned<Vec<String>>>,
+    cleanup: Option<Spanned<Vec<String>>>,
+}
+
+/// `cleanup` becomes `ExecStopPost=`, which systemd runs directly: the program must be an
+/// absolute path or a plain name (searched in systemd's fixed PATH), and must not start with
+/// one of systemd's prefix characters (`-`, `@`, `:`, `+`, `!`), which would change its meaning.
+fn cleanup(source: &Source, command: Spanned<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let example = "e.g. cleanup = [\"/usr/bin/rm\", \"-f\", \"/var/backup/db.sql\"]";
+    let Some(program) = command.get_ref().first() else {
+        return Err(source.error(
+            command.span(),
+            "`cleanup` is empty",
+            Some(format!("give the program and its arguments, {example}")),
+        ));
+    };
+    let plain_name = program.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && !program.contains('/');
+    if !program.starts_with('/') && !plain_name {
+        return Err(source.error(
+            command.span(),
+            format!(
+                "the `cleanup` program {program:?} is neither an absolute path nor a plain name"
+            ),
+            Some(format!(
+                "systemd runs it directly (no shell, no working directory): {example}"
+            )),
+        ));
+    }
+    Ok(command.into_inner())
 }
 
 /// A stage's `timeout` (`TimeoutStartSec=`): systemd reads 0 as "no timeout at all", the
@@ -256,6 +286,7 @@ pub(super) fn parse(
         }
         environment.insert(key.into_inner(), value.into_inner());
     }
+    let cleanup = raw.cleanup.map(|c| cleanup(source, c)).transpose()?;
     let after_spans = raw.after.iter().flatten().map(Spanned::span).collect();
     let stage = Stage {
         name: name.get_ref().clone(),
@@ -278,6 +309,7 @@ pub(super) fn parse(
         environment,
         store: raw.store.map(Spanned::into_inner),
         snapshot,
+        cleanup,
         kind,
     };
     Ok((stage, after_spans))
@@ -288,6 +320,22 @@ pub(super) fn parse(
 const IMPLICIT_AFTER: &str = "<previous>";
 
 /// Resolves `after` (file order by default), checks the names and rejects cycles.
+/// Lets each stage's kind resolve what it refers to in other stages (see
+/// `StageKind::resolve`), e.g. the stage a drill verifies.
+pub(super) fn resolve_references(source: &Source, stages: &mut [Stage]) -> Result<(), ConfigError> {
+    let all: Vec<(String, crate::stages::KindSpec)> = stages
+        .iter()
+        .map(|stage| (stage.name.clone(), stage.kind.clone()))
+        .collect();
+    for stage in stages.iter_mut() {
+        stage
+            .kind
+            .resolve(&all)
+            .map_err(|error| source.spec(error, 0..0))?;
+    }
+    Ok(())
+}
+
 pub(super) fn resolve_after(
     source: &Source,
     stages: &mut [Stage],

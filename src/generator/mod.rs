@@ -222,6 +222,7 @@ fn template(config: &Config, options: &Options) -> String {
         "ExecStart={}",
         exec_line(config, options, &["stage", "%i"])
     );
+    search_path(&mut unit, config);
     unit.push_str(
         "NotifyAccess=main\n\
          # SIGTERM reaches backupctl, which stops its tool cleanly before exiting.\n\
@@ -282,6 +283,7 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
         "ExecStart={}",
         exec_line(config, options, &["job-finished", &job.name])
     );
+    search_path(&mut unit, config);
     state_directories(&mut unit, config, options, false);
     metrics_directory(&mut unit, config);
     if options.scope == Scope::System {
@@ -322,6 +324,15 @@ fn state_directories(unit: &mut String, config: &Config, options: &Options, cach
     let _ = writeln!(unit, "ReadWritePaths={}", writable.join(" "));
 }
 
+/// `Environment=PATH=` from `[units] path`: the tools (and backupctl's own children) are found
+/// where the config says, e.g. in the NixOS module's `/nix/store/…/bin` directories, which
+/// systemd's default `PATH` does not hold. Nothing when `path` is empty.
+pub(crate) fn search_path(unit: &mut String, config: &Config) {
+    if let Some(path) = config.units.search_path() {
+        let _ = writeln!(unit, "Environment={}", escape::environment("PATH", &path));
+    }
+}
+
 /// The directory of the metrics text file, written (temporary file + rename) after each stage
 /// and when a job finishes. "-": a missing directory (no node_exporter) must not fail the unit.
 fn metrics_directory(unit: &mut String, config: &Config) {
@@ -358,6 +369,15 @@ fn job_timer(config: &Config, job: &Job) -> String {
     );
     if let Some(delay) = job.randomized_delay {
         let _ = writeln!(unit, "RandomizedDelaySec={delay}");
+    }
+    if let Some(delay) = job.on_boot {
+        let _ = writeln!(unit, "OnBootSec={delay}");
+    }
+    if let Some(accuracy) = job.accuracy {
+        let _ = writeln!(unit, "AccuracySec={accuracy}");
+    }
+    if job.wake_system {
+        unit.push_str("WakeSystem=true\n");
     }
     let _ = writeln!(unit, "Unit={}", units::job_service(&job.name));
     unit.push_str("\n[Install]\nWantedBy=timers.target\n");
@@ -525,6 +545,13 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     let caps = extra_capabilities(&needs);
     if !caps.is_empty() && options.scope == Scope::System {
         let _ = writeln!(unit, "CapabilityBoundingSet={}", caps.join(" "));
+    }
+    if let Some(command) = &stage.cleanup {
+        // After success, failure and stop alike; systemd sets $SERVICE_RESULT, $EXIT_CODE
+        // and $EXIT_STATUS for it. Words are written literally (`$` escaped): a shell the
+        // command starts expands those variables itself.
+        let words: Vec<String> = command.iter().map(|w| escape::exec_arg(w)).collect();
+        let _ = writeln!(unit, "ExecStopPost={}", words.join(" "));
     }
     if let Some(settings) = &stage.snapshot {
         snapshot_rights(&mut unit, settings, &needs);

@@ -98,6 +98,7 @@ fn service(
          ExecStart={}\n",
         exec_line(config, options, verb)
     );
+    super::search_path(&mut unit, config);
     // Each channel is bounded by `timeout`; this bounds them all together.
     let _ = writeln!(
         unit,

@@ -41,6 +41,7 @@ pub fn template(config: &Config, options: &Options) -> String {
         "ExecStop={}",
         exec_line(config, options, &["store", "close", "%i"])
     );
+    super::search_path(&mut unit, config);
     unit.push_str(
         "TimeoutStartSec=10min\n\
          TimeoutStopSec=10min\n\

@@ -56,6 +56,12 @@ pub trait StageKind:
         ))
     }
 
+    /// Resolves what the stage refers to in other stages (e.g. the stage a drill verifies),
+    /// once every stage is parsed: `stages` holds every stage's name and spec.
+    fn resolve(&mut self, _stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
+        Ok(())
+    }
+
     /// What the stage's unit must allow, and what `hello` checks before a run.
     fn needs(&self) -> Needs;
 
@@ -207,6 +213,8 @@ fn parse<K: StageKind>(
 pub trait AnyKind: fmt::Debug + Send + Sync {
     /// The kind's name, as written in `kind = "…"`.
     fn name(&self) -> &'static str;
+    /// See [`StageKind::resolve`].
+    fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError>;
     /// See [`StageKind::needs`].
     fn needs(&self) -> Needs;
     /// See [`StageKind::other_reads`].
@@ -230,6 +238,9 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
 impl<K: StageKind> AnyKind for K {
     fn name(&self) -> &'static str {
         K::NAME
+    }
+    fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
+        StageKind::resolve(self, stages)
     }
     fn needs(&self) -> Needs {
         StageKind::needs(self)
@@ -285,6 +296,13 @@ impl dyn AnyKind {
 /// [`AnyKind`]; compares and clones as the kind's own `Spec` does.
 #[derive(Debug)]
 pub struct KindSpec(Box<dyn AnyKind>);
+
+impl KindSpec {
+    /// See [`StageKind::resolve`]; the config loader calls it once all stages are parsed.
+    pub fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
+        self.0.resolve(stages)
+    }
+}
 
 impl std::ops::Deref for KindSpec {
     type Target = dyn AnyKind;

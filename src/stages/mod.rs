@@ -9,6 +9,7 @@
 //! plus two lines here, its `mod` and its entry (see CONTRIBUTING.md).
 
 mod context;
+pub mod drill;
 pub mod exec;
 pub mod git;
 pub mod gitrepos;
@@ -45,6 +46,7 @@ pub static KINDS: &[Entry] = &[
     Entry::of::<rclone::Spec>(),
     Entry::of::<gitrepos::Spec>(),
     Entry::of::<manifest::Spec>(),
+    Entry::of::<drill::Spec>(),
 ];
 
 /// The kind called `name` in `kind = "…"`.

@@ -106,6 +106,47 @@ pub struct StageStatus {
     pub bytes_added: Option<u64>,
     /// The last run record, as in runs.jsonl.
     pub last_run: Option<RunRecord>,
+    /// The newest run of a `drill` stage that verifies this stage's backups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<DrillStatus>,
+}
+
+/// The newest restore drill of a backup stage (a run of a `drill` stage naming it).
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillStatus {
+    /// The drill stage.
+    pub stage: String,
+    /// When it finished (RFC 3339).
+    pub finished: String,
+    /// `success`, `failed`, `skipped` or `interrupted`.
+    pub result: String,
+    /// Files it verified.
+    pub files: Option<u64>,
+}
+
+/// The newest run of any drill stage of `config` whose `stage` is `target`.
+pub fn last_drill(config: &Config, target: &str, records: &[RunRecord]) -> Option<DrillStatus> {
+    let drills: Vec<&str> = config
+        .stages
+        .iter()
+        .filter(|stage| {
+            stage
+                .kind
+                .downcast_ref::<crate::stages::drill::Spec>()
+                .is_some_and(|drill| drill.stage.get_ref() == target)
+        })
+        .map(|stage| stage.name.as_str())
+        .collect();
+    let record = records
+        .iter()
+        .rev()
+        .find(|record| drills.contains(&record.stage.as_str()))?;
+    Some(DrillStatus {
+        stage: record.stage.clone(),
+        finished: record.finished.clone(),
+        result: record.result.as_str().to_string(),
+        files: record.figures.files,
+    })
 }
 
 /// `µs since the epoch` → RFC 3339; 0 and `u64::MAX` mean "none" to systemd.
@@ -312,6 +353,7 @@ pub fn stage_status(
         last_duration_secs: last.map(|r| r.duration_secs),
         bytes_added: last.and_then(|r| r.figures.bytes_added),
         last_run: last.cloned(),
+        last_drill: None,
     }
 }
 
@@ -365,12 +407,14 @@ pub fn job_status(
         stages: stages
             .iter()
             .map(|stage| {
-                stage_status(
+                let mut status = stage_status(
                     stage,
                     records,
                     view.and_then(|v| v.stages.get(&stage.name)),
                     scope,
-                )
+                );
+                status.last_drill = last_drill(config, &stage.name, records);
+                status
             })
             .collect(),
     }
@@ -460,6 +504,32 @@ mod tests {
         )
         .unwrap();
         Config::load(&path).unwrap()
+    }
+
+    #[test]
+    fn a_backup_stage_knows_its_newest_drill() {
+        let config = crate::config::parse(
+            std::path::Path::new("/c.toml"),
+            "[stage.home]\nkind = \"rsync\"\nsources = [\"/home/\"]\ndestination = \"/b\"\n\
+             [stage.other]\nkind = \"rsync\"\nsources = [\"/srv/\"]\ndestination = \"/c\"\n\
+             [stage.drill-home]\nkind = \"drill\"\nstage = \"home\"\n\
+             [stage.drill-other]\nkind = \"drill\"\nstage = \"other\"\n",
+        )
+        .unwrap();
+        let mut newest = record("drill-home", "r2", RunResult::Failed, 20);
+        newest.figures.files = Some(7);
+        let records = [
+            record("drill-home", "r1", RunResult::Success, 0),
+            newest,
+            record("drill-other", "r3", RunResult::Success, 30),
+            record("home", "r4", RunResult::Success, 40),
+        ];
+        let drill = last_drill(&config, "home", &records).unwrap();
+        assert_eq!(drill.stage, "drill-home");
+        assert_eq!(drill.result, "failed");
+        assert_eq!(drill.finished, "2026-01-01T00:00:21Z");
+        assert_eq!(drill.files, Some(7));
+        assert!(last_drill(&config, "drill-home", &records).is_none());
     }
 
     #[test]

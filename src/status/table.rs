@@ -177,6 +177,18 @@ fn row(stage: &StageStatus) -> [String; 8] {
         .clone()
         .or_else(|| stage.error.clone())
         .unwrap_or_default();
+    if let Some(drill) = &stage.last_drill {
+        let verified = format!(
+            "last verified restore: {}, {}",
+            local(&drill.finished),
+            drill.result
+        );
+        detail = if detail.is_empty() {
+            verified
+        } else {
+            format!("{detail}; {verified}")
+        };
+    }
     if !stage.required {
         detail = format!("{detail} (may fail)").trim_start().to_string();
     }
@@ -213,6 +225,7 @@ mod tests {
             last_duration_secs: Some(1.25),
             bytes_added: Some(2048),
             last_run: None,
+            last_drill: None,
         };
         Status {
             version: 1,

@@ -81,12 +81,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Runs a command and returns its output, panicking with everything it printed on failure
-/// when `expect_success` is set.
+/// Runs a command and returns its output (panics only when it cannot be started).
 pub fn run(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+    // ETXTBSY: a binary a test has just copied (tests/util/installed.rs) is still open for
+    // writing in a child that another test thread forked meanwhile, until that child execs.
+    // It passes in milliseconds.
+    const TEXT_FILE_BUSY: i32 = 26;
+    let mut attempts = 0;
+    loop {
+        match command.output() {
+            Err(e) if e.raw_os_error() == Some(TEXT_FILE_BUSY) && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result.unwrap_or_else(|e| panic!("cannot run {command:?}: {e}")),
+        }
+    }
 }
 
 pub fn stdout(output: &Output) -> String {
@@ -302,4 +312,33 @@ pub fn promtool() -> PathBuf {
                 unpacked.display()
             )
         })
+}
+
+/// The Debian package `scripts/package` builds (target/debian/backupctl_*.deb), built once
+/// per test run from this checkout: cargo rebuilds the release binary only when a source
+/// changed, so the package is never stale. Fails, with the script's output, when it cannot be
+/// built (cargo-deb missing: scripts/setup-deps).
+pub fn debian_package() -> PathBuf {
+    static PACKAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = PACKAGE.get_or_init(|| {
+        let output = run(&mut Command::new(repo_root().join("scripts/package")));
+        if !output.status.success() {
+            return Err(format!(
+                "scripts/package failed ({}):\n{}{}",
+                output.status,
+                stdout(&output),
+                stderr(&output)
+            ));
+        }
+        let path = PathBuf::from(stdout(&output).trim());
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("scripts/package printed no package: {path:?}"))
+        }
+    });
+    match built {
+        Ok(path) => path.clone(),
+        Err(message) => panic!("{message}"),
+    }
 }

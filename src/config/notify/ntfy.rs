@@ -39,6 +39,33 @@ pub struct RawUrlChannel {
     tags: Option<Spanned<Vec<String>>>,
 }
 
+impl RawUrlChannel {
+    /// The channel's URL and token, checked as for every channel with this table shape.
+    pub(super) fn secrets(
+        &mut self,
+        source: &Source,
+        table: Range<usize>,
+        channel: &str,
+    ) -> Result<(Secret, Option<Secret>), ConfigError> {
+        let url = url(
+            source,
+            table,
+            channel,
+            self.url.take(),
+            self.url_file.take(),
+            self.url_credential.take(),
+        )?;
+        let token = token(
+            source,
+            channel,
+            self.token.take(),
+            self.token_file.take(),
+            self.token_credential.take(),
+        )?;
+        Ok((url, token))
+    }
+}
+
 /// Refuses `priority` and `tags` in a table of `channel`, which is not ntfy.
 pub(super) fn ntfy_only_keys(
     source: &Source,
@@ -67,9 +94,9 @@ impl ChannelSpec for Ntfy {
     fn parse(
         source: &Source,
         table: Range<usize>,
-        raw: RawUrlChannel,
+        mut raw: RawUrlChannel,
     ) -> Result<Self, ConfigError> {
-        let priority = match raw.priority {
+        let priority = match raw.priority.take() {
             None => "high".to_string(),
             Some(priority) if NTFY_PRIORITIES.contains(&priority.get_ref().as_str()) => {
                 priority.into_inner()
@@ -82,22 +109,10 @@ impl ChannelSpec for Ntfy {
                 ));
             }
         };
+        let (url, token) = raw.secrets(source, table, Self::NAME)?;
         Ok(Ntfy {
-            url: url(
-                source,
-                table,
-                Self::NAME,
-                raw.url,
-                raw.url_file,
-                raw.url_credential,
-            )?,
-            token: token(
-                source,
-                Self::NAME,
-                raw.token,
-                raw.token_file,
-                raw.token_credential,
-            )?,
+            url,
+            token,
             priority,
             tags: raw.tags.map(Spanned::into_inner).unwrap_or_default(),
         })

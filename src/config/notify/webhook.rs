@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use super::ChannelSpec;
 use super::ntfy::{RawUrlChannel, ntfy_only_keys};
-use super::secret::{Secret, token, url};
+use super::secret::Secret;
 use crate::config::ConfigError;
 use crate::config::load::Source;
 
@@ -23,26 +23,11 @@ impl ChannelSpec for Webhook {
     fn parse(
         source: &Source,
         table: Range<usize>,
-        raw: RawUrlChannel,
+        mut raw: RawUrlChannel,
     ) -> Result<Self, ConfigError> {
         ntfy_only_keys(source, &raw, Self::NAME)?;
-        Ok(Webhook {
-            url: url(
-                source,
-                table,
-                Self::NAME,
-                raw.url,
-                raw.url_file,
-                raw.url_credential,
-            )?,
-            token: token(
-                source,
-                Self::NAME,
-                raw.token,
-                raw.token_file,
-                raw.token_credential,
-            )?,
-        })
+        let (url, token) = raw.secrets(source, table, Self::NAME)?;
+        Ok(Webhook { url, token })
     }
 
     fn secrets(&self) -> Vec<&Secret> {

@@ -151,6 +151,13 @@ pub struct Spec {
     pub init: bool,
 
     pub paths: Option<Spanned<Vec<Spanned<PathBuf>>>>,
+    /// A file listing what to back up, one path a line (`--files-from`); with or without `paths`.
+    pub files_from: Option<Spanned<PathBuf>>,
+    /// A command whose output is the backup (`restic backup --stdin`), e.g.
+    /// ["pg_dump", "mydb"]: instead of `paths`.
+    pub stdin_from: Option<Spanned<Vec<String>>>,
+    /// The file name the output of `stdin_from` gets in the snapshot (default "stdin").
+    pub stdin_filename: Option<Spanned<String>>,
     #[serde(default)]
     pub exclude: Vec<String>,
     #[serde(default)]
@@ -263,12 +270,29 @@ impl Spec {
             args.push("--host".into());
             args.push(host.into());
         }
+        if let Some(file) = &self.files_from {
+            let mut arg = OsString::from("--files-from=");
+            arg.push(file.get_ref());
+            args.push(arg);
+        }
+        if self.stdin_from.is_some() {
+            args.push("--stdin".into());
+            args.push("--stdin-filename".into());
+            args.push(self.stdin_filename().into());
+        }
         args.extend(self.backup_args.iter().map(OsString::from));
         args.push("--".into());
         if let Some(paths) = &self.paths {
             args.extend(paths.get_ref().iter().map(|p| p.get_ref().into()));
         }
         args
+    }
+
+    /// The name the output of `stdin_from` is stored under.
+    pub fn stdin_filename(&self) -> &str {
+        self.stdin_filename
+            .as_ref()
+            .map_or("stdin", |name| name.get_ref().as_str())
     }
 
     /// `restic forget` arguments (retention), with `--prune` for the prune operation.
@@ -290,6 +314,75 @@ impl Spec {
             args.push(format!("--read-data-subset={}", subset.get_ref()));
         }
         args
+    }
+}
+
+impl Spec {
+    /// `files_from`, `stdin_from` and `stdin_filename`: absolute, for backups, and a
+    /// command's output alone (restic takes no paths beside `--stdin`).
+    fn validate_sources(&self) -> Result<(), SpecError> {
+        if let Some(file) = &self.files_from {
+            require_absolute(std::slice::from_ref(file), "files_from")?;
+        }
+        if let Some(name) = &self.stdin_filename
+            && self.stdin_from.is_none()
+        {
+            return Err(SpecError::invalid(
+                Some(name.span()),
+                "`stdin_filename` names the output of `stdin_from`, which is not set",
+                "add stdin_from = [\"pg_dump\", \"mydb\"], or remove `stdin_filename`",
+            ));
+        }
+        let Some(command) = &self.stdin_from else {
+            return Ok(());
+        };
+        if self.operation != Operation::Backup {
+            return Err(SpecError::invalid(
+                Some(command.span()),
+                format!(
+                    "`stdin_from` is for backups, not for `operation = \"{}\"`",
+                    self.operation.name()
+                ),
+                "remove `stdin_from`, or make this a backup stage",
+            ));
+        }
+        let Some(program) = command.get_ref().first() else {
+            return Err(SpecError::invalid(
+                Some(command.span()),
+                "`stdin_from` is empty",
+                "give the program and its arguments, e.g. [\"pg_dump\", \"mydb\"]",
+            ));
+        };
+        if program.is_empty() {
+            return Err(SpecError::invalid(
+                Some(command.span()),
+                "the `stdin_from` program is empty",
+                "give the program and its arguments, e.g. [\"pg_dump\", \"mydb\"]",
+            ));
+        }
+        for (key, span) in [
+            ("paths", self.paths.as_ref().map(Spanned::span)),
+            ("files_from", self.files_from.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                return Err(SpecError::invalid(
+                    Some(span),
+                    format!("`{key}` and `stdin_from` cannot be combined"),
+                    "restic backs up either files or one command's output: make a second restic stage for the other",
+                ));
+            }
+        }
+        if let Some(name) = &self.stdin_filename {
+            let text = name.get_ref();
+            if text.is_empty() || text.contains('/') || text == "." || text == ".." {
+                return Err(SpecError::invalid(
+                    Some(name.span()),
+                    format!("`stdin_filename` {text:?} is not a file name"),
+                    "a plain name without `/`, e.g. \"mydb.sql\" (restore it with `restic dump latest /mydb.sql`)",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -433,12 +526,16 @@ impl StageKind for Spec {
                 ));
             }
         }
+        self.validate_sources()?;
         match self.operation {
             Operation::Backup => {
                 let Some(paths) = &self.paths else {
+                    if self.files_from.is_some() || self.stdin_from.is_some() {
+                        return Ok(());
+                    }
                     return Err(SpecError::invalid(
                         None,
-                        "a restic backup stage needs `paths`",
+                        "a restic backup stage needs `paths`, `files_from` or `stdin_from`",
                         "list what to back up, e.g. paths = [\"/home\", \"/etc\"]",
                     ));
                 };
@@ -563,7 +660,7 @@ impl StageKind for Spec {
     }
 
     fn other_reads(&self) -> Vec<PathBuf> {
-        let files = self.exclude_file.iter();
+        let files = self.exclude_file.iter().chain(&self.files_from);
         files.map(|file| file.get_ref().clone()).collect()
     }
 
@@ -702,8 +799,14 @@ impl Runner<'_> {
         let mut summary = None;
         let mut warnings = Vec::new();
         let finished = self.run_with_recovery("backup", |runner| {
-            runner
-                .command(self.spec.backup_arguments())
+            let mut command = runner.command(self.spec.backup_arguments());
+            if let Some(argv) = &self.spec.stdin_from {
+                // A new run of the command for each attempt: the last one's output is gone.
+                let producer =
+                    crate::process::Producer::spawn(argv.get_ref(), &self.ctx.stage.environment)?;
+                command = command.stdin_from(producer);
+            }
+            command
                 .env("RESTIC_PROGRESS_FPS", PROGRESS_FPS)
                 .ok_codes(&[INCOMPLETE])
                 .on_line(|line| match json::Message::parse(line) {
@@ -1027,6 +1130,62 @@ mod tests {
             ),
         ] {
             let error = spec(&format!("{base}{text}")).unwrap_err();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn builds_files_from_and_stdin_arguments() {
+        let listed =
+            spec("repository = \"/r\"\npassword_file = \"/pw\"\nfiles_from = \"/etc/list\"")
+                .unwrap();
+        let words = |spec: &Spec| -> Vec<String> {
+            spec.backup_arguments()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            words(&listed),
+            ["backup", "--json", "--files-from=/etc/list", "--"]
+        );
+        assert_eq!(listed.other_reads(), [PathBuf::from("/etc/list")]);
+        let dump = spec(
+            "repository = \"/r\"\npassword_file = \"/pw\"\nstdin_from = [\"pg_dump\", \"db\"]\nstdin_filename = \"db.sql\"",
+        )
+        .unwrap();
+        assert_eq!(
+            words(&dump),
+            [
+                "backup",
+                "--json",
+                "--stdin",
+                "--stdin-filename",
+                "db.sql",
+                "--"
+            ]
+        );
+        for (text, expected) in [
+            ("stdin_from = []", "is empty"),
+            (
+                "stdin_from = [\"x\"]\nfiles_from = \"/l\"",
+                "cannot be combined",
+            ),
+            ("stdin_filename = \"a\"", "which is not set"),
+            (
+                "stdin_from = [\"x\"]\nstdin_filename = \"a/b\"",
+                "not a file name",
+            ),
+            ("files_from = \"list\"", "absolute"),
+            (
+                "operation = \"check\"\nstdin_from = [\"x\"]",
+                "is for backups",
+            ),
+        ] {
+            let error = spec(&format!(
+                "repository = \"/r\"\npassword_file = \"/pw\"\n{text}"
+            ))
+            .unwrap_err();
             assert!(error.contains(expected), "{text}: {error}");
         }
     }

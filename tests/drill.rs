@@ -1,0 +1,310 @@
+//! The `drill` stage: a sample of a real backup restored (restic) or read back (rsync) and
+//! compared byte for byte, by BLAKE3, with the source or a manifest; then the backup damaged
+//! (a flipped byte in a restic pack, in an rsync destination file with its size and mtime
+//! kept) and the drill must fail and name the problem. The rsync case and a restic case with
+//! the password as a systemd credential run under the systemd user manager, the restic case
+//! with a manifest and `status` with `run --here`.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::installed::{Installed, run_records};
+use crate::util::{
+    backupctl_user, ok, require_tool, run, stderr, systemctl_user, tempdir, write, write_config,
+};
+
+/// A tree of a few files, one of them a MiB of pseudo-random bytes (its own restic pack).
+fn make_source(root: &Path) {
+    write(&root.join("plain.txt"), "hello\n");
+    write(
+        &root.join("dir with spaces/file [1].txt"),
+        "spaces and brackets\n",
+    );
+    write(&root.join("deep/a/b/c.txt"), "deep\n");
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let big: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    write(&root.join("big.bin"), big);
+}
+
+fn last_record(dir: &Path, stage: &str) -> serde_json::Value {
+    let runs = std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl")).unwrap();
+    runs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|r| r["stage"] == stage)
+        .unwrap_or_else(|| panic!("no run record of {stage}:\n{runs}"))
+}
+
+/// Flips one byte in the middle of `file`, keeping its size and mtime.
+fn flip_byte(file: &Path) {
+    let modified = std::fs::metadata(file).unwrap().modified().unwrap();
+    let mut data = std::fs::read(file).unwrap();
+    let middle = data.len() / 2;
+    data[middle] ^= 0xff;
+    let mut permissions = std::fs::metadata(file).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(file, permissions).unwrap();
+    std::fs::write(file, &data).unwrap();
+    let handle = std::fs::File::options().write(true).open(file).unwrap();
+    handle.set_modified(modified).unwrap();
+}
+
+/// The largest file under `dir`.
+fn largest_file(dir: &Path) -> PathBuf {
+    let mut best: Option<(u64, PathBuf)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if best.as_ref().is_none_or(|(size, _)| meta.len() > *size) {
+                best = Some((meta.len(), entry.path()));
+            }
+        }
+    }
+    best.expect("a file").1
+}
+
+#[test]
+fn a_restic_drill_verifies_the_sample_and_fails_on_a_damaged_pack() {
+    require_tool("restic");
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let source = dir.join("source");
+    make_source(&source);
+    write(&dir.join("password"), "drill-password\n");
+    std::fs::set_permissions(
+        dir.join("password"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let config = write_config(
+        dir,
+        r#"
+[jobs.drill]
+
+[stage.home]
+kind = "restic"
+repository = "@ROOT@/repo"
+password_file = "@ROOT@/password"
+init = true
+paths = ["@ROOT@/source"]
+host = "drillhost"
+
+[stage.home-manifest]
+kind = "manifest"
+sources = ["@ROOT@/source"]
+
+[stage.drill-home]
+job = "drill"
+kind = "drill"
+stage = "home"
+sample = "100%"
+newest = 2
+
+[stage.drill-home-manifest]
+job = "drill"
+kind = "drill"
+stage = "home"
+files = 2
+manifest = "home-manifest"
+"#,
+    );
+    ok(backupctl_user(dir, &config).args(["run", "--here", "job"]));
+    let output = ok(backupctl_user(dir, &config).args(["run", "--here", "drill"]));
+    for stage in ["drill-home", "drill-home-manifest"] {
+        let record = last_record(dir, stage);
+        assert_eq!(record["result"], "success", "{record}\n{output}");
+        assert_eq!(record["kind"], "drill");
+        assert_eq!(record["figures"]["snapshot_id"].as_str().unwrap().len(), 8);
+    }
+    let record = last_record(dir, "drill-home");
+    assert_eq!(
+        record["figures"]["files"], 4,
+        "every file verified: {record}"
+    );
+    assert_eq!(
+        record["figures"]["bytes_read"].as_u64().unwrap(),
+        (1 << 20) + 6 + 20 + 5,
+        "{record}"
+    );
+    assert_eq!(
+        last_record(dir, "drill-home-manifest")["figures"]["files"],
+        4
+    );
+    assert!(
+        !dir.join("state/backupctl/drill").exists()
+            || std::fs::read_dir(dir.join("state/backupctl/drill"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "the scratch directory is removed"
+    );
+
+    // `status` shows the backup stage's newest drill.
+    let status = ok(backupctl_user(dir, &config).args(["status", "--json"]));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let home = status["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|job| job["stages"].as_array().unwrap())
+        .find(|stage| stage["name"] == "home")
+        .unwrap()
+        .clone();
+    assert_eq!(home["last_drill"]["result"], "success", "{home}");
+    let table = ok(backupctl_user(dir, &config).args(["status"]));
+    assert!(table.contains("last verified restore: "), "{table}");
+
+    // A file changed since the backup is skipped, not a failure.
+    write(&source.join("plain.txt"), "changed!\n");
+    ok(backupctl_user(dir, &config).args(["run", "--here", "drill"]));
+    assert_eq!(last_record(dir, "drill-home")["figures"]["files"], 3);
+    write(&source.join("plain.txt"), "hello\n");
+
+    // The pack holding big.bin's data, damaged: the drill must fail and say so.
+    flip_byte(&largest_file(&dir.join("repo/data")));
+    let output = run(backupctl_user(dir, &config).args(["run", "--here", "drill"]));
+    assert!(!output.status.success(), "{}", stderr(&output));
+    let record = last_record(dir, "drill-home");
+    assert_eq!(record["result"], "failed", "{record}");
+    assert_eq!(record["exit_code"], 1, "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(
+        error.contains("does not restore"),
+        "the failure names the problem: {error}"
+    );
+}
+
+#[test]
+fn an_rsync_drill_under_systemd_names_the_flipped_file() {
+    require_tool("rsync");
+    let job = Installed::new(
+        "drill-rsync",
+        r#"
+[jobs.drill]
+
+[stage.copy]
+kind = "rsync"
+sources = ["@ROOT@/source"]
+destination = "@ROOT@/dest"
+
+[stage.drill-copy]
+job = "drill"
+kind = "drill"
+stage = "copy"
+sample = "100%"
+"#,
+    );
+    make_source(&job.path("source"));
+    ok(systemctl_user().args(["start", "backup@copy.service"]));
+    ok(systemctl_user().args(["start", "backup@drill-copy.service"]));
+    let record = run_records()
+        .into_iter()
+        .rfind(|r| r["stage"] == "drill-copy")
+        .expect("a run record of drill-copy");
+    assert_eq!(record["result"], "success", "{record}");
+    assert_eq!(record["figures"]["files"], 4, "{record}");
+
+    let flipped = job.path("dest/source/deep/a/b/c.txt");
+    flip_byte(&flipped);
+    let output = run(systemctl_user().args(["start", "backup@drill-copy.service"]));
+    assert!(!output.status.success(), "the drill unit fails");
+    let record = run_records()
+        .into_iter()
+        .rfind(|r| r["stage"] == "drill-copy")
+        .unwrap();
+    assert_eq!(record["result"], "failed", "{record}");
+    let error = record["error"].as_str().unwrap();
+    let path = job.path("source/deep/a/b/c.txt");
+    let expected = blake3::hash(b"deep\n").to_hex().to_string();
+    let mut flipped_data = b"deep\n".to_vec();
+    flipped_data[2] ^= 0xff;
+    let actual = blake3::hash(&flipped_data).to_hex().to_string();
+    assert!(
+        error.contains(&format!(
+            "{} (expected BLAKE3 {expected}, restored {actual})",
+            path.display()
+        )),
+        "{error}"
+    );
+    let _ = run(systemctl_user().arg("reset-failed"));
+}
+
+/// Under systemd, with the password as a systemd credential: the drill's unit loads the
+/// target's credential and reads a repository it may not write (`--no-lock`).
+#[test]
+fn a_restic_drill_under_systemd_uses_the_targets_credential() {
+    require_tool("restic");
+    let job = Installed::new(
+        "drill-restic",
+        r#"
+[jobs.drill]
+
+[stage.home]
+kind = "restic"
+repository = "@ROOT@/repo"
+password_credential = "@ROOT@/password"
+init = true
+paths = ["@ROOT@/source"]
+
+[stage.drill-home]
+job = "drill"
+kind = "drill"
+stage = "home"
+files = 1
+newest = 1
+"#,
+    );
+    make_source(&job.path("source"));
+    write(&job.path("password"), "drill-password\n");
+    std::fs::set_permissions(
+        job.path("password"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let drop_in = std::fs::read_to_string(
+        Path::new(crate::util::installed::UNIT_DIR)
+            .join("backup@drill-home.service.d/backupctl.conf"),
+    )
+    .unwrap();
+    assert!(
+        drop_in.contains("LoadCredential=restic-password:"),
+        "the drill's unit loads the target's credential:\n{drop_in}"
+    );
+    ok(systemctl_user().args(["start", "backup@home.service"]));
+    ok(systemctl_user().args(["start", "backup@drill-home.service"]));
+    let record = run_records()
+        .into_iter()
+        .rfind(|r| r["stage"] == "drill-home")
+        .expect("a run record of drill-home");
+    assert_eq!(record["result"], "success", "{record}");
+    assert_eq!(record["figures"]["files"], 2, "{record}");
+
+    flip_byte(&largest_file(&job.path("repo/data")));
+    // Every file this time, so that big.bin is in the sample.
+    let config = std::fs::read_to_string(&job.config)
+        .unwrap()
+        .replace("files = 1", "files = 100");
+    write_config(&job.root, &config);
+    ok(&mut job.backupctl(&["generate", "--output", crate::util::installed::UNIT_DIR]));
+    ok(systemctl_user().arg("daemon-reload"));
+    let output = run(systemctl_user().args(["start", "backup@drill-home.service"]));
+    assert!(!output.status.success(), "the drill unit fails");
+    let record = run_records()
+        .into_iter()
+        .rfind(|r| r["stage"] == "drill-home")
+        .unwrap();
+    assert_eq!(record["result"], "failed", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("does not restore"), "{error}");
+    let _ = run(systemctl_user().arg("reset-failed"));
+}
