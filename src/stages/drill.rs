@@ -200,7 +200,9 @@ impl StageKind for Spec {
         let scratch = Scratch::new(ctx)?;
         let restored_root = match &drill.restic {
             Some(restic) => {
-                restic.restore(&chosen, &scratch.0)?;
+                // The whole snapshot: no include patterns for restic to match on every file.
+                let everything = chosen.len() == total;
+                restic.restore(&chosen, everything, &scratch.0)?;
                 scratch.0.clone()
             }
             None => PathBuf::from("/"),
@@ -548,11 +550,12 @@ impl Restic<'_> {
     }
 
     /// `restic restore SNAPSHOT --target DIR --include PATH…` for the chosen files, in
-    /// batches whose includes stay far below the kernel's limit on an argument list.
-    fn restore(&self, files: &[File], target: &Path) -> Result<(), StageError> {
+    /// batches whose includes stay far below the kernel's limit on an argument list; the
+    /// whole snapshot without includes when `everything` was chosen.
+    fn restore(&self, files: &[File], everything: bool, target: &Path) -> Result<(), StageError> {
         let mut batches: Vec<Vec<OsString>> = vec![Vec::new()];
         let mut batch_bytes = 0;
-        for file in files {
+        for file in files.iter().filter(|_| !everything) {
             let mut arg = OsString::from("--include=");
             arg.push(escape_pattern(&file.source));
             if batch_bytes + arg.len() > MAX_INCLUDE_BYTES && batch_bytes > 0 {
@@ -824,10 +827,11 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
+/// BLAKE3 of a file, as `b3sum` computes it: memory-mapped and on every core for large
+/// files (the drill competes with `restic restore` + `b3sum -c`, see scripts/bench.d/drill.sh).
 fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
-    let mut file = std::fs::File::open(path)?;
-    std::io::copy(&mut file, &mut hasher)?;
+    hasher.update_mmap_rayon(path)?;
     Ok(*hasher.finalize().as_bytes())
 }
 
