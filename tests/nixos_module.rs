@@ -65,6 +65,18 @@ fn packages(root: &Path) -> String {
 
 /// Evaluates the module with `config` (the text of a NixOS module) and returns what
 /// tests/nix/eval.nix reports: failed assertions, or the settings and what else it set.
+/// Evaluates `config` against stand-in packages in a fresh directory; `files` are written
+/// there first (`./NAME` in the config refers to them).
+fn evaluate_in_scratch(files: &[(&str, &str)], config: &str) -> serde_json::Value {
+    let dir = tempdir();
+    let dir = dir.path();
+    for (name, contents) in files {
+        write(&dir.join(name), contents);
+    }
+    let packages = packages(&dir.join("pkgs"));
+    evaluate(dir, &packages, config)
+}
+
 fn evaluate(dir: &Path, packages: &str, config: &str) -> serde_json::Value {
     require_tool("nix-instantiate");
     let file = dir.join("configuration.nix");
@@ -219,12 +231,8 @@ fn the_modules_units_run_the_stages_in_list_order_and_find_their_tools() {
 
 #[test]
 fn stages_in_an_attribute_set_need_after() {
-    let dir = tempdir();
-    let dir = dir.path();
-    let packages = packages(&dir.join("pkgs"));
-    let evaluated = evaluate(
-        dir,
-        &packages,
+    let evaluated = evaluate_in_scratch(
+        &[],
         r#"{ services.backupctl = {
               enable = true;
               settings.stage.hello.kind = "hello";
@@ -242,13 +250,8 @@ fn stages_in_an_attribute_set_need_after() {
 
 #[test]
 fn a_nix_path_as_a_secret_file_is_refused() {
-    let dir = tempdir();
-    let dir = dir.path();
-    let packages = packages(&dir.join("pkgs"));
-    write(&dir.join("secret"), "s3cret\n");
-    let evaluated = evaluate(
-        dir,
-        &packages,
+    let evaluated = evaluate_in_scratch(
+        &[("secret", "s3cret\n")],
         r#"{ services.backupctl = {
               enable = true;
               stages = [ { name = "home"; kind = "restic"; repository = "/srv/restic";
@@ -265,12 +268,8 @@ fn a_nix_path_as_a_secret_file_is_refused() {
 
 #[test]
 fn job_users_own_their_stage_names_on_the_bus() {
-    let dir = tempdir();
-    let dir = dir.path();
-    let packages = packages(&dir.join("pkgs"));
-    let evaluated = evaluate(
-        dir,
-        &packages,
+    let evaluated = evaluate_in_scratch(
+        &[],
         r#"{ services.backupctl = {
               enable = true;
               settings.job.user = "sig";
