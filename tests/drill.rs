@@ -6,10 +6,12 @@
 //! with a manifest and `status` with `run --here`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::util::installed::{Installed, run_records};
 use crate::util::{
-    backupctl_user, ok, require_tool, run, stderr, systemctl_user, tempdir, write, write_config,
+    backupctl_user, ok, require_tool, run, stderr, stdout, systemctl_user, tempdir, write,
+    write_config,
 };
 
 /// A tree of a few files, one of them a MiB of pseudo-random bytes (its own restic pack).
@@ -235,6 +237,25 @@ sample = "100%"
             path.display()
         )),
         "{error}"
+    );
+    // The record `journalctl -x` explains from the catalog, with the drill's fields.
+    let invocation = stdout(&run(systemctl_user().args([
+        "show",
+        "-P",
+        "InvocationID",
+        "backup@drill-copy.service",
+    ])));
+    let records = stdout(&run(Command::new("journalctl").args([
+        "-o",
+        "json",
+        "--no-pager",
+        "MESSAGE_ID=5a94c8d232014863aa36186810241ac7",
+        &format!("BACKUPCTL_RUN={}", invocation.trim()),
+    ])));
+    assert!(
+        records.contains("\"BACKUPCTL_DRILL_TARGET\":\"copy\"")
+            && records.contains("\"BACKUPCTL_DRILL_MISMATCHES\":\"1\""),
+        "no drill-mismatch record of this run in the journal: {records}"
     );
     let _ = run(systemctl_user().arg("reset-failed"));
 }

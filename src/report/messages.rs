@@ -9,6 +9,8 @@ pub const STAGE_SKIPPED: &str = "f71a8d8f9ff4453a9bc139d75d6f4d58";
 /// A stage did not start: another run of it holds its lock (exit 75).
 pub const STAGE_BUSY: &str = "c3b1e8a0f65e4d2a9d7f0b5e6a4c2d19";
 pub const JOB_FINISHED: &str = "40fbb6111b4a487db99843eb4ae69a2a";
+/// A restore drill found restored files that differ from what was backed up.
+pub const DRILL_MISMATCH: &str = "5a94c8d232014863aa36186810241ac7";
 /// A notification channel (webhook, ping, ntfy, command) could not deliver.
 pub const NOTIFY_FAILED: &str = "58cdbf8d13bd4a5caeafebfecdc9f76f";
 
@@ -21,6 +23,7 @@ pub const ALL: &[&str] = &[
     STAGE_SKIPPED,
     STAGE_BUSY,
     JOB_FINISHED,
+    DRILL_MISMATCH,
     NOTIFY_FAILED,
 ];
 
@@ -41,6 +44,8 @@ pub const FIELDS: &[&str] = &[
     "BACKUPCTL_SNAPSHOT_ID",
     "BACKUPCTL_WARNINGS",
     "BACKUPCTL_FAILED_OPTIONAL",
+    "BACKUPCTL_DRILL_TARGET",
+    "BACKUPCTL_DRILL_MISMATCHES",
     "BACKUPCTL_NOTIFY_UNIT",
     "BACKUPCTL_NOTIFY_CHANNEL",
 ];

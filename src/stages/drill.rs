@@ -258,6 +258,14 @@ impl StageKind for Spec {
             for mismatch in &tally.mismatches {
                 tracing::error!("drill: mismatch: {mismatch}");
             }
+            tracing::error!(
+                message_id = crate::report::messages::DRILL_MISMATCH,
+                backupctl_drill_target = self.stage.get_ref().as_str(),
+                backupctl_drill_mismatches = tally.mismatches.len(),
+                "drill: {} restored file(s) of stage {} differ from what was backed up",
+                tally.mismatches.len(),
+                self.stage.get_ref()
+            );
             let listed: Vec<String> = tally
                 .mismatches
                 .iter()
