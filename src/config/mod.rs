@@ -107,7 +107,8 @@ pub struct Stage {
     pub environment: IndexMap<String, String>,
     /// `snapshot = "btrfs"|"auto"`: read the sources from btrfs snapshots (see `crate::snapshot`).
     pub snapshot: Option<crate::snapshot::Settings>,
-    /// The store this stage writes into (`store = "NAME"`); its unit requires the store's.
+    /// The store this stage writes into (`store = "NAME"`), or reads from (a drill of a stage
+    /// that writes into one); its unit requires the store's.
     pub store: Option<String>,
     /// `ExecStopPost=`: a command run after the stage, whether it succeeded, failed or was
     /// stopped, in the stage's sandbox.

@@ -333,6 +333,16 @@ pub(super) fn resolve_references(source: &Source, stages: &mut [Stage]) -> Resul
             .resolve(&all)
             .map_err(|error| source.spec(error, 0..0))?;
     }
+    // A stage that reads another's backup (a drill) needs that stage's store open too.
+    let stores: HashMap<String, Option<String>> = stages
+        .iter()
+        .map(|stage| (stage.name.clone(), stage.store.clone()))
+        .collect();
+    for stage in stages.iter_mut().filter(|stage| stage.store.is_none()) {
+        if let Some(target) = stage.kind.reads_backup_of() {
+            stage.store = stores.get(target).cloned().flatten();
+        }
+    }
     Ok(())
 }
 

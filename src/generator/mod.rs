@@ -407,10 +407,10 @@ pub(crate) fn stage_needs(config: &Config, stage: &Stage) -> Needs {
             });
         }
     }
-    if let Some(store) = &stage.store {
+    if let Some(store) = stage.store.as_ref().filter(|_| !needs.writes.is_empty()) {
         // The destination inside a store may not exist before the stage creates it, and a
         // missing ReadWritePaths= entry fails the unit; the store's mount point always exists
-        // once its unit started.
+        // once its unit started. (A stage that only reads the store, a drill, writes nothing.)
         needs.writes = vec![crate::config::store::mount_point(store)];
     }
     needs.writes.sort();

@@ -126,6 +126,10 @@ impl StageKind for Spec {
         Ok(())
     }
 
+    fn reads_backup_of(&self) -> Option<&str> {
+        Some(self.stage.get_ref())
+    }
+
     fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
         let find = |name: &str| stages.iter().find(|(n, _)| n == name).map(|(_, s)| s);
         let drillable: Vec<&str> = stages

@@ -62,6 +62,12 @@ pub trait StageKind:
         Ok(())
     }
 
+    /// The stage whose backup this one reads (a drill's target): when that stage writes into
+    /// a store, this one's unit opens the same store.
+    fn reads_backup_of(&self) -> Option<&str> {
+        None
+    }
+
     /// What the stage's unit must allow, and what `hello` checks before a run.
     fn needs(&self) -> Needs;
 
@@ -215,6 +221,8 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
     /// See [`StageKind::resolve`].
     fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError>;
+    /// See [`StageKind::reads_backup_of`].
+    fn reads_backup_of(&self) -> Option<&str>;
     /// See [`StageKind::needs`].
     fn needs(&self) -> Needs;
     /// See [`StageKind::other_reads`].
@@ -241,6 +249,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
         StageKind::resolve(self, stages)
+    }
+    fn reads_backup_of(&self) -> Option<&str> {
+        StageKind::reads_backup_of(self)
     }
     fn needs(&self) -> Needs {
         StageKind::needs(self)
