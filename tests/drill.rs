@@ -329,3 +329,87 @@ newest = 1
     assert!(error.contains("does not restore"), "{error}");
     let _ = run(systemctl_user().arg("reset-failed"));
 }
+
+/// A git stage's newest commit, under systemd: checked out into the drill's scratch
+/// directory and compared with the live sources by blob id and BLAKE3; the files the newest
+/// commit changed are "the newest"; a damaged object fails the drill.
+#[test]
+fn a_git_drill_under_systemd_verifies_the_newest_commit_and_fails_on_a_damaged_object() {
+    require_tool("git");
+    require_tool("rsync");
+    let job = Installed::new(
+        "drill-git",
+        r#"
+[jobs.drill]
+
+[stage.notes]
+kind = "git"
+sources = ["@ROOT@/source"]
+repository = "@ROOT@/notes"
+
+[stage.drill-notes]
+job = "drill"
+kind = "drill"
+stage = "notes"
+sample = "100%"
+
+[stage.drill-newest]
+job = "drill"
+kind = "drill"
+stage = "notes"
+files = 0
+newest = 1
+"#,
+    );
+    let drill = |stage: &str| -> serde_json::Value {
+        let _ = run(systemctl_user().args(["start", &format!("backup@{stage}.service")]));
+        run_records()
+            .into_iter()
+            .rfind(|r| r["stage"] == stage)
+            .unwrap_or_else(|| panic!("a run record of {stage}"))
+    };
+    make_source(&job.path("source"));
+    ok(systemctl_user().args(["start", "backup@notes.service"]));
+    let record = drill("drill-notes");
+    assert_eq!(record["result"], "success", "{record}");
+    assert_eq!(
+        record["figures"]["files"], 4,
+        "every file verified: {record}"
+    );
+    assert_eq!(
+        record["figures"]["bytes_read"].as_u64().unwrap(),
+        (1 << 20) + 6 + 20 + 5,
+        "{record}"
+    );
+    assert_eq!(record["figures"]["snapshot_id"].as_str().unwrap().len(), 8);
+
+    // A second commit that changes one file: it is the newest one.
+    write(&job.path("source/plain.txt"), "hello again\n");
+    ok(systemctl_user().args(["start", "backup@notes.service"]));
+    let record = drill("drill-newest");
+    assert_eq!(record["result"], "success", "{record}");
+    assert_eq!(record["figures"]["files"], 1, "{record}");
+    assert_eq!(record["figures"]["bytes_read"], 12, "plain.txt: {record}");
+
+    // Changed since the commit: skipped, not a failure.
+    write(&job.path("source/plain.txt"), "and again\n");
+    let record = drill("drill-notes");
+    assert_eq!(record["result"], "success", "{record}");
+    assert_eq!(record["figures"]["files"], 3, "{record}");
+
+    // big.bin's object, damaged (a loose object: zlib holds random data as it is).
+    flip_byte(&largest_file(&job.path("notes/.git/objects")));
+    let record = drill("drill-notes");
+    assert_eq!(record["result"], "failed", "{record}");
+    let error = record["error"].as_str().unwrap();
+    assert!(error.contains("does not restore"), "{error}");
+    assert!(
+        !job.path("source/big.bin")
+            .metadata()
+            .unwrap()
+            .permissions()
+            .readonly(),
+        "the source is untouched"
+    );
+    let _ = run(systemctl_user().arg("reset-failed"));
+}

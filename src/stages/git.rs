@@ -154,7 +154,7 @@ impl Changes {
 }
 
 impl Spec {
-    fn sources(&self) -> &[Spanned<PathBuf>] {
+    pub(crate) fn sources(&self) -> &[Spanned<PathBuf>] {
         self.sources.as_ref().map_or(&[], |s| s.get_ref())
     }
 
@@ -175,7 +175,7 @@ impl Spec {
     }
 
     /// The git directory: `REPO/.git` for the work tree, `REPO` itself for a bare mirror.
-    fn git_dir(&self) -> PathBuf {
+    pub(crate) fn git_dir(&self) -> PathBuf {
         let dot_git = self.repository().join(".git");
         if dot_git.is_dir() {
             dot_git
@@ -200,7 +200,7 @@ impl Spec {
     }
 
     /// `git --git-dir=… ` for reading (history, restore), which works for both layouts.
-    fn git_at<'a>(&self) -> Command<'a> {
+    pub(crate) fn git_at<'a>(&self) -> Command<'a> {
         self.git()
             .arg(format!("--git-dir={}", self.git_dir().display()))
     }
@@ -673,7 +673,7 @@ impl Spec {
         Ok(files.len())
     }
 
-    fn require_repository(&self) -> Result<(), StageError> {
+    pub(crate) fn require_repository(&self) -> Result<(), StageError> {
         if self.git_dir().join("HEAD").is_file() {
             Ok(())
         } else {

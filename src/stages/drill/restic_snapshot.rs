@@ -1,0 +1,215 @@
+//! A drill's restic target: the newest snapshot of the stage, listed with `restic ls` and
+//! the sample restored with `restic restore` into the drill's scratch directory.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::{Backup, File, Restore};
+use crate::stages::{StageContext, StageError, restic};
+
+/// The bytes of `--include` arguments one `restic restore` gets (Linux allows 2 MiB of
+/// arguments and environment in all).
+const MAX_INCLUDE_BYTES: usize = 256 * 1024;
+
+/// The newest snapshot of the stage `spec` configures.
+pub(super) fn newest<'a>(
+    spec: &'a restic::Spec,
+    ctx: &'a StageContext<'a>,
+) -> Result<Backup<'a>, StageError> {
+    let restic = Restic {
+        spec,
+        ctx,
+        env: restic::repo::environment(spec, ctx.scope)?,
+        snapshot: String::new(),
+    };
+    ctx.report
+        .status("drill: listing the newest restic snapshot");
+    let mut args: Vec<OsString> = vec!["ls".into(), "--json".into()];
+    // The stage's own snapshots, as `backupctl restore` picks them.
+    args.extend(spec.selection_args().into_iter().map(OsString::from));
+    for path in spec.paths.iter().flat_map(|paths| paths.get_ref()) {
+        args.push("--path".into());
+        args.push(path.get_ref().into());
+    }
+    args.push("latest".into());
+    let mut files = Vec::new();
+    let mut snapshot: Option<LsSnapshot> = None;
+    let mut bad_lines = 0;
+    restic
+        .command(args)
+        .on_line(|line| {
+            match serde_json::from_str::<LsLine>(line) {
+                Ok(LsLine::Snapshot(found)) => snapshot = Some(found),
+                Ok(LsLine::Node(node)) if node.kind == "file" => {
+                    if let Ok(mtime) = node.mtime.parse::<Timestamp>() {
+                        files.push(File {
+                            stored: PathBuf::from(node.path.trim_start_matches('/')),
+                            source: PathBuf::from(node.path),
+                            git_blob: None,
+                            size: node.size,
+                            mtime,
+                        });
+                    }
+                }
+                Ok(LsLine::Node(_)) => {}
+                Err(_) => bad_lines += 1,
+            };
+        })
+        .on_stderr(|line| tracing::warn!("restic: {line}"))
+        .tail_skips(restic::repo::is_stack_frame)
+        .run()
+        .map_err(|error| restic_failed("list the newest snapshot", error))?;
+    let Some(snapshot) = snapshot else {
+        return Err(StageError::Failed(
+            "the restic repository holds no snapshot of this stage yet; run the backup first"
+                .into(),
+        ));
+    };
+    if bad_lines > 0 {
+        tracing::warn!("drill: {bad_lines} lines of `restic ls` were not understood");
+    }
+    let short: String = snapshot.id.chars().take(8).collect();
+    Ok(Backup {
+        files,
+        taken: snapshot.time.parse().ok(),
+        snapshot_id: Some(short.clone()),
+        label: format!("restic snapshot {short}"),
+        restore: Restore::Restic(Restic {
+            snapshot: snapshot.id,
+            ..restic
+        }),
+    })
+}
+
+/// A line of `restic ls --json`.
+#[derive(Deserialize)]
+#[serde(tag = "struct_type", rename_all = "lowercase")]
+enum LsLine {
+    Snapshot(LsSnapshot),
+    Node(LsNode),
+}
+
+#[derive(Deserialize)]
+struct LsSnapshot {
+    id: String,
+    time: String,
+}
+
+#[derive(Deserialize)]
+struct LsNode {
+    #[serde(rename = "type")]
+    kind: String,
+    path: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    mtime: String,
+}
+
+/// restic on the target's repository, with its secrets and options.
+pub(super) struct Restic<'a> {
+    spec: &'a restic::Spec,
+    ctx: &'a StageContext<'a>,
+    env: Vec<(OsString, OsString)>,
+    snapshot: String,
+}
+
+impl Restic<'_> {
+    fn command(&self, args: Vec<OsString>) -> crate::process::Command<'_> {
+        let mut command = crate::process::Command::new("restic");
+        for var in restic::repo::INHERITED {
+            command = command.env_remove(var);
+        }
+        for (key, value) in &self.env {
+            command = command.env(key, value);
+        }
+        // `--no-lock`: the drill only reads, and its unit may not write the repository.
+        command
+            .envs(&self.ctx.stage.environment)
+            .args(self.spec.global_args())
+            .arg("--no-lock")
+            .args(args)
+    }
+
+    /// `restic restore SNAPSHOT --target DIR --include PATH…` for the chosen files, in
+    /// batches whose includes stay far below the kernel's limit on an argument list; the
+    /// whole snapshot without includes when `everything` was chosen.
+    pub(super) fn restore(
+        &self,
+        files: &[File],
+        everything: bool,
+        target: &Path,
+    ) -> Result<(), StageError> {
+        let mut batches: Vec<Vec<OsString>> = vec![Vec::new()];
+        let mut batch_bytes = 0;
+        for file in files.iter().filter(|_| !everything) {
+            let mut arg = OsString::from("--include=");
+            arg.push(escape_pattern(&file.source));
+            if batch_bytes + arg.len() > MAX_INCLUDE_BYTES && batch_bytes > 0 {
+                batches.push(Vec::new());
+                batch_bytes = 0;
+            }
+            batch_bytes += arg.len() + 1;
+            batches.last_mut().expect("one batch at least").push(arg);
+        }
+        for (index, includes) in batches.into_iter().enumerate() {
+            self.ctx.report.status(&format!(
+                "drill: restoring {} files (batch {})",
+                includes.len(),
+                index + 1
+            ));
+            let mut args: Vec<OsString> = vec![
+                "restore".into(),
+                self.snapshot.clone().into(),
+                "--target".into(),
+                target.into(),
+            ];
+            args.extend(includes);
+            self.command(args)
+                .on_line(|line| self.ctx.log_output(line))
+                .on_stderr(|line| tracing::warn!("restic: {line}"))
+                .tail_skips(restic::repo::is_stack_frame)
+                .run()
+                .map_err(|error| restic_failed("restore the sample", error))?;
+        }
+        Ok(())
+    }
+}
+
+/// A path as a restic include pattern that matches only itself.
+fn escape_pattern(path: &Path) -> OsString {
+    let mut out = Vec::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(byte);
+    }
+    std::ffi::OsStr::from_bytes(&out).to_os_string()
+}
+
+fn restic_failed(what: &str, error: crate::process::ToolError) -> StageError {
+    match error {
+        crate::process::ToolError::Interrupted => StageError::Interrupted,
+        other => StageError::Failed(format!(
+            "drill: restic could not {what}, the backup does not restore: {other}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_patterns_match_only_the_path() {
+        assert_eq!(
+            escape_pattern(Path::new("/a/b[1]*.txt")),
+            OsString::from("/a/b\\[1\\]\\*.txt")
+        );
+    }
+}
