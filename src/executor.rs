@@ -202,12 +202,11 @@ pub fn run_stage(
                 during: "stage".into(),
                 item: String::new(),
             });
-            record(
-                result,
-                failure.exit_code(),
-                Some(message),
-                Outcome::default(),
-            )
+            let outcome = Outcome {
+                figures: failure.figures().cloned().unwrap_or_default(),
+                ..Outcome::default()
+            };
+            record(result, failure.exit_code(), Some(message), outcome)
         }
     };
     report.finish();
@@ -319,6 +318,8 @@ fn log_success(stage: &Stage, outcome: &Outcome, duration: f64) {
         bytes_read,
         bytes_added,
         snapshot_id,
+        // A drill's own figures are on its own journal line (BACKUPCTL_DRILL_*).
+        ..
     } = &outcome.figures;
     for warning in &outcome.warnings {
         warn!(message_id = messages::STAGE_WARNED, "{warning}");

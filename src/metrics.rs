@@ -249,6 +249,16 @@ pub fn render(
         "Changed files the stage's last run found.",
         each(&|r| r.figures.files_changed.map(|v| v.to_string())),
     );
+    family(
+        "backupctl_stage_last_mismatched_files",
+        "Drills: restored files of the last run that differed from what was backed up.",
+        each(&|r| r.figures.mismatches.map(|v| v.to_string())),
+    );
+    family(
+        "backupctl_stage_last_verified_backup_age_seconds",
+        "Drills: how old the backup the last run verified was.",
+        each(&|r| r.figures.snapshot_age_secs.map(|v| v.to_string())),
+    );
     out
 }
 

@@ -163,8 +163,14 @@ manifest = "home-manifest"
         .unwrap()
         .clone();
     assert_eq!(home["last_drill"]["result"], "success", "{home}");
+    assert_eq!(home["last_drill"]["files"], 4, "{home}");
+    assert_eq!(home["last_drill"]["mismatches"], 0, "{home}");
+    assert!(home["last_drill"]["snapshot_age_secs"].is_u64(), "{home}");
     let table = ok(backupctl_user(dir, &config).args(["status"]));
-    assert!(table.contains("last verified restore: "), "{table}");
+    assert!(
+        table.contains("last verified restore: ") && table.contains(", success (4 files, backup "),
+        "{table}"
+    );
 
     // A file changed since the backup is skipped, not a failure.
     write(&source.join("plain.txt"), "changed!\n");
@@ -225,6 +231,9 @@ sample = "100%"
         .rfind(|r| r["stage"] == "drill-copy")
         .unwrap();
     assert_eq!(record["result"], "failed", "{record}");
+    // The figures stay on record when a drill fails on a mismatch.
+    assert_eq!(record["figures"]["mismatches"], 1, "{record}");
+    assert_eq!(record["figures"]["files"], 3, "{record}");
     let error = record["error"].as_str().unwrap();
     let path = job.path("source/deep/a/b/c.txt");
     let expected = blake3::hash(b"deep\n").to_hex().to_string();

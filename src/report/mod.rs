@@ -31,6 +31,18 @@ pub struct Figures {
     pub bytes_added: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// Drills: restored files that differ from what was backed up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mismatches: Option<u64>,
+    /// Drills: sampled files skipped because their source changed since the backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<u64>,
+    /// Drills: bytes restored and verified per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput_bytes_per_sec: Option<u64>,
+    /// Drills: how old the verified backup was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_age_secs: Option<u64>,
 }
 
 /// A progress update. Every field is optional: tools report what they know.

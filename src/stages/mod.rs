@@ -103,6 +103,12 @@ pub enum StageError {
     Temporary(String),
     #[error("{0}")]
     Failed(String),
+    /// A failure found by counting (a drill's mismatches): the run record keeps the figures.
+    #[error("{message}")]
+    Counted {
+        message: String,
+        figures: Box<crate::report::Figures>,
+    },
 }
 
 /// A tool stopped by our stop request is the stage stopped, whatever ran it.
@@ -124,6 +130,14 @@ impl StageError {
     }
 
     /// The documented exit code of `backupctl stage` for this failure (see `crate::exit`).
+    /// What the stage counted before it failed, for the run record.
+    pub fn figures(&self) -> Option<&crate::report::Figures> {
+        match self {
+            StageError::Counted { figures, .. } => Some(figures),
+            _ => None,
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             StageError::Interrupted => crate::exit::INTERRUPTED,

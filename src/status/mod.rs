@@ -122,6 +122,10 @@ pub struct DrillStatus {
     pub result: String,
     /// Files it verified.
     pub files: Option<u64>,
+    /// Restored files that differed from the backup's record.
+    pub mismatches: Option<u64>,
+    /// How old the verified backup was when the drill ran.
+    pub snapshot_age_secs: Option<u64>,
 }
 
 /// The newest run of any drill stage of `config` whose `stage` is `target`.
@@ -146,6 +150,8 @@ pub fn last_drill(config: &Config, target: &str, records: &[RunRecord]) -> Optio
         finished: record.finished.clone(),
         result: record.result.as_str().to_string(),
         files: record.figures.files,
+        mismatches: record.figures.mismatches,
+        snapshot_age_secs: record.figures.snapshot_age_secs,
     })
 }
 

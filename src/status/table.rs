@@ -178,10 +178,26 @@ fn row(stage: &StageStatus) -> [String; 8] {
         .or_else(|| stage.error.clone())
         .unwrap_or_default();
     if let Some(drill) = &stage.last_drill {
+        let mut counts = Vec::new();
+        if let Some(files) = drill.files {
+            counts.push(format!("{files} files"));
+        }
+        if let Some(mismatches) = drill.mismatches.filter(|&m| m > 0) {
+            counts.push(format!("{mismatches} differ"));
+        }
+        if let Some(age) = drill.snapshot_age_secs {
+            let age = crate::report::short_duration(std::time::Duration::from_secs(age));
+            counts.push(format!("backup {age} old"));
+        }
         let verified = format!(
-            "last verified restore: {}, {}",
+            "last verified restore: {}, {}{}",
             local(&drill.finished),
-            drill.result
+            drill.result,
+            if counts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", counts.join(", "))
+            }
         );
         detail = if detail.is_empty() {
             verified

@@ -66,6 +66,12 @@ pub(super) fn newest(spec: &git::Spec) -> Result<Backup<'_>, StageError> {
             }
             None => (HashMap::new(), Timestamp::UNIX_EPOCH),
         };
+    // Unchanged files rank below the changed ones even when both commits fell in one second.
+    let parent_time = parent_time.min(
+        taken
+            .checked_sub(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(Timestamp::UNIX_EPOCH),
+    );
     // The tree's top-level names are the sources' last components (see git::Spec::tree_path).
     let sources: HashMap<&[u8], &Path> = spec
         .sources()

@@ -263,6 +263,16 @@ impl StageKind for Spec {
             human_bytes(throughput),
             age_text,
         );
+        let figures = Figures {
+            files: Some(tally.files),
+            bytes_read: Some(tally.bytes),
+            snapshot_id: drill.snapshot_id,
+            mismatches: Some(tally.mismatches.len() as u64),
+            skipped: Some(tally.changed),
+            throughput_bytes_per_sec: Some(throughput),
+            snapshot_age_secs: age,
+            ..Figures::default()
+        };
         if !tally.mismatches.is_empty() {
             for mismatch in &tally.mismatches {
                 tracing::error!("drill: mismatch: {mismatch}");
@@ -281,18 +291,21 @@ impl StageKind for Spec {
                 .take(LISTED_MISMATCHES)
                 .map(ToString::to_string)
                 .collect();
-            return Err(StageError::Failed(format!(
-                "the backup of stage `{}` does not restore intact: {} of {} files differ: {}{}",
-                self.stage.get_ref(),
-                tally.mismatches.len(),
-                tally.files + tally.mismatches.len() as u64,
-                listed.join("; "),
-                if tally.mismatches.len() > LISTED_MISMATCHES {
-                    "; … (all in the journal)"
-                } else {
-                    ""
-                }
-            )));
+            return Err(StageError::Counted {
+                message: format!(
+                    "the backup of stage `{}` does not restore intact: {} of {} files differ: {}{}",
+                    self.stage.get_ref(),
+                    tally.mismatches.len(),
+                    tally.files + tally.mismatches.len() as u64,
+                    listed.join("; "),
+                    if tally.mismatches.len() > LISTED_MISMATCHES {
+                        "; … (all in the journal)"
+                    } else {
+                        ""
+                    }
+                ),
+                figures: Box::new(figures),
+            });
         }
         let mut warnings = Vec::new();
         if tally.files == 0 {
@@ -302,15 +315,7 @@ impl StageKind for Spec {
                 tally.changed
             ));
         }
-        Ok(Outcome {
-            warnings,
-            figures: Figures {
-                files: Some(tally.files),
-                bytes_read: Some(tally.bytes),
-                snapshot_id: drill.snapshot_id,
-                ..Figures::default()
-            },
-        })
+        Ok(Outcome { warnings, figures })
     }
 
     fn purpose(&self) -> Purpose {

@@ -108,6 +108,7 @@ impl Summary {
             bytes_read: Some(self.total_bytes_processed),
             bytes_added: Some(self.data_added),
             snapshot_id: (!self.snapshot_id.is_empty()).then(|| self.snapshot_id.clone()),
+            ..Figures::default()
         }
     }
 }
