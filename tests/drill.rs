@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::installed::{Installed, run_records};
+use crate::util::installed::{Installed, last_run_record};
 use crate::util::{
     backupctl_user, ok, require_tool, run, stderr, stdout, systemctl_user, tempdir, write,
     write_config,
@@ -215,10 +215,7 @@ sample = "100%"
     make_source(&job.path("source"));
     ok(systemctl_user().args(["start", "backup@copy.service"]));
     ok(systemctl_user().args(["start", "backup@drill-copy.service"]));
-    let record = run_records()
-        .into_iter()
-        .rfind(|r| r["stage"] == "drill-copy")
-        .expect("a run record of drill-copy");
+    let record = last_run_record("drill-copy");
     assert_eq!(record["result"], "success", "{record}");
     assert_eq!(record["figures"]["files"], 4, "{record}");
 
@@ -226,10 +223,7 @@ sample = "100%"
     flip_byte(&flipped);
     let output = run(systemctl_user().args(["start", "backup@drill-copy.service"]));
     assert!(!output.status.success(), "the drill unit fails");
-    let record = run_records()
-        .into_iter()
-        .rfind(|r| r["stage"] == "drill-copy")
-        .unwrap();
+    let record = last_run_record("drill-copy");
     assert_eq!(record["result"], "failed", "{record}");
     // The figures stay on record when a drill fails on a mismatch.
     assert_eq!(record["figures"]["mismatches"], 1, "{record}");
@@ -312,10 +306,7 @@ newest = 1
     );
     ok(systemctl_user().args(["start", "backup@home.service"]));
     ok(systemctl_user().args(["start", "backup@drill-home.service"]));
-    let record = run_records()
-        .into_iter()
-        .rfind(|r| r["stage"] == "drill-home")
-        .expect("a run record of drill-home");
+    let record = last_run_record("drill-home");
     assert_eq!(record["result"], "success", "{record}");
     assert_eq!(record["figures"]["files"], 2, "{record}");
 
@@ -329,10 +320,7 @@ newest = 1
     ok(systemctl_user().arg("daemon-reload"));
     let output = run(systemctl_user().args(["start", "backup@drill-home.service"]));
     assert!(!output.status.success(), "the drill unit fails");
-    let record = run_records()
-        .into_iter()
-        .rfind(|r| r["stage"] == "drill-home")
-        .unwrap();
+    let record = last_run_record("drill-home");
     assert_eq!(record["result"], "failed", "{record}");
     let error = record["error"].as_str().unwrap();
     assert!(error.contains("does not restore"), "{error}");
@@ -372,10 +360,7 @@ newest = 1
     );
     let drill = |stage: &str| -> serde_json::Value {
         let _ = run(systemctl_user().args(["start", &format!("backup@{stage}.service")]));
-        run_records()
-            .into_iter()
-            .rfind(|r| r["stage"] == stage)
-            .unwrap_or_else(|| panic!("a run record of {stage}"))
+        last_run_record(stage)
     };
     make_source(&job.path("source"));
     ok(systemctl_user().args(["start", "backup@notes.service"]));

@@ -34,6 +34,14 @@ pub fn run_records() -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The newest run record of `stage` in the user manager's state directory.
+pub fn last_run_record(stage: &str) -> serde_json::Value {
+    run_records()
+        .into_iter()
+        .rfind(|r| r["stage"] == stage)
+        .unwrap_or_else(|| panic!("no run record of {stage} in {RUNS}"))
+}
+
 /// Waits until the user manager has no queued or running jobs.
 pub fn wait_until_idle() {
     let deadline = Instant::now() + Duration::from_secs(60);

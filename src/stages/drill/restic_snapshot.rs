@@ -120,17 +120,8 @@ pub(super) struct Restic<'a> {
 
 impl Restic<'_> {
     fn command(&self, args: Vec<OsString>) -> crate::process::Command<'_> {
-        let mut command = crate::process::Command::new("restic");
-        for var in restic::repo::INHERITED {
-            command = command.env_remove(var);
-        }
-        for (key, value) in &self.env {
-            command = command.env(key, value);
-        }
         // `--no-lock`: the drill only reads, and its unit may not write the repository.
-        command
-            .envs(&self.ctx.stage.environment)
-            .args(self.spec.global_args())
+        restic::repo::command(self.spec, &self.env, &self.ctx.stage.environment)
             .arg("--no-lock")
             .args(args)
     }

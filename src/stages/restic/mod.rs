@@ -855,17 +855,7 @@ impl Runner<'_> {
 
     /// A restic command with this stage's repository, options and environment.
     fn command(&self, args: Vec<OsString>) -> Command<'_> {
-        let mut command = Command::new("restic");
-        for var in repo::INHERITED {
-            command = command.env_remove(var);
-        }
-        for (key, value) in &self.env {
-            command = command.env(key, value);
-        }
-        command
-            .envs(&self.ctx.stage.environment)
-            .args(self.spec.global_args())
-            .args(args)
+        repo::command(self.spec, &self.env, &self.ctx.stage.environment).args(args)
     }
 
     /// A plain restic command whose output goes to the journal.

@@ -126,6 +126,24 @@ pub fn environment(spec: &Spec, scope: Scope) -> Result<Vec<(OsString, OsString)
     Ok(env)
 }
 
+/// A restic command of a stage run: the stage's repository and secrets (`env`, from
+/// [`environment`]), its global options and its `environment`, nothing inherited that would
+/// point restic elsewhere.
+pub fn command<'a>(
+    spec: &Spec,
+    env: &[(OsString, OsString)],
+    stage_environment: &'a indexmap::IndexMap<String, String>,
+) -> crate::process::Command<'a> {
+    let mut command = crate::process::Command::new("restic");
+    for var in INHERITED {
+        command = command.env_remove(var);
+    }
+    for (key, value) in env {
+        command = command.env(key, value);
+    }
+    command.envs(stage_environment).args(spec.global_args())
+}
+
 /// A restic command for people (`snapshots`, `restore`, `mount`): the stage's repository,
 /// the terminal inherited.
 pub fn interactive_command(spec: &Spec, scope: Scope) -> Result<std::process::Command, StageError> {
