@@ -168,6 +168,8 @@ struct Pattern {
     matcher: GlobMatcher,
     /// A trailing `/` (rsync): matches directories only.
     dir_only: bool,
+    /// rsync's `+ PATTERN`: an include rule; what it matches is kept, whatever rules follow.
+    include: bool,
 }
 
 /// One stage as the walk sees it.
@@ -200,9 +202,11 @@ impl StageView {
                 Path::new("/").join(rel)
             }
         };
+        // As rsync reads its rules: the first one that matches decides.
         self.patterns
             .iter()
             .find(|p| (is_dir || !p.dir_only) && p.matcher.is_match(&subject))
+            .filter(|p| !p.include)
             .map(|p| p.text.as_str())
     }
 }
@@ -219,13 +223,19 @@ fn glob(text: &str) -> Result<GlobMatcher, globset::Error> {
 /// (rsync: at the transfer root; restic: at `/`), otherwise it matches the end of the path
 /// (`*.tmp` any name, `a/b` any path ending in those names); `*` stays within a name, `**`
 /// crosses names; rsync's trailing `/` matches only directories, `dir/***` the directory and
-/// everything in it.
+/// everything in it; rsync's `- PATTERN` is the pattern, `+ PATTERN` an include rule (in
+/// `exclude` as in exclude files, as rsync reads both).
 fn compile(text: &str, dialect: Dialect) -> Result<Vec<Pattern>, globset::Error> {
     let mut body = text;
     let mut dir_only = false;
+    let mut include = false;
     if dialect == Dialect::Rsync {
-        // An exclude file's "- PATTERN" rule is the pattern.
-        body = body.strip_prefix("- ").unwrap_or(body);
+        if let Some(pattern) = body.strip_prefix("+ ") {
+            body = pattern;
+            include = true;
+        } else {
+            body = body.strip_prefix("- ").unwrap_or(body);
+        }
     }
     let mut bodies = vec![];
     if dialect == Dialect::Rsync
@@ -252,20 +262,18 @@ fn compile(text: &str, dialect: Dialect) -> Result<Vec<Pattern>, globset::Error>
                 text: text.to_string(),
                 matcher: glob(&full)?,
                 dir_only,
+                include,
             })
         })
         .collect()
 }
 
-/// The patterns of an exclude file: one a line, blank lines and comments skipped (rsync's
-/// `+` include rules are not modelled and skipped too).
+/// The patterns of an exclude file: one a line, blank lines and comments skipped.
 fn file_patterns(text: &str, dialect: Dialect) -> Vec<String> {
     text.lines()
         .map(|line| line.trim_end_matches('\r'))
         .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
-        .filter(|line| {
-            dialect != Dialect::Rsync || !(line.starts_with(';') || line.starts_with("+ "))
-        })
+        .filter(|line| dialect != Dialect::Rsync || !line.starts_with(';'))
         .map(str::to_string)
         .collect()
 }
@@ -799,10 +807,10 @@ mod tests {
     }
 
     #[test]
-    fn exclude_files_skip_comments_and_includes() {
+    fn exclude_files_skip_comments() {
         assert_eq!(
             file_patterns("# c\n\n*.o\n+ keep\n- *.a\n; x\n", Dialect::Rsync),
-            ["*.o", "- *.a"]
+            ["*.o", "+ keep", "- *.a"]
         );
         assert_eq!(file_patterns("# c\n*.o\n", Dialect::Restic), ["*.o"]);
     }
@@ -844,5 +852,23 @@ mod scan_tests {
         let with_slash = format!("{}/", src.display());
         assert_eq!(uncovered(with_slash), [src.join("build")]);
         assert_eq!(uncovered(src.display().to_string()), [src.join("build")]);
+    }
+
+    #[test]
+    fn rsync_include_rules_keep_what_a_later_exclude_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        for name in ["a.keep", "b.kz", "c.txt"] {
+            std::fs::create_dir_all(&src).unwrap();
+            std::fs::write(src.join(name), "x").unwrap();
+        }
+        let stage = format!(
+            "[stage.a]\nkind = \"rsync\"\nsources = [\"{}/\"]\nexclude = [\"+ *.keep\", \"*.k*\"]\n",
+            src.display()
+        );
+        let report = scan_with(&src, &stage);
+        let uncovered: Vec<PathBuf> = report.uncovered.into_iter().map(|u| u.path).collect();
+        // As `rsync --exclude='+ *.keep' --exclude='*.k*'` copies a.keep and c.txt.
+        assert_eq!(uncovered, [src.join("b.kz")]);
     }
 }
