@@ -249,6 +249,33 @@ fn kill_9_of_run_here_left_rsync_running_as_an_orphan() {
     assert_same_tree(&scratch.path("src"), &scratch.path("dst"));
 }
 
+/// The OOM killer's way: SIGKILL to rsync alone. Its temporary file stays (it had no chance
+/// to remove it), the run fails, and the next run removes the half file before copying.
+#[test]
+fn an_rsync_killed_alone_leaves_its_partial_file_to_the_next_run() {
+    let scratch = Scratch::new(500, 8);
+    let needle = scratch.path("src").display().to_string();
+    let mut first = scratch.spawn_run_here(&[]);
+    let partial = wait_for_partial_file(&scratch.path("dst"), &mut first);
+    let rsyncs = processes("rsync", &needle);
+    assert!(!rsyncs.is_empty(), "the copy's rsync processes are found");
+    for (pid, _) in &rsyncs {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let (code, log) = finish(first);
+    assert_eq!(code, Some(1), "a killed rsync fails the run: {log}");
+    assert!(log.contains("rsync was killed by signal 9"), "{log}");
+    assert!(partial.exists(), "SIGKILL leaves rsync's temporary file");
+
+    scratch.config(0);
+    ok(scratch.backupctl().args(["run", "--here"]));
+    assert!(!partial.exists(), "{} is still there", partial.display());
+    assert_same_tree(&scratch.path("src"), &scratch.path("dst"));
+}
+
 #[test]
 fn run_here_while_the_stage_unit_runs_was_not_refused() {
     require_tool("systemctl");

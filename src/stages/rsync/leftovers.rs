@@ -4,8 +4,8 @@
 //! complete; on SIGTERM it removes the temporary file itself, but SIGKILL (systemctl kill, the
 //! OOM killer, a power cut) leaves it behind, and without `--delete` no later run removes it:
 //! half a file would stay in the backup for good. So a run marks its start in the state
-//! directory and unmarks it when rsync has ended; a run that finds the mark knows the one
-//! before died, and removes the files named like rsync's temporary files that were written
+//! directory and unmarks it when rsync has exited (not when a signal killed rsync alone, as
+//! the OOM killer does); a run that finds the mark knows the one before died, and removes the files named like rsync's temporary files that were written
 //! since that run started. Files rsync did finish carry their source's mtime (archive mode),
 //! so a backed-up file that happens to have such a name is not mistaken for one.
 //!
@@ -45,7 +45,7 @@ impl RunMark {
         Ok(RunMark { path })
     }
 
-    /// rsync has ended (well or not): whatever it left, it left on purpose.
+    /// rsync has exited (well or not): whatever it left, it left on purpose.
     pub fn clear(self) {
         let _ = std::fs::remove_file(&self.path);
     }

@@ -13,7 +13,7 @@ use super::verbs::{Listing, SnapshotsArgs, Verb, VerbContext};
 use super::{
     Needs, Outcome, SpecError, StageError, StageKind, require_absolute, require_normalized, ssh,
 };
-use crate::process::Command;
+use crate::process::{Command, ToolError};
 use crate::report::{Figures, Progress};
 use crate::stages::StageContext;
 
@@ -359,8 +359,13 @@ impl StageKind for Spec {
                 tracing::warn!("rsync: {line}");
             })
             .run();
-        // rsync has ended, well or not: on SIGTERM it removes its own temporary files.
-        if let Some(mark) = mark {
+        // rsync has ended: on SIGTERM it removes its own temporary files, so the mark goes.
+        // Killed by a signal (the OOM killer's SIGKILL hits rsync alone), it could not: the
+        // mark stays, and the next run removes what it left.
+        let killed = matches!(finished, Err(ToolError::Killed { .. }));
+        if let Some(mark) = mark
+            && !killed
+        {
             mark.clear();
         }
         let finished = finished?;
