@@ -168,7 +168,8 @@ struct Pattern {
     matcher: GlobMatcher,
     /// A trailing `/` (rsync): matches directories only.
     dir_only: bool,
-    /// rsync's `+ PATTERN`: an include rule; what it matches is kept, whatever rules follow.
+    /// A rule that keeps what it matches: rsync's `+ PATTERN` (whatever rules follow),
+    /// restic's `!PATTERN` (cancels the exclusions of the patterns before it).
     include: bool,
 }
 
@@ -202,12 +203,17 @@ impl StageView {
                 Path::new("/").join(rel)
             }
         };
-        // As rsync reads its rules: the first one that matches decides.
-        self.patterns
+        let mut matching = self
+            .patterns
             .iter()
-            .find(|p| (is_dir || !p.dir_only) && p.matcher.is_match(&subject))
-            .filter(|p| !p.include)
-            .map(|p| p.text.as_str())
+            .filter(|p| (is_dir || !p.dir_only) && p.matcher.is_match(&subject));
+        let decisive = match self.dialect {
+            // rsync: the first rule that matches decides.
+            Dialect::Rsync => matching.next(),
+            // restic: every pattern is tried, a later `!pattern` cancels an earlier match.
+            Dialect::Restic => matching.last(),
+        };
+        decisive.filter(|p| !p.include).map(|p| p.text.as_str())
     }
 }
 
@@ -224,7 +230,7 @@ fn glob(text: &str) -> Result<GlobMatcher, globset::Error> {
 /// (`*.tmp` any name, `a/b` any path ending in those names); `*` stays within a name, `**`
 /// crosses names; rsync's trailing `/` matches only directories, `dir/***` the directory and
 /// everything in it; rsync's `- PATTERN` is the pattern, `+ PATTERN` an include rule (in
-/// `exclude` as in exclude files, as rsync reads both).
+/// `exclude` as in exclude files, as rsync reads both); restic's `!PATTERN` a negated one.
 fn compile(text: &str, dialect: Dialect) -> Result<Vec<Pattern>, globset::Error> {
     let mut body = text;
     let mut dir_only = false;
@@ -236,6 +242,9 @@ fn compile(text: &str, dialect: Dialect) -> Result<Vec<Pattern>, globset::Error>
         } else {
             body = body.strip_prefix("- ").unwrap_or(body);
         }
+    } else if let Some(pattern) = body.strip_prefix('!') {
+        body = pattern;
+        include = true;
     }
     let mut bodies = vec![];
     if dialect == Dialect::Rsync
@@ -820,10 +829,17 @@ mod tests {
 mod scan_tests {
     use super::*;
 
+    /// An rsync stage's coverage (`stage` without its destination).
     fn scan_with(root: &Path, stage: &str) -> Report {
-        let text = format!("{stage}destination = \"/nonexistent-dst\"\n");
+        scan_config(
+            root,
+            &format!("{stage}destination = \"/nonexistent-dst\"\n"),
+        )
+    }
+
+    fn scan_config(root: &Path, text: &str) -> Report {
         let config =
-            crate::config::parse(Path::new("c.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+            crate::config::parse(Path::new("c.toml"), text).unwrap_or_else(|e| panic!("{e}"));
         let options = Options {
             roots: vec![root.to_path_buf()],
             ..Options::default()
@@ -870,5 +886,30 @@ mod scan_tests {
         let uncovered: Vec<PathBuf> = report.uncovered.into_iter().map(|u| u.path).collect();
         // As `rsync --exclude='+ *.keep' --exclude='*.k*'` copies a.keep and c.txt.
         assert_eq!(uncovered, [src.join("b.kz")]);
+    }
+
+    #[test]
+    fn restic_negated_patterns_cancel_earlier_excludes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        for name in ["a.keep", "b.kz", "c.txt"] {
+            std::fs::write(src.join(name), "x").unwrap();
+        }
+        let uncovered = |excludes: &str| -> Vec<PathBuf> {
+            let stage = format!(
+                "[stage.a]\nkind = \"restic\"\nrepository = \"/nonexistent-repo\"\npassword_file = \"/nonexistent-pw\"\npaths = [\"{}\"]\nexclude = [{excludes}]\n",
+                src.display()
+            );
+            let report = scan_config(&src, &stage);
+            report.uncovered.into_iter().map(|u| u.path).collect()
+        };
+        // As restic 0.14 backs up: a.keep and c.txt with `*.k*`, `!*.keep`; only c.txt the
+        // other way round.
+        assert_eq!(uncovered("\"*.k*\", \"!*.keep\""), [src.join("b.kz")]);
+        assert_eq!(
+            uncovered("\"!*.keep\", \"*.k*\""),
+            [src.join("a.keep"), src.join("b.kz")]
+        );
     }
 }
