@@ -211,7 +211,7 @@ impl StageView {
             // rsync: the first rule that matches decides.
             Dialect::Rsync => matching.next(),
             // restic: every pattern is tried, a later `!pattern` cancels an earlier match.
-            Dialect::Restic => matching.last(),
+            Dialect::Restic => matching.next_back(),
         };
         decisive.filter(|p| !p.include).map(|p| p.text.as_str())
     }
