@@ -11,6 +11,9 @@ use toml::de::DeValue;
 use super::{ConfigError, Timespan};
 use crate::stages::SpecError;
 
+/// Where a reader finds every key explained: in the source tree and in the Debian package.
+const EVERY_KEY: &str = "examples/full.toml (installed: /usr/share/doc/backupctl/examples/full.toml) shows each key with what it does";
+
 /// The config text and its file name, to turn spans into located errors.
 pub(super) struct Source<'a> {
     file: &'a Path,
@@ -37,6 +40,29 @@ impl<'a> Source<'a> {
         ConfigError::at(self.file, self.text, error.span(), message, help)
     }
 
+    /// serde's "unknown field `x`, expected …" in a stage: it lists the kind's keys only, so
+    /// the help names the keys every stage takes (`common`) and the closest of all.
+    pub(super) fn unknown_stage_key(
+        &self,
+        error: toml::de::Error,
+        kind: &str,
+        common: &[&str],
+    ) -> ConfigError {
+        let message = error.message().trim_end();
+        let mut help = String::new();
+        if let Some((unknown, expected)) = unknown_field(message) {
+            let known = expected.iter().copied().chain(common.iter().copied());
+            if let Some(close) = closest(unknown, known) {
+                help.push_str(&format!("did you mean `{close}`? "));
+            }
+        }
+        help.push_str(&format!(
+            "`{kind}` stages take the keys above, and every stage takes {}; {EVERY_KEY}",
+            common.join(", ")
+        ));
+        self.toml(error, Some(help))
+    }
+
     /// Checks a path value against the one rule of [`super::pathname`].
     pub(super) fn normalized(
         &self,
@@ -61,13 +87,41 @@ impl<'a> Source<'a> {
     }
 }
 
+/// serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a` or `b`", or
+/// "there are no fields"): the unknown key and the expected ones.
+fn unknown_field(message: &str) -> Option<(&str, Vec<&str>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| !word.is_empty())
+        .collect();
+    Some((unknown, expected))
+}
+
+/// The known key a misspelt one most likely meant, by clap's rule for misspelt
+/// subcommands (Jaro similarity above 0.7).
+fn closest<'k>(unknown: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    known
+        .into_iter()
+        .map(|key| (strsim::jaro(unknown, key), key))
+        .filter(|(similarity, _)| *similarity > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, key)| key)
+}
+
 fn hint_for_toml_message(message: &str) -> Option<String> {
-    if message.starts_with("unknown field") {
-        Some("remove the key or fix its spelling: the keys this table takes are listed above, the README's config reference explains each".into())
-    } else if let Some(field) = message.strip_prefix("missing field ") {
+    if let Some((unknown, expected)) = unknown_field(message) {
+        let guess = closest(unknown, expected)
+            .map(|key| format!("did you mean `{key}`? "))
+            .unwrap_or_default();
         Some(format!(
-            "this table needs {field}; the README's config reference shows every key"
+            "{guess}remove the key or fix its spelling: the keys this table takes are listed above; {EVERY_KEY}"
         ))
+    } else if let Some(field) = message.strip_prefix("missing field ") {
+        Some(format!("this table needs {field}; {EVERY_KEY}"))
     } else if message.contains("duplicate key") {
         Some("each table and key may appear once; stage names must be unique".into())
     } else {
@@ -136,4 +190,39 @@ pub(super) fn timespan(
             Some("use a systemd time span, e.g. \"90s\", \"30min\", \"2h\" or \"1h 30min\"".into()),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_serdes_unknown_field_messages() {
+        assert_eq!(
+            unknown_field("unknown field `schedul`, expected one of `description`, `schedule`"),
+            Some(("schedul", vec!["description", "schedule"]))
+        );
+        assert_eq!(
+            unknown_field("unknown field `x`, expected `min_free` or `tools`"),
+            Some(("x", vec!["min_free", "tools"]))
+        );
+        assert_eq!(
+            unknown_field("unknown field `x`, expected `textfile`"),
+            Some(("x", vec!["textfile"]))
+        );
+        assert_eq!(
+            unknown_field("unknown field `x`, there are no fields"),
+            Some(("x", vec![]))
+        );
+        assert_eq!(unknown_field("missing field `stage`"), None);
+    }
+
+    #[test]
+    fn suggests_a_close_key_and_nothing_for_a_stranger() {
+        let keys = ["sources", "destination", "required", "timeout"];
+        assert_eq!(closest("requred", keys), Some("required"));
+        assert_eq!(closest("source", keys), Some("sources"));
+        assert_eq!(closest("destiantion", keys), Some("destination"));
+        assert_eq!(closest("zzz", keys), None);
+    }
 }

@@ -18,7 +18,7 @@ use super::job::Located;
 use super::source::{Source, timespan};
 use super::{ConfigError, DEFAULT_JOB, IoClass, Stage, Store, Timespan};
 use crate::dag;
-use crate::stages;
+use crate::stages::{self, SpecError};
 
 /// Keys every stage accepts besides those of its kind.
 const COMMON_KEYS: &[&str] = &[
@@ -191,7 +191,13 @@ pub(super) fn parse(
             Spanned::new(stage_span.clone(), specific),
             store_root.as_deref(),
         )
-        .map_err(|error| source.spec(error, fallback.clone()))?;
+        .map_err(|error| match error {
+            // The kind's keys are listed in the message; the keys of every stage are not.
+            SpecError::Toml(error) if error.message().starts_with("unknown field") => {
+                source.unknown_stage_key(error, &kind_name, COMMON_KEYS)
+            }
+            other => source.spec(other, fallback.clone()),
+        })?;
 
     let job = match &raw.job {
         None => DEFAULT_JOB.to_string(),
