@@ -32,7 +32,7 @@ rustPlatform.buildRustPackage {
 
   postInstall = ''
     $out/bin/backupctl man --dir man
-    installManPage man/*.1
+    installManPage man/*.1 man/*.5
     installShellCompletion --cmd backupctl \
       --bash <($out/bin/backupctl completions bash) \
       --zsh <($out/bin/backupctl completions zsh) \

@@ -94,8 +94,9 @@ pub enum Command {
     /// Print the man page backupctl(1) (roff); with --dir, write it and one page per
     /// subcommand.
     Man {
-        /// Write backupctl.1 and a page per subcommand (backupctl-status.1,
-        /// backupctl-store-init.1, …) into DIR instead of printing backupctl(1).
+        /// Write backupctl.1, a page per subcommand (backupctl-status.1,
+        /// backupctl-store-init.1, …) and the config file's backupctl.toml.5 into DIR
+        /// instead of printing backupctl(1).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },

@@ -62,7 +62,8 @@ fn expected_files() -> Vec<String> {
     ok(backupctl().arg("man").arg("--dir").arg(&man));
     for page in std::fs::read_dir(&man).unwrap() {
         let name = page.unwrap().file_name().into_string().unwrap();
-        files.push(format!("/usr/share/man/man1/{name}.gz"));
+        let section = name.rsplit('.').next().unwrap();
+        files.push(format!("/usr/share/man/man{section}/{name}.gz"));
     }
     for example in std::fs::read_dir(repo_root().join("examples")).unwrap() {
         let name = example.unwrap().file_name().into_string().unwrap();
@@ -93,6 +94,10 @@ fn package_holds_every_file() {
             .keys()
             .any(|f| f == "/usr/share/man/man1/backupctl-store-init.1.gz"),
         "no page for a nested subcommand:\n{listing}"
+    );
+    assert!(
+        contents.contains_key("/usr/share/man/man5/backupctl.toml.5.gz"),
+        "no page for the config file:\n{listing}"
     );
     let binary = &contents["/usr/bin/backupctl"];
     assert_eq!(binary.mode, "-rwxr-xr-x", "mode of /usr/bin/backupctl");

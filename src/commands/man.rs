@@ -32,11 +32,20 @@ pub fn print(command: clap::Command) -> anyhow::Result<ExitCode> {
 }
 
 /// `man --dir DIR`: backupctl.1 and one page per visible subcommand, nested ones included
-/// (`store init` → backupctl-store-init.1, the name backupctl-store(1) refers to). Each file
-/// is replaced whole; nothing else in DIR is touched.
+/// (`store init` → backupctl-store-init.1, the name backupctl-store(1) refers to), and the
+/// config file's page backupctl.toml.5. Each file is replaced whole; nothing else in DIR is
+/// touched.
 pub fn write_dir(command: clap::Command, dir: &Path) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_pages(&man_command(command), dir)?;
+    let path = dir.join(super::config_page::FILE_NAME);
+    crate::paths::write_atomically(
+        &path,
+        super::config_page::render().as_bytes(),
+        crate::paths::Fsync::No,
+        None,
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(ExitCode::SUCCESS)
 }
 

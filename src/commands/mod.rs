@@ -2,6 +2,7 @@
 //! the config on first use) and its own `Args`, which `cli` puts into its clap enum.
 
 pub mod check;
+pub mod config_page;
 mod context;
 pub mod coverage;
 pub mod generate;
