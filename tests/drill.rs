@@ -343,6 +343,14 @@ fn a_git_drill_under_systemd_verifies_the_newest_commit_and_fails_on_a_damaged_o
 kind = "git"
 sources = ["@ROOT@/source"]
 repository = "@ROOT@/notes"
+remotes = ["@ROOT@/usb.git"]
+
+[stage.drill-usb]
+job = "drill"
+kind = "drill"
+stage = "notes"
+sample = "100%"
+remote = "@ROOT@/usb.git"
 
 [stage.drill-notes]
 job = "drill"
@@ -363,6 +371,8 @@ newest = 1
         last_run_record(stage)
     };
     make_source(&job.path("source"));
+    // The unit may write its local remote; systemd wants the path to exist.
+    std::fs::create_dir_all(job.path("usb.git")).unwrap();
     ok(systemctl_user().args(["start", "backup@notes.service"]));
     let record = drill("drill-notes");
     assert_eq!(record["result"], "success", "{record}");
@@ -397,6 +407,24 @@ newest = 1
     assert_eq!(record["result"], "failed", "{record}");
     let error = record["error"].as_str().unwrap();
     assert!(error.contains("does not restore"), "{error}");
+
+    // The copy pushed to the local remote is drilled on its own: intact, then damaged.
+    let record = drill("drill-usb");
+    assert_eq!(record["result"], "success", "{record}");
+    assert_eq!(
+        record["figures"]["files"], 3,
+        "plain.txt changed since: {record}"
+    );
+    flip_byte(&largest_file(&job.path("usb.git/objects")));
+    let record = drill("drill-usb");
+    assert_eq!(record["result"], "failed", "{record}");
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not restore"),
+        "{record}"
+    );
     assert!(
         !job.path("source/big.bin")
             .metadata()

@@ -127,16 +127,18 @@ fn references(roff: &str) -> Vec<String> {
 #[test]
 fn man_dir_writes_one_page_per_subcommand_and_nothing_else() {
     let (_temp, dir) = generate();
-    let expected: BTreeSet<String> = expected_pages().into_keys().collect();
+    let mut expected: BTreeSet<String> = expected_pages().into_keys().collect();
     assert!(
         expected.contains("backupctl-status.1") && expected.contains("backupctl-store-init.1"),
         "the walk over the clap definition missed subcommands: {expected:?}"
     );
+    // And the config file's page.
+    expected.insert("backupctl.toml.5".to_string());
     assert_eq!(
         files_in(&dir),
         expected,
-        "`backupctl man --dir` must write exactly one page per visible subcommand \
-         (no hidden ones, no `help`, no temporary files)"
+        "`backupctl man --dir` must write exactly one page per visible subcommand and \
+         backupctl.toml.5 (no hidden ones, no `help`, no temporary files)"
     );
 }
 
@@ -209,7 +211,7 @@ fn groff_renders_every_page_without_warnings() {
     let (_temp, dir) = generate();
     for name in files_in(&dir) {
         let text = render(&dir.join(&name));
-        let stem = name.trim_end_matches(".1");
+        let stem = name.trim_end_matches(".1").trim_end_matches(".5");
         assert!(
             text.contains(stem),
             "{name} rendered without its own name:\n{text}"

@@ -201,8 +201,21 @@ impl Spec {
 
     /// `git --git-dir=… ` for reading (history, restore), which works for both layouts.
     pub(crate) fn git_at<'a>(&self) -> Command<'a> {
-        self.git()
-            .arg(format!("--git-dir={}", self.git_dir().display()))
+        self.git_in(&self.git_dir())
+    }
+
+    /// `git --git-dir=DIR` with this stage's settings: its repository or a local remote.
+    pub(crate) fn git_in<'a>(&self, git_dir: &Path) -> Command<'a> {
+        self.git().arg(format!("--git-dir={}", git_dir.display()))
+    }
+
+    /// The local remotes (paths), as the directories they name.
+    pub(crate) fn local_remotes(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.remotes
+            .iter()
+            .map(|r| r.get_ref())
+            .filter(|r| is_local(r))
+            .map(|r| PathBuf::from(r.strip_prefix("file://").unwrap_or(r)))
     }
 
     /// `git -C REPO` for the work tree.
@@ -822,13 +835,7 @@ impl StageKind for Spec {
     fn needs(&self) -> Needs {
         let mut writes = vec![self.repository().to_path_buf()];
         if self.mode == Mode::Commit {
-            writes.extend(
-                self.remotes
-                    .iter()
-                    .map(|r| r.get_ref())
-                    .filter(|r| is_local(r))
-                    .map(|r| PathBuf::from(r.strip_prefix("file://").unwrap_or(r))),
-            );
+            writes.extend(self.local_remotes());
         }
         let ssh = self.uses_ssh();
         let mut tools = vec!["git"];

@@ -1,5 +1,5 @@
 //! A drill's git target: the newest commit on the stage's branch in its own repository (what
-//! `backupctl restore` reads), listed with gix and the sample checked out with `git checkout`
+//! `backupctl restore` reads) or in one of its local remotes (`remote`), listed with gix and the sample checked out with `git checkout`
 //! into the drill's scratch directory, through a throw-away index.
 //!
 //! git records no mtimes, so "the newest files" are those the newest commit changed, and a
@@ -16,10 +16,19 @@ use jiff::Timestamp;
 use super::{Backup, File, Restore};
 use crate::stages::{StageError, git};
 
-/// The newest commit of the stage `spec` configures.
-pub(super) fn newest(spec: &git::Spec) -> Result<Backup<'_>, StageError> {
-    spec.require_repository()?;
-    let git_dir = spec.git_dir();
+/// The newest commit of the stage `spec` configures, in its repository or in `remote`, one of
+/// its local remotes.
+pub(super) fn newest<'a>(
+    spec: &'a git::Spec,
+    remote: Option<&Path>,
+) -> Result<Backup<'a>, StageError> {
+    let git_dir = match remote {
+        Some(remote) => remote.to_path_buf(),
+        None => {
+            spec.require_repository()?;
+            spec.git_dir()
+        }
+    };
     let unreadable = |what: &str, error: &dyn std::fmt::Display| {
         StageError::Failed(format!(
             "drill: cannot read {what} in {}, the backup does not restore: {error}",
@@ -125,7 +134,11 @@ pub(super) fn newest(spec: &git::Spec) -> Result<Backup<'_>, StageError> {
         taken: Some(taken),
         snapshot_id: Some(short.clone()),
         label: format!("git commit {short} in {}", git_dir.display()),
-        restore: Restore::Git(Checkout { spec, commit: id }),
+        restore: Restore::Git(Checkout {
+            spec,
+            git_dir: git_dir.clone(),
+            commit: id,
+        }),
     })
 }
 
@@ -136,6 +149,8 @@ fn commit_time(commit: &gix::Commit<'_>) -> Result<Timestamp, Box<dyn std::error
 /// `git checkout COMMIT` of the sample into a scratch work tree.
 pub(super) struct Checkout<'a> {
     spec: &'a git::Spec,
+    /// The repository checked out from: the stage's own or one of its local remotes.
+    git_dir: PathBuf,
     commit: String,
 }
 
@@ -155,7 +170,7 @@ impl Checkout<'_> {
             .map_err(|e| StageError::io(format!("cannot create {}", tree.display()), e))?;
         let mut command = self
             .spec
-            .git_at()
+            .git_in(&self.git_dir)
             .arg(format!("--work-tree={}", tree.display()))
             .args(["checkout", &self.commit])
             .env("GIT_INDEX_FILE", scratch.join("index"))

@@ -57,6 +57,9 @@ pub struct Spec {
     pub newest: usize,
     /// A manifest stage whose BLAKE3 list (taken at backup time) is the truth.
     pub manifest: Option<Spanned<String>>,
+    /// git targets: drill this local remote (a path in the stage's `remotes`) instead of the
+    /// stage's own repository.
+    pub remote: Option<Spanned<PathBuf>>,
     /// The target's spec, filled in by [`StageKind::resolve`].
     #[serde(skip)]
     pub target: Option<Target>,
@@ -160,6 +163,36 @@ impl StageKind for Spec {
                 hint.clone(),
             )
         })?);
+        if let Some(remote) = &self.remote {
+            let local: Vec<PathBuf> = match &self.target {
+                Some(Target::Git(git)) => git.local_remotes().collect(),
+                _ => {
+                    return Err(SpecError::invalid(
+                        Some(remote.span()),
+                        "`remote` picks a remote of a git stage",
+                        format!("stage `{name}` is not a git stage: remove `remote`"),
+                    ));
+                }
+            };
+            let wanted = remote.get_ref();
+            if !local.iter().any(|path| path == wanted) {
+                let listed: Vec<String> = local.iter().map(|p| p.display().to_string()).collect();
+                return Err(SpecError::invalid(
+                    Some(remote.span()),
+                    format!(
+                        "{} is not a local remote of stage `{name}`",
+                        wanted.display()
+                    ),
+                    if listed.is_empty() {
+                        "the stage has no local remotes (a drill reads ssh remotes through \
+                         nothing); remove `remote`"
+                            .to_string()
+                    } else {
+                        format!("its local remotes: {}", listed.join(", "))
+                    },
+                ));
+            }
+        }
         if let Some(manifest) = &self.manifest {
             let name = manifest.get_ref();
             let spec = find(name).and_then(|spec| spec.downcast_ref::<manifest::Spec>());
@@ -199,7 +232,9 @@ impl StageKind for Spec {
         let mut drill = match self.target()? {
             Target::Restic(spec) => restic_snapshot::newest(spec, ctx)?,
             Target::Rsync(spec) => rsync_copy::newest(spec)?,
-            Target::Git(spec) => git_commit::newest(spec)?,
+            Target::Git(spec) => {
+                git_commit::newest(spec, self.remote.as_ref().map(|r| r.get_ref().as_path()))?
+            }
         };
         // Throughput is of getting the sample back and verifying it, not of the listing.
         let started = Instant::now();
