@@ -10,8 +10,8 @@ use std::process::Command;
 
 use crate::util::installed::{Installed, last_run_record};
 use crate::util::{
-    backupctl_user, ok, require_tool, run, stderr, stdout, systemctl_user, tempdir, write,
-    write_config,
+    backupctl_user, incompressible_bytes, ok, require_tool, run, stderr, stdout, systemctl_user,
+    tempdir, write, write_config,
 };
 
 /// A tree of a few files, one of them a MiB of pseudo-random bytes (its own restic pack).
@@ -22,16 +22,7 @@ fn make_source(root: &Path) {
         "spaces and brackets\n",
     );
     write(&root.join("deep/a/b/c.txt"), "deep\n");
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let big: Vec<u8> = (0..1 << 20)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    write(&root.join("big.bin"), big);
+    write(&root.join("big.bin"), incompressible_bytes(1 << 20));
 }
 
 fn last_record(dir: &Path, stage: &str) -> serde_json::Value {

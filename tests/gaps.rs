@@ -10,8 +10,8 @@ use std::process::Command;
 
 use crate::util::installed::{Installed, wait_until_idle};
 use crate::util::{
-    assert_same_tree, backupctl_user, ok, require_tool, run, stderr, systemctl_user, tempdir,
-    write, write_config,
+    assert_same_tree, backupctl_user, ok, random_file, require_tool, run, stderr, systemctl_user,
+    tempdir, write, write_config,
 };
 
 #[test]
@@ -52,18 +52,6 @@ cleanup = ["/bin/sh", "-c", "echo \"$SERVICE_RESULT $EXIT_STATUS\" > @ROOT@/out/
         timers.contains("OnBootUSec") && timers.contains("10min"),
         "{timers}"
     );
-}
-
-/// `size` random bytes (incompressible) in a file.
-fn random_file(path: &Path, size: usize) -> Vec<u8> {
-    use std::io::Read;
-    let mut data = vec![0u8; size];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut data)
-        .unwrap();
-    write(path, &data);
-    data
 }
 
 /// A plain `restic` against the test's repository.

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::util::installed::{UNIT_DIR, remove_generated_units};
 use crate::util::{
-    assert_same_tree, backupctl_user, free_port, ok, require_tool, run, stderr, stdout,
-    systemctl_user, systemd_lock, systemd_user_env, tempdir, write, write_config,
+    assert_same_tree, backupctl_user, free_port, ok, random_file, require_tool, run, stderr,
+    stdout, systemctl_user, systemd_lock, systemd_user_env, tempdir, write, write_config,
 };
 
 /// A server process on loopback, killed when dropped.
@@ -174,17 +174,6 @@ fn random_hex() -> String {
         .read_exact(&mut bytes)
         .unwrap();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `size` random bytes (incompressible, not deduplicable) in a file.
-fn random_file(path: &Path, size: usize) {
-    use std::io::Read;
-    let mut data = vec![0u8; size];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut data)
-        .unwrap();
-    write(path, data);
 }
 
 /// Now, in a form `journalctl --since` reads.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::util::btrfs::Btrfs;
 use crate::util::{
-    assert_same_tree, backupctl, ok, require_tool, run, stderr, systemctl_user, systemd_lock,
-    systemd_user_env, tempdir, write,
+    assert_same_tree, backupctl, incompressible_bytes, ok, require_tool, run, stderr,
+    systemctl_user, systemd_lock, systemd_user_env, tempdir, write,
 };
 
 /// A btrfs filesystem with a subvolume `data` holding `data/src`, plus a scratch directory
@@ -30,7 +30,7 @@ impl Setup {
         let src = fs.path("data/src");
         write(&src.join("notes/a.txt"), "alpha\n");
         write(&src.join("notes/b.txt"), "beta\n");
-        write(&src.join("big.bin"), random_bytes(3 << 20));
+        write(&src.join("big.bin"), incompressible_bytes(3 << 20));
         write(&src.join("live.bin"), vec![0u8; 64 << 10]);
         let scratch = tempfile::Builder::new()
             .prefix("snapshot-")
@@ -77,19 +77,6 @@ impl Setup {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    // xorshift: incompressible enough that rsync's --bwlimit paces the copy.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 /// Rewrites `path` in place, over and over, until dropped; each version is different.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::util::installed::{Installed, USER_STATE_HOME, run_records};
 use crate::util::{
-    assert_same_tree, backupctl, ok, require_tool, run, stderr, systemctl_user, write,
+    assert_same_tree, backupctl, incompressible_bytes, ok, require_tool, run, stderr,
+    systemctl_user, write,
 };
 
 /// A scratch directory under target/tmp (never /tmp: units run with `PrivateTmp=`) holding
@@ -89,16 +90,7 @@ impl Scratch {
 fn make_source(src: &Path, megabytes: usize) {
     write(&src.join("notes/a.txt"), "alpha\n");
     write(&src.join("notes/b.txt"), "beta\n");
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let big: Vec<u8> = (0..megabytes << 20)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    write(&src.join("big.bin"), big);
+    write(&src.join("big.bin"), incompressible_bytes(megabytes << 20));
 }
 
 /// Waits until rsync's temporary file `.big.bin.XXXXXX` in `dest` has bytes: the copy is

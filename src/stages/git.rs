@@ -674,16 +674,42 @@ impl Spec {
             std::process::id(),
             crate::stages::new_id()
         ));
-        let result = self
-            .git_at()
-            .arg(format!("--work-tree={}", target.display()))
-            .args(["checkout", &resolved, "--"])
-            .args(&paths)
-            .env("GIT_INDEX_FILE", &index)
-            .run();
+        let result = self.checkout_into(
+            &self.git_dir(),
+            &resolved,
+            Pathspecs::Given(&paths),
+            target,
+            &index,
+        );
         let _ = std::fs::remove_file(&index);
         result?;
         Ok(files.len())
+    }
+
+    /// `git checkout COMMIT -- PATHS` from the repository at `git_dir` (the stage's own or a
+    /// local remote) into `target`, through the throw-away index `index`: the repository's
+    /// own index and work tree stay as they are.
+    pub(crate) fn checkout_into(
+        &self,
+        git_dir: &Path,
+        commit: &str,
+        pathspecs: Pathspecs<'_>,
+        target: &Path,
+        index: &Path,
+    ) -> Result<(), ToolError> {
+        let command = self
+            .git_in(git_dir)
+            .arg(format!("--work-tree={}", target.display()))
+            .args(["checkout", commit])
+            .env("GIT_INDEX_FILE", index);
+        let command = match pathspecs {
+            Pathspecs::Given(paths) => command.arg("--").args(paths),
+            Pathspecs::Listed(file) => command
+                .arg(format!("--pathspec-from-file={}", file.display()))
+                .arg("--pathspec-file-nul")
+                .env("GIT_LITERAL_PATHSPECS", "1"),
+        };
+        command.run().map(|_| ())
     }
 
     pub(crate) fn require_repository(&self) -> Result<(), StageError> {
@@ -696,6 +722,14 @@ impl Spec {
             )))
         }
     }
+}
+
+/// What [`Spec::checkout_into`] checks out.
+pub(crate) enum Pathspecs<'p> {
+    /// Pathspecs as a person gives them (git's own matching).
+    Given(&'p [String]),
+    /// Exact tree paths, NUL-separated in a file: no limit on their number, no glob meaning.
+    Listed(&'p Path),
 }
 
 /// The identity of backup commits: backupctl on this host.

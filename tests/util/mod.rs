@@ -150,6 +150,33 @@ pub fn write(path: &Path, contents: impl AsRef<[u8]>) {
     std::fs::write(path, contents).unwrap();
 }
 
+/// `len` pseudo-random bytes, the same in every run (xorshift): incompressible, so that
+/// rsync's `--bwlimit` paces a copy and restic packs them as they are.
+pub fn incompressible_bytes(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// `size` random bytes from /dev/urandom (different in every run, so nothing deduplicates
+/// against an earlier one) written to `path`; returns them.
+pub fn random_file(path: &Path, size: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut data = vec![0u8; size];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut data)
+        .unwrap();
+    write(path, &data);
+    data
+}
+
 /// Writes `root/config.toml` with the placeholder `@ROOT@` replaced by `root` (see
 /// [`placeholder`]) and returns its path.
 pub fn write_config(root: &Path, text: &str) -> PathBuf {

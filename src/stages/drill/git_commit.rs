@@ -162,23 +162,17 @@ impl Checkout<'_> {
     pub(super) fn restore(
         &self,
         chosen: &[File],
-        everything: bool,
+        everything_chosen: bool,
         scratch: &Path,
     ) -> Result<PathBuf, StageError> {
         let tree = scratch.join("tree");
         std::fs::create_dir(&tree)
             .map_err(|e| StageError::io(format!("cannot create {}", tree.display()), e))?;
-        let mut command = self
-            .spec
-            .git_in(&self.git_dir)
-            .arg(format!("--work-tree={}", tree.display()))
-            .args(["checkout", &self.commit])
-            .env("GIT_INDEX_FILE", scratch.join("index"))
-            .env("GIT_LITERAL_PATHSPECS", "1");
-        if everything {
-            command = command.args(["--", "."]);
+        let list = scratch.join("paths");
+        let everything = [".".to_string()];
+        let pathspecs = if everything_chosen {
+            git::Pathspecs::Given(&everything)
         } else {
-            let list = scratch.join("paths");
             let mut paths = Vec::new();
             for file in chosen {
                 paths.extend_from_slice(file.stored.as_os_str().as_bytes());
@@ -186,16 +180,22 @@ impl Checkout<'_> {
             }
             std::fs::write(&list, paths)
                 .map_err(|e| StageError::io(format!("cannot write {}", list.display()), e))?;
-            command = command
-                .arg(format!("--pathspec-from-file={}", list.display()))
-                .arg("--pathspec-file-nul");
-        }
-        command.run().map_err(|error| match error {
-            crate::process::ToolError::Interrupted => StageError::Interrupted,
-            other => StageError::Failed(format!(
-                "drill: git could not check out the sample, the backup does not restore: {other}"
-            )),
-        })?;
+            git::Pathspecs::Listed(&list)
+        };
+        self.spec
+            .checkout_into(
+                &self.git_dir,
+                &self.commit,
+                pathspecs,
+                &tree,
+                &scratch.join("index"),
+            )
+            .map_err(|error| match error {
+                crate::process::ToolError::Interrupted => StageError::Interrupted,
+                other => StageError::Failed(format!(
+                    "drill: git could not check out the sample, the backup does not restore: {other}"
+                )),
+            })?;
         Ok(tree)
     }
 }
