@@ -30,11 +30,7 @@ pub(super) fn newest<'a>(
         .status("drill: listing the newest restic snapshot");
     let mut args: Vec<OsString> = vec!["ls".into(), "--json".into()];
     // The stage's own snapshots, as `backupctl restore` picks them.
-    args.extend(spec.selection_args().into_iter().map(OsString::from));
-    for path in spec.paths.iter().flat_map(|paths| paths.get_ref()) {
-        args.push("--path".into());
-        args.push(path.get_ref().into());
-    }
+    args.extend(spec.own_snapshots_args());
     args.push("latest".into());
     let mut files = Vec::new();
     let mut snapshot: Option<LsSnapshot> = None;

@@ -245,6 +245,21 @@ impl Spec {
         args
     }
 
+    /// Flags that pick the snapshots this stage made: `--host`, `--tag` and a `--path` per
+    /// path (what `restore`, `snapshots`, `mount` and the drill read as "the stage's").
+    pub fn own_snapshots_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = self
+            .selection_args()
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        for path in self.paths.iter().flat_map(|paths| paths.get_ref()) {
+            args.push("--path".into());
+            args.push(path.get_ref().into());
+        }
+        args
+    }
+
     /// `restic backup` arguments after the global ones.
     pub fn backup_arguments(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["backup".into(), "--json".into()];

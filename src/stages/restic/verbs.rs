@@ -17,7 +17,7 @@ pub fn restore(spec: &Spec, ctx: &VerbContext, args: &RestoreArgs) -> anyhow::Re
     let mut command = repo::interactive_command(spec, ctx.scope)?;
     command.arg("restore").arg(&args.snapshot);
     if args.snapshot == "latest" {
-        command.args(filter_args(spec));
+        command.args(spec.own_snapshots_args());
     }
     command.arg("--target").arg(&args.target);
     for include in &args.include {
@@ -39,7 +39,7 @@ pub fn snapshots(spec: &Spec, ctx: &VerbContext, args: &SnapshotsArgs) -> anyhow
         command.arg("--json");
     }
     if !args.all {
-        command.args(filter_args(spec));
+        command.args(spec.own_snapshots_args());
     }
     exec(command).map(Listing::Done)
 }
@@ -56,7 +56,7 @@ pub fn mount(spec: &Spec, ctx: &VerbContext, args: &MountArgs) -> anyhow::Result
     let mut command = repo::interactive_command(spec, ctx.scope)?;
     command.arg("mount");
     if !args.all {
-        command.args(filter_args(spec));
+        command.args(spec.own_snapshots_args());
     }
     command.arg(dir);
     eprintln!(
@@ -66,18 +66,6 @@ pub fn mount(spec: &Spec, ctx: &VerbContext, args: &MountArgs) -> anyhow::Result
         dir.display()
     );
     exec(command)
-}
-
-/// `--host`, `--tag` and `--path` options that pick a stage's own snapshots.
-fn filter_args(spec: &Spec) -> Vec<String> {
-    let mut args = spec.selection_args();
-    if let Some(paths) = &spec.paths {
-        for path in paths.get_ref() {
-            args.push("--path".into());
-            args.push(path.get_ref().to_string_lossy().into_owned());
-        }
-    }
-    args
 }
 
 /// Replaces this process with restic.
