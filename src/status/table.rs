@@ -178,32 +178,27 @@ fn row(stage: &StageStatus) -> [String; 8] {
         .or_else(|| stage.error.clone())
         .unwrap_or_default();
     if let Some(drill) = &stage.last_drill {
-        let mut counts = Vec::new();
-        if let Some(files) = drill.files {
-            counts.push(format!("{files} files"));
-        }
-        if let Some(mismatches) = drill.mismatches.filter(|&m| m > 0) {
-            counts.push(format!("{mismatches} differ"));
-        }
-        if let Some(age) = drill.snapshot_age_secs {
-            let age = crate::report::short_duration(std::time::Duration::from_secs(age));
-            counts.push(format!("backup {age} old"));
-        }
+        let counts = drill_counts(drill.files, drill.mismatches, drill.snapshot_age_secs);
         let verified = format!(
-            "last verified restore: {}, {}{}",
+            "last verified restore: {}, {}{counts}",
             local(&drill.finished),
             drill.result,
-            if counts.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", counts.join(", "))
-            }
         );
         detail = if detail.is_empty() {
             verified
         } else {
             format!("{detail}; {verified}")
         };
+    } else if detail.is_empty()
+        && stage.kind == "drill"
+        && let Some(figures) = stage.last_run.as_ref().map(|run| &run.figures)
+        && figures.files.is_some()
+    {
+        // A drill's own row says what its last run proved; a failed one shows its error.
+        detail = format!(
+            "restore verified{}",
+            drill_counts(figures.files, figures.mismatches, figures.snapshot_age_secs)
+        );
     }
     if !stage.required {
         detail = format!("{detail} (may fail)").trim_start().to_string();
@@ -218,6 +213,27 @@ fn row(stage: &StageStatus) -> [String; 8] {
         stage.bytes_added.map_or("-".into(), human_bytes),
         detail,
     ]
+}
+
+/// " (51 files, 2 differ, backup 2h03m old)", or "" when nothing is known: a drill's figures,
+/// the same words on the drill's row and on the row of the stage it verifies.
+fn drill_counts(files: Option<u64>, mismatches: Option<u64>, age_secs: Option<u64>) -> String {
+    let mut counts = Vec::new();
+    if let Some(files) = files {
+        counts.push(format!("{files} files"));
+    }
+    if let Some(mismatches) = mismatches.filter(|&m| m > 0) {
+        counts.push(format!("{mismatches} differ"));
+    }
+    if let Some(age) = age_secs {
+        let age = crate::report::short_duration(std::time::Duration::from_secs(age));
+        counts.push(format!("backup {age} old"));
+    }
+    if counts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", counts.join(", "))
+    }
 }
 
 #[cfg(test)]
@@ -289,5 +305,37 @@ mod tests {
         let coloured = render(&status(), true);
         assert!(coloured.contains("\x1b[32msuccess\x1b[0m"), "{coloured}");
         assert!(coloured.contains("\x1b[1;31mfailed \x1b[0m"), "{coloured}");
+    }
+
+    #[test]
+    fn a_drill_row_says_what_its_last_run_verified() {
+        let mut status = status();
+        let stage = &mut status.jobs[0].stages[0];
+        stage.kind = "drill".into();
+        stage.bytes_added = None;
+        stage.last_run = Some(crate::run_records::RunRecord {
+            run: "r1".into(),
+            job_run: None,
+            job: "job".into(),
+            stage: "a".into(),
+            kind: "drill".into(),
+            started: "2026-12-04T03:00:00Z".into(),
+            finished: "2026-12-04T03:00:01Z".into(),
+            duration_secs: 1.25,
+            result: crate::run_records::RunResult::Success,
+            exit_code: 0,
+            error: None,
+            warnings: vec![],
+            figures: crate::report::Figures {
+                files: Some(51),
+                snapshot_age_secs: Some(7380),
+                ..Default::default()
+            },
+        });
+        let plain = render(&status, false);
+        assert!(
+            plain.contains("restore verified (51 files, backup 2h03m old)"),
+            "{plain}"
+        );
     }
 }

@@ -40,7 +40,7 @@ pub struct Spec {
     pub output: Option<Spanned<PathBuf>>,
     /// Directories not to search (restic's pattern syntax).
     #[serde(default)]
-    pub exclude: Vec<String>,
+    pub exclude: Vec<Spanned<String>>,
     /// Write `exclude-pushed.txt`: the git directories of fully pushed, clean repositories.
     #[serde(default)]
     pub exclude_pushed: bool,
@@ -70,13 +70,7 @@ impl StageKind for Spec {
         if let Some(output) = &self.output {
             require_absolute(std::slice::from_ref(output), "output")?;
         }
-        Excludes::new(&self.exclude, &[]).map_err(|error| {
-            SpecError::invalid(
-                None,
-                error.to_string(),
-                "fix the pattern: `*` matches within a name, `**` across directories",
-            )
-        })?;
+        crate::stages::manifest::exclude::check_patterns(&self.exclude)?;
         Ok(())
     }
 
@@ -96,8 +90,11 @@ impl StageKind for Spec {
         let output = self.output_dir(&ctx.state_dir, &ctx.stage.name);
         std::fs::create_dir_all(&output)
             .map_err(|e| StageError::io(format!("cannot create {}", output.display()), e))?;
-        let excludes = Excludes::new(&self.exclude, &[])
-            .map_err(|error| StageError::Failed(error.to_string()))?;
+        let excludes = Excludes::new(
+            &crate::stages::manifest::exclude::pattern_texts(&self.exclude),
+            &[],
+        )
+        .map_err(|error| StageError::Failed(error.to_string()))?;
         let roots: Vec<PathBuf> = self
             .roots
             .get_ref()

@@ -33,6 +33,26 @@ pub enum ExcludeError {
     },
 }
 
+/// A stage's `exclude` key, checked at load: the error points at the bad pattern.
+pub fn check_patterns(patterns: &[toml::Spanned<String>]) -> Result<(), crate::stages::SpecError> {
+    for pattern in patterns {
+        glob(pattern.get_ref()).map_err(|error| {
+            crate::stages::SpecError::invalid(
+                Some(pattern.span()),
+                format!("bad exclude pattern: {}", error.kind()),
+                "fix the pattern: `*` matches within a name, `**` across directories, `\\` \
+                 escapes a wildcard",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The patterns of a stage's `exclude` key, without their places in the config.
+pub fn pattern_texts(patterns: &[toml::Spanned<String>]) -> Vec<String> {
+    patterns.iter().map(|p| p.get_ref().clone()).collect()
+}
+
 fn origin(file: &Option<PathBuf>, line: usize) -> String {
     match file {
         Some(file) => format!(" in {}:{line}", file.display()),
@@ -40,8 +60,10 @@ fn origin(file: &Option<PathBuf>, line: usize) -> String {
     }
 }
 
+/// A pattern's glob; a trailing `/` (restic's "directories only") is dropped, as restic
+/// matches a directory and everything in it alike.
 fn glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern)
+    GlobBuilder::new(pattern.trim_end_matches('/'))
         .literal_separator(true)
         .backslash_escape(true)
         .build()
@@ -68,14 +90,13 @@ impl Excludes {
         let mut paths = GlobSetBuilder::new();
         let (mut any_name, mut any_path) = (false, false);
         for (pattern, file, line) in all {
-            let trimmed = pattern.trim_end_matches('/');
-            let built = glob(trimmed).map_err(|source| ExcludeError::Pattern {
+            let built = glob(&pattern).map_err(|source| ExcludeError::Pattern {
                 pattern: pattern.clone(),
                 file,
                 line,
                 source,
             })?;
-            if trimmed.contains('/') {
+            if pattern.trim_end_matches('/').contains('/') {
                 paths.add(built);
                 any_path = true;
             } else {

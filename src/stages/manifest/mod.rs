@@ -30,7 +30,7 @@ pub struct Spec {
     pub output: Option<Spanned<PathBuf>>,
     /// Patterns to leave out (restic's syntax, see [`exclude`]).
     #[serde(default)]
-    pub exclude: Vec<String>,
+    pub exclude: Vec<Spanned<String>>,
     /// Files of patterns, e.g. the `exclude-pushed.txt` of a `gitrepos` stage.
     #[serde(default)]
     pub exclude_from: Vec<Spanned<PathBuf>>,
@@ -99,15 +99,7 @@ impl StageKind for Spec {
         if let Some(output) = &self.output {
             require_absolute(std::slice::from_ref(output), "output")?;
         }
-        for pattern in &self.exclude {
-            exclude::Excludes::new(std::slice::from_ref(pattern), &[]).map_err(|error| {
-                SpecError::invalid(
-                    None,
-                    error.to_string(),
-                    "fix the pattern: `*` matches within a name, `**` across directories",
-                )
-            })?;
-        }
+        exclude::check_patterns(&self.exclude)?;
         Ok(())
     }
 
@@ -139,8 +131,9 @@ impl StageKind for Spec {
             .iter()
             .map(|f| f.get_ref().clone())
             .collect();
-        let excludes = exclude::Excludes::new(&self.exclude, &exclude_files)
-            .map_err(|e| StageError::Failed(e.to_string()))?;
+        let excludes =
+            exclude::Excludes::new(&exclude::pattern_texts(&self.exclude), &exclude_files)
+                .map_err(|e| StageError::Failed(e.to_string()))?;
         let options = walk::WalkOptions {
             excludes,
             one_file_system: self.one_file_system,

@@ -691,7 +691,7 @@ impl StageKind for Spec {
             tracing::warn!(
                 "the previous run of this stage did not finish; removing stale restic locks"
             );
-            runner.unlock()?;
+            runner.cure("unlock")?;
         }
         let mut delay = self.retry_delay();
         let mut attempt = 0;
@@ -912,11 +912,11 @@ impl Runner<'_> {
                 Failure::Missing if self.spec.init && !cured.contains(&failure) => {
                     tracing::info!("no restic repository at the location yet; creating it");
                     self.ctx.report.status("restic: creating the repository");
-                    self.init()?;
+                    self.cure("init")?;
                 }
                 Failure::Locked if !cured.contains(&failure) => {
                     tracing::warn!("the repository is locked; removing stale locks");
-                    self.unlock()?;
+                    self.cure("unlock")?;
                 }
                 _ => return Err(describe(what, failure, &stderr, self.spec.init)),
             }
@@ -924,25 +924,11 @@ impl Runner<'_> {
         }
     }
 
-    fn init(&self) -> Result<(), StageError> {
+    /// `restic init` or `restic unlock`: the cures [`Self::run_with_recovery`] applies (and a
+    /// stage killed last time starts with).
+    fn cure(&self, verb: &str) -> Result<(), StageError> {
         let result = self
-            .command(vec!["init".into()])
-            .on_line(|line| self.ctx.log_output(line))
-            .on_stderr(log_stderr)
-            .tail_skips(repo::is_stack_frame)
-            .run();
-        match result {
-            Ok(_) => Ok(()),
-            Err(ToolError::Failed { stderr, .. }) => {
-                Err(describe("init", repo::classify(&stderr), &stderr, true))
-            }
-            Err(other) => Err(other.into()),
-        }
-    }
-
-    fn unlock(&self) -> Result<(), StageError> {
-        let result = self
-            .command(vec!["unlock".into()])
+            .command(vec![verb.into()])
             .on_line(|line| self.ctx.log_output(line))
             .on_stderr(log_stderr)
             .tail_skips(repo::is_stack_frame)
@@ -950,7 +936,7 @@ impl Runner<'_> {
         match result {
             Ok(_) => Ok(()),
             Err(ToolError::Failed { stderr, .. }) => Err(describe(
-                "unlock",
+                verb,
                 repo::classify(&stderr),
                 &stderr,
                 self.spec.init,
@@ -960,7 +946,6 @@ impl Runner<'_> {
     }
 }
 
-/// The error people read in the journal and `backupctl status`.
 /// restic's stderr goes to the journal as warnings, but for the frames of a Go stack trace
 /// (kept at debug level: nothing a reader can act on).
 fn log_stderr(line: &str) {
@@ -971,6 +956,7 @@ fn log_stderr(line: &str) {
     }
 }
 
+/// The error people read in the journal and `backupctl status`.
 fn describe(what: &str, failure: Failure, stderr: &str, init: bool) -> StageError {
     let detail = stderr
         .lines()
