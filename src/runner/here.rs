@@ -165,13 +165,16 @@ pub fn summary(report: &JobReport) -> String {
             StageEnd::Busy(busy) => ("busy", "-".into(), busy.to_string()),
         };
         let optional = if stage.required { "" } else { " (may fail)" };
-        out.push_str(&format!(
-            "{:<width$}  {:<8} {:<11} {:>9}  {detail}{optional}\n",
+        let line = format!(
+            "{:<width$}  {:<8} {:<11} {:>9}  {detail}{optional}",
             stage.name,
             stage.kind.name(),
             result,
             time
-        ));
+        );
+        // No trailing blanks where a stage has no detail.
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
