@@ -201,7 +201,7 @@ impl Config {
         let cannot_read = |error: ReadError| {
             let help = match &error {
                 ReadError::Io(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                    "create it (see `man backupctl` or the README's config reference), or pass --config FILE".into()
+                    "create it (`man backupctl.toml` explains every key; the Debian package has examples in /usr/share/doc/backupctl/examples/), or pass --config FILE".into()
                 }
                 ReadError::Io(_) => "check the file's permissions".into(),
                 ReadError::NotRegular(_) => "pass the path of the config file itself".into(),

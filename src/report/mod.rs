@@ -45,6 +45,33 @@ pub struct Figures {
     pub snapshot_age_secs: Option<u64>,
 }
 
+impl Figures {
+    /// What a finished stage did, in a few words for a summary line: "snapshot de93db27,
+    /// 12 files, 99.0 KiB added"; "" when the stage reports no figures.
+    pub fn summary(&self) -> String {
+        let mut words = Vec::new();
+        if let Some(id) = &self.snapshot_id {
+            words.push(format!("snapshot {id}"));
+        }
+        if let Some(files) = self.files {
+            // Only drills count mismatches: their files are the ones verified.
+            let verified = if self.mismatches.is_some() {
+                " verified"
+            } else {
+                ""
+            };
+            words.push(format!("{files} files{verified}"));
+        }
+        if let Some(added) = self.bytes_added {
+            words.push(format!("{} added", human_bytes(added)));
+        }
+        if let Some(mismatches) = self.mismatches.filter(|&m| m > 0) {
+            words.push(format!("{mismatches} differ"));
+        }
+        words.join(", ")
+    }
+}
+
 /// A progress update. Every field is optional: tools report what they know.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Progress {
@@ -228,5 +255,26 @@ mod tests {
             "45%, 1.0 GiB/2.0 GiB, 12/30 files, ETA 3m20s"
         );
         assert_eq!(Progress::default().line(), "");
+    }
+
+    #[test]
+    fn figures_summary_names_what_is_known() {
+        let figures = Figures {
+            snapshot_id: Some("de93db27".into()),
+            files: Some(2),
+            bytes_added: Some(101_376),
+            ..Figures::default()
+        };
+        assert_eq!(
+            figures.summary(),
+            "snapshot de93db27, 2 files, 99.0 KiB added"
+        );
+        assert_eq!(Figures::default().summary(), "");
+        let drill = Figures {
+            files: Some(51),
+            mismatches: Some(2),
+            ..Figures::default()
+        };
+        assert_eq!(drill.summary(), "51 files verified, 2 differ");
     }
 }

@@ -158,7 +158,7 @@ pub fn summary(report: &JobReport) -> String {
                     .error
                     .clone()
                     .or_else(|| record.warnings.first().cloned())
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| record.figures.summary());
                 (result, format!("{:.1}s", record.duration_secs), detail)
             }
             StageEnd::NotRun { because } => ("not run", "-".into(), because.clone()),
