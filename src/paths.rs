@@ -27,8 +27,18 @@ pub fn xdg_config_home() -> PathBuf {
     xdg("XDG_CONFIG_HOME", ".config")
 }
 
-/// The state directory: `$STATE_DIRECTORY` when systemd made it (`StateDirectory=backupctl`),
-/// else `/var/lib/backupctl` or `$XDG_STATE_HOME/backupctl`, the same places systemd uses.
+/// Where user scope keeps its state, below the home directory (see [`state_dir`]); the
+/// generator writes the same path into the user units.
+pub const USER_STATE_DIR: &str = ".local/state/backupctl";
+
+/// The state directory (run records, stage locks, manifests): `$STATE_DIRECTORY` when systemd
+/// made it (`StateDirectory=backupctl`, or the user units' `Environment=`), else
+/// `/var/lib/backupctl`, or `~/.local/state/backupctl` in user scope.
+///
+/// User scope does not follow `$XDG_STATE_HOME`: the user units cannot (systemd 252 maps a
+/// user unit's `StateDirectory=` to ~/.config, so the generator names `%h/.local/state`), and
+/// `run --here`, `status` and the notifier must find the units' run records and share their
+/// stage locks whatever a shell has set.
 pub fn state_dir(scope: Scope) -> PathBuf {
     if let Some(dirs) = std::env::var_os("STATE_DIRECTORY") {
         // systemd passes a colon-separated list when several are configured; ours is first.
@@ -40,7 +50,7 @@ pub fn state_dir(scope: Scope) -> PathBuf {
     }
     match scope {
         Scope::System => PathBuf::from("/var/lib/backupctl"),
-        Scope::User => xdg("XDG_STATE_HOME", ".local/state").join("backupctl"),
+        Scope::User => home().join(USER_STATE_DIR),
     }
 }
 

@@ -72,12 +72,12 @@ fn setup(dir: &Path) -> (PathBuf, impl Fn() -> Command) {
         ));
     }
     write(&config, text);
-    let state = dir.join("state");
+    let state = dir.join("state/backupctl");
     let file = config.clone();
     (config, move || {
         let mut command = backupctl();
         command
-            .env("XDG_STATE_HOME", &state)
+            .env("STATE_DIRECTORY", &state)
             .arg("--user")
             .arg("--config")
             .arg(&file);

@@ -46,7 +46,7 @@ fn run_stage(home: &Path, config: &str) -> std::process::Output {
         .arg("--config")
         .arg(&file)
         .args(["--user", "run", "--here"])
-        .env("XDG_STATE_HOME", home.join("state")))
+        .env("STATE_DIRECTORY", home.join("state/backupctl")))
 }
 
 #[track_caller]

@@ -284,3 +284,39 @@ command = ["/bin/true"]
     assert_eq!(json["jobs"][0]["stages"][2]["depth"], 1);
     assert_eq!(json["jobs"][0]["stages"][2]["required"], false);
 }
+
+#[test]
+fn user_scope_keeps_state_where_the_user_units_do_whatever_xdg_state_home_says() {
+    // The user units name %h/.local/state/backupctl (systemd 252 cannot follow
+    // $XDG_STATE_HOME); `run --here` and `status` must use the same directory, or a manual
+    // run would not share the units' stage locks and `status` would miss their runs.
+    let home = tempdir();
+    let home = home.path();
+    config(
+        home,
+        "[stage.noop]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n",
+    );
+    let elsewhere = home.join("xdg-state");
+    let with_env = |command: &mut std::process::Command| {
+        command
+            .env_remove("STATE_DIRECTORY")
+            .env("HOME", home)
+            .env("XDG_STATE_HOME", &elsewhere);
+    };
+    let mut here = backupctl_in(home);
+    with_env(&mut here);
+    ok(here.args(["run", "--here"]));
+    let runs = home.join(".local/state/backupctl/runs.jsonl");
+    let text = std::fs::read_to_string(&runs)
+        .unwrap_or_else(|e| panic!("no run record in {}: {e}", runs.display()));
+    assert!(text.contains("\"stage\":\"noop\""), "{text}");
+    assert!(!elsewhere.exists(), "state written under $XDG_STATE_HOME");
+    let mut status = backupctl_in(home);
+    with_env(&mut status);
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(status.args(["status", "--json"]))).unwrap();
+    assert_eq!(
+        json["jobs"][0]["stages"][0]["result"], "success",
+        "{json:#}"
+    );
+}

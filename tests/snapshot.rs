@@ -57,7 +57,7 @@ impl Setup {
             .arg("--user")
             .arg("--config")
             .arg(self.scratch("config.toml"))
-            .env("XDG_STATE_HOME", self.scratch("state"))
+            .env("STATE_DIRECTORY", self.scratch("state/backupctl"))
             .env("XDG_CACHE_HOME", self.scratch("cache"));
         command
     }

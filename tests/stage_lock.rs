@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::installed::{Installed, USER_STATE_HOME, run_records};
+use crate::util::installed::{Installed, run_records};
 use crate::util::{
     assert_same_tree, backupctl, incompressible_bytes, ok, require_tool, run, stderr,
     systemctl_user, write,
@@ -58,7 +58,7 @@ impl Scratch {
     fn backupctl(&self) -> Command {
         let mut command = backupctl();
         command
-            .env("XDG_STATE_HOME", self.path("state"))
+            .env("STATE_DIRECTORY", self.path("state/backupctl"))
             .env("XDG_CACHE_HOME", self.path("cache"))
             .arg("--user")
             .arg("--config")
@@ -305,8 +305,8 @@ args = ["--bwlimit=1000"]
     // `run --here` of the same stage, with the unit's state directory.
     let here = run(Command::new(&installed.binary)
         .env_remove("INVOCATION_ID")
+        .env_remove("STATE_DIRECTORY")
         .env("HOME", "/root")
-        .env("XDG_STATE_HOME", USER_STATE_HOME)
         .args(["--user", "--config"])
         .arg(&installed.config)
         .args(["run", "--here"]));

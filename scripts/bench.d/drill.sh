@@ -57,7 +57,7 @@ newest = 0
 manifest = "manifest"
 TOML
 export RESTIC_REPOSITORY=$WORK/repo RESTIC_PASSWORD_FILE=$WORK/password
-export RESTIC_CACHE_DIR=$WORK/cache XDG_CACHE_HOME=$WORK/xdg-cache XDG_STATE_HOME=$WORK/state
+export RESTIC_CACHE_DIR=$WORK/cache XDG_CACHE_HOME=$WORK/xdg-cache STATE_DIRECTORY=$WORK/state/backupctl
 "$BIN" --user --config "$WORK/config.toml" run --here >/dev/null 2>&1
 # The baseline's hashes, taken at "backup time" as the manifest's are.
 (cd / && find "${tree#/}" -type f -print0 | sort -z | xargs -0 b3sum) >"$WORK/sums"

@@ -111,7 +111,7 @@ kind = "gitrepos"
 roots = ["$REPOROOT/home"]
 output = "$WORK/out"
 TOML
-export XDG_STATE_HOME=$WORK/state
+export STATE_DIRECTORY=$WORK/state/backupctl
 stage() { "$BIN" --user --config "$WORK/config.toml" stage "$1" >/dev/null 2>&1; }
 export -f stage
 export BIN WORK TREE REPOROOT

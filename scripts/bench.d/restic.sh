@@ -45,7 +45,7 @@ password_file = "$WORK/password"
 paths = ["$tree"]
 TOML
 export RESTIC_REPOSITORY=$WORK/repo RESTIC_PASSWORD_FILE=$WORK/password
-export RESTIC_CACHE_DIR=$WORK/cache XDG_CACHE_HOME=$WORK/xdg-cache XDG_STATE_HOME=$WORK/state
+export RESTIC_CACHE_DIR=$WORK/cache XDG_CACHE_HOME=$WORK/xdg-cache STATE_DIRECTORY=$WORK/state/backupctl
 prepare="rm -rf '$WORK/repo' '$WORK/cache' '$WORK/xdg-cache' && restic init --quiet"
 direct="restic backup --quiet -- '$tree'"
 stage="'$BIN' --user --config '$WORK/config.toml' stage bench"

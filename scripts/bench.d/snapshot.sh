@@ -41,7 +41,7 @@ TOML
 	done
 done
 sync
-export XDG_STATE_HOME=$work/state XDG_CACHE_HOME=$work/cache
+export STATE_DIRECTORY=$work/state/backupctl XDG_CACHE_HOME=$work/cache
 run() { echo "$BACKUPCTL --user --config $work/$1.toml run --here"; }
 hyperfine --warmup 3 --runs "${RUNS:-30}" -N --style basic \
 	-n "no snapshot, $SMALL files" "$(run none-"$SMALL")" \

@@ -52,7 +52,7 @@ mkdir -p "$UNITS"
 systemctl --user daemon-reload
 systemctl --user start backup-job.timer backup-job.service
 records=$($status | python3 -c 'import json,sys; s=json.load(sys.stdin)["jobs"][0]["stages"]; print(sum(x["result"]=="success" for x in s))')
-echo "$STAGES stages, $records with a successful run record; runs.jsonl: $(wc -l <"${XDG_STATE_HOME:-$HOME/.local/state}/backupctl/runs.jsonl") records"
+echo "$STAGES stages, $records with a successful run record; runs.jsonl: $(wc -l <"${STATE_DIRECTORY:-$HOME/.local/state/backupctl}/runs.jsonl") records"
 
 hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$WORK/status.json" \
 	-n "systemctl show" "systemctl --user show backup-job.service" \

@@ -295,9 +295,9 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
 }
 
 /// Where run records (and restic's cache) go. System scope: `StateDirectory=`/`CacheDirectory=`
-/// (/var/lib/backupctl, /var/cache/backupctl). User scope: the XDG directories under the home,
-/// the same that `backupctl status` reads outside any unit; systemd 252 would map
-/// `StateDirectory=` of a user unit to ~/.config instead.
+/// (/var/lib/backupctl, /var/cache/backupctl). User scope: `~/.local/state/backupctl`, the
+/// directory `paths::state_dir` gives `run --here` and `status` too, and `~/.cache/backupctl`;
+/// systemd 252 would map `StateDirectory=` of a user unit to ~/.config instead.
 fn state_directories(unit: &mut String, config: &Config, options: &Options, cache: bool) {
     if options.scope == Scope::System {
         unit.push_str("StateDirectory=backupctl\n");
@@ -306,7 +306,8 @@ fn state_directories(unit: &mut String, config: &Config, options: &Options, cach
         }
         return;
     }
-    let mut dirs = vec![("STATE_DIRECTORY", "%h/.local/state/backupctl")];
+    let state = format!("%h/{}", crate::paths::USER_STATE_DIR);
+    let mut dirs = vec![("STATE_DIRECTORY", state.as_str())];
     if cache {
         dirs.push(("CACHE_DIRECTORY", "%h/.cache/backupctl"));
     }

@@ -19,9 +19,6 @@ use super::{
 /// path, so units left there by anything else cannot shadow the ones under test.
 pub const UNIT_DIR: &str = "/run/user/0/systemd/user.control";
 
-/// The state directory of the user manager's units (XDG_STATE_HOME of root).
-pub const USER_STATE_HOME: &str = "/root/.local/state";
-
 /// The run records the stage units write.
 pub const RUNS: &str = "/root/.local/state/backupctl/runs.jsonl";
 

@@ -55,7 +55,7 @@ pub fn rsync_partial_file(dest: &Path, name: &str) -> Option<PathBuf> {
 pub fn backupctl_user(dir: &Path, config: &Path) -> Command {
     let mut command = backupctl();
     command
-        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("STATE_DIRECTORY", dir.join("state/backupctl"))
         .env("XDG_CACHE_HOME", dir.join("cache"))
         .env_remove("MONITOR_SERVICE_RESULT")
         .env_remove("MONITOR_INVOCATION_ID")
