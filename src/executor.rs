@@ -71,7 +71,7 @@ pub fn run_stage(
     let state_dir = crate::paths::state_dir(scope);
     let kind = stage.kind.name();
 
-    let lock = match lock(&state_dir, stage, scope, start) {
+    let lock = match lock(&state_dir, stage, scope, start, report) {
         Ok(lock) => Ok(lock),
         Err(Refused::Busy(busy)) => {
             warn!(
@@ -265,13 +265,17 @@ fn lock(
     stage: &Stage,
     scope: Scope,
     start: &Start,
+    report: &Reporter,
 ) -> Result<StageLock, Refused> {
     if !start.wait {
         return StageLock::try_acquire(state_dir, &stage.name, scope, &start.by);
     }
     StageLock::acquire_waiting(state_dir, &stage.name, scope, &start.by, |busy| {
-        // Once, to the journal or the terminal (stderr outside systemd).
-        info!("{busy}; waiting for it to end");
+        // Once, to the journal or the terminal (stderr outside systemd), and as the unit's
+        // STATUS= so that `systemctl status` says why it has not begun.
+        let running = busy.running();
+        info!("{running}; waiting for it to end");
+        report.status(&format!("{running}; waiting for it to end"));
     })
 }
 

@@ -42,7 +42,7 @@ pub struct Holder {
 
 /// The stage is being run by someone else.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("stage `{stage}` is already running ({}); {}", holder_text(.holder), help(.stage, .holder, *.scope))]
+#[error("{}; {}", running(.stage, .holder), help(.stage, .holder, *.scope))]
 pub struct Busy {
     pub stage: String,
     /// Unknown when the holder could not write it (yet, or not allowed to).
@@ -70,11 +70,19 @@ pub enum Refused {
     Stopped,
 }
 
-fn holder_text(holder: &Option<Holder>) -> String {
-    match holder {
+impl Busy {
+    /// Who runs the stage, without the advice: for a run that is waiting already.
+    pub fn running(&self) -> String {
+        running(&self.stage, &self.holder)
+    }
+}
+
+fn running(stage: &str, holder: &Option<Holder>) -> String {
+    let holder = match holder {
         Some(h) => format!("pid {}, started {} by {}", h.pid, h.started, h.by),
         None => "holder unknown".into(),
-    }
+    };
+    format!("stage `{stage}` is already running ({holder})")
 }
 
 fn help(stage: &str, holder: &Option<Holder>, scope: Scope) -> String {

@@ -347,3 +347,92 @@ fn unit_records() -> Vec<serde_json::Value> {
         .filter(|r| r["stage"] == "lockcopy")
         .collect()
 }
+
+#[test]
+fn a_stage_unit_started_during_run_here_waits_for_it_then_runs() {
+    require_tool("systemctl");
+    let installed = Installed::new(
+        "stage-wait",
+        r#"
+[stage.waitcopy]
+kind = "rsync"
+sources = ["@ROOT@/src/"]
+destination = "@ROOT@/dst/"
+args = ["--bwlimit=1000"]
+"#,
+    );
+    make_source(&installed.path("src"), 3);
+    std::fs::create_dir_all(installed.path("dst")).unwrap();
+    let before = run_records()
+        .into_iter()
+        .filter(|r| r["stage"] == "waitcopy")
+        .count();
+
+    // A manual run, with the units' state directory (user scope: ~/.local/state/backupctl).
+    let mut here = Command::new(&installed.binary)
+        .env_remove("INVOCATION_ID")
+        .env_remove("STATE_DIRECTORY")
+        .env("HOME", "/root")
+        .args(["--user", "--config"])
+        .arg(&installed.config)
+        .args(["run", "--here"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_partial_file(&installed.path("dst"), &mut here);
+
+    // The timer's run meanwhile: the unit waits, and says so, instead of failing.
+    let unit = "backup@waitcopy.service";
+    ok(systemctl_user().args(["start", "--no-block", unit]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = installed.show(unit, "StatusText");
+        if status.contains("waiting for it to end") {
+            assert!(
+                status.contains("stage `waitcopy` is already running (pid ")
+                    && status.contains("by backupctl run --here"),
+                "{status}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unit} did not say it waits within 60 s: {} {status:?}",
+            installed.show(unit, "ActiveState")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(installed.show(unit, "ActiveState"), "activating");
+
+    let (code, log) = finish(here);
+    assert_eq!(code, Some(0), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while matches!(
+        installed.show(unit, "ActiveState").as_str(),
+        "activating" | "active" | "deactivating"
+    ) {
+        assert!(Instant::now() < deadline, "{unit} did not end within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(installed.show(unit, "Result"), "success");
+    // Two runs, one after the other: the manual one, then the unit's.
+    let records: Vec<_> = run_records()
+        .into_iter()
+        .filter(|r| r["stage"] == "waitcopy")
+        .skip(before)
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(
+        records.iter().all(|r| r["result"] == "success"),
+        "{records:?}"
+    );
+    let time = |r: &serde_json::Value, key: &str| {
+        r[key].as_str().unwrap().parse::<jiff::Timestamp>().unwrap()
+    };
+    assert!(
+        time(&records[1], "started") >= time(&records[0], "finished"),
+        "{records:?}"
+    );
+    assert_same_tree(&installed.path("src"), &installed.path("dst"));
+}

@@ -217,10 +217,12 @@ fn template(config: &Config, options: &Options) -> String {
          \n[Service]\n\
          Type=oneshot\n",
     );
+    // A stage a manual run holds (`run --here`, `backupctl stage`) is waited for, not
+    // failed: the timer's run follows the manual one instead of failing the job.
     let _ = writeln!(
         unit,
         "ExecStart={}",
-        exec_line(config, options, &["stage", "%i"])
+        exec_line(config, options, &["stage", "--wait", "%i"])
     );
     search_path(&mut unit, config);
     unit.push_str(
