@@ -10,7 +10,8 @@ use crate::report::Reporter;
 pub struct Args {
     /// The stage name (the instance name of backup@NAME.service).
     pub name: String,
-    /// When the stage is already running, wait for that run to end instead of exiting 75.
+    /// When the stage is already running, wait for that run to end instead of exiting 75 (the
+    /// stage units always wait: a timer run queues behind a manual one).
     #[arg(long)]
     pub wait: bool,
 }
