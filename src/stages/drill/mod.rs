@@ -474,13 +474,32 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        // restic restores read-only files and directories as they were; make them removable.
-        let _ = std::process::Command::new("chmod")
-            .args(["-R", "u+rwX"])
-            .arg(&self.0)
-            .status();
+        // restic restores read-only directories as they were, and the drill's unit has no
+        // CAP_DAC_OVERRIDE to remove what is in them.
+        make_removable(&self.0);
         if let Err(error) = std::fs::remove_dir_all(&self.0) {
             tracing::warn!("drill: cannot remove {}: {error}", self.0.display());
+        }
+    }
+}
+
+/// Gives the owner `rwx` on `dir` and every directory below it (not following links), so
+/// that the tree can be removed: removing an entry needs write and search on its directory.
+fn make_removable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !metadata.is_dir() {
+        return;
+    }
+    let mode = metadata.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700));
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            make_removable(&entry.path());
         }
     }
 }
@@ -524,6 +543,24 @@ impl Random {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_read_only_tree_is_made_removable() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let frozen = scratch.path().join("a/frozen");
+        std::fs::create_dir_all(frozen.join("inner")).unwrap();
+        std::fs::write(frozen.join("inner/file"), "x").unwrap();
+        for dir in [frozen.join("inner"), frozen.clone()] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+        }
+        make_removable(scratch.path());
+        for dir in [frozen.clone(), frozen.join("inner")] {
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+        }
+        std::fs::remove_dir_all(scratch.path().join("a")).unwrap();
+    }
 
     fn file(name: &str, secs: i64) -> File {
         File {
