@@ -251,11 +251,15 @@ fn an_rsync_killed_alone_leaves_its_partial_file_to_the_next_run() {
     let partial = wait_for_partial_file(&scratch.path("dst"), &mut first);
     let rsyncs = processes("rsync", &needle);
     assert!(!rsyncs.is_empty(), "the copy's rsync processes are found");
-    for (pid, _) in &rsyncs {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    // Stop them all before killing any: killed one by one, a survivor (the receiver) sees
+    // the broken pipe and deletes its temporary file before its own SIGKILL arrives.
+    for signal in [
+        nix::sys::signal::Signal::SIGSTOP,
+        nix::sys::signal::Signal::SIGKILL,
+    ] {
+        for (pid, _) in &rsyncs {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), signal);
+        }
     }
     let (code, log) = finish(first);
     assert_eq!(code, Some(1), "a killed rsync fails the run: {log}");
