@@ -275,19 +275,8 @@ fn an_rsync_killed_alone_leaves_its_partial_file_to_the_next_run() {
 #[test]
 fn run_here_while_the_stage_unit_runs_was_not_refused() {
     require_tool("systemctl");
-    let installed = Installed::new(
-        "stage-lock",
-        r#"
-[stage.lockcopy]
-kind = "rsync"
-sources = ["@ROOT@/src/"]
-destination = "@ROOT@/dst/"
-args = ["--bwlimit=1000"]
-"#,
-    );
-    make_source(&installed.path("src"), 3);
-    std::fs::create_dir_all(installed.path("dst")).unwrap();
-    let before = unit_records();
+    let installed = installed_slow_copy("stage-lock", "lockcopy");
+    let before = stage_records("lockcopy").len();
     let unit = "backup@lockcopy.service";
     ok(systemctl_user().args(["start", "--no-block", unit]));
     // The unit's copy is under way.
@@ -307,13 +296,7 @@ args = ["--bwlimit=1000"]
     let main_pid = installed.show(unit, "MainPID");
 
     // `run --here` of the same stage, with the unit's state directory.
-    let here = run(Command::new(&installed.binary)
-        .env_remove("INVOCATION_ID")
-        .env_remove("STATE_DIRECTORY")
-        .env("HOME", "/root")
-        .args(["--user", "--config"])
-        .arg(&installed.config)
-        .args(["run", "--here"]));
+    let here = run(&mut manual_run(&installed));
     let log = stderr(&here);
     assert_eq!(here.status.code(), Some(75), "{log}");
     assert!(
@@ -326,15 +309,8 @@ args = ["--bwlimit=1000"]
     );
 
     // The unit's run was left alone: it succeeds, its copy whole.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while matches!(
-        installed.show(unit, "ActiveState").as_str(),
-        "activating" | "active" | "deactivating"
-    ) {
-        assert!(Instant::now() < deadline, "{unit} did not end within 60 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let records: Vec<_> = unit_records().into_iter().skip(before.len()).collect();
+    wait_until_ended(&installed, unit);
+    let records: Vec<_> = stage_records("lockcopy").into_iter().skip(before).collect();
     assert_eq!(
         records.len(),
         1,
@@ -344,42 +320,67 @@ args = ["--bwlimit=1000"]
     assert_same_tree(&installed.path("src"), &installed.path("dst"));
 }
 
-/// The run records of the stage `lockcopy` in the user manager's state directory.
-fn unit_records() -> Vec<serde_json::Value> {
-    run_records()
-        .into_iter()
-        .filter(|r| r["stage"] == "lockcopy")
-        .collect()
-}
-
-#[test]
-fn a_stage_unit_started_during_run_here_waits_for_it_then_runs() {
-    require_tool("systemctl");
+/// A job of one slow rsync copy (3 MiB at 1000 KiB/s), installed for the user manager.
+fn installed_slow_copy(job: &str, stage: &str) -> Installed {
     let installed = Installed::new(
-        "stage-wait",
-        r#"
-[stage.waitcopy]
+        job,
+        &format!(
+            r#"
+[stage.{stage}]
 kind = "rsync"
 sources = ["@ROOT@/src/"]
 destination = "@ROOT@/dst/"
 args = ["--bwlimit=1000"]
-"#,
+"#
+        ),
     );
     make_source(&installed.path("src"), 3);
     std::fs::create_dir_all(installed.path("dst")).unwrap();
-    let before = run_records()
-        .into_iter()
-        .filter(|r| r["stage"] == "waitcopy")
-        .count();
+    installed
+}
 
-    // A manual run, with the units' state directory (user scope: ~/.local/state/backupctl).
-    let mut here = Command::new(&installed.binary)
+/// `backupctl run --here` of the installed job, sharing the units' state directory (user
+/// scope: ~/.local/state/backupctl) and so their stage locks.
+fn manual_run(installed: &Installed) -> Command {
+    let mut command = Command::new(&installed.binary);
+    command
         .env_remove("INVOCATION_ID")
         .env_remove("STATE_DIRECTORY")
         .env("HOME", "/root")
         .args(["--user", "--config"])
         .arg(&installed.config)
-        .args(["run", "--here"])
+        .args(["run", "--here"]);
+    command
+}
+
+/// The run records of `stage` in the user manager's state directory.
+fn stage_records(stage: &str) -> Vec<serde_json::Value> {
+    run_records()
+        .into_iter()
+        .filter(|r| r["stage"] == stage)
+        .collect()
+}
+
+/// Waits (up to 60 s) until `unit` is no longer starting, running or stopping.
+fn wait_until_ended(installed: &Installed, unit: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while matches!(
+        installed.show(unit, "ActiveState").as_str(),
+        "activating" | "active" | "deactivating"
+    ) {
+        assert!(Instant::now() < deadline, "{unit} did not end within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_stage_unit_started_during_run_here_waits_for_it_then_runs() {
+    require_tool("systemctl");
+    let installed = installed_slow_copy("stage-wait", "waitcopy");
+    let before = stage_records("waitcopy").len();
+
+    // A manual run, with the units' state directory.
+    let mut here = manual_run(&installed)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -411,21 +412,10 @@ args = ["--bwlimit=1000"]
 
     let (code, log) = finish(here);
     assert_eq!(code, Some(0), "{log}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while matches!(
-        installed.show(unit, "ActiveState").as_str(),
-        "activating" | "active" | "deactivating"
-    ) {
-        assert!(Instant::now() < deadline, "{unit} did not end within 60 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_ended(&installed, unit);
     assert_eq!(installed.show(unit, "Result"), "success");
     // Two runs, one after the other: the manual one, then the unit's.
-    let records: Vec<_> = run_records()
-        .into_iter()
-        .filter(|r| r["stage"] == "waitcopy")
-        .skip(before)
-        .collect();
+    let records: Vec<_> = stage_records("waitcopy").into_iter().skip(before).collect();
     assert_eq!(records.len(), 2, "{records:?}");
     assert!(
         records.iter().all(|r| r["result"] == "success"),
