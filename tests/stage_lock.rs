@@ -195,18 +195,7 @@ fn run_here_wait_waits_for_the_running_one_then_copies() {
     assert_same_tree(&scratch.path("src"), &scratch.path("dst"));
     // Both ran, one after the other.
     let records = scratch.records();
-    assert_eq!(records.len(), 2, "{records:?}");
-    assert!(
-        records.iter().all(|r| r["result"] == "success"),
-        "{records:?}"
-    );
-    let time = |r: &serde_json::Value, key: &str| {
-        r[key].as_str().unwrap().parse::<jiff::Timestamp>().unwrap()
-    };
-    assert!(
-        time(&records[1], "started") >= time(&records[0], "finished"),
-        "{records:?}"
-    );
+    assert_two_successes_one_after_the_other(&records);
 }
 
 #[test]
@@ -320,6 +309,22 @@ fn run_here_while_the_stage_unit_runs_was_not_refused() {
     assert_same_tree(&installed.path("src"), &installed.path("dst"));
 }
 
+/// Two successful run records, the second started after the first had finished.
+fn assert_two_successes_one_after_the_other(records: &[serde_json::Value]) {
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(
+        records.iter().all(|r| r["result"] == "success"),
+        "{records:?}"
+    );
+    let time = |r: &serde_json::Value, key: &str| {
+        r[key].as_str().unwrap().parse::<jiff::Timestamp>().unwrap()
+    };
+    assert!(
+        time(&records[1], "started") >= time(&records[0], "finished"),
+        "{records:?}"
+    );
+}
+
 /// A job of one slow rsync copy (3 MiB at 1000 KiB/s), installed for the user manager.
 fn installed_slow_copy(job: &str, stage: &str) -> Installed {
     let installed = Installed::new(
@@ -416,17 +421,6 @@ fn a_stage_unit_started_during_run_here_waits_for_it_then_runs() {
     assert_eq!(installed.show(unit, "Result"), "success");
     // Two runs, one after the other: the manual one, then the unit's.
     let records: Vec<_> = stage_records("waitcopy").into_iter().skip(before).collect();
-    assert_eq!(records.len(), 2, "{records:?}");
-    assert!(
-        records.iter().all(|r| r["result"] == "success"),
-        "{records:?}"
-    );
-    let time = |r: &serde_json::Value, key: &str| {
-        r[key].as_str().unwrap().parse::<jiff::Timestamp>().unwrap()
-    };
-    assert!(
-        time(&records[1], "started") >= time(&records[0], "finished"),
-        "{records:?}"
-    );
+    assert_two_successes_one_after_the_other(&records);
     assert_same_tree(&installed.path("src"), &installed.path("dst"));
 }
