@@ -273,9 +273,9 @@ fn lock(
     StageLock::acquire_waiting(state_dir, &stage.name, scope, &start.by, |busy| {
         // Once, to the journal or the terminal (stderr outside systemd), and as the unit's
         // STATUS= so that `systemctl status` says why it has not begun.
-        let running = busy.running();
-        info!("{running}; waiting for it to end");
-        report.status(&format!("{running}; waiting for it to end"));
+        let waiting = format!("{}; waiting for it to end", busy.running());
+        info!("{waiting}");
+        report.status(&waiting);
     })
 }
 
