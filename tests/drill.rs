@@ -189,6 +189,9 @@ fn an_rsync_drill_under_systemd_names_the_flipped_file() {
     let job = Installed::new(
         "drill-rsync",
         r#"
+[metrics]
+textfile = "@ROOT@/textfile/backupctl.prom"
+
 [jobs.drill]
 
 [stage.copy]
@@ -204,6 +207,7 @@ sample = "100%"
 "#,
     );
     make_source(&job.path("source"));
+    std::fs::create_dir_all(job.path("textfile")).unwrap();
     ok(systemctl_user().args(["start", "backup@copy.service"]));
     ok(systemctl_user().args(["start", "backup@drill-copy.service"]));
     let record = last_run_record("drill-copy");
@@ -219,6 +223,28 @@ sample = "100%"
     // The figures stay on record when a drill fails on a mismatch.
     assert_eq!(record["figures"]["mismatches"], 1, "{record}");
     assert_eq!(record["figures"]["files"], 3, "{record}");
+    // The drill's unit, read-only but for its scratch directory, still writes the metrics
+    // file, where the fleet's alert on mismatched files reads the count.
+    let metrics = std::fs::read_to_string(job.path("textfile/backupctl.prom")).unwrap();
+    let series = r#"{backup_job="drill",stage="drill-copy"}"#;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == format!("backupctl_stage_last_mismatched_files{series} 1")),
+        "{metrics}"
+    );
+    // The copy it verified was made seconds ago.
+    let age: f64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(&format!(
+                "backupctl_stage_last_verified_backup_age_seconds{series} "
+            ))
+        })
+        .unwrap_or_else(|| panic!("no verified backup age in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!((0.0..600.0).contains(&age), "{metrics}");
     let error = record["error"].as_str().unwrap();
     let path = job.path("source/deep/a/b/c.txt");
     let expected = blake3::hash(b"deep\n").to_hex().to_string();
