@@ -52,9 +52,13 @@ pub fn wait_until_idle() {
     }
 }
 
-/// Removes the units `generate` listed in [`UNIT_DIR`]'s manifest (and the manifest), then
-/// reloads the manager and forgets failed units.
+/// Stops every backupctl unit still loaded (jobs, timers, stage instances, notifiers), removes
+/// the units `generate` listed in [`UNIT_DIR`]'s manifest (and the manifest), then reloads the
+/// manager and forgets failed units. Stopping all of them, not only the job: a stage a test
+/// started by itself would otherwise run on after the test released [`systemd_lock`] and
+/// append its run record during the next test.
 pub fn remove_generated_units() {
+    let _ = run(systemctl_user().args(["stop", "backup*"]));
     let dir = Path::new(UNIT_DIR);
     if let Ok(list) = std::fs::read_to_string(dir.join(".backupctl-generated")) {
         for file in list.lines() {
@@ -146,7 +150,6 @@ impl Installed {
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        let _ = run(systemctl_user().args(["stop", "backup-job.timer", "backup-job.service"]));
         remove_generated_units();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.root);
