@@ -14,6 +14,7 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
 use toml::de::DeTable;
 
+use super::drill::{Drill, Drillable};
 use super::verbs::{
     HistoryArgs, Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb, VerbContext,
 };
@@ -39,6 +40,21 @@ pub trait StageKind:
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = None;
     /// `backupctl mount STAGE DIR`: the backup as a file system. `None`: it cannot.
     const MOUNT: Option<Verb<Self, MountArgs>> = None;
+    /// `kind = "drill"`: a drill stage can restore the newest backup of a stage of this kind
+    /// into a private scratch directory and verify it. `None`: it cannot (a drill naming
+    /// such a stage is refused at load, with the kinds that can).
+    ///
+    /// A kind that can implements [`Drillable`] for its `Spec` (see
+    /// `stages::drill::target`): `drill_needs`, what the drill's unit needs to read the
+    /// backup (its tools, secrets, credentials, network; never writes); `drill`, which gets
+    /// the newest backup, or a sample of it, back into the scratch directory it is given and
+    /// verifies it (files: through `drill::verify_sample`, byte for byte against the source
+    /// or a manifest; a database: loaded into a throw-away server and checked), returning
+    /// the figures or failing; optionally `drillable` (this stage's config makes no backup
+    /// to drill) and `check_drill` (the drill's keys that apply to it). Then
+    /// `const DRILL: Option<Drill<Self>> = Some(Drill::of("a tar stage"));`, the words
+    /// naming its drillable stages in messages.
+    const DRILL: Option<Drill<Self>> = None;
 
     /// Checks relations between keys that serde cannot (e.g. "one of a or b").
     fn validate(&self) -> Result<(), SpecError> {
@@ -149,14 +165,17 @@ pub enum Capability {
     History,
     Snapshots,
     Mount,
+    /// A `drill` stage can verify its backups ([`StageKind::DRILL`]).
+    Drill,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [
+    pub const ALL: [Capability; 5] = [
         Capability::Restore,
         Capability::History,
         Capability::Snapshots,
         Capability::Mount,
+        Capability::Drill,
     ];
 }
 
@@ -167,7 +186,9 @@ pub struct Entry {
     pub name: &'static str,
     /// See [`StageKind::READS_LOCAL_SOURCES`].
     pub reads_local_sources: bool,
-    capabilities: [bool; 4],
+    capabilities: [bool; Capability::ALL.len()],
+    /// See [`Drill::what`].
+    drill_what: Option<&'static str>,
     parse: fn(Spanned<DeTable>, Option<&Path>) -> Result<KindSpec, SpecError>,
 }
 
@@ -182,13 +203,24 @@ impl Entry {
                 K::HISTORY.is_some(),
                 K::SNAPSHOTS.is_some(),
                 K::MOUNT.is_some(),
+                K::DRILL.is_some(),
             ],
+            drill_what: match &K::DRILL {
+                Some(drill) => Some(drill.what),
+                None => None,
+            },
             parse: parse::<K>,
         }
     }
 
     pub fn can(&self, capability: Capability) -> bool {
         self.capabilities[capability as usize]
+    }
+
+    /// How a drill's messages name this kind's drillable stages; `None`: it cannot be
+    /// drilled.
+    pub fn drill_what(&self) -> Option<&'static str> {
+        self.drill_what
     }
 
     /// Deserializes and checks the kind-specific keys of a stage. `store_root`: the mount
@@ -238,6 +270,8 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn snapshots(&self, ctx: &VerbContext, args: &SnapshotsArgs)
     -> Option<anyhow::Result<Listing>>;
     fn mount(&self, ctx: &VerbContext, args: &MountArgs) -> Option<anyhow::Result<ExitCode>>;
+    /// See [`StageKind::DRILL`]: the spec as a drill's target.
+    fn drill(&self) -> Option<&dyn Drillable>;
     fn as_any(&self) -> &dyn Any;
     fn clone_box(&self) -> Box<dyn AnyKind>;
     fn eq_dyn(&self, other: &dyn AnyKind) -> bool;
@@ -283,6 +317,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn mount(&self, ctx: &VerbContext, args: &MountArgs) -> Option<anyhow::Result<ExitCode>> {
         K::MOUNT.map(|verb| verb(self, ctx, args))
+    }
+    fn drill(&self) -> Option<&dyn Drillable> {
+        K::DRILL.as_ref().map(|drill| drill.target(self))
     }
     fn as_any(&self) -> &dyn Any {
         self

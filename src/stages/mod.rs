@@ -271,5 +271,6 @@ mod tests {
         assert_eq!(that_can(Capability::History), "git");
         assert_eq!(that_can(Capability::Snapshots), "rsync and restic");
         assert_eq!(that_can(Capability::Mount), "restic");
+        assert_eq!(that_can(Capability::Drill), "rsync, restic and git");
     }
 }

@@ -165,6 +165,9 @@ impl StageKind for Spec {
     const NAME: &'static str = "rsync";
     const READS_LOCAL_SOURCES: bool = true;
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::rotated);
+    const DRILL: Option<super::drill::Drill<Self>> = Some(super::drill::Drill::of(
+        "an rsync stage with a local destination",
+    ));
 
     fn place_in_store(&mut self, root: &Path) -> Result<(), SpecError> {
         let relative = self.destination.get_ref();
