@@ -32,6 +32,11 @@ pub trait StageKind:
     /// snapshot (its help lists these kinds).
     const READS_LOCAL_SOURCES: bool = false;
 
+    /// Places the stage's destination inside a store's mount point (`root`; the stage has
+    /// `store = "NAME"`); runs before [`StageKind::validate`]. `None`: the kind cannot write
+    /// into a store, and `store` is refused naming the kinds that can.
+    const PLACE_IN_STORE: Option<fn(&mut Self, &Path) -> Result<(), SpecError>> = None;
+
     /// `backupctl restore STAGE`: files back from the backup. `None`: the kind cannot.
     const RESTORE: Option<Verb<Self, RestoreArgs>> = None;
     /// `backupctl history STAGE [PATH]`: the versions the backup holds. `None`: it cannot.
@@ -61,17 +66,6 @@ pub trait StageKind:
         Ok(())
     }
 
-    /// Places the stage's destination inside a store's mount point `root` (the stage has
-    /// `store = "NAME"`); runs before [`StageKind::validate`]. Kinds that cannot write into a
-    /// store keep this default, an error.
-    fn place_in_store(&mut self, _root: &Path) -> Result<(), SpecError> {
-        Err(SpecError::invalid(
-            None,
-            "this kind of stage cannot write into a store",
-            "`store = \"NAME\"` is for rsync stages; remove it",
-        ))
-    }
-
     /// Resolves what the stage refers to in other stages (e.g. the stage a drill verifies),
     /// once every stage is parsed: `stages` holds every stage's name and spec.
     fn resolve(&mut self, _stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
@@ -86,6 +80,12 @@ pub trait StageKind:
 
     /// What the stage's unit must allow, and what `hello` checks before a run.
     fn needs(&self) -> Needs;
+
+    /// Needs that span the stage's whole job: given what the job's stages need together
+    /// ([`super::job_needs`]), what this stage's unit needs on top of its own. `None` (the
+    /// default): only its own. `hello` probes the job's destinations (their writes and
+    /// network); each of those paths stays its own stage's (`check` reports it there).
+    const JOB_NEEDS: Option<fn(&Self, &Needs) -> Needs> = None;
 
     /// Local paths the stage reads besides [`Needs::sources`] (those no snapshot covers,
     /// e.g. an exclude file): `check` refuses them where the sandbox would hide them.
@@ -186,6 +186,8 @@ pub struct Entry {
     pub name: &'static str,
     /// See [`StageKind::READS_LOCAL_SOURCES`].
     pub reads_local_sources: bool,
+    /// See [`StageKind::PLACE_IN_STORE`].
+    pub writes_into_stores: bool,
     capabilities: [bool; Capability::ALL.len()],
     /// See [`Drill::what`].
     drill_what: Option<&'static str>,
@@ -197,6 +199,7 @@ impl Entry {
         Entry {
             name: K::NAME,
             reads_local_sources: K::READS_LOCAL_SOURCES,
+            writes_into_stores: K::PLACE_IN_STORE.is_some(),
             // In the order of `Capability::ALL`.
             capabilities: [
                 K::RESTORE.is_some(),
@@ -240,7 +243,17 @@ fn parse<K: StageKind>(
 ) -> Result<KindSpec, SpecError> {
     let mut spec = K::deserialize(table.into_deserializer()).map_err(SpecError::Toml)?;
     if let Some(root) = store_root {
-        spec.place_in_store(root)?;
+        let Some(place) = K::PLACE_IN_STORE else {
+            return Err(SpecError::invalid(
+                None,
+                "this kind of stage cannot write into a store",
+                format!(
+                    "`store = \"NAME\"` is for {} stages; remove it",
+                    super::names(|entry| entry.writes_into_stores).join(" and ")
+                ),
+            ));
+        };
+        place(&mut spec, root)?;
     }
     spec.validate()?;
     Ok(KindSpec(Box::new(spec)))
@@ -257,6 +270,9 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn reads_backup_of(&self) -> Option<&str>;
     /// See [`StageKind::needs`].
     fn needs(&self) -> Needs;
+    /// See [`StageKind::JOB_NEEDS`]; `job` computes the job's needs, called only when the
+    /// kind has such needs.
+    fn job_needs(&self, job: &dyn Fn() -> Needs) -> Needs;
     /// See [`StageKind::other_reads`].
     fn other_reads(&self) -> Vec<PathBuf>;
     /// See [`StageKind::excludes`].
@@ -289,6 +305,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn needs(&self) -> Needs {
         StageKind::needs(self)
+    }
+    fn job_needs(&self, job: &dyn Fn() -> Needs) -> Needs {
+        K::JOB_NEEDS.map_or_else(Needs::default, |needs| needs(self, &job()))
     }
     fn other_reads(&self) -> Vec<PathBuf> {
         StageKind::other_reads(self)
