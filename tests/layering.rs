@@ -268,3 +268,79 @@ fn the_reference_finder_sees_both_import_forms() {
     let found: Vec<String> = referenced_modules(code).into_iter().collect();
     assert_eq!(found, ["exit", "paths", "report", "units"]);
 }
+
+/// Where a kind's name, written as a string outside `src/stages/`, names a program and not
+/// the kind: (file, the code around it).
+const PROGRAM_NOT_KIND: &[(&str, &str)] = &[
+    // The version flag of the tools `hello` lists.
+    ("src/preflight.rs", r#""restic" | "rclone" => &["version"]"#),
+];
+
+/// The lines of `code` (the file `relative`) that name one of `kinds` or a kind's spec.
+fn kind_knowledge(relative: &str, code: &str, kinds: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (number, line) in code.lines().enumerate() {
+        let program = PROGRAM_NOT_KIND
+            .iter()
+            .any(|(path, text)| *path == relative && line.contains(text));
+        let names_a_kind = kinds.iter().any(|kind| {
+            (line.contains(&format!("\"{kind}\"")) && !program)
+                || line.contains(&format!("{kind}::Spec"))
+        });
+        let downcast = line.contains("downcast_ref::<") && line.contains("Spec>");
+        if names_a_kind || downcast {
+            found.push(format!("{relative}:{}: {}", number + 1, line.trim()));
+        }
+    }
+    found
+}
+
+/// Kind knowledge lives in `src/stages/` (issue 21): outside it no code names a kind
+/// (`"hello"`, `== "drill"`) or reaches for a kind's spec (`drill::Spec`,
+/// `downcast_ref::<…Spec>`). What the rest of the program needs of a kind is a part of
+/// `StageKind` (a capability, the purpose, `JOB_NEEDS`, `reads_backup_of`), read through the
+/// registry. Unit tests (which build fixtures) are not searched.
+#[test]
+fn no_kind_is_named_outside_src_stages() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let kinds = backupctl::stages::names(|_| true);
+    let mut found = Vec::new();
+    for file in files
+        .iter()
+        .filter(|file| !file.starts_with(src.join("stages")))
+    {
+        let relative = file
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let code = code_of(&std::fs::read_to_string(file).unwrap());
+        found.extend(kind_knowledge(&relative, &code, &kinds));
+    }
+    assert!(
+        found.is_empty(),
+        "kind knowledge outside src/stages/ (make it a part of StageKind):\n{}",
+        found.join("\n")
+    );
+}
+
+/// The search above finds what it looks for, and lets a listed program name pass.
+#[test]
+fn the_kind_finder_sees_a_name_and_a_downcast() {
+    let kinds = ["hello", "drill", "restic", "rclone"];
+    let code = code_of(concat!(
+        "if stage.kind.name() == \"hello\" {}\n",
+        "let s = k.downcast_ref::<crate::stages::drill::Spec>();\n",
+        "use crate::stages::drill;\nlet s: &drill::Spec = todo!();\n",
+        "\"restic\" | \"rclone\" => &[\"version\"],\n",
+        "#[cfg(test)]\nmod tests { \"drill\" }",
+    ));
+    let found = kind_knowledge("src/preflight.rs", &code, &kinds);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].starts_with("src/preflight.rs:1:"), "{found:?}");
+    assert!(found[2].starts_with("src/preflight.rs:4:"), "{found:?}");
+    assert_eq!(kind_knowledge("src/other.rs", &code, &kinds).len(), 4);
+}

@@ -172,6 +172,12 @@ output = {manifest_output}
 exclude = [{manifest_exclude}]
 exclude_from = [{manifest_exclude_from}]
 
+[stage.drill]
+kind = "drill"
+stage = {drill_stage}
+sample = {drill_sample}
+manifest = {drill_manifest}
+
 [notify]
 timeout = {notify_timeout}
 
@@ -434,6 +440,9 @@ const SLOTS: &[(&str, &str, Fill)] = &[
         "/var/lib/node_exporter/backupctl.prom",
         Fill::After("/var/lib/node_exporter/"),
     ),
+    ("drill_stage", "stored", Fill::Free),
+    ("drill_sample", "2%", Fill::Free),
+    ("drill_manifest", "files", Fill::Free),
 ];
 
 /// Slots that are table keys rather than values (written as quoted keys).
@@ -782,6 +791,17 @@ fn benign_template_loads_and_renders_readable_units() {
     }
     for key in KEY_SLOTS {
         assert!(SLOTS.iter().any(|(name, _, _)| name == key));
+    }
+    // "Every stage kind": a kind added to the registry is added here too.
+    for entry in backupctl::stages::KINDS {
+        assert!(
+            config
+                .stages
+                .iter()
+                .any(|stage| stage.kind.name() == entry.name),
+            "the template has no stage of kind {}",
+            entry.name
+        );
     }
 }
 

@@ -89,13 +89,7 @@ impl Context {
 /// The error (a usage error, exit 2) of a command whose verb the stage's kind does not
 /// have; it names the kinds that do, from the registry.
 pub fn unsupported(capability: Capability, stage: &Stage) -> anyhow::Error {
-    let verb = match capability {
-        Capability::Restore => "restore",
-        Capability::History => "history",
-        Capability::Snapshots => "snapshots",
-        Capability::Mount => "mount",
-        Capability::Drill => "drill",
-    };
+    let verb = capability.verb();
     crate::exit::usage(format_args!(
         "`{verb}` works on {} stages; `{}` is a stage of kind {}",
         stages::that_can(capability),

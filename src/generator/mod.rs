@@ -432,6 +432,23 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
         .expect("validated: stage's job exists");
     let mut unit = header(config);
     unit.push_str("\n[Unit]\n");
+    stage_unit_section(&mut unit, config, stage, &needs, options);
+    unit.push_str("\n[Service]\n");
+    stage_resources(&mut unit, stage, job, options);
+    writable_paths(&mut unit, config, job, &needs, options);
+    sandbox_rights(&mut unit, stage, &needs, options);
+    unit
+}
+
+/// The drop-in's `[Unit]` lines: description, order after the parent stages, the store it
+/// opens, the network, notifications, the mount it waits for.
+fn stage_unit_section(
+    unit: &mut String,
+    config: &Config,
+    stage: &Stage,
+    needs: &Needs,
+    options: &Options,
+) {
     let description = match &stage.description {
         Some(description) => description.clone(),
         None => format!(
@@ -488,8 +505,10 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
             escape::value(&mount.to_string_lossy())
         );
     }
+}
 
-    unit.push_str("\n[Service]\n");
+/// Resource manners, environment and user: the stage's settings as the `[Service]` lines.
+fn stage_resources(unit: &mut String, stage: &Stage, job: &Job, options: &Options) {
     if let Some(timeout) = stage.timeout {
         let _ = writeln!(unit, "TimeoutStartSec={timeout}");
     }
@@ -506,8 +525,12 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
         let _ = writeln!(unit, "Environment={}", escape::environment(key, value));
     }
     if options.scope == Scope::System {
-        user_and_group(&mut unit, job);
+        user_and_group(unit, job);
     }
+}
+
+/// Where the stage writes: created before the sandbox is set up, then `ReadWritePaths=`.
+fn writable_paths(unit: &mut String, config: &Config, job: &Job, needs: &Needs, options: &Options) {
     if !needs.writes.is_empty() {
         let paths: Vec<String> = needs
             .writes
@@ -538,6 +561,11 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
             .collect();
         let _ = writeln!(unit, "ReadWritePaths={}", words.join(" "));
     }
+}
+
+/// What the sandbox grants beyond the template: credentials, network, capabilities, the
+/// cleanup command, snapshot rights.
+fn sandbox_rights(unit: &mut String, stage: &Stage, needs: &Needs, options: &Options) {
     for (name, path) in &needs.credentials {
         let _ = writeln!(
             unit,
@@ -549,7 +577,7 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     if needs.network {
         unit.push_str("PrivateNetwork=no\nRestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK\n");
     }
-    let caps = extra_capabilities(&needs);
+    let caps = extra_capabilities(needs);
     if !caps.is_empty() && options.scope == Scope::System {
         let _ = writeln!(unit, "CapabilityBoundingSet={}", caps.join(" "));
     }
@@ -561,9 +589,8 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
         let _ = writeln!(unit, "ExecStopPost={}", words.join(" "));
     }
     if let Some(settings) = &stage.snapshot {
-        snapshot_rights(&mut unit, settings, &needs);
+        snapshot_rights(unit, settings, needs);
     }
-    unit
 }
 
 /// What `snapshot = "btrfs"` needs on top of the template: write access where snapshots are

@@ -35,7 +35,7 @@ pub trait StageKind:
     /// Places the stage's destination inside a store's mount point (`root`; the stage has
     /// `store = "NAME"`); runs before [`StageKind::validate`]. `None`: the kind cannot write
     /// into a store, and `store` is refused naming the kinds that can.
-    const PLACE_IN_STORE: Option<fn(&mut Self, &Path) -> Result<(), SpecError>> = None;
+    const PLACE_IN_STORE: Option<PlaceInStore<Self>> = None;
 
     /// `backupctl restore STAGE`: files back from the backup. `None`: the kind cannot.
     const RESTORE: Option<Verb<Self, RestoreArgs>> = None;
@@ -109,6 +109,9 @@ pub trait StageKind:
     }
 }
 
+/// See [`StageKind::PLACE_IN_STORE`]: the spec, and the store's mount point.
+pub type PlaceInStore<K> = fn(&mut K, &Path) -> Result<(), SpecError>;
+
 /// What a stage leaves out of its sources, as its tool is told (see [`StageKind::excludes`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Excludes {
@@ -177,6 +180,17 @@ impl Capability {
         Capability::Mount,
         Capability::Drill,
     ];
+
+    /// What uses it: the command (`restore`, …), or `drill` for the stage kind that does.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Capability::Restore => "restore",
+            Capability::History => "history",
+            Capability::Snapshots => "snapshots",
+            Capability::Mount => "mount",
+            Capability::Drill => "drill",
+        }
+    }
 }
 
 /// A stage kind as the registry lists it; built by [`Entry::of`] from the kind's

@@ -1,15 +1,17 @@
-//! `tar`, an example kind written as a new kind is: this one file, with its keys and one
-//! `impl StageKind` that includes `restore`. It is compiled for the tests only and not in
+//! `tar`, an example kind written as a new kind is: this one file, with its keys, one
+//! `impl StageKind` that includes `restore`, and `impl Drillable` (a `drill` stage can
+//! verify its archive). It is compiled for the tests only and not in
 //! [`super::KINDS`]; CONTRIBUTING.md shows the two lines that would make it a kind of
 //! backupctl. The tests below run it through the registry's [`Entry`] and the
 //! kind-erased [`AnyKind`], exactly as the config loader and the commands do.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::drill::{self, Backup, Drill, DrillContext, Drillable, File, RestoreSample};
 use super::verbs::{RestoreArgs, Verb, VerbContext};
 use super::{Needs, Outcome, SpecError, StageContext, StageError, StageKind, require_absolute};
 use crate::process::Command;
@@ -43,6 +45,7 @@ impl StageKind for Spec {
     const NAME: &'static str = "tar";
     const READS_LOCAL_SOURCES: bool = true;
     const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::extract);
+    const DRILL: Option<Drill<Self>> = Some(Drill::of("a tar stage"));
 
     fn validate(&self) -> Result<(), SpecError> {
         require_absolute(&self.sources, "sources")?;
@@ -80,6 +83,72 @@ impl StageKind for Spec {
     }
 }
 
+/// A drill of the archive: unpacked whole into the scratch directory, then a sample of its
+/// files compared byte for byte with the sources (`drill::verify_sample`).
+impl Drillable for Spec {
+    /// tar, the archive and the sources to compare with (the drill drops the writes).
+    fn drill_needs(&self) -> Needs {
+        StageKind::needs(self)
+    }
+
+    fn drill(&self, ctx: &DrillContext) -> Result<Outcome, StageError> {
+        let archive = self.archive.get_ref();
+        Command::new("tar")
+            .arg("-xf")
+            .arg(archive)
+            .arg("-C")
+            .arg(ctx.scratch)
+            .run()?;
+        let mut files = Vec::new();
+        unpacked_files(ctx.scratch, Path::new(""), &mut files)
+            .map_err(|e| StageError::io("cannot list the unpacked archive", e))?;
+        let taken = std::fs::metadata(archive)
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|time| jiff::Timestamp::try_from(time).ok());
+        let backup = Backup {
+            files,
+            taken,
+            snapshot_id: None,
+            label: archive.display().to_string(),
+            restore: Box::new(Unpacked),
+        };
+        drill::verify_sample(ctx, backup)
+    }
+}
+
+/// The whole archive is already unpacked in the scratch directory.
+struct Unpacked;
+
+impl RestoreSample for Unpacked {
+    fn restore(&self, _: &[File], _: bool, scratch: &Path) -> Result<PathBuf, StageError> {
+        Ok(scratch.to_path_buf())
+    }
+}
+
+/// Every regular file under `root/relative`; tar stored each source under its absolute path.
+fn unpacked_files(root: &Path, relative: &Path, out: &mut Vec<File>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root.join(relative))? {
+        let entry = entry?;
+        let stored = relative.join(entry.file_name());
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            unpacked_files(root, &stored, out)?;
+        } else if meta.is_file()
+            && let Ok(mtime) = jiff::Timestamp::try_from(meta.modified()?)
+        {
+            out.push(File {
+                source: Path::new("/").join(&stored),
+                stored,
+                size: meta.len(),
+                mtime,
+                git_blob: None,
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -104,11 +173,12 @@ mod tests {
         assert_eq!(TAR.name, "tar");
         assert!(TAR.reads_local_sources);
         assert!(TAR.can(Capability::Restore));
+        assert!(TAR.can(Capability::Drill));
+        assert_eq!(TAR.drill_what(), Some("a tar stage"));
         for other in [
             Capability::History,
             Capability::Snapshots,
             Capability::Mount,
-            Capability::Drill,
         ] {
             assert!(!TAR.can(other), "{other:?}");
         }
@@ -216,5 +286,77 @@ mod tests {
             json: false,
         };
         assert!(stage.kind.history(&verb, &history).is_none());
+    }
+
+    /// A drill of a tar stage through the capability, as a `drill` stage runs it: the
+    /// archive verifies against its sources, and a source changed in place (same size and
+    /// mtime, other bytes) is a mismatch that fails the drill.
+    #[test]
+    fn a_drill_of_a_tar_stage_verifies_the_archive_and_finds_a_changed_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let source = dir.join("notes");
+        std::fs::create_dir_all(source.join("sub")).unwrap();
+        std::fs::write(source.join("a.md"), "hello\n").unwrap();
+        std::fs::write(source.join("sub/b.md"), "world\n").unwrap();
+        let archive = dir.join("notes.tar");
+        let text = "[stage.notes]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n\
+                    [stage.drill]\nkind = \"drill\"\nstage = \"notes\"\n";
+        let error = crate::config::parse(&dir.join("config.toml"), text).unwrap_err();
+        assert!(error.message.contains("cannot be drilled"), "{error}");
+        let mut config = crate::config::parse(
+            &dir.join("config.toml"),
+            "[stage.notes]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n",
+        )
+        .unwrap();
+        config.stages[0].kind = TAR
+            .parse(
+                table(&format!(
+                    "sources = [\"{}\"]\narchive = \"{}\"\n",
+                    source.display(),
+                    archive.display()
+                )),
+                None,
+            )
+            .unwrap();
+        let mut drill: crate::stages::drill::Spec = toml::from_str("stage = \"notes\"").unwrap();
+        let stages = vec![("notes".to_string(), config.stages[0].kind.clone())];
+        StageKind::resolve(&mut drill, &stages).unwrap();
+        assert_eq!(StageKind::needs(&drill).tools, ["tar"]);
+        assert!(StageKind::needs(&drill).writes.is_empty());
+
+        let state_dir = dir.join("state");
+        let lock = StageLock::try_acquire(&state_dir, "notes", Scope::User, "test").unwrap();
+        let report = Reporter::new("notes", Vec::new());
+        let ctx = StageContext {
+            config: &config,
+            stage: &config.stages[0],
+            scope: Scope::User,
+            state_dir: state_dir.clone(),
+            report: &report,
+            run_id: crate::stages::new_id(),
+            lock: &lock,
+        };
+        config.stages[0].kind.run(&ctx).unwrap();
+        let outcome = StageKind::run(&drill, &ctx).unwrap();
+        assert_eq!(outcome.figures.files, Some(2));
+        assert_eq!(outcome.figures.mismatches, Some(0));
+
+        let changed = source.join("sub/b.md");
+        let mtime = std::fs::metadata(&changed).unwrap().modified().unwrap();
+        std::fs::write(&changed, "WORLD\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&changed)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let error = StageKind::run(&drill, &ctx).unwrap_err();
+        assert_eq!(
+            error.figures().and_then(|f| f.mismatches),
+            Some(1),
+            "{error}"
+        );
+        assert!(error.to_string().contains("sub/b.md"), "{error}");
     }
 }

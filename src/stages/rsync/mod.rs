@@ -200,8 +200,7 @@ impl StageKind for Spec {
     const NAME: &'static str = "rsync";
     const READS_LOCAL_SOURCES: bool = true;
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::rotated);
-    const PLACE_IN_STORE: Option<fn(&mut Self, &Path) -> Result<(), SpecError>> =
-        Some(Self::place_in_store);
+    const PLACE_IN_STORE: Option<super::kind::PlaceInStore<Self>> = Some(Self::place_in_store);
     const DRILL: Option<super::drill::Drill<Self>> = Some(super::drill::Drill::of(
         "an rsync stage with a local destination",
     ));
