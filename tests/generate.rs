@@ -173,3 +173,37 @@ fn dry_run_prints_and_writes_nothing() {
     assert!(out.contains("### backup-job.service"));
     assert!(out.contains("ExecStart=/usr/bin/backupctl --config"));
 }
+
+/// Regression (issue 21): the hello unit of a job whose rsync stage writes into a store had
+/// that destination, under the store's mount point, in its `ReadWritePaths=` and its
+/// `prepare-paths`, which created it on /run while the store was not mounted. hello probes
+/// the job's other destinations only; the store's own checks cover the store.
+#[test]
+fn regression_hellos_unit_created_a_destination_under_an_unmounted_store() {
+    let dir = tempdir();
+    let config = dir.path().join("config.toml");
+    let units = dir.path().join("units");
+    std::fs::write(
+        &config,
+        "[store.nas]\nimage = \"backup.luks\"\nsize = \"2T\"\nkeyfile = \"/etc/backupctl/nas.key\"\n\
+         remote = { device = \"/dev/sdz1\" }\n\n\
+         [stage.hello]\nkind = \"hello\"\n\n\
+         [stage.home]\nkind = \"rsync\"\nstore = \"nas\"\nsources = [\"/home/\"]\ndestination = \"home\"\n\n\
+         [stage.etc]\nkind = \"rsync\"\nsources = [\"/etc/\"]\ndestination = \"/data/etc/\"\n",
+    )
+    .unwrap();
+    ok(backupctl()
+        .arg("--config")
+        .arg(&config)
+        .args(["generate", "--output"])
+        .arg(&units));
+    let hello =
+        std::fs::read_to_string(units.join("backup@hello.service.d/backupctl.conf")).unwrap();
+    assert!(hello.contains("ReadWritePaths=-/data/etc/\n"), "{hello}");
+    assert!(!hello.contains("/run/backupctl/store"), "{hello}");
+    let home = std::fs::read_to_string(units.join("backup@home.service.d/backupctl.conf")).unwrap();
+    assert!(
+        home.contains("ReadWritePaths=-/run/backupctl/store/nas\n"),
+        "the store stage itself still writes its store: {home}"
+    );
+}
