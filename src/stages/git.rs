@@ -779,9 +779,9 @@ impl StageKind for Spec {
     const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::restore_files);
     const HISTORY: Option<Verb<Self, HistoryArgs>> = Some(Self::print_history);
 
-    fn excludes(&self) -> crate::stages::Excludes {
+    fn excludes(&self) -> crate::stages::ToolExcludes {
         // As `commit` mode's rsync is told (nested repositories' .git left out).
-        crate::stages::Excludes {
+        crate::stages::ToolExcludes {
             patterns: std::iter::once(".git".to_string())
                 .chain(self.exclude.iter().cloned())
                 .collect(),
