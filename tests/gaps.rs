@@ -234,8 +234,8 @@ writes = ["{out}"]
     let output = run(backupctl_user(dir, &config).args(["stage", "work"]));
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(std::fs::read_to_string(out.join("ran")).unwrap(), "done\n");
-    let runs = std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl")).unwrap();
-    let record: serde_json::Value = serde_json::from_str(runs.lines().last().unwrap()).unwrap();
+    let records = crate::util::read_run_records(&dir.join("state/backupctl/runs.jsonl"));
+    let record = records.last().expect("a run record");
     assert_eq!(record["result"], "success", "{record}");
     let warnings = record["warnings"].to_string();
     if logind_available() {

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::installed::{UNIT_DIR, remove_generated_units};
 use crate::util::{
     backupctl, free_port, ok, repo_root, require_tool, run, stderr, tempdir, write, write_config,
     write_secret,
@@ -777,7 +776,6 @@ fn git_and_rclone_stages_run_in_their_units_under_the_user_manager() {
     struct Cleanup(PathBuf);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            remove_generated_units();
             if !std::thread::panicking() {
                 let _ = std::fs::remove_dir_all(&self.0);
             }
@@ -809,11 +807,10 @@ destination = "{root}/disk/sync"
             root = root.display()
         ),
     );
-    ok(Command::new(&binary)
-        .arg("--config")
-        .arg(&config)
-        .args(["--user", "generate", "--output", UNIT_DIR]));
-    ok(systemctl_user().arg("daemon-reload"));
+    let mut generate = Command::new(&binary);
+    generate.arg("--config").arg(&config).arg("--user");
+    // Dropped before `_cleanup`: the units go before their directory.
+    let _units = crate::util::installed::install_units(generate);
     let started = run(systemctl_user().args(["start", "backup-job.service"]));
     let show = |unit: &str| {
         ok(systemctl_user().args(["show", "-p", "Result", "--value", unit]))

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::installed::{UNIT_DIR, remove_generated_units};
+use crate::util::installed::InstalledUnits;
 use crate::util::{
     assert_same_tree, backupctl_user, free_port, ok, random_file, require_tool, run, stderr,
     stdout, systemctl_user, systemd_lock, systemd_user_env, tempdir, write, write_config,
@@ -686,30 +686,14 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
     restore_and_compare(dir, &config, "rkill", &source);
 }
 
-/// The units of a test's config in [`UNIT_DIR`], removed (with what `generate` listed in its
-/// manifest) when dropped.
-struct InstalledUnits;
-
-impl Drop for InstalledUnits {
-    fn drop(&mut self) {
-        remove_generated_units();
-    }
-}
-
-/// Generates the units of `config` into [`UNIT_DIR`] (and a copy into `dir/units` to read)
-/// and reloads the manager. Hold [`systemd_lock`] meanwhile.
+/// Generates the units of `config` into the user manager (and a copy into `dir/units` to
+/// read) through the one installer. Hold [`systemd_lock`] meanwhile.
 fn install_units(dir: &Path, config: &Path) -> InstalledUnits {
-    systemd_user_env();
     ok(backupctl_user(dir, config)
         .arg("generate")
         .arg("--output")
         .arg(dir.join("units")));
-    ok(backupctl_user(dir, config)
-        .arg("generate")
-        .arg("--output")
-        .arg(UNIT_DIR));
-    ok(systemctl_user().arg("daemon-reload"));
-    InstalledUnits
+    crate::util::installed::install_units(backupctl_user(dir, config))
 }
 
 #[test]

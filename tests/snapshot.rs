@@ -517,7 +517,7 @@ fn under_systemd_stop_and_sigkill_leave_no_snapshot_behind() {
         .arg(&stage.unit));
     let killed = setup.wait_for_snapshot();
     // Killed while rsync writes big.bin.
-    let partial = wait_for_partial_file(&setup.scratch("dest"));
+    let partial = crate::util::wait_for_partial_file(&setup.scratch("dest"), None);
     ok(systemctl_user()
         .args(["kill", "--signal=SIGKILL"])
         .arg(&stage.unit));
@@ -559,22 +559,6 @@ fn under_systemd_stop_and_sigkill_leave_no_snapshot_behind() {
     );
     assert!(!partial.exists(), "{} is still there", partial.display());
     assert_same_tree(&setup.src, &setup.scratch("dest"));
-}
-
-/// rsync's temporary file `.big.bin.XXXXXX` in `dest`, once it has some bytes.
-fn wait_for_partial_file(dest: &Path) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(partial) = crate::util::rsync_partial_file(dest, "big.bin") {
-            return partial;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rsync wrote no temporary file into {} within 30 s",
-            dest.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The score `systemd-analyze security --offline=yes` gives a stage unit (template with the

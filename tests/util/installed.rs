@@ -24,11 +24,7 @@ pub const RUNS: &str = "/root/.local/state/backupctl/runs.jsonl";
 
 /// The run records in [`RUNS`], oldest first (none when there is no file yet).
 pub fn run_records() -> Vec<serde_json::Value> {
-    std::fs::read_to_string(RUNS)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    super::read_run_records(Path::new(RUNS))
 }
 
 /// The newest run record of `stage` in the user manager's state directory.
@@ -74,6 +70,31 @@ pub fn remove_generated_units() {
     let _ = run(systemctl_user().arg("reset-failed"));
 }
 
+/// Units a test generated into [`UNIT_DIR`], removed (with what `generate` listed in its
+/// manifest) when dropped.
+pub struct InstalledUnits;
+
+impl Drop for InstalledUnits {
+    fn drop(&mut self) {
+        remove_generated_units();
+    }
+}
+
+/// The one unit installer: generates the units of `backupctl` (a command that carries its
+/// `--config` and `--user`) into [`UNIT_DIR`] and reloads the manager. Hold
+/// [`systemd_lock`] meanwhile; the units go when the result is dropped.
+pub fn install_units(backupctl: Command) -> InstalledUnits {
+    generate_units(backupctl);
+    InstalledUnits
+}
+
+/// [`install_units`] for an owner that removes the units itself ([`Installed`]).
+fn generate_units(mut backupctl: Command) {
+    systemd_user_env();
+    ok(backupctl.args(["generate", "--output", UNIT_DIR]));
+    ok(systemctl_user().arg("daemon-reload"));
+}
+
 /// A job installed in the user manager; removed again on drop.
 pub struct Installed {
     pub root: PathBuf,
@@ -110,11 +131,9 @@ impl Installed {
     }
 
     fn generate(&self) {
-        ok(Command::new(&self.binary)
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--user", "generate", "--output", UNIT_DIR]));
-        ok(systemctl_user().arg("daemon-reload"));
+        let mut backupctl = Command::new(&self.binary);
+        backupctl.arg("--config").arg(&self.config).arg("--user");
+        generate_units(backupctl);
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
