@@ -171,10 +171,8 @@ fn run_here(machine: &Path, config: &Path) -> String {
 
 /// The latest run record of every stage of a machine (stage → (result, record)).
 fn last_runs(machine: &Path) -> HashMap<String, serde_json::Value> {
-    let text = std::fs::read_to_string(machine.join("state/runs.jsonl")).unwrap_or_default();
     let mut last = HashMap::new();
-    for line in text.lines() {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+    for record in crate::util::read_run_records(&machine.join("state/runs.jsonl")) {
         last.insert(record["stage"].as_str().unwrap().to_string(), record);
     }
     last

@@ -259,8 +259,10 @@ read_data_subset = "50%"
     restore_and_compare(dir, &config, "rlocal", &source);
 
     // Figures of the run record: the first backup added everything.
-    let runs = std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl")).unwrap();
-    let record: serde_json::Value = serde_json::from_str(runs.lines().last().unwrap()).unwrap();
+    let runs = dir.join("state/backupctl/runs.jsonl");
+    let record = crate::util::read_run_records(&runs)
+        .pop()
+        .expect("a run record");
     assert_eq!(record["result"], "success", "{record}");
     assert!(
         record["figures"]["files_new"].as_u64().unwrap() >= 10,
@@ -278,14 +280,9 @@ read_data_subset = "50%"
     write(&source.join("third.txt"), "3");
     ok(backupctl_user(dir, &config).args(["run", "--here"]));
     assert_eq!(snapshot_count(dir, &config, "rlocal"), 2);
-    let record: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl"))
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
-    )
-    .unwrap();
+    let record = crate::util::read_run_records(&runs)
+        .pop()
+        .expect("a run record");
     assert_eq!(record["figures"]["files_new"], 1, "{record}");
     ok(backupctl_user(dir, &config).args(["run", "--here", "rlocal-weekly"]));
     assert_eq!(snapshot_count(dir, &config, "rlocal"), 1);
