@@ -38,10 +38,12 @@ const TREE: &[&str] = &[
     "sp ",
     "sp",
     "c",
+    "{c,x}",
 ];
 
 /// Each case: the patterns, in order. The list (`a/b`, `/a`, `a/`, `**`, `dir/***`,
-/// `!x`, `[ab]`, `\*`, trailing spaces, case) and the rule prefixes and negations around it.
+/// `!x`, `[ab]`, `\*`, trailing spaces, case) and the rule prefixes and negations around it;
+/// braces, which none of the tools expands.
 const CASES: &[&[&str]] = &[
     &["a/b"],
     &["/a"],
@@ -64,6 +66,7 @@ const CASES: &[&[&str]] = &[
     &["sp "],
     &["sp\\ "],
     &["A"],
+    &["{c,x}"],
 ];
 
 /// How a tool was given the patterns.
