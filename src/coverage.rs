@@ -1,8 +1,8 @@
 //! `backupctl coverage`: what under the configured roots no stage backs up.
 //!
 //! A stage of a kind that copies its local sources (rsync, restic, git) covers them ([`crate::stages::Needs::sources`]) minus what its tool
-//! is told to leave out ([`crate::stages::Excludes`]: patterns in rsync's or restic's
-//! syntax, `exclude_caches`). One walk of the roots, parallel over directories (rayon),
+//! is told to leave out ([`crate::stages::ToolExcludes`]: patterns in rsync's or restic's
+//! syntax, read by [`crate::patterns`] as the tool reads them, `exclude_caches`). One walk of the roots, parallel over directories (rayon),
 //! decides for every entry whether some stage takes it; the top-most entries no stage takes
 //! are measured as `du` measures (allocated blocks, a hard-linked inode once) and reported
 //! with the reason. A directory that a stage takes whole, with no exclude that could apply
@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::paths::Scope;
-use crate::stages::{Dialect, Excludes};
+use crate::patterns::{Dialect, Matcher, PatternError};
+use crate::stages::ToolExcludes;
 
 /// The roots walked in system scope when `[coverage] roots` is not set (those that exist).
 pub const SYSTEM_ROOTS: &[&str] = &["/home", "/etc", "/srv", "/var/lib", "/root"];
@@ -163,23 +164,12 @@ struct Source {
     anchor: PathBuf,
 }
 
-struct Pattern {
-    text: String,
-    matcher: GlobMatcher,
-    /// A trailing `/` (rsync): matches directories only.
-    dir_only: bool,
-    /// A rule that keeps what it matches: rsync's `+ PATTERN` (whatever rules follow),
-    /// restic's `!PATTERN` (cancels the exclusions of the patterns before it).
-    include: bool,
-}
-
 /// One stage as the walk sees it.
 struct StageView {
     name: String,
     kind: &'static str,
-    dialect: Dialect,
     sources: Vec<Source>,
-    patterns: Vec<Pattern>,
+    patterns: Matcher,
     exclude_caches: bool,
 }
 
@@ -188,130 +178,47 @@ impl StageView {
         !self.patterns.is_empty() || self.exclude_caches
     }
 
-    /// The pattern that leaves `path` out, for the source at `source`.
+    /// The pattern that leaves `path` out, for the source at `source`: restic matches the
+    /// absolute path, rsync the path below the transfer root.
     fn excluded_by(&self, source: usize, path: &Path, is_dir: bool) -> Option<&str> {
         if self.patterns.is_empty() {
             return None;
         }
-        let subject: PathBuf = match self.dialect {
-            Dialect::Restic => path.to_path_buf(),
-            Dialect::Rsync => {
+        let subject = match self.patterns.dialect() {
+            Dialect::Restic => path,
+            Dialect::Rsync | Dialect::Git => {
                 let rel = path.strip_prefix(&self.sources[source].anchor).ok()?;
                 if rel.as_os_str().is_empty() {
                     return None;
                 }
-                Path::new("/").join(rel)
+                rel
             }
         };
-        let mut matching = self
-            .patterns
-            .iter()
-            .filter(|p| (is_dir || !p.dir_only) && p.matcher.is_match(&subject));
-        let decisive = match self.dialect {
-            // rsync: the first rule that matches decides.
-            Dialect::Rsync => matching.next(),
-            // restic: every pattern is tried, a later `!pattern` cancels an earlier match.
-            Dialect::Restic => matching.next_back(),
-        };
-        decisive.filter(|p| !p.include).map(|p| p.text.as_str())
+        self.patterns.excluded_by(subject, is_dir)
     }
-}
-
-fn glob(text: &str) -> Result<GlobMatcher, globset::Error> {
-    Ok(GlobBuilder::new(text)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()?
-        .compile_matcher())
-}
-
-/// Compiles one exclude pattern the way rsync or restic reads it: a leading `/` anchors it
-/// (rsync: at the transfer root; restic: at `/`), otherwise it matches the end of the path
-/// (`*.tmp` any name, `a/b` any path ending in those names); `*` stays within a name, `**`
-/// crosses names; rsync's trailing `/` matches only directories, `dir/***` the directory and
-/// everything in it; rsync's `- PATTERN` is the pattern, `+ PATTERN` an include rule (in
-/// `exclude` as in exclude files, as rsync reads both); restic's `!PATTERN` a negated one.
-fn compile(text: &str, dialect: Dialect) -> Result<Vec<Pattern>, globset::Error> {
-    let mut body = text;
-    let mut dir_only = false;
-    let mut include = false;
-    if dialect == Dialect::Rsync {
-        if let Some(pattern) = body.strip_prefix("+ ") {
-            body = pattern;
-            include = true;
-        } else {
-            body = body.strip_prefix("- ").unwrap_or(body);
-        }
-    } else if let Some(pattern) = body.strip_prefix('!') {
-        body = pattern;
-        include = true;
-    }
-    let mut bodies = vec![];
-    if dialect == Dialect::Rsync
-        && let Some(base) = body.strip_suffix("/***")
-    {
-        bodies.push(base.to_string());
-        bodies.push(format!("{base}/**"));
-    } else {
-        if let Some(stripped) = body.strip_suffix('/') {
-            body = stripped;
-            dir_only = dialect == Dialect::Rsync;
-        }
-        bodies.push(body.to_string());
-    }
-    bodies
-        .into_iter()
-        .map(|body| {
-            let full = if body.starts_with('/') {
-                body
-            } else {
-                format!("**/{body}")
-            };
-            Ok(Pattern {
-                text: text.to_string(),
-                matcher: glob(&full)?,
-                dir_only,
-                include,
-            })
-        })
-        .collect()
-}
-
-/// The patterns of an exclude file: one a line, blank lines and comments skipped.
-fn file_patterns(text: &str, dialect: Dialect) -> Vec<String> {
-    text.lines()
-        .map(|line| line.trim_end_matches('\r'))
-        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
-        .filter(|line| dialect != Dialect::Rsync || !line.starts_with(';'))
-        .map(str::to_string)
-        .collect()
 }
 
 fn view(
     name: &str,
     kind: &'static str,
     sources: Vec<PathBuf>,
-    excludes: Excludes,
+    excludes: ToolExcludes,
 ) -> Result<StageView, Error> {
-    let mut texts = excludes.patterns.clone();
-    for file in &excludes.files {
-        let text = std::fs::read_to_string(file).map_err(|source| Error::ExcludeFile {
-            stage: name.to_string(),
-            file: file.clone(),
-            source,
-        })?;
-        texts.extend(file_patterns(&text, excludes.dialect));
-    }
-    let mut patterns = vec![];
-    for text in texts {
-        patterns.extend(
-            compile(&text, excludes.dialect).map_err(|e| Error::Pattern {
+    let patterns = Matcher::with_files(excludes.dialect, &excludes.patterns, &excludes.files)
+        .map_err(|error| match error {
+            PatternError::Pattern {
+                pattern, message, ..
+            } => Error::Pattern {
                 stage: name.to_string(),
-                pattern: text.clone(),
-                message: e.kind().to_string(),
-            })?,
-        );
-    }
+                pattern,
+                message,
+            },
+            PatternError::File { file, source } => Error::ExcludeFile {
+                stage: name.to_string(),
+                file,
+                source,
+            },
+        })?;
     let sources = sources
         .into_iter()
         .map(|path| {
@@ -327,7 +234,6 @@ fn view(
     Ok(StageView {
         name: name.to_string(),
         kind,
-        dialect: excludes.dialect,
         sources,
         patterns,
         exclude_caches: excludes.exclude_caches,
@@ -782,10 +688,9 @@ mod tests {
     use super::*;
 
     fn matches(pattern: &str, dialect: Dialect, path: &str, is_dir: bool) -> bool {
-        compile(pattern, dialect)
+        Matcher::new(dialect, &[pattern.to_string()])
             .unwrap()
-            .iter()
-            .any(|p| (is_dir || !p.dir_only) && p.matcher.is_match(path))
+            .is_excluded(Path::new(path), is_dir)
     }
 
     #[test]
@@ -813,15 +718,6 @@ mod tests {
         assert!(!matches("/home/*/.cache", r, "/home/sig/x/.cache", true));
         assert!(matches("cache/", r, "/home/cache", false));
         assert!(matches("/home/**/*.iso", r, "/home/a/b/c.iso", false));
-    }
-
-    #[test]
-    fn exclude_files_skip_comments() {
-        assert_eq!(
-            file_patterns("# c\n\n*.o\n+ keep\n- *.a\n; x\n", Dialect::Rsync),
-            ["*.o", "+ keep", "- *.a"]
-        );
-        assert_eq!(file_patterns("# c\n*.o\n", Dialect::Restic), ["*.o"]);
     }
 }
 

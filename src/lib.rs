@@ -18,6 +18,7 @@ pub mod needs;
 pub mod notify;
 pub mod out;
 pub mod paths;
+pub mod patterns;
 pub mod preflight;
 pub mod process;
 pub mod report;

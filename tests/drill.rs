@@ -26,11 +26,11 @@ fn make_source(root: &Path) {
 }
 
 fn last_record(dir: &Path, stage: &str) -> serde_json::Value {
-    let runs = std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl")).unwrap();
-    runs.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let runs = crate::util::read_run_records(&dir.join("state/backupctl/runs.jsonl"));
+    runs.iter()
         .rfind(|r| r["stage"] == stage)
-        .unwrap_or_else(|| panic!("no run record of {stage}:\n{runs}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no run record of {stage}: {runs:?}"))
 }
 
 /// Flips one byte in the middle of `file`, keeping its size and mtime.

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::installed::{UNIT_DIR, remove_generated_units};
 use crate::util::{
     backupctl, free_port, ok, repo_root, require_tool, run, stderr, tempdir, write, write_config,
     write_secret,
@@ -172,10 +171,8 @@ fn run_here(machine: &Path, config: &Path) -> String {
 
 /// The latest run record of every stage of a machine (stage → (result, record)).
 fn last_runs(machine: &Path) -> HashMap<String, serde_json::Value> {
-    let text = std::fs::read_to_string(machine.join("state/runs.jsonl")).unwrap_or_default();
     let mut last = HashMap::new();
-    for line in text.lines() {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+    for record in crate::util::read_run_records(&machine.join("state/runs.jsonl")) {
         last.insert(record["stage"].as_str().unwrap().to_string(), record);
     }
     last
@@ -777,7 +774,6 @@ fn git_and_rclone_stages_run_in_their_units_under_the_user_manager() {
     struct Cleanup(PathBuf);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            remove_generated_units();
             if !std::thread::panicking() {
                 let _ = std::fs::remove_dir_all(&self.0);
             }
@@ -809,11 +805,10 @@ destination = "{root}/disk/sync"
             root = root.display()
         ),
     );
-    ok(Command::new(&binary)
-        .arg("--config")
-        .arg(&config)
-        .args(["--user", "generate", "--output", UNIT_DIR]));
-    ok(systemctl_user().arg("daemon-reload"));
+    let mut generate = Command::new(&binary);
+    generate.arg("--config").arg(&config).arg("--user");
+    // Dropped before `_cleanup`: the units go before their directory.
+    let _units = crate::util::installed::install_units(generate);
     let started = run(systemctl_user().args(["start", "backup-job.service"]));
     let show = |unit: &str| {
         ok(systemctl_user().args(["show", "-p", "Result", "--value", unit]))

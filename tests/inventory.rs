@@ -651,12 +651,9 @@ fn manifest_cache_skips_unchanged_files() {
     run_ok(home.path(), &config);
     write(&source.join("dir/deeper/c"), "changed\n");
     run_ok(home.path(), &config);
-    let records = std::fs::read_to_string(home.path().join("state/backupctl/runs.jsonl")).unwrap();
-    let figures: Vec<Value> = records
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap()["figures"].clone())
-        .collect();
-    assert_eq!(figures.len(), 2, "{records}");
+    let records = crate::util::read_run_records(&home.path().join("state/backupctl/runs.jsonl"));
+    let figures: Vec<Value> = records.iter().map(|r| r["figures"].clone()).collect();
+    assert_eq!(figures.len(), 2, "{records:?}");
     // a.txt, b.bin, c, big, caf\xe9 (keep.tmp is excluded).
     assert_eq!(figures[0]["files"], 5);
     assert_eq!(

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "secret_file",
             "dag",
             "preflight",
+            "patterns",
         ],
     ),
     (

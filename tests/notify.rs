@@ -20,11 +20,7 @@ use crate::util::{
 };
 
 fn records(state: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(state.join("runs.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    crate::util::read_run_records(&state.join("runs.jsonl"))
 }
 
 fn hostname() -> String {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::installed::{UNIT_DIR, remove_generated_units};
+use crate::util::installed::InstalledUnits;
 use crate::util::{
     assert_same_tree, backupctl_user, free_port, ok, random_file, require_tool, run, stderr,
     stdout, systemctl_user, systemd_lock, systemd_user_env, tempdir, write, write_config,
@@ -259,8 +259,10 @@ read_data_subset = "50%"
     restore_and_compare(dir, &config, "rlocal", &source);
 
     // Figures of the run record: the first backup added everything.
-    let runs = std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl")).unwrap();
-    let record: serde_json::Value = serde_json::from_str(runs.lines().last().unwrap()).unwrap();
+    let runs = dir.join("state/backupctl/runs.jsonl");
+    let record = crate::util::read_run_records(&runs)
+        .pop()
+        .expect("a run record");
     assert_eq!(record["result"], "success", "{record}");
     assert!(
         record["figures"]["files_new"].as_u64().unwrap() >= 10,
@@ -278,14 +280,9 @@ read_data_subset = "50%"
     write(&source.join("third.txt"), "3");
     ok(backupctl_user(dir, &config).args(["run", "--here"]));
     assert_eq!(snapshot_count(dir, &config, "rlocal"), 2);
-    let record: serde_json::Value = serde_json::from_str(
-        std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl"))
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap(),
-    )
-    .unwrap();
+    let record = crate::util::read_run_records(&runs)
+        .pop()
+        .expect("a run record");
     assert_eq!(record["figures"]["files_new"], 1, "{record}");
     ok(backupctl_user(dir, &config).args(["run", "--here", "rlocal-weekly"]));
     assert_eq!(snapshot_count(dir, &config, "rlocal"), 1);
@@ -686,30 +683,14 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
     restore_and_compare(dir, &config, "rkill", &source);
 }
 
-/// The units of a test's config in [`UNIT_DIR`], removed (with what `generate` listed in its
-/// manifest) when dropped.
-struct InstalledUnits;
-
-impl Drop for InstalledUnits {
-    fn drop(&mut self) {
-        remove_generated_units();
-    }
-}
-
-/// Generates the units of `config` into [`UNIT_DIR`] (and a copy into `dir/units` to read)
-/// and reloads the manager. Hold [`systemd_lock`] meanwhile.
+/// Generates the units of `config` into the user manager (and a copy into `dir/units` to
+/// read) through the one installer. Hold [`systemd_lock`] meanwhile.
 fn install_units(dir: &Path, config: &Path) -> InstalledUnits {
-    systemd_user_env();
     ok(backupctl_user(dir, config)
         .arg("generate")
         .arg("--output")
         .arg(dir.join("units")));
-    ok(backupctl_user(dir, config)
-        .arg("generate")
-        .arg("--output")
-        .arg(UNIT_DIR));
-    ok(systemctl_user().arg("daemon-reload"));
-    InstalledUnits
+    crate::util::installed::install_units(backupctl_user(dir, config))
 }
 
 #[test]

@@ -14,11 +14,7 @@ fn config(dir: &Path, text: &str) {
 }
 
 fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("state/backupctl/runs.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    crate::util::read_run_records(&dir.join("state/backupctl/runs.jsonl"))
 }
 
 #[test]

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::btrfs::Btrfs;
+use crate::util::installed::InstalledStage;
 use crate::util::{
     assert_same_tree, backupctl, incompressible_bytes, ok, require_tool, run, stderr,
-    systemctl_user, systemd_lock, systemd_user_env, tempdir, write,
+    systemctl_user, systemd_lock, tempdir, write,
 };
 
 /// A btrfs filesystem with a subvolume `data` holding `data/src`, plus a scratch directory
@@ -388,79 +389,6 @@ exec_before_snapshot = ["touch", "{marker}"]
     assert_eq!(setup.fs.snapshots(), Vec::<String>::new());
 }
 
-/// The generated template and one stage's drop-in, installed into the user manager's runtime
-/// unit directory under a name of this test's own (`snaptest-PID@.service`), so that tests of
-/// other worktrees sharing the manager never see them; removed again on drop.
-pub struct InstalledStage {
-    pub unit: String,
-    files: Vec<PathBuf>,
-}
-
-impl InstalledStage {
-    #[track_caller]
-    pub fn install(setup: &Setup, stage: &str, tag: &str) -> Self {
-        let generated = setup.scratch("units");
-        ok(setup
-            .backupctl()
-            .args(["generate", "--output"])
-            .arg(&generated));
-        let runtime = systemd_user_env()
-            .iter()
-            .find(|(key, _)| key == "XDG_RUNTIME_DIR")
-            .map(|(_, value)| PathBuf::from(value))
-            .expect("XDG_RUNTIME_DIR of the user manager");
-        let dir = runtime.join("systemd/user");
-        let template = format!("snaptest-{tag}-{}@.service", std::process::id());
-        let unit = template.replace("@.", &format!("@{stage}."));
-        let drop_in = dir.join(format!("{unit}.d/backupctl.conf"));
-        write(
-            &dir.join(&template),
-            std::fs::read(generated.join("backup@.service")).unwrap(),
-        );
-        write(
-            &drop_in,
-            std::fs::read(generated.join(format!("backup@{stage}.service.d/backupctl.conf")))
-                .unwrap(),
-        );
-        ok(systemctl_user().arg("daemon-reload"));
-        InstalledStage {
-            unit,
-            files: vec![dir.join(template), drop_in],
-        }
-    }
-
-    pub fn state(&self) -> String {
-        ok(systemctl_user()
-            .args(["show", "--value", "-p", "ActiveState"])
-            .arg(&self.unit))
-        .trim()
-        .to_string()
-    }
-
-    /// The unit's journal (MESSAGE fields) of this test run.
-    pub fn journal(&self) -> String {
-        ok(Command::new("journalctl")
-            .arg(format!("_SYSTEMD_USER_UNIT={}", self.unit))
-            .args(["-o", "cat", "--no-pager"]))
-    }
-}
-
-impl Drop for InstalledStage {
-    fn drop(&mut self) {
-        let _ = systemctl_user().arg("stop").arg(&self.unit).status();
-        for file in &self.files {
-            let _ = std::fs::remove_file(file);
-            if let Some(dir) = file
-                .parent()
-                .filter(|d| d.extension().is_some_and(|ext| ext == "d"))
-            {
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
-        let _ = systemctl_user().arg("daemon-reload").status();
-    }
-}
-
 /// Waits until the unit left `activating`/`deactivating`.
 #[track_caller]
 fn wait_until_inactive(stage: &InstalledStage) {
@@ -484,7 +412,7 @@ fn under_systemd_stop_and_sigkill_leave_no_snapshot_behind() {
     // The user manager sets up ReadWritePaths= before `ExecStartPre=+… prepare-paths` runs
     // (systemd 252), so the destination must exist: see the report on the generator.
     std::fs::create_dir_all(setup.scratch("dest")).unwrap();
-    let stage = InstalledStage::install(&setup, "copy", "stop");
+    let stage = InstalledStage::install(setup.backupctl(), &setup.scratch("units"), "copy", "stop");
 
     // systemctl stop: SIGTERM, rsync ends, the snapshot is deleted before the unit stops.
     ok(systemctl_user()
@@ -517,7 +445,7 @@ fn under_systemd_stop_and_sigkill_leave_no_snapshot_behind() {
         .arg(&stage.unit));
     let killed = setup.wait_for_snapshot();
     // Killed while rsync writes big.bin.
-    let partial = wait_for_partial_file(&setup.scratch("dest"));
+    let partial = crate::util::wait_for_partial_file(&setup.scratch("dest"), None);
     ok(systemctl_user()
         .args(["kill", "--signal=SIGKILL"])
         .arg(&stage.unit));
@@ -559,22 +487,6 @@ fn under_systemd_stop_and_sigkill_leave_no_snapshot_behind() {
     );
     assert!(!partial.exists(), "{} is still there", partial.display());
     assert_same_tree(&setup.src, &setup.scratch("dest"));
-}
-
-/// rsync's temporary file `.big.bin.XXXXXX` in `dest`, once it has some bytes.
-fn wait_for_partial_file(dest: &Path) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(partial) = crate::util::rsync_partial_file(dest, "big.bin") {
-            return partial;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rsync wrote no temporary file into {} within 30 s",
-            dest.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The score `systemd-analyze security --offline=yes` gives a stage unit (template with the
@@ -708,7 +620,7 @@ fn dbus_signals_carry_progress_and_the_journal_figures() {
         ),
     );
     std::fs::create_dir_all(setup.scratch("dest")).unwrap();
-    let stage = InstalledStage::install(&setup, "copy", "dbus");
+    let stage = InstalledStage::install(setup.backupctl(), &setup.scratch("units"), "copy", "dbus");
     let signals = bus.subscribe();
     let watch = setup
         .backupctl()

@@ -78,11 +78,7 @@ impl Scratch {
     }
 
     fn records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.path("state/backupctl/runs.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        crate::util::read_run_records(&self.path("state/backupctl/runs.jsonl"))
     }
 }
 
@@ -91,27 +87,6 @@ fn make_source(src: &Path, megabytes: usize) {
     write(&src.join("notes/a.txt"), "alpha\n");
     write(&src.join("notes/b.txt"), "beta\n");
     write(&src.join("big.bin"), incompressible_bytes(megabytes << 20));
-}
-
-/// Waits until rsync's temporary file `.big.bin.XXXXXX` in `dest` has bytes: the copy is
-/// under way. Fails the test with what `run` printed if it ended first.
-#[track_caller]
-fn wait_for_partial_file(dest: &Path, running: &mut Child) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(partial) = crate::util::rsync_partial_file(dest, "big.bin") {
-            return partial;
-        }
-        if let Some(status) = running.try_wait().unwrap() {
-            panic!("the first run ended ({status}) before its copy was seen under way");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rsync wrote no temporary file into {} within 60 s",
-            dest.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Waits for a background run and returns (exit code, stderr).
@@ -145,7 +120,7 @@ fn two_run_here_of_one_stage_at_once_killed_each_others_partial_files() {
     // On main, run B removed run A's partial file as "left by a killed run"; A failed (23).
     let scratch = Scratch::new(1000, 3);
     let mut first = scratch.spawn_run_here(&[]);
-    wait_for_partial_file(&scratch.path("dst"), &mut first);
+    crate::util::wait_for_partial_file(&scratch.path("dst"), Some(&mut first));
 
     let second = run(scratch.backupctl().args(["run", "--here"]));
     let log = stderr(&second);
@@ -179,7 +154,7 @@ fn two_run_here_of_one_stage_at_once_killed_each_others_partial_files() {
 fn run_here_wait_waits_for_the_running_one_then_copies() {
     let scratch = Scratch::new(1000, 3);
     let mut first = scratch.spawn_run_here(&[]);
-    wait_for_partial_file(&scratch.path("dst"), &mut first);
+    crate::util::wait_for_partial_file(&scratch.path("dst"), Some(&mut first));
 
     let second = scratch.spawn_run_here(&["--wait"]);
     let (code, first_log) = finish(first);
@@ -204,7 +179,7 @@ fn kill_9_of_run_here_left_rsync_running_as_an_orphan() {
     let scratch = Scratch::new(500, 8);
     let needle = scratch.path("src").display().to_string();
     let mut first = scratch.spawn_run_here(&[]);
-    wait_for_partial_file(&scratch.path("dst"), &mut first);
+    crate::util::wait_for_partial_file(&scratch.path("dst"), Some(&mut first));
     assert!(
         !processes("rsync", &needle).is_empty(),
         "the check for rsync processes finds the running copy"
@@ -237,7 +212,7 @@ fn an_rsync_killed_alone_leaves_its_partial_file_to_the_next_run() {
     let scratch = Scratch::new(500, 8);
     let needle = scratch.path("src").display().to_string();
     let mut first = scratch.spawn_run_here(&[]);
-    let partial = wait_for_partial_file(&scratch.path("dst"), &mut first);
+    let partial = crate::util::wait_for_partial_file(&scratch.path("dst"), Some(&mut first));
     let rsyncs = processes("rsync", &needle);
     assert!(!rsyncs.is_empty(), "the copy's rsync processes are found");
     // Stop them all before killing any: killed one by one, a survivor (the receiver) sees
@@ -390,7 +365,7 @@ fn a_stage_unit_started_during_run_here_waits_for_it_then_runs() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_partial_file(&installed.path("dst"), &mut here);
+    crate::util::wait_for_partial_file(&installed.path("dst"), Some(&mut here));
 
     // The timer's run meanwhile: the unit waits, and says so, instead of failing.
     let unit = "backup@waitcopy.service";

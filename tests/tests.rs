@@ -19,6 +19,7 @@ mod manpages;
 mod nixos_module;
 mod notify;
 mod package;
+mod patterns;
 mod prometheus;
 mod restic;
 mod run_here;

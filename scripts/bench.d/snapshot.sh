@@ -17,7 +17,7 @@ work=$(mktemp -d "${TMPDIR:-/var/tmp}/bench-snapshot.XXXXXX")
 device=
 cleanup() {
 	umount -l "$work/mnt" 2>/dev/null || true
-	[[ -n $device ]] && losetup -d "$device" 2>/dev/null || true
+	if [[ -n $device ]]; then losetup -d "$device" 2>/dev/null || true; fi
 	rm -rf "$work"
 }
 trap cleanup EXIT

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::exit::{Class, Classify};
+use crate::patterns::{Dialect, Matcher};
 use crate::stages::manifest::cache::Cache;
 use crate::stages::manifest::diff::{self, Ignore};
-use crate::stages::manifest::exclude::Excludes;
 use crate::stages::manifest::format::{Manifest, display_bytes};
 use crate::stages::manifest::walk::{self, Counters, WalkOptions};
 
@@ -61,7 +61,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     // Every file is read: a restore must be checked by its bytes, never by a cache.
     let options = WalkOptions {
-        excludes: Excludes::new(&args.exclude, &[])?,
+        excludes: Matcher::new(Dialect::Restic, &args.exclude)?,
         ..WalkOptions::default()
     };
     let no_cache = Cache::default();

@@ -781,9 +781,9 @@ impl StageKind for Spec {
     const DRILL: Option<super::drill::Drill<Self>> =
         Some(super::drill::Drill::of("a git stage in commit mode"));
 
-    fn excludes(&self) -> crate::stages::Excludes {
+    fn excludes(&self) -> crate::stages::ToolExcludes {
         // As `commit` mode's rsync is told (nested repositories' .git left out).
-        crate::stages::Excludes {
+        crate::stages::ToolExcludes {
             patterns: std::iter::once(".git".to_string())
                 .chain(self.exclude.iter().cloned())
                 .collect(),

@@ -95,8 +95,8 @@ pub trait StageKind:
 
     /// What the stage leaves out of its [`Needs::sources`] (`backupctl coverage`). Default:
     /// nothing.
-    fn excludes(&self) -> Excludes {
-        Excludes::default()
+    fn excludes(&self) -> ToolExcludes {
+        ToolExcludes::default()
     }
 
     /// Runs the stage. Progress goes to `ctx.report`; figures for the summary are returned.
@@ -114,7 +114,7 @@ pub type PlaceInStore<K> = fn(&mut K, &Path) -> Result<(), SpecError>;
 
 /// What a stage leaves out of its sources, as its tool is told (see [`StageKind::excludes`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Excludes {
+pub struct ToolExcludes {
     /// Whose pattern syntax `patterns` follow.
     pub dialect: Dialect,
     /// Patterns as written in the config (`exclude`).
@@ -125,14 +125,8 @@ pub struct Excludes {
     pub exclude_caches: bool,
 }
 
-/// The pattern syntax of [`Excludes::patterns`]: rsync anchors `/…` at the transfer root,
-/// restic at the file system's root.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Dialect {
-    #[default]
-    Rsync,
-    Restic,
-}
+/// The pattern syntax of [`ToolExcludes::patterns`] (see [`crate::patterns`]).
+pub use crate::patterns::Dialect;
 
 /// What a stage is for (the `purpose` label of `backupctl_stage_info`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,7 +284,7 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     /// See [`StageKind::other_reads`].
     fn other_reads(&self) -> Vec<PathBuf>;
     /// See [`StageKind::excludes`].
-    fn excludes(&self) -> Excludes;
+    fn excludes(&self) -> ToolExcludes;
     /// See [`StageKind::run`].
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
     /// See [`StageKind::purpose`].
@@ -326,7 +320,7 @@ impl<K: StageKind> AnyKind for K {
     fn other_reads(&self) -> Vec<PathBuf> {
         StageKind::other_reads(self)
     }
-    fn excludes(&self) -> Excludes {
+    fn excludes(&self) -> ToolExcludes {
         StageKind::excludes(self)
     }
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {

@@ -33,7 +33,9 @@ use crate::process::ToolError;
 use crate::report::Figures;
 
 pub use self::context::{StageContext, new_id};
-pub use self::kind::{AnyKind, Capability, Dialect, Entry, Excludes, KindSpec, Purpose, StageKind};
+pub use self::kind::{
+    AnyKind, Capability, Dialect, Entry, KindSpec, Purpose, StageKind, ToolExcludes,
+};
 pub use crate::needs::Needs;
 
 /// Every stage kind, in the order the help texts list them.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     SystemdLock, backupctl_path, ok, require_tool, run, systemctl_user, systemd_lock,
-    systemd_user_env, write_config,
+    systemd_user_env, write, write_config,
 };
 
 /// The runtime directory that outranks `~/.config/systemd/user` in the user manager's search
@@ -24,11 +24,7 @@ pub const RUNS: &str = "/root/.local/state/backupctl/runs.jsonl";
 
 /// The run records in [`RUNS`], oldest first (none when there is no file yet).
 pub fn run_records() -> Vec<serde_json::Value> {
-    std::fs::read_to_string(RUNS)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    super::read_run_records(Path::new(RUNS))
 }
 
 /// The newest run record of `stage` in the user manager's state directory.
@@ -74,6 +70,31 @@ pub fn remove_generated_units() {
     let _ = run(systemctl_user().arg("reset-failed"));
 }
 
+/// Units a test generated into [`UNIT_DIR`], removed (with what `generate` listed in its
+/// manifest) when dropped.
+pub struct InstalledUnits;
+
+impl Drop for InstalledUnits {
+    fn drop(&mut self) {
+        remove_generated_units();
+    }
+}
+
+/// The one unit installer: generates the units of `backupctl` (a command that carries its
+/// `--config` and `--user`) into [`UNIT_DIR`] and reloads the manager. Hold
+/// [`systemd_lock`] meanwhile; the units go when the result is dropped.
+pub fn install_units(backupctl: Command) -> InstalledUnits {
+    generate_units(backupctl);
+    InstalledUnits
+}
+
+/// [`install_units`] for an owner that removes the units itself ([`Installed`]).
+fn generate_units(mut backupctl: Command) {
+    systemd_user_env();
+    ok(backupctl.args(["generate", "--output", UNIT_DIR]));
+    ok(systemctl_user().arg("daemon-reload"));
+}
+
 /// A job installed in the user manager; removed again on drop.
 pub struct Installed {
     pub root: PathBuf,
@@ -110,11 +131,9 @@ impl Installed {
     }
 
     fn generate(&self) {
-        ok(Command::new(&self.binary)
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--user", "generate", "--output", UNIT_DIR]));
-        ok(systemctl_user().arg("daemon-reload"));
+        let mut backupctl = Command::new(&self.binary);
+        backupctl.arg("--config").arg(&self.config).arg("--user");
+        generate_units(backupctl);
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -154,5 +173,76 @@ impl Drop for Installed {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.root);
         }
+    }
+}
+
+/// The generated template and one stage's drop-in, installed into the user manager's runtime
+/// unit directory under a name of this test's own (`snaptest-PID@.service`), so that tests of
+/// other worktrees sharing the manager never see them (no [`systemd_lock`] needed); removed
+/// again on drop. `backupctl` carries its `--config` and `--user`; `generated` is where the
+/// units are generated first.
+pub struct InstalledStage {
+    pub unit: String,
+    files: Vec<PathBuf>,
+}
+
+impl InstalledStage {
+    #[track_caller]
+    pub fn install(mut backupctl: Command, generated: &Path, stage: &str, tag: &str) -> Self {
+        ok(backupctl.args(["generate", "--output"]).arg(generated));
+        let runtime = systemd_user_env()
+            .iter()
+            .find(|(key, _)| key == "XDG_RUNTIME_DIR")
+            .map(|(_, value)| PathBuf::from(value))
+            .expect("XDG_RUNTIME_DIR of the user manager");
+        let dir = runtime.join("systemd/user");
+        let template = format!("snaptest-{tag}-{}@.service", std::process::id());
+        let unit = template.replace("@.", &format!("@{stage}."));
+        let drop_in = dir.join(format!("{unit}.d/backupctl.conf"));
+        write(
+            &dir.join(&template),
+            std::fs::read(generated.join("backup@.service")).unwrap(),
+        );
+        write(
+            &drop_in,
+            std::fs::read(generated.join(format!("backup@{stage}.service.d/backupctl.conf")))
+                .unwrap(),
+        );
+        ok(systemctl_user().arg("daemon-reload"));
+        InstalledStage {
+            unit,
+            files: vec![dir.join(template), drop_in],
+        }
+    }
+
+    pub fn state(&self) -> String {
+        ok(systemctl_user()
+            .args(["show", "--value", "-p", "ActiveState"])
+            .arg(&self.unit))
+        .trim()
+        .to_string()
+    }
+
+    /// The unit's journal (MESSAGE fields) of this test run.
+    pub fn journal(&self) -> String {
+        ok(Command::new("journalctl")
+            .arg(format!("_SYSTEMD_USER_UNIT={}", self.unit))
+            .args(["-o", "cat", "--no-pager"]))
+    }
+}
+
+impl Drop for InstalledStage {
+    fn drop(&mut self) {
+        let _ = systemctl_user().arg("stop").arg(&self.unit).status();
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+            if let Some(dir) = file
+                .parent()
+                .filter(|d| d.extension().is_some_and(|ext| ext == "d"))
+            {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        let _ = systemctl_user().arg("daemon-reload").status();
     }
 }

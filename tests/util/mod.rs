@@ -50,6 +50,43 @@ pub fn rsync_partial_file(dest: &Path, name: &str) -> Option<PathBuf> {
         })
 }
 
+/// Waits until rsync's temporary file `.big.bin.XXXXXX` in `dest` has bytes: the copy is
+/// under way. With `running`, fails the test if that process ended first.
+#[track_caller]
+pub fn wait_for_partial_file(
+    dest: &Path,
+    mut running: Option<&mut std::process::Child>,
+) -> PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(partial) = rsync_partial_file(dest, "big.bin") {
+            return partial;
+        }
+        if let Some(child) = running.as_deref_mut()
+            && let Some(status) = child.try_wait().unwrap()
+        {
+            panic!("the run ended ({status}) before its copy was seen under way");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rsync wrote no temporary file into {} within 60 s",
+            dest.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The run records in the file `runs` (a `runs.jsonl`), oldest first; none when there is
+/// no file yet. A line that is not a record fails the test.
+#[track_caller]
+pub fn read_run_records(runs: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(runs)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", runs.display())))
+        .collect()
+}
+
 /// `backupctl --user --config CONFIG` with its state and cache in DIR (so tests never share
 /// run records or locks), and none of the notifier's or a unit's environment inherited.
 pub fn backupctl_user(dir: &Path, config: &Path) -> Command {

@@ -2,7 +2,6 @@
 //! the sample restored with `restic restore` into the drill's scratch directory.
 
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -152,7 +151,8 @@ impl RestoreSample for Restic<'_> {
         let mut batch_bytes = 0;
         for file in files.iter().filter(|_| !everything) {
             let mut arg = OsString::from("--include=");
-            arg.push(escape_pattern(&file.source));
+            // A path as a restic include pattern that matches only itself.
+            arg.push(crate::patterns::escape(&file.source));
             if batch_bytes + arg.len() > MAX_INCLUDE_BYTES && batch_bytes > 0 {
                 batches.push(Vec::new());
                 batch_bytes = 0;
@@ -184,36 +184,11 @@ impl RestoreSample for Restic<'_> {
     }
 }
 
-/// A path as a restic include pattern that matches only itself.
-fn escape_pattern(path: &Path) -> OsString {
-    let mut out = Vec::new();
-    for &byte in path.as_os_str().as_bytes() {
-        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(byte);
-    }
-    std::ffi::OsStr::from_bytes(&out).to_os_string()
-}
-
 fn restic_failed(what: &str, error: crate::process::ToolError) -> StageError {
     match error {
         crate::process::ToolError::Interrupted => StageError::Interrupted,
         other => StageError::Failed(format!(
             "drill: restic could not {what}, the backup does not restore: {other}"
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn include_patterns_match_only_the_path() {
-        assert_eq!(
-            escape_pattern(Path::new("/a/b[1]*.txt")),
-            OsString::from("/a/b\\[1\\]\\*.txt")
-        );
     }
 }

@@ -14,7 +14,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use rayon::prelude::*;
 
-use crate::stages::manifest::exclude::Excludes;
+use crate::patterns::Matcher;
 
 /// How a repository was found on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub fn is_git_dir(dir: &Path) -> bool {
 /// Every repository under `roots`, sorted by path; problems (directories that could not be
 /// opened or read to the end: repositories below them may be missed) are returned beside
 /// them.
-pub fn find(roots: &[PathBuf], excludes: &Excludes) -> (Vec<Found>, Vec<String>) {
+pub fn find(roots: &[PathBuf], excludes: &Matcher) -> (Vec<Found>, Vec<String>) {
     let problems = Mutex::new(Vec::new());
     let mut found: Vec<Found> = roots
         .par_iter()
@@ -81,7 +81,7 @@ fn failing<'a>(
     })
 }
 
-fn walk(dir: &Path, excludes: &Excludes, problems: &Mutex<Vec<String>>) -> Vec<Found> {
+fn walk(dir: &Path, excludes: &Matcher, problems: &Mutex<Vec<String>>) -> Vec<Found> {
     if crate::signals::stopped() {
         return Vec::new();
     }
@@ -160,7 +160,7 @@ fn walk(dir: &Path, excludes: &Excludes, problems: &Mutex<Vec<String>>) -> Vec<F
                 has_head |= name == b"HEAD";
                 if file_type == Type::Directory {
                     let path = dir.join(OsStr::from_bytes(name));
-                    if !excludes.is_excluded(&path) {
+                    if !excludes.is_excluded(&path, true) {
                         subdirs.push(path);
                     }
                 }
@@ -201,12 +201,12 @@ mod tests {
         std::fs::create_dir_all(root.path().join("fine/.git")).unwrap();
         let roots = [root.path().to_path_buf()];
 
-        let (found, problems) = find(&roots, &Excludes::default());
+        let (found, problems) = find(&roots, &Matcher::default());
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(problems.is_empty(), "{problems:?}");
 
         *FAIL_READDIR.lock().unwrap() = Some(broken.clone());
-        let (found, problems) = find(&roots, &Excludes::default());
+        let (found, problems) = find(&roots, &Matcher::default());
         *FAIL_READDIR.lock().unwrap() = None;
         assert!(found.iter().any(|f| f.path == root.path().join("fine")));
         assert_eq!(

@@ -19,9 +19,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Needs, Outcome, SpecError, StageError, StageKind, require_absolute};
+use crate::patterns::{Dialect, Matcher};
 use crate::report::{Figures, Progress};
 use crate::stages::StageContext;
-use crate::stages::manifest::exclude::Excludes;
 
 pub use inspect::RepoState;
 
@@ -90,9 +90,9 @@ impl StageKind for Spec {
         let output = self.output_dir(&ctx.state_dir, &ctx.stage.name);
         std::fs::create_dir_all(&output)
             .map_err(|e| StageError::io(format!("cannot create {}", output.display()), e))?;
-        let excludes = Excludes::new(
+        let excludes = Matcher::new(
+            Dialect::Restic,
             &crate::stages::manifest::exclude::pattern_texts(&self.exclude),
-            &[],
         )
         .map_err(|error| StageError::Failed(error.to_string()))?;
         let roots: Vec<PathBuf> = self
@@ -182,6 +182,6 @@ fn inspect_all(ctx: &StageContext, found: &[find::Found]) -> Vec<RepoState> {
 
 /// Inspects the repositories under `roots` without a stage context (tests, benchmarks).
 pub fn scan(roots: &[PathBuf]) -> Vec<RepoState> {
-    let (found, _) = find::find(roots, &Excludes::default());
+    let (found, _) = find::find(roots, &Matcher::default());
     found.par_iter().map(inspect::inspect).collect()
 }

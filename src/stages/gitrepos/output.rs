@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use super::inspect::RepoState;
 use crate::stages::StageError;
-use crate::stages::manifest::exclude::escape_pattern;
 use crate::stages::manifest::write_atomically;
 
 #[derive(Serialize)]
@@ -72,20 +71,21 @@ pub fn write_excludes(
     repos: &[RepoState],
     excludable: &[bool],
 ) -> Result<(), StageError> {
-    let mut text = String::from(
+    let mut text = Vec::from(
         "# Written by backupctl's gitrepos stage: git directories of repositories whose every\n\
          # commit is on a remote, with nothing uncommitted, untracked or stashed.\n\
-         # restore-repos.sh beside this file brings them back. Absolute paths, wildcards escaped.\n",
+         # restore-repos.sh beside this file brings them back. Absolute paths, wildcards escaped.\n"
+            .as_bytes(),
     );
     for (repo, _) in repos.iter().zip(excludable).filter(|(_, yes)| **yes) {
         let excluded = excluded_path(repo);
         // A line cannot hold a newline: such a repository is simply backed up.
         if !excluded.as_os_str().as_encoded_bytes().contains(&b'\n') {
-            text.push_str(&escape_pattern(&excluded));
-            text.push('\n');
+            text.extend_from_slice(crate::patterns::escape(&excluded).as_encoded_bytes());
+            text.push(b'\n');
         }
     }
-    write_atomically(path, text.as_bytes())
+    write_atomically(path, &text)
 }
 
 /// Single-quotes a word for sh.

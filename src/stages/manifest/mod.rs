@@ -18,6 +18,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Needs, Outcome, SpecError, StageError, StageKind, require_absolute};
+use crate::patterns::{Dialect, Matcher};
 use crate::report::{Figures, Progress};
 use crate::stages::StageContext;
 
@@ -131,9 +132,12 @@ impl StageKind for Spec {
             .iter()
             .map(|f| f.get_ref().clone())
             .collect();
-        let excludes =
-            exclude::Excludes::new(&exclude::pattern_texts(&self.exclude), &exclude_files)
-                .map_err(|e| StageError::Failed(e.to_string()))?;
+        let excludes = Matcher::with_files(
+            Dialect::Restic,
+            &exclude::pattern_texts(&self.exclude),
+            &exclude_files,
+        )
+        .map_err(|e| StageError::Failed(e.to_string()))?;
         let options = walk::WalkOptions {
             excludes,
             one_file_system: self.one_file_system,

@@ -34,8 +34,8 @@ use nix::sys::stat::{FileStat, Mode};
 use rayon::prelude::*;
 
 use super::cache::{Cache, Stat};
-use super::exclude::Excludes;
 use super::format::{Entry, FileType, Manifest};
+use crate::patterns::Matcher;
 
 /// Files at least this big are hashed with memory maps over several threads (blake3's
 /// `update_mmap_rayon`); smaller ones are read in one thread, which is faster for them.
@@ -49,7 +49,7 @@ const PATH_MAX: usize = libc::PATH_MAX as usize;
 /// What a walk skips.
 #[derive(Debug, Default)]
 pub struct WalkOptions {
-    pub excludes: Excludes,
+    pub excludes: Matcher,
     /// Do not descend into directories on other filesystems.
     pub one_file_system: bool,
     /// Absolute paths never entered (our own output and cache, when inside a source).
@@ -340,7 +340,7 @@ impl Walker<'_> {
     /// Whether the entry `name` of `dir` is excluded or one of our own directories.
     fn left_out(&self, dir: &Path, name: &CStr) -> bool {
         let path = dir.join(OsStr::from_bytes(name.to_bytes()));
-        self.options.skip.contains(&path) || self.options.excludes.is_excluded(&path)
+        self.options.skip.contains(&path) || self.options.excludes.is_excluded(&path, false)
     }
 
     /// The entry for `stat`, found in `dir`; `read_link` gives a symlink's target.

@@ -314,8 +314,8 @@ impl StageKind for Spec {
         }
     }
 
-    fn excludes(&self) -> crate::stages::Excludes {
-        crate::stages::Excludes {
+    fn excludes(&self) -> crate::stages::ToolExcludes {
+        crate::stages::ToolExcludes {
             dialect: crate::stages::Dialect::Rsync,
             patterns: self.exclude.clone(),
             files: self
