@@ -60,9 +60,12 @@ impl StageKind for Spec {
         let mut needs = Needs::default();
         for stage in ctx.config.stages_of(&ctx.stage.job) {
             needs.merge(stage.kind.needs());
+            let cleanup = stage.cleanup.as_deref().and_then(crate::needs::program_path);
+            needs.trusted.extend(cleanup);
         }
         if let Some(notify) = &ctx.config.notify {
             needs.merge(Needs {
+                trusted: notify.programs(),
                 secrets: notify.secret_files(),
                 ..Needs::default()
             });

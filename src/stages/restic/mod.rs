@@ -193,6 +193,19 @@ fn local_path(repository: &str) -> Option<&str> {
 }
 
 impl Spec {
+    /// What decides what this stage does, by path (`Needs::trusted`): the programs of
+    /// `stdin_from` and `password_command` when named by path, the lists restic reads.
+    fn trusted_files(&self) -> Vec<PathBuf> {
+        let programs = [&self.stdin_from, &self.password_command]
+            .into_iter()
+            .flatten()
+            .filter_map(|argv| crate::needs::program_path(argv.get_ref()));
+        let lists = self.exclude_file.iter().chain(&self.files_from);
+        programs
+            .chain(lists.map(|file| file.get_ref().clone()))
+            .collect()
+    }
+
     /// The local repository directory, when the repository is given and local.
     pub fn local_repository(&self) -> Option<PathBuf> {
         self.repository
@@ -643,6 +656,7 @@ impl StageKind for Spec {
                 .collect(),
             capabilities: vec![],
             credentials,
+            trusted: self.trusted_files(),
             sources: self
                 .paths
                 .iter()
