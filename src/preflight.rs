@@ -209,8 +209,8 @@ pub fn check_secret(path: &Path) -> Check {
 pub fn check_trusted(path: &Path) -> Check {
     use std::os::unix::fs::MetadataExt;
     let item = path.display().to_string();
-    let result = crate::trust::check(path, "the file", crate::trust::Reader::current())
-        .and_then(|()| {
+    let result =
+        crate::trust::check(path, "the file", crate::trust::Reader::current()).and_then(|()| {
             std::fs::metadata(path).map_err(|source| crate::trust::TrustError::Unreadable {
                 what: "the file",
                 path: path.to_path_buf(),

@@ -123,7 +123,11 @@ impl TrustError {
         };
         let subject = match kind {
             EntryKind::TheFile if entry != file => {
-                format!("{what} {} (a symlink to {})", file.display(), entry.display())
+                format!(
+                    "{what} {} (a symlink to {})",
+                    file.display(),
+                    entry.display()
+                )
             }
             EntryKind::TheFile => format!("{what} {}", file.display()),
             EntryKind::Directory => format!(

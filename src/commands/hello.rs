@@ -25,7 +25,10 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
             other.writes.clear();
         }
         needs.merge(other);
-        let cleanup = stage.cleanup.as_deref().and_then(crate::needs::program_path);
+        let cleanup = stage
+            .cleanup
+            .as_deref()
+            .and_then(crate::needs::program_path);
         needs.trusted.extend(cleanup);
     }
     if let Some(notify) = &config.notify {

@@ -60,7 +60,10 @@ impl StageKind for Spec {
         let mut needs = Needs::default();
         for stage in ctx.config.stages_of(&ctx.stage.job) {
             needs.merge(stage.kind.needs());
-            let cleanup = stage.cleanup.as_deref().and_then(crate::needs::program_path);
+            let cleanup = stage
+                .cleanup
+                .as_deref()
+                .and_then(crate::needs::program_path);
             needs.trusted.extend(cleanup);
         }
         if let Some(notify) = &ctx.config.notify {
