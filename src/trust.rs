@@ -357,3 +357,86 @@ pub fn describe_access(mode: u32) -> Option<String> {
         (Some(g), Some(o)) => Some(format!("{g} by its group, {o} by others")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A file in its own directory under the test's scratch directory (in the sticky /tmp).
+    fn scratch() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sub/file");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(&file, "x").unwrap();
+        chmod(&file, 0o644);
+        (dir, file)
+    }
+
+    #[test]
+    fn the_readers_rule_decides_what_group_write_means() {
+        let (_dir, file) = scratch();
+        chmod(&file, 0o664);
+        assert!(check(&file, "the file", Reader::Root).is_err());
+        // A user's own file (or root's) may be written by its group, not by others.
+        std::os::unix::fs::chown(&file, Some(65534), None).expect("the tests run as root");
+        check(&file, "the file", Reader::User(65534)).unwrap();
+        let foreign = check(&file, "the file", Reader::User(12345)).unwrap_err();
+        assert!(
+            foreign.problem().contains("not to uid 12345 or root"),
+            "{foreign}"
+        );
+        chmod(&file, 0o646);
+        let error = check(&file, "the file", Reader::User(65534)).unwrap_err();
+        assert_eq!(error.fix(), format!("chmod o-w {}", file.display()));
+    }
+
+    #[test]
+    fn a_writable_directory_is_refused_unless_sticky() {
+        let (_dir, file) = scratch();
+        let sub = file.parent().unwrap();
+        chmod(sub, 0o757);
+        let error = check(&file, "the file", Reader::Root).unwrap_err();
+        assert!(
+            matches!(&error, TrustError::Untrusted { entry, kind: EntryKind::Directory, .. } if entry == sub),
+            "{error}"
+        );
+        assert_eq!(error.fix(), format!("chmod go-w {}", sub.display()));
+        chmod(sub, 0o1757);
+        check(&file, "the file", Reader::Root).unwrap();
+        // The sticky bit does not help the file itself.
+        chmod(&file, 0o1646);
+        assert!(check(&file, "the file", Reader::Root).is_err());
+    }
+
+    #[test]
+    fn symlinks_and_dot_dot_are_followed_as_the_kernel_does() {
+        let (dir, file) = scratch();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o777);
+        // Through the writable directory and back out: the walk passes `open`, which anyone
+        // could swap for a link elsewhere.
+        let through = dir.path().join("open/../sub/file");
+        assert!(check(&through, "the file", Reader::Root).is_err());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("sub/file", &link).unwrap();
+        check(&link, "the file", Reader::Root).unwrap();
+        let loop_link = dir.path().join("loop");
+        std::os::unix::fs::symlink("loop", &loop_link).unwrap();
+        assert!(matches!(
+            check(&loop_link, "the file", Reader::Root),
+            Err(TrustError::Loop { .. })
+        ));
+    }
+
+    #[test]
+    fn a_fix_quotes_a_path_a_shell_would_split() {
+        assert_eq!(shell_word(Path::new("/etc/a b")), "'/etc/a b'");
+        assert_eq!(shell_word(Path::new("/etc/backupctl")), "/etc/backupctl");
+    }
+}
