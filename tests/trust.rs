@@ -273,27 +273,67 @@ fn a_writable_exec_script_is_reported_by_hello_and_refused_by_its_stage() {
     );
 }
 
-#[test]
-fn state_files_keep_their_modes_under_a_permissive_umask() {
-    // `run --here` has no unit UMask=: with umask 000 the run records, their lock, the stage
-    // lock and their directories must still be writable by root alone.
-    let root = tempdir();
-    let config = crate::util::write_config(
-        root.path(),
-        "[stage.x]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n",
-    );
-    let state = root.path().join("state/backupctl");
+/// `backupctl --user --config CONFIG ARGS` with umask 000, as `run --here` from a careless
+/// shell: no unit `UMask=` narrows what it creates.
+fn with_umask_000(root: &Path, config: &Path, args: &[&str]) {
     let output = run(Command::new("sh")
         .args(["-c", "umask 000 && exec \"$@\"", "sh"])
         .arg(crate::util::backupctl_path())
-        .env("STATE_DIRECTORY", &state)
+        .env("STATE_DIRECTORY", root.join("state/backupctl"))
+        .env("XDG_CACHE_HOME", root.join("cache"))
         .env_remove("BACKUPCTL_CONFIG")
         .args(["--user", "--config"])
-        .arg(&config)
-        .args(["run", "--here"]));
+        .arg(config)
+        .args(args));
     assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn state_files_keep_their_modes_under_a_permissive_umask() {
+    require_tool("restic");
+    // Run records, their lock, stage locks, the metrics file and the drill's directories
+    // must stay writable by root alone, so no other user changes what status or Prometheus
+    // report; a drill of a world-writable tree restores it inside its 0700 scratch directory.
+    let root = tempdir();
+    let source = root.path().join("source/open");
+    write(&source.join("file"), "restored bytes");
+    chmod(&source.join("file"), 0o666);
+    chmod(&source, 0o777);
+    crate::util::write_secret(&root.path().join("password"), "secret");
+    std::fs::create_dir(root.path().join("textfile")).unwrap();
+    let config = crate::util::write_config(
+        root.path(),
+        r#"
+[metrics]
+textfile = "@ROOT@/textfile/backupctl.prom"
+
+[jobs.drill]
+
+[stage.home]
+kind = "restic"
+repository = "@ROOT@/repo"
+password_file = "@ROOT@/password"
+init = true
+paths = ["@ROOT@/source"]
+
+[stage.drill-home]
+job = "drill"
+kind = "drill"
+stage = "home"
+sample = "100%"
+"#,
+    );
+    with_umask_000(root.path(), &config, &["run", "--here"]);
+    with_umask_000(root.path(), &config, &["run", "--here", "drill"]);
+    let state = root.path().join("state/backupctl");
+    assert!(state.join("runs.jsonl").exists());
+    assert!(state.join("drill").is_dir());
+    assert!(root.path().join("textfile/backupctl.prom").exists());
     let mut seen = 0;
-    for entry in walkdir(&root.path().join("state")) {
+    for entry in walkdir(&root.path().join("state"))
+        .into_iter()
+        .chain(walkdir(&root.path().join("textfile")))
+    {
         let mode = std::fs::symlink_metadata(&entry)
             .unwrap()
             .permissions()
@@ -301,8 +341,9 @@ fn state_files_keep_their_modes_under_a_permissive_umask() {
         assert_eq!(mode & 0o022, 0, "{} has mode {mode:o}", entry.display());
         seen += 1;
     }
-    assert!(state.join("runs.jsonl").exists());
-    assert!(seen >= 3, "only {seen} entries in the state directory");
+    assert!(seen >= 6, "only {seen} entries in the state directory");
+    // The scratch directory is gone once the drill has compared the files.
+    assert_eq!(std::fs::read_dir(state.join("drill")).unwrap().count(), 0);
 }
 
 fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -767,9 +767,15 @@ impl RunMarker {
     fn set(&self) {
         // Best effort: without the marker only the automatic unlock of a later run is lost.
         if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+            let _ = crate::paths::create_dir(dir);
         }
-        let _ = std::fs::write(&self.path, std::process::id().to_string());
+        let pid = std::process::id().to_string();
+        let _ = crate::paths::write_atomically(
+            &self.path,
+            pid.as_bytes(),
+            crate::paths::Fsync::No,
+            None,
+        );
     }
 
     fn clear(&self) {
