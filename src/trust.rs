@@ -415,7 +415,7 @@ mod tests {
 
     #[test]
     fn symlinks_and_dot_dot_are_followed_as_the_kernel_does() {
-        let (dir, file) = scratch();
+        let (dir, _file) = scratch();
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
         chmod(&open, 0o777);
