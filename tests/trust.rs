@@ -242,9 +242,14 @@ fn a_writable_exec_script_is_reported_by_hello_and_refused_by_its_stage() {
     let script = root.path().join("bin/export.sh");
     write(&script, "#!/bin/sh\necho exported\n");
     chmod(&script, 0o777);
+    // The stage's `cleanup` and the notify `command` are programs by path too.
+    for other in ["cleanup.sh", "mail.sh"] {
+        write(&root.path().join("bin").join(other), "#!/bin/sh\n");
+        chmod(&root.path().join("bin").join(other), 0o775);
+    }
     let config = crate::util::write_config(
         root.path(),
-        "[stage.export]\nkind = \"exec\"\ncommand = [\"@ROOT@/bin/export.sh\"]\n",
+        "[notify.command]\ncommand = [\"@ROOT@/bin/mail.sh\"]\n\n[stage.export]\nkind = \"exec\"\ncommand = [\"@ROOT@/bin/export.sh\"]\ncleanup = [\"@ROOT@/bin/cleanup.sh\", \"now\"]\n",
     );
     let expected = "the file @ROOT@/bin/export.sh is writable by its group and others (owner root, group root, mode 0777): whoever may write it decides what runs as root; run: chmod go-w @ROOT@/bin/export.sh";
     let hello = run(crate::util::backupctl_user(root.path(), &config).arg("hello"));
@@ -256,13 +261,26 @@ fn a_writable_exec_script_is_reported_by_hello_and_refused_by_its_stage() {
             && line.ends_with(expected)),
         "{table}"
     );
+    for other in ["cleanup.sh", "mail.sh"] {
+        let fail = format!(
+            "the file @ROOT@/bin/{other} is writable by its group (owner root, group root, mode 0775)"
+        );
+        assert!(
+            table
+                .lines()
+                .any(|line| line.starts_with("trusted") && line.contains(&fail)),
+            "{table}"
+        );
+    }
     let stage = run(crate::util::backupctl_user(root.path(), &config).args(["stage", "export"]));
     assert_eq!(stage.status.code(), Some(3), "{}", stderr(&stage));
     let said = placeholder::collapse(&stderr(&stage), root.path());
     assert!(said.contains(expected), "{said}");
     assert!(!said.contains("exported"), "the script ran: {said}");
     // Fixed as the message says, it runs; hello shows its owner and mode.
-    chmod(&script, 0o755);
+    for program in ["export.sh", "cleanup.sh", "mail.sh"] {
+        chmod(&root.path().join("bin").join(program), 0o755);
+    }
     let stage = run(crate::util::backupctl_user(root.path(), &config).args(["stage", "export"]));
     assert_eq!(stage.status.code(), Some(0), "{}", stderr(&stage));
     let hello = run(crate::util::backupctl_user(root.path(), &config).arg("hello"));
