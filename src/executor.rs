@@ -294,6 +294,15 @@ fn check_secrets(stage: &Stage) -> Result<(), StageError> {
                 .map_err(|error| StageError::Preflight(error.to_string()))?;
         }
     }
+    // What the stage runs or feeds its tool by path: only its user and root may change it.
+    let cleanup = stage
+        .cleanup
+        .as_deref()
+        .and_then(crate::needs::program_path);
+    for path in needs.trusted.iter().chain(&cleanup) {
+        crate::trust::check(path, "the file", crate::trust::Reader::current())
+            .map_err(|error| StageError::Preflight(error.to_string()))?;
+    }
     Ok(())
 }
 

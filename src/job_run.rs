@@ -180,7 +180,7 @@ fn write_note(path: &Path, note: &Note) {
         .map_err(std::io::Error::from)
         .and_then(|bytes| {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
+                crate::paths::create_dir(parent)?;
             }
             crate::paths::write_atomically(path, &bytes, crate::paths::Fsync::No, None)
         });

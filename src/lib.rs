@@ -34,4 +34,5 @@ pub mod stages;
 pub mod status;
 pub mod store;
 pub mod tool;
+pub mod trust;
 pub mod units;

@@ -37,7 +37,7 @@ pub fn update(config: &Config, scope: Scope) -> Result<(), MetricsError> {
         source,
     };
     let state = crate::paths::state_dir(scope);
-    std::fs::create_dir_all(&state).map_err(wrap)?;
+    crate::paths::create_dir(&state).map_err(wrap)?;
     let _lock = lock(&state.join("metrics.lock"), LOCK_WAIT).map_err(wrap)?;
     let records = run_records::read(&state).map_err(wrap)?;
     let schedules = Schedules::of(config);
@@ -75,7 +75,15 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Takes the writers' lock, waiting at most `wait`.
 fn lock(path: &Path, wait: Duration) -> std::io::Result<Flock<File>> {
     let deadline = Instant::now() + wait;
-    let mut file = File::create(path)?;
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(path)?
+    };
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(lock),

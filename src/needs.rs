@@ -26,6 +26,19 @@ pub struct Needs {
     /// from `$CREDENTIALS_DIRECTORY/NAME`, so the secret file may stay readable by root only
     /// even when the stage runs as another user.
     pub credentials: Vec<(String, PathBuf)>,
+    /// Files that decide what the stage does, named by path: programs it runs (exec
+    /// `command[0]`, `stdin_from[0]`, …; see [`program_path`]) and lists its tool reads
+    /// (`exclude_from`, `files_from`). Whoever may write one runs commands as the stage's
+    /// user, so `hello` and the stage check them (`crate::trust`).
+    pub trusted: Vec<PathBuf>,
+}
+
+/// The path of a program named in an argv, when it is named by path; `None` for a plain name
+/// found through `PATH` (`restic`, `pg_dump`): that comes from the system, and is not checked.
+pub fn program_path(argv: &[String]) -> Option<PathBuf> {
+    argv.first()
+        .filter(|program| program.contains('/'))
+        .map(PathBuf::from)
 }
 
 impl Needs {
@@ -51,6 +64,7 @@ impl Needs {
         union(&mut self.capabilities, other.capabilities);
         union(&mut self.sources, other.sources);
         union(&mut self.credentials, other.credentials);
+        union(&mut self.trusted, other.trusted);
     }
 }
 

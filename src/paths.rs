@@ -99,14 +99,20 @@ pub fn write_atomically(
     mode: Option<u32>,
 ) -> std::io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("/"));
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
     name.push(format!(".{}.tmp", std::process::id()));
     let temporary = dir.join(name);
     let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
+        // 0644 at most, whatever the umask: no other user may change what readers see.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&temporary)?;
         if let Some(mode) = mode {
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
@@ -120,6 +126,17 @@ pub fn write_atomically(
         let _ = std::fs::remove_file(&temporary);
     }
     result
+}
+
+/// Creates `dir` and its missing parents with mode 0755 at most (a umask of 0 would make
+/// them writable by everyone, and then anyone could replace the run records `status` and
+/// the metrics report).
+pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
 }
 
 /// Why [`read_regular`] refused a file.

@@ -40,6 +40,9 @@ pub fn run_checks(needs: &Needs, extra_tools: &[String], min_free: u64) -> Vec<C
     for path in secrets {
         checks.push(check_secret(path));
     }
+    for path in needs.trusted.iter().collect::<BTreeSet<_>>() {
+        checks.push(check_trusted(path));
+    }
     for remote in needs.remotes.iter().collect::<BTreeSet<_>>() {
         checks.push(Check {
             what: "remote",
@@ -194,6 +197,39 @@ pub fn check_secret(path: &Path) -> Check {
         },
         Err(error) => Check {
             what: "secret",
+            item,
+            ok: false,
+            detail: error.to_string(),
+        },
+    }
+}
+
+/// A program or list a stage uses by path, checked as the stage will check it
+/// ([`crate::trust::check`], for the user this runs as).
+pub fn check_trusted(path: &Path) -> Check {
+    use std::os::unix::fs::MetadataExt;
+    let item = path.display().to_string();
+    let result =
+        crate::trust::check(path, "the file", crate::trust::Reader::current()).and_then(|()| {
+            std::fs::metadata(path).map_err(|source| crate::trust::TrustError::Unreadable {
+                what: "the file",
+                path: path.to_path_buf(),
+                source,
+            })
+        });
+    match result {
+        Ok(meta) => Check {
+            what: "trusted",
+            item,
+            ok: true,
+            detail: format!(
+                "owner {}, mode {:04o}",
+                crate::trust::user_name(meta.uid()),
+                meta.mode() & 0o7777
+            ),
+        },
+        Err(error) => Check {
+            what: "trusted",
             item,
             ok: false,
             detail: error.to_string(),

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -87,8 +88,16 @@ pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
         dir: dir.to_path_buf(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(wrap)?;
-    let lock = File::create(dir.join(LOCK_NAME)).map_err(wrap)?;
+    crate::paths::create_dir(dir).map_err(wrap)?;
+    // 0644 at most, whatever the umask (`run --here` has no unit UMask=): status and the
+    // metrics believe these records, so no other user may write them.
+    let lock = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(dir.join(LOCK_NAME))
+        .map_err(wrap)?;
     let _lock =
         Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| wrap(errno.into()))?;
     let path = dir.join(FILE_NAME);
@@ -97,6 +106,7 @@ pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o644)
         .open(&path)
         .map_err(wrap)?;
     file.write_all(line.as_bytes()).map_err(wrap)?;

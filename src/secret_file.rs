@@ -67,31 +67,8 @@ fn is_systemd_credential(path: &Path) -> bool {
         .is_some_and(|dir| !dir.is_empty() && path.starts_with(Path::new(&dir)))
 }
 
-/// What the group and other bits of `mode` allow, in words (`None`: neither has any right),
-/// e.g. "readable by its group and others", "readable by its group, writable by others".
-pub fn describe_access(mode: u32) -> Option<String> {
-    let rights = |bits: u32| -> Option<String> {
-        let words: Vec<&str> = [(4, "readable"), (2, "writable"), (1, "executable")]
-            .into_iter()
-            .filter(|(bit, _)| bits & bit != 0)
-            .map(|(_, word)| word)
-            .collect();
-        match words.as_slice() {
-            [] => None,
-            [one] => Some(one.to_string()),
-            [rest @ .., last] => Some(format!("{} and {last}", rest.join(", "))),
-        }
-    };
-    let group = rights((mode >> 3) & 0o7);
-    let others = rights(mode & 0o7);
-    match (group, others) {
-        (None, None) => None,
-        (Some(g), None) => Some(format!("{g} by its group")),
-        (None, Some(o)) => Some(format!("{o} by others")),
-        (Some(g), Some(o)) if g == o => Some(format!("{g} by its group and others")),
-        (Some(g), Some(o)) => Some(format!("{g} by its group, {o} by others")),
-    }
-}
+/// What the group and other bits of `mode` allow, in words (shared with `crate::trust`).
+pub use crate::trust::describe_access;
 
 #[cfg(test)]
 mod tests {

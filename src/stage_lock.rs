@@ -186,7 +186,7 @@ fn open(path: &Path) -> Result<File, LockError> {
     };
     let dir = path.parent().expect("a lock path has a directory");
     if !dir.is_dir() {
-        std::fs::create_dir_all(dir).map_err(wrap)?;
+        crate::paths::create_dir(dir).map_err(wrap)?;
         // Units run with UMask=0077; the other side may be another user.
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
     }

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "needs",
             "schedule",
             "secret_file",
+            "trust",
             "dag",
             "preflight",
             "patterns",

@@ -28,5 +28,6 @@ mod snapshot;
 mod stage_lock;
 mod store;
 mod systemd_e2e;
+mod trust;
 mod unit_injection;
 mod watch;

@@ -220,8 +220,27 @@ impl Config {
             )
         })?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        check_trust(&absolute)?;
         parse(&absolute, &text)
     }
+}
+
+/// Refuses a config someone other than its reader (and root) can change, or any directory on
+/// the way to it: its stages run as the reader (`crate::trust`, docs/security.md). A load
+/// error like a syntax error, so `check`, `generate`, `run`, `stage` and the boot-time
+/// generator all refuse it the same way.
+fn check_trust(path: &Path) -> Result<(), ConfigError> {
+    crate::trust::check(path, "the config", crate::trust::Reader::current()).map_err(|error| {
+        ConfigError::whole_file(
+            path,
+            error.problem(),
+            Some(format!(
+                "run: {}\n(a config only its user and root may change, as sudo and sshd \
+                 require: docs/security.md)",
+                error.fix()
+            )),
+        )
+    })
 }
 
 /// The largest config file read (50 000 stages take about 3 MiB).

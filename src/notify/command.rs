@@ -19,6 +19,11 @@ fn send(channel: &CommandChannel, event: &Event, timeout: Duration) -> Result<()
     message.push_str(&event.text());
 
     let program = &channel.command[0];
+    // Run as root by a system notifier: refused when anyone else may change it.
+    if let Some(path) = crate::needs::program_path(&channel.command) {
+        crate::trust::check(&path, "the file", crate::trust::Reader::current())
+            .map_err(|error| ChannelError::Command(error.to_string()))?;
+    }
     let mut child = Command::new(program)
         .args(&channel.command[1..])
         .env("BACKUPCTL_NOTIFY_EVENT", event.event.as_str())

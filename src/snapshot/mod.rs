@@ -280,7 +280,7 @@ fn lock(state_dir: &Path, stage: &str) -> Result<nix::fcntl::Flock<File>, Snapsh
         context: format!("cannot open the lock file {}", path.display()),
         source,
     };
-    std::fs::create_dir_all(state_dir).map_err(io)?;
+    crate::paths::create_dir(state_dir).map_err(io)?;
     let file = File::options()
         .create(true)
         .truncate(false)

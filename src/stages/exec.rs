@@ -57,6 +57,14 @@ impl StageKind for Spec {
         Needs {
             writes: self.writes.iter().map(|p| p.get_ref().clone()).collect(),
             network: self.network,
+            // A shell script's text is in the config; /bin/sh comes from the system.
+            trusted: if self.shell {
+                vec![]
+            } else {
+                crate::needs::program_path(self.command.get_ref())
+                    .into_iter()
+                    .collect()
+            },
             ..Needs::default()
         }
     }

@@ -894,6 +894,7 @@ impl StageKind for Spec {
                 .cloned()
                 .collect(),
             capabilities: vec![],
+            trusted: vec![],
             credentials: vec![],
             // What `snapshot = "btrfs"` snapshots before the copy into the work tree.
             sources: self

@@ -96,9 +96,16 @@ pub fn job_needs(config: &crate::config::Config, job: Option<&str>) -> Needs {
             own.writes.clear();
         }
         needs.merge(own);
+        // `cleanup` is the stage's, not its kind's: its program is checked like the kind's.
+        let cleanup = stage
+            .cleanup
+            .as_deref()
+            .and_then(crate::needs::program_path);
+        needs.trusted.extend(cleanup);
     }
     if let Some(notify) = &config.notify {
         needs.merge(Needs {
+            trusted: notify.programs(),
             secrets: notify.secret_files(),
             ..Needs::default()
         });

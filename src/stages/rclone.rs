@@ -382,6 +382,7 @@ impl StageKind for Spec {
                 .cloned()
                 .collect(),
             capabilities: vec![],
+            trusted: vec![],
             // `config_credential` names a credential the admin provides with LoadCredential=.
             credentials: vec![],
             sources: vec![],

@@ -221,6 +221,17 @@ impl Notify {
             .collect()
     }
 
+    /// The programs the channels run by path (the `command` channel's), for `hello`'s
+    /// `trusted` lines.
+    pub fn programs(&self) -> Vec<PathBuf> {
+        self.channels()
+            .filter_map(|channel| match channel {
+                Channel::Command(command) => crate::needs::program_path(&command.command),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether any channel pings when a job starts (the job then wants the start-ping unit).
     pub fn pings_on_start(&self) -> bool {
         self.channels().any(Channel::pings_on_start)

@@ -421,7 +421,7 @@ impl Scratch {
     fn new(ctx: &StageContext) -> Result<Self, StageError> {
         use std::os::unix::fs::DirBuilderExt;
         let parent = ctx.state_dir.join("drill");
-        std::fs::create_dir_all(&parent)
+        crate::paths::create_dir(&parent)
             .map_err(|e| StageError::io(format!("cannot create {}", parent.display()), e))?;
         let dir = parent.join(format!("{}.{}", ctx.stage.name, ctx.run_id));
         std::fs::DirBuilder::new()

@@ -108,6 +108,11 @@ impl StageKind for Spec {
         Needs {
             // The default output is under the state directory, which the unit may write.
             writes: self.output.iter().map(|o| o.get_ref().clone()).collect(),
+            trusted: self
+                .exclude_from
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect(),
             ..Needs::default()
         }
     }

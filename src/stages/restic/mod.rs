@@ -193,6 +193,19 @@ fn local_path(repository: &str) -> Option<&str> {
 }
 
 impl Spec {
+    /// What decides what this stage does, by path (`Needs::trusted`): the programs of
+    /// `stdin_from` and `password_command` when named by path, the lists restic reads.
+    fn trusted_files(&self) -> Vec<PathBuf> {
+        let programs = [&self.stdin_from, &self.password_command]
+            .into_iter()
+            .flatten()
+            .filter_map(|argv| crate::needs::program_path(argv.get_ref()));
+        let lists = self.exclude_file.iter().chain(&self.files_from);
+        programs
+            .chain(lists.map(|file| file.get_ref().clone()))
+            .collect()
+    }
+
     /// The local repository directory, when the repository is given and local.
     pub fn local_repository(&self) -> Option<PathBuf> {
         self.repository
@@ -645,6 +658,7 @@ impl StageKind for Spec {
                 .collect(),
             capabilities: vec![],
             credentials,
+            trusted: self.trusted_files(),
             sources: self
                 .paths
                 .iter()
@@ -755,9 +769,15 @@ impl RunMarker {
     fn set(&self) {
         // Best effort: without the marker only the automatic unlock of a later run is lost.
         if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+            let _ = crate::paths::create_dir(dir);
         }
-        let _ = std::fs::write(&self.path, std::process::id().to_string());
+        let pid = std::process::id().to_string();
+        let _ = crate::paths::write_atomically(
+            &self.path,
+            pid.as_bytes(),
+            crate::paths::Fsync::No,
+            None,
+        );
     }
 
     fn clear(&self) {

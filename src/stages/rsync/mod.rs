@@ -303,6 +303,11 @@ impl StageKind for Spec {
             // Writing a faithful copy as root: set owners and modes, write into copied dirs.
             capabilities,
             credentials: Vec::new(),
+            trusted: self
+                .exclude_from
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect(),
             sources: self
                 .sources
                 .get_ref()
