@@ -19,7 +19,7 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
     let mut needs = Needs::default();
     for stage in &config.stages {
-        let mut other = stage.kind.needs();
+        let mut other = stage.needs();
         // A store's destinations exist only while it is open: its own checks cover it.
         if stage.store.is_some() {
             other.writes.clear();

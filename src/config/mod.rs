@@ -105,6 +105,9 @@ pub struct Stage {
     /// Skip the stage cleanly unless this is a mount point (e.g. a USB disk).
     pub when_mounted: Option<PathBuf>,
     pub environment: IndexMap<String, String>,
+    /// `EnvironmentFile=`: files of `KEY=VALUE` lines systemd reads into the stage's
+    /// environment (backend keys), never read or shown by backupctl itself.
+    pub environment_files: Vec<PathBuf>,
     /// `snapshot = "btrfs"|"auto"`: read the sources from btrfs snapshots (see `crate::snapshot`).
     pub snapshot: Option<crate::snapshot::Settings>,
     /// The store this stage writes into (`store = "NAME"`), or reads from (a drill of a stage
@@ -114,6 +117,19 @@ pub struct Stage {
     /// stopped, in the stage's sandbox.
     pub cleanup: Option<Vec<String>>,
     pub kind: KindSpec,
+}
+
+impl Stage {
+    /// What the stage needs: its kind's needs, and its `environment_file`s, which `hello`
+    /// checks like the secrets they usually hold (present, not readable by others).
+    pub fn needs(&self) -> crate::needs::Needs {
+        let mut needs = self.kind.needs();
+        needs.merge(crate::needs::Needs {
+            secrets: self.environment_files.clone(),
+            ..Default::default()
+        });
+        needs
+    }
 }
 
 /// `IOSchedulingClass=` values.

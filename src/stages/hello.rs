@@ -59,7 +59,7 @@ impl StageKind for Spec {
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         let mut needs = Needs::default();
         for stage in ctx.config.stages_of(&ctx.stage.job) {
-            needs.merge(stage.kind.needs());
+            needs.merge(stage.needs());
         }
         if let Some(notify) = &ctx.config.notify {
             needs.merge(Needs {

@@ -61,9 +61,9 @@ impl StageKind for Spec {
             writes: self.local_repository().into_iter().collect(),
             network: self.is_remote(),
             tools: if sftp {
-                vec!["restic", "ssh"]
+                vec![self.program(), "ssh"]
             } else {
-                vec!["restic"]
+                vec![self.program()]
             },
             secrets: [
                 &self.password_file,

@@ -152,7 +152,10 @@ impl Runner<'_> {
         let mut warnings = Vec::new();
         let finished = self.run_with_recovery("backup", |runner| {
             let mut command = runner.command(self.spec.backup_arguments());
-            if let Some(argv) = &self.spec.stdin_from {
+            // The backup itself (`stdin_from`) or the list of paths (`files_from_command`):
+            // restic ends without a snapshot unless the command exited 0.
+            let producer = self.spec.stdin_from.as_ref();
+            if let Some(argv) = producer.or(self.spec.files_from_command.as_ref()) {
                 // A new run of the command for each attempt: the last one's output is gone.
                 let producer =
                     crate::process::Producer::spawn(argv.get_ref(), &self.ctx.stage.environment)?;

@@ -121,6 +121,9 @@ pub struct Spec {
     pub paths: Option<Spanned<Vec<Spanned<PathBuf>>>>,
     /// A file listing what to back up, one path a line (`--files-from`); with or without `paths`.
     pub files_from: Option<Spanned<PathBuf>>,
+    /// A command whose output lists what to back up, one path a line (`--files-from -`, its
+    /// stdout piped to restic), e.g. ["/usr/local/bin/list-projects"].
+    pub files_from_command: Option<Spanned<Vec<String>>>,
     /// A command whose output is the backup (`restic backup --stdin`), e.g.
     /// ["pg_dump", "mydb"]: instead of `paths`.
     pub stdin_from: Option<Spanned<Vec<String>>>,
@@ -146,12 +149,31 @@ pub struct Spec {
     pub keep: Option<Spanned<Keep>>,
     /// For `check`: e.g. "10%", "1/7" or "500M".
     pub read_data_subset: Option<Spanned<String>>,
+    /// Extra arguments for `restic check` (e.g. ["--with-cache"]).
+    pub check_args: Option<Spanned<Vec<String>>>,
+    /// Extra arguments for `restic forget` (retention, prune), e.g. ["--group-by", "host"].
+    pub forget_args: Option<Spanned<Vec<String>>>,
+    /// The restic executable (absolute path); default `restic` from `PATH`.
+    pub restic_binary: Option<Spanned<Program>>,
 
     /// How often a temporary failure (network, lock) is retried (default: 3 for a remote
     /// repository, 0 for a local one).
     pub retries: Option<u32>,
     /// First wait before a retry (doubles each time, at most 15 min); default 1min.
     pub retry_delay: Option<Spanned<String>>,
+}
+
+/// An absolute path to a program, kept as a `&'static str` because `Needs::tools` names the
+/// programs `hello` checks that way: a config is loaded once per process, so the few bytes
+/// leaked per `restic_binary` are bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program(pub &'static str);
+
+impl<'de> Deserialize<'de> for Program {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(Program(Box::leak(text.into_boxed_str())))
+    }
 }
 
 /// `/path` or `local:/path`: a repository on this machine.
@@ -172,6 +194,13 @@ impl Spec {
     /// Remote unless known to be local (a repository from a file may be anywhere).
     pub(super) fn is_remote(&self) -> bool {
         self.local_repository().is_none()
+    }
+
+    /// The restic program this stage runs: `restic_binary`, or `restic` from `PATH`.
+    pub fn program(&self) -> &'static str {
+        self.restic_binary
+            .as_ref()
+            .map_or("restic", |binary| binary.get_ref().0)
     }
 
     /// Options every restic command of this stage gets (before the subcommand's own).
@@ -258,6 +287,10 @@ impl Spec {
             arg.push(file.get_ref());
             args.push(arg);
         }
+        if self.files_from_command.is_some() {
+            // restic reads the list from its stdin, fed by the command (see `run`).
+            args.push("--files-from=-".into());
+        }
         if self.stdin_from.is_some() {
             args.push("--stdin".into());
             args.push("--stdin-filename".into());
@@ -288,6 +321,7 @@ impl Spec {
         if prune {
             args.push("--prune".into());
         }
+        args.extend(self.forget_args.iter().flat_map(|a| a.get_ref().clone()));
         args
     }
 
@@ -296,6 +330,7 @@ impl Spec {
         if let Some(subset) = &self.read_data_subset {
             args.push(format!("--read-data-subset={}", subset.get_ref()));
         }
+        args.extend(self.check_args.iter().flat_map(|a| a.get_ref().clone()));
         args
     }
 }

@@ -26,6 +26,7 @@ impl Spec {
                 "add stdin_from = [\"pg_dump\", \"mydb\"], or remove `stdin_filename`",
             ));
         }
+        self.validate_files_from_command()?;
         let Some(command) = &self.stdin_from else {
             return Ok(());
         };
@@ -79,6 +80,41 @@ impl Spec {
     }
 }
 
+impl Spec {
+    /// `files_from_command`: a program, for backups, not with `stdin_from` (both would be
+    /// restic's stdin).
+    fn validate_files_from_command(&self) -> Result<(), SpecError> {
+        let Some(command) = &self.files_from_command else {
+            return Ok(());
+        };
+        if command.get_ref().first().is_none_or(String::is_empty) {
+            return Err(SpecError::invalid(
+                Some(command.span()),
+                "`files_from_command` has no program",
+                "give the program and its arguments, e.g. [\"/usr/local/bin/list-projects\"]",
+            ));
+        }
+        if self.operation != Operation::Backup {
+            return Err(SpecError::invalid(
+                Some(command.span()),
+                format!(
+                    "`files_from_command` is for backups, not for `operation = \"{}\"`",
+                    self.operation.name()
+                ),
+                "remove `files_from_command`, or make this a backup stage",
+            ));
+        }
+        if self.stdin_from.is_some() {
+            return Err(SpecError::invalid(
+                Some(command.span()),
+                "`files_from_command` and `stdin_from` cannot be combined",
+                "restic backs up either files or one command's output: make a second restic stage for the other",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Exactly one of three alternative keys (given ones carry their span).
 fn one_of(
     options: [(&str, Option<Option<std::ops::Range<usize>>>); 3],
@@ -104,11 +140,83 @@ fn one_of(
 /// the errors are reported.
 pub(super) fn validate(spec: &Spec) -> Result<(), SpecError> {
     repository_and_password(spec)?;
+    if let Some(binary) = &spec.restic_binary {
+        let path = binary.get_ref().0;
+        if !path.starts_with('/') {
+            return Err(SpecError::invalid(
+                Some(binary.span()),
+                format!("`restic_binary` {path:?} is not an absolute path"),
+                "give the restic executable's full path, e.g. \"/opt/restic/bin/restic\", or remove the key to use `restic` from PATH",
+            ));
+        }
+        require_normalized(binary.span(), path, "restic_binary")?;
+    }
+    extra_args(spec)?;
     secret_files(spec)?;
     require_absolute(&spec.exclude_file, "exclude_file")?;
     retry_and_keep(spec)?;
     spec.validate_sources()?;
     operation_keys(spec)
+}
+
+/// Options of restic that backupctl sets itself (repository, password, cache): an extra
+/// argument naming one would fight with the stage's keys or leak a secret into argv.
+const MANAGED_OPTIONS: &[&str] = &[
+    "-r",
+    "--repo",
+    "--repository-file",
+    "-p",
+    "--password-file",
+    "--password-command",
+    "--insecure-no-password",
+    "--cache-dir",
+    "--no-cache",
+];
+
+/// The managed option an extra argument names (`--repo`, `--repo=X`, `-rX`), if any.
+fn managed_option(word: &str) -> Option<&'static str> {
+    MANAGED_OPTIONS.iter().copied().find(|option| {
+        let attached = if option.starts_with("--") {
+            word.strip_prefix(option).is_some_and(|rest| rest.starts_with('='))
+        } else {
+            word.starts_with(option) && !word.starts_with("--")
+        };
+        word == *option || attached
+    })
+}
+
+/// `check_args` for a check stage, `forget_args` where `restic forget` runs (with `keep`),
+/// neither naming an option backupctl manages.
+fn extra_args(spec: &Spec) -> Result<(), SpecError> {
+    for (key, args) in [("check_args", &spec.check_args), ("forget_args", &spec.forget_args)] {
+        let Some(args) = args else { continue };
+        if let Some(option) = args.get_ref().iter().find_map(|word| managed_option(word)) {
+            return Err(SpecError::invalid(
+                Some(args.span()),
+                format!("`{key}` holds `{option}`, which backupctl sets from the stage's keys"),
+                "give the repository and password with `repository`/`repository_file` and `password_file`/`password_command`; `options` takes restic's -o settings",
+            ));
+        }
+    }
+    if let Some(args) = &spec.check_args
+        && spec.operation != Operation::Check
+    {
+        return Err(SpecError::invalid(
+            Some(args.span()),
+            "`check_args` is for `operation = \"check\"`",
+            "add a check stage (e.g. in a weekly job) and move it there",
+        ));
+    }
+    if let Some(args) = &spec.forget_args
+        && spec.keep.is_none()
+    {
+        return Err(SpecError::invalid(
+            Some(args.span()),
+            "`forget_args` is for `restic forget`, which runs only with `keep`",
+            "add keep = { daily = 7, … } to this stage, or remove `forget_args`",
+        ));
+    }
+    Ok(())
 }
 
 /// One repository key and one password key; a password command restic can pass on intact.
@@ -241,12 +349,15 @@ fn operation_keys(spec: &Spec) -> Result<(), SpecError> {
     match spec.operation {
         Operation::Backup => {
             let Some(paths) = &spec.paths else {
-                if spec.files_from.is_some() || spec.stdin_from.is_some() {
+                if spec.files_from.is_some()
+                    || spec.files_from_command.is_some()
+                    || spec.stdin_from.is_some()
+                {
                     return Ok(());
                 }
                 return Err(SpecError::invalid(
                     None,
-                    "a restic backup stage needs `paths`, `files_from` or `stdin_from`",
+                    "a restic backup stage needs `paths`, `files_from`, `files_from_command` or `stdin_from`",
                     "list what to back up, e.g. paths = [\"/home\", \"/etc\"]",
                 ));
             };
