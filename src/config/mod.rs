@@ -17,6 +17,7 @@ pub mod size;
 mod snapshot;
 mod source;
 mod stage;
+mod timer;
 pub mod store;
 pub mod text;
 pub mod units;
@@ -83,6 +84,9 @@ pub struct Job {
     /// Keep the machine from suspending (and idling) while a stage of the job runs: a logind
     /// inhibitor lock the executor holds (see `crate::executor`).
     pub inhibit_sleep: bool,
+    /// More `[Timer]` directives (`timer = { OnActiveSec = "5min" }`), checked: name and
+    /// the value as written into the unit.
+    pub timer: Vec<(String, String)>,
     /// System scope only: run the stages as this user/group instead of root.
     pub user: Option<String>,
     pub group: Option<String>,

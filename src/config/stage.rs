@@ -39,7 +39,7 @@ struct RawCommon {
     snapshot_locations: Option<IndexMap<Spanned<String>, Spanned<PathBuf>>>,
     exec_before_snapshot: Option<Spanned<Vec<String>>>,
     cleanup: Option<Spanned<Vec<String>>>,
-    environment_file: Option<Spanned<OneOrMany<Spanned<PathBuf>>>>,
+    environment_file: Option<Spanned<OneOrMany<PathBuf>>>,
 }
 
 /// A string or a list of them (`environment_file = "/a"` or `["/a", "/b"]`).
@@ -421,11 +421,13 @@ fn environment(
 /// file holds secrets (backend keys) and may be readable by the stage's user only.
 fn environment_files(
     source: &Source,
-    raw: Option<Spanned<OneOrMany<Spanned<PathBuf>>>>,
+    raw: Option<Spanned<OneOrMany<PathBuf>>>,
 ) -> Result<Vec<PathBuf>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
+    // serde gives the entries of a string-or-list no position of their own: errors point
+    // at the value as a whole.
     let span = raw.span();
     let files = raw.into_inner().into_vec();
     if files.is_empty() {
@@ -436,19 +438,16 @@ fn environment_files(
         ));
     }
     for file in &files {
-        if !file.get_ref().is_absolute() {
+        if !file.is_absolute() {
             return Err(source.error(
-                file.span(),
-                format!(
-                    "`environment_file` {} is not an absolute path",
-                    file.get_ref().display()
-                ),
+                span.clone(),
+                format!("`environment_file` {} is not an absolute path", file.display()),
                 Some("systemd reads it before the stage starts: give the full path, e.g. \"/etc/backupctl/s3.env\"".into()),
             ));
         }
-        source.normalized(file.span(), file.get_ref(), "environment_file")?;
+        source.normalized(span.clone(), file, "environment_file")?;
     }
-    Ok(files.into_iter().map(Spanned::into_inner).collect())
+    Ok(files)
 }
 
 /// Placeholder in `after` for "the stage before me in this job", resolved below; it cannot

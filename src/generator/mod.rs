@@ -382,6 +382,9 @@ fn job_timer(config: &Config, job: &Job) -> String {
     if job.wake_system {
         unit.push_str("WakeSystem=true\n");
     }
+    for (directive, value) in &job.timer {
+        let _ = writeln!(unit, "{directive}={}", escape::value(value));
+    }
     let _ = writeln!(unit, "Unit={}", units::job_service(&job.name));
     unit.push_str("\n[Install]\nWantedBy=timers.target\n");
     unit
