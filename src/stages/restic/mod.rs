@@ -338,4 +338,45 @@ mod tests {
         assert!(!valid_restic_duration("1w"));
         assert!(!valid_restic_duration(""));
     }
+
+    #[test]
+    fn appends_check_and_forget_args_and_reads_files_from_the_command() {
+        let spec = spec(
+            r#"
+            repository = "/r"
+            password_file = "/pw"
+            files_from_command = ["/usr/local/bin/list"]
+            keep = { last = 1 }
+            forget_args = ["--group-by", "host"]
+            restic_binary = "/opt/restic/bin/restic"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            spec.forget_arguments(false).join(" "),
+            "forget --keep-last 1 --group-by host"
+        );
+        let args: Vec<_> = spec.backup_arguments();
+        assert!(args.iter().any(|a| a == "--files-from=-"), "{args:?}");
+        assert_eq!(spec.program(), "/opt/restic/bin/restic");
+        assert_eq!(spec.needs().tools, ["/opt/restic/bin/restic"]);
+        let check = self::spec(
+            "operation = \"check\"\nrepository = \"/r\"\npassword_file = \"/pw\"\ncheck_args = [\"--with-cache\"]",
+        )
+        .unwrap();
+        assert_eq!(check.check_arguments().join(" "), "check --with-cache");
+        for managed in ["-r", "-r/x", "--repo", "--repo=/x", "--password-file", "-p"] {
+            let text = format!(
+                "operation = \"check\"\nrepository = \"/r\"\npassword_file = \"/pw\"\ncheck_args = [{managed:?}]"
+            );
+            let error = self::spec(&text).unwrap_err();
+            assert!(error.contains("backupctl sets"), "{managed}: {error}");
+        }
+        for fine in ["--read-data", "--retry-lock=5m", "--pack-size=64"] {
+            let text = format!(
+                "operation = \"check\"\nrepository = \"/r\"\npassword_file = \"/pw\"\ncheck_args = [{fine:?}]"
+            );
+            assert!(self::spec(&text).is_ok(), "{fine}");
+        }
+    }
 }
