@@ -17,9 +17,9 @@ pub mod size;
 mod snapshot;
 mod source;
 mod stage;
-mod timer;
 pub mod store;
 pub mod text;
+mod timer;
 pub mod units;
 
 use std::path::{Path, PathBuf};

@@ -84,7 +84,9 @@ impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
     type Error = serde::de::value::Error;
 
     fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-        Err(serde::de::Error::custom("only a struct's field names are asked for"))
+        Err(serde::de::Error::custom(
+            "only a struct's field names are asked for",
+        ))
     }
 
     fn deserialize_struct<V: serde::de::Visitor<'de>>(
@@ -157,10 +159,9 @@ pub(super) fn parse(
 ) -> Result<(Stage, Vec<Range<usize>>), ConfigError> {
     let stage_span = value.span();
     let keys = split_keys(source, &name, value)?;
-    let raw = RawCommon::deserialize(
-        Spanned::new(stage_span.clone(), keys.common).into_deserializer(),
-    )
-    .map_err(|error| source.toml(error, None))?;
+    let raw =
+        RawCommon::deserialize(Spanned::new(stage_span.clone(), keys.common).into_deserializer())
+            .map_err(|error| source.toml(error, None))?;
     let store_root = store_root(source, raw.store.as_ref(), stores)?;
     // Errors without a position of their own point at `store` when the stage has one (the
     // kind cannot write into a store), else at the stage.
@@ -337,8 +338,7 @@ fn job_name(
     let Some(job) = job else {
         return Ok(DEFAULT_JOB.to_string());
     };
-    if job.get_ref() != DEFAULT_JOB && !jobs.iter().any(|(_, known)| known.name == *job.get_ref())
-    {
+    if job.get_ref() != DEFAULT_JOB && !jobs.iter().any(|(_, known)| known.name == *job.get_ref()) {
         return Err(source.error(
             job.span(),
             format!(

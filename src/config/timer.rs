@@ -57,7 +57,9 @@ pub(super) fn directives(
             return Err(source.error(
                 name.span(),
                 format!("`{key}` has a key of its own in a job"),
-                Some(format!("write `{typed} = …` in the job instead of timer.{key}")),
+                Some(format!(
+                    "write `{typed} = …` in the job instead of timer.{key}"
+                )),
             ));
         }
         if key == "Unit" {
@@ -112,16 +114,10 @@ fn span_value(
         RawValue::Integer(seconds) if *seconds >= 0 => Ok(seconds.to_string()),
         RawValue::Text(text) => match Timespan::parse(text) {
             Ok(span) => Ok(span.to_string()),
-            Err(error) => Err(source.error(
-                value.span(),
-                format!("invalid timer.{key}: {error}"),
-                help,
-            )),
+            Err(error) => {
+                Err(source.error(value.span(), format!("invalid timer.{key}: {error}"), help))
+            }
         },
-        _ => Err(source.error(
-            value.span(),
-            format!("timer.{key} takes a time span"),
-            help,
-        )),
+        _ => Err(source.error(value.span(), format!("timer.{key} takes a time span"), help)),
     }
 }

@@ -505,7 +505,11 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
         let _ = writeln!(unit, "Environment={}", escape::environment(key, value));
     }
     for file in &stage.environment_files {
-        let _ = writeln!(unit, "EnvironmentFile={}", escape::value(&file.to_string_lossy()));
+        let _ = writeln!(
+            unit,
+            "EnvironmentFile={}",
+            escape::value(&file.to_string_lossy())
+        );
     }
     if options.scope == Scope::System {
         user_and_group(&mut unit, job);

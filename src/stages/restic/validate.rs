@@ -177,7 +177,8 @@ const MANAGED_OPTIONS: &[&str] = &[
 fn managed_option(word: &str) -> Option<&'static str> {
     MANAGED_OPTIONS.iter().copied().find(|option| {
         let attached = if option.starts_with("--") {
-            word.strip_prefix(option).is_some_and(|rest| rest.starts_with('='))
+            word.strip_prefix(option)
+                .is_some_and(|rest| rest.starts_with('='))
         } else {
             word.starts_with(option) && !word.starts_with("--")
         };
@@ -188,7 +189,10 @@ fn managed_option(word: &str) -> Option<&'static str> {
 /// `check_args` for a check stage, `forget_args` where `restic forget` runs (with `keep`),
 /// neither naming an option backupctl manages.
 fn extra_args(spec: &Spec) -> Result<(), SpecError> {
-    for (key, args) in [("check_args", &spec.check_args), ("forget_args", &spec.forget_args)] {
+    for (key, args) in [
+        ("check_args", &spec.check_args),
+        ("forget_args", &spec.forget_args),
+    ] {
         let Some(args) = args else { continue };
         if let Some(option) = args.get_ref().iter().find_map(|word| managed_option(word)) {
             return Err(SpecError::invalid(
