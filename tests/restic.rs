@@ -1104,3 +1104,47 @@ check_args = ["--read-data"]
         "the key never reaches the journal"
     );
 }
+
+/// A `files_from_command` that fails (after printing part of a list) fails the stage, and
+/// restic makes no snapshot of the partial list.
+#[test]
+fn restic_failing_files_from_command_fails_without_a_snapshot() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let source = dir.join("source");
+    make_tree(&source);
+    let (password, _) = secret(dir, "password");
+    let repo = dir.join("repo");
+    ok(Command::new("restic")
+        .args(["init", "--quiet", "--repo"])
+        .arg(&repo)
+        .arg("--password-file")
+        .arg(&password));
+    let config = config(
+        dir,
+        &format!(
+            r#"
+[stage.listfail]
+kind = "restic"
+repository = "{repo}"
+password_file = "{password}"
+files_from_command = ["/bin/sh", "-c", "echo '{plain}'; exit 4"]
+"#,
+            repo = repo.display(),
+            password = password.display(),
+            plain = source.join("plain.txt").display(),
+        ),
+    );
+    let output = run(backupctl_user(dir, &config).args(["run", "--here"]));
+    assert!(
+        !output.status.success(),
+        "a failing list command fails the stage"
+    );
+    assert!(
+        stderr(&output).contains("sh failed with exit code 4"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(snapshot_count(dir, &config, "listfail"), 0);
+}
