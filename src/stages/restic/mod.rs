@@ -15,6 +15,10 @@
 //! removed with `restic unlock`, which removes only locks whose process is gone. Temporary
 //! failures of a remote repository are retried in the stage itself (see README: on systemd
 //! < 254 a unit `Restart=` would fail the job at the first attempt).
+//!
+//! The keys and the restic arguments they become are in `spec`, their load-time checks in
+//! `validate`, a run (retries, cures, errors) in `run`; `repo` hands over the repository and
+//! secrets, `verbs` serves restore, snapshots and mount.
 
 pub mod json;
 pub mod repo;
