@@ -1148,3 +1148,35 @@ files_from_command = ["/bin/sh", "-c", "echo '{plain}'; exit 4"]
     );
     assert_eq!(snapshot_count(dir, &config, "listfail"), 0);
 }
+
+/// `hello` checks an `environment_file` like a secret file: readable by others fails with
+/// the chmod to run, private passes; its content is never printed.
+#[test]
+fn hello_checks_an_environment_file_like_a_secret() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let env_file = dir.join("keys.env");
+    let value = format!("secret-{}", random_hex());
+    write(&env_file, format!("AWS_SECRET_ACCESS_KEY={value}\n"));
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = config(
+        dir,
+        &format!(
+            "[stage.keys]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\nenvironment_file = [\"{}\"]\n",
+            env_file.display()
+        ),
+    );
+    let open = run(backupctl_user(dir, &config).arg("hello"));
+    assert!(!open.status.success(), "{}", stdout(&open));
+    assert!(
+        stdout(&open).contains(&format!("run: chmod 600 {}", env_file.display())),
+        "{}",
+        stdout(&open)
+    );
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let private = run(backupctl_user(dir, &config).arg("hello"));
+    assert!(private.status.success(), "{}", stdout(&private));
+    for output in [&open, &private] {
+        assert!(!stdout(output).contains(&value) && !stderr(output).contains(&value));
+    }
+}
