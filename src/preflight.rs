@@ -98,7 +98,8 @@ pub fn check_tool(tool: &str) -> Check {
             detail: format!("not found in PATH; install it (Debian: apt install {tool})"),
         };
     };
-    let version_args: &[&str] = match tool {
+    // A tool given by its path (restic's `restic_binary`) answers like its name.
+    let version_args: &[&str] = match tool.rsplit('/').next().unwrap_or(tool) {
         "restic" | "rclone" => &["version"],
         "ssh" => &["-V"],
         _ => &["--version"],

@@ -911,3 +911,253 @@ retry_delay = "1s"
 fn restic_example_units_match_golden_files() {
     crate::util::golden::assert_generated(&crate::util::golden::case("restic-example"));
 }
+
+/// Issue 20's keys for NixOS `services.restic.backups` users, under the systemd user manager:
+/// `environment_file` hands S3 keys to restic (moto), `restic_binary` is the only restic the
+/// units can find (their `PATH` holds none), `files_from_command` picks what is backed up,
+/// `forget_args` and `check_args` reach restic. Each backup is restored byte for byte.
+#[test]
+fn restic_environment_file_binary_files_from_command_and_extra_args_under_systemd() {
+    require_tool("restic");
+    let _lock = systemd_lock();
+    // Sources outside /tmp: the unit has a private /tmp.
+    std::fs::create_dir_all("/var/lib/backupctl-tests").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("restic-nixkeys-")
+        .tempdir_in("/var/lib/backupctl-tests")
+        .unwrap();
+    let dir = dir.path();
+    let server = s3_server();
+    let source = dir.join("source");
+    make_tree(&source);
+    let (password, _) = secret(dir, "password");
+    let key_value = format!("secret-{}", random_hex());
+    let env_file = dir.join("s3.env");
+    write(
+        &env_file,
+        format!("# S3 keys\nAWS_ACCESS_KEY_ID=backupctl\nAWS_SECRET_ACCESS_KEY={key_value}\n"),
+    );
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The only restic the units can run: a copy outside their PATH.
+    let bin = dir.join("restic-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let restic_copy = bin.join("restic-copy");
+    let restic = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|dir| dir.join("restic"))
+        .find(|path| path.is_file())
+        .expect("restic in PATH");
+    std::fs::copy(restic, &restic_copy).unwrap();
+    let empty_path = dir.join("empty-path");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    let listed_repo = dir.join("listed-repo");
+    let listed = [source.join("plain.txt"), source.join("dir with spaces")];
+    let config = config(
+        dir,
+        &format!(
+            r#"
+[units]
+path = ["{empty_path}"]
+
+[jobs.nixkeys]
+description = "issue 20 keys"
+
+[stage.nk-s3]
+job = "nixkeys"
+kind = "restic"
+repository = "s3:http://127.0.0.1:{port}/backupctl-nixkeys/repo"
+password_file = "{password}"
+environment_file = "{env_file}"
+restic_binary = "{restic_copy}"
+init = true
+paths = ["{source}"]
+keep = {{ last = 1 }}
+forget_args = ["--keep-last", "2"]
+
+[stage.nk-listed]
+job = "nixkeys"
+kind = "restic"
+repository = "{listed_repo}"
+password_file = "{password}"
+restic_binary = "{restic_copy}"
+init = true
+files_from_command = ["/bin/sh", "-c", "printf '%s\\n' '{first}' '{second}'"]
+
+[stage.nk-check]
+job = "nixkeys"
+kind = "restic"
+operation = "check"
+repository = "{listed_repo}"
+password_file = "{password}"
+restic_binary = "{restic_copy}"
+check_args = ["--read-data"]
+"#,
+            empty_path = empty_path.display(),
+            port = server.port,
+            password = password.display(),
+            env_file = env_file.display(),
+            restic_copy = restic_copy.display(),
+            source = source.display(),
+            listed_repo = listed_repo.display(),
+            first = listed[0].display(),
+            second = listed[1].display(),
+        ),
+    );
+    let _units = install_units(dir, &config);
+    let drop_in =
+        std::fs::read_to_string(dir.join("units/backup@nk-s3.service.d/backupctl.conf")).unwrap();
+    assert!(
+        drop_in.contains(&format!("EnvironmentFile={}", env_file.display())),
+        "{drop_in}"
+    );
+    assert!(!drop_in.contains(&key_value), "the key stays in its file");
+    let since = journal_now();
+    let run_job = || {
+        let output = run(backupctl_user(dir, &config)
+            .args(["run", "nixkeys"])
+            .envs(systemd_user_env().iter().map(|(k, v)| (k, v))));
+        assert!(
+            output.status.success(),
+            "{}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+    };
+    run_job();
+    // moto refuses requests without keys: outside the unit (no EnvironmentFile=) restic is
+    // denied, so the unit's restic had them from the file. People restoring export them.
+    let denied = run(backupctl_user(dir, &config).args(["snapshots", "nk-s3"]));
+    assert!(!denied.status.success(), "no keys, no access");
+    assert!(
+        stderr(&denied).contains("Access Denied"),
+        "{}",
+        stderr(&denied)
+    );
+    let target = dir.join("restore-s3");
+    ok(backupctl_user(dir, &config)
+        .args(["restore", "nk-s3", "--target"])
+        .arg(&target)
+        .env("AWS_ACCESS_KEY_ID", "backupctl")
+        .env("AWS_SECRET_ACCESS_KEY", &key_value));
+    assert_restored(&source, &target);
+
+    // files_from_command: exactly the listed paths, restored byte for byte.
+    let target = dir.join("restore-listed");
+    ok(backupctl_user(dir, &config)
+        .args(["restore", "nk-listed", "--target"])
+        .arg(&target));
+    let copy = restored(&target, &source);
+    let mut names: Vec<String> = std::fs::read_dir(&copy)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dir with spaces", "plain.txt"]);
+    assert_eq!(
+        std::fs::read(copy.join("plain.txt")).unwrap(),
+        std::fs::read(&listed[0]).unwrap()
+    );
+    assert_same_tree(&listed[1], &copy.join("dir with spaces"));
+
+    // forget_args: `--keep-last 2` beside keep.last = 1 keeps two snapshots after three runs.
+    run_job();
+    run_job();
+    let list = ok(backupctl_user(dir, &config)
+        .args(["snapshots", "nk-s3", "--json"])
+        .env("AWS_ACCESS_KEY_ID", "backupctl")
+        .env("AWS_SECRET_ACCESS_KEY", &key_value));
+    let list: Vec<serde_json::Value> = serde_json::from_str(&list).expect("snapshots --json");
+    assert_eq!(
+        list.len(),
+        2,
+        "keep.last = 1 plus forget_args' --keep-last 2"
+    );
+
+    // check_args: restic read all data, as it says in the check stage's journal.
+    let journal = stdout(&run(Command::new("journalctl")
+        .args(["--no-pager", "-o", "cat", "--since", &since])
+        .arg("_SYSTEMD_USER_UNIT=backup@nk-check.service")));
+    assert!(journal.contains("read all data"), "{journal}");
+    let all = stdout(&run(Command::new("journalctl")
+        .args(["--no-pager", "-o", "cat", "--since", &since])
+        .arg("_SYSTEMD_USER_UNIT=backup@nk-s3.service")));
+    assert!(
+        !all.contains(&key_value),
+        "the key never reaches the journal"
+    );
+}
+
+/// A `files_from_command` that fails (after printing part of a list) fails the stage, and
+/// restic makes no snapshot of the partial list.
+#[test]
+fn restic_failing_files_from_command_fails_without_a_snapshot() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let source = dir.join("source");
+    make_tree(&source);
+    let (password, _) = secret(dir, "password");
+    let repo = dir.join("repo");
+    ok(Command::new("restic")
+        .args(["init", "--quiet", "--repo"])
+        .arg(&repo)
+        .arg("--password-file")
+        .arg(&password));
+    let config = config(
+        dir,
+        &format!(
+            r#"
+[stage.listfail]
+kind = "restic"
+repository = "{repo}"
+password_file = "{password}"
+files_from_command = ["/bin/sh", "-c", "echo '{plain}'; exit 4"]
+"#,
+            repo = repo.display(),
+            password = password.display(),
+            plain = source.join("plain.txt").display(),
+        ),
+    );
+    let output = run(backupctl_user(dir, &config).args(["run", "--here"]));
+    assert!(
+        !output.status.success(),
+        "a failing list command fails the stage"
+    );
+    assert!(
+        stderr(&output).contains("sh failed with exit code 4"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(snapshot_count(dir, &config, "listfail"), 0);
+}
+
+/// `hello` checks an `environment_file` like a secret file: readable by others fails with
+/// the chmod to run, private passes; its content is never printed.
+#[test]
+fn hello_checks_an_environment_file_like_a_secret() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let env_file = dir.join("keys.env");
+    let value = format!("secret-{}", random_hex());
+    write(&env_file, format!("AWS_SECRET_ACCESS_KEY={value}\n"));
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = config(
+        dir,
+        &format!(
+            "[stage.keys]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\nenvironment_file = [\"{}\"]\n",
+            env_file.display()
+        ),
+    );
+    let open = run(backupctl_user(dir, &config).arg("hello"));
+    assert!(!open.status.success(), "{}", stdout(&open));
+    assert!(
+        stdout(&open).contains(&format!("run: chmod 600 {}", env_file.display())),
+        "{}",
+        stdout(&open)
+    );
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let private = run(backupctl_user(dir, &config).arg("hello"));
+    assert!(private.status.success(), "{}", stdout(&private));
+    for output in [&open, &private] {
+        assert!(!stdout(output).contains(&value) && !stderr(output).contains(&value));
+    }
+}

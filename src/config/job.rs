@@ -25,6 +25,7 @@ struct RawJob {
     accuracy: Option<Spanned<String>>,
     wake_system: Option<bool>,
     inhibit_sleep: Option<bool>,
+    timer: Option<indexmap::IndexMap<Spanned<String>, Spanned<super::timer::RawValue>>>,
     user: Option<Spanned<String>>,
     group: Option<Spanned<String>>,
 }
@@ -79,6 +80,7 @@ pub(super) fn default_job() -> Job {
         accuracy: None,
         wake_system: false,
         inhibit_sleep: false,
+        timer: Vec::new(),
         user: None,
         group: None,
     }
@@ -94,6 +96,13 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
             ),
             ("on_boot", raw.on_boot.as_ref().map(Spanned::span)),
             ("accuracy", raw.accuracy.as_ref().map(Spanned::span)),
+            (
+                "timer",
+                raw.timer
+                    .as_ref()
+                    .and_then(|timer| timer.keys().next())
+                    .map(Spanned::span),
+            ),
         ] {
             if let Some(span) = span {
                 return Err(source.error(
@@ -142,6 +151,7 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
             .transpose()?,
         wake_system: raw.wake_system.unwrap_or(false),
         inhibit_sleep: raw.inhibit_sleep.unwrap_or(false),
+        timer: super::timer::directives(source, raw.timer.unwrap_or_default())?,
     })
 }
 

@@ -19,6 +19,7 @@ mod source;
 mod stage;
 pub mod store;
 pub mod text;
+mod timer;
 pub mod units;
 
 use std::path::{Path, PathBuf};
@@ -83,6 +84,9 @@ pub struct Job {
     /// Keep the machine from suspending (and idling) while a stage of the job runs: a logind
     /// inhibitor lock the executor holds (see `crate::executor`).
     pub inhibit_sleep: bool,
+    /// More `[Timer]` directives (`timer = { OnActiveSec = "5min" }`), checked: name and
+    /// the value as written into the unit.
+    pub timer: Vec<(String, String)>,
     /// System scope only: run the stages as this user/group instead of root.
     pub user: Option<String>,
     pub group: Option<String>,
@@ -105,6 +109,9 @@ pub struct Stage {
     /// Skip the stage cleanly unless this is a mount point (e.g. a USB disk).
     pub when_mounted: Option<PathBuf>,
     pub environment: IndexMap<String, String>,
+    /// `EnvironmentFile=`: files of `KEY=VALUE` lines systemd reads into the stage's
+    /// environment (backend keys), never read or shown by backupctl itself.
+    pub environment_files: Vec<PathBuf>,
     /// `snapshot = "btrfs"|"auto"`: read the sources from btrfs snapshots (see `crate::snapshot`).
     pub snapshot: Option<crate::snapshot::Settings>,
     /// The store this stage writes into (`store = "NAME"`), or reads from (a drill of a stage
@@ -114,6 +121,19 @@ pub struct Stage {
     /// stopped, in the stage's sandbox.
     pub cleanup: Option<Vec<String>>,
     pub kind: KindSpec,
+}
+
+impl Stage {
+    /// What the stage needs: its kind's needs, and its `environment_file`s, which `hello`
+    /// checks like the secrets they usually hold (present, not readable by others).
+    pub fn needs(&self) -> crate::needs::Needs {
+        let mut needs = self.kind.needs();
+        needs.merge(crate::needs::Needs {
+            secrets: self.environment_files.clone(),
+            ..Default::default()
+        });
+        needs
+    }
 }
 
 /// `IOSchedulingClass=` values.

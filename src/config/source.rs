@@ -103,7 +103,10 @@ fn unknown_field(message: &str) -> Option<(&str, Vec<&str>)> {
 
 /// The known key a misspelt one most likely meant, by clap's rule for misspelt
 /// subcommands (Jaro similarity above 0.7).
-fn closest<'k>(unknown: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+pub(super) fn closest<'k>(
+    unknown: &str,
+    known: impl IntoIterator<Item = &'k str>,
+) -> Option<&'k str> {
     known
         .into_iter()
         .map(|key| (strsim::jaro(unknown, key), key))

@@ -20,27 +20,6 @@ use super::{ConfigError, DEFAULT_JOB, IoClass, Stage, Store, Timespan};
 use crate::dag;
 use crate::stages::{self, SpecError};
 
-/// Keys every stage accepts besides those of its kind.
-const COMMON_KEYS: &[&str] = &[
-    "kind",
-    "job",
-    "description",
-    "after",
-    "required",
-    "timeout",
-    "nice",
-    "io_class",
-    "cpu_weight",
-    "when_mounted",
-    "environment",
-    "store",
-    "snapshot",
-    "snapshot_prefix",
-    "snapshot_locations",
-    "exec_before_snapshot",
-    "cleanup",
-];
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCommon {
@@ -60,6 +39,71 @@ struct RawCommon {
     snapshot_locations: Option<IndexMap<Spanned<String>, Spanned<PathBuf>>>,
     exec_before_snapshot: Option<Spanned<Vec<String>>>,
     cleanup: Option<Spanned<Vec<String>>>,
+    environment_file: Option<Spanned<OneOrMany<PathBuf>>>,
+}
+
+/// A string or a list of them (`environment_file = "/a"` or `["/a", "/b"]`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+/// Keys every stage accepts besides those of its kind: `kind` and the fields of
+/// [`RawCommon`], read from its `Deserialize` so that the list cannot drift from the struct.
+fn common_keys() -> &'static [&'static str] {
+    static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut keys = vec!["kind"];
+        keys.extend(field_names::<RawCommon>());
+        keys
+    })
+}
+
+/// The field names serde's derive gives a struct: its `Deserialize` names them when it asks
+/// for a struct, which [`FieldNames`] answers with an error once it has noted them.
+fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    let mut names: &'static [&'static str] = &[];
+    let _ = T::deserialize(FieldNames(&mut names));
+    names
+}
+
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom(
+            "only a struct's field names are asked for",
+        ))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        self.deserialize_any(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
 }
 
 /// `cleanup` becomes `ExecStopPost=`, which systemd runs directly: the program must be an
@@ -114,122 +158,40 @@ pub(super) fn parse(
     stores: &[Store],
 ) -> Result<(Stage, Vec<Range<usize>>), ConfigError> {
     let stage_span = value.span();
-    let DeValue::Table(entries) = value.into_inner() else {
-        return Err(source.error(
-            stage_span,
-            format!("stage `{}` must be a table", name.get_ref()),
-            Some(format!(
-                "write it as [stage.{}] followed by its keys",
-                name.get_ref()
-            )),
-        ));
-    };
-    // Split the stage's keys into the common ones and those of its kind.
-    let mut common = DeTable::new();
-    let mut specific = DeTable::new();
-    let mut kind = None;
-    for (key, value) in entries {
-        if key.get_ref() == "kind" {
-            kind = Some(value);
-        } else if COMMON_KEYS.contains(&key.get_ref().as_ref()) {
-            common.insert(key, value);
-        } else {
-            specific.insert(key, value);
-        }
-    }
-    let kinds = stages::names(|_| true).join(", ");
-    let Some(kind) = kind else {
-        return Err(source.error(
-            name.span(),
-            format!("stage `{}` has no `kind`", name.get_ref()),
-            Some(format!("add `kind = \"…\"`, one of: {kinds}")),
-        ));
-    };
-    let kind_span = kind.span();
-    let Some(kind_name) = kind.get_ref().as_str().map(str::to_string) else {
-        return Err(source.error(
-            kind_span,
-            "`kind` must be a string",
-            Some(format!("one of: {kinds}")),
-        ));
-    };
-    let raw = RawCommon::deserialize(Spanned::new(stage_span.clone(), common).into_deserializer())
-        .map_err(|error| source.toml(error, None))?;
-    let store_root = match &raw.store {
-        None => None,
-        Some(name) => match stores.iter().find(|store| store.name == *name.get_ref()) {
-            Some(store) => Some(store.mount_point()),
-            None => {
-                let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
-                return Err(source.error(
-                    name.span(),
-                    format!("store `{}` is not defined", name.get_ref()),
-                    Some(if known.is_empty() {
-                        "define it as [store.NAME] with remote, image and keyfile".into()
-                    } else {
-                        format!("defined stores: {}", known.join(", "))
-                    }),
-                ));
-            }
-        },
-    };
+    let keys = split_keys(source, &name, value)?;
+    let raw =
+        RawCommon::deserialize(Spanned::new(stage_span.clone(), keys.common).into_deserializer())
+            .map_err(|error| source.toml(error, None))?;
+    let store_root = store_root(source, raw.store.as_ref(), stores)?;
     // Errors without a position of their own point at `store` when the stage has one (the
     // kind cannot write into a store), else at the stage.
     let fallback = raw
         .store
         .as_ref()
         .map_or(stage_span.clone(), |store| store.span());
+    let (kind_name, kind_span) = keys.kind;
+    let kinds = stages::names(|_| true).join(", ");
     let kind = stages::kind(&kind_name)
         .ok_or_else(|| {
             source.error(
-                kind_span.clone(),
+                kind_span,
                 format!("unknown stage kind `{kind_name}`"),
                 Some(format!("use one of: {kinds}")),
             )
         })?
         .parse(
-            Spanned::new(stage_span.clone(), specific),
+            Spanned::new(stage_span, keys.specific),
             store_root.as_deref(),
         )
         .map_err(|error| match error {
             // The kind's keys are listed in the message; the keys of every stage are not.
             SpecError::Toml(error) if error.message().starts_with("unknown field") => {
-                source.unknown_stage_key(error, &kind_name, COMMON_KEYS)
+                source.unknown_stage_key(error, &kind_name, common_keys())
             }
-            other => source.spec(other, fallback.clone()),
+            other => source.spec(other, fallback),
         })?;
-
-    let job = match &raw.job {
-        None => DEFAULT_JOB.to_string(),
-        Some(job) => {
-            if job.get_ref() != DEFAULT_JOB
-                && !jobs.iter().any(|(_, known)| known.name == *job.get_ref())
-            {
-                return Err(source.error(
-                    job.span(),
-                    format!(
-                        "stage `{}` names job `{}`, which is not defined",
-                        name.get_ref(),
-                        job.get_ref()
-                    ),
-                    Some(format!(
-                        "define it as [jobs.{}] with a schedule, or remove `job`",
-                        job.get_ref()
-                    )),
-                ));
-            }
-            job.get_ref().clone()
-        }
-    };
-    if let Some(nice) = &raw.nice
-        && !(-20..=19).contains(nice.get_ref())
-    {
-        return Err(source.error(
-            nice.span(),
-            format!("nice {} is out of range", nice.get_ref()),
-            Some("use a value from -20 (first) to 19 (last)".into()),
-        ));
-    }
+    let job = job_name(source, &name, raw.job.as_ref(), jobs)?;
+    check_scheduling(source, &raw)?;
     let io_class = raw
         .io_class
         .as_ref()
@@ -243,27 +205,6 @@ pub(super) fn parse(
             })
         })
         .transpose()?;
-    if let Some(weight) = &raw.cpu_weight
-        && !(1..=10000).contains(weight.get_ref())
-    {
-        return Err(source.error(
-            weight.span(),
-            format!("cpu_weight {} is out of range", weight.get_ref()),
-            Some("use a value from 1 to 10000 (systemd's default is 100)".into()),
-        ));
-    }
-    if let Some(path) = &raw.when_mounted
-        && !path.get_ref().is_absolute()
-    {
-        return Err(source.error(
-            path.span(),
-            "`when_mounted` must be an absolute path",
-            Some("e.g. when_mounted = \"/mnt/usb\"".into()),
-        ));
-    }
-    if let Some(path) = &raw.when_mounted {
-        source.normalized(path.span(), path.get_ref(), "when_mounted")?;
-    }
     let snapshot_keys = super::snapshot::Keys {
         snapshot: raw.snapshot,
         snapshot_prefix: raw.snapshot_prefix,
@@ -271,27 +212,8 @@ pub(super) fn parse(
         exec_before_snapshot: raw.exec_before_snapshot,
     };
     let snapshot = super::snapshot::settings(source, snapshot_keys, &kind, &kind_name)?;
-    let mut environment = IndexMap::new();
-    for (key, value) in raw.environment.unwrap_or_default() {
-        let valid = key
-            .get_ref()
-            .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && key
-                .get_ref()
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(source.error(
-                key.span(),
-                format!(
-                    "`{}` is not a valid environment variable name",
-                    key.get_ref()
-                ),
-                Some("use letters, digits and `_`, not starting with a digit".into()),
-            ));
-        }
-        environment.insert(key.into_inner(), value.into_inner());
-    }
+    let environment = environment(source, raw.environment.unwrap_or_default())?;
+    let environment_files = environment_files(source, raw.environment_file)?;
     let cleanup = raw.cleanup.map(|c| cleanup(source, c)).transpose()?;
     let after_spans = raw.after.iter().flatten().map(Spanned::span).collect();
     let stage = Stage {
@@ -313,12 +235,219 @@ pub(super) fn parse(
         cpu_weight: raw.cpu_weight.map(Spanned::into_inner),
         when_mounted: raw.when_mounted.map(Spanned::into_inner),
         environment,
+        environment_files,
         store: raw.store.map(Spanned::into_inner),
         snapshot,
         cleanup,
         kind,
     };
     Ok((stage, after_spans))
+}
+
+/// A stage table split into the keys every stage has and those of its kind, and the kind's
+/// name with its position.
+struct StageKeys<'a> {
+    common: DeTable<'a>,
+    specific: DeTable<'a>,
+    kind: (String, Range<usize>),
+}
+
+fn split_keys<'a>(
+    source: &Source,
+    name: &Spanned<String>,
+    value: Spanned<DeValue<'a>>,
+) -> Result<StageKeys<'a>, ConfigError> {
+    let stage_span = value.span();
+    let DeValue::Table(entries) = value.into_inner() else {
+        return Err(source.error(
+            stage_span,
+            format!("stage `{}` must be a table", name.get_ref()),
+            Some(format!(
+                "write it as [stage.{}] followed by its keys",
+                name.get_ref()
+            )),
+        ));
+    };
+    let mut common = DeTable::new();
+    let mut specific = DeTable::new();
+    let mut kind = None;
+    for (key, value) in entries {
+        if key.get_ref() == "kind" {
+            kind = Some(value);
+        } else if common_keys().contains(&key.get_ref().as_ref()) {
+            common.insert(key, value);
+        } else {
+            specific.insert(key, value);
+        }
+    }
+    let kinds = stages::names(|_| true).join(", ");
+    let Some(kind) = kind else {
+        return Err(source.error(
+            name.span(),
+            format!("stage `{}` has no `kind`", name.get_ref()),
+            Some(format!("add `kind = \"…\"`, one of: {kinds}")),
+        ));
+    };
+    let Some(kind_name) = kind.get_ref().as_str().map(str::to_string) else {
+        return Err(source.error(
+            kind.span(),
+            "`kind` must be a string",
+            Some(format!("one of: {kinds}")),
+        ));
+    };
+    Ok(StageKeys {
+        common,
+        specific,
+        kind: (kind_name, kind.span()),
+    })
+}
+
+/// The mount point of the store the stage names, which must be defined.
+fn store_root(
+    source: &Source,
+    store: Option<&Spanned<String>>,
+    stores: &[Store],
+) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(name) = store else {
+        return Ok(None);
+    };
+    match stores.iter().find(|store| store.name == *name.get_ref()) {
+        Some(store) => Ok(Some(store.mount_point())),
+        None => {
+            let known: Vec<&str> = stores.iter().map(|s| s.name.as_str()).collect();
+            Err(source.error(
+                name.span(),
+                format!("store `{}` is not defined", name.get_ref()),
+                Some(if known.is_empty() {
+                    "define it as [store.NAME] with remote, image and keyfile".into()
+                } else {
+                    format!("defined stores: {}", known.join(", "))
+                }),
+            ))
+        }
+    }
+}
+
+/// The stage's job: the default one, or one defined as `[jobs.NAME]`.
+fn job_name(
+    source: &Source,
+    name: &Spanned<String>,
+    job: Option<&Spanned<String>>,
+    jobs: &[Located],
+) -> Result<String, ConfigError> {
+    let Some(job) = job else {
+        return Ok(DEFAULT_JOB.to_string());
+    };
+    if job.get_ref() != DEFAULT_JOB && !jobs.iter().any(|(_, known)| known.name == *job.get_ref()) {
+        return Err(source.error(
+            job.span(),
+            format!(
+                "stage `{}` names job `{}`, which is not defined",
+                name.get_ref(),
+                job.get_ref()
+            ),
+            Some(format!(
+                "define it as [jobs.{}] with a schedule, or remove `job`",
+                job.get_ref()
+            )),
+        ));
+    }
+    Ok(job.get_ref().clone())
+}
+
+/// `nice`, `cpu_weight` in systemd's ranges; `when_mounted` an absolute, normal path.
+fn check_scheduling(source: &Source, raw: &RawCommon) -> Result<(), ConfigError> {
+    if let Some(nice) = &raw.nice
+        && !(-20..=19).contains(nice.get_ref())
+    {
+        return Err(source.error(
+            nice.span(),
+            format!("nice {} is out of range", nice.get_ref()),
+            Some("use a value from -20 (first) to 19 (last)".into()),
+        ));
+    }
+    if let Some(weight) = &raw.cpu_weight
+        && !(1..=10000).contains(weight.get_ref())
+    {
+        return Err(source.error(
+            weight.span(),
+            format!("cpu_weight {} is out of range", weight.get_ref()),
+            Some("use a value from 1 to 10000 (systemd's default is 100)".into()),
+        ));
+    }
+    if let Some(path) = &raw.when_mounted {
+        if !path.get_ref().is_absolute() {
+            return Err(source.error(
+                path.span(),
+                "`when_mounted` must be an absolute path",
+                Some("e.g. when_mounted = \"/mnt/usb\"".into()),
+            ));
+        }
+        source.normalized(path.span(), path.get_ref(), "when_mounted")?;
+    }
+    Ok(())
+}
+
+/// `environment`: variable names systemd's `Environment=` takes.
+fn environment(
+    source: &Source,
+    raw: IndexMap<Spanned<String>, Spanned<String>>,
+) -> Result<IndexMap<String, String>, ConfigError> {
+    let mut environment = IndexMap::new();
+    for (key, value) in raw {
+        let valid = key
+            .get_ref()
+            .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(source.error(
+                key.span(),
+                format!(
+                    "`{}` is not a valid environment variable name",
+                    key.get_ref()
+                ),
+                Some("use letters, digits and `_`, not starting with a digit".into()),
+            ));
+        }
+        environment.insert(key.into_inner(), value.into_inner());
+    }
+    Ok(environment)
+}
+
+/// `environment_file` (`EnvironmentFile=`): absolute, normal paths. Not read here: such a
+/// file holds secrets (backend keys) and may be readable by the stage's user only.
+fn environment_files(
+    source: &Source,
+    raw: Option<Spanned<OneOrMany<PathBuf>>>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    // serde gives the entries of a string-or-list no position of their own: errors point
+    // at the value as a whole.
+    let span = raw.span();
+    let files = raw.into_inner().into_vec();
+    if files.is_empty() {
+        return Err(source.error(
+            span,
+            "`environment_file` is empty",
+            Some("give a file of KEY=VALUE lines, e.g. environment_file = \"/etc/backupctl/s3.env\", or remove the key".into()),
+        ));
+    }
+    for file in &files {
+        if !file.is_absolute() {
+            return Err(source.error(
+                span.clone(),
+                format!("`environment_file` {} is not an absolute path", file.display()),
+                Some("systemd reads it before the stage starts: give the full path, e.g. \"/etc/backupctl/s3.env\"".into()),
+            ));
+        }
+        source.normalized(span.clone(), file, "environment_file")?;
+    }
+    Ok(files)
 }
 
 /// Placeholder in `after` for "the stage before me in this job", resolved below; it cannot

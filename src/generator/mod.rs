@@ -382,6 +382,9 @@ fn job_timer(config: &Config, job: &Job) -> String {
     if job.wake_system {
         unit.push_str("WakeSystem=true\n");
     }
+    for (directive, value) in &job.timer {
+        let _ = writeln!(unit, "{directive}={}", escape::value(value));
+    }
     let _ = writeln!(unit, "Unit={}", units::job_service(&job.name));
     unit.push_str("\n[Install]\nWantedBy=timers.target\n");
     unit
@@ -523,6 +526,13 @@ fn stage_resources(unit: &mut String, stage: &Stage, job: &Job, options: &Option
     }
     for (key, value) in &stage.environment {
         let _ = writeln!(unit, "Environment={}", escape::environment(key, value));
+    }
+    for file in &stage.environment_files {
+        let _ = writeln!(
+            unit,
+            "EnvironmentFile={}",
+            escape::value(&file.to_string_lossy())
+        );
     }
     if options.scope == Scope::System {
         user_and_group(unit, job);

@@ -128,7 +128,8 @@ impl StageObject {
 
 /// `BackupComplete`'s arguments from a stage's figures. Figures are looked up by restic's
 /// summary names first (so that figures a stage adds under those names flow through), then by
-/// backupctl's own; unknown counts are 0.
+/// backupctl's own; unknown counts are 0. A restic stage's figures hold its whole summary, so
+/// every argument is restic's own count; `dry_run` is always false (no stage runs dry).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Complete {
     pub files_new: u64,
@@ -353,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn complete_takes_restic_names_then_ours() {
+    fn complete_falls_back_to_backupctls_names_for_other_kinds() {
         let figures = Figures {
             files: Some(12),
             files_new: Some(3),

@@ -25,6 +25,23 @@ pub struct Figures {
     pub files_new: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files_changed: Option<u64>,
+    /// restic: files, directories and blobs of its summary (the D-Bus `BackupComplete`
+    /// carries them; restic's names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_unmodified: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirs_new: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirs_changed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirs_unmodified: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_blobs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree_blobs: Option<u64>,
+    /// restic: seconds the backup took by its own clock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_duration: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_read: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

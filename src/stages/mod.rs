@@ -91,7 +91,7 @@ pub fn job_needs(config: &crate::config::Config, job: Option<&str>) -> Needs {
         .iter()
         .filter(|stage| job.is_none_or(|job| stage.job == job));
     for stage in stages {
-        let mut own = stage.kind.needs();
+        let mut own = stage.needs();
         if stage.store.is_some() {
             own.writes.clear();
         }

@@ -105,6 +105,13 @@ impl Summary {
             files: Some(self.total_files_processed),
             files_new: Some(self.files_new),
             files_changed: Some(self.files_changed),
+            files_unmodified: Some(self.files_unmodified),
+            dirs_new: Some(self.dirs_new),
+            dirs_changed: Some(self.dirs_changed),
+            dirs_unmodified: Some(self.dirs_unmodified),
+            data_blobs: Some(self.data_blobs),
+            tree_blobs: Some(self.tree_blobs),
+            total_duration: Some(self.total_duration),
             bytes_read: Some(self.total_bytes_processed),
             bytes_added: Some(self.data_added),
             snapshot_id: (!self.snapshot_id.is_empty()).then(|| self.snapshot_id.clone()),
@@ -192,5 +199,76 @@ mod tests {
         );
         assert_eq!(Message::parse("Fatal: unable to open config file"), None);
         assert_eq!(Message::parse("{not json"), None);
+    }
+
+    /// Issue 21: `BackupComplete` had 7 arguments always 0. Each argument now equals
+    /// restic's own summary field, from a real `restic backup --json` run.
+    #[test]
+    fn backup_complete_carries_restics_own_summary() {
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+        std::fs::create_dir_all(&base).expect("target/tmp");
+        let dir = tempfile::Builder::new()
+            .prefix("restic-summary-")
+            .tempdir_in(base)
+            .expect("scratch directory");
+        let source = dir.path().join("source");
+        std::fs::create_dir_all(source.join("sub")).unwrap();
+        std::fs::write(source.join("a"), "a").unwrap();
+        std::fs::write(source.join("sub/b"), "bb").unwrap();
+        let restic = |args: &[&str]| {
+            let output = std::process::Command::new("restic")
+                .args(args)
+                .env("RESTIC_REPOSITORY", dir.path().join("repo"))
+                .env("RESTIC_PASSWORD", "pw")
+                .output()
+                .expect("this test needs restic: run scripts/setup-deps");
+            assert!(output.status.success(), "restic {args:?}: {output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        };
+        restic(&["init", "--quiet"]);
+        let source_arg = source.to_str().unwrap();
+        restic(&["backup", "--json", source_arg]);
+        // A second run: unmodified files and directories are counted too.
+        std::fs::write(source.join("c"), "ccc").unwrap();
+        let out = restic(&["backup", "--json", source_arg]);
+        let line = out
+            .lines()
+            .find(|line| line.contains("\"message_type\":\"summary\""))
+            .expect("a summary line");
+        let raw: serde_json::Value = serde_json::from_str(line).unwrap();
+        let Some(Message::Summary(summary)) = Message::parse(line) else {
+            panic!("not parsed as a summary: {line}");
+        };
+        let complete = crate::report::dbus::Complete::from_figures(
+            &summary.figures(),
+            std::time::Duration::from_secs(999),
+        );
+        let n = |name: &str| {
+            raw[name]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name} in {raw}"))
+        };
+        assert_eq!(complete.files_new, n("files_new"));
+        assert_eq!(complete.files_changed, n("files_changed"));
+        assert_eq!(complete.files_unmodified, n("files_unmodified"));
+        assert_eq!(complete.dirs_new, n("dirs_new"));
+        assert_eq!(complete.dirs_changed, n("dirs_changed"));
+        assert_eq!(complete.dirs_unmodified, n("dirs_unmodified"));
+        assert_eq!(complete.data_blobs, n("data_blobs") as i64);
+        assert_eq!(complete.tree_blobs, n("tree_blobs") as i64);
+        assert_eq!(complete.data_added, n("data_added"));
+        assert_eq!(complete.total_files_processed, n("total_files_processed"));
+        assert_eq!(complete.total_bytes_processed, n("total_bytes_processed"));
+        assert_eq!(
+            complete.total_duration,
+            raw["total_duration"].as_f64().unwrap()
+        );
+        assert_eq!(complete.snapshot_id, raw["snapshot_id"].as_str().unwrap());
+        assert!(!complete.dry_run);
+        // The second run saw one new file and the two old ones unchanged: nonzero counts
+        // that were 0 before.
+        assert_eq!(complete.files_new, 1);
+        assert_eq!(complete.files_unmodified, 2);
+        assert!(complete.dirs_changed > 0 && complete.tree_blobs > 0);
     }
 }

@@ -134,7 +134,7 @@ pub fn command<'a>(
     env: &[(OsString, OsString)],
     stage_environment: &'a indexmap::IndexMap<String, String>,
 ) -> crate::process::Command<'a> {
-    let mut command = crate::process::Command::new("restic");
+    let mut command = crate::process::Command::new(spec.program());
     for var in INHERITED {
         command = command.env_remove(var);
     }
@@ -147,7 +147,7 @@ pub fn command<'a>(
 /// A restic command for people (`snapshots`, `restore`, `mount`): the stage's repository,
 /// the terminal inherited.
 pub fn interactive_command(spec: &Spec, scope: Scope) -> Result<std::process::Command, StageError> {
-    let mut command = std::process::Command::new("restic");
+    let mut command = std::process::Command::new(spec.program());
     for var in INHERITED {
         command.env_remove(var);
     }
