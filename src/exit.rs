@@ -169,9 +169,16 @@ mod tests {
         ];
         for code in std::iter::once(OK).chain(classes.map(Class::code)) {
             let documented = CODES.iter().filter(|d| d.code == code).count();
-            assert_eq!(documented, 1, "exit code {code} is documented {documented} times");
+            assert_eq!(
+                documented, 1,
+                "exit code {code} is documented {documented} times"
+            );
         }
-        assert_eq!(CODES.len(), classes.len() + 1, "a code in CODES no class returns");
+        assert_eq!(
+            CODES.len(),
+            classes.len() + 1,
+            "a code in CODES no class returns"
+        );
     }
 
     /// The README's paragraph is written by hand (wrapped as prose), so it is compared with
