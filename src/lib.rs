@@ -32,5 +32,4 @@ pub mod stage_lock;
 pub mod stages;
 pub mod status;
 pub mod store;
-pub mod tool;
 pub mod units;
