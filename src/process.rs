@@ -780,6 +780,44 @@ mod tests {
     }
 
     #[test]
+    fn a_short_tool_runs_in_its_own_process_group_too() {
+        let stat = Command::new("/bin/cat")
+            .arg("/proc/self/stat")
+            .output()
+            .unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        let pid: i32 = stat.split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(fields[2].parse::<i32>().unwrap(), pid, "{stat}");
+    }
+
+    #[test]
+    fn a_short_tool_gives_its_stdout_or_fails_with_its_last_stderr_lines() {
+        let out = Command::new("sh")
+            .args(["-c", "echo out; echo noise >&2"])
+            .output()
+            .unwrap();
+        assert_eq!(out, "out\n");
+        let error = Command::new("sh")
+            .args([
+                "-c",
+                "echo out; for i in $(seq 1 20); do echo line$i >&2; done; exit 3",
+            ])
+            .output()
+            .unwrap_err();
+        let ToolError::Failed { tool, code, stderr } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!((tool.as_str(), *code), ("sh", 3));
+        let expected: Vec<String> = (13..=20).map(|i| format!("line{i}")).collect();
+        assert_eq!(stderr, &expected.join("\n"));
+        let missing = Command::new("/nonexistent/tool").output().unwrap_err();
+        assert!(
+            missing.to_string().contains("is it installed?"),
+            "{missing}"
+        );
+    }
+
+    #[test]
     fn a_tool_gets_sigterm_when_the_thread_that_started_it_ends() {
         // The death signal fires when the spawning thread ends (as when the process dies).
         let mut child = std::thread::spawn(|| {
