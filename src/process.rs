@@ -266,13 +266,14 @@ impl<'a> Command<'a> {
         })
     }
 
-    /// Starts a program whose output the caller reads as it comes (`journalctl --follow`):
-    /// stdout piped, stderr ours, stdin /dev/null, in its own process group and dying with us.
-    /// The caller waits for it; ending early, it kills it.
-    pub fn spawn(self) -> Result<std::process::Child, ToolError> {
+    /// Starts a program the caller talks to itself: `journalctl --follow`, whose output it reads
+    /// as it comes, or a notify command, whose stdin it writes. In its own process group and
+    /// dying with us like every other; stderr is ours. The caller waits for it (ending early,
+    /// it kills the group: [`kill_group`]).
+    pub fn spawn(self, stdin: Stdio, stdout: Stdio) -> Result<std::process::Child, ToolError> {
         let tool = self.tool_name();
-        let mut command = self.std_command(Stdio::null());
-        command.stderr(Stdio::inherit());
+        let mut command = self.std_command(stdin);
+        command.stdout(stdout).stderr(Stdio::inherit());
         command
             .spawn()
             .map_err(|source| ToolError::Spawn { tool, source })
@@ -393,6 +394,14 @@ impl<'a> Command<'a> {
             (None, None) => Err(ToolError::NoStatus { tool }),
         }
     }
+}
+
+/// Kills a program [`Command::spawn`] started, and whatever it started in its group.
+pub fn kill_group(child: &std::process::Child) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 /// A failed input, and the tool's stdin, kept open until the tool has ended.

@@ -3,7 +3,7 @@
 //! JSON.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::ExitCode;
+use std::process::{ExitCode, Stdio};
 
 use anyhow::Context as _;
 
@@ -80,7 +80,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
     }
     // journalctl -f must not outlive us when we are killed (Ctrl-C, or SIGTERM to our pid
     // alone, would leave it following forever): `process` gives it our death signal.
-    let mut child = logs::journalctl(&selection, &options).spawn()?;
+    let mut child = logs::journalctl(&selection, &options).spawn(Stdio::null(), Stdio::piped())?;
     let color = crate::report::terminal::stdout_color();
     let mut out = std::io::stdout().lock();
     let reader = BufReader::new(child.stdout.take().context("journalctl's output")?);
