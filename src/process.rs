@@ -229,14 +229,13 @@ impl<'a> Command<'a> {
     }
 
     /// Runs a short tool (`mount`, `cryptsetup`, `btrfs`, a `--version`) to its end with its
-    /// output captured whole, under the rules of [`Command::run`]: its own process group, the
-    /// death signal, a stop request forwarded, its helpers waited for. Its exit status is not
-    /// judged here ([`Command::output`] does); stdin is /dev/null.
+    /// output captured whole: its own process group, the death signal, its helpers waited for,
+    /// as under [`Command::run`]. A stop request is *not* forwarded and does not prevent the
+    /// start: these tools are short, and some undo what a stopped stage leaves (deleting its
+    /// btrfs snapshot, closing a store), which must happen all the more after a stop. Its exit
+    /// status is not judged here ([`Command::output`] does); stdin is /dev/null.
     pub fn capture(self) -> Result<Captured, ToolError> {
         let tool = self.tool_name();
-        if signals::stopped() {
-            return Err(ToolError::Interrupted);
-        }
         tracing::debug!(
             "running {tool} {}",
             self.args
@@ -252,13 +251,11 @@ impl<'a> Command<'a> {
             source,
         })?;
         let leader = child.id() as i32;
-        let guard = signals::ChildGuard::new(child.id());
         let output = child.wait_with_output().map_err(|source| ToolError::Wait {
             tool: tool.clone(),
             source,
         })?;
         wait_for_group(leader, &tool);
-        drop(guard);
         Ok(Captured {
             status: output.status,
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -285,9 +282,6 @@ impl<'a> Command<'a> {
         let tool = self.tool_name();
         let ok_codes = self.ok_codes.clone();
         let captured = self.capture()?;
-        if signals::stopped() {
-            return Err(ToolError::Interrupted);
-        }
         let status = captured.status;
         match (status.code(), status.signal()) {
             (Some(code), _) if ok_codes.contains(&code) => Ok(captured.stdout),
