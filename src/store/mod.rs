@@ -48,7 +48,7 @@ impl StoreError {
     }
 }
 
-/// Runs a tool to its end, capturing its output (see [`crate::tool`]).
+/// Runs a short tool to its end, capturing its output ([`Command::output`]).
 pub fn run_tool(command: Command) -> Result<String, StoreError> {
     Ok(command.output()?)
 }
