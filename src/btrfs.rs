@@ -5,9 +5,12 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 
-use crate::tool::{ToolError, run as run_tool};
+use crate::process::{Command, ToolError};
+
+fn run_tool(command: Command) -> Result<String, ToolError> {
+    command.output()
+}
 
 pub fn mkfs(device: &Path, label: &str) -> Result<(), ToolError> {
     run_tool(

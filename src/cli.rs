@@ -20,13 +20,11 @@ use crate::paths::Scope;
     long_about = "backupctl turns a TOML description of a backup job into systemd units \
 (backup-job.service, backup-job.timer, backup@.service with one instance per stage) and is the \
 executor of each stage. systemd does the sequencing, the timers and the supervision.",
-    after_help = "Exit codes: 0 ok (also when the reader of the output went away, as with \
-`| head`); 1 failed (the work was tried and failed: a job or stage, a tool such as restic or \
-git under `restore`, `snapshots` or `mount`; config invalid for `check`; differences under \
-`verify`; something not backed up under `coverage`); 2 usage or config error, nothing ran (a misspelt job, stage or store name, an \
-invalid config, an unreadable `verify` manifest); 3 preflight (hello) failed; 75 temporary \
-failure, may be retried (network, lock); 130 stopped by a signal.\n\nConfig: /etc/backupctl/config.toml, or with --user \
-$XDG_CONFIG_HOME/backupctl/config.toml."
+    after_help = format!(
+        "Exit codes: {}.\n\nConfig: /etc/backupctl/config.toml, or with --user \
+         $XDG_CONFIG_HOME/backupctl/config.toml.",
+        crate::exit::summary()
+    )
 )]
 pub struct Cli {
     /// The config file (default: /etc/backupctl/config.toml, or the user's with --user).

@@ -69,7 +69,6 @@ pub fn run_stage(
     );
     let _entered = span.enter();
     let state_dir = crate::paths::state_dir(scope);
-    let kind = stage.kind.name();
 
     let lock = match lock(&state_dir, stage, scope, start, report) {
         Ok(lock) => Ok(lock),
@@ -90,63 +89,29 @@ pub fn run_stage(
     // The run starts once it holds the lock: a `--wait` is not part of its duration.
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
-    let outcome = if let Err(failure) = lock.as_ref() {
+    let ran = match &lock {
         // Not the stage's own failure, but one all the same: recorded and reported as such.
-        let failure = match failure {
-            StageError::Interrupted => StageError::Interrupted,
-            other => StageError::Failed(other.to_string()),
-        };
-        Ok(Err(failure))
-    } else if let Some(mount) = stage.when_mounted.as_deref().filter(|m| !is_mount_point(m)) {
-        None.ok_or(mount)
-    } else {
-        info!(
-            message_id = messages::STAGE_STARTED,
-            backupctl_kind = kind,
-            "stage {} ({kind}) started",
-            stage.name
-        );
-        if let Some(sink) = crate::report::dbus::DbusSink::connect(scope, &stage.name) {
-            report.add_sink(Box::new(sink));
-        }
-        report.started();
-        report.status(&format!("{kind}: starting"));
-        let ctx = StageContext {
+        Err(StageError::Interrupted) => Ran::Done(Err(StageError::Interrupted)),
+        Err(other) => Ran::Done(Err(StageError::Failed(other.to_string()))),
+        Ok(lock) => attempt(&StageContext {
             config,
             stage,
             scope,
             state_dir: state_dir.clone(),
             report,
             run_id: run_id.to_string(),
-            lock: lock.as_ref().expect("checked above"),
-        };
-        let wanted = config.job(&stage.job).is_some_and(|job| job.inhibit_sleep);
-        let inhibitor = wanted.then(|| inhibit_sleep(&stage.job));
-        let result = run_kind(&ctx);
-        match inhibitor {
-            // A warning of the run (logged with the others when it succeeds).
-            Some(Err(problem)) => Ok(match result {
-                Ok(mut outcome) => {
-                    outcome.warnings.push(problem);
-                    Ok(outcome)
-                }
-                Err(failure) => {
-                    warn!("{problem}");
-                    Err(failure)
-                }
-            }),
-            // The lock (its file descriptor) is released here, after the stage's tool ended.
-            _ => Ok(result),
-        }
+            lock,
+        }),
     };
     // To the millisecond: journal fields and the catalog text read `38.712`, not 17 digits.
     let duration = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    let record = |result, exit_code, error: Option<String>, outcome: Outcome| RunRecord {
+    let (result, exit_code, error, outcome) = conclude(stage, ran, report, clock, duration);
+    let record = RunRecord {
         run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
         job: stage.job.clone(),
         stage: stage.name.clone(),
-        kind: kind.to_string(),
+        kind: stage.kind.name().to_string(),
         started: started_at.to_string(),
         finished: jiff::Timestamp::now().to_string(),
         duration_secs: duration,
@@ -156,9 +121,81 @@ pub fn run_stage(
         warnings: outcome.warnings,
         figures: outcome.figures,
     };
+    report.finish();
+    if let Err(problem) = run_records::append(&state_dir, &record) {
+        // The backup itself is done (or failed) either way; a lost record must not change that.
+        warn!("{problem}");
+    }
+    // Likewise for the metrics file.
+    if let Err(problem) = crate::metrics::update(config, scope) {
+        warn!("{problem}");
+    }
+    // Held until the record is written: the next run starts after this one is on record.
+    drop(lock);
+    Ok(record)
+}
 
-    let record = match outcome {
-        Err(mount) => {
+/// What became of a stage that holds its lock.
+enum Ran<'a> {
+    /// `when_mounted` names this path and nothing is mounted there: the stage did not run.
+    Skipped(&'a Path),
+    /// The kind ran (or could not start): its outcome or its failure.
+    Done(Result<Outcome, StageError>),
+}
+
+/// Runs the stage's kind unless its `when_mounted` path is not a mount point, with the start
+/// record, the D-Bus sink and the sleep inhibitor around it.
+fn attempt<'a>(ctx: &StageContext<'a>) -> Ran<'a> {
+    let stage = ctx.stage;
+    if let Some(mount) = stage.when_mounted.as_deref().filter(|m| !is_mount_point(m)) {
+        return Ran::Skipped(mount);
+    }
+    let kind = stage.kind.name();
+    info!(
+        message_id = messages::STAGE_STARTED,
+        backupctl_kind = kind,
+        "stage {} ({kind}) started",
+        stage.name
+    );
+    if let Some(sink) = crate::report::dbus::DbusSink::connect(ctx.scope, &stage.name) {
+        ctx.report.add_sink(Box::new(sink));
+    }
+    ctx.report.started();
+    ctx.report.status(&format!("{kind}: starting"));
+    let wanted = ctx
+        .config
+        .job(&stage.job)
+        .is_some_and(|job| job.inhibit_sleep);
+    let inhibitor = wanted.then(|| inhibit_sleep(&stage.job));
+    let result = run_kind(ctx);
+    match inhibitor {
+        // A warning of the run (logged with the others when it succeeds).
+        Some(Err(problem)) => Ran::Done(match result {
+            Ok(mut outcome) => {
+                outcome.warnings.push(problem);
+                Ok(outcome)
+            }
+            Err(failure) => {
+                warn!("{problem}");
+                Err(failure)
+            }
+        }),
+        // The inhibitor (its file descriptor) is released here, after the stage's tool ended.
+        _ => Ran::Done(result),
+    }
+}
+
+/// The end record of a run in the journal and `STATUS=`, and what its run record says: result,
+/// exit code, error and outcome.
+fn conclude(
+    stage: &Stage,
+    ran: Ran,
+    report: &Reporter,
+    clock: Instant,
+    duration: f64,
+) -> (RunResult, u8, Option<String>, Outcome) {
+    match ran {
+        Ran::Skipped(mount) => {
             info!(
                 message_id = messages::STAGE_SKIPPED,
                 "stage {} skipped: {} is not mounted",
@@ -166,23 +203,23 @@ pub fn run_stage(
                 mount.display()
             );
             report.status(&format!("skipped: {} is not mounted", mount.display()));
-            record(
+            (
                 RunResult::Skipped,
                 crate::exit::OK,
                 None,
                 Outcome::default(),
             )
         }
-        Ok(Ok(outcome)) => {
+        Ran::Done(Ok(outcome)) => {
             log_success(stage, &outcome, duration);
             report.completed(&outcome.figures, clock.elapsed());
             report.status(&format!(
                 "done in {}",
                 crate::report::short_duration(clock.elapsed())
             ));
-            record(RunResult::Success, crate::exit::OK, None, outcome)
+            (RunResult::Success, crate::exit::OK, None, outcome)
         }
-        Ok(Err(failure)) => {
+        Ran::Done(Err(failure)) => {
             let result = if matches!(failure, StageError::Interrupted) {
                 RunResult::Interrupted
             } else {
@@ -206,21 +243,9 @@ pub fn run_stage(
                 figures: failure.figures().cloned().unwrap_or_default(),
                 ..Outcome::default()
             };
-            record(result, failure.exit_code(), Some(message), outcome)
+            (result, failure.exit_code(), Some(message), outcome)
         }
-    };
-    report.finish();
-    if let Err(problem) = run_records::append(&state_dir, &record) {
-        // The backup itself is done (or failed) either way; a lost record must not change that.
-        warn!("{problem}");
     }
-    // Likewise for the metrics file.
-    if let Err(problem) = crate::metrics::update(config, scope) {
-        warn!("{problem}");
-    }
-    // Held until the record is written: the next run starts after this one is on record.
-    drop(lock);
-    Ok(record)
 }
 
 /// `inhibit_sleep = true`: a logind inhibitor lock ("block" on sleep and idle) for the run of

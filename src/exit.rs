@@ -1,5 +1,6 @@
-//! Documented exit codes (also in the man page and README), and the class a command attaches
-//! to an error to choose one of them ([`Classify::classify`], [`usage`]).
+//! Documented exit codes, listed once in [`CODES`] (`--help`, and so the man page, print that list;
+//! a test holds the README to it), and the class a command attaches to an error to choose one of
+//! them ([`Classify::classify`], [`usage`]).
 //!
 //! `backupctl stage` returns its code itself (from the stage's `StageError`); every other
 //! command returns an `anyhow::Error` whose code `cli::exit_code` finds by walking its chain:
@@ -22,6 +23,56 @@ pub const PREFLIGHT: u8 = 3;
 pub const TEMPORARY: u8 = 75;
 /// Stopped by SIGTERM/SIGINT (`systemctl stop`, Ctrl-C) before it finished.
 pub const INTERRUPTED: u8 = 130;
+
+/// A documented exit code and what it means, as `--help`, the man page and the README say it.
+pub struct Documented {
+    pub code: u8,
+    pub meaning: &'static str,
+}
+
+/// Every exit code backupctl returns, the one list: `cli` builds the `--help` text (and so the
+/// man page) from it, and a test checks that the README's paragraph says the same.
+pub const CODES: &[Documented] = &[
+    Documented {
+        code: OK,
+        meaning: "ok (maybe with warnings; also when the reader of the output went away, as \
+                  with `| head`)",
+    },
+    Documented {
+        code: FAILED,
+        meaning: "failed: the work was tried and failed (a stage or job; a tool such as restic \
+                  or git under `restore`, `snapshots`, `mount`, `history`; differences under \
+                  `verify`; `check`: invalid config; something not backed up under `coverage`)",
+    },
+    Documented {
+        code: USAGE,
+        meaning: "usage or config error, nothing ran (an invalid config, a misspelt job, stage \
+                  or store name, an option that does not fit the stage, an unreadable `verify` \
+                  manifest)",
+    },
+    Documented {
+        code: PREFLIGHT,
+        meaning: "the `hello` preflight found a problem",
+    },
+    Documented {
+        code: TEMPORARY,
+        meaning: "a temporary failure that may pass (network, or the stage is already \
+                  running)",
+    },
+    Documented {
+        code: INTERRUPTED,
+        meaning: "stopped by SIGTERM/SIGINT (`systemctl stop`, Ctrl-C)",
+    },
+];
+
+/// The list as one sentence: `0 ok (…); 1 failed: …; …; 130 stopped by …`.
+pub fn summary() -> String {
+    CODES
+        .iter()
+        .map(|documented| format!("{} {}", documented.code, documented.meaning))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// What kind of failure an error is; decides the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +157,47 @@ pub fn class_of(error: &(dyn std::error::Error + 'static)) -> Option<Class> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_is_documented_once() {
+        let classes = [
+            Class::Failed,
+            Class::Usage,
+            Class::Preflight,
+            Class::Temporary,
+            Class::Interrupted,
+        ];
+        for code in std::iter::once(OK).chain(classes.map(Class::code)) {
+            let documented = CODES.iter().filter(|d| d.code == code).count();
+            assert_eq!(
+                documented, 1,
+                "exit code {code} is documented {documented} times"
+            );
+        }
+        assert_eq!(
+            CODES.len(),
+            classes.len() + 1,
+            "a code in CODES no class returns"
+        );
+    }
+
+    /// The README's paragraph is written by hand (wrapped as prose), so it is compared with
+    /// the list with runs of whitespace made one space.
+    #[test]
+    fn the_readme_lists_the_codes_as_this_module_does() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("**Exit codes**: ")
+            .expect("README has an **Exit codes** paragraph");
+        let paragraph = readme[start..].split("\n\n").next().unwrap();
+        let paragraph = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+        let expected = format!("**Exit codes**: {}.", summary());
+        assert!(
+            paragraph.starts_with(&expected),
+            "README's exit codes differ from src/exit.rs's CODES; write them as\n{expected}\n\
+             README has\n{paragraph}"
+        );
+    }
 
     #[test]
     fn the_class_is_attached_but_not_shown() {

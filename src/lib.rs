@@ -33,6 +33,5 @@ pub mod stage_lock;
 pub mod stages;
 pub mod status;
 pub mod store;
-pub mod tool;
 pub mod trust;
 pub mod units;

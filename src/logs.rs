@@ -11,8 +11,8 @@
 //! expects (group `adm`/`systemd-journal`, per-user files), and `-f` follows rotations.
 //! `-o json` with field matches gives exact records back; we only format them.
 
+use crate::process::{Command, ToolError};
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -63,20 +63,16 @@ impl Selection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
-    #[error("cannot run journalctl: {0} (is systemd's journalctl installed?)")]
-    Spawn(#[source] std::io::Error),
-    #[error("journalctl failed: {0}")]
-    Failed(String),
+    #[error(transparent)]
+    Journalctl(#[from] ToolError),
 }
 
 /// `journalctl -o json` with our matches, the caller's extra options first.
-pub fn journalctl(selection: &Selection, options: &[String]) -> Command {
-    let mut command = Command::new("journalctl");
-    command
+pub fn journalctl(selection: &Selection, options: &[String]) -> Command<'static> {
+    Command::new("journalctl")
         .args(["--no-pager", "--quiet", "--output=json"])
         .args(options)
-        .args(selection.matches());
-    command
+        .args(selection.matches())
 }
 
 /// The newest run among the selected records: the job run of the newest "stage started"
@@ -92,15 +88,8 @@ pub fn last_run(selection: &Selection) -> Result<Option<String>, LogsError> {
             format!("MESSAGE_ID={}", messages::STAGE_STARTED),
         ],
     )
-    .stderr(Stdio::piped())
-    .output()
-    .map_err(LogsError::Spawn)?;
-    if !output.status.success() {
-        return Err(LogsError::Failed(
-            String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
+    .output()?;
+    Ok(output
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find_map(|record| {

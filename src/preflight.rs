@@ -104,10 +104,9 @@ pub fn check_tool(tool: &str) -> Check {
         "ssh" => &["-V"],
         _ => &["--version"],
     };
-    let version = std::process::Command::new(&path)
+    let version = crate::process::Command::new(&path)
         .args(version_args)
-        .stdin(std::process::Stdio::null())
-        .output()
+        .capture()
         .ok()
         .map(|out| {
             let text = if out.stdout.is_empty() {
@@ -115,12 +114,7 @@ pub fn check_tool(tool: &str) -> Check {
             } else {
                 out.stdout
             };
-            String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
+            text.lines().next().unwrap_or("").trim().to_string()
         })
         .unwrap_or_default();
     Check {

@@ -1,7 +1,9 @@
-//! Running the tools a stage drives (rsync, restic, …): output read line by line (`\r`
-//! counts as a line end, for progress meters), a stop request forwarded, the exit status
-//! turned into a [`ToolError`] that names the tool and the tail of what it said (stage and
-//! snapshot errors wrap it).
+//! The one way backupctl runs a program. The tools a stage drives (rsync, restic, …) go
+//! through [`Command::run`]: output read line by line (`\r` counts as a line end, for progress
+//! meters), a stop request forwarded, the exit status turned into a [`ToolError`] that names
+//! the tool and the tail of what it said (stage, snapshot and store errors wrap it). Short
+//! tools whose output is wanted whole (`mount`, `cryptsetup`, `btrfs`, a `--version`) go
+//! through [`Command::output`] or [`Command::capture`], under the same rules.
 //!
 //! Every tool runs in a process group of its own (a stop request reaches ssh under rsync, a
 //! command under `sh -c`) and dies with us: `PR_SET_PDEATHSIG` sends it SIGTERM when the
@@ -53,7 +55,7 @@ pub enum ToolError {
     },
     #[error("{tool} was killed by signal {signal}")]
     Killed { tool: String, signal: i32 },
-    #[error("cannot run {tool}: {source}")]
+    #[error("cannot run {tool}: {source} (is it installed? `backupctl hello` checks)")]
     Spawn {
         tool: String,
         #[source]
@@ -87,6 +89,14 @@ fn tail(stderr: &str) -> String {
     } else {
         format!(": {stderr}")
     }
+}
+
+/// A short tool's whole output and how it ended ([`Command::capture`]).
+#[derive(Debug)]
+pub struct Captured {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// A tool that exited with an accepted code.
@@ -198,13 +208,9 @@ impl<'a> Command<'a> {
             .into_owned()
     }
 
-    /// Runs the tool to its end. A stop request is forwarded to it as SIGTERM and then
-    /// reported as [`ToolError::Interrupted`].
-    pub fn run(mut self) -> Result<Finished, ToolError> {
-        let tool = self.tool_name();
-        if signals::stopped() {
-            return Err(ToolError::Interrupted);
-        }
+    /// The command as std spawns it: output piped, in a process group of its own, dying with
+    /// us ([`die_with_us`]).
+    fn std_command(&self, stdin: Stdio) -> std::process::Command {
         let mut command = std::process::Command::new(&self.program);
         for key in &self.env_remove {
             command.env_remove(key);
@@ -212,17 +218,103 @@ impl<'a> Command<'a> {
         command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(dir) = &self.cwd {
             command.current_dir(dir);
         }
         die_with_us(&mut command);
+        command
+    }
+
+    /// Runs a short tool (`mount`, `cryptsetup`, `btrfs`, a `--version`) to its end with its
+    /// output captured whole: its own process group, the death signal, its helpers waited for,
+    /// as under [`Command::run`]. A stop request is *not* forwarded and does not prevent the
+    /// start: these tools are short, and some undo what a stopped stage leaves (deleting its
+    /// btrfs snapshot, closing a store), which must happen all the more after a stop. Its exit
+    /// status is not judged here ([`Command::output`] does); stdin is /dev/null.
+    pub fn capture(self) -> Result<Captured, ToolError> {
+        let tool = self.tool_name();
+        tracing::debug!(
+            "running {tool} {}",
+            self.args
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let mut command = self.std_command(Stdio::null());
+        adopt_orphans();
+        let child = command.spawn().map_err(|source| ToolError::Spawn {
+            tool: tool.clone(),
+            source,
+        })?;
+        let leader = child.id() as i32;
+        let output = child.wait_with_output().map_err(|source| ToolError::Wait {
+            tool: tool.clone(),
+            source,
+        })?;
+        wait_for_group(leader, &tool);
+        Ok(Captured {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// Starts a program the caller talks to itself: `journalctl --follow`, whose output it reads
+    /// as it comes, or a notify command, whose stdin it writes. In its own process group and
+    /// dying with us like every other; stderr is ours. The caller waits for it (ending early,
+    /// it kills the group: [`kill_group`]).
+    pub fn spawn(self, stdin: Stdio, stdout: Stdio) -> Result<std::process::Child, ToolError> {
+        let tool = self.tool_name();
+        let mut command = self.std_command(stdin);
+        command.stdout(stdout).stderr(Stdio::inherit());
+        command
+            .spawn()
+            .map_err(|source| ToolError::Spawn { tool, source })
+    }
+
+    /// [`Command::capture`], judged as [`Command::run`] judges: the tool's stdout when it
+    /// exited with an accepted code, else the error with the last lines of its stderr.
+    pub fn output(self) -> Result<String, ToolError> {
+        let tool = self.tool_name();
+        let ok_codes = self.ok_codes.clone();
+        let captured = self.capture()?;
+        let status = captured.status;
+        match (status.code(), status.signal()) {
+            (Some(code), _) if ok_codes.contains(&code) => Ok(captured.stdout),
+            (Some(code), _) => {
+                let lines: Vec<&str> = captured
+                    .stderr
+                    .lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .collect();
+                let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+                Err(ToolError::Failed {
+                    tool,
+                    code,
+                    stderr: tail.join("\n"),
+                })
+            }
+            (None, Some(signal)) => Err(ToolError::Killed { tool, signal }),
+            (None, None) => Err(ToolError::NoStatus { tool }),
+        }
+    }
+
+    /// Runs the tool to its end. A stop request is forwarded to it as SIGTERM and then
+    /// reported as [`ToolError::Interrupted`].
+    pub fn run(mut self) -> Result<Finished, ToolError> {
+        let tool = self.tool_name();
+        if signals::stopped() {
+            return Err(ToolError::Interrupted);
+        }
+        let mut command = self.std_command(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         adopt_orphans();
         let mut child = command.spawn().map_err(|source| ToolError::Spawn {
             tool: tool.clone(),
@@ -296,6 +388,14 @@ impl<'a> Command<'a> {
             (None, None) => Err(ToolError::NoStatus { tool }),
         }
     }
+}
+
+/// Kills a program [`Command::spawn`] started, and whatever it started in its group.
+pub fn kill_group(child: &std::process::Child) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
 
 /// A failed input, and the tool's stdin, kept open until the tool has ended.
@@ -680,6 +780,44 @@ mod tests {
         );
         assert_eq!(pgrp, pid, "{stat}");
         assert_ne!(pgrp, nix::unistd::getpgrp().as_raw(), "{stat}");
+    }
+
+    #[test]
+    fn a_short_tool_runs_in_its_own_process_group_too() {
+        let stat = Command::new("/bin/cat")
+            .arg("/proc/self/stat")
+            .output()
+            .unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        let pid: i32 = stat.split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(fields[2].parse::<i32>().unwrap(), pid, "{stat}");
+    }
+
+    #[test]
+    fn a_short_tool_gives_its_stdout_or_fails_with_its_last_stderr_lines() {
+        let out = Command::new("sh")
+            .args(["-c", "echo out; echo noise >&2"])
+            .output()
+            .unwrap();
+        assert_eq!(out, "out\n");
+        let error = Command::new("sh")
+            .args([
+                "-c",
+                "echo out; for i in $(seq 1 20); do echo line$i >&2; done; exit 3",
+            ])
+            .output()
+            .unwrap_err();
+        let ToolError::Failed { tool, code, stderr } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!((tool.as_str(), *code), ("sh", 3));
+        let expected: Vec<String> = (13..=20).map(|i| format!("line{i}")).collect();
+        assert_eq!(stderr, &expected.join("\n"));
+        let missing = Command::new("/nonexistent/tool").output().unwrap_err();
+        assert!(
+            missing.to_string().contains("is it installed?"),
+            "{missing}"
+        );
     }
 
     #[test]

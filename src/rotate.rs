@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::btrfs;
-use crate::tool::ToolError;
+use crate::process::ToolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {

@@ -33,6 +33,26 @@ pub fn stage_service(stage: &str) -> String {
     format!("backup@{stage}.service")
 }
 
+/// The service unit that runs a job or a stage, read back from its name (the unit a
+/// notification is about): the inverse of [`job_service`] and [`stage_service`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service<'a> {
+    Job(&'a str),
+    Stage(&'a str),
+}
+
+/// Reads `backup-JOB.service` or `backup@STAGE.service`; any other name (a timer, a store's or
+/// a notifier's instance, someone else's unit) is `None`. Job names never hold `@`, so an
+/// instance of another template (`backup-store@nas.service`) is no job.
+pub fn parse_service(unit: &str) -> Option<Service<'_>> {
+    let name = unit.strip_suffix(".service")?;
+    if let Some(stage) = name.strip_prefix("backup@") {
+        return (!stage.is_empty()).then_some(Service::Stage(stage));
+    }
+    let job = name.strip_prefix("backup-")?;
+    (!job.is_empty() && !job.contains('@')).then_some(Service::Job(job))
+}
+
 /// `backup-store@STORE.service`: opens a store on start, closes it on stop.
 pub fn store_service(store: &str) -> String {
     format!("backup-store@{store}.service")
@@ -85,6 +105,28 @@ mod tests {
             notify_start_service("offsite"),
             "backup-notify-start@offsite.service"
         );
+    }
+
+    #[test]
+    fn service_names_read_back() {
+        assert_eq!(
+            parse_service(&job_service("offsite")),
+            Some(Service::Job("offsite"))
+        );
+        assert_eq!(
+            parse_service(&stage_service("copy")),
+            Some(Service::Stage("copy"))
+        );
+        for other in [
+            "backup-offsite.timer",
+            "backup-store@nas.service",
+            "backup-notify-start@offsite.service",
+            "backup@.service",
+            "backup-.service",
+            "sshd.service",
+        ] {
+            assert_eq!(parse_service(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -45,22 +45,16 @@ fn the_full_example_shows_every_key_the_loader_takes() {
         .map(|table| format!("[{table}]"))
         .collect();
 
-    let mut tables: Vec<String> = [
-        "[job]",
-        "[jobs.x]",
-        "[notify]",
-        "[notify.webhook]",
-        "[notify.healthchecks]",
-        "[notify.ntfy]",
-        "[notify.command]",
-        "[metrics]",
-        "[coverage]",
-        "[units]",
-        "[store.x]",
-    ]
-    .iter()
-    .map(|table| format!("{table}\nunknown_key = 1\n"))
-    .collect();
+    let channels = backupctl::config::notify::CHANNEL_NAMES
+        .iter()
+        .map(|channel| format!("[notify.{channel}]"));
+    let mut tables: Vec<String> = ["[job]", "[jobs.x]", "[notify]"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(channels)
+        .chain(["[metrics]", "[coverage]", "[units]", "[store.x]"].map(str::to_string))
+        .map(|table| format!("{table}\nunknown_key = 1\n"))
+        .collect();
     tables.push("[store.x]\nremote = { unknown_key = 1 }\n".into());
     tables.push("[stage.x]\nkind = \"rsync\"\nrotate = { unknown_key = 1 }\n".into());
     tables.push("[stage.x]\nkind = \"restic\"\nkeep = { unknown_key = 1 }\n".into());

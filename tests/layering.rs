@@ -19,7 +19,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "units",
             "mounts",
             "btrfs",
-            "tool",
             "needs",
             "schedule",
             "secret_file",

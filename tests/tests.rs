@@ -10,6 +10,7 @@ mod coverage;
 mod drill;
 mod examples;
 mod exit_codes;
+mod function_length;
 mod gaps;
 mod generate;
 mod gitsync;

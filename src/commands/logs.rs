@@ -78,18 +78,9 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         // Follow from the start of the run, not from journalctl's default last ten.
         options.push("--lines=all".to_string());
     }
-    let mut command = logs::journalctl(&selection, &options);
-    command.stdout(Stdio::piped());
-    // journalctl -f must not outlive us when we are killed (Ctrl-C reaches both; SIGTERM to
-    // our pid alone would leave it following forever).
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = command.spawn().map_err(logs::LogsError::Spawn)?;
+    // journalctl -f must not outlive us when we are killed (Ctrl-C, or SIGTERM to our pid
+    // alone, would leave it following forever): `process` gives it our death signal.
+    let mut child = logs::journalctl(&selection, &options).spawn(Stdio::null(), Stdio::piped())?;
     let color = crate::report::terminal::stdout_color();
     let mut out = std::io::stdout().lock();
     let reader = BufReader::new(child.stdout.take().context("journalctl's output")?);

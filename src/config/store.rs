@@ -153,7 +153,62 @@ pub(super) fn parse(
     let raw = RawStore::deserialize(value.into_deserializer())
         .map_err(|error| source.toml(error, None))?;
     let remote_span = raw.remote.span();
-    let remote = raw.remote.into_inner();
+    let remote = parse_remote(source, remote_span, raw.remote.into_inner())?;
+    let image = raw.image;
+    if image.get_ref().is_empty()
+        || image.get_ref().contains('/')
+        || image.get_ref().starts_with('.')
+    {
+        return Err(source.error(
+            image.span(),
+            format!("`{}` is not a file name", image.get_ref()),
+            Some(
+                "the image is one file at the top of the remote, e.g. image = \"backup.luks\""
+                    .into(),
+            ),
+        ));
+    }
+    let size = raw
+        .size
+        .map(|text| {
+            size::parse_size(text.get_ref())
+                .ok()
+                .filter(|bytes| *bytes >= 128 << 20)
+                .ok_or_else(|| {
+                    source.error(
+                        text.span(),
+                        format!("invalid size `{}`", text.get_ref()),
+                        Some(
+                            "a size of at least 128M (btrfs needs room), e.g. size = \"500G\""
+                                .into(),
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
+    if !raw.keyfile.get_ref().is_absolute() {
+        return Err(source.error(
+            raw.keyfile.span(),
+            "`keyfile` must be an absolute path",
+            Some("keep it on this machine, e.g. keyfile = \"/etc/backupctl/nas.key\"".into()),
+        ));
+    }
+    source.normalized(raw.keyfile.span(), raw.keyfile.get_ref(), "keyfile")?;
+    Ok(Store {
+        name: name.into_inner(),
+        remote,
+        image: image.into_inner(),
+        size,
+        keyfile: raw.keyfile.into_inner(),
+    })
+}
+
+/// `remote = { … }`: its type, given or read from its keys, and no key of the other type.
+fn parse_remote(
+    source: &Source,
+    remote_span: Range<usize>,
+    remote: RawRemote,
+) -> Result<Remote, ConfigError> {
     if let Some(password) = &remote.password {
         return Err(source.error(
             password.span(),
@@ -211,32 +266,77 @@ pub(super) fn parse(
             Some("a CIFS remote has volume, username, password_file or password_credential, domain, options; a block remote has device".into()),
         ));
     }
-    let remote = if kind == "cifs" {
-        let volume = remote.volume.ok_or_else(|| {
-            source.error(
-                remote_span.clone(),
-                "a CIFS remote needs `volume`",
-                Some("e.g. volume = \"//nas.local/backup\"".into()),
-            )
-        })?;
-        if !volume.get_ref().starts_with("//") {
+    if kind == "cifs" {
+        cifs(source, remote_span, remote)
+    } else {
+        block(source, remote)
+    }
+}
+
+/// A CIFS remote: its share, its account and its password's file or credential.
+fn cifs(
+    source: &Source,
+    remote_span: Range<usize>,
+    remote: RawRemote,
+) -> Result<Remote, ConfigError> {
+    let volume = remote.volume.ok_or_else(|| {
+        source.error(
+            remote_span.clone(),
+            "a CIFS remote needs `volume`",
+            Some("e.g. volume = \"//nas.local/backup\"".into()),
+        )
+    })?;
+    if !volume.get_ref().starts_with("//") {
+        return Err(source.error(
+            volume.span(),
+            format!("`{}` is not a CIFS volume", volume.get_ref()),
+            Some("write it as //HOST/SHARE, e.g. \"//nas.local/backup\" (forward slashes)".into()),
+        ));
+    }
+    let username = remote.username.ok_or_else(|| {
+        source.error(
+            remote_span.clone(),
+            "a CIFS remote needs `username`",
+            Some("the NAS account the share is mounted as".into()),
+        )
+    })?;
+    let password = password(
+        source,
+        &remote_span,
+        remote.password_file,
+        remote.password_credential,
+    )?;
+    for option in &remote.options {
+        let text = option.get_ref();
+        if text.contains(',') || text.starts_with("password") || text.starts_with("credentials") {
             return Err(source.error(
-                volume.span(),
-                format!("`{}` is not a CIFS volume", volume.get_ref()),
-                Some(
-                    "write it as //HOST/SHARE, e.g. \"//nas.local/backup\" (forward slashes)"
-                        .into(),
-                ),
+                option.span(),
+                format!("`{text}` cannot be a mount option here"),
+                Some("give one option per entry, e.g. options = [\"vers=3.0\", \"seal\"]; the credentials come from password_file".into()),
             ));
         }
-        let username = remote.username.ok_or_else(|| {
-            source.error(
-                remote_span.clone(),
-                "a CIFS remote needs `username`",
-                Some("the NAS account the share is mounted as".into()),
-            )
-        })?;
-        let password = match (remote.password_file, remote.password_credential) {
+    }
+    Ok(Remote::Cifs {
+        volume: volume.into_inner(),
+        username: username.into_inner(),
+        password,
+        domain: remote.domain,
+        options: remote
+            .options
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect(),
+    })
+}
+
+/// Where a CIFS remote's password comes from: a root-only file or a systemd credential.
+fn password(
+    source: &Source,
+    remote_span: &Range<usize>,
+    password_file: Option<Spanned<PathBuf>>,
+    password_credential: Option<Spanned<String>>,
+) -> Result<Password, ConfigError> {
+    match (password_file, password_credential) {
             (Some(file), None) => {
                 if !file.get_ref().is_absolute() {
                     return Err(source.error(
@@ -246,7 +346,7 @@ pub(super) fn parse(
                     ));
                 }
                 source.normalized(file.span(), file.get_ref(), "password_file")?;
-                Password::File(file.into_inner())
+                Ok(Password::File(file.into_inner()))
             }
             (None, Some(id)) => {
                 let valid = !id.get_ref().is_empty()
@@ -261,111 +361,44 @@ pub(super) fn parse(
                         Some("use letters, digits, `-`, `_` and `.`".into()),
                     ));
                 }
-                Password::Credential(id.into_inner())
+                Ok(Password::Credential(id.into_inner()))
             }
             (Some(_), Some(id)) => {
-                return Err(source.error(
+                Err(source.error(
                     id.span(),
                     "give either `password_file` or `password_credential`, not both",
                     None,
-                ));
+                ))
             }
             (None, None) => {
-                return Err(source.error(
-                    remote_span,
+                Err(source.error(
+                    remote_span.clone(),
                     "a CIFS remote needs `password_file` or `password_credential`",
                     Some("the password is never written in the config: put it in a root-only file, or in a systemd credential".into()),
-                ));
-            }
-        };
-        for option in &remote.options {
-            let text = option.get_ref();
-            if text.contains(',') || text.starts_with("password") || text.starts_with("credentials")
-            {
-                return Err(source.error(
-                    option.span(),
-                    format!("`{text}` cannot be a mount option here"),
-                    Some("give one option per entry, e.g. options = [\"vers=3.0\", \"seal\"]; the credentials come from password_file".into()),
-                ));
+                ))
             }
         }
-        Remote::Cifs {
-            volume: volume.into_inner(),
-            username: username.into_inner(),
-            password,
-            domain: remote.domain,
-            options: remote
-                .options
-                .into_iter()
-                .map(Spanned::into_inner)
-                .collect(),
-        }
-    } else {
-        let device = remote.device.expect("block remotes have a device");
-        let text = device.get_ref();
-        if !(text.starts_with('/')
-            || text.starts_with("UUID=")
-            || text.starts_with("LABEL=")
-            || text.starts_with("PARTUUID="))
-        {
-            return Err(source.error(
-                device.span(),
-                format!("`{text}` is not a block device"),
-                Some("use UUID=… (see `blkid`), LABEL=…, PARTUUID=… or a path under /dev".into()),
-            ));
-        }
-        if text.starts_with('/') {
-            source.normalized(device.span(), Path::new(text), "device")?;
-        }
-        Remote::Block {
-            device: device.into_inner(),
-        }
-    };
-    let image = raw.image;
-    if image.get_ref().is_empty()
-        || image.get_ref().contains('/')
-        || image.get_ref().starts_with('.')
+}
+
+/// A block remote: a device path, or `UUID=`, `LABEL=`, `PARTUUID=`.
+fn block(source: &Source, remote: RawRemote) -> Result<Remote, ConfigError> {
+    let device = remote.device.expect("block remotes have a device");
+    let text = device.get_ref();
+    if !(text.starts_with('/')
+        || text.starts_with("UUID=")
+        || text.starts_with("LABEL=")
+        || text.starts_with("PARTUUID="))
     {
         return Err(source.error(
-            image.span(),
-            format!("`{}` is not a file name", image.get_ref()),
-            Some(
-                "the image is one file at the top of the remote, e.g. image = \"backup.luks\""
-                    .into(),
-            ),
+            device.span(),
+            format!("`{text}` is not a block device"),
+            Some("use UUID=… (see `blkid`), LABEL=…, PARTUUID=… or a path under /dev".into()),
         ));
     }
-    let size = raw
-        .size
-        .map(|text| {
-            size::parse_size(text.get_ref())
-                .ok()
-                .filter(|bytes| *bytes >= 128 << 20)
-                .ok_or_else(|| {
-                    source.error(
-                        text.span(),
-                        format!("invalid size `{}`", text.get_ref()),
-                        Some(
-                            "a size of at least 128M (btrfs needs room), e.g. size = \"500G\""
-                                .into(),
-                        ),
-                    )
-                })
-        })
-        .transpose()?;
-    if !raw.keyfile.get_ref().is_absolute() {
-        return Err(source.error(
-            raw.keyfile.span(),
-            "`keyfile` must be an absolute path",
-            Some("keep it on this machine, e.g. keyfile = \"/etc/backupctl/nas.key\"".into()),
-        ));
+    if text.starts_with('/') {
+        source.normalized(device.span(), Path::new(text), "device")?;
     }
-    source.normalized(raw.keyfile.span(), raw.keyfile.get_ref(), "keyfile")?;
-    Ok(Store {
-        name: name.into_inner(),
-        remote,
-        image: image.into_inner(),
-        size,
-        keyfile: raw.keyfile.into_inner(),
+    Ok(Remote::Block {
+        device: device.into_inner(),
     })
 }

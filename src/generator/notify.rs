@@ -72,7 +72,7 @@ pub fn start_template(config: &Config, notify: &Notify, options: &Options) -> St
         &pingers,
         options,
         "backupctl start ping of job %i",
-        &["notify", "--start", "backup-%i.service"],
+        &["notify", "--start", &units::job_service("%i")],
     )
 }
 

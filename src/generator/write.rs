@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use super::{Content, UnitFile};
 
-/// The list of what we generated last time, relative to the output directory.
-pub const MANIFEST: &str = ".backupctl-generated";
+/// The file listing what we generated last time (paths relative to the output directory).
+pub const GENERATED_LIST: &str = ".backupctl-generated";
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {}: {source}", .path.display())]
@@ -55,15 +55,15 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> Result<Written, WriteError
             stage_file(&temporary, &file.content).map_err(at(&target))?;
             staged.push((temporary, target));
         }
-        let manifest = dir.join(MANIFEST);
-        let mut temporary = manifest.clone().into_os_string();
+        let list = dir.join(GENERATED_LIST);
+        let mut temporary = list.clone().into_os_string();
         temporary.push(&suffix);
         let listing: String = files
             .iter()
             .map(|f| format!("{}\n", f.path.display()))
             .collect();
-        stage_file(Path::new(&temporary), &Content::Text(listing)).map_err(at(&manifest))?;
-        staged.push((PathBuf::from(temporary), manifest));
+        stage_file(Path::new(&temporary), &Content::Text(listing)).map_err(at(&list))?;
+        staged.push((PathBuf::from(temporary), list));
         Ok(())
     })();
     if let Err(error) = result {
@@ -83,7 +83,7 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> Result<Written, WriteError
     };
     for (temporary, target) in staged {
         fs::rename(&temporary, &target).map_err(at(&target))?;
-        if !target.ends_with(MANIFEST) {
+        if !target.ends_with(GENERATED_LIST) {
             written.files.push(target);
         }
     }
@@ -124,7 +124,7 @@ fn stage_file(path: &Path, content: &Content) -> std::io::Result<()> {
 }
 
 fn previous_files(dir: &Path) -> Vec<PathBuf> {
-    fs::read_to_string(dir.join(MANIFEST))
+    fs::read_to_string(dir.join(GENERATED_LIST))
         .map(|text| {
             text.lines()
                 .filter(|line| !line.is_empty() && !line.starts_with('/') && !line.contains(".."))

@@ -3,12 +3,13 @@
 //! `BACKUPCTL_NOTIFY_*` variables. Nothing secret goes into argv or the environment.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::event::Event;
 use super::{ChannelError, Context, Deliver};
 use crate::config::notify::CommandChannel;
+use crate::process::{Command, kill_group};
 
 fn send(channel: &CommandChannel, event: &Event, timeout: Duration) -> Result<(), ChannelError> {
     let mut message = format!("Subject: {}\n", event.title());
@@ -35,9 +36,8 @@ fn send(channel: &CommandChannel, event: &Event, timeout: Duration) -> Result<()
         .env("BACKUPCTL_NOTIFY_UNIT", &event.unit)
         .env("BACKUPCTL_NOTIFY_RESULT", &event.result)
         .env("BACKUPCTL_NOTIFY_HOST", &event.host)
-        .stdin(Stdio::piped())
-        .spawn()
-        .map_err(|e| ChannelError::Command(format!("cannot run {program}: {e}")))?;
+        .spawn(Stdio::piped(), Stdio::inherit())
+        .map_err(|e| ChannelError::Command(e.to_string()))?;
     // Written from a thread: a command that does not read its stdin must not block us past
     // the timeout once the pipe is full. The thread is never joined: a process the command
     // left behind may hold the pipe open without reading, and the write would never end.
@@ -51,7 +51,8 @@ fn send(channel: &CommandChannel, event: &Event, timeout: Duration) -> Result<()
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
-                let _ = child.kill();
+                // The whole group: what the command started (a mailer's helpers) goes too.
+                kill_group(&child);
                 let _ = child.wait();
                 return Err(ChannelError::Command(format!(
                     "{program} did not finish within {}s and was killed",

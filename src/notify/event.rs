@@ -63,14 +63,14 @@ pub enum Subject {
 
 /// `backup-JOB.service` or `backup@STAGE.service`, checked against the config.
 pub fn subject(config: &Config, unit: &str) -> Option<Subject> {
-    let name = unit.strip_suffix(".service")?;
-    if let Some(stage) = name.strip_prefix("backup@") {
-        return config
+    match crate::units::parse_service(unit)? {
+        crate::units::Service::Stage(stage) => config
             .stage(stage)
-            .map(|stage| Subject::Stage(stage.name.clone()));
+            .map(|stage| Subject::Stage(stage.name.clone())),
+        crate::units::Service::Job(job) => {
+            config.job(job).map(|job| Subject::Job(job.name.clone()))
+        }
     }
-    let job = name.strip_prefix("backup-")?;
-    config.job(job).map(|job| Subject::Job(job.name.clone()))
 }
 
 /// The machine's name, for people who watch many machines.

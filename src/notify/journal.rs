@@ -2,7 +2,6 @@
 //! fields (`BACKUPCTL_STAGE`, `BACKUPCTL_RUN`), not by unit name — user units of root have no
 //! `_SYSTEMD_USER_UNIT` on every machine, and our fields are on every record a stage writes.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::logs::{self, Record, Selection};
@@ -32,16 +31,11 @@ pub fn tail(selection: &Selection, lines: usize) -> Vec<String> {
 
 /// The records through `backupctl logs`' own selection and parser.
 fn query(selection: &Selection, lines: usize) -> Vec<Record> {
-    let Ok(output) = logs::journalctl(selection, &[format!("--lines={lines}")])
-        .stderr(Stdio::null())
-        .output()
-    else {
+    // Whatever it printed, even when it failed: a notification goes out with what there is.
+    let Ok(output) = logs::journalctl(selection, &[format!("--lines={lines}")]).capture() else {
         return Vec::new();
     };
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(Record::parse)
-        .collect()
+    output.stdout.lines().filter_map(Record::parse).collect()
 }
 
 /// `2026-01-01T03:00:00Z message`: UTC, to the second, for readers anywhere.

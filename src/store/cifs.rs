@@ -4,10 +4,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::{StoreError, run_tool, write_private_file};
 use crate::config::store::{Password, Remote, Store};
+use crate::process::Command;
 
 /// Where systemd looks for credentials that `LoadCredential=ID` names without a path; we
 /// look there too when run by hand.

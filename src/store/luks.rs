@@ -3,10 +3,10 @@
 //! image by itself and releases it when the mapping closes.
 
 use std::path::Path;
-use std::process::Command;
 
 use super::{StoreError, run_tool};
 use crate::config::store::Store;
+use crate::process::Command;
 
 pub fn open(store: &Store) -> Result<(), StoreError> {
     // The key opens every backup in the store: refused when others may read or swap it.

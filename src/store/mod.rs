@@ -12,11 +12,11 @@ pub mod init;
 pub mod luks;
 pub mod preflight;
 
+use crate::process::Command;
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +28,7 @@ use crate::paths::{self, Fsync};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
-    Tool(#[from] crate::tool::ToolError),
+    Tool(#[from] crate::process::ToolError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -48,9 +48,9 @@ impl StoreError {
     }
 }
 
-/// Runs a tool to its end, capturing its output (see [`crate::tool`]).
-pub fn run_tool(command: &mut Command) -> Result<String, StoreError> {
-    Ok(crate::tool::run(command)?)
+/// Runs a short tool to its end, capturing its output ([`Command::output`]).
+pub fn run_tool(command: Command) -> Result<String, StoreError> {
+    Ok(command.output()?)
 }
 
 /// What an open created, kept in `/run/backupctl/store-state/NAME.json`.

@@ -4,7 +4,8 @@
 //!
 //! Each channel is one file here implementing `ChannelSpec` (its model, its table's
 //! parsing, its secrets, whether it pings on start) and one line in `for_each_channel!`,
-//! the list of channels. The [`Channel`] enum, the keys `[notify]` takes and the dispatch
+//! the list of channels (a channel delivering to a URL shares its table shape, `url_table.rs`).
+//! The [`Channel`] enum, [`CHANNEL_NAMES`], the keys `[notify]` takes and the dispatch
 //! of the notifier (`crate::notify`) are generated from that list; the generator, `hello`
 //! and the notifier iterate [`Notify::channels`], never naming a channel.
 
@@ -12,6 +13,7 @@ mod command;
 mod healthchecks;
 mod ntfy;
 mod secret;
+mod url_table;
 mod webhook;
 
 use std::fmt;
@@ -85,7 +87,7 @@ macro_rules! channel_enum {
         }
 
         /// The `[notify]` keys that are channels, in the list's order.
-        const CHANNEL_NAMES: &[&str] = &[$(<$ty as ChannelSpec>::NAME),*];
+        pub const CHANNEL_NAMES: &[&str] = &[$(<$ty as ChannelSpec>::NAME),*];
 
         /// A channel's table as serde read it, before [`ChannelSpec::parse`].
         enum RawChannel {

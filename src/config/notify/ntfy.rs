@@ -1,14 +1,13 @@
-//! `[notify.ntfy]`: a message to an ntfy topic, with a priority and tags. Its table shape is
-//! shared with the webhook, which refuses the ntfy-only keys by name.
+//! `[notify.ntfy]`: a message to an ntfy topic, with a priority and tags. Its table is
+//! [`UrlTable`], the shape it shares with the webhook.
 
 use std::ops::Range;
-use std::path::PathBuf;
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use super::ChannelSpec;
-use super::secret::{Secret, token, url};
+use super::secret::Secret;
+use super::url_table::UrlTable;
 use crate::config::ConfigError;
 use crate::config::load::Source;
 
@@ -24,78 +23,11 @@ pub struct Ntfy {
     pub tags: Vec<String>,
 }
 
-/// Keys of the webhook and ntfy tables (`priority` and `tags` only apply to ntfy).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUrlChannel {
-    pub(super) url: Option<Spanned<String>>,
-    pub(super) url_file: Option<Spanned<PathBuf>>,
-    pub(super) url_credential: Option<Spanned<PathBuf>>,
-    /// Accepted only to say where the token belongs instead.
-    pub(super) token: Option<Spanned<toml::Value>>,
-    pub(super) token_file: Option<Spanned<PathBuf>>,
-    pub(super) token_credential: Option<Spanned<PathBuf>>,
-    priority: Option<Spanned<String>>,
-    tags: Option<Spanned<Vec<String>>>,
-}
-
-impl RawUrlChannel {
-    /// The channel's URL and token, checked as for every channel with this table shape.
-    pub(super) fn secrets(
-        &mut self,
-        source: &Source,
-        table: Range<usize>,
-        channel: &str,
-    ) -> Result<(Secret, Option<Secret>), ConfigError> {
-        let url = url(
-            source,
-            table,
-            channel,
-            self.url.take(),
-            self.url_file.take(),
-            self.url_credential.take(),
-        )?;
-        let token = token(
-            source,
-            channel,
-            self.token.take(),
-            self.token_file.take(),
-            self.token_credential.take(),
-        )?;
-        Ok((url, token))
-    }
-}
-
-/// Refuses `priority` and `tags` in a table of `channel`, which is not ntfy.
-pub(super) fn ntfy_only_keys(
-    source: &Source,
-    raw: &RawUrlChannel,
-    channel: &str,
-) -> Result<(), ConfigError> {
-    let misplaced = raw
-        .priority
-        .as_ref()
-        .map(|p| (p.span(), "priority"))
-        .or(raw.tags.as_ref().map(|t| (t.span(), "tags")));
-    if let Some((span, key)) = misplaced {
-        return Err(source.error(
-            span,
-            format!("`{key}` does not apply to [notify.{channel}]"),
-            Some("`priority` and `tags` are keys of [notify.ntfy]".into()),
-        ));
-    }
-    Ok(())
-}
-
 impl ChannelSpec for Ntfy {
     const NAME: &'static str = "ntfy";
-    type Raw = RawUrlChannel;
+    type Raw = UrlTable;
 
-    fn parse(
-        source: &Source,
-        table: Range<usize>,
-        mut raw: RawUrlChannel,
-    ) -> Result<Self, ConfigError> {
+    fn parse(source: &Source, table: Range<usize>, mut raw: UrlTable) -> Result<Self, ConfigError> {
         let priority = match raw.priority.take() {
             None => "high".to_string(),
             Some(priority) if NTFY_PRIORITIES.contains(&priority.get_ref().as_str()) => {

@@ -3,8 +3,8 @@
 use std::ops::Range;
 
 use super::ChannelSpec;
-use super::ntfy::{RawUrlChannel, ntfy_only_keys};
 use super::secret::Secret;
+use super::url_table::{UrlTable, ntfy_only_keys};
 use crate::config::ConfigError;
 use crate::config::load::Source;
 
@@ -18,13 +18,9 @@ pub struct Webhook {
 impl ChannelSpec for Webhook {
     const NAME: &'static str = "webhook";
     // The table shape of ntfy: its own keys are refused with a message saying so.
-    type Raw = RawUrlChannel;
+    type Raw = UrlTable;
 
-    fn parse(
-        source: &Source,
-        table: Range<usize>,
-        mut raw: RawUrlChannel,
-    ) -> Result<Self, ConfigError> {
+    fn parse(source: &Source, table: Range<usize>, mut raw: UrlTable) -> Result<Self, ConfigError> {
         ntfy_only_keys(source, &raw, Self::NAME)?;
         let (url, token) = raw.secrets(source, table, Self::NAME)?;
         Ok(Webhook { url, token })

@@ -98,78 +98,23 @@ pub fn write_restore_script(
     stage: &str,
     repos: &[RepoState],
 ) -> Result<(), StageError> {
-    let mut script = format!(
-        r#"#!/bin/sh
-# Written by backupctl's gitrepos stage `{stage}` on {now}.
-# Clones every repository that has a remote back to where it was found.
-#
-# Usage: restore-repos.sh [PREFIX]     PREFIX is put before every path (e.g. /mnt/restore).
-#
-# A repository whose directory is missing is cloned. One whose directory was restored from a
-# backup without its .git (see exclude-pushed.txt) gets its history back under the restored
-# files, which are left as they are. Repositories with a .git already are left alone.
-# Submodules are cloned as repositories of their own; `git submodule absorbgitdirs` in the
-# superproject moves them under it again.
-set -u
-prefix="${{1:-}}"
-failed=0
+    let script = restore_script(stage, &jiff::Timestamp::now().to_string(), repos);
+    write_atomically(path, script.as_bytes())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| StageError::io(format!("cannot make {} executable", path.display()), e))
+}
 
-# clone TARGET GIT-CLONE-OPTION...: on the recorded branch if the remote has it, else its default.
-clone() {{
-    target="$1"
-    shift
-    git clone --quiet "$@" ${{branch:+--branch "$branch"}} -- "$url" "$target" 2>/dev/null ||
-        {{ rm -rf "$target"; git clone --quiet "$@" -- "$url" "$target"; }}
-}}
+/// The restore script's fixed part: its functions; a `restore` line per repository follows.
+const RESTORE_TEMPLATE: &str = include_str!("restore-repos.sh");
 
-# has_head: the recorded commit is in the clone (else it was never pushed: left at the
-# remote's branch, with a note).
-has_head() {{
-    [ -n "$head" ] || return 1
-    git -C "$dest" cat-file -e "$head^{{commit}}" 2>/dev/null && return 0
-    echo "note: $dest: commit $head is not on $url; left at the remote's branch" >&2
-    return 1
-}}
-
-# restore PATH KIND BRANCH HEAD REMOTE URL [REMOTE URL]...
-restore() {{
-    dest="$prefix$1" kind="$2" branch="$3" head="$4" origin="$5" url="$6"
-    shift 6
-    if [ -e "$dest/.git" ] || {{ [ "$kind" = bare ] && [ -e "$dest/HEAD" ]; }}; then
-        echo "present: $dest"
-        return 0
-    fi
-    if [ "$kind" = bare ]; then
-        clone "$dest" --bare --origin "$origin" || return 1
-    elif [ -d "$dest" ] && [ -n "$(ls -A "$dest")" ]; then
-        tmp=$(mktemp -d "$dest.restore-XXXXXX") || return 1
-        clone "$tmp" --no-checkout --origin "$origin" &&
-            mv "$tmp/.git" "$dest/.git" && rmdir "$tmp" || {{ rm -rf "$tmp"; return 1; }}
-        # Index from the recorded commit, files untouched: what differs shows as modified.
-        if has_head; then
-            [ -n "$branch" ] || git -C "$dest" update-ref --no-deref HEAD "$head" || return 1
-            git -C "$dest" reset --quiet "$head" || return 1
-        else
-            git -C "$dest" reset --quiet || return 1
-        fi
-    else
-        clone "$dest" --origin "$origin" || return 1
-        if has_head && [ -n "$branch" ]; then
-            git -C "$dest" reset --quiet --hard "$head" || return 1
-        elif has_head; then
-            git -C "$dest" checkout --quiet --detach "$head" || return 1
-        fi
-    fi
-    while [ $# -ge 2 ]; do
-        git -C "$dest" remote add "$1" "$2" || return 1
-        shift 2
-    done
-    echo "restored: $dest"
-}}
-
-"#,
-        now = jiff::Timestamp::now(),
-    );
+/// The restore script: the template with the stage's name and the time filled in, then one
+/// `restore` line per repository that has a remote. Stage names are letters, digits, `-` and
+/// `_`, so they go into the comment as they are.
+fn restore_script(stage: &str, now: &str, repos: &[RepoState]) -> String {
+    let mut script = RESTORE_TEMPLATE
+        .replace("@STAGE@", stage)
+        .replace("@NOW@", now);
     for repo in repos.iter().filter(|r| !r.remotes.is_empty()) {
         // Clone from the upstream's remote when there is one, else from the first remote.
         let upstream_remote = repo
@@ -204,8 +149,99 @@ restore() {{
         script.push_str(&line);
     }
     script.push_str("\nexit $failed\n");
-    write_atomically(path, script.as_bytes())?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| StageError::io(format!("cannot make {} executable", path.display()), e))
+    script
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::gitrepos::inspect::Remote;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// A script for a bare repository, a worktree with two remotes (its upstream's second)
+    /// and names that need quoting, and a repository without remotes (no line).
+    fn rendered() -> String {
+        let remote = |name: &str, url: &str| Remote {
+            name: name.into(),
+            url: url.into(),
+        };
+        let repos = [
+            RepoState {
+                path: "/srv/it's.git".into(),
+                kind: "bare",
+                remotes: vec![remote("origin", "https://example.org/a.git")],
+                ..RepoState::default()
+            },
+            RepoState {
+                path: "/home/me/src/$(tool)".into(),
+                kind: "worktree",
+                remotes: vec![remote("mirror", "ssh://m/x"), remote("origin", "git@h:x y")],
+                branch: Some("main".into()),
+                head: Some("0123abcd".into()),
+                upstream: Some("origin/main".into()),
+                ..RepoState::default()
+            },
+            RepoState {
+                path: "/home/me/local-only".into(),
+                kind: "worktree",
+                ..RepoState::default()
+            },
+        ];
+        restore_script("repos", "2026-01-02T03:04:05Z", &repos)
+    }
+
+    /// Runs `program args` with `script` on its stdin; panics with its stderr unless it exits 0.
+    fn check_with(program: &str, args: &[&str], script: &str) {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {program}: {e} (scripts/setup-deps installs it)")
+            });
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?} rejects the restore script:\n{}{}\n--- script ---\n{script}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn the_restore_script_fills_the_template_and_quotes_every_word() {
+        let script = rendered();
+        assert!(script.starts_with(
+            "#!/bin/sh\n# Written by backupctl's gitrepos stage `repos` on 2026-01-02T03:04:05Z.\n"
+        ));
+        assert!(!script.contains("@STAGE@") && !script.contains("@NOW@"));
+        assert!(script.contains(
+            "restore '/srv/it'\\''s.git' bare '' '' 'origin' 'https://example.org/a.git' || failed=1\n"
+        ));
+        assert!(script.contains(
+            "restore '/home/me/src/$(tool)' worktree 'main' '0123abcd' 'origin' 'git@h:x y' 'mirror' 'ssh://m/x' || failed=1\n"
+        ));
+        assert!(!script.contains("local-only"));
+        assert!(script.ends_with("|| failed=1\n\nexit $failed\n"));
+    }
+
+    #[test]
+    fn the_restore_script_parses_with_sh() {
+        check_with("sh", &["-n"], &rendered());
+    }
+
+    /// shellcheck finds what `sh -n` does not (unquoted expansions, bashisms).
+    #[test]
+    fn the_restore_script_passes_shellcheck() {
+        check_with("shellcheck", &["--shell=sh", "-"], &rendered());
+    }
 }
