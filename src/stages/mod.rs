@@ -10,12 +10,14 @@
 
 mod context;
 pub mod drill;
+pub mod dump;
 pub mod exec;
 pub mod git;
 pub mod gitrepos;
 pub mod hello;
 mod kind;
 pub mod manifest;
+pub mod postgresql;
 pub mod rclone;
 pub mod restic;
 pub mod rsync;
@@ -47,6 +49,7 @@ pub static KINDS: &[Entry] = &[
     Entry::of::<gitrepos::Spec>(),
     Entry::of::<manifest::Spec>(),
     Entry::of::<drill::Spec>(),
+    Entry::of::<postgresql::Spec>(),
 ];
 
 /// The kind called `name` in `kind = "…"`.

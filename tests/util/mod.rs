@@ -10,6 +10,7 @@ pub mod golden;
 pub mod http;
 pub mod installed;
 pub mod placeholder;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,283 @@
+//! Database stages against real servers started by the tests (`util::postgres`,
+//! `util::mariadb`) and real sqlite3 files: each database holds several tables, non-ASCII
+//! text, binary data, NULLs, a view, a function, a sequence or auto-increment and a role.
+//! A backup is restored into a new database and compared with its source through a dump of
+//! both with the same options. Failure modes: server down, wrong password, the dump cut by
+//! SIGTERM (no snapshot, no stale lock).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::installed::{Installed, last_run_record, wait_until_idle};
+use crate::util::postgres::Postgres;
+use crate::util::{
+    backupctl_in, ok, require_tool, run, stderr, stdout, systemctl_user, tempdir, write_config,
+    write_secret,
+};
+
+const PASSWORD: &str = "restic-test-password";
+
+/// A PostgreSQL database with every kind of thing a dump must carry.
+const SHOP: &str = r#"
+CREATE ROLE shop_owner LOGIN PASSWORD 'owner secret';
+CREATE DATABASE shop OWNER shop_owner;
+\connect shop
+SET ROLE shop_owner;
+CREATE TABLE customers (
+    id serial PRIMARY KEY,
+    name text NOT NULL,
+    photo bytea,
+    note text
+);
+INSERT INTO customers (name, photo, note) VALUES
+    ('Zoë Ångström 🚀', '\x00ff10fe'::bytea, NULL),
+    ('Иван Петров', NULL, 'тест ✓'),
+    ('李小龍', decode(repeat('00ff', 512), 'hex'), E'tab\there\nnewline');
+CREATE SEQUENCE invoice_numbers START 1000;
+SELECT nextval('invoice_numbers'), nextval('invoice_numbers');
+CREATE TABLE orders (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer int REFERENCES customers,
+    total numeric(10, 2),
+    placed timestamptz
+);
+INSERT INTO orders (customer, total, placed)
+    SELECT 1 + i % 3, i * 1.25, '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 hour'
+    FROM generate_series(1, 500) AS i;
+INSERT INTO orders (customer, total, placed) VALUES (2, NULL, NULL);
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+CREATE FUNCTION customer_total(c int) RETURNS numeric LANGUAGE sql STABLE
+    AS $$ SELECT sum(total) FROM orders WHERE customer = c $$;
+"#;
+
+fn postgres_with_shop() -> Postgres {
+    let server = Postgres::start();
+    server.script("postgres", SHOP);
+    server
+}
+
+fn init_repository(path: &Path, password_file: &Path) {
+    require_tool("restic");
+    write_secret(password_file, PASSWORD);
+    ok(Command::new("restic")
+        .args(["init", "--quiet", "--repo"])
+        .arg(path)
+        .arg("--password-file")
+        .arg(password_file));
+}
+
+/// The restic snapshots of the repository, as JSON.
+fn snapshots(repo: &Path, password_file: &Path) -> Vec<serde_json::Value> {
+    let text = ok(Command::new("restic")
+        .args(["snapshots", "--json", "--repo"])
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password_file));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A config with a restic stage `repo` (the repository, no backup of its own run here) and
+/// the database stage `TABLE`.
+fn restic_config(root: &Path, database_stage: &str) -> String {
+    format!(
+        "[stage.repo]\nkind = \"restic\"\nrepository = \"@ROOT@/repo\"\n\
+         password_file = \"@ROOT@/restic-password\"\noperation = \"check\"\n\n\
+         {database_stage}"
+    )
+    .replace("@ROOT@", &root.display().to_string())
+}
+
+#[test]
+fn postgresql_dumps_stream_into_restic_and_restore_into_a_new_database() {
+    let server = postgres_with_shop();
+    let dir = tempdir();
+    let root = dir.path();
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\nrestic = \"repo\"\n\
+         exclude_databases = [\"postgres\"]\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &restic_config(root, &stage));
+    ok(backupctl_in(root).args(["stage", "pg"]));
+
+    let found = snapshots(&root.join("repo"), &root.join("restic-password"));
+    let mut paths: Vec<String> = found
+        .iter()
+        .map(|s| s["paths"][0].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    let host = nix_hostname();
+    assert_eq!(
+        paths,
+        [
+            format!("/postgresql/{host}/globals.sql"),
+            format!("/postgresql/{host}/shop.dump")
+        ]
+    );
+    assert!(
+        found.iter().all(|s| s["tags"][0] == "backupctl:pg"),
+        "{found:?}"
+    );
+
+    let listing = ok(backupctl_in(root).args(["snapshots", "pg"]));
+    assert!(listing.contains("shop.dump"), "{listing}");
+    assert!(listing.contains("globals.sql"), "{listing}");
+
+    ok(backupctl_in(root).args(["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+    assert_eq!(
+        server.sql("shop_copy", "SELECT name FROM customers WHERE id = 1"),
+        "Zoë Ångström 🚀\n"
+    );
+
+    // Into a database that holds something: refused, then replaced on request.
+    let refused = run(backupctl_in(root).args(["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--replace"), "{}", stderr(&refused));
+    server.sql("shop_copy", "DELETE FROM orders WHERE id > 10");
+    ok(backupctl_in(root).args([
+        "restore", "pg", "--database", "shop", "--into", "shop_copy", "--replace",
+    ]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+
+    // The roles' dump, fetched as a file for a full-server recovery.
+    ok(backupctl_in(root).args(["restore", "pg", "--database", "globals.sql", "--target"])
+        .arg(root.join("fetched")));
+    let globals = std::fs::read_to_string(root.join("fetched/globals.sql")).unwrap();
+    assert!(globals.contains("CREATE ROLE shop_owner;"), "{globals}");
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn postgresql_dumps_into_a_directory_keep_the_last_good_one_when_the_server_is_down() {
+    let server = postgres_with_shop();
+    let dir = tempdir();
+    let root = dir.path();
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
+         directory = \"@ROOT@/dumps\"\nformat = \"directory\"\njobs = 2\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &stage);
+    ok(backupctl_in(root).args(["stage", "pg"]));
+    let dumps = root.join("dumps");
+    assert!(dumps.join("shop.dir/toc.dat").is_file());
+    assert!(dumps.join("postgres.dir/toc.dat").is_file());
+    assert!(dumps.join("globals.sql").is_file());
+    ok(backupctl_in(root).args(["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+
+    let before = std::fs::read(dumps.join("shop.dir/toc.dat")).unwrap();
+    server.stop();
+    let failed = run(backupctl_in(root).args(["stage", "pg"]));
+    assert!(!failed.status.success());
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("listing the databases"), "{said}");
+    assert!(said.contains("No such file or directory") || said.contains("connection"), "{said}");
+    assert_eq!(std::fs::read(dumps.join("shop.dir/toc.dat")).unwrap(), before);
+    let left: Vec<String> = std::fs::read_dir(&dumps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "partial dumps left: {left:?}");
+}
+
+#[test]
+fn postgresql_over_tcp_takes_its_password_from_a_file_and_names_a_wrong_one() {
+    let server = postgres_with_shop();
+    server.sql("postgres", "CREATE ROLE backup LOGIN PASSWORD 'right: \\pass' IN ROLE pg_read_all_data");
+    let dir = tempdir();
+    let root = dir.path();
+    write_secret(&root.join("pg-password"), "right: \\pass\n");
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"backup\"\n\
+         password_file = \"@ROOT@/pg-password\"\ndatabases = [\"shop\"]\nglobals = false\n\
+         directory = \"@ROOT@/dumps\"\nformat = \"plain\"\n",
+        server.port
+    );
+    write_config(root, &stage);
+    ok(backupctl_in(root).args(["stage", "pg"]));
+    let text = std::fs::read_to_string(root.join("dumps/shop.sql")).unwrap();
+    assert!(text.contains("Zoë Ångström 🚀"));
+    // No passfile left behind.
+    let secrets = root.join("state/backupctl/secrets");
+    let left: Vec<_> = std::fs::read_dir(&secrets).map(|d| d.count()).into_iter().collect();
+    assert_eq!(left, [0], "passfile left in {}", secrets.display());
+
+    write_secret(&root.join("pg-password"), "wrong\n");
+    let failed = run(backupctl_in(root).args(["stage", "pg"]));
+    assert!(!failed.status.success());
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("database shop"), "{said}");
+    assert!(said.contains("password authentication failed"), "{said}");
+    assert!(!said.contains("wrong"), "the password leaked: {said}");
+    assert_eq!(std::fs::read_to_string(root.join("dumps/shop.sql")).unwrap(), text);
+}
+
+/// Under the real user manager: the stage's unit reaches the server's socket from its
+/// sandbox, streams into restic, and a SIGTERM mid-dump leaves no snapshot and no lock.
+#[test]
+fn postgresql_stage_under_systemd_streams_and_a_stop_mid_dump_leaves_no_snapshot() {
+    let server = postgres_with_shop();
+    // Big enough that the dump is still running when the stop comes.
+    server.script(
+        "postgres",
+        "CREATE DATABASE big;\n\\connect big\n\
+         CREATE TABLE blobs AS SELECT i, md5(i::text) || repeat(md5((i * 7)::text), 30) AS data \
+         FROM generate_series(1, 400000) AS i;\n",
+    );
+    let stage = format!(
+        "[job]\n\n[stage.repo]\nkind = \"restic\"\nrepository = \"@ROOT@/repo\"\n\
+         password_file = \"@ROOT@/restic-password\"\noperation = \"check\"\n\n\
+         [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\nrestic = \"repo\"\n\
+         databases = [\"shop\"]\nafter = []\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    let job = Installed::new("postgresql", &stage);
+    init_repository(&job.path("repo"), &job.path("restic-password"));
+    ok(systemctl_user().args(["start", "backup@pg.service"]));
+    wait_until_idle();
+    let record = last_run_record("pg");
+    assert_eq!(record["result"], "success", "{record}");
+    let found = snapshots(&job.path("repo"), &job.path("restic-password"));
+    assert_eq!(found.len(), 2, "{found:?}");
+    ok(&mut job
+        .backupctl(&["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+
+    // Now the big one, stopped while pg_dump streams.
+    let config = std::fs::read_to_string(&job.config)
+        .unwrap()
+        .replace("databases = [\"shop\"]", "databases = [\"big\"]\nformat = \"plain\"");
+    std::fs::write(&job.config, config).unwrap();
+    ok(systemctl_user().args(["start", "--no-block", "backup@pg.service"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = job.show("backup@pg.service", "StatusText");
+        if status.contains("dumping big") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the dump never started: {status}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(systemctl_user().args(["stop", "backup@pg.service"]));
+    wait_until_idle();
+    let record = last_run_record("pg");
+    assert_ne!(record["result"], "success", "{record}");
+    let after = snapshots(&job.path("repo"), &job.path("restic-password"));
+    assert_eq!(after.len(), 2, "a snapshot of a cut dump: {after:?}");
+    let locks = std::fs::read_dir(job.path("repo/locks")).unwrap().count();
+    assert_eq!(locks, 0, "a stale lock is left in the repository");
+}
