@@ -259,7 +259,10 @@ fn postgresql_stage_under_systemd_streams_and_a_stop_mid_dump_leaves_no_snapshot
     // Now the big one, stopped while pg_dump streams.
     let config = std::fs::read_to_string(&job.config)
         .unwrap()
-        .replace("databases = [\"shop\"]", "databases = [\"big\"]\nformat = \"plain\"");
+        .replace(
+            "databases = [\"shop\"]",
+            "databases = [\"big\"]\nformat = \"plain\"\nglobals = false",
+        );
     std::fs::write(&job.config, config).unwrap();
     ok(systemctl_user().args(["start", "--no-block", "backup@pg.service"]));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -280,4 +283,57 @@ fn postgresql_stage_under_systemd_streams_and_a_stop_mid_dump_leaves_no_snapshot
     assert_eq!(after.len(), 2, "a snapshot of a cut dump: {after:?}");
     let locks = std::fs::read_dir(job.path("repo/locks")).unwrap().count();
     assert_eq!(locks, 0, "a stale lock is left in the repository");
+}
+
+/// An SQLite database with what a copy must carry (SQLite has no functions or roles).
+const NOTES: &str = "
+PRAGMA journal_mode = WAL;
+CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, body BLOB, tag TEXT);
+INSERT INTO notes (title, body, tag) VALUES ('Zoë 🚀 日本語', x'00ff10fe', NULL), ('plain', NULL, 'x');
+CREATE TABLE tags (name TEXT PRIMARY KEY, weight REAL);
+INSERT INTO tags VALUES ('x', 1.5), ('ü', NULL);
+CREATE VIEW tagged AS SELECT * FROM notes WHERE tag IS NOT NULL;
+CREATE TRIGGER stamp AFTER INSERT ON notes BEGIN UPDATE tags SET weight = weight + 1 WHERE name = NEW.tag; END;
+";
+
+fn sqlite_dump(path: &Path) -> String {
+    ok(Command::new("sqlite3").arg(path).arg(".dump"))
+}
+
+#[test]
+fn sqlite_copies_go_into_restic_and_a_directory_and_restore_equal() {
+    require_tool("sqlite3");
+    let dir = tempdir();
+    let root = dir.path();
+    let db = root.join("app/notes.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    ok(Command::new("sqlite3").arg(&db).arg(NOTES));
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    // The writer keeps the database open (and its WAL) while the copies are made.
+    let mut writer = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stages = "[stage.notes]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\nrestic = \"repo\"\n\n\
+                  [stage.local]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\ndirectory = \"@ROOT@/copies\"\n";
+    write_config(root, &restic_config(root, stages));
+    ok(backupctl_in(root).args(["stage", "notes"]));
+    ok(backupctl_in(root).args(["stage", "local"]));
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert_eq!(sqlite_dump(&root.join("copies/notes.db")), sqlite_dump(&db));
+
+    let restored = root.join("restored/notes.db");
+    ok(backupctl_in(root)
+        .args(["restore", "notes", "--database", "notes.db", "--into"])
+        .arg(&restored));
+    assert_eq!(sqlite_dump(&restored), sqlite_dump(&db));
+    let again = run(backupctl_in(root)
+        .args(["restore", "notes", "--database", "notes.db", "--into"])
+        .arg(&restored));
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--replace"));
+    let listing = ok(backupctl_in(root).args(["snapshots", "notes"]));
+    assert!(listing.contains("notes.db"), "{listing}");
 }

@@ -21,6 +21,7 @@ pub mod postgresql;
 pub mod rclone;
 pub mod restic;
 pub mod rsync;
+pub mod sqlite;
 pub mod ssh;
 #[cfg(test)]
 mod tar_example;
@@ -50,6 +51,7 @@ pub static KINDS: &[Entry] = &[
     Entry::of::<manifest::Spec>(),
     Entry::of::<drill::Spec>(),
     Entry::of::<postgresql::Spec>(),
+    Entry::of::<sqlite::Spec>(),
 ];
 
 /// The kind called `name` in `kind = "…"`.
