@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::util::installed::{Installed, last_run_record, wait_until_idle};
+use crate::util::mariadb::Mariadb;
 use crate::util::postgres::Postgres;
 use crate::util::{
     backupctl_in, ok, require_tool, run, stderr, stdout, systemctl_user, tempdir, write_config,
@@ -336,4 +337,90 @@ fn sqlite_copies_go_into_restic_and_a_directory_and_restore_equal() {
     assert!(stderr(&again).contains("--replace"));
     let listing = ok(backupctl_in(root).args(["snapshots", "notes"]));
     assert!(listing.contains("notes.db"), "{listing}");
+}
+
+/// A MariaDB database with every kind of thing a dump must carry.
+const STORE: &str = "
+CREATE USER 'store_owner'@'localhost' IDENTIFIED BY 'owner secret';
+CREATE DATABASE store CHARACTER SET utf8mb4;
+GRANT ALL ON store.* TO 'store_owner'@'localhost';
+USE store;
+CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) NOT NULL, photo BLOB, note TEXT) ENGINE=InnoDB;
+INSERT INTO customers (name, photo, note) VALUES ('Zoë Ångström 🚀', x'00ff10fe', NULL), ('Иван', NULL, 'тест ✓'), ('李小龍', REPEAT(x'00ff', 512), 'tab\there');
+CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer INT, total DECIMAL(10,2), FOREIGN KEY (customer) REFERENCES customers(id)) ENGINE=InnoDB;
+INSERT INTO orders (customer, total) SELECT 1 + seq % 3, seq * 1.25 FROM seq_1_to_500;
+INSERT INTO orders (customer, total) VALUES (2, NULL);
+CREATE SEQUENCE invoice_numbers START WITH 1000;
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+CREATE FUNCTION customer_total(c INT) RETURNS DECIMAL(12,2) READS SQL DATA RETURN (SELECT SUM(total) FROM orders WHERE customer = c);
+CREATE TRIGGER no_negative BEFORE INSERT ON orders FOR EACH ROW SET NEW.total = GREATEST(NEW.total, 0);
+";
+
+#[test]
+fn mysql_dumps_stream_into_restic_and_restore_into_a_new_database() {
+    let mut server = Mariadb::start();
+    server.sql("mysql", STORE);
+    let dir = tempdir();
+    let root = dir.path();
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    let stage = format!(
+        "[stage.db]\nkind = \"mysql\"\nhost = \"{}\"\nrestic = \"repo\"\n",
+        server.socket.display()
+    );
+    write_config(root, &restic_config(root, &stage));
+    ok(backupctl_in(root).args(["stage", "db"]));
+    let found = snapshots(&root.join("repo"), &root.join("restic-password"));
+    let paths: Vec<&str> = found.iter().map(|s| s["paths"][0].as_str().unwrap()).collect();
+    assert_eq!(paths, [format!("/mysql/{}/store.sql", nix_hostname())], "system schemas are left out");
+
+    ok(backupctl_in(root).args(["restore", "db", "--database", "store", "--into", "store_copy"]));
+    assert_same_dump(&server.dump("store_copy").replace("store_copy", "store"), &server.dump("store"));
+    assert_eq!(
+        server.sql("store_copy", "SELECT name FROM customers WHERE id = 1"),
+        "Zoë Ångström 🚀\n"
+    );
+    let refused = run(backupctl_in(root).args(["restore", "db", "--database", "store", "--into", "store_copy"]));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    ok(backupctl_in(root).args(["restore", "db", "--database", "store", "--into", "store_copy", "--replace"]));
+    assert_same_dump(&server.dump("store_copy").replace("store_copy", "store"), &server.dump("store"));
+
+    // Over TCP with a wrong password: the error says so, the password is nowhere.
+    server.sql("mysql", "CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'right'; GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON *.* TO 'backup'@'127.0.0.1';");
+    write_secret(&root.join("db-password"), "wrong-secret\n");
+    let tcp = format!(
+        "[stage.db]\nkind = \"mysql\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"backup\"\n\
+         password_file = \"@ROOT@/db-password\"\ndirectory = \"@ROOT@/dumps\"\n",
+        server.port
+    );
+    write_config(root, &tcp);
+    let failed = run(backupctl_in(root).args(["stage", "db"]));
+    assert!(!failed.status.success());
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("Access denied"), "{said}");
+    assert!(!said.contains("wrong-secret"), "{said}");
+    write_secret(&root.join("db-password"), "right\n");
+    ok(backupctl_in(root).args(["stage", "db"]));
+    assert!(std::fs::read_to_string(root.join("dumps/store.sql")).unwrap().contains("Zoë Ångström 🚀"));
+
+    // Server down: a clear failure, the last good dump kept.
+    server.stop();
+    let down = run(backupctl_in(root).args(["stage", "db"]));
+    assert!(!down.status.success());
+    let said = format!("{}{}", stdout(&down), stderr(&down));
+    assert!(said.contains("listing the databases"), "{said}");
+    assert!(root.join("dumps/store.sql").is_file());
+}
+
+/// Two dumps are equal; on a difference, the first differing line (dumps are long).
+#[track_caller]
+fn assert_same_dump(restored: &str, source: &str) {
+    if let Some((i, (a, b))) = restored
+        .lines()
+        .zip(source.lines())
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        panic!("the restored dump differs at line {}:\n  restored: {a}\n  source:   {b}", i + 1);
+    }
+    assert_eq!(restored.lines().count(), source.lines().count(), "dumps differ in length");
 }

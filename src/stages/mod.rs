@@ -17,6 +17,7 @@ pub mod gitrepos;
 pub mod hello;
 mod kind;
 pub mod manifest;
+pub mod mysql;
 pub mod postgresql;
 pub mod rclone;
 pub mod restic;
@@ -51,6 +52,7 @@ pub static KINDS: &[Entry] = &[
     Entry::of::<manifest::Spec>(),
     Entry::of::<drill::Spec>(),
     Entry::of::<postgresql::Spec>(),
+    Entry::of::<mysql::Spec>(),
     Entry::of::<sqlite::Spec>(),
 ];
 

@@ -9,6 +9,7 @@ pub mod btrfs;
 pub mod golden;
 pub mod http;
 pub mod installed;
+pub mod mariadb;
 pub mod placeholder;
 pub mod postgres;
 
