@@ -134,17 +134,35 @@ fn postgresql_dumps_stream_into_restic_and_restore_into_a_new_database() {
     );
 
     // Into a database that holds something: refused, then replaced on request.
-    let refused = run(backupctl_in(root).args(["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    let refused = run(backupctl_in(root).args([
+        "restore",
+        "pg",
+        "--database",
+        "shop",
+        "--into",
+        "shop_copy",
+    ]));
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("--replace"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("--replace"),
+        "{}",
+        stderr(&refused)
+    );
     server.sql("shop_copy", "DELETE FROM orders WHERE id > 10");
     ok(backupctl_in(root).args([
-        "restore", "pg", "--database", "shop", "--into", "shop_copy", "--replace",
+        "restore",
+        "pg",
+        "--database",
+        "shop",
+        "--into",
+        "shop_copy",
+        "--replace",
     ]));
     assert_eq!(server.dump("shop_copy"), server.dump("shop"));
 
     // The roles' dump, fetched as a file for a full-server recovery.
-    ok(backupctl_in(root).args(["restore", "pg", "--database", "globals.sql", "--target"])
+    ok(backupctl_in(root)
+        .args(["restore", "pg", "--database", "globals.sql", "--target"])
         .arg(root.join("fetched")));
     let globals = std::fs::read_to_string(root.join("fetched/globals.sql")).unwrap();
     assert!(globals.contains("CREATE ROLE shop_owner;"), "{globals}");
@@ -183,8 +201,14 @@ fn postgresql_dumps_into_a_directory_keep_the_last_good_one_when_the_server_is_d
     assert!(!failed.status.success());
     let said = format!("{}{}", stdout(&failed), stderr(&failed));
     assert!(said.contains("listing the databases"), "{said}");
-    assert!(said.contains("No such file or directory") || said.contains("connection"), "{said}");
-    assert_eq!(std::fs::read(dumps.join("shop.dir/toc.dat")).unwrap(), before);
+    assert!(
+        said.contains("No such file or directory") || said.contains("connection"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(dumps.join("shop.dir/toc.dat")).unwrap(),
+        before
+    );
     let left: Vec<String> = std::fs::read_dir(&dumps)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -196,7 +220,10 @@ fn postgresql_dumps_into_a_directory_keep_the_last_good_one_when_the_server_is_d
 #[test]
 fn postgresql_over_tcp_takes_its_password_from_a_file_and_names_a_wrong_one() {
     let server = postgres_with_shop();
-    server.sql("postgres", "CREATE ROLE backup LOGIN PASSWORD 'right: \\pass' IN ROLE pg_read_all_data");
+    server.sql(
+        "postgres",
+        "CREATE ROLE backup LOGIN PASSWORD 'right: \\pass' IN ROLE pg_read_all_data",
+    );
     let dir = tempdir();
     let root = dir.path();
     write_secret(&root.join("pg-password"), "right: \\pass\n");
@@ -212,7 +239,10 @@ fn postgresql_over_tcp_takes_its_password_from_a_file_and_names_a_wrong_one() {
     assert!(text.contains("Zoë Ångström 🚀"));
     // No passfile left behind.
     let secrets = root.join("state/backupctl/secrets");
-    let left: Vec<_> = std::fs::read_dir(&secrets).map(|d| d.count()).into_iter().collect();
+    let left: Vec<_> = std::fs::read_dir(&secrets)
+        .map(|d| d.count())
+        .into_iter()
+        .collect();
     assert_eq!(left, [0], "passfile left in {}", secrets.display());
 
     write_secret(&root.join("pg-password"), "wrong\n");
@@ -222,7 +252,10 @@ fn postgresql_over_tcp_takes_its_password_from_a_file_and_names_a_wrong_one() {
     assert!(said.contains("database shop"), "{said}");
     assert!(said.contains("password authentication failed"), "{said}");
     assert!(!said.contains("wrong"), "the password leaked: {said}");
-    assert_eq!(std::fs::read_to_string(root.join("dumps/shop.sql")).unwrap(), text);
+    assert_eq!(
+        std::fs::read_to_string(root.join("dumps/shop.sql")).unwrap(),
+        text
+    );
 }
 
 /// Under the real user manager: the stage's unit reaches the server's socket from its
@@ -253,17 +286,14 @@ fn postgresql_stage_under_systemd_streams_and_a_stop_mid_dump_leaves_no_snapshot
     assert_eq!(record["result"], "success", "{record}");
     let found = snapshots(&job.path("repo"), &job.path("restic-password"));
     assert_eq!(found.len(), 2, "{found:?}");
-    ok(&mut job
-        .backupctl(&["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    ok(&mut job.backupctl(&["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
     assert_eq!(server.dump("shop_copy"), server.dump("shop"));
 
     // Now the big one, stopped while pg_dump streams.
-    let config = std::fs::read_to_string(&job.config)
-        .unwrap()
-        .replace(
-            "databases = [\"shop\"]",
-            "databases = [\"big\"]\nformat = \"plain\"\nglobals = false",
-        );
+    let config = std::fs::read_to_string(&job.config).unwrap().replace(
+        "databases = [\"shop\"]",
+        "databases = [\"big\"]\nformat = \"plain\"\nglobals = false",
+    );
     std::fs::write(&job.config, config).unwrap();
     ok(systemctl_user().args(["start", "--no-block", "backup@pg.service"]));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -272,7 +302,10 @@ fn postgresql_stage_under_systemd_streams_and_a_stop_mid_dump_leaves_no_snapshot
         if status.contains("dumping big") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the dump never started: {status}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dump never started: {status}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -370,19 +403,54 @@ fn mysql_dumps_stream_into_restic_and_restore_into_a_new_database() {
     write_config(root, &restic_config(root, &stage));
     ok(backupctl_in(root).args(["stage", "db"]));
     let found = snapshots(&root.join("repo"), &root.join("restic-password"));
-    let paths: Vec<&str> = found.iter().map(|s| s["paths"][0].as_str().unwrap()).collect();
-    assert_eq!(paths, [format!("/mysql/{}/store.sql", nix_hostname())], "system schemas are left out");
+    let paths: Vec<&str> = found
+        .iter()
+        .map(|s| s["paths"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [format!("/mysql/{}/store.sql", nix_hostname())],
+        "system schemas are left out"
+    );
 
-    ok(backupctl_in(root).args(["restore", "db", "--database", "store", "--into", "store_copy"]));
-    assert_same_dump(&server.dump("store_copy").replace("store_copy", "store"), &server.dump("store"));
+    ok(backupctl_in(root).args([
+        "restore",
+        "db",
+        "--database",
+        "store",
+        "--into",
+        "store_copy",
+    ]));
+    assert_same_dump(
+        &server.dump("store_copy").replace("store_copy", "store"),
+        &server.dump("store"),
+    );
     assert_eq!(
         server.sql("store_copy", "SELECT name FROM customers WHERE id = 1"),
         "Zoë Ångström 🚀\n"
     );
-    let refused = run(backupctl_in(root).args(["restore", "db", "--database", "store", "--into", "store_copy"]));
+    let refused = run(backupctl_in(root).args([
+        "restore",
+        "db",
+        "--database",
+        "store",
+        "--into",
+        "store_copy",
+    ]));
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    ok(backupctl_in(root).args(["restore", "db", "--database", "store", "--into", "store_copy", "--replace"]));
-    assert_same_dump(&server.dump("store_copy").replace("store_copy", "store"), &server.dump("store"));
+    ok(backupctl_in(root).args([
+        "restore",
+        "db",
+        "--database",
+        "store",
+        "--into",
+        "store_copy",
+        "--replace",
+    ]));
+    assert_same_dump(
+        &server.dump("store_copy").replace("store_copy", "store"),
+        &server.dump("store"),
+    );
 
     // Over TCP with a wrong password: the error says so, the password is nowhere.
     server.sql("mysql", "CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'right'; GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON *.* TO 'backup'@'127.0.0.1';");
@@ -400,7 +468,11 @@ fn mysql_dumps_stream_into_restic_and_restore_into_a_new_database() {
     assert!(!said.contains("wrong-secret"), "{said}");
     write_secret(&root.join("db-password"), "right\n");
     ok(backupctl_in(root).args(["stage", "db"]));
-    assert!(std::fs::read_to_string(root.join("dumps/store.sql")).unwrap().contains("Zoë Ångström 🚀"));
+    assert!(
+        std::fs::read_to_string(root.join("dumps/store.sql"))
+            .unwrap()
+            .contains("Zoë Ångström 🚀")
+    );
 
     // Server down: a clear failure, the last good dump kept.
     server.stop();
@@ -420,7 +492,43 @@ fn assert_same_dump(restored: &str, source: &str) {
         .enumerate()
         .find(|(_, (a, b))| a != b)
     {
-        panic!("the restored dump differs at line {}:\n  restored: {a}\n  source:   {b}", i + 1);
+        panic!(
+            "the restored dump differs at line {}:\n  restored: {a}\n  source:   {b}",
+            i + 1
+        );
     }
-    assert_eq!(restored.lines().count(), source.lines().count(), "dumps differ in length");
+    assert_eq!(
+        restored.lines().count(),
+        source.lines().count(),
+        "dumps differ in length"
+    );
+}
+
+/// A database stage on a socket keeps the sandbox's exposure low (issue: ≤ 2.0), and one
+/// over TCP opens only the network.
+#[test]
+fn a_postgresql_stage_on_a_socket_scores_at_most_2_in_systemd_analyze_security() {
+    require_tool("systemd-analyze");
+    let dir = tempdir();
+    let root = dir.path();
+    let config = write_config(
+        root,
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"/run/postgresql\"\ndirectory = \"@ROOT@/dumps\"\n\n\
+         [stage.remote]\nkind = \"postgresql\"\nhost = \"db.example.org\"\n\
+         password_credential = \"@ROOT@/pg-password\"\ndirectory = \"@ROOT@/remote\"\n",
+    );
+    let units = root.join("units");
+    ok(crate::util::backupctl()
+        .arg("--config")
+        .arg(&config)
+        .args(["generate", "--output"])
+        .arg(&units));
+    let score = crate::util::exposure_score(&units, "pg");
+    assert!(score <= 2.0, "exposure {score}");
+    let socket = std::fs::read_to_string(units.join("backup@pg.service.d/backupctl.conf")).unwrap();
+    assert!(!socket.contains("PrivateNetwork=no"), "{socket}");
+    let tcp =
+        std::fs::read_to_string(units.join("backup@remote.service.d/backupctl.conf")).unwrap();
+    assert!(tcp.contains("PrivateNetwork=no"), "{tcp}");
+    assert!(tcp.contains("LoadCredential=postgresql-password:"), "{tcp}");
 }

@@ -58,7 +58,9 @@ pub fn validate_destination(
             "give only one of `directory` and `restic`",
             "remove one of them; a later stage can copy the directory",
         )),
-        (Some(directory), None) => super::require_absolute(std::slice::from_ref(directory), "directory"),
+        (Some(directory), None) => {
+            super::require_absolute(std::slice::from_ref(directory), "directory")
+        }
         (None, Some(_)) => Ok(()),
     }
 }
@@ -83,14 +85,20 @@ pub fn resolve_restic(
     let Some((_, spec)) = stages.iter().find(|(n, _)| n == name.get_ref()) else {
         return Err(SpecError::invalid(
             Some(name.span()),
-            format!("`restic` names stage `{}`, which is not defined", name.get_ref()),
+            format!(
+                "`restic` names stage `{}`, which is not defined",
+                name.get_ref()
+            ),
             hint,
         ));
     };
     let Some(spec) = spec.downcast_ref::<restic::Spec>() else {
         return Err(SpecError::invalid(
             Some(name.span()),
-            format!("`restic` names stage `{}`, which is not a restic stage", name.get_ref()),
+            format!(
+                "`restic` names stage `{}`, which is not a restic stage",
+                name.get_ref()
+            ),
             hint,
         ));
     };
@@ -131,7 +139,10 @@ pub fn read_password(
         (None, None) => return Ok(None),
     };
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        StageError::Failed(format!("cannot read the password file {}: {e}", path.display()))
+        StageError::Failed(format!(
+            "cannot read the password file {}: {e}",
+            path.display()
+        ))
     })?;
     let password = text.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() {
@@ -267,9 +278,8 @@ impl<'a> Sink<'a> {
                 let mut file = std::fs::File::create(path)
                     .map_err(|e| StageError::io(format!("cannot create {}", path.display()), e))?;
                 let mut producer = producer;
-                let bytes = std::io::copy(&mut producer, &mut file).map_err(|e| {
-                    StageError::Failed(format!("dump of {name} failed: {e}"))
-                })?;
+                let bytes = std::io::copy(&mut producer, &mut file)
+                    .map_err(|e| StageError::Failed(format!("dump of {name} failed: {e}")))?;
                 file.sync_all()
                     .map_err(|e| StageError::io(format!("cannot write {}", path.display()), e))?;
                 Ok(bytes)
@@ -294,17 +304,24 @@ impl<'a> Sink<'a> {
                 Ok(size_of(path))
             })?,
             Destination::Restic(_) => {
-                let scratch = self.ctx.state_dir.join("dump-scratch").join(&self.ctx.stage.name);
+                let scratch = self
+                    .ctx
+                    .state_dir
+                    .join("dump-scratch")
+                    .join(&self.ctx.stage.name);
                 let _ = std::fs::remove_dir_all(&scratch);
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
                     .create(&scratch)
-                    .map_err(|e| StageError::io(format!("cannot create {}", scratch.display()), e))?;
+                    .map_err(|e| {
+                        StageError::io(format!("cannot create {}", scratch.display()), e)
+                    })?;
                 let path = scratch.join("dump");
                 let result = write(&path).and_then(|()| {
-                    let file = std::fs::File::open(&path)
-                        .map_err(|e| StageError::io(format!("cannot read {}", path.display()), e))?;
+                    let file = std::fs::File::open(&path).map_err(|e| {
+                        StageError::io(format!("cannot read {}", path.display()), e)
+                    })?;
                     self.into_restic(name, file)
                 });
                 let _ = std::fs::remove_dir_all(&scratch);
@@ -315,7 +332,11 @@ impl<'a> Sink<'a> {
         Ok(self.stored.last().expect("just pushed"))
     }
 
-    fn into_restic(&self, name: &str, input: impl Read + Send + 'static) -> Result<Stored, StageError> {
+    fn into_restic(
+        &self,
+        name: &str,
+        input: impl Read + Send + 'static,
+    ) -> Result<Stored, StageError> {
         let Destination::Restic(spec) = self.destination else {
             unreachable!("restic destination")
         };
@@ -360,7 +381,11 @@ impl<'a> Sink<'a> {
             Err(ToolError::Failed { stderr, .. }) => {
                 return Err(StageError::Failed(format!(
                     "restic backup of the dump {name} failed: {}",
-                    stderr.lines().map(str::trim).collect::<Vec<_>>().join(" / ")
+                    stderr
+                        .lines()
+                        .map(str::trim)
+                        .collect::<Vec<_>>()
+                        .join(" / ")
                 )));
             }
             Err(other) => return Err(other.into()),
@@ -405,8 +430,12 @@ fn write_into(
         }
     };
     let rename = |from: &Path, to: &Path| {
-        std::fs::rename(from, to)
-            .map_err(|e| StageError::io(format!("cannot rename {} to {}", from.display(), to.display()), e))
+        std::fs::rename(from, to).map_err(|e| {
+            StageError::io(
+                format!("cannot rename {} to {}", from.display(), to.display()),
+                e,
+            )
+        })
     };
     if partial.is_dir() && target.exists() {
         let old = dir.join(format!(".{name}.old"));
@@ -495,11 +524,7 @@ pub struct Dump {
 }
 
 /// The dumps at `destination` of stage `stage`, oldest first.
-pub fn list(
-    destination: Destination,
-    stage: &str,
-    scope: Scope,
-) -> anyhow::Result<Vec<Dump>> {
+pub fn list(destination: Destination, stage: &str, scope: Scope) -> anyhow::Result<Vec<Dump>> {
     match destination {
         Destination::Directory(dir) => {
             let mut dumps = Vec::new();
@@ -558,10 +583,18 @@ pub fn list(
 pub fn print(dumps: &[Dump]) -> anyhow::Result<()> {
     let mut sorted: Vec<&Dump> = dumps.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name).then(a.time.cmp(&b.time)));
-    let width = sorted.iter().map(|d| d.name.len()).max().unwrap_or(4).max(4);
+    let width = sorted
+        .iter()
+        .map(|d| d.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     crate::outln!("{:<width$}  {:<25}  SNAPSHOT", "DUMP", "TIME")?;
     for dump in sorted {
-        let snapshot = dump.snapshot.as_deref().map_or("-", |id| &id[..id.len().min(8)]);
+        let snapshot = dump
+            .snapshot
+            .as_deref()
+            .map_or("-", |id| &id[..id.len().min(8)]);
         crate::outln!("{:<width$}  {:<25}  {snapshot}", dump.name, dump.time)?;
     }
     Ok(())
@@ -573,14 +606,23 @@ pub fn find<'d>(dumps: &'d [Dump], name: &str, snapshot: &str) -> anyhow::Result
     let found = if snapshot == "latest" {
         matching.next_back()
     } else {
-        matching.find(|d| d.snapshot.as_deref().is_some_and(|id| id.starts_with(snapshot)))
+        matching.find(|d| {
+            d.snapshot
+                .as_deref()
+                .is_some_and(|id| id.starts_with(snapshot))
+        })
     };
     found.ok_or_else(|| {
-        let names: std::collections::BTreeSet<&str> = dumps.iter().map(|d| d.name.as_str()).collect();
+        let names: std::collections::BTreeSet<&str> =
+            dumps.iter().map(|d| d.name.as_str()).collect();
         let known = names.into_iter().collect::<Vec<_>>().join(", ");
         anyhow::anyhow!(
             "no dump {name}{} (dumps: {})",
-            if snapshot == "latest" { String::new() } else { format!(" in snapshot {snapshot}") },
+            if snapshot == "latest" {
+                String::new()
+            } else {
+                format!(" in snapshot {snapshot}")
+            },
             if known.is_empty() { "none" } else { &known }
         )
     })
@@ -661,7 +703,10 @@ pub fn validate_databases(databases: &Spanned<Vec<String>>) -> Result<(), SpecEr
             "write [\"all\"] alone (with `exclude_databases` for exceptions), or only names",
         ));
     }
-    if let Some(bad) = list.iter().find(|name| name.is_empty() || name.contains('/')) {
+    if let Some(bad) = list
+        .iter()
+        .find(|name| name.is_empty() || name.contains('/'))
+    {
         return Err(SpecError::invalid(
             Some(databases.span()),
             format!("`databases` holds {bad:?}, which cannot be a dump's file name"),
@@ -720,20 +765,29 @@ mod tests {
         })
         .unwrap_err();
         assert!(error.to_string().contains("disk full"));
-        assert_eq!(std::fs::read_to_string(dir.path().join("shop.dump")).unwrap(), "good");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("shop.dump")).unwrap(),
+            "good"
+        );
         assert!(!dir.path().join(".shop.dump.partial").exists());
         write_into(dir.path(), "shop.dump", |path| {
             std::fs::write(path, "new").unwrap();
             Ok(3)
         })
         .unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("shop.dump")).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("shop.dump")).unwrap(),
+            "new"
+        );
     }
 
     #[test]
     fn selects_databases() {
         let all = || Ok(vec!["a".to_string(), "b".to_string(), "c".to_string()]);
-        assert_eq!(select(&["all".into()], &["b".into()], all).unwrap(), ["a", "c"]);
+        assert_eq!(
+            select(&["all".into()], &["b".into()], all).unwrap(),
+            ["a", "c"]
+        );
         assert_eq!(select(&["b".into()], &[], all).unwrap(), ["b"]);
         assert!(select(&["b".into()], &["b".into()], all).is_err());
     }

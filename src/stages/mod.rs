@@ -274,9 +274,15 @@ mod tests {
     /// The commands' "works on … stages" come from the kinds' impls.
     #[test]
     fn the_capable_kinds_are_named_from_their_impls() {
-        assert_eq!(that_can(Capability::Restore), "restic and git");
+        assert_eq!(
+            that_can(Capability::Restore),
+            "restic, git, postgresql, mysql and sqlite"
+        );
         assert_eq!(that_can(Capability::History), "git");
-        assert_eq!(that_can(Capability::Snapshots), "rsync and restic");
+        assert_eq!(
+            that_can(Capability::Snapshots),
+            "rsync, restic, postgresql, mysql and sqlite"
+        );
         assert_eq!(that_can(Capability::Mount), "restic");
     }
 }

@@ -108,7 +108,10 @@ impl Spec {
                 text.push_str(&format!("socket={}\n", option_value(host.get_ref())));
             }
             Some(host) => {
-                text.push_str(&format!("host={}\nprotocol=TCP\n", option_value(host.get_ref())));
+                text.push_str(&format!(
+                    "host={}\nprotocol=TCP\n",
+                    option_value(host.get_ref())
+                ));
             }
             None => {}
         }
@@ -152,12 +155,17 @@ impl Spec {
             std::fs::create_dir_all(&args.target)?;
             let path = args.target.join(&found.name);
             let mut write = std::process::Command::new("dd");
-            write.arg(format!("of={}", path.display())).arg("status=none");
+            write
+                .arg(format!("of={}", path.display()))
+                .arg("status=none");
             dump::load_into(destination, found, ctx.scope, write)?;
             crate::outln!("wrote {}", path.display())?;
             return Ok(ExitCode::SUCCESS);
         }
-        let database = args.into.as_deref().unwrap_or(wanted.trim_end_matches(".sql"));
+        let database = args
+            .into
+            .as_deref()
+            .unwrap_or(wanted.trim_end_matches(".sql"));
         let options = self.options(&crate::paths::state_dir(ctx.scope), ctx.stage)?;
         let objects = query(
             &options.path,
@@ -175,7 +183,10 @@ impl Spec {
             )));
         }
         if count > 0 {
-            query(&options.path, &format!("DROP DATABASE {}", identifier(database)))?;
+            query(
+                &options.path,
+                &format!("DROP DATABASE {}", identifier(database)),
+            )?;
         }
         query(
             &options.path,
@@ -191,7 +202,11 @@ impl Spec {
     }
 
     fn snapshots(&self, ctx: &VerbContext, _: &SnapshotsArgs) -> anyhow::Result<Listing> {
-        dump::print(&dump::list(self.destination_or_fail()?, ctx.stage, ctx.scope)?)?;
+        dump::print(&dump::list(
+            self.destination_or_fail()?,
+            ctx.stage,
+            ctx.scope,
+        )?)?;
         Ok(Listing::Done(ExitCode::SUCCESS))
     }
 }
@@ -281,9 +296,12 @@ impl StageKind for Spec {
         let options = self.options(&ctx.state_dir, &ctx.stage.name)?;
         let defaults = format!("--defaults-extra-file={}", options.path.display());
         let databases = dump::select(self.databases.get_ref(), &self.exclude_databases, || {
-            let command = crate::process::Command::new("mysql")
-                .arg(&defaults)
-                .args(["--batch", "--skip-column-names", "--execute", "SHOW DATABASES"]);
+            let command = crate::process::Command::new("mysql").arg(&defaults).args([
+                "--batch",
+                "--skip-column-names",
+                "--execute",
+                "SHOW DATABASES",
+            ]);
             let mut names = dump::query_lines(command).map_err(|error| match error {
                 StageError::Tool(tool) => {
                     StageError::Failed(format!("MySQL, listing the databases: {tool}"))

@@ -268,7 +268,10 @@ impl Spec {
         }
         connection.query(
             maintenance,
-            &format!("CREATE DATABASE {} TEMPLATE template0", identifier(database)),
+            &format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                identifier(database)
+            ),
         )?;
         Ok(())
     }
@@ -298,7 +301,8 @@ impl Spec {
             .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
             .arg(format!("--dbname={}", conninfo(self.maintenance_database())))
             .arg("--command=SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1");
-        dump::query_lines(command).map_err(|error| connection_failed("listing the databases", error))
+        dump::query_lines(command)
+            .map_err(|error| connection_failed("listing the databases", error))
     }
 }
 
@@ -511,11 +515,9 @@ impl StageKind for Spec {
             .destination()
             .ok_or_else(|| StageError::Failed("the stage's restic stage is not resolved".into()))?;
         let connection = self.connect(&ctx.state_dir, &ctx.stage.name)?;
-        let databases = dump::select(
-            self.databases.get_ref(),
-            &self.exclude_databases,
-            || self.discover(&connection),
-        )?;
+        let databases = dump::select(self.databases.get_ref(), &self.exclude_databases, || {
+            self.discover(&connection)
+        })?;
         if self.globals && databases.iter().any(|db| self.dump_name(db) == GLOBALS) {
             return Err(StageError::Failed(format!(
                 "a database's dump would be called {GLOBALS}, like the roles' dump; use another format or set globals = false"
@@ -524,7 +526,8 @@ impl StageKind for Spec {
         let mut sink = Sink::open(destination, ctx, Self::NAME, &self.host_label())?;
         let env = connection.env();
         if self.globals {
-            ctx.report.status("postgresql: dumping roles and tablespaces");
+            ctx.report
+                .status("postgresql: dumping roles and tablespaces");
             let mut argv = vec!["pg_dumpall".to_string(), "--globals-only".to_string()];
             argv.extend(connection.args.iter().cloned());
             argv.push(format!("--database={}", self.maintenance_database()));
@@ -603,15 +606,26 @@ mod tests {
             ("directory = \"/d\"\nrestic = \"r\"", "only one of"),
             ("directory = \"d\"", "absolute"),
             ("directory = \"/d\"\ndatabases = []", "is empty"),
-            ("directory = \"/d\"\ndatabases = [\"all\", \"x\"]", "besides names"),
-            ("restic = \"r\"\nformat = \"directory\"", "cannot be streamed"),
-            ("directory = \"/d\"\njobs = 4", "is for `format = \"directory\""),
+            (
+                "directory = \"/d\"\ndatabases = [\"all\", \"x\"]",
+                "besides names",
+            ),
+            (
+                "restic = \"r\"\nformat = \"directory\"",
+                "cannot be streamed",
+            ),
+            (
+                "directory = \"/d\"\njobs = 4",
+                "is for `format = \"directory\"",
+            ),
             ("directory = \"/d\"\ncolour = 1", "unknown field"),
         ] {
             let error = spec(text).unwrap_err();
             assert!(error.contains(expected), "{text}: {error}");
         }
-        let tcp = spec("directory = \"/d\"\nhost = \"db.example\"\npassword_credential = \"/etc/pw\"").unwrap();
+        let tcp =
+            spec("directory = \"/d\"\nhost = \"db.example\"\npassword_credential = \"/etc/pw\"")
+                .unwrap();
         assert!(tcp.needs().network);
         assert_eq!(
             tcp.needs().credentials,

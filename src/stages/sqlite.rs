@@ -231,7 +231,8 @@ mod tests {
                 SpecError::Toml(e) => e.to_string(),
             })
         };
-        let ok = spec("databases = [\"/srv/app/app.db\"]\ndirectory = \"/var/backups/db\"").unwrap();
+        let ok =
+            spec("databases = [\"/srv/app/app.db\"]\ndirectory = \"/var/backups/db\"").unwrap();
         assert_eq!(
             ok.needs().writes,
             [PathBuf::from("/srv/app"), PathBuf::from("/var/backups/db")]
@@ -239,7 +240,10 @@ mod tests {
         for (text, expected) in [
             ("databases = []\ndirectory = \"/d\"", "is empty"),
             ("databases = [\"app.db\"]\ndirectory = \"/d\"", "absolute"),
-            ("databases = [\"/a/x.db\", \"/b/x.db\"]\ndirectory = \"/d\"", "collide"),
+            (
+                "databases = [\"/a/x.db\", \"/b/x.db\"]\ndirectory = \"/d\"",
+                "collide",
+            ),
             ("databases = [\"/a/x.db\"]", "needs `directory` or `restic`"),
         ] {
             let error = spec(text).unwrap_err();

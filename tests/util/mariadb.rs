@@ -58,7 +58,12 @@ impl Mariadb {
             _scratch: scratch,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !server.client().args(["-e", "SELECT 1"]).output().is_ok_and(|o| o.status.success()) {
+        while !server
+            .client()
+            .args(["-e", "SELECT 1"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             assert!(
                 Instant::now() < deadline,
                 "mariadbd did not come up: {}",
@@ -75,13 +80,20 @@ impl Mariadb {
         command
             .arg("--no-defaults")
             .arg(format!("--socket={}", self.socket.display()))
-            .args(["--default-character-set=utf8mb4", "--batch", "--skip-column-names"]);
+            .args([
+                "--default-character-set=utf8mb4",
+                "--batch",
+                "--skip-column-names",
+            ]);
         command
     }
 
     /// Runs SQL (several statements allowed); returns what it printed.
     pub fn sql(&self, database: &str, sql: &str) -> String {
-        ok(self.client().arg(format!("--database={database}")).args(["-e", sql]))
+        ok(self
+            .client()
+            .arg(format!("--database={database}"))
+            .args(["-e", sql]))
     }
 
     /// A dump of `database` with the stage's options, for comparing two databases.
@@ -89,8 +101,18 @@ impl Mariadb {
         ok(Command::new("mariadb-dump")
             .arg("--no-defaults")
             .arg(format!("--socket={}", self.socket.display()))
-            .args(["--default-character-set=utf8mb4", "--single-transaction", "--routines"])
-            .args(["--triggers", "--events", "--hex-blob", "--skip-dump-date", database]))
+            .args([
+                "--default-character-set=utf8mb4",
+                "--single-transaction",
+                "--routines",
+            ])
+            .args([
+                "--triggers",
+                "--events",
+                "--hex-blob",
+                "--skip-dump-date",
+                database,
+            ]))
     }
 
     pub fn stop(&mut self) {

@@ -49,7 +49,11 @@ impl Postgres {
         ok(Command::new("chown").arg("postgres:postgres").arg(&dir));
         let data = dir.join("data");
         ok(as_postgres(&format!("{BIN}/initdb"))
-            .args(["--auth-local=peer", "--auth-host=scram-sha-256", "--username=postgres"])
+            .args([
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+                "--username=postgres",
+            ])
             .args(["--encoding=UTF8", "--locale=C.UTF-8", "--no-sync", "-D"])
             .arg(&data));
         let port = free_port();
