@@ -284,7 +284,7 @@ impl<'a> Sink<'a> {
                     .map_err(|e| StageError::io(format!("cannot write {}", path.display()), e))?;
                 Ok(bytes)
             })?,
-            Destination::Restic(_) => self.into_restic(name, producer)?,
+            Destination::Restic(_) => self.to_restic(name, producer)?,
         };
         self.stored.push(stored);
         Ok(self.stored.last().expect("just pushed"))
@@ -322,7 +322,7 @@ impl<'a> Sink<'a> {
                     let file = std::fs::File::open(&path).map_err(|e| {
                         StageError::io(format!("cannot read {}", path.display()), e)
                     })?;
-                    self.into_restic(name, file)
+                    self.to_restic(name, file)
                 });
                 let _ = std::fs::remove_dir_all(&scratch);
                 result?
@@ -332,7 +332,7 @@ impl<'a> Sink<'a> {
         Ok(self.stored.last().expect("just pushed"))
     }
 
-    fn into_restic(
+    fn to_restic(
         &self,
         name: &str,
         input: impl Read + Send + 'static,
