@@ -94,6 +94,7 @@ pub fn unsupported(capability: Capability, stage: &Stage) -> anyhow::Error {
         Capability::History => "history",
         Capability::Snapshots => "snapshots",
         Capability::Mount => "mount",
+        Capability::Drill => "drill",
     };
     crate::exit::usage(format_args!(
         "`{verb}` works on {} stages; `{}` is a stage of kind {}",

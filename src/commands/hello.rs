@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use crate::commands::Context;
 use crate::outln;
 use crate::preflight::{print_table, run_checks};
-use crate::stages::Needs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -17,21 +16,8 @@ const MIN_FREE: u64 = 1 << 30;
 
 pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
-    let mut needs = Needs::default();
-    for stage in &config.stages {
-        let mut other = stage.kind.needs();
-        // A store's destinations exist only while it is open: its own checks cover it.
-        if stage.store.is_some() {
-            other.writes.clear();
-        }
-        needs.merge(other);
-    }
-    if let Some(notify) = &config.notify {
-        needs.merge(Needs {
-            secrets: notify.secret_files(),
-            ..Needs::default()
-        });
-    }
+    // A store's destinations exist only while it is open: its own checks cover it.
+    let needs = crate::stages::job_needs(config, None);
     let mut checks = run_checks(&needs, &[], MIN_FREE);
     for store in &config.stores {
         checks.extend(crate::store::preflight::checks(store));

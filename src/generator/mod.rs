@@ -395,21 +395,25 @@ fn extra_capabilities(needs: &Needs) -> Vec<&'static str> {
     caps
 }
 
-/// The paths a stage writes: its own, and for `hello` those of its whole job (it probes them).
+/// What a stage's unit must allow: its own needs, with a store's mount point for its
+/// writes, and what its kind needs of its whole job ([`crate::stages::StageKind::JOB_NEEDS`]:
+/// `hello` probes the job's destinations).
 pub(crate) fn stage_needs(config: &Config, stage: &Stage) -> Needs {
+    let mut needs = own_needs(stage);
+    needs.merge(
+        stage
+            .kind
+            .job_needs(&|| crate::stages::job_needs(config, Some(&stage.job))),
+    );
+    needs.writes.sort();
+    needs.writes.dedup();
+    needs
+}
+
+/// The stage's own needs, its writes inside a store being the store's mount point: each
+/// path here is the stage's own (`check` reports a hidden one at this stage).
+pub(crate) fn own_needs(stage: &Stage) -> Needs {
     let mut needs = stage.kind.needs();
-    if stage.kind.name() == "hello" {
-        for other in config.stages_of(&stage.job) {
-            let other = other.kind.needs();
-            // The unit only probes the destinations; the other stages' tools, secrets,
-            // credentials and capabilities are theirs (each is checked at its own stage).
-            needs.merge(Needs {
-                writes: other.writes,
-                network: other.network,
-                ..Needs::default()
-            });
-        }
-    }
     if let Some(store) = stage.store.as_ref().filter(|_| !needs.writes.is_empty()) {
         // The destination inside a store may not exist before the stage creates it, and a
         // missing ReadWritePaths= entry fails the unit; the store's mount point always exists

@@ -6,7 +6,7 @@
 //! secret or the config file itself under /tmp validates, generates, and then fails at run
 //! time with a bare "No such file or directory", or worse writes into a private /tmp that is
 //! deleted after the run. `check` and `generate` refuse such a config instead, naming the
-//! directive and the config key. The paths come from the same `stage_needs` the generator
+//! directive and the config key. The paths come from the same `own_needs` the generator
 //! turns into `ReadWritePaths=`, so the two cannot disagree.
 //!
 //! `run --here` has no sandbox: it only warns (see `crate::commands::run`).
@@ -112,12 +112,11 @@ pub fn problems(config: &Config, binary: Option<&Path>) -> Vec<Problem> {
     }
     for stage in &config.stages {
         let table = Some(format!("stage.{}", stage.name));
-        let needs = super::stage_needs(config, stage);
-        // hello's needs include its job's writes: each is reported at its own stage.
-        if stage.kind.name() != "hello" {
-            for path in &needs.writes {
-                add(path, Use::Writes, table.clone());
-            }
+        // The stage's own needs: what its unit needs of its whole job (hello's probes) is
+        // reported at the stages it belongs to.
+        let needs = super::own_needs(stage);
+        for path in &needs.writes {
+            add(path, Use::Writes, table.clone());
         }
         for path in needs.sources.iter().chain(&stage.kind.other_reads()) {
             add(path, Use::Reads, table.clone());

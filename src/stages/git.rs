@@ -778,6 +778,8 @@ impl StageKind for Spec {
     const READS_LOCAL_SOURCES: bool = true;
     const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::restore_files);
     const HISTORY: Option<Verb<Self, HistoryArgs>> = Some(Self::print_history);
+    const DRILL: Option<super::drill::Drill<Self>> =
+        Some(super::drill::Drill::of("a git stage in commit mode"));
 
     fn excludes(&self) -> crate::stages::Excludes {
         // As `commit` mode's rsync is told (nested repositories' .git left out).

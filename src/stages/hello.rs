@@ -34,6 +34,13 @@ impl Spec {
 
 impl StageKind for Spec {
     const NAME: &'static str = "hello";
+    /// The unit probes the job's destinations: it may write there, and reach the network
+    /// when a stage of the job does. Their tools, secrets and capabilities stay theirs.
+    const JOB_NEEDS: Option<fn(&Self, &Needs) -> Needs> = Some(|_, job| Needs {
+        writes: job.writes.clone(),
+        network: job.network,
+        ..Needs::default()
+    });
 
     fn validate(&self) -> Result<(), SpecError> {
         if let Some(text) = &self.min_free {
@@ -57,16 +64,7 @@ impl StageKind for Spec {
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
-        let mut needs = Needs::default();
-        for stage in ctx.config.stages_of(&ctx.stage.job) {
-            needs.merge(stage.kind.needs());
-        }
-        if let Some(notify) = &ctx.config.notify {
-            needs.merge(Needs {
-                secrets: notify.secret_files(),
-                ..Needs::default()
-            });
-        }
+        let needs = super::job_needs(ctx.config, Some(&ctx.stage.job));
         ctx.report
             .status("hello: checking tools, destinations and secrets");
         let checks = run_checks(&needs, &self.tools, self.min_free());

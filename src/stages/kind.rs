@@ -14,6 +14,7 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
 use toml::de::DeTable;
 
+use super::drill::{Drill, Drillable};
 use super::verbs::{
     HistoryArgs, Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb, VerbContext,
 };
@@ -31,6 +32,11 @@ pub trait StageKind:
     /// snapshot (its help lists these kinds).
     const READS_LOCAL_SOURCES: bool = false;
 
+    /// Places the stage's destination inside a store's mount point (`root`; the stage has
+    /// `store = "NAME"`); runs before [`StageKind::validate`]. `None`: the kind cannot write
+    /// into a store, and `store` is refused naming the kinds that can.
+    const PLACE_IN_STORE: Option<fn(&mut Self, &Path) -> Result<(), SpecError>> = None;
+
     /// `backupctl restore STAGE`: files back from the backup. `None`: the kind cannot.
     const RESTORE: Option<Verb<Self, RestoreArgs>> = None;
     /// `backupctl history STAGE [PATH]`: the versions the backup holds. `None`: it cannot.
@@ -39,21 +45,25 @@ pub trait StageKind:
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = None;
     /// `backupctl mount STAGE DIR`: the backup as a file system. `None`: it cannot.
     const MOUNT: Option<Verb<Self, MountArgs>> = None;
+    /// `kind = "drill"`: a drill stage can restore the newest backup of a stage of this kind
+    /// into a private scratch directory and verify it. `None`: it cannot (a drill naming
+    /// such a stage is refused at load, with the kinds that can).
+    ///
+    /// A kind that can implements [`Drillable`] for its `Spec` (see
+    /// `stages::drill::target`): `drill_needs`, what the drill's unit needs to read the
+    /// backup (its tools, secrets, credentials, network; never writes); `drill`, which gets
+    /// the newest backup, or a sample of it, back into the scratch directory it is given and
+    /// verifies it (files: through `drill::verify_sample`, byte for byte against the source
+    /// or a manifest; a database: loaded into a throw-away server and checked), returning
+    /// the figures or failing; optionally `drillable` (this stage's config makes no backup
+    /// to drill) and `check_drill` (the drill's keys that apply to it). Then
+    /// `const DRILL: Option<Drill<Self>> = Some(Drill::of("a tar stage"));`, the words
+    /// naming its drillable stages in messages.
+    const DRILL: Option<Drill<Self>> = None;
 
     /// Checks relations between keys that serde cannot (e.g. "one of a or b").
     fn validate(&self) -> Result<(), SpecError> {
         Ok(())
-    }
-
-    /// Places the stage's destination inside a store's mount point `root` (the stage has
-    /// `store = "NAME"`); runs before [`StageKind::validate`]. Kinds that cannot write into a
-    /// store keep this default, an error.
-    fn place_in_store(&mut self, _root: &Path) -> Result<(), SpecError> {
-        Err(SpecError::invalid(
-            None,
-            "this kind of stage cannot write into a store",
-            "`store = \"NAME\"` is for rsync stages; remove it",
-        ))
     }
 
     /// Resolves what the stage refers to in other stages (e.g. the stage a drill verifies),
@@ -70,6 +80,12 @@ pub trait StageKind:
 
     /// What the stage's unit must allow, and what `hello` checks before a run.
     fn needs(&self) -> Needs;
+
+    /// Needs that span the stage's whole job: given what the job's stages need together
+    /// ([`super::job_needs`]), what this stage's unit needs on top of its own. `None` (the
+    /// default): only its own. `hello` probes the job's destinations (their writes and
+    /// network); each of those paths stays its own stage's (`check` reports it there).
+    const JOB_NEEDS: Option<fn(&Self, &Needs) -> Needs> = None;
 
     /// Local paths the stage reads besides [`Needs::sources`] (those no snapshot covers,
     /// e.g. an exclude file): `check` refuses them where the sandbox would hide them.
@@ -149,14 +165,17 @@ pub enum Capability {
     History,
     Snapshots,
     Mount,
+    /// A `drill` stage can verify its backups ([`StageKind::DRILL`]).
+    Drill,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [
+    pub const ALL: [Capability; 5] = [
         Capability::Restore,
         Capability::History,
         Capability::Snapshots,
         Capability::Mount,
+        Capability::Drill,
     ];
 }
 
@@ -167,7 +186,11 @@ pub struct Entry {
     pub name: &'static str,
     /// See [`StageKind::READS_LOCAL_SOURCES`].
     pub reads_local_sources: bool,
-    capabilities: [bool; 4],
+    /// See [`StageKind::PLACE_IN_STORE`].
+    pub writes_into_stores: bool,
+    capabilities: [bool; Capability::ALL.len()],
+    /// See [`Drill::what`].
+    drill_what: Option<&'static str>,
     parse: fn(Spanned<DeTable>, Option<&Path>) -> Result<KindSpec, SpecError>,
 }
 
@@ -176,19 +199,31 @@ impl Entry {
         Entry {
             name: K::NAME,
             reads_local_sources: K::READS_LOCAL_SOURCES,
+            writes_into_stores: K::PLACE_IN_STORE.is_some(),
             // In the order of `Capability::ALL`.
             capabilities: [
                 K::RESTORE.is_some(),
                 K::HISTORY.is_some(),
                 K::SNAPSHOTS.is_some(),
                 K::MOUNT.is_some(),
+                K::DRILL.is_some(),
             ],
+            drill_what: match &K::DRILL {
+                Some(drill) => Some(drill.what),
+                None => None,
+            },
             parse: parse::<K>,
         }
     }
 
     pub fn can(&self, capability: Capability) -> bool {
         self.capabilities[capability as usize]
+    }
+
+    /// How a drill's messages name this kind's drillable stages; `None`: it cannot be
+    /// drilled.
+    pub fn drill_what(&self) -> Option<&'static str> {
+        self.drill_what
     }
 
     /// Deserializes and checks the kind-specific keys of a stage. `store_root`: the mount
@@ -208,7 +243,17 @@ fn parse<K: StageKind>(
 ) -> Result<KindSpec, SpecError> {
     let mut spec = K::deserialize(table.into_deserializer()).map_err(SpecError::Toml)?;
     if let Some(root) = store_root {
-        spec.place_in_store(root)?;
+        let Some(place) = K::PLACE_IN_STORE else {
+            return Err(SpecError::invalid(
+                None,
+                "this kind of stage cannot write into a store",
+                format!(
+                    "`store = \"NAME\"` is for {} stages; remove it",
+                    super::names(|entry| entry.writes_into_stores).join(" and ")
+                ),
+            ));
+        };
+        place(&mut spec, root)?;
     }
     spec.validate()?;
     Ok(KindSpec(Box::new(spec)))
@@ -225,6 +270,9 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn reads_backup_of(&self) -> Option<&str>;
     /// See [`StageKind::needs`].
     fn needs(&self) -> Needs;
+    /// See [`StageKind::JOB_NEEDS`]; `job` computes the job's needs, called only when the
+    /// kind has such needs.
+    fn job_needs(&self, job: &dyn Fn() -> Needs) -> Needs;
     /// See [`StageKind::other_reads`].
     fn other_reads(&self) -> Vec<PathBuf>;
     /// See [`StageKind::excludes`].
@@ -238,6 +286,8 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn snapshots(&self, ctx: &VerbContext, args: &SnapshotsArgs)
     -> Option<anyhow::Result<Listing>>;
     fn mount(&self, ctx: &VerbContext, args: &MountArgs) -> Option<anyhow::Result<ExitCode>>;
+    /// See [`StageKind::DRILL`]: the spec as a drill's target.
+    fn drill(&self) -> Option<&dyn Drillable>;
     fn as_any(&self) -> &dyn Any;
     fn clone_box(&self) -> Box<dyn AnyKind>;
     fn eq_dyn(&self, other: &dyn AnyKind) -> bool;
@@ -255,6 +305,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn needs(&self) -> Needs {
         StageKind::needs(self)
+    }
+    fn job_needs(&self, job: &dyn Fn() -> Needs) -> Needs {
+        K::JOB_NEEDS.map_or_else(Needs::default, |needs| needs(self, &job()))
     }
     fn other_reads(&self) -> Vec<PathBuf> {
         StageKind::other_reads(self)
@@ -283,6 +336,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn mount(&self, ctx: &VerbContext, args: &MountArgs) -> Option<anyhow::Result<ExitCode>> {
         K::MOUNT.map(|verb| verb(self, ctx, args))
+    }
+    fn drill(&self) -> Option<&dyn Drillable> {
+        K::DRILL.as_ref().map(|drill| drill.target(self))
     }
     fn as_any(&self) -> &dyn Any {
         self

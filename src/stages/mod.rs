@@ -80,6 +80,37 @@ pub fn that_can(capability: Capability) -> String {
     }
 }
 
+/// What the stages of `job` (of every job: `None`) need together: what `hello` checks (the
+/// stage, through [`StageKind::JOB_NEEDS`] its unit, and the command `backupctl hello`).
+/// `[notify]`'s secret files are part of it: a failure must reach someone.
+///
+/// A stage that writes into a store adds no writes: its destination exists only while the
+/// store is open, which `hello` does not do. Probing it would check the empty mount point
+/// (on /run, for free space), and the hello unit's `prepare-paths` would create the
+/// destination there, under a mount point that is not mounted. The store's own checks
+/// (`backupctl hello`) and its unit, which fails before any stage writes, cover it.
+pub fn job_needs(config: &crate::config::Config, job: Option<&str>) -> Needs {
+    let mut needs = Needs::default();
+    let stages = config
+        .stages
+        .iter()
+        .filter(|stage| job.is_none_or(|job| stage.job == job));
+    for stage in stages {
+        let mut own = stage.kind.needs();
+        if stage.store.is_some() {
+            own.writes.clear();
+        }
+        needs.merge(own);
+    }
+    if let Some(notify) = &config.notify {
+        needs.merge(Needs {
+            secrets: notify.secret_files(),
+            ..Needs::default()
+        });
+    }
+    needs
+}
+
 /// A stage that finished (maybe with warnings).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Outcome {
@@ -284,5 +315,79 @@ mod tests {
             "rsync, restic, postgresql, mysql and sqlite"
         );
         assert_eq!(that_can(Capability::Mount), "restic");
+        assert_eq!(that_can(Capability::Drill), "rsync, restic and git");
+    }
+
+    const STORE_JOB: &str = r#"
+[store.nas]
+image = "backup.luks"
+size = "2T"
+keyfile = "/etc/backupctl/nas.key"
+remote = { device = "/dev/sdz1" }
+
+[stage.hello]
+kind = "hello"
+
+[stage.home]
+kind = "rsync"
+store = "nas"
+sources = ["/home/"]
+destination = "home"
+
+[stage.etc]
+kind = "rsync"
+sources = ["/etc/"]
+destination = "/data/etc/"
+
+[jobs.other]
+
+[stage.far]
+job = "other"
+kind = "rsync"
+sources = ["/srv/"]
+destination = "/data/srv/"
+"#;
+
+    /// One answer to "what does hello check" for the stage, its unit and the command: a
+    /// store's destination is not probed (it exists only while the store is open).
+    #[test]
+    fn the_needs_of_a_job_leave_out_destinations_inside_a_store() {
+        let config = crate::config::parse(Path::new("/c.toml"), STORE_JOB).unwrap();
+        let job = job_needs(&config, Some("job"));
+        assert_eq!(job.writes, [PathBuf::from("/data/etc/")]);
+        assert!(job.sources.contains(&PathBuf::from("/home/")), "{job:?}");
+        let all = job_needs(&config, None);
+        assert_eq!(
+            all.writes,
+            [PathBuf::from("/data/etc/"), PathBuf::from("/data/srv/")]
+        );
+        let hello = config.stage("hello").unwrap();
+        let unit = hello.kind.job_needs(&|| job.clone());
+        assert_eq!(unit.writes, job.writes);
+        assert!(unit.tools.is_empty() && unit.secrets.is_empty(), "{unit:?}");
+        let copy = config.stage("etc").unwrap();
+        assert_eq!(
+            copy.kind.job_needs(&|| panic!("asked for the job")),
+            Needs::default()
+        );
+    }
+
+    /// The hint of `store` on a kind that cannot write into one names those that can.
+    #[test]
+    fn store_on_another_kind_names_the_kinds_that_write_into_stores() {
+        let table = toml::de::DeTable::parse("command = [\"/bin/true\"]\n").unwrap();
+        let error = kind("exec")
+            .unwrap()
+            .parse(table, Some(Path::new("/run/backupctl/store/nas")))
+            .unwrap_err();
+        let SpecError::Invalid { help, .. } = error else {
+            panic!("{error:?}");
+        };
+        let writers = names(|entry| entry.writes_into_stores);
+        assert_eq!(writers, ["rsync"]);
+        assert_eq!(
+            help.as_deref(),
+            Some("`store = \"NAME\"` is for rsync stages; remove it")
+        );
     }
 }

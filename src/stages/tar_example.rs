@@ -108,6 +108,7 @@ mod tests {
             Capability::History,
             Capability::Snapshots,
             Capability::Mount,
+            Capability::Drill,
         ] {
             assert!(!TAR.can(other), "{other:?}");
         }

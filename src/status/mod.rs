@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::config::{Config, Stage};
 use crate::paths::Scope;
 use crate::run_records::{RunRecord, RunResult};
+use crate::stages::Purpose;
 use systemd::{JobView, UnitView};
 
 /// Version of the JSON shape; raised only if a key ever changes meaning.
@@ -86,6 +87,9 @@ pub struct JobRun {
 pub struct StageStatus {
     pub name: String,
     pub kind: String,
+    /// What the stage is for (the table says what a drill's last run verified).
+    #[serde(skip)]
+    pub purpose: Purpose,
     pub required: bool,
     pub unit: String,
     /// systemd's `ActiveState` / `SubState`; `null` when systemd could not be asked.
@@ -134,10 +138,7 @@ pub fn last_drill(config: &Config, target: &str, records: &[RunRecord]) -> Optio
         .stages
         .iter()
         .filter(|stage| {
-            stage
-                .kind
-                .downcast_ref::<crate::stages::drill::Spec>()
-                .is_some_and(|drill| drill.stage.get_ref() == target)
+            stage.kind.purpose() == Purpose::Drill && stage.kind.reads_backup_of() == Some(target)
         })
         .map(|stage| stage.name.as_str())
         .collect();
@@ -345,6 +346,7 @@ pub fn stage_status(
     StageStatus {
         name: stage.name.clone(),
         kind: stage.kind.name().to_string(),
+        purpose: stage.kind.purpose(),
         required: stage.required,
         unit: crate::units::stage_service(&stage.name),
         state: unit.map(|u| u.active_state.clone()),

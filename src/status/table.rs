@@ -6,6 +6,7 @@ use std::fmt::Write;
 use super::{JobStatus, StageStatus, Status};
 use crate::out::human_bytes;
 use crate::report::terminal::{BLUE, BOLD, GREEN, RED, YELLOW, local_time, paint};
+use crate::stages::Purpose;
 
 /// Local time, to the second, for a timestamp in RFC 3339.
 fn local(text: &str) -> String {
@@ -190,7 +191,7 @@ fn row(stage: &StageStatus) -> [String; 8] {
             format!("{detail}; {verified}")
         };
     } else if detail.is_empty()
-        && stage.kind == "drill"
+        && stage.purpose == Purpose::Drill
         && let Some(figures) = stage.last_run.as_ref().map(|run| &run.figures)
         && figures.files.is_some()
     {
@@ -245,6 +246,7 @@ mod tests {
         let stage = |name: &str, result: &str, error: Option<&str>| StageStatus {
             name: name.into(),
             kind: "exec".into(),
+            purpose: Purpose::Backup,
             required: result != "failed",
             unit: crate::units::stage_service(name),
             state: None,
@@ -312,6 +314,7 @@ mod tests {
         let mut status = status();
         let stage = &mut status.jobs[0].stages[0];
         stage.kind = "drill".into();
+        stage.purpose = Purpose::Drill;
         stage.bytes_added = None;
         stage.last_run = Some(crate::run_records::RunRecord {
             run: "r1".into(),

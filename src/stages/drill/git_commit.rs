@@ -13,15 +13,66 @@ use std::path::{Path, PathBuf};
 use gix::bstr::{BString, ByteSlice};
 use jiff::Timestamp;
 
-use super::{Backup, File, Restore};
-use crate::stages::{StageError, git};
+use super::{Backup, DrillContext, Drillable, File, RestoreSample, Spec};
+use crate::stages::{Needs, Outcome, SpecError, StageError, git};
+
+impl Drillable for git::Spec {
+    fn drillable(&self) -> Result<(), String> {
+        if self.mode != git::Mode::Commit {
+            return Err(
+                "it mirrors a remote repository (`mode = \"pull\"`); there is no local source \
+                 to compare with: drill the stage that makes the commits"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `remote` names one of the stage's local remotes (ssh remotes are never contacted).
+    fn check_drill(&self, drill: &Spec) -> Result<(), SpecError> {
+        let Some(remote) = &drill.remote else {
+            return Ok(());
+        };
+        let name = drill.stage.get_ref();
+        let local: Vec<PathBuf> = self.local_remotes().collect();
+        let wanted = remote.get_ref();
+        if local.iter().any(|path| path == wanted) {
+            return Ok(());
+        }
+        let listed: Vec<String> = local.iter().map(|p| p.display().to_string()).collect();
+        Err(SpecError::invalid(
+            Some(remote.span()),
+            format!(
+                "{} is not a local remote of stage `{name}`",
+                wanted.display()
+            ),
+            if listed.is_empty() {
+                "the stage has no local remotes (a drill reads ssh remotes through \
+                 nothing); remove `remote`"
+                    .to_string()
+            } else {
+                format!("its local remotes: {}", listed.join(", "))
+            },
+        ))
+    }
+
+    /// The stage's own repository is read, never its remotes: no ssh, no network.
+    fn drill_needs(&self) -> Needs {
+        Needs {
+            tools: vec!["git"],
+            ..Needs::default()
+        }
+    }
+
+    fn drill(&self, ctx: &DrillContext) -> Result<Outcome, StageError> {
+        let remote = ctx.drill.remote.as_ref().map(|r| r.get_ref().as_path());
+        super::verify_sample(ctx, newest(self, remote)?)
+    }
+}
 
 /// The newest commit of the stage `spec` configures, in its repository or in `remote`, one of
 /// its local remotes.
-pub(super) fn newest<'a>(
-    spec: &'a git::Spec,
-    remote: Option<&Path>,
-) -> Result<Backup<'a>, StageError> {
+fn newest<'a>(spec: &'a git::Spec, remote: Option<&Path>) -> Result<Backup<'a>, StageError> {
     let git_dir = match remote {
         Some(remote) => remote.to_path_buf(),
         None => {
@@ -134,7 +185,7 @@ pub(super) fn newest<'a>(
         taken: Some(taken),
         snapshot_id: Some(short.clone()),
         label: format!("git commit {short} in {}", git_dir.display()),
-        restore: Restore::Git(Checkout {
+        restore: Box::new(Checkout {
             spec,
             git_dir: git_dir.clone(),
             commit: id,
@@ -147,19 +198,19 @@ fn commit_time(commit: &gix::Commit<'_>) -> Result<Timestamp, Box<dyn std::error
 }
 
 /// `git checkout COMMIT` of the sample into a scratch work tree.
-pub(super) struct Checkout<'a> {
+struct Checkout<'a> {
     spec: &'a git::Spec,
     /// The repository checked out from: the stage's own or one of its local remotes.
     git_dir: PathBuf,
     commit: String,
 }
 
-impl Checkout<'_> {
+impl RestoreSample for Checkout<'_> {
     /// Checks the chosen files (or the whole commit) out under `scratch/tree`, through an
     /// index in `scratch` (the repository's own index and work tree stay as they are); the
     /// tree paths go through a file, so neither the argument list's limit nor glob
     /// characters in names matter.
-    pub(super) fn restore(
+    fn restore(
         &self,
         chosen: &[File],
         everything_chosen: bool,

@@ -11,6 +11,11 @@
 //! Any mismatch, and any restore that fails (restic reporting a damaged pack, say), fails the
 //! stage. The target stage's spec is resolved when the config loads ([`StageKind::resolve`]),
 //! so the drill's unit gets the target's secrets, credentials and network through [`Needs`].
+//!
+//! Which kinds can be drilled, and how, is their capability ([`StageKind::DRILL`], see
+//! [`target`]): this module knows no kind but the `manifest` it may take as the truth. The
+//! drill side of restic, rsync and git is here, one file each, because they share the
+//! sample verification ([`verify_sample`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,8 +26,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    KindSpec, Needs, Outcome, Purpose, SpecError, StageContext, StageError, StageKind, git,
-    manifest, restic, rsync,
+    KINDS, KindSpec, Needs, Outcome, Purpose, SpecError, StageContext, StageError, StageKind,
+    manifest,
 };
 use crate::out::human_bytes;
 use crate::report::{Figures, Progress};
@@ -35,7 +40,10 @@ const LISTED_MISMATCHES: usize = 5;
 mod git_commit;
 mod restic_snapshot;
 mod rsync_copy;
+pub mod target;
 mod verify;
+
+pub use target::{Drill, DrillContext, Drillable};
 
 use verify::{Tally, Truth};
 
@@ -60,24 +68,27 @@ pub struct Spec {
     /// git targets: drill this local remote (a path in the stage's `remotes`) instead of the
     /// stage's own repository.
     pub remote: Option<Spanned<PathBuf>>,
-    /// The target's spec, filled in by [`StageKind::resolve`].
+    /// The target's spec, filled in by [`StageKind::resolve`]; its kind can be drilled.
     #[serde(skip)]
-    pub target: Option<Target>,
+    pub target: Option<KindSpec>,
     /// The manifest stage's spec, filled in by [`StageKind::resolve`].
     #[serde(skip)]
     pub manifest_spec: Option<manifest::Spec>,
 }
 
-/// The backup a drill verifies.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Target {
-    Restic(Box<restic::Spec>),
-    Rsync(Box<rsync::Spec>),
-    Git(Box<git::Spec>),
+/// What can be drilled, from the registry: "a restic backup stage, … or a git stage in
+/// commit mode" (each kind's [`Drill::what`]).
+fn drillable_kinds() -> String {
+    let whats: Vec<&str> = KINDS
+        .iter()
+        .filter_map(|entry| entry.drill_what())
+        .collect();
+    match whats.split_last() {
+        None => "nothing".to_string(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
 }
-
-const DRILLABLE: &str =
-    "a restic backup stage, an rsync stage with a local destination or a git stage in commit mode";
 
 impl Spec {
     /// The sample's share in percent, from `sample = "2%"`.
@@ -96,13 +107,32 @@ impl Spec {
         .min(total)
     }
 
-    fn target(&self) -> Result<&Target, StageError> {
-        self.target.as_ref().ok_or_else(|| {
-            StageError::Failed(format!(
-                "the stage to drill, `{}`, was not resolved",
-                self.stage.get_ref()
-            ))
-        })
+    fn target(&self) -> Result<&dyn Drillable, StageError> {
+        self.target
+            .as_ref()
+            .and_then(|spec| spec.drill())
+            .ok_or_else(|| {
+                StageError::Failed(format!(
+                    "the stage to drill, `{}`, was not resolved",
+                    self.stage.get_ref()
+                ))
+            })
+    }
+
+    /// The default of [`Drillable::check_drill`]: `remote` picks one of the local remotes
+    /// of a target that has them, so the others refuse it.
+    pub fn refuse_remote(&self) -> Result<(), SpecError> {
+        match &self.remote {
+            None => Ok(()),
+            Some(remote) => Err(SpecError::invalid(
+                Some(remote.span()),
+                "`remote` picks a local remote of the stage to drill",
+                format!(
+                    "stage `{}` has no remotes a drill can read: remove `remote`",
+                    self.stage.get_ref()
+                ),
+            )),
+        }
     }
 }
 
@@ -140,11 +170,11 @@ impl StageKind for Spec {
         let find = |name: &str| stages.iter().find(|(n, _)| n == name).map(|(_, s)| s);
         let drillable: Vec<&str> = stages
             .iter()
-            .filter(|(_, spec)| target_of(spec).is_ok())
+            .filter(|(_, spec)| can_drill(spec).is_ok())
             .map(|(name, _)| name.as_str())
             .collect();
         let hint = if drillable.is_empty() {
-            format!("point `stage` at {DRILLABLE}")
+            format!("point `stage` at {}", drillable_kinds())
         } else {
             format!("stages that can be drilled: {}", drillable.join(", "))
         };
@@ -156,43 +186,15 @@ impl StageKind for Spec {
                 hint,
             ));
         };
-        self.target = Some(target_of(spec).map_err(|why| {
+        let target = can_drill(spec).map_err(|why| {
             SpecError::invalid(
                 Some(self.stage.span()),
                 format!("stage `{name}` cannot be drilled: {why}"),
                 hint.clone(),
             )
-        })?);
-        if let Some(remote) = &self.remote {
-            let local: Vec<PathBuf> = match &self.target {
-                Some(Target::Git(git)) => git.local_remotes().collect(),
-                _ => {
-                    return Err(SpecError::invalid(
-                        Some(remote.span()),
-                        "`remote` picks a remote of a git stage",
-                        format!("stage `{name}` is not a git stage: remove `remote`"),
-                    ));
-                }
-            };
-            let wanted = remote.get_ref();
-            if !local.iter().any(|path| path == wanted) {
-                let listed: Vec<String> = local.iter().map(|p| p.display().to_string()).collect();
-                return Err(SpecError::invalid(
-                    Some(remote.span()),
-                    format!(
-                        "{} is not a local remote of stage `{name}`",
-                        wanted.display()
-                    ),
-                    if listed.is_empty() {
-                        "the stage has no local remotes (a drill reads ssh remotes through \
-                         nothing); remove `remote`"
-                            .to_string()
-                    } else {
-                        format!("its local remotes: {}", listed.join(", "))
-                    },
-                ));
-            }
-        }
+        })?;
+        target.check_drill(self)?;
+        self.target = Some(spec.clone());
         if let Some(manifest) = &self.manifest {
             let name = manifest.get_ref();
             let spec = find(name).and_then(|spec| spec.downcast_ref::<manifest::Spec>());
@@ -212,145 +214,23 @@ impl StageKind for Spec {
         // What the target needs to reach its backup (tools, secrets, credentials, network),
         // but nothing it writes: the drill writes only its scratch directory in the state
         // directory.
-        let mut needs = match &self.target {
-            Some(Target::Restic(spec)) => StageKind::needs(spec.as_ref()),
-            Some(Target::Rsync(spec)) => StageKind::needs(spec.as_ref()),
-            // The stage's own repository is read, never its remotes: no ssh, no network.
-            Some(Target::Git(_)) => Needs {
-                tools: vec!["git"],
-                ..Needs::default()
-            },
-            None => Needs::default(),
+        let Ok(target) = self.target() else {
+            return Needs::default();
         };
+        let mut needs = target.drill_needs();
         needs.writes.clear();
         needs.capabilities.clear();
-        needs.tools.retain(|tool| *tool != "rsync");
         needs
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
-        let mut drill = match self.target()? {
-            Target::Restic(spec) => restic_snapshot::newest(spec, ctx)?,
-            Target::Rsync(spec) => rsync_copy::newest(spec)?,
-            Target::Git(spec) => {
-                git_commit::newest(spec, self.remote.as_ref().map(|r| r.get_ref().as_path()))?
-            }
-        };
-        // Throughput is of getting the sample back and verifying it, not of the listing.
-        let started = Instant::now();
-        let total = drill.files.len();
-        let chosen = choose(&mut drill.files, self.newest, self.sample_size(total));
-        ctx.report.status(&format!(
-            "drill: verifying {} of {total} files of {}'s backup",
-            chosen.len(),
-            self.stage.get_ref()
-        ));
+        let target = self.target()?;
         let scratch = Scratch::new(ctx)?;
-        // The whole backup: no include patterns for the tool to match on every file.
-        let everything = chosen.len() == total;
-        let restored_root = drill.restore.run(&chosen, everything, &scratch.0)?;
-        let truth = match (&self.manifest, &self.manifest_spec) {
-            (Some(name), Some(spec)) => Truth::Manifest(verify::load_manifests(
-                spec,
-                &ctx.state_dir,
-                name.get_ref(),
-            )?),
-            _ => Truth::Source,
-        };
-
-        let mut tally = Tally::default();
-        for (index, file) in chosen.iter().enumerate() {
-            if crate::signals::stopped() {
-                return Err(StageError::Interrupted);
-            }
-            ctx.report.progress(&Progress {
-                files_done: Some(index as u64),
-                files_total: Some(chosen.len() as u64),
-                bytes_done: Some(tally.bytes),
-                ..Progress::default()
-            });
-            tally.check(file, &restored_root.join(&file.stored), &truth)?;
-        }
-        drop(scratch);
-
-        let elapsed = started.elapsed();
-        let throughput = (tally.bytes as f64 / elapsed.as_secs_f64().max(0.001)) as u64;
-        let age = drill
-            .taken
-            .map(|taken| Timestamp::now().duration_since(taken).as_secs().max(0) as u64);
-        let age_text = age
-            .map(|secs| crate::report::short_duration(std::time::Duration::from_secs(secs)))
-            .unwrap_or_else(|| "?".into());
-        tracing::info!(
-            backupctl_drill_files = tally.files,
-            backupctl_drill_bytes = tally.bytes,
-            backupctl_drill_mismatches = tally.mismatches.len(),
-            backupctl_drill_skipped = tally.changed,
-            backupctl_drill_throughput = throughput,
-            backupctl_drill_snapshot_age_secs = age.unwrap_or_default(),
-            "drill: {} files ({}) of {} verified, {} mismatches, {} changed since backup (skipped), {} not in the manifest, {}/s, snapshot {} old",
-            tally.files,
-            human_bytes(tally.bytes),
-            drill.label,
-            tally.mismatches.len(),
-            tally.changed,
-            tally.unlisted,
-            human_bytes(throughput),
-            age_text,
-        );
-        let figures = Figures {
-            files: Some(tally.files),
-            bytes_read: Some(tally.bytes),
-            snapshot_id: drill.snapshot_id,
-            mismatches: Some(tally.mismatches.len() as u64),
-            skipped: Some(tally.changed),
-            throughput_bytes_per_sec: Some(throughput),
-            snapshot_age_secs: age,
-            ..Figures::default()
-        };
-        if !tally.mismatches.is_empty() {
-            for mismatch in &tally.mismatches {
-                tracing::error!("drill: mismatch: {mismatch}");
-            }
-            tracing::error!(
-                message_id = crate::report::messages::DRILL_MISMATCH,
-                backupctl_drill_target = self.stage.get_ref().as_str(),
-                backupctl_drill_mismatches = tally.mismatches.len(),
-                "drill: {} restored file(s) of stage {} differ from what was backed up",
-                tally.mismatches.len(),
-                self.stage.get_ref()
-            );
-            let listed: Vec<String> = tally
-                .mismatches
-                .iter()
-                .take(LISTED_MISMATCHES)
-                .map(ToString::to_string)
-                .collect();
-            return Err(StageError::Counted {
-                message: format!(
-                    "the backup of stage `{}` does not restore intact: {} of {} files differ: {}{}",
-                    self.stage.get_ref(),
-                    tally.mismatches.len(),
-                    tally.files + tally.mismatches.len() as u64,
-                    listed.join("; "),
-                    if tally.mismatches.len() > LISTED_MISMATCHES {
-                        "; … (all in the journal)"
-                    } else {
-                        ""
-                    }
-                ),
-                figures: Box::new(figures),
-            });
-        }
-        let mut warnings = Vec::new();
-        if tally.files == 0 {
-            warnings.push(format!(
-                "drill verified no file of stage `{}` ({} in the sample changed since the backup)",
-                self.stage.get_ref(),
-                tally.changed
-            ));
-        }
-        Ok(Outcome { warnings, figures })
+        target.drill(&DrillContext {
+            stage: ctx,
+            drill: self,
+            scratch: &scratch.0,
+        })
     }
 
     fn purpose(&self) -> Purpose {
@@ -358,99 +238,179 @@ impl StageKind for Spec {
     }
 }
 
-/// The target spec of a stage, or why it cannot be drilled.
-fn target_of(spec: &KindSpec) -> Result<Target, String> {
-    if let Some(restic) = spec.downcast_ref::<restic::Spec>() {
-        if restic.operation != restic::Operation::Backup {
-            return Err("it is a restic stage that makes no backups (`operation`)".into());
+/// The drill of a backup made of files: a random sample of `backup`'s files (plus the newest)
+/// restored through its [`RestoreSample`] and each compared byte for byte with the truth
+/// (the manifest when the drill names one, else the live source when unchanged since).
+/// Fails with the mismatches counted; the journal gets one line of figures.
+pub fn verify_sample(ctx: &DrillContext, mut backup: Backup) -> Result<Outcome, StageError> {
+    let (this, scratch) = (ctx.drill, ctx.scratch);
+    let ctx = ctx.stage;
+    // Throughput is of getting the sample back and verifying it, not of the listing.
+    let started = Instant::now();
+    let total = backup.files.len();
+    let chosen = choose(&mut backup.files, this.newest, this.sample_size(total));
+    ctx.report.status(&format!(
+        "drill: verifying {} of {total} files of {}'s backup",
+        chosen.len(),
+        this.stage.get_ref()
+    ));
+    // The whole backup: no include patterns for the tool to match on every file.
+    let everything = chosen.len() == total;
+    let restored_root = backup.restore.restore(&chosen, everything, scratch)?;
+    let truth = match (&this.manifest, &this.manifest_spec) {
+        (Some(name), Some(spec)) => Truth::Manifest(verify::load_manifests(
+            spec,
+            &ctx.state_dir,
+            name.get_ref(),
+        )?),
+        _ => Truth::Source,
+    };
+
+    let mut tally = Tally::default();
+    for (index, file) in chosen.iter().enumerate() {
+        if crate::signals::stopped() {
+            return Err(StageError::Interrupted);
         }
-        return Ok(Target::Restic(Box::new(restic.clone())));
+        ctx.report.progress(&Progress {
+            files_done: Some(index as u64),
+            files_total: Some(chosen.len() as u64),
+            bytes_done: Some(tally.bytes),
+            ..Progress::default()
+        });
+        tally.check(file, &restored_root.join(&file.stored), &truth)?;
     }
-    if let Some(rsync) = spec.downcast_ref::<rsync::Spec>() {
-        if rsync::is_remote(rsync.destination.get_ref()) {
-            return Err("its destination is remote; a drill reads a local destination".into());
+
+    let elapsed = started.elapsed();
+    let throughput = (tally.bytes as f64 / elapsed.as_secs_f64().max(0.001)) as u64;
+    let age = backup
+        .taken
+        .map(|taken| Timestamp::now().duration_since(taken).as_secs().max(0) as u64);
+    let age_text = age
+        .map(|secs| crate::report::short_duration(std::time::Duration::from_secs(secs)))
+        .unwrap_or_else(|| "?".into());
+    tracing::info!(
+        backupctl_drill_files = tally.files,
+        backupctl_drill_bytes = tally.bytes,
+        backupctl_drill_mismatches = tally.mismatches.len(),
+        backupctl_drill_skipped = tally.changed,
+        backupctl_drill_throughput = throughput,
+        backupctl_drill_snapshot_age_secs = age.unwrap_or_default(),
+        "drill: {} files ({}) of {} verified, {} mismatches, {} changed since backup (skipped), {} not in the manifest, {}/s, snapshot {} old",
+        tally.files,
+        human_bytes(tally.bytes),
+        backup.label,
+        tally.mismatches.len(),
+        tally.changed,
+        tally.unlisted,
+        human_bytes(throughput),
+        age_text,
+    );
+    let figures = Figures {
+        files: Some(tally.files),
+        bytes_read: Some(tally.bytes),
+        snapshot_id: backup.snapshot_id,
+        mismatches: Some(tally.mismatches.len() as u64),
+        skipped: Some(tally.changed),
+        throughput_bytes_per_sec: Some(throughput),
+        snapshot_age_secs: age,
+        ..Figures::default()
+    };
+    if !tally.mismatches.is_empty() {
+        for mismatch in &tally.mismatches {
+            tracing::error!("drill: mismatch: {mismatch}");
         }
-        if rsync
-            .sources
-            .get_ref()
+        tracing::error!(
+            message_id = crate::report::messages::DRILL_MISMATCH,
+            backupctl_drill_target = this.stage.get_ref().as_str(),
+            backupctl_drill_mismatches = tally.mismatches.len(),
+            "drill: {} restored file(s) of stage {} differ from what was backed up",
+            tally.mismatches.len(),
+            this.stage.get_ref()
+        );
+        let listed: Vec<String> = tally
+            .mismatches
             .iter()
-            .any(|s| rsync::is_remote(s.get_ref()))
-        {
-            return Err("its sources are remote; a drill compares with local sources".into());
-        }
-        return Ok(Target::Rsync(Box::new(rsync.clone())));
+            .take(LISTED_MISMATCHES)
+            .map(ToString::to_string)
+            .collect();
+        return Err(StageError::Counted {
+            message: format!(
+                "the backup of stage `{}` does not restore intact: {} of {} files differ: {}{}",
+                this.stage.get_ref(),
+                tally.mismatches.len(),
+                tally.files + tally.mismatches.len() as u64,
+                listed.join("; "),
+                if tally.mismatches.len() > LISTED_MISMATCHES {
+                    "; … (all in the journal)"
+                } else {
+                    ""
+                }
+            ),
+            figures: Box::new(figures),
+        });
     }
-    if let Some(git) = spec.downcast_ref::<git::Spec>() {
-        if git.mode != git::Mode::Commit {
-            return Err(
-                "it mirrors a remote repository (`mode = \"pull\"`); there is no local source \
-                 to compare with: drill the stage that makes the commits"
-                    .into(),
-            );
-        }
-        return Ok(Target::Git(Box::new(git.clone())));
+    let mut warnings = Vec::new();
+    if tally.files == 0 {
+        warnings.push(format!(
+            "drill verified no file of stage `{}` ({} in the sample changed since the backup)",
+            this.stage.get_ref(),
+            tally.changed
+        ));
     }
-    Err(format!(
-        "it is a {} stage; drills verify {DRILLABLE}",
-        spec.name()
-    ))
+    Ok(Outcome { warnings, figures })
+}
+
+/// The stage as a drill target, or why it cannot be drilled.
+fn can_drill(spec: &KindSpec) -> Result<&dyn Drillable, String> {
+    let Some(target) = spec.drill() else {
+        return Err(format!(
+            "it is a {} stage; drills verify {}",
+            spec.name(),
+            drillable_kinds()
+        ));
+    };
+    target.drillable()?;
+    Ok(target)
 }
 
 /// One file of the backup, as the backup recorded it.
 #[derive(Debug, Clone)]
-struct File {
+pub struct File {
     /// The source path the file was backed up from.
-    source: PathBuf,
+    pub source: PathBuf,
     /// Where its copy is once restored: relative to the restore's root (restic: the source
     /// path; git: the tree path), or absolute (rsync: in the destination itself).
-    stored: PathBuf,
-    size: u64,
+    pub stored: PathBuf,
+    pub size: u64,
     /// When it last changed, as the backup saw it (git: the commit time for files the newest
     /// commit changed, the parent's for the others); orders the "newest" part of the sample.
-    mtime: Timestamp,
+    pub mtime: Timestamp,
     /// git: the blob id the commit recorded. The live source counts as unchanged when it
     /// still hashes to it (git keeps no mtimes); `None`: when size and mtime are unchanged.
-    git_blob: Option<gix::ObjectId>,
+    pub git_blob: Option<gix::ObjectId>,
 }
 
-/// The newest backup of the target: its files and how to get them back.
-struct Backup<'a> {
-    files: Vec<File>,
-    taken: Option<Timestamp>,
-    snapshot_id: Option<String>,
+/// The newest backup of a target whose backups are files: its files and how to get them
+/// back ([`verify_sample`]).
+pub struct Backup<'a> {
+    pub files: Vec<File>,
+    pub taken: Option<Timestamp>,
+    pub snapshot_id: Option<String>,
     /// For messages: "restic snapshot 1a2b3c4d", "/backup/home", "git commit 1a2b3c4d".
-    label: String,
-    restore: Restore<'a>,
+    pub label: String,
+    pub restore: Box<dyn RestoreSample + 'a>,
 }
 
-/// How a drill gets the sample back.
-enum Restore<'a> {
-    /// The files are readable where the backup keeps them (an rsync destination).
-    InPlace,
-    /// `restic restore` into the scratch directory.
-    Restic(restic_snapshot::Restic<'a>),
-    /// `git checkout` of the commit into the scratch directory.
-    Git(git_commit::Checkout<'a>),
-}
-
-impl Restore<'_> {
+/// How a drill gets a sample of a [`Backup`]'s files back.
+pub trait RestoreSample {
     /// Gets `chosen` back under `scratch` (all of the backup when `everything`); returns the
     /// root the files' `stored` paths are relative to.
-    fn run(
+    fn restore(
         &self,
         chosen: &[File],
         everything: bool,
         scratch: &Path,
-    ) -> Result<PathBuf, StageError> {
-        match self {
-            Restore::InPlace => Ok(PathBuf::from("/")),
-            Restore::Restic(restic) => {
-                restic.restore(chosen, everything, scratch)?;
-                Ok(scratch.to_path_buf())
-            }
-            Restore::Git(checkout) => checkout.restore(chosen, everything, scratch),
-        }
-    }
+    ) -> Result<PathBuf, StageError>;
 }
 
 /// The private scratch directory restored files go to, under the state directory (never

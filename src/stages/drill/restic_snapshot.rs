@@ -8,18 +8,33 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::{Backup, File, Restore};
-use crate::stages::{StageContext, StageError, restic};
+use super::{Backup, DrillContext, Drillable, File, RestoreSample};
+use crate::stages::{Needs, Outcome, StageContext, StageError, StageKind, restic};
 
 /// The bytes of `--include` arguments one `restic restore` gets (Linux allows 2 MiB of
 /// arguments and environment in all).
 const MAX_INCLUDE_BYTES: usize = 256 * 1024;
 
+impl Drillable for restic::Spec {
+    fn drillable(&self) -> Result<(), String> {
+        if self.operation != restic::Operation::Backup {
+            return Err("it is a restic stage that makes no backups (`operation`)".into());
+        }
+        Ok(())
+    }
+
+    /// The stage's repository, secrets, credentials and network.
+    fn drill_needs(&self) -> Needs {
+        StageKind::needs(self)
+    }
+
+    fn drill(&self, ctx: &DrillContext) -> Result<Outcome, StageError> {
+        super::verify_sample(ctx, newest(self, ctx.stage)?)
+    }
+}
+
 /// The newest snapshot of the stage `spec` configures.
-pub(super) fn newest<'a>(
-    spec: &'a restic::Spec,
-    ctx: &'a StageContext<'a>,
-) -> Result<Backup<'a>, StageError> {
+fn newest<'a>(spec: &'a restic::Spec, ctx: &'a StageContext<'a>) -> Result<Backup<'a>, StageError> {
     let restic = Restic {
         spec,
         ctx,
@@ -74,7 +89,7 @@ pub(super) fn newest<'a>(
         taken: snapshot.time.parse().ok(),
         snapshot_id: Some(short.clone()),
         label: format!("restic snapshot {short}"),
-        restore: Restore::Restic(Restic {
+        restore: Box::new(Restic {
             snapshot: snapshot.id,
             ..restic
         }),
@@ -107,7 +122,7 @@ struct LsNode {
 }
 
 /// restic on the target's repository, with its secrets and options.
-pub(super) struct Restic<'a> {
+struct Restic<'a> {
     spec: &'a restic::Spec,
     ctx: &'a StageContext<'a>,
     env: Vec<(OsString, OsString)>,
@@ -121,16 +136,18 @@ impl Restic<'_> {
             .arg("--no-lock")
             .args(args)
     }
+}
 
+impl RestoreSample for Restic<'_> {
     /// `restic restore SNAPSHOT --target DIR --include PATH…` for the chosen files, in
     /// batches whose includes stay far below the kernel's limit on an argument list; the
     /// whole snapshot without includes when `everything` was chosen.
-    pub(super) fn restore(
+    fn restore(
         &self,
         files: &[File],
         everything: bool,
         target: &Path,
-    ) -> Result<(), StageError> {
+    ) -> Result<PathBuf, StageError> {
         let mut batches: Vec<Vec<OsString>> = vec![Vec::new()];
         let mut batch_bytes = 0;
         for file in files.iter().filter(|_| !everything) {
@@ -163,7 +180,7 @@ impl Restic<'_> {
                 .run()
                 .map_err(|error| restic_failed("restore the sample", error))?;
         }
-        Ok(())
+        Ok(target.to_path_buf())
     }
 }
 

@@ -6,11 +6,49 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use super::{Backup, File, Restore};
-use crate::stages::{StageError, rsync};
+use super::{Backup, DrillContext, Drillable, File, RestoreSample};
+use crate::stages::{Needs, Outcome, StageError, StageKind, rsync};
+
+impl Drillable for rsync::Spec {
+    fn drillable(&self) -> Result<(), String> {
+        if rsync::is_remote(self.destination.get_ref()) {
+            return Err("its destination is remote; a drill reads a local destination".into());
+        }
+        if self
+            .sources
+            .get_ref()
+            .iter()
+            .any(|s| rsync::is_remote(s.get_ref()))
+        {
+            return Err("its sources are remote; a drill compares with local sources".into());
+        }
+        Ok(())
+    }
+
+    /// The stage's own needs (its store, its sources to compare with) but rsync: the drill
+    /// reads the destination itself.
+    fn drill_needs(&self) -> Needs {
+        let mut needs = StageKind::needs(self);
+        needs.tools.retain(|tool| *tool != "rsync");
+        needs
+    }
+
+    fn drill(&self, ctx: &DrillContext) -> Result<Outcome, StageError> {
+        super::verify_sample(ctx, newest(self)?)
+    }
+}
+
+/// The files are readable where the backup keeps them: nothing to restore.
+struct InPlace;
+
+impl RestoreSample for InPlace {
+    fn restore(&self, _: &[File], _: bool, _: &Path) -> Result<PathBuf, StageError> {
+        Ok(PathBuf::from("/"))
+    }
+}
 
 /// The newest copy the stage `spec` made.
-pub(super) fn newest(spec: &rsync::Spec) -> Result<Backup<'static>, StageError> {
+fn newest(spec: &rsync::Spec) -> Result<Backup<'static>, StageError> {
     let destination = PathBuf::from(spec.destination.get_ref().trim_end_matches('/'));
     // With `rotate`, the newest snapshot is a backup no later run has touched.
     let (root, taken) = match &spec.rotate {
@@ -67,7 +105,7 @@ pub(super) fn newest(spec: &rsync::Spec) -> Result<Backup<'static>, StageError> 
         taken,
         snapshot_id: None,
         label: root.display().to_string(),
-        restore: Restore::InPlace,
+        restore: Box::new(InPlace),
     })
 }
 

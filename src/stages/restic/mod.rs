@@ -428,6 +428,8 @@ impl StageKind for Spec {
     const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(verbs::restore);
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(verbs::snapshots);
     const MOUNT: Option<Verb<Self, MountArgs>> = Some(verbs::mount);
+    const DRILL: Option<super::drill::Drill<Self>> =
+        Some(super::drill::Drill::of("a restic backup stage"));
 
     fn validate(&self) -> Result<(), SpecError> {
         let span = |s: &Option<Spanned<PathBuf>>| s.as_ref().map(|s| Some(s.span()));

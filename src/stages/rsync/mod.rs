@@ -161,11 +161,9 @@ impl Spec {
     }
 }
 
-impl StageKind for Spec {
-    const NAME: &'static str = "rsync";
-    const READS_LOCAL_SOURCES: bool = true;
-    const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::rotated);
-
+impl Spec {
+    /// See [`StageKind::PLACE_IN_STORE`]: the destination, relative to the store, joined to
+    /// its mount point.
     fn place_in_store(&mut self, root: &Path) -> Result<(), SpecError> {
         let relative = self.destination.get_ref();
         if relative.starts_with('/') || is_remote(relative) {
@@ -196,6 +194,17 @@ impl StageKind for Spec {
         );
         Ok(())
     }
+}
+
+impl StageKind for Spec {
+    const NAME: &'static str = "rsync";
+    const READS_LOCAL_SOURCES: bool = true;
+    const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::rotated);
+    const PLACE_IN_STORE: Option<fn(&mut Self, &Path) -> Result<(), SpecError>> =
+        Some(Self::place_in_store);
+    const DRILL: Option<super::drill::Drill<Self>> = Some(super::drill::Drill::of(
+        "an rsync stage with a local destination",
+    ));
 
     fn validate(&self) -> Result<(), SpecError> {
         if let Some(rotate) = &self.rotate {
