@@ -532,3 +532,41 @@ fn a_postgresql_stage_on_a_socket_scores_at_most_2_in_systemd_analyze_security()
     assert!(tcp.contains("PrivateNetwork=no"), "{tcp}");
     assert!(tcp.contains("LoadCredential=postgresql-password:"), "{tcp}");
 }
+
+/// The drill of a database stage loads its newest copy and checks it: it passes on an
+/// intact copy and fails, naming the database, on a corrupted one.
+#[test]
+fn a_drill_of_an_sqlite_stage_passes_on_an_intact_copy_and_names_a_corrupted_one() {
+    require_tool("sqlite3");
+    let dir = tempdir();
+    let root = dir.path();
+    let db = root.join("app/notes.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    ok(Command::new("sqlite3").arg(&db).arg(NOTES));
+    ok(Command::new("sqlite3").arg(&db).arg(
+        "CREATE TABLE filler (x BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) \
+         INSERT INTO filler SELECT randomblob(300) FROM n;",
+    ));
+    write_config(
+        root,
+        "[stage.local]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\ndirectory = \"@ROOT@/copies\"\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"local\"\n",
+    );
+    ok(backupctl_in(root).args(["stage", "local"]));
+    ok(backupctl_in(root).args(["stage", "drill"]));
+
+    let copy = root.join("copies/notes.db");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    assert!(bytes.len() > 3 * 4096, "{} bytes", bytes.len());
+    for byte in &mut bytes[4096..3 * 4096] {
+        *byte = 0x5a;
+    }
+    std::fs::write(&copy, bytes).unwrap();
+    let failed = run(backupctl_in(root).args(["stage", "drill"]));
+    assert!(
+        !failed.status.success(),
+        "the drill passed a corrupted copy"
+    );
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("database notes.db"), "{said}");
+}
