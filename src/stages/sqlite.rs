@@ -208,7 +208,7 @@ fn full_check(path: &Path) -> Result<(), StageError> {
 impl StageKind for Spec {
     const NAME: &'static str = "sqlite";
     const DRILL: Option<super::drill::Drill<Self>> =
-        Some(super::drill::Drill::of("a database stage"));
+        Some(super::drill::Drill::of("an sqlite stage"));
     const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::restore);
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::snapshots);
 
