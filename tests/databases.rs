@@ -570,3 +570,33 @@ fn a_drill_of_an_sqlite_stage_passes_on_an_intact_copy_and_names_a_corrupted_one
     let said = format!("{}{}", stdout(&failed), stderr(&failed));
     assert!(said.contains("database notes.db"), "{said}");
 }
+
+/// The drill of a mysql stage loads the newest dumps into a throw-away MariaDB server: it
+/// passes on intact dumps and fails, naming the database, on a cut one.
+#[test]
+fn a_drill_of_a_mysql_stage_loads_the_dumps_into_a_throw_away_server() {
+    let server = Mariadb::start();
+    server.sql("mysql", STORE);
+    let dir = tempdir();
+    let root = dir.path();
+    let stage = format!(
+        "[stage.db]\nkind = \"mysql\"\nhost = \"{}\"\ndirectory = \"@ROOT@/dumps\"\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"db\"\n",
+        server.socket.display()
+    );
+    write_config(root, &stage);
+    ok(backupctl_in(root).args(["stage", "db"]));
+    ok(backupctl_in(root).args(["stage", "drill"]));
+
+    let dump = root.join("dumps/store.sql");
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let cut = text
+        .find("INSERT INTO `orders`")
+        .expect("orders are dumped")
+        + 40;
+    std::fs::write(&dump, &text[..cut]).unwrap();
+    let failed = run(backupctl_in(root).args(["stage", "drill"]));
+    assert!(!failed.status.success(), "the drill passed a cut dump");
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("database store"), "{said}");
+}

@@ -315,7 +315,10 @@ mod tests {
             "rsync, restic, postgresql, mysql and sqlite"
         );
         assert_eq!(that_can(Capability::Mount), "restic");
-        assert_eq!(that_can(Capability::Drill), "rsync, restic, git and sqlite");
+        assert_eq!(
+            that_can(Capability::Drill),
+            "rsync, restic, git, mysql and sqlite"
+        );
     }
 
     const STORE_JOB: &str = r#"
