@@ -7,6 +7,7 @@ mod util;
 mod calendar;
 mod config_errors;
 mod coverage;
+mod databases;
 mod drill;
 mod examples;
 mod exit_codes;

@@ -10,15 +10,19 @@
 
 mod context;
 pub mod drill;
+pub mod dump;
 pub mod exec;
 pub mod git;
 pub mod gitrepos;
 pub mod hello;
 mod kind;
 pub mod manifest;
+pub mod mysql;
+pub mod postgresql;
 pub mod rclone;
 pub mod restic;
 pub mod rsync;
+pub mod sqlite;
 pub mod ssh;
 #[cfg(test)]
 mod tar_example;
@@ -49,6 +53,9 @@ pub static KINDS: &[Entry] = &[
     Entry::of::<gitrepos::Spec>(),
     Entry::of::<manifest::Spec>(),
     Entry::of::<drill::Spec>(),
+    Entry::of::<postgresql::Spec>(),
+    Entry::of::<mysql::Spec>(),
+    Entry::of::<sqlite::Spec>(),
 ];
 
 /// The kind called `name` in `kind = "…"`.
@@ -307,11 +314,20 @@ mod tests {
     /// The commands' "works on … stages" come from the kinds' impls.
     #[test]
     fn the_capable_kinds_are_named_from_their_impls() {
-        assert_eq!(that_can(Capability::Restore), "restic and git");
+        assert_eq!(
+            that_can(Capability::Restore),
+            "restic, git, postgresql, mysql and sqlite"
+        );
         assert_eq!(that_can(Capability::History), "git");
-        assert_eq!(that_can(Capability::Snapshots), "rsync and restic");
+        assert_eq!(
+            that_can(Capability::Snapshots),
+            "rsync, restic, postgresql, mysql and sqlite"
+        );
         assert_eq!(that_can(Capability::Mount), "restic");
-        assert_eq!(that_can(Capability::Drill), "rsync, restic and git");
+        assert_eq!(
+            that_can(Capability::Drill),
+            "rsync, restic, git, mysql and sqlite"
+        );
     }
 
     const STORE_JOB: &str = r#"

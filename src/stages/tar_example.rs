@@ -275,6 +275,7 @@ mod tests {
             commit: "HEAD".into(),
             include: Vec::new(),
             verify: false,
+            ..RestoreArgs::default()
         };
         let code = stage.kind.restore(&verb, &args).expect("tar restores");
         assert_eq!(code.unwrap(), ExitCode::SUCCESS);

@@ -23,10 +23,11 @@ pub struct VerbContext<'a> {
     pub scope: Scope,
 }
 
-/// `restore STAGE --target DIR`.
-#[derive(Debug, Clone)]
+/// `restore STAGE --target DIR`, or for a database stage `restore STAGE --database NAME`.
+#[derive(Debug, Clone, Default)]
 pub struct RestoreArgs {
-    /// Where to write the restored files.
+    /// Where to write the restored files (empty: not given, only with `database`; a
+    /// database stage then loads the dump into the server).
     pub target: PathBuf,
     /// restic: the snapshot id, or `latest`.
     pub snapshot: String,
@@ -36,6 +37,13 @@ pub struct RestoreArgs {
     pub include: Vec<String>,
     /// Read the restored files back and compare them with the backup.
     pub verify: bool,
+    /// Database stages: the database whose dump to restore (or a dump's file name, as
+    /// `snapshots` lists it).
+    pub database: Option<String>,
+    /// Database stages: load into this database instead of the one dumped.
+    pub into: Option<String>,
+    /// Database stages: drop and re-create a target database that is not empty.
+    pub replace: bool,
 }
 
 /// `history STAGE [PATH]`.

@@ -9,7 +9,9 @@ pub mod btrfs;
 pub mod golden;
 pub mod http;
 pub mod installed;
+pub mod mariadb;
 pub mod placeholder;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,794 @@
+//! What the database kinds (`postgresql`, `mysql`, `sqlite`) share: where a dump goes, and
+//! how a password reaches a client tool.
+//!
+//! A dump goes one of two ways ([`Destination`]):
+//! - `restic = "STAGE"`: streamed into the repository of that restic stage, one
+//!   `restic backup --stdin` per database, stored as `/KIND/HOST/NAME` and tagged
+//!   `backupctl:STAGE` (how `restore`, `snapshots` and a drill find them). The dump tool is a
+//!   [`Producer`]: when it fails, restic is interrupted before the end of its input and makes
+//!   no snapshot. The repository's location and secrets are the restic stage's, read through
+//!   `restic::repo` (one place knows how restic gets them);
+//! - `directory = "/var/backups/db"`: written to `DIR/.NAME.partial` and renamed over
+//!   `DIR/NAME` only once the tool succeeded, so a failed dump never replaces the last good
+//!   one; a later stage (rsync, rclone, git) copies the directory.
+//!
+//! Passwords never reach argv or the environment: [`PrivateFile`] writes the tool's passfile
+//! or option file (mode 0600) into a directory only the stage's user can enter, and removes
+//! it when the stage ends.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::restic::{self, repo};
+use super::{KindSpec, Needs, SpecError, StageContext, StageError};
+use crate::paths::Scope;
+use crate::process::{Command, Producer, ToolError};
+use crate::report::Figures;
+
+/// Where a database stage's dumps go (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    Directory(&'a Path),
+    Restic(&'a restic::Spec),
+}
+
+/// The tag every snapshot of stage `stage` carries.
+pub fn tag(stage: &str) -> String {
+    format!("backupctl:{stage}")
+}
+
+/// Checks that exactly one of `directory` and `restic` is given, and `directory` is absolute.
+pub fn validate_destination(
+    directory: &Option<Spanned<PathBuf>>,
+    restic: &Option<Spanned<String>>,
+) -> Result<(), SpecError> {
+    match (directory, restic) {
+        (None, None) => Err(SpecError::invalid(
+            None,
+            "a database stage needs `directory` or `restic`",
+            "e.g. restic = \"offsite\" (a restic stage whose repository gets the dumps) or \
+             directory = \"/var/backups/databases\"",
+        )),
+        (Some(_), Some(restic)) => Err(SpecError::invalid(
+            Some(restic.span()),
+            "give only one of `directory` and `restic`",
+            "remove one of them; a later stage can copy the directory",
+        )),
+        (Some(directory), None) => {
+            super::require_absolute(std::slice::from_ref(directory), "directory")
+        }
+        (None, Some(_)) => Ok(()),
+    }
+}
+
+/// The restic stage `name` refers to, for `resolve`.
+pub fn resolve_restic(
+    name: &Spanned<String>,
+    stages: &[(String, KindSpec)],
+) -> Result<Box<restic::Spec>, SpecError> {
+    let restic_stages: Vec<&str> = stages
+        .iter()
+        .filter(|(_, spec)| spec.downcast_ref::<restic::Spec>().is_some())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let hint = if restic_stages.is_empty() {
+        "add a restic stage for the repository (it may be the one that backs up /etc), or \
+         write the dumps into `directory`"
+            .to_string()
+    } else {
+        format!("restic stages: {}", restic_stages.join(", "))
+    };
+    let Some((_, spec)) = stages.iter().find(|(n, _)| n == name.get_ref()) else {
+        return Err(SpecError::invalid(
+            Some(name.span()),
+            format!(
+                "`restic` names stage `{}`, which is not defined",
+                name.get_ref()
+            ),
+            hint,
+        ));
+    };
+    let Some(spec) = spec.downcast_ref::<restic::Spec>() else {
+        return Err(SpecError::invalid(
+            Some(name.span()),
+            format!(
+                "`restic` names stage `{}`, which is not a restic stage",
+                name.get_ref()
+            ),
+            hint,
+        ));
+    };
+    Ok(Box::new(spec.clone()))
+}
+
+/// What writing to `destination` needs: the directory, or what the restic stage needs to
+/// reach its repository (not its sources).
+pub fn destination_needs(destination: Option<Destination>) -> Needs {
+    match destination {
+        Some(Destination::Directory(dir)) => Needs {
+            writes: vec![dir.to_path_buf()],
+            ..Needs::default()
+        },
+        Some(Destination::Restic(spec)) => {
+            let mut needs = super::StageKind::needs(spec);
+            needs.sources.clear();
+            needs
+        }
+        None => Needs::default(),
+    }
+}
+
+/// A secret read from `password_file` or the credential `name` of `password_credential`.
+/// Checked as every secret file is; errors name the file, never its content.
+pub fn read_password(
+    file: Option<&Spanned<PathBuf>>,
+    credential: Option<&Spanned<PathBuf>>,
+    name: &str,
+) -> Result<Option<String>, StageError> {
+    let path = match (file, credential) {
+        (Some(file), _) => {
+            crate::secret_file::check(file.get_ref())
+                .map_err(|e| StageError::Preflight(e.to_string()))?;
+            file.get_ref().clone()
+        }
+        (None, Some(credential)) => repo::credential_path(name, credential.get_ref()),
+        (None, None) => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        StageError::Failed(format!(
+            "cannot read the password file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let password = text.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(StageError::Failed(format!(
+            "the password file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Some(password))
+}
+
+/// A file holding a secret for a client tool (a passfile, an option file), mode 0600 in a
+/// directory of mode 0700; removed on drop. In `$RUNTIME_DIRECTORY` when the unit has one,
+/// else in the state directory (`secrets/`), never in argv or the environment.
+pub struct PrivateFile {
+    pub path: PathBuf,
+}
+
+impl PrivateFile {
+    pub fn create(state_dir: &Path, name: &str, contents: &str) -> Result<PrivateFile, StageError> {
+        let dir = match std::env::var_os("RUNTIME_DIRECTORY") {
+            Some(dir) => PathBuf::from(dir),
+            None => state_dir.join("secrets"),
+        };
+        let context = |what: &str| format!("{what} {}", dir.display());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| StageError::io(context("cannot create"), e))?;
+        let path = dir.join(name);
+        // A killed run's file goes first: `create_new` refuses to open anything existing
+        // (a symlink planted there included).
+        let _ = std::fs::remove_file(&path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| StageError::io(context("cannot write a private file in"), e))?;
+        file.write_all(contents.as_bytes())
+            .map_err(|e| StageError::io(context("cannot write a private file in"), e))?;
+        Ok(PrivateFile { path })
+    }
+}
+
+impl Drop for PrivateFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What one dump left: its size, and the restic snapshot it went into.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub bytes: u64,
+    pub snapshot: Option<String>,
+}
+
+/// Stores a stage run's dumps at its [`Destination`].
+pub struct Sink<'a> {
+    destination: Destination<'a>,
+    ctx: &'a StageContext<'a>,
+    /// The restic environment (repository, password), when the destination is restic.
+    env: Vec<(OsString, OsString)>,
+    /// `/KIND/HOST/` in the repository.
+    prefix: String,
+    stored: Vec<Stored>,
+}
+
+impl<'a> Sink<'a> {
+    /// Opens the destination: the directory is created; restic's stale locks from a killed
+    /// run are removed (see [`RunMarker`]).
+    pub fn open(
+        destination: Destination<'a>,
+        ctx: &'a StageContext<'a>,
+        kind: &str,
+        host: &str,
+    ) -> Result<Sink<'a>, StageError> {
+        let mut env = Vec::new();
+        match destination {
+            Destination::Directory(dir) => std::fs::create_dir_all(dir)
+                .map_err(|e| StageError::io(format!("cannot create {}", dir.display()), e))?,
+            Destination::Restic(spec) => {
+                env = repo::environment(spec, ctx.scope)?;
+            }
+        }
+        let sink = Sink {
+            destination,
+            ctx,
+            env,
+            prefix: format!("{kind}/{host}/"),
+            stored: Vec::new(),
+        };
+        if let Destination::Restic(_) = destination
+            && RunMarker::new(ctx).left_by_a_killed_run()
+        {
+            tracing::warn!(
+                "the previous run of this stage did not finish; removing stale restic locks"
+            );
+            sink.restic(vec!["unlock".into()]).run()?;
+        }
+        Ok(sink)
+    }
+
+    fn restic(&self, args: Vec<OsString>) -> Command<'a> {
+        let Destination::Restic(spec) = self.destination else {
+            unreachable!("restic commands are for a restic destination")
+        };
+        repo::command(spec, &self.env, &self.ctx.stage.environment)
+            .args(args)
+            .on_line(|line| self.ctx.log_output(line))
+            .on_stderr(|line| tracing::warn!("restic: {line}"))
+            .tail_skips(repo::is_stack_frame)
+    }
+
+    /// Stores what `argv` writes to stdout as `name` (with `env` added to its environment).
+    pub fn stream(
+        &mut self,
+        name: &str,
+        argv: &[String],
+        env: &[(String, String)],
+    ) -> Result<&Stored, StageError> {
+        let environment = self
+            .ctx
+            .stage
+            .environment
+            .iter()
+            .chain(env.iter().map(|(k, v)| (k, v)));
+        let producer = Producer::spawn(argv, environment)?;
+        let stored = match self.destination {
+            Destination::Directory(dir) => write_into(dir, name, |path| {
+                let mut file = std::fs::File::create(path)
+                    .map_err(|e| StageError::io(format!("cannot create {}", path.display()), e))?;
+                let mut producer = producer;
+                let bytes = std::io::copy(&mut producer, &mut file)
+                    .map_err(|e| StageError::Failed(format!("dump of {name} failed: {e}")))?;
+                file.sync_all()
+                    .map_err(|e| StageError::io(format!("cannot write {}", path.display()), e))?;
+                Ok(bytes)
+            })?,
+            Destination::Restic(_) => self.to_restic(name, producer)?,
+        };
+        self.stored.push(stored);
+        Ok(self.stored.last().expect("just pushed"))
+    }
+
+    /// Stores a dump that `write` makes at a path it is given (a tool that writes a file or
+    /// a directory itself, not a stream). Into restic it goes through a scratch file in the
+    /// state directory, removed after.
+    pub fn write_with(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&Path) -> Result<(), StageError>,
+    ) -> Result<&Stored, StageError> {
+        let stored = match self.destination {
+            Destination::Directory(dir) => write_into(dir, name, |path| {
+                write(path)?;
+                Ok(size_of(path))
+            })?,
+            Destination::Restic(_) => {
+                let scratch = self
+                    .ctx
+                    .state_dir
+                    .join("dump-scratch")
+                    .join(&self.ctx.stage.name);
+                let _ = std::fs::remove_dir_all(&scratch);
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&scratch)
+                    .map_err(|e| {
+                        StageError::io(format!("cannot create {}", scratch.display()), e)
+                    })?;
+                let path = scratch.join("dump");
+                let result = write(&path).and_then(|()| {
+                    let file = std::fs::File::open(&path).map_err(|e| {
+                        StageError::io(format!("cannot read {}", path.display()), e)
+                    })?;
+                    self.to_restic(name, file)
+                });
+                let _ = std::fs::remove_dir_all(&scratch);
+                result?
+            }
+        };
+        self.stored.push(stored);
+        Ok(self.stored.last().expect("just pushed"))
+    }
+
+    fn to_restic(
+        &self,
+        name: &str,
+        input: impl Read + Send + 'static,
+    ) -> Result<Stored, StageError> {
+        let Destination::Restic(spec) = self.destination else {
+            unreachable!("restic destination")
+        };
+        let mut args: Vec<OsString> = vec![
+            "backup".into(),
+            "--json".into(),
+            "--stdin".into(),
+            "--stdin-filename".into(),
+            format!("{}{name}", self.prefix).into(),
+            "--tag".into(),
+            tag(&self.ctx.stage.name).into(),
+        ];
+        if let Some(host) = &spec.host {
+            args.push("--host".into());
+            args.push(host.into());
+        }
+        let mut summary = None;
+        let marker = RunMarker::new(self.ctx);
+        marker.set();
+        let result = repo::command(spec, &self.env, &self.ctx.stage.environment)
+            .args(args)
+            .stdin_from(input)
+            .env("RESTIC_PROGRESS_FPS", "1")
+            .on_line(|line| {
+                if let Some(restic::json::Message::Summary(found)) =
+                    restic::json::Message::parse(line)
+                {
+                    summary = Some(found);
+                }
+            })
+            .on_stderr(|line| tracing::warn!("restic: {line}"))
+            .tail_skips(repo::is_stack_frame)
+            .run();
+        marker.clear();
+        match result {
+            Ok(_) => {}
+            Err(ToolError::Input { source, .. }) => {
+                return Err(StageError::Failed(format!(
+                    "dump of {name} failed, no snapshot made: {source}"
+                )));
+            }
+            Err(ToolError::Failed { stderr, .. }) => {
+                return Err(StageError::Failed(format!(
+                    "restic backup of the dump {name} failed: {}",
+                    stderr
+                        .lines()
+                        .map(str::trim)
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                )));
+            }
+            Err(other) => return Err(other.into()),
+        }
+        let summary = summary.ok_or_else(|| {
+            StageError::Failed(format!("restic backup of {name} printed no summary"))
+        })?;
+        let figures = summary.figures();
+        Ok(Stored {
+            bytes: figures.bytes_read.unwrap_or_default(),
+            snapshot: figures.snapshot_id,
+        })
+    }
+
+    /// The figures of every dump stored: dumps as files, their bytes, the last snapshot.
+    pub fn figures(&self) -> Figures {
+        Figures {
+            files: Some(self.stored.len() as u64),
+            bytes_read: Some(self.stored.iter().map(|s| s.bytes).sum()),
+            snapshot_id: self.stored.iter().rev().find_map(|s| s.snapshot.clone()),
+            ..Figures::default()
+        }
+    }
+}
+
+/// Writes `DIR/.NAME.partial` through `write`, then renames it over `DIR/NAME`: the last
+/// good dump stays until a new one is whole. A dump that is a directory (PostgreSQL's
+/// directory format) replaces the old one in two renames.
+fn write_into(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<u64, StageError>,
+) -> Result<Stored, StageError> {
+    let partial = dir.join(format!(".{name}.partial"));
+    let target = dir.join(name);
+    remove_any(&partial);
+    let bytes = match write(&partial) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            remove_any(&partial);
+            return Err(error);
+        }
+    };
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to).map_err(|e| {
+            StageError::io(
+                format!("cannot rename {} to {}", from.display(), to.display()),
+                e,
+            )
+        })
+    };
+    if partial.is_dir() && target.exists() {
+        let old = dir.join(format!(".{name}.old"));
+        remove_any(&old);
+        rename(&target, &old)?;
+        rename(&partial, &target)?;
+        remove_any(&old);
+    } else {
+        rename(&partial, &target)?;
+    }
+    // The rename is durable only once the directory is.
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+    Ok(Stored {
+        bytes,
+        snapshot: None,
+    })
+}
+
+fn remove_any(path: &Path) {
+    if path.is_dir() {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The bytes of a file, or of the files of a directory.
+fn size_of(path: &Path) -> u64 {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries.flatten().map(|e| size_of(&e.path())).sum(),
+        Err(_) => path.metadata().map(|m| m.len()).unwrap_or_default(),
+    }
+}
+
+/// A file in the state directory while restic runs for a stage: found at the next start, the
+/// last run was killed and may have left a stale lock, which `restic unlock` removes.
+struct RunMarker {
+    path: PathBuf,
+}
+
+impl RunMarker {
+    fn new(ctx: &StageContext) -> RunMarker {
+        RunMarker {
+            path: ctx.state_dir.join("restic-running").join(&ctx.stage.name),
+        }
+    }
+
+    fn left_by_a_killed_run(&self) -> bool {
+        self.path.exists()
+    }
+
+    fn set(&self) {
+        // Best effort: without it only the automatic unlock of a later run is lost.
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(&self.path, std::process::id().to_string());
+    }
+
+    fn clear(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// This machine's name, for `/KIND/HOST/` when the server is reached on a local socket.
+pub fn local_host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// One dump in a destination, as `snapshots` lists it and `restore` finds it.
+#[derive(Debug, Clone)]
+pub struct Dump {
+    /// The file name (`shop.dump`, `globals.sql`).
+    pub name: String,
+    /// When it was made (RFC 3339 from restic; the file's modification time otherwise).
+    pub time: String,
+    /// The restic snapshot, when the destination is restic.
+    pub snapshot: Option<String>,
+    /// Where it is: `/KIND/HOST/NAME` in the snapshot, or the file.
+    pub path: PathBuf,
+}
+
+/// The dumps at `destination` of stage `stage`, oldest first.
+pub fn list(destination: Destination, stage: &str, scope: Scope) -> anyhow::Result<Vec<Dump>> {
+    match destination {
+        Destination::Directory(dir) => {
+            let mut dumps = Vec::new();
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let modified = entry.metadata().and_then(|m| m.modified()).ok();
+                let time = modified
+                    .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                    .map(|t| t.round(jiff::Unit::Second).map_or(t, |r| r).to_string())
+                    .unwrap_or_default();
+                dumps.push(Dump {
+                    name,
+                    time,
+                    snapshot: None,
+                    path: entry.path(),
+                });
+            }
+            dumps.sort_by(|a, b| a.time.cmp(&b.time).then(a.name.cmp(&b.name)));
+            Ok(dumps)
+        }
+        Destination::Restic(spec) => {
+            let output = repo::interactive_command(spec, scope)?
+                .args(["snapshots", "--json", "--tag"])
+                .arg(tag(stage))
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .map_err(|e| anyhow::anyhow!("cannot run restic: {e}"))?;
+            if !output.status.success() {
+                anyhow::bail!("restic snapshots failed ({})", output.status);
+            }
+            let snapshots: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout)?;
+            let mut dumps: Vec<Dump> = snapshots
+                .iter()
+                .filter_map(|snapshot| {
+                    let path = snapshot["paths"][0].as_str()?;
+                    Some(Dump {
+                        name: Path::new(path).file_name()?.to_string_lossy().into_owned(),
+                        time: snapshot["time"].as_str()?.to_string(),
+                        snapshot: Some(snapshot["id"].as_str()?.to_string()),
+                        path: PathBuf::from(path),
+                    })
+                })
+                .collect();
+            dumps.sort_by(|a, b| a.time.cmp(&b.time));
+            Ok(dumps)
+        }
+    }
+}
+
+/// Prints `dumps` as a table: one line per dump, grouped by name.
+pub fn print(dumps: &[Dump]) -> anyhow::Result<()> {
+    let mut sorted: Vec<&Dump> = dumps.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name).then(a.time.cmp(&b.time)));
+    let width = sorted
+        .iter()
+        .map(|d| d.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    crate::outln!("{:<width$}  {:<25}  SNAPSHOT", "DUMP", "TIME")?;
+    for dump in sorted {
+        let snapshot = dump
+            .snapshot
+            .as_deref()
+            .map_or("-", |id| &id[..id.len().min(8)]);
+        crate::outln!("{:<width$}  {:<25}  {snapshot}", dump.name, dump.time)?;
+    }
+    Ok(())
+}
+
+/// The dump `name` to restore: the newest one, or the one in restic snapshot `snapshot`.
+pub fn find<'d>(dumps: &'d [Dump], name: &str, snapshot: &str) -> anyhow::Result<&'d Dump> {
+    let mut matching = dumps.iter().filter(|d| d.name == name);
+    let found = if snapshot == "latest" {
+        matching.next_back()
+    } else {
+        matching.find(|d| {
+            d.snapshot
+                .as_deref()
+                .is_some_and(|id| id.starts_with(snapshot))
+        })
+    };
+    found.ok_or_else(|| {
+        let names: std::collections::BTreeSet<&str> =
+            dumps.iter().map(|d| d.name.as_str()).collect();
+        let known = names.into_iter().collect::<Vec<_>>().join(", ");
+        anyhow::anyhow!(
+            "no dump {name}{} (dumps: {})",
+            if snapshot == "latest" {
+                String::new()
+            } else {
+                format!(" in snapshot {snapshot}")
+            },
+            if known.is_empty() { "none" } else { &known }
+        )
+    })
+}
+
+/// The bytes of a dump, to feed a loading tool: the file, or `restic dump` of the snapshot.
+pub fn open(
+    destination: Destination,
+    dump: &Dump,
+    scope: Scope,
+) -> anyhow::Result<(Box<dyn Read + Send>, Option<std::process::Child>)> {
+    match destination {
+        Destination::Directory(_) => {
+            let file = std::fs::File::open(&dump.path)
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dump.path.display()))?;
+            Ok((Box::new(file), None))
+        }
+        Destination::Restic(spec) => {
+            let mut child = repo::interactive_command(spec, scope)?
+                .arg("dump")
+                .arg(dump.snapshot.as_deref().unwrap_or("latest"))
+                .arg(&dump.path)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("cannot run restic: {e}"))?;
+            let stdout = child.stdout.take().expect("piped");
+            Ok((Box::new(stdout), Some(child)))
+        }
+    }
+}
+
+/// Runs `load` (a loading tool, stdin not set) with the dump's bytes as its stdin; fails
+/// when either the reader (`restic dump`) or the tool failed.
+pub fn load_into(
+    destination: Destination,
+    dump: &Dump,
+    scope: Scope,
+    mut load: std::process::Command,
+) -> anyhow::Result<()> {
+    let (mut reader, fetcher) = open(destination, dump, scope)?;
+    let program = load.get_program().to_string_lossy().into_owned();
+    let mut child = load
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let copied = std::io::copy(&mut reader, &mut stdin);
+    drop(stdin);
+    let status = child.wait()?;
+    if let Some(mut fetcher) = fetcher {
+        let fetched = fetcher.wait()?;
+        if !fetched.success() {
+            anyhow::bail!("restic dump of {} failed ({fetched})", dump.path.display());
+        }
+    }
+    if !status.success() {
+        anyhow::bail!("{program} failed to load {} ({status})", dump.name);
+    }
+    copied.map_err(|e| anyhow::anyhow!("reading {}: {e}", dump.name))?;
+    Ok(())
+}
+
+/// Checks the key `databases`: `["all"]` alone, or names.
+pub fn validate_databases(databases: &Spanned<Vec<String>>) -> Result<(), SpecError> {
+    let list = databases.get_ref();
+    if list.is_empty() {
+        return Err(SpecError::invalid(
+            Some(databases.span()),
+            "`databases` is empty",
+            "leave it out (all databases) or list names, e.g. databases = [\"shop\"]",
+        ));
+    }
+    if list.len() > 1 && list.iter().any(|name| name == "all") {
+        return Err(SpecError::invalid(
+            Some(databases.span()),
+            "`databases` holds \"all\" besides names",
+            "write [\"all\"] alone (with `exclude_databases` for exceptions), or only names",
+        ));
+    }
+    if let Some(bad) = list
+        .iter()
+        .find(|name| name.is_empty() || name.contains('/'))
+    {
+        return Err(SpecError::invalid(
+            Some(databases.span()),
+            format!("`databases` holds {bad:?}, which cannot be a dump's file name"),
+            "name databases without `/`",
+        ));
+    }
+    Ok(())
+}
+
+/// The databases to dump: `wanted` (or every one `discover` finds when it is `["all"]`),
+/// minus `exclude`.
+pub fn select(
+    wanted: &[String],
+    exclude: &[String],
+    discover: impl FnOnce() -> Result<Vec<String>, StageError>,
+) -> Result<Vec<String>, StageError> {
+    let mut names = if wanted == ["all"] {
+        discover()?
+    } else {
+        wanted.to_vec()
+    };
+    names.retain(|name| !exclude.contains(name));
+    if names.is_empty() {
+        return Err(StageError::Failed(
+            "no database to dump (all excluded, or the server has none)".into(),
+        ));
+    }
+    Ok(names)
+}
+
+/// The lines a client tool printed on stdout, for discovery queries.
+pub fn query_lines(command: Command) -> Result<Vec<String>, StageError> {
+    let mut lines = Vec::new();
+    command
+        .on_line(|line| {
+            let line = line.trim_end();
+            if !line.is_empty() {
+                lines.push(line.to_string());
+            }
+        })
+        .run()?;
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_keeps_the_last_good_dump() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shop.dump"), "good").unwrap();
+        let error = write_into(dir.path(), "shop.dump", |path| {
+            std::fs::write(path, "half").unwrap();
+            Err(StageError::Failed("disk full".into()))
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("disk full"));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("shop.dump")).unwrap(),
+            "good"
+        );
+        assert!(!dir.path().join(".shop.dump.partial").exists());
+        write_into(dir.path(), "shop.dump", |path| {
+            std::fs::write(path, "new").unwrap();
+            Ok(3)
+        })
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("shop.dump")).unwrap(),
+            "new"
+        );
+    }
+
+    #[test]
+    fn selects_databases() {
+        let all = || Ok(vec!["a".to_string(), "b".to_string(), "c".to_string()]);
+        assert_eq!(
+            select(&["all".into()], &["b".into()], all).unwrap(),
+            ["a", "c"]
+        );
+        assert_eq!(select(&["b".into()], &[], all).unwrap(), ["b"]);
+        assert!(select(&["b".into()], &["b".into()], all).is_err());
+    }
+}

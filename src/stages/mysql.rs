@@ -1,0 +1,539 @@
+//! `mysql`: consistent dumps of a MariaDB or MySQL server's databases, and their restore.
+//!
+//! Each database is dumped by its own `mysqldump --single-transaction` (one consistent read
+//! of InnoDB tables) with its routines, triggers and events, binary columns in hex.
+//! `databases = ["all"]` (the default) asks the server at run time, leaving out its system
+//! schemas (`information_schema`, `performance_schema`, `sys`, and `mysql`, the grant
+//! tables: name it to dump it). Where the dumps go is [`super::dump`]'s.
+//!
+//! The connection settings and the password reach the tools in an option file of mode 0600
+//! (`--defaults-extra-file`), never argv or the environment; a unix socket with the
+//! `unix_socket` plugin (the stage runs as the database user) needs no password at all.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::dump::{self, Destination, PrivateFile, Sink};
+use super::restic;
+use super::verbs::{Listing, RestoreArgs, SnapshotsArgs, Verb, VerbContext};
+use super::{KindSpec, Needs, Outcome, SpecError, StageContext, StageError, StageKind};
+
+/// The credential name of `password_credential` (`LoadCredential=`).
+const PASSWORD_CREDENTIAL: &str = "mysql-password";
+/// Left out of `databases = ["all"]`.
+const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "performance_schema", "sys", "mysql"];
+/// What every dump is made with (restore compares with the same).
+const DUMP_OPTIONS: &[&str] = &[
+    "--single-transaction",
+    "--routines",
+    "--triggers",
+    "--events",
+    "--hex-blob",
+    "--skip-dump-date",
+];
+
+fn all() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, vec!["all".to_string()])
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// `["all"]` (default): every database but the system schemas.
+    #[serde(default = "all")]
+    pub databases: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub exclude_databases: Vec<String>,
+    /// A unix socket (e.g. "/run/mysqld/mysqld.sock") or a host name.
+    pub host: Option<Spanned<String>>,
+    pub port: Option<u16>,
+    /// The account to connect as (default: the user the stage runs as).
+    pub username: Option<String>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    /// Like `password_file`, loaded as a systemd credential.
+    pub password_credential: Option<Spanned<PathBuf>>,
+    /// Write the dumps into this directory (a later stage copies it).
+    pub directory: Option<Spanned<PathBuf>>,
+    /// Stream the dumps into the repository of this restic stage.
+    pub restic: Option<Spanned<String>>,
+    /// The restic stage `restic` names, once resolved.
+    #[serde(skip)]
+    pub repository: Option<Box<restic::Spec>>,
+}
+
+/// A value in an option file, quoted (the file's own escapes for `\` and `"`).
+fn option_value(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// An SQL identifier in backquotes.
+fn identifier(text: &str) -> String {
+    format!("`{}`", text.replace('`', "``"))
+}
+
+/// An SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+impl Spec {
+    fn destination(&self) -> Option<Destination<'_>> {
+        if let Some(dir) = &self.directory {
+            return Some(Destination::Directory(dir.get_ref()));
+        }
+        self.repository.as_deref().map(Destination::Restic)
+    }
+
+    fn is_network(&self) -> bool {
+        self.host
+            .as_ref()
+            .is_some_and(|host| !host.get_ref().starts_with('/'))
+    }
+
+    fn host_label(&self) -> String {
+        match &self.host {
+            Some(host) if self.is_network() => host.get_ref().clone(),
+            _ => dump::local_host(),
+        }
+    }
+
+    /// The option file every client tool reads first (`--defaults-extra-file`).
+    fn options(&self, state_dir: &Path, stage: &str) -> Result<PrivateFile, StageError> {
+        let mut text = String::from("[client]\ndefault-character-set=utf8mb4\n");
+        match &self.host {
+            Some(host) if !self.is_network() => {
+                text.push_str(&format!("socket={}\n", option_value(host.get_ref())));
+            }
+            Some(host) => {
+                text.push_str(&format!(
+                    "host={}\nprotocol=TCP\n",
+                    option_value(host.get_ref())
+                ));
+            }
+            None => {}
+        }
+        if let Some(port) = self.port {
+            text.push_str(&format!("port={port}\n"));
+        }
+        if let Some(user) = &self.username {
+            text.push_str(&format!("user={}\n", option_value(user)));
+        }
+        if let Some(password) = dump::read_password(
+            self.password_file.as_ref(),
+            self.password_credential.as_ref(),
+            PASSWORD_CREDENTIAL,
+        )? {
+            text.push_str(&format!("password={}\n", option_value(&password)));
+        }
+        PrivateFile::create(state_dir, &format!("{stage}.my.cnf"), &text)
+    }
+
+    fn destination_or_fail(&self) -> anyhow::Result<Destination<'_>> {
+        self.destination()
+            .ok_or_else(|| anyhow::anyhow!("the stage's restic stage is not resolved"))
+    }
+
+    /// `restore STAGE --database NAME [--into OTHER] [--replace]`.
+    fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+        let destination = self.destination_or_fail()?;
+        let Some(wanted) = &args.database else {
+            return Err(crate::exit::usage(
+                "name the database to restore: --database NAME (`backupctl snapshots STAGE` lists them)",
+            ));
+        };
+        let dumps = dump::list(destination, ctx.stage, ctx.scope)?;
+        let name = if dumps.iter().any(|d| &d.name == wanted) {
+            wanted.clone()
+        } else {
+            format!("{wanted}.sql")
+        };
+        let found = dump::find(&dumps, &name, &args.snapshot)?;
+        if !args.target.as_os_str().is_empty() {
+            std::fs::create_dir_all(&args.target)?;
+            let path = args.target.join(&found.name);
+            let mut write = std::process::Command::new("dd");
+            write
+                .arg(format!("of={}", path.display()))
+                .arg("status=none");
+            dump::load_into(destination, found, ctx.scope, write)?;
+            crate::outln!("wrote {}", path.display())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let database = args
+            .into
+            .as_deref()
+            .unwrap_or(wanted.trim_end_matches(".sql"));
+        let options = self.options(&crate::paths::state_dir(ctx.scope), ctx.stage)?;
+        let objects = query(
+            &options.path,
+            &format!(
+                "SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {0}) \
+                 + (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = {0})",
+                literal(database)
+            ),
+        )?;
+        let count: u64 = objects.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+        if count > 0 && !args.replace {
+            return Err(crate::exit::usage(format!(
+                "database {database} exists and is not empty ({count} tables and routines); \
+                 restore into another one with --into NAME, or drop and re-create it with --replace"
+            )));
+        }
+        if count > 0 {
+            query(
+                &options.path,
+                &format!("DROP DATABASE {}", identifier(database)),
+            )?;
+        }
+        query(
+            &options.path,
+            &format!("CREATE DATABASE IF NOT EXISTS {}", identifier(database)),
+        )?;
+        let mut load = std::process::Command::new("mysql");
+        load.arg(format!("--defaults-extra-file={}", options.path.display()))
+            .arg("--binary-mode")
+            .arg(format!("--database={database}"));
+        dump::load_into(destination, found, ctx.scope, load)?;
+        crate::outln!("restored {} into database {database}", found.name)?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn snapshots(&self, ctx: &VerbContext, _: &SnapshotsArgs) -> anyhow::Result<Listing> {
+        dump::print(&dump::list(
+            self.destination_or_fail()?,
+            ctx.stage,
+            ctx.scope,
+        )?)?;
+        Ok(Listing::Done(ExitCode::SUCCESS))
+    }
+}
+
+/// The rows of one statement, one line each.
+fn query(options: &Path, sql: &str) -> anyhow::Result<Vec<String>> {
+    let output = std::process::Command::new("mysql")
+        .arg(format!("--defaults-extra-file={}", options.display()))
+        .args(["--batch", "--skip-column-names", "--execute"])
+        .arg(sql)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run mysql: {e}"))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "mysql failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(String::from)
+        .collect())
+}
+
+/// A drill of a mysql stage: a throw-away MariaDB server in the drill's scratch directory
+/// (`mariadb-install-db`, `mariadbd --skip-networking` on a socket there), the newest dump
+/// of every database loaded and checked (`mariadb-check`); how long that took is logged.
+/// A dump that does not load fails the drill, naming the database.
+impl super::drill::Drillable for Spec {
+    fn drill_needs(&self) -> Needs {
+        let mut needs = dump::destination_needs(self.destination());
+        needs.writes.clear();
+        needs
+            .tools
+            .extend(["mariadb-install-db", "mariadbd", "mysql", "mysqlcheck"]);
+        needs
+    }
+
+    fn drill(&self, ctx: &super::drill::DrillContext) -> Result<Outcome, StageError> {
+        let destination = self
+            .destination()
+            .ok_or_else(|| StageError::Failed("the stage's restic stage is not resolved".into()))?;
+        let target = ctx.drill.stage.get_ref();
+        let dumps = dump::list(destination, target, ctx.stage.scope)
+            .map_err(|e| StageError::Failed(format!("listing the dumps of {target}: {e:#}")))?;
+        let mut newest: Vec<&dump::Dump> = Vec::new();
+        for found in dumps.iter().rev() {
+            if !newest.iter().any(|d| d.name == found.name) {
+                newest.push(found);
+            }
+        }
+        if newest.is_empty() {
+            return Err(StageError::Failed(format!(
+                "{target} has no dumps to drill"
+            )));
+        }
+        ctx.stage
+            .report
+            .status("drill: starting a throw-away MariaDB server");
+        let server = ScratchServer::start(ctx.scratch)?;
+        let started = std::time::Instant::now();
+        for found in &newest {
+            let database = found.name.trim_end_matches(".sql");
+            ctx.stage
+                .report
+                .status(&format!("drill: loading {database} of {target}"));
+            let failed = |e: &dyn std::fmt::Display| {
+                StageError::Failed(format!("database {database}: the dump does not load: {e}"))
+            };
+            server
+                .sql(&format!("CREATE DATABASE {}", identifier(database)))
+                .map_err(|e| failed(&e))?;
+            let mut load = server.client("mysql");
+            load.arg("--binary-mode")
+                .arg(format!("--database={database}"));
+            dump::load_into(destination, found, ctx.stage.scope, load).map_err(|e| failed(&e))?;
+            let output = server
+                .client("mysqlcheck")
+                .args(["--check", "--databases", database])
+                .output()
+                .map_err(|e| failed(&e))?;
+            let text = String::from_utf8_lossy(&output.stdout);
+            // A failed table says `error : …`; a sequence's engine only notes it cannot check.
+            if !output.status.success() || text.lines().any(|l| l.starts_with("error")) {
+                return Err(StageError::Failed(format!(
+                    "database {database}: the restored tables fail their check: {}",
+                    text.trim()
+                )));
+            }
+        }
+        let took = started.elapsed();
+        tracing::info!(
+            backupctl_restore_seconds = took.as_secs_f64(),
+            "drill: {} database(s) of {target} loaded and checked in {}",
+            newest.len(),
+            crate::report::short_duration(took)
+        );
+        Ok(Outcome {
+            warnings: Vec::new(),
+            figures: crate::report::Figures {
+                files: Some(newest.len() as u64),
+                ..crate::report::Figures::default()
+            },
+        })
+    }
+}
+
+/// A MariaDB server of a drill, on a socket in the scratch directory; killed on drop.
+struct ScratchServer {
+    socket: PathBuf,
+    child: std::process::Child,
+    /// The socket's directory: in /tmp (the unit's own, `PrivateTmp=`), since a path in the
+    /// scratch directory may pass the 107 bytes a socket's path may have.
+    socket_dir: PathBuf,
+}
+
+impl ScratchServer {
+    fn start(scratch: &Path) -> Result<ScratchServer, StageError> {
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map_or_else(|| "root".to_string(), |u| u.name);
+        let data = scratch.join("data");
+        crate::process::Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--skip-test-db"])
+            .arg(format!("--user={user}"))
+            .arg("--auth-root-authentication-method=socket")
+            .arg(format!("--auth-root-socket-user={user}"))
+            .arg(format!("--datadir={}", data.display()))
+            .run()?;
+        let socket_dir =
+            std::env::temp_dir().join(format!("backupctl-drill-{}", &super::new_id()[..12]));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&socket_dir)
+                .map_err(|e| StageError::io("cannot create a socket directory in /tmp", e))?;
+        }
+        let socket = socket_dir.join("mysqld.sock");
+        let child = std::process::Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--user={user}"))
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", scratch.join("pid").display()))
+            .arg(format!("--log-error={}", scratch.join("log").display()))
+            .args(["--skip-networking", "--skip-log-bin"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| StageError::Failed(format!("cannot start mariadbd: {e}")))?;
+        let server = ScratchServer {
+            socket,
+            child,
+            socket_dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while server.sql("SELECT 1").is_err() {
+            if crate::signals::stopped() {
+                return Err(StageError::Interrupted);
+            }
+            if std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(scratch.join("log")).unwrap_or_default();
+                return Err(StageError::Failed(format!(
+                    "the drill's MariaDB server did not start: {}",
+                    log.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(server)
+    }
+
+    fn client(&self, tool: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(tool);
+        command
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket.display()))
+            .arg("--default-character-set=utf8mb4")
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    fn sql(&self, sql: &str) -> anyhow::Result<()> {
+        let output = self.client("mysql").args(["--execute", sql]).output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(())
+    }
+}
+
+impl Drop for ScratchServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.socket_dir);
+    }
+}
+
+impl StageKind for Spec {
+    const NAME: &'static str = "mysql";
+    const DRILL: Option<super::drill::Drill<Self>> = Some(super::drill::Drill::of("a mysql stage"));
+    const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::restore);
+    const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::snapshots);
+
+    fn validate(&self) -> Result<(), SpecError> {
+        dump::validate_destination(&self.directory, &self.restic)?;
+        dump::validate_databases(&self.databases)?;
+        for file in [&self.password_file, &self.password_credential]
+            .into_iter()
+            .flatten()
+        {
+            super::require_absolute(std::slice::from_ref(file), "password_file")?;
+        }
+        if let (Some(_), Some(credential)) = (&self.password_file, &self.password_credential) {
+            return Err(SpecError::invalid(
+                Some(credential.span()),
+                "give only one of `password_file` and `password_credential`",
+                "remove one of them",
+            ));
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
+        if let Some(name) = &self.restic {
+            self.repository = Some(dump::resolve_restic(name, stages)?);
+        }
+        Ok(())
+    }
+
+    fn needs(&self) -> Needs {
+        let mut needs = Needs {
+            network: self.is_network(),
+            tools: vec!["mysqldump", "mysql"],
+            secrets: self
+                .password_file
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect(),
+            credentials: self
+                .password_credential
+                .iter()
+                .map(|f| (PASSWORD_CREDENTIAL.to_string(), f.get_ref().clone()))
+                .collect(),
+            remotes: self
+                .host
+                .iter()
+                .filter(|_| self.is_network())
+                .map(|h| format!("mysql://{}", h.get_ref()))
+                .collect(),
+            ..Needs::default()
+        };
+        needs.merge(dump::destination_needs(self.destination()));
+        needs
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
+        let destination = self
+            .destination()
+            .ok_or_else(|| StageError::Failed("the stage's restic stage is not resolved".into()))?;
+        let options = self.options(&ctx.state_dir, &ctx.stage.name)?;
+        let defaults = format!("--defaults-extra-file={}", options.path.display());
+        let databases = dump::select(self.databases.get_ref(), &self.exclude_databases, || {
+            let command = crate::process::Command::new("mysql").arg(&defaults).args([
+                "--batch",
+                "--skip-column-names",
+                "--execute",
+                "SHOW DATABASES",
+            ]);
+            let mut names = dump::query_lines(command).map_err(|error| match error {
+                StageError::Tool(tool) => {
+                    StageError::Failed(format!("MySQL, listing the databases: {tool}"))
+                }
+                other => other,
+            })?;
+            names.retain(|name| !SYSTEM_SCHEMAS.contains(&name.as_str()));
+            Ok(names)
+        })?;
+        let mut sink = Sink::open(destination, ctx, Self::NAME, &self.host_label())?;
+        for (done, database) in databases.iter().enumerate() {
+            ctx.report.status(&format!(
+                "mysql: dumping {database} ({} of {})",
+                done + 1,
+                databases.len()
+            ));
+            let mut argv = vec!["mysqldump".to_string(), defaults.clone()];
+            argv.extend(DUMP_OPTIONS.iter().map(|o| o.to_string()));
+            argv.push("--".into());
+            argv.push(database.clone());
+            let stored = sink
+                .stream(&format!("{database}.sql"), &argv, &[])
+                .map_err(|error| match error {
+                    StageError::Interrupted => StageError::Interrupted,
+                    other => StageError::Failed(format!("database {database}: {other}")),
+                })?;
+            tracing::info!(
+                "mysql: {database} dumped ({})",
+                crate::out::human_bytes(stored.bytes)
+            );
+        }
+        Ok(Outcome {
+            warnings: Vec::new(),
+            figures: sink.figures(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_its_keys_and_quotes() {
+        let spec: Spec = toml::from_str("restic = \"r\"\nhost = \"db\"\nport = 3307").unwrap();
+        spec.validate().unwrap();
+        assert!(spec.needs().network);
+        let bad: Spec = toml::from_str("directory = \"/d\"\ndatabases = [\"all\", \"x\"]").unwrap();
+        assert!(bad.validate().is_err());
+        assert_eq!(option_value("a\"b\\"), "\"a\\\"b\\\\\"");
+        assert_eq!(identifier("a`b"), "`a``b`");
+        assert_eq!(literal("o'k\\"), "'o''k\\\\'");
+    }
+}

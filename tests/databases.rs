@@ -1,0 +1,602 @@
+//! Database stages against real servers started by the tests (`util::postgres`,
+//! `util::mariadb`) and real sqlite3 files: each database holds several tables, non-ASCII
+//! text, binary data, NULLs, a view, a function, a sequence or auto-increment and a role.
+//! A backup is restored into a new database and compared with its source through a dump of
+//! both with the same options. Failure modes: server down, wrong password, the dump cut by
+//! SIGTERM (no snapshot, no stale lock).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::installed::{Installed, last_run_record, wait_until_idle};
+use crate::util::mariadb::Mariadb;
+use crate::util::postgres::Postgres;
+use crate::util::{
+    backupctl_in, ok, require_tool, run, stderr, stdout, systemctl_user, tempdir, write_config,
+    write_secret,
+};
+
+const PASSWORD: &str = "restic-test-password";
+
+/// A PostgreSQL database with every kind of thing a dump must carry.
+const SHOP: &str = r#"
+CREATE ROLE shop_owner LOGIN PASSWORD 'owner secret';
+CREATE DATABASE shop OWNER shop_owner;
+\connect shop
+SET ROLE shop_owner;
+CREATE TABLE customers (
+    id serial PRIMARY KEY,
+    name text NOT NULL,
+    photo bytea,
+    note text
+);
+INSERT INTO customers (name, photo, note) VALUES
+    ('Zoë Ångström 🚀', '\x00ff10fe'::bytea, NULL),
+    ('Иван Петров', NULL, 'тест ✓'),
+    ('李小龍', decode(repeat('00ff', 512), 'hex'), E'tab\there\nnewline');
+CREATE SEQUENCE invoice_numbers START 1000;
+SELECT nextval('invoice_numbers'), nextval('invoice_numbers');
+CREATE TABLE orders (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    customer int REFERENCES customers,
+    total numeric(10, 2),
+    placed timestamptz
+);
+INSERT INTO orders (customer, total, placed)
+    SELECT 1 + i % 3, i * 1.25, '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 hour'
+    FROM generate_series(1, 500) AS i;
+INSERT INTO orders (customer, total, placed) VALUES (2, NULL, NULL);
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+CREATE FUNCTION customer_total(c int) RETURNS numeric LANGUAGE sql STABLE
+    AS $$ SELECT sum(total) FROM orders WHERE customer = c $$;
+"#;
+
+fn postgres_with_shop() -> Postgres {
+    let server = Postgres::start();
+    server.script("postgres", SHOP);
+    server
+}
+
+fn init_repository(path: &Path, password_file: &Path) {
+    require_tool("restic");
+    write_secret(password_file, PASSWORD);
+    ok(Command::new("restic")
+        .args(["init", "--quiet", "--repo"])
+        .arg(path)
+        .arg("--password-file")
+        .arg(password_file));
+}
+
+/// The restic snapshots of the repository, as JSON.
+fn snapshots(repo: &Path, password_file: &Path) -> Vec<serde_json::Value> {
+    let text = ok(Command::new("restic")
+        .args(["snapshots", "--json", "--repo"])
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password_file));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A config with a restic stage `repo` (the repository, no backup of its own run here) and
+/// the database stage `TABLE`.
+fn restic_config(root: &Path, database_stage: &str) -> String {
+    format!(
+        "[stage.repo]\nkind = \"restic\"\nrepository = \"@ROOT@/repo\"\n\
+         password_file = \"@ROOT@/restic-password\"\noperation = \"check\"\n\n\
+         {database_stage}"
+    )
+    .replace("@ROOT@", &root.display().to_string())
+}
+
+#[test]
+fn postgresql_dumps_stream_into_restic_and_restore_into_a_new_database() {
+    let server = postgres_with_shop();
+    let dir = tempdir();
+    let root = dir.path();
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\nrestic = \"repo\"\n\
+         exclude_databases = [\"postgres\"]\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &restic_config(root, &stage));
+    ok(backupctl_in(root).args(["stage", "pg"]));
+
+    let found = snapshots(&root.join("repo"), &root.join("restic-password"));
+    let mut paths: Vec<String> = found
+        .iter()
+        .map(|s| s["paths"][0].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    let host = nix_hostname();
+    assert_eq!(
+        paths,
+        [
+            format!("/postgresql/{host}/globals.sql"),
+            format!("/postgresql/{host}/shop.dump")
+        ]
+    );
+    assert!(
+        found.iter().all(|s| s["tags"][0] == "backupctl:pg"),
+        "{found:?}"
+    );
+
+    let listing = ok(backupctl_in(root).args(["snapshots", "pg"]));
+    assert!(listing.contains("shop.dump"), "{listing}");
+    assert!(listing.contains("globals.sql"), "{listing}");
+
+    ok(backupctl_in(root).args(["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+    assert_eq!(
+        server.sql("shop_copy", "SELECT name FROM customers WHERE id = 1"),
+        "Zoë Ångström 🚀\n"
+    );
+
+    // Into a database that holds something: refused, then replaced on request.
+    let refused = run(backupctl_in(root).args([
+        "restore",
+        "pg",
+        "--database",
+        "shop",
+        "--into",
+        "shop_copy",
+    ]));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("--replace"),
+        "{}",
+        stderr(&refused)
+    );
+    server.sql("shop_copy", "DELETE FROM orders WHERE id > 10");
+    ok(backupctl_in(root).args([
+        "restore",
+        "pg",
+        "--database",
+        "shop",
+        "--into",
+        "shop_copy",
+        "--replace",
+    ]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+
+    // The roles' dump, fetched as a file for a full-server recovery.
+    ok(backupctl_in(root)
+        .args(["restore", "pg", "--database", "globals.sql", "--target"])
+        .arg(root.join("fetched")));
+    let globals = std::fs::read_to_string(root.join("fetched/globals.sql")).unwrap();
+    assert!(globals.contains("CREATE ROLE shop_owner;"), "{globals}");
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn postgresql_dumps_into_a_directory_keep_the_last_good_one_when_the_server_is_down() {
+    let server = postgres_with_shop();
+    let dir = tempdir();
+    let root = dir.path();
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
+         directory = \"@ROOT@/dumps\"\nformat = \"directory\"\njobs = 2\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &stage);
+    ok(backupctl_in(root).args(["stage", "pg"]));
+    let dumps = root.join("dumps");
+    assert!(dumps.join("shop.dir/toc.dat").is_file());
+    assert!(dumps.join("postgres.dir/toc.dat").is_file());
+    assert!(dumps.join("globals.sql").is_file());
+    ok(backupctl_in(root).args(["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+
+    let before = std::fs::read(dumps.join("shop.dir/toc.dat")).unwrap();
+    server.stop();
+    let failed = run(backupctl_in(root).args(["stage", "pg"]));
+    assert!(!failed.status.success());
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("listing the databases"), "{said}");
+    assert!(
+        said.contains("No such file or directory") || said.contains("connection"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(dumps.join("shop.dir/toc.dat")).unwrap(),
+        before
+    );
+    let left: Vec<String> = std::fs::read_dir(&dumps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "partial dumps left: {left:?}");
+}
+
+#[test]
+fn postgresql_over_tcp_takes_its_password_from_a_file_and_names_a_wrong_one() {
+    let server = postgres_with_shop();
+    server.sql(
+        "postgres",
+        "CREATE ROLE backup LOGIN PASSWORD 'right: \\pass' IN ROLE pg_read_all_data",
+    );
+    let dir = tempdir();
+    let root = dir.path();
+    write_secret(&root.join("pg-password"), "right: \\pass\n");
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"backup\"\n\
+         password_file = \"@ROOT@/pg-password\"\ndatabases = [\"shop\"]\nglobals = false\n\
+         directory = \"@ROOT@/dumps\"\nformat = \"plain\"\n",
+        server.port
+    );
+    write_config(root, &stage);
+    ok(backupctl_in(root).args(["stage", "pg"]));
+    let text = std::fs::read_to_string(root.join("dumps/shop.sql")).unwrap();
+    assert!(text.contains("Zoë Ångström 🚀"));
+    // No passfile left behind.
+    let secrets = root.join("state/backupctl/secrets");
+    let left: Vec<_> = std::fs::read_dir(&secrets)
+        .map(|d| d.count())
+        .into_iter()
+        .collect();
+    assert_eq!(left, [0], "passfile left in {}", secrets.display());
+
+    write_secret(&root.join("pg-password"), "wrong\n");
+    let failed = run(backupctl_in(root).args(["stage", "pg"]));
+    assert!(!failed.status.success());
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("database shop"), "{said}");
+    assert!(said.contains("password authentication failed"), "{said}");
+    assert!(!said.contains("wrong"), "the password leaked: {said}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("dumps/shop.sql")).unwrap(),
+        text
+    );
+}
+
+/// Under the real user manager: the stage's unit reaches the server's socket from its
+/// sandbox, streams into restic, and a SIGTERM mid-dump leaves no snapshot and no lock.
+#[test]
+fn postgresql_stage_under_systemd_streams_and_a_stop_mid_dump_leaves_no_snapshot() {
+    let server = postgres_with_shop();
+    // Big enough that the dump is still running when the stop comes.
+    server.script(
+        "postgres",
+        "CREATE DATABASE big;\n\\connect big\n\
+         CREATE TABLE blobs AS SELECT i, md5(i::text) || repeat(md5((i * 7)::text), 30) AS data \
+         FROM generate_series(1, 400000) AS i;\n",
+    );
+    let stage = format!(
+        "[job]\n\n[stage.repo]\nkind = \"restic\"\nrepository = \"@ROOT@/repo\"\n\
+         password_file = \"@ROOT@/restic-password\"\noperation = \"check\"\n\n\
+         [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\nrestic = \"repo\"\n\
+         databases = [\"shop\"]\nafter = []\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    let job = Installed::new("postgresql", &stage);
+    init_repository(&job.path("repo"), &job.path("restic-password"));
+    ok(systemctl_user().args(["start", "backup@pg.service"]));
+    wait_until_idle();
+    let record = last_run_record("pg");
+    assert_eq!(record["result"], "success", "{record}");
+    let found = snapshots(&job.path("repo"), &job.path("restic-password"));
+    assert_eq!(found.len(), 2, "{found:?}");
+    ok(&mut job.backupctl(&["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+
+    // Now the big one, stopped while pg_dump streams.
+    let config = std::fs::read_to_string(&job.config).unwrap().replace(
+        "databases = [\"shop\"]",
+        "databases = [\"big\"]\nformat = \"plain\"\nglobals = false",
+    );
+    std::fs::write(&job.config, config).unwrap();
+    ok(systemctl_user().args(["start", "--no-block", "backup@pg.service"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = job.show("backup@pg.service", "StatusText");
+        if status.contains("dumping big") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dump never started: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(systemctl_user().args(["stop", "backup@pg.service"]));
+    wait_until_idle();
+    let record = last_run_record("pg");
+    assert_ne!(record["result"], "success", "{record}");
+    let after = snapshots(&job.path("repo"), &job.path("restic-password"));
+    assert_eq!(after.len(), 2, "a snapshot of a cut dump: {after:?}");
+    let locks = std::fs::read_dir(job.path("repo/locks")).unwrap().count();
+    assert_eq!(locks, 0, "a stale lock is left in the repository");
+}
+
+/// An SQLite database with what a copy must carry (SQLite has no functions or roles).
+const NOTES: &str = "
+PRAGMA journal_mode = WAL;
+CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, body BLOB, tag TEXT);
+INSERT INTO notes (title, body, tag) VALUES ('Zoë 🚀 日本語', x'00ff10fe', NULL), ('plain', NULL, 'x');
+CREATE TABLE tags (name TEXT PRIMARY KEY, weight REAL);
+INSERT INTO tags VALUES ('x', 1.5), ('ü', NULL);
+CREATE VIEW tagged AS SELECT * FROM notes WHERE tag IS NOT NULL;
+CREATE TRIGGER stamp AFTER INSERT ON notes BEGIN UPDATE tags SET weight = weight + 1 WHERE name = NEW.tag; END;
+";
+
+fn sqlite_dump(path: &Path) -> String {
+    ok(Command::new("sqlite3").arg(path).arg(".dump"))
+}
+
+#[test]
+fn sqlite_copies_go_into_restic_and_a_directory_and_restore_equal() {
+    require_tool("sqlite3");
+    let dir = tempdir();
+    let root = dir.path();
+    let db = root.join("app/notes.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    ok(Command::new("sqlite3").arg(&db).arg(NOTES));
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    // The writer keeps the database open (and its WAL) while the copies are made.
+    let mut writer = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stages = "[stage.notes]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\nrestic = \"repo\"\n\n\
+                  [stage.local]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\ndirectory = \"@ROOT@/copies\"\n";
+    write_config(root, &restic_config(root, stages));
+    ok(backupctl_in(root).args(["stage", "notes"]));
+    ok(backupctl_in(root).args(["stage", "local"]));
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert_eq!(sqlite_dump(&root.join("copies/notes.db")), sqlite_dump(&db));
+
+    let restored = root.join("restored/notes.db");
+    ok(backupctl_in(root)
+        .args(["restore", "notes", "--database", "notes.db", "--into"])
+        .arg(&restored));
+    assert_eq!(sqlite_dump(&restored), sqlite_dump(&db));
+    let again = run(backupctl_in(root)
+        .args(["restore", "notes", "--database", "notes.db", "--into"])
+        .arg(&restored));
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--replace"));
+    let listing = ok(backupctl_in(root).args(["snapshots", "notes"]));
+    assert!(listing.contains("notes.db"), "{listing}");
+}
+
+/// A MariaDB database with every kind of thing a dump must carry.
+const STORE: &str = "
+CREATE USER 'store_owner'@'localhost' IDENTIFIED BY 'owner secret';
+CREATE DATABASE store CHARACTER SET utf8mb4;
+GRANT ALL ON store.* TO 'store_owner'@'localhost';
+USE store;
+CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) NOT NULL, photo BLOB, note TEXT) ENGINE=InnoDB;
+INSERT INTO customers (name, photo, note) VALUES ('Zoë Ångström 🚀', x'00ff10fe', NULL), ('Иван', NULL, 'тест ✓'), ('李小龍', REPEAT(x'00ff', 512), 'tab\there');
+CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer INT, total DECIMAL(10,2), FOREIGN KEY (customer) REFERENCES customers(id)) ENGINE=InnoDB;
+INSERT INTO orders (customer, total) SELECT 1 + seq % 3, seq * 1.25 FROM seq_1_to_500;
+INSERT INTO orders (customer, total) VALUES (2, NULL);
+CREATE SEQUENCE invoice_numbers START WITH 1000;
+CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
+CREATE FUNCTION customer_total(c INT) RETURNS DECIMAL(12,2) READS SQL DATA RETURN (SELECT SUM(total) FROM orders WHERE customer = c);
+CREATE TRIGGER no_negative BEFORE INSERT ON orders FOR EACH ROW SET NEW.total = GREATEST(NEW.total, 0);
+";
+
+#[test]
+fn mysql_dumps_stream_into_restic_and_restore_into_a_new_database() {
+    let mut server = Mariadb::start();
+    server.sql("mysql", STORE);
+    let dir = tempdir();
+    let root = dir.path();
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    let stage = format!(
+        "[stage.db]\nkind = \"mysql\"\nhost = \"{}\"\nrestic = \"repo\"\n",
+        server.socket.display()
+    );
+    write_config(root, &restic_config(root, &stage));
+    ok(backupctl_in(root).args(["stage", "db"]));
+    let found = snapshots(&root.join("repo"), &root.join("restic-password"));
+    let paths: Vec<&str> = found
+        .iter()
+        .map(|s| s["paths"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [format!("/mysql/{}/store.sql", nix_hostname())],
+        "system schemas are left out"
+    );
+
+    ok(backupctl_in(root).args([
+        "restore",
+        "db",
+        "--database",
+        "store",
+        "--into",
+        "store_copy",
+    ]));
+    assert_same_dump(
+        &server.dump("store_copy").replace("store_copy", "store"),
+        &server.dump("store"),
+    );
+    assert_eq!(
+        server.sql("store_copy", "SELECT name FROM customers WHERE id = 1"),
+        "Zoë Ångström 🚀\n"
+    );
+    let refused = run(backupctl_in(root).args([
+        "restore",
+        "db",
+        "--database",
+        "store",
+        "--into",
+        "store_copy",
+    ]));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    ok(backupctl_in(root).args([
+        "restore",
+        "db",
+        "--database",
+        "store",
+        "--into",
+        "store_copy",
+        "--replace",
+    ]));
+    assert_same_dump(
+        &server.dump("store_copy").replace("store_copy", "store"),
+        &server.dump("store"),
+    );
+
+    // Over TCP with a wrong password: the error says so, the password is nowhere.
+    server.sql("mysql", "CREATE USER 'backup'@'127.0.0.1' IDENTIFIED BY 'right'; GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES ON *.* TO 'backup'@'127.0.0.1';");
+    write_secret(&root.join("db-password"), "wrong-secret\n");
+    let tcp = format!(
+        "[stage.db]\nkind = \"mysql\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"backup\"\n\
+         password_file = \"@ROOT@/db-password\"\ndirectory = \"@ROOT@/dumps\"\n",
+        server.port
+    );
+    write_config(root, &tcp);
+    let failed = run(backupctl_in(root).args(["stage", "db"]));
+    assert!(!failed.status.success());
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("Access denied"), "{said}");
+    assert!(!said.contains("wrong-secret"), "{said}");
+    write_secret(&root.join("db-password"), "right\n");
+    ok(backupctl_in(root).args(["stage", "db"]));
+    assert!(
+        std::fs::read_to_string(root.join("dumps/store.sql"))
+            .unwrap()
+            .contains("Zoë Ångström 🚀")
+    );
+
+    // Server down: a clear failure, the last good dump kept.
+    server.stop();
+    let down = run(backupctl_in(root).args(["stage", "db"]));
+    assert!(!down.status.success());
+    let said = format!("{}{}", stdout(&down), stderr(&down));
+    assert!(said.contains("listing the databases"), "{said}");
+    assert!(root.join("dumps/store.sql").is_file());
+}
+
+/// Two dumps are equal; on a difference, the first differing line (dumps are long).
+#[track_caller]
+fn assert_same_dump(restored: &str, source: &str) {
+    if let Some((i, (a, b))) = restored
+        .lines()
+        .zip(source.lines())
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        panic!(
+            "the restored dump differs at line {}:\n  restored: {a}\n  source:   {b}",
+            i + 1
+        );
+    }
+    assert_eq!(
+        restored.lines().count(),
+        source.lines().count(),
+        "dumps differ in length"
+    );
+}
+
+/// A database stage on a socket keeps the sandbox's exposure low (issue: ≤ 2.0), and one
+/// over TCP opens only the network.
+#[test]
+fn a_postgresql_stage_on_a_socket_scores_at_most_2_in_systemd_analyze_security() {
+    require_tool("systemd-analyze");
+    let dir = tempdir();
+    let root = dir.path();
+    let config = write_config(
+        root,
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"/run/postgresql\"\ndirectory = \"@ROOT@/dumps\"\n\n\
+         [stage.remote]\nkind = \"postgresql\"\nhost = \"db.example.org\"\n\
+         password_credential = \"@ROOT@/pg-password\"\ndirectory = \"@ROOT@/remote\"\n",
+    );
+    let units = root.join("units");
+    ok(crate::util::backupctl()
+        .arg("--config")
+        .arg(&config)
+        .args(["generate", "--output"])
+        .arg(&units));
+    let score = crate::util::exposure_score(&units, "pg");
+    assert!(score <= 2.0, "exposure {score}");
+    let socket = std::fs::read_to_string(units.join("backup@pg.service.d/backupctl.conf")).unwrap();
+    assert!(!socket.contains("PrivateNetwork=no"), "{socket}");
+    let tcp =
+        std::fs::read_to_string(units.join("backup@remote.service.d/backupctl.conf")).unwrap();
+    assert!(tcp.contains("PrivateNetwork=no"), "{tcp}");
+    assert!(tcp.contains("LoadCredential=postgresql-password:"), "{tcp}");
+}
+
+/// The drill of a database stage loads its newest copy and checks it: it passes on an
+/// intact copy and fails, naming the database, on a corrupted one.
+#[test]
+fn a_drill_of_an_sqlite_stage_passes_on_an_intact_copy_and_names_a_corrupted_one() {
+    require_tool("sqlite3");
+    let dir = tempdir();
+    let root = dir.path();
+    let db = root.join("app/notes.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    ok(Command::new("sqlite3").arg(&db).arg(NOTES));
+    ok(Command::new("sqlite3").arg(&db).arg(
+        "CREATE TABLE filler (x BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) \
+         INSERT INTO filler SELECT randomblob(300) FROM n;",
+    ));
+    write_config(
+        root,
+        "[stage.local]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\ndirectory = \"@ROOT@/copies\"\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"local\"\n",
+    );
+    ok(backupctl_in(root).args(["stage", "local"]));
+    ok(backupctl_in(root).args(["stage", "drill"]));
+
+    let copy = root.join("copies/notes.db");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    assert!(bytes.len() > 3 * 4096, "{} bytes", bytes.len());
+    for byte in &mut bytes[4096..3 * 4096] {
+        *byte = 0x5a;
+    }
+    std::fs::write(&copy, bytes).unwrap();
+    let failed = run(backupctl_in(root).args(["stage", "drill"]));
+    assert!(
+        !failed.status.success(),
+        "the drill passed a corrupted copy"
+    );
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("database notes.db"), "{said}");
+}
+
+/// The drill of a mysql stage loads the newest dumps into a throw-away MariaDB server: it
+/// passes on intact dumps and fails, naming the database, on a cut one.
+#[test]
+fn a_drill_of_a_mysql_stage_loads_the_dumps_into_a_throw_away_server() {
+    let server = Mariadb::start();
+    server.sql("mysql", STORE);
+    let dir = tempdir();
+    let root = dir.path();
+    let stage = format!(
+        "[stage.db]\nkind = \"mysql\"\nhost = \"{}\"\ndirectory = \"@ROOT@/dumps\"\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"db\"\n",
+        server.socket.display()
+    );
+    write_config(root, &stage);
+    ok(backupctl_in(root).args(["stage", "db"]));
+    ok(backupctl_in(root).args(["stage", "drill"]));
+
+    let dump = root.join("dumps/store.sql");
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let cut = text
+        .find("INSERT INTO `orders`")
+        .expect("orders are dumped")
+        + 40;
+    std::fs::write(&dump, &text[..cut]).unwrap();
+    let failed = run(backupctl_in(root).args(["stage", "drill"]));
+    assert!(!failed.status.success(), "the drill passed a cut dump");
+    let said = format!("{}{}", stdout(&failed), stderr(&failed));
+    assert!(said.contains("database store"), "{said}");
+}
