@@ -136,6 +136,9 @@ pub fn run_stage(
 }
 
 /// What became of a stage that holds its lock.
+// One value per stage run, moved once from `attempt` to `conclude`: boxing the outcome
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Ran<'a> {
     /// `when_mounted` names this path and nothing is mounted there: the stage did not run.
     Skipped(&'a Path),
