@@ -111,6 +111,8 @@ tags = [{restic_tag}]
 host = {restic_host}
 options = [{restic_option}]
 backup_args = [{restic_backup_arg}]
+environment_file = {environment_file}
+restic_binary = {restic_binary}
 backend_files = { AWS_SECRET_ACCESS_KEY = {backend_file} }
 retry_delay = {retry_delay}
 keep = { within = {keep_within} }
@@ -131,6 +133,28 @@ operation = "forget"
 repository_credential = {restic_repository_credential}
 password_command = [{password_program}, {password_arg}]
 keep = { daily = 7 }
+
+[stage.postgresql]
+kind = "postgresql"
+job = "offsite"
+databases = [{pg_database}]
+exclude_databases = [{pg_exclude_database}]
+host = {pg_host}
+username = {pg_username}
+maintenance_database = {pg_maintenance_database}
+restic = "offsite"
+
+[stage.mariadb]
+kind = "mysql"
+host = {mysql_host}
+username = {mysql_username}
+password_file = {mysql_password_file}
+directory = {mysql_directory}
+
+[stage.sqlite]
+kind = "sqlite"
+databases = [{sqlite_database}]
+directory = {sqlite_directory}
 
 [stage.notesgit]
 kind = "git"
@@ -351,6 +375,43 @@ const SLOTS: &[(&str, &str, Fill)] = &[
         Fill::After("/usr/bin/"),
     ),
     ("password_arg", "show restic", Fill::Free),
+    ("pg_database", "app", Fill::Free),
+    ("pg_exclude_database", "scratch", Fill::Free),
+    ("pg_host", "/run/postgresql", Fill::After("/run/")),
+    ("pg_username", "backup", Fill::Free),
+    ("pg_maintenance_database", "postgres", Fill::Free),
+    ("mysql_host", "/run/mysqld/mysqld.sock", Fill::After("/run/")),
+    ("mysql_username", "backup", Fill::Free),
+    (
+        "mysql_password_file",
+        "/etc/backupctl/mysql-password",
+        Fill::After("/etc/backupctl/"),
+    ),
+    (
+        "mysql_directory",
+        "/var/backups/mysql",
+        Fill::After("/var/backups/"),
+    ),
+    (
+        "sqlite_database",
+        "/var/lib/grafana/grafana.db",
+        Fill::After("/var/lib/"),
+    ),
+    (
+        "sqlite_directory",
+        "/var/backups/sqlite",
+        Fill::After("/var/backups/"),
+    ),
+    (
+        "environment_file",
+        "/etc/backupctl/b2.env",
+        Fill::After("/etc/backupctl/"),
+    ),
+    (
+        "restic_binary",
+        "/usr/local/bin/restic",
+        Fill::After("/usr/local/bin/"),
+    ),
     ("git_repository", "/srv/git/work", Fill::After("/srv/git/")),
     ("git_source", "/srv/sync/Notes", Fill::After("/srv/sync/")),
     (
