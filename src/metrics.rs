@@ -107,6 +107,60 @@ fn lock(path: &Path, wait: Duration) -> std::io::Result<Flock<File>> {
     }
 }
 
+/// The families with one sample per stage, read off its last run record: name, help, value.
+const LAST_RUN: &[(&str, &str, fn(&RunRecord) -> Option<String>)] = &[
+    (
+        "backupctl_stage_last_run_timestamp_seconds",
+        "When the stage's last run ended (Unix time).",
+        |r| seconds(&r.finished),
+    ),
+    (
+        "backupctl_stage_last_duration_seconds",
+        "How long the stage's last run took.",
+        |r| Some(r.duration_secs.to_string()),
+    ),
+    (
+        "backupctl_stage_last_exit_code",
+        "The exit code of the stage's last run (0 ok, 1 failed, 3 preflight, 75 temporary, 130 stopped).",
+        |r| Some(r.exit_code.to_string()),
+    ),
+    (
+        "backupctl_stage_last_added_bytes",
+        "Bytes the stage's last run added to its destination or repository.",
+        |r| r.figures.bytes_added.map(|v| v.to_string()),
+    ),
+    (
+        "backupctl_stage_last_read_bytes",
+        "Bytes the stage's last run read.",
+        |r| r.figures.bytes_read.map(|v| v.to_string()),
+    ),
+    (
+        "backupctl_stage_last_files",
+        "Files the stage's last run processed.",
+        |r| r.figures.files.map(|v| v.to_string()),
+    ),
+    (
+        "backupctl_stage_last_new_files",
+        "New files the stage's last run found.",
+        |r| r.figures.files_new.map(|v| v.to_string()),
+    ),
+    (
+        "backupctl_stage_last_changed_files",
+        "Changed files the stage's last run found.",
+        |r| r.figures.files_changed.map(|v| v.to_string()),
+    ),
+    (
+        "backupctl_stage_last_mismatched_files",
+        "Drills: restored files of the last run that differed from what was backed up.",
+        |r| r.figures.mismatches.map(|v| v.to_string()),
+    ),
+    (
+        "backupctl_stage_last_verified_backup_age_seconds",
+        "Drills: how old the backup the last run verified was.",
+        |r| r.figures.snapshot_age_secs.map(|v| v.to_string()),
+    ),
+];
+
 /// The whole text file, written at `now`.
 pub fn render(
     config: &Config,
@@ -144,7 +198,7 @@ pub fn render(
             }
         }
     };
-    let each = |value: &dyn Fn(&RunRecord) -> Option<String>| -> Vec<(String, String)> {
+    let each = |value: &fn(&RunRecord) -> Option<String>| -> Vec<(String, String)> {
         last.iter()
             .filter_map(|(job, stage, record)| Some((labels(job, stage, &[]), value(record)?)))
             .collect()
@@ -194,11 +248,6 @@ pub fn render(
             .collect(),
     );
     family(
-        "backupctl_stage_last_run_timestamp_seconds",
-        "When the stage's last run ended (Unix time).",
-        each(&|r| seconds(&r.finished)),
-    );
-    family(
         "backupctl_stage_last_success_timestamp_seconds",
         "When the stage last ended successfully (Unix time).",
         last.iter()
@@ -207,11 +256,6 @@ pub fn render(
                 Some((labels(job, stage, &[]), seconds(&success.finished)?))
             })
             .collect(),
-    );
-    family(
-        "backupctl_stage_last_duration_seconds",
-        "How long the stage's last run took.",
-        each(&|r| Some(r.duration_secs.to_string())),
     );
     family(
         "backupctl_stage_last_result",
@@ -227,46 +271,9 @@ pub fn render(
             })
             .collect(),
     );
-    family(
-        "backupctl_stage_last_exit_code",
-        "The exit code of the stage's last run (0 ok, 1 failed, 3 preflight, 75 temporary, 130 stopped).",
-        each(&|r| Some(r.exit_code.to_string())),
-    );
-    family(
-        "backupctl_stage_last_added_bytes",
-        "Bytes the stage's last run added to its destination or repository.",
-        each(&|r| r.figures.bytes_added.map(|v| v.to_string())),
-    );
-    family(
-        "backupctl_stage_last_read_bytes",
-        "Bytes the stage's last run read.",
-        each(&|r| r.figures.bytes_read.map(|v| v.to_string())),
-    );
-    family(
-        "backupctl_stage_last_files",
-        "Files the stage's last run processed.",
-        each(&|r| r.figures.files.map(|v| v.to_string())),
-    );
-    family(
-        "backupctl_stage_last_new_files",
-        "New files the stage's last run found.",
-        each(&|r| r.figures.files_new.map(|v| v.to_string())),
-    );
-    family(
-        "backupctl_stage_last_changed_files",
-        "Changed files the stage's last run found.",
-        each(&|r| r.figures.files_changed.map(|v| v.to_string())),
-    );
-    family(
-        "backupctl_stage_last_mismatched_files",
-        "Drills: restored files of the last run that differed from what was backed up.",
-        each(&|r| r.figures.mismatches.map(|v| v.to_string())),
-    );
-    family(
-        "backupctl_stage_last_verified_backup_age_seconds",
-        "Drills: how old the backup the last run verified was.",
-        each(&|r| r.figures.snapshot_age_secs.map(|v| v.to_string())),
-    );
+    for (name, help, value) in LAST_RUN {
+        family(name, help, each(value));
+    }
     out
 }
 
