@@ -107,8 +107,11 @@ fn lock(path: &Path, wait: Duration) -> std::io::Result<Flock<File>> {
     }
 }
 
+/// One stage's sample, read off its last run record (`None`: the record has no such figure).
+type SampleOf = fn(&RunRecord) -> Option<String>;
+
 /// The families with one sample per stage, read off its last run record: name, help, value.
-const LAST_RUN: &[(&str, &str, fn(&RunRecord) -> Option<String>)] = &[
+const LAST_RUN: &[(&str, &str, SampleOf)] = &[
     (
         "backupctl_stage_last_run_timestamp_seconds",
         "When the stage's last run ended (Unix time).",
@@ -198,7 +201,7 @@ pub fn render(
             }
         }
     };
-    let each = |value: &fn(&RunRecord) -> Option<String>| -> Vec<(String, String)> {
+    let each = |value: &SampleOf| -> Vec<(String, String)> {
         last.iter()
             .filter_map(|(job, stage, record)| Some((labels(job, stage, &[]), value(record)?)))
             .collect()

@@ -380,7 +380,11 @@ const SLOTS: &[(&str, &str, Fill)] = &[
     ("pg_host", "/run/postgresql", Fill::After("/run/")),
     ("pg_username", "backup", Fill::Free),
     ("pg_maintenance_database", "postgres", Fill::Free),
-    ("mysql_host", "/run/mysqld/mysqld.sock", Fill::After("/run/")),
+    (
+        "mysql_host",
+        "/run/mysqld/mysqld.sock",
+        Fill::After("/run/"),
+    ),
     ("mysql_username", "backup", Fill::Free),
     (
         "mysql_password_file",
