@@ -166,3 +166,25 @@ fn status_names_the_config_error_and_the_error_unit() {
         "{json:#}"
     );
 }
+
+/// The boot under a real systemd (PID 1) in the Debian guest, with the package installed:
+/// each broken config of scripts/guest/config-error-scenarios is on disk at a boot, and the
+/// boot leaves `backupctl-config-error.service` in `systemctl --failed` with the error and its
+/// position in the journal; the fixed config and `daemon-reload` bring the units back.
+#[test]
+fn config_error_boots_in_a_guest() {
+    assert!(
+        Path::new("/usr/bin/qemu-system-x86_64").exists(),
+        "qemu-system-x86_64 is missing: run scripts/setup-deps (installs qemu-system-x86, qemu-utils, debootstrap)"
+    );
+    let package = crate::util::debian_package();
+    let output =
+        run(Command::new(repo_root().join("scripts/guest/config-error-test")).arg(package));
+    let log = stdout(&output);
+    assert!(
+        output.status.success() && log.contains("ALL PASSED"),
+        "the guest's config-error scenarios failed ({}):\n{log}\n{}",
+        output.status,
+        stderr(&output)
+    );
+}
