@@ -591,7 +591,7 @@ fn restic_backups_options_render_as_the_loaders_keys() {
         serde_json::json!([
             format!("{}/bin/bash", pkgs.join("bash").display()),
             "-c",
-            "find /srv -name '*.db'\n"
+            "find /srv -name '*.db'"
         ]),
         "{stage:#}"
     );
