@@ -632,7 +632,7 @@ fn restic_backups_options_pass_the_real_check_and_reach_the_units() {
     let evaluated = evaluate(dir, &packages, RESTIC_OPTIONS);
     assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
     let config = dir.join("config.toml");
-    write(&config, &toml::to_string(&evaluated["settings"]).unwrap());
+    write(&config, toml::to_string(&evaluated["settings"]).unwrap());
     let units = dir.join("units");
     ok(backupctl()
         .arg("--config")
