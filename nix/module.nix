@@ -24,11 +24,13 @@ let
   toml = pkgs.formats.toml { };
 
   # Keys whose value names a file that may hold a secret, or maps names to such files: a Nix
-  # path there would be copied into the world-readable /nix/store.
-  isSecretKey = name:
+  # path there would be copied into the world-readable /nix/store. `exclude_file` holds
+  # patterns, not secrets: `exclude_file = [ ./excludes ]` is fine.
+  nonSecretFileKeys = [ "exclude_file" ];
+  isSecretKey = name: !(lib.elem name nonSecretFileKeys) && (
     lib.hasSuffix "_file" name || lib.hasSuffix "_files" name
     || lib.hasSuffix "_credential" name || lib.hasSuffix "_credentials" name
-    || name == "keyfile" || name == "ssh_key";
+    || name == "keyfile" || name == "ssh_key");
 
   # "settings.stage.home.password_file" for every Nix path under a secret key.
   nixPathsUnderSecretKeys = prefix: value:
@@ -119,7 +121,68 @@ let
       default = null;
       description = "rsync, rclone: where to copy to.";
     };
+
+    # What a services.restic.backups user would miss, in its names; rendered as the TOML keys
+    # of the README's reference (see `stageToml`).
+    environmentFile = mkOption {
+      type = types.nullOr (types.either types.str (types.listOf types.str));
+      default = null;
+      example = "/etc/backupctl/b2.env";
+      description = ''
+        `environment_file`: file(s) of `KEY=value` lines for the stage's tool (restic's
+        backend keys, `B2_ACCOUNT_KEY=…`), read by systemd (`EnvironmentFile=`). Absolute
+        path strings, never Nix paths (they hold secrets).
+      '';
+    };
+    package = mkOption {
+      type = types.nullOr types.package;
+      default = null;
+      example = lib.literalExpression "pkgs.restic";
+      description = "restic: the restic package this stage runs (`restic_binary`); default: the one in PATH.";
+    };
+    dynamicFilesFrom = mkOption {
+      type = types.nullOr types.lines;
+      default = null;
+      example = "find /home/sig/Documents -newer /var/lib/last-backup -type f";
+      description = ''
+        restic: a shell script whose output (one path a line) is what to back up
+        (`files_from_command`, given to `restic backup --files-from`).
+      '';
+    };
+    checkOpts = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [ "--read-data-subset=5%" ];
+      description = "restic: extra arguments of `restic check` (`check_args`).";
+    };
+    pruneOpts = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [ "--keep-tag" "important" ];
+      description = "restic: extra arguments of `restic forget --prune` (`forget_args`).";
+    };
   };
+
+  # A stage's options in services.restic.backups' names, as the TOML keys the loader reads.
+  stageToml = stage:
+    builtins.removeAttrs stage [ "environmentFile" "package" "dynamicFilesFrom" "checkOpts" "pruneOpts" ]
+    // lib.optionalAttrs (stage.environmentFile or null != null) {
+      environment_file = stage.environmentFile;
+    }
+    // lib.optionalAttrs (stage.package or null != null) {
+      restic_binary = "${lib.getBin stage.package}/bin/restic";
+    }
+    // lib.optionalAttrs (stage.dynamicFilesFrom or null != null) {
+      files_from_command = [ "${pkgs.bash}/bin/bash" "-c" stage.dynamicFilesFrom ];
+    }
+    // lib.optionalAttrs (stage.checkOpts or null != null) { check_args = stage.checkOpts; }
+    // lib.optionalAttrs (stage.pruneOpts or null != null) { forget_args = stage.pruneOpts; };
+
+  # `timerConfig` (restic.nix's name) is the job's `timer` table: [Timer] directives the
+  # loader checks and passes through.
+  jobToml = job:
+    builtins.removeAttrs job [ "timerConfig" ]
+    // lib.optionalAttrs (job.timerConfig or null != null) { timer = job.timerConfig; };
 
   # A stage: the common keys typed and documented, every other key of the README's config
   # reference passed through as it is (freeform), checked by `backupctl check` at build time.
@@ -159,6 +222,15 @@ let
         type = types.nullOr types.str;
         default = null;
         description = "Run the job's stages with this group.";
+      };
+      timerConfig = mkOption {
+        type = types.nullOr (types.attrsOf (types.oneOf [ types.str types.int types.bool ]));
+        default = null;
+        example = { RandomizedDelaySec = "1h"; Persistent = true; };
+        description = ''
+          More `[Timer]` directives of the job's timer (`timer`), e.g. `RandomizedDelaySec`,
+          `Persistent`, `AccuracySec`; `backupctl check` refuses a name systemd does not know.
+        '';
       };
     };
   };
@@ -219,14 +291,24 @@ let
 
   # Where the units look for tools: the package's own (rsync, restic, …), extraPackages, and
   # what NixOS gives its own services (`systemd.services.<name>.path`'s default).
+  # extraPackages come first, so they can replace the package's restic or rsync (the
+  # package's wrapper appends its own tools after the unit's PATH, never before).
   unitPath = map (package: "${lib.getBin package}/bin")
-    ((cfg.package.tools or [ ]) ++ cfg.extraPackages
+    (cfg.extraPackages ++ packageTools
       ++ [ pkgs.coreutils pkgs.findutils pkgs.gnugrep pkgs.gnused config.systemd.package ]);
+
+  # The tools the stage kinds run: the package's `passthru.tools` (nix/package.nix), else for
+  # a package built otherwise the same list from pkgs, so no stage loses its tools unseen.
+  packageTools = cfg.package.tools or (map (name: pkgs.${name}) [
+    "rsync" "restic" "rclone" "git" "openssh" "btrfs-progs" "cryptsetup" "cifs-utils" "util-linux"
+  ]);
 
   # An empty [job] would be a job without stages (an error) when every stage has its `job`.
   finalSettings = lib.filterAttrs (name: value: !(lib.elem name [ "job" "jobs" ] && value == { }))
     (withoutNulls (cfg.settings // {
-    stage = allStages;
+    job = jobToml cfg.settings.job;
+    jobs = lib.mapAttrs (_: jobToml) cfg.settings.jobs;
+    stage = lib.mapAttrs (_: stageToml) allStages;
     units = (cfg.settings.units or { }) // {
       path = (cfg.settings.units.path or [ ]) ++ unitPath;
     };
@@ -243,6 +325,10 @@ let
   jobUsers = lib.unique (lib.filter (user: user != null)
     ([ cfg.settings.job.user ] ++ lib.mapAttrsToList (_: job: job.user) cfg.settings.jobs
       ++ cfg.dbusUsers));
+  # Job users the system does not declare: their stages would fail at 3 am with 217/USER.
+  undeclaredUsers = lib.filter (user: !(config.users.users ? ${user}))
+    (lib.filter (user: user != null)
+      ([ cfg.settings.job.user ] ++ lib.mapAttrsToList (_: job: job.user) cfg.settings.jobs));
   dbusPolicy = pkgs.writeTextDir "share/dbus-1/system.d/io.github.backupctl.users.conf" ''
     <?xml version="1.0"?>
     <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
@@ -331,7 +417,8 @@ in {
       description = ''
         Packages whose `bin` goes into the units' PATH, e.g. for `exec` stages and
         `password_command`. The package's own tools (rsync, restic, rclone, git, ssh, btrfs,
-        cryptsetup, mount.cifs) are always there.
+        cryptsetup, mount.cifs) are always there, after these: a restic or rsync here
+        replaces the package's.
       '';
     };
 
@@ -385,6 +472,14 @@ in {
         message = "services.backupctl: `configFile` replaces `settings` and `stages`; set one or the other.";
       }
       {
+        assertion = undeclaredUsers == [ ];
+        message = ''
+          services.backupctl: the job user(s) ${lib.concatStringsSep ", " undeclaredUsers} do not
+          exist: declare each, e.g. users.users.${lib.head (undeclaredUsers ++ [ "NAME" ])} = {
+          isSystemUser = true; group = "backup"; }; (and users.groups.backup = { };).
+        '';
+      }
+      {
         assertion = cfg.configFile != null || allStages != { };
         message = "services.backupctl: no stages; add some to services.backupctl.stages (or settings.stage).";
       }
@@ -417,7 +512,10 @@ in {
 
     # A config that does not validate fails the build, not the backup at 3 am.
     system.checks = [
-      (pkgs.buildPackages.runCommand "backupctl-config-check" { } ''
+      # TZDIR: the sandbox has no zoneinfo; tzdata's is what NixOS's systemd reads too.
+      (pkgs.buildPackages.runCommand "backupctl-config-check" {
+        TZDIR = "${pkgs.tzdata}/share/zoneinfo";
+      } ''
         ${checkPackage}/bin/backupctl --config ${configFile} check > $out
       '')
     ];

@@ -3,7 +3,7 @@
 # and BACKUPCTL_BINARY makes `generate` and the generator write the wrapper (not the
 # `.backupctl-wrapped` binary behind it) into the units' ExecStart=, so the units get that
 # PATH too. The NixOS module also writes the same tools into the units' PATH (`[units] path`).
-{ lib, rustPlatform, makeWrapper, pkg-config, installShellFiles
+{ lib, stdenv, buildPackages, rustPlatform, makeWrapper, pkg-config, installShellFiles
 , rsync, restic, rclone, git, openssh, btrfs-progs, cryptsetup, cifs-utils, util-linux }:
 
 let
@@ -14,7 +14,9 @@ in
 rustPlatform.buildRustPackage {
   pname = "backupctl";
   version = (lib.importTOML ../Cargo.toml).package.version;
-  # Only what the build reads: not target/ (gigabytes), .git or editor files.
+  # Only what the build reads: not target/ (gigabytes), .git or editor files. `config-page`
+  # embeds examples/full.toml and the journal messages units/backupctl.catalog
+  # (`include_str!`); tests/nixos_module.rs builds exactly these files.
   src = lib.fileset.toSource {
     root = ../.;
     fileset = lib.fileset.unions [
@@ -22,6 +24,7 @@ rustPlatform.buildRustPackage {
       ../Cargo.lock
       ../src
       ../units
+      ../examples/full.toml
     ];
   };
   cargoLock.lockFile = ../Cargo.lock;
@@ -30,20 +33,27 @@ rustPlatform.buildRustPackage {
   # The test suite drives a real systemd user manager and servers; it runs in CI, not here.
   doCheck = false;
 
-  postInstall = ''
-    $out/bin/backupctl man --dir man
-    installManPage man/*.1 man/*.5
-    installShellCompletion --cmd backupctl \
-      --bash <($out/bin/backupctl completions bash) \
-      --zsh <($out/bin/backupctl completions zsh) \
-      --fish <($out/bin/backupctl completions fish)
+  # The man pages and completions come from the binary itself: run on the build machine
+  # through an emulator when cross-compiling (as nixpkgs packages do), left out when there
+  # is none. Nothing else here runs the binary, so a cross build never breaks on it.
+  postInstall = lib.optionalString (stdenv.hostPlatform.emulatorAvailable buildPackages) (
+    let backupctl = "${stdenv.hostPlatform.emulator buildPackages} $out/bin/backupctl"; in ''
+      ${backupctl} man --dir man
+      installManPage man/*.1 man/*.5
+      installShellCompletion --cmd backupctl \
+        --bash <(${backupctl} completions bash) \
+        --zsh <(${backupctl} completions zsh) \
+        --fish <(${backupctl} completions fish)
+    '') + ''
     install -Dm644 units/*.catalog -t $out/lib/systemd/catalog
     install -Dm644 units/*.conf -t $out/share/dbus-1/system.d
     mkdir -p $out/lib/systemd/system-generators $out/lib/systemd/user-generators
     ln -s $out/bin/backupctl $out/lib/systemd/system-generators/backupctl-generator
     ln -s $out/bin/backupctl $out/lib/systemd/user-generators/backupctl-generator
+    # `--suffix`: the units' PATH (`[units] path`) and the admin's own come first, so
+    # `extraPackages` (the module's) can replace the restic or rsync given here.
     wrapProgram $out/bin/backupctl \
-      --prefix PATH : ${lib.makeBinPath tools} \
+      --suffix PATH : ${lib.makeBinPath tools} \
       --set BACKUPCTL_BINARY $out/bin/backupctl
   '';
 

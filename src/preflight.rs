@@ -89,13 +89,32 @@ fn find_in_path(tool: &str) -> Option<PathBuf> {
         })
 }
 
+/// The file every NixOS system has (nixos-rebuild writes it); no other distribution does.
+const NIXOS_MARKER: &str = "/etc/NIXOS";
+
+/// What to do about a missing tool: on NixOS there is no `apt`, and a unit's PATH is the
+/// module's (`[units] path`), so the tool's package goes into `extraPackages`.
+fn install_hint(tool: &str, nixos: bool) -> String {
+    if nixos {
+        format!(
+            "add the package that provides {tool} to services.backupctl.extraPackages \
+             (NixOS), then nixos-rebuild switch"
+        )
+    } else {
+        format!("install it (Debian: apt install {tool})")
+    }
+}
+
 pub fn check_tool(tool: &str) -> Check {
     let Some(path) = find_in_path(tool) else {
         return Check {
             what: "tool",
             item: tool.into(),
             ok: false,
-            detail: format!("not found in PATH; install it (Debian: apt install {tool})"),
+            detail: format!(
+                "not found in PATH; {}",
+                install_hint(tool, Path::new(NIXOS_MARKER).exists())
+            ),
         };
     };
     // A tool given by its path (restic's `restic_binary`) answers like its name.
@@ -280,6 +299,16 @@ pub fn print_table(checks: &[Check]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_missing_tool_on_nixos_is_added_through_extra_packages() {
+        assert!(install_hint("restic", true).contains("services.backupctl.extraPackages"));
+        assert!(!install_hint("restic", true).contains("apt"));
+        assert_eq!(
+            install_hint("restic", false),
+            "install it (Debian: apt install restic)"
+        );
+    }
+
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 

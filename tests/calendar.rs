@@ -100,3 +100,87 @@ fn calendar_corpus_verdicts_match_this_systemd() {
         mismatches.join("\n")
     );
 }
+
+/// `check` on a config whose schedule names `zone`, in a private mount namespace where the
+/// system's zoneinfo directories are empty, with `tzdir` as `TZDIR` (none when `None`).
+fn check_with_hidden_zoneinfo(
+    root: &std::path::Path,
+    zone: &str,
+    tzdir: Option<&std::path::Path>,
+) -> std::process::Output {
+    require_tool("unshare");
+    let config = crate::util::write_config(
+        root,
+        &format!(
+            "[job]\nschedule = \"*-*-* 03:00:00 {zone}\"\n\n[stage.hello]\nkind = \"hello\"\n"
+        ),
+    );
+    let empty = root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    // Bind the empty directory over each zoneinfo directory this machine has (the mounts
+    // end with the namespace), then run the check in there.
+    let mut script = String::from("set -e\n");
+    for dir in ["/usr/share/zoneinfo", "/etc/zoneinfo"] {
+        if std::path::Path::new(dir).is_dir() {
+            script.push_str(&format!("mount --bind \"$EMPTY\" {dir}\n"));
+        }
+    }
+    script.push_str("exec \"$BACKUPCTL\" --config \"$CONFIG\" check\n");
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("EMPTY", &empty)
+        .env("BACKUPCTL", crate::util::backupctl_path())
+        .env("CONFIG", &config)
+        .env_remove("BACKUPCTL_CONFIG")
+        .env_remove("TZDIR");
+    if let Some(tzdir) = tzdir {
+        command.env("TZDIR", tzdir);
+    }
+    crate::util::run(&mut command)
+}
+
+/// NixOS's build sandbox has no zoneinfo directory at all: the module's check passes
+/// tzdata's as `TZDIR`, which systemd honours too. A zone found only there is valid; a
+/// misspelt one is still refused with its position.
+#[test]
+fn a_time_zone_found_only_through_tzdir_passes_check() {
+    let berlin = std::path::Path::new("/usr/share/zoneinfo/Europe/Berlin");
+    assert!(
+        berlin.is_file(),
+        "this test needs the time zone database in /usr/share/zoneinfo (package tzdata)"
+    );
+    let scratch = crate::util::tempdir();
+    let root = scratch.path();
+    let tzdir = root.join("tzdata/share/zoneinfo");
+    std::fs::create_dir_all(tzdir.join("Europe")).unwrap();
+    std::fs::copy(berlin, tzdir.join("Europe/Berlin")).unwrap();
+
+    let output = check_with_hidden_zoneinfo(root, "Europe/Berlin", Some(&tzdir));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{}: {text}", output.status);
+
+    // The same namespace without TZDIR finds no zone: the directories were hidden.
+    let output = check_with_hidden_zoneinfo(root, "Europe/Berlin", None);
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && text.contains("unknown time zone `Europe/Berlin`"),
+        "{}: {text}",
+        output.status
+    );
+
+    let output = check_with_hidden_zoneinfo(root, "Europe/Berln", Some(&tzdir));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && text.contains("unknown time zone `Europe/Berln`")
+            && text.contains(&format!("TZDIR={} has no such zone", tzdir.display()))
+            && text.contains("config.toml:2:12"),
+        "{}: {text}",
+        output.status
+    );
+}

@@ -17,6 +17,16 @@ const PACKAGES: &[&str] = &[
     "backupctl",
     "restic",
     "rsync",
+    "rclone",
+    "git",
+    "openssh",
+    "btrfs-progs",
+    "cryptsetup",
+    "cifs-utils",
+    "util-linux",
+    "bash",
+    "sqlite",
+    "tzdata",
     "coreutils",
     "findutils",
     "gnugrep",
@@ -78,6 +88,11 @@ fn evaluate_in_scratch(files: &[(&str, &str)], config: &str) -> serde_json::Valu
 }
 
 fn evaluate(dir: &Path, packages: &str, config: &str) -> serde_json::Value {
+    evaluate_with(dir, packages, config, &[])
+}
+
+/// [`evaluate`] with more arguments for tests/nix/eval.nix (`--arg NAME EXPR`, `--argstr`).
+fn evaluate_with(dir: &Path, packages: &str, config: &str, more: &[&str]) -> serde_json::Value {
     require_tool("nix-instantiate");
     let file = dir.join("configuration.nix");
     write(&file, config);
@@ -90,7 +105,8 @@ fn evaluate(dir: &Path, packages: &str, config: &str) -> serde_json::Value {
         .args(["--arg", "dirs", packages])
         .arg("--arg")
         .arg("config")
-        .arg(&file));
+        .arg(&file)
+        .args(more));
     serde_json::from_str(&output).unwrap_or_else(|e| panic!("{e}: {output}"))
 }
 
@@ -274,7 +290,8 @@ fn job_users_own_their_stage_names_on_the_bus() {
               enable = true;
               settings.job.user = "sig";
               stages = [ { name = "hello"; kind = "hello"; } ];
-            }; }"#,
+            };
+            users.users.sig = { isSystemUser = true; }; }"#,
     );
     let policies = evaluated["dbus"].to_string();
     assert!(
@@ -296,4 +313,426 @@ fn job_users_own_their_stage_names_on_the_bus() {
             .ends_with("lib/systemd/system-generators/backupctl-generator"),
         "{evaluated:#}"
     );
+}
+
+/// The files nix/package.nix's source fileset selects (tests/nix/fileset.nix evaluates
+/// package.nix's own expression), relative to the repository.
+fn package_source_files() -> Vec<String> {
+    require_tool("nix-instantiate");
+    let output = ok(Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo_root().join("tests/nix/fileset.nix"))
+        .arg("--arg")
+        .arg("lib")
+        .arg(nixpkgs_lib()));
+    serde_json::from_str(&output).unwrap_or_else(|e| panic!("{e}: {output}"))
+}
+
+/// What Nix builds is the fileset's copy of the repository, not the repository: a file the
+/// build reads (`include_str!`) and the fileset leaves out fails only there. So exactly those
+/// files are copied into a scratch directory and built as buildRustPackage does, offline and
+/// with the lock file (into a target directory of its own under target/, kept between runs so
+/// only backupctl itself is rebuilt).
+#[test]
+fn the_packages_source_set_builds() {
+    let files = package_source_files();
+    assert!(
+        files.iter().any(|f| f == "Cargo.lock") && files.iter().any(|f| f == "src/main.rs"),
+        "{files:?}"
+    );
+    let scratch = tempdir();
+    let source = scratch.path().join("source");
+    for file in &files {
+        let to = source.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo_root().join(file), &to).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // The test's own CARGO_PKG_* would look like changed `env!` values and rebuild the
+    // dependencies (as scripts/package explains).
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" {
+            cargo.env_remove(&key);
+        }
+    }
+    let output = run(cargo
+        .args(["build", "--offline", "--locked"])
+        .current_dir(&source)
+        .env(
+            "CARGO_TARGET_DIR",
+            repo_root().join("target/package-source"),
+        ));
+    assert!(
+        output.status.success(),
+        "cargo build of the {} files nix/package.nix's fileset selects failed ({}): add what \
+         the build reads to the fileset\n{}",
+        files.len(),
+        output.status,
+        stderr(&output)
+    );
+}
+
+/// The assertions of an evaluation, as one string (empty when all held).
+fn assertions(evaluated: &serde_json::Value) -> String {
+    evaluated["assertions"]
+        .as_array()
+        .map(|failed| {
+            failed
+                .iter()
+                .map(|m| m.as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// Only keys that may hold secrets refuse a Nix path: an exclude list is not one, and goes
+/// into the store as nixpkgs' TOML rendering copies any path.
+#[test]
+fn a_nix_path_under_a_key_that_holds_no_secret_is_accepted() {
+    let evaluated = evaluate_in_scratch(
+        &[("excludes", "*.tmp\n")],
+        r#"{ services.backupctl = {
+              enable = true;
+              stages = [ { name = "home"; kind = "restic"; repository = "/srv/restic";
+                           password_file = "/root/restic-password"; paths = [ "/home" ];
+                           exclude_file = [ ./excludes ]; } ];
+            }; }"#,
+    );
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+    let excludes = evaluated["settings"]["stage"]["home"]["exclude_file"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{evaluated:#}"));
+    assert!(excludes.ends_with("-excludes"), "{excludes}");
+}
+
+/// `extraPackages` come before the package's tools in the units' PATH, so a restic there is
+/// the one the stages run; the package's wrapper appends its tools after the unit's PATH.
+#[test]
+fn extra_packages_override_the_packages_restic() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let packages = packages(&dir.join("pkgs"));
+    let newer = dir.join("restic-newer");
+    std::fs::create_dir_all(newer.join("bin")).unwrap();
+    std::os::unix::fs::symlink(which("restic"), newer.join("bin/restic")).unwrap();
+    let evaluated = evaluate(
+        dir,
+        &packages,
+        &format!(
+            r#"{{ services.backupctl = {{
+                  enable = true;
+                  stages = [ {{ name = "hello"; kind = "hello"; }} ];
+                  extraPackages = [ {{ type = "derivation"; name = "restic-newer"; outPath = "{}"; }} ];
+                }}; }}"#,
+            newer.display()
+        ),
+    );
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+    let path: Vec<PathBuf> = evaluated["unitPath"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| PathBuf::from(d.as_str().unwrap()))
+        .collect();
+    let found = path
+        .iter()
+        .map(|d| d.join("restic"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no restic in {path:?}"));
+    assert_eq!(found, newer.join("bin/restic"), "{path:?}");
+
+    let package = std::fs::read_to_string(repo_root().join("nix/package.nix")).unwrap();
+    assert!(
+        package.contains("--suffix PATH :") && !package.contains("--prefix PATH"),
+        "the wrapper must append its tools, never put them before the unit's PATH"
+    );
+}
+
+/// A package without `passthru.tools` (not built by nix/package.nix) still gets the stages'
+/// tools into the units' PATH.
+#[test]
+fn a_package_without_tools_still_gets_the_stages_tools() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let packages = packages(&dir.join("pkgs"));
+    let evaluated = evaluate_with(
+        dir,
+        &packages,
+        r#"{ services.backupctl = { enable = true; stages = [ { name = "hello"; kind = "hello"; } ]; }; }"#,
+        &["--argstr", "backupctl", "bare"],
+    );
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+    let path = evaluated["unitPath"].to_string();
+    for tool in ["restic", "rsync", "rclone", "git", "openssh", "util-linux"] {
+        let bin = dir.join("pkgs").join(tool).join("bin");
+        assert!(
+            path.contains(&format!("\"{}\"", bin.display())),
+            "{tool} missing: {path}"
+        );
+    }
+}
+
+/// A `job.user` the system does not declare fails the build, not the stage at 3 am.
+#[test]
+fn a_job_user_must_be_declared() {
+    let config = |users: &str| {
+        format!(
+            r#"{{ services.backupctl = {{
+                  enable = true;
+                  settings.jobs.nightly.user = "backup";
+                  stages = [ {{ name = "hello"; kind = "hello"; job = "nightly"; }} ];
+                }};
+                {users} }}"#
+        )
+    };
+    let evaluated = evaluate_in_scratch(&[], &config(""));
+    let messages = assertions(&evaluated);
+    assert!(
+        messages.contains("backup do not") && messages.contains("users.users.backup"),
+        "{evaluated:#}"
+    );
+    let evaluated = evaluate_in_scratch(
+        &[],
+        &config(r#"users.users.backup = { isSystemUser = true; group = "backup"; };"#),
+    );
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+}
+
+/// The build-time check runs with tzdata's zoneinfo as TZDIR (the build sandbox has none;
+/// tests/calendar.rs shows that `check` reads it).
+#[test]
+fn the_config_check_gets_tzdata() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let packages = packages(&dir.join("pkgs"));
+    let evaluated = evaluate(
+        dir,
+        &packages,
+        r#"{ services.backupctl = { enable = true; settings.job.schedule = "*-*-* 03:00:00 Europe/Berlin";
+             stages = [ { name = "hello"; kind = "hello"; } ]; }; }"#,
+    );
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+    assert_eq!(
+        evaluated["checkEnv"][0]["TZDIR"].as_str(),
+        Some(format!("{}/share/zoneinfo", dir.join("pkgs/tzdata").display()).as_str()),
+        "{evaluated:#}"
+    );
+}
+
+/// package.nix's postInstall for a build machine that can run the binary (directly or
+/// through an emulator) and for one that cannot (tests/nix/postinstall.nix).
+fn post_install(emulator: bool) -> String {
+    let output = ok(Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo_root().join("tests/nix/postinstall.nix"))
+        .arg("--arg")
+        .arg("lib")
+        .arg(nixpkgs_lib())
+        .args(["--arg", "emulator", if emulator { "true" } else { "false" }]));
+    serde_json::from_str(&output).unwrap_or_else(|e| panic!("{e}: {output}"))
+}
+
+/// A cross build never runs the host's binary on the build machine: the man pages and
+/// completions come through the emulator, or not at all.
+#[test]
+fn post_install_survives_cross_builds() {
+    require_tool("nix-instantiate");
+    let native = post_install(true);
+    assert!(
+        native.contains("EMULATOR $out/bin/backupctl man --dir man")
+            && native.contains("<(EMULATOR $out/bin/backupctl completions bash)"),
+        "{native}"
+    );
+    let cross = post_install(false);
+    assert!(
+        !cross.contains("$out/bin/backupctl man") && !cross.contains("completions"),
+        "{cross}"
+    );
+    assert!(cross.contains("wrapProgram $out/bin/backupctl"), "{cross}");
+}
+
+/// The stage and job options a services.restic.backups user knows, rendered as the TOML keys
+/// the loader reads.
+const RESTIC_OPTIONS: &str = r#"{ pkgs, ... }: { services.backupctl = {
+      enable = true;
+      settings.job.timerConfig = { RandomizedDelaySec = "1h"; Persistent = true; };
+      settings.job.schedule = "daily";
+      stages = [ { name = "b2"; kind = "restic"; repository = "b2:bucket:/host";
+                   password_file = "/etc/backupctl/restic-password";
+                   environmentFile = "/etc/backupctl/b2.env";
+                   package = pkgs.restic;
+                   dynamicFilesFrom = "find /srv -name '*.db'";
+                   checkOpts = [ "--read-data-subset=5%" ];
+                   pruneOpts = [ "--keep-tag" "important" ]; } ];
+    }; }"#;
+
+#[test]
+fn restic_backups_options_render_as_the_loaders_keys() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let packages = packages(&dir.join("pkgs"));
+    let evaluated = evaluate(dir, &packages, RESTIC_OPTIONS);
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+    let stage = &evaluated["settings"]["stage"]["b2"];
+    let pkgs = dir.join("pkgs");
+    assert_eq!(
+        stage["environment_file"], "/etc/backupctl/b2.env",
+        "{stage:#}"
+    );
+    assert_eq!(
+        stage["restic_binary"],
+        format!("{}/bin/restic", pkgs.join("restic").display()),
+        "{stage:#}"
+    );
+    assert_eq!(
+        stage["files_from_command"],
+        serde_json::json!([
+            format!("{}/bin/bash", pkgs.join("bash").display()),
+            "-c",
+            "find /srv -name '*.db'"
+        ]),
+        "{stage:#}"
+    );
+    assert_eq!(
+        stage["check_args"],
+        serde_json::json!(["--read-data-subset=5%"])
+    );
+    assert_eq!(
+        stage["forget_args"],
+        serde_json::json!(["--keep-tag", "important"])
+    );
+    for camel in [
+        "environmentFile",
+        "package",
+        "dynamicFilesFrom",
+        "checkOpts",
+        "pruneOpts",
+    ] {
+        assert!(stage.get(camel).is_none(), "{camel} left in {stage:#}");
+    }
+    let job = &evaluated["settings"]["job"];
+    assert_eq!(
+        job["timer"],
+        serde_json::json!({ "RandomizedDelaySec": "1h", "Persistent": true }),
+        "{job:#}"
+    );
+    assert!(job.get("timerConfig").is_none(), "{job:#}");
+}
+
+/// The same rendered TOML through the real loader and generator: needs the loader to read
+/// `environment_file`, `timer`, `restic_binary`, `files_from_command`, `check_args` and
+/// `forget_args` (added alongside, in the restic stage's keys).
+#[test]
+fn restic_backups_options_pass_the_real_check_and_reach_the_units() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let packages = packages(&dir.join("pkgs"));
+    let evaluated = evaluate(dir, &packages, RESTIC_OPTIONS);
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+    let config = dir.join("config.toml");
+    write(&config, toml::to_string(&evaluated["settings"]).unwrap());
+    let units = dir.join("units");
+    ok(backupctl()
+        .arg("--config")
+        .arg(&config)
+        .args(["generate", "--binary", "/usr/bin/backupctl", "--output"])
+        .arg(&units));
+    let drop_in =
+        std::fs::read_to_string(units.join("backup@b2.service.d/backupctl.conf")).unwrap();
+    assert!(
+        drop_in.contains("EnvironmentFile=/etc/backupctl/b2.env"),
+        "{drop_in}"
+    );
+    let timer = std::fs::read_to_string(units.join("backup-job.timer")).unwrap();
+    assert!(
+        timer.contains("RandomizedDelaySec=1h") && timer.contains("Persistent=true"),
+        "{timer}"
+    );
+}
+
+/// The ```nix blocks of the README's NixOS section.
+fn readme_nix_blocks() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## NixOS\n")
+        .nth(1)
+        .expect("README.md has a `## NixOS` section");
+    let section = section.split("\n## ").next().unwrap();
+    section
+        .split("```nix\n")
+        .skip(1)
+        .map(|block| block.split("\n```").next().unwrap().to_string())
+        .collect()
+}
+
+/// The README's NixOS example as a user pastes it: a configuration.nix beside a checkout
+/// (`./backupctl`) that imports the module itself, evaluated with every assertion holding.
+#[test]
+fn the_readmes_nixos_example_evaluates_as_pasted() {
+    let blocks = readme_nix_blocks();
+    assert!(
+        !blocks.is_empty(),
+        "no ```nix block in the README's NixOS section"
+    );
+    for block in blocks {
+        let dir = tempdir();
+        let dir = dir.path();
+        std::os::unix::fs::symlink(repo_root(), dir.join("backupctl")).unwrap();
+        let packages = packages(&dir.join("pkgs"));
+        // The block imports the module (`./backupctl/nix/module.nix`): the harness does not.
+        let evaluated = evaluate_with(dir, &packages, &block, &["--arg", "module", "false"]);
+        assert_eq!(assertions(&evaluated), "", "{block}\n{evaluated:#}");
+        assert!(
+            evaluated["settings"]["stage"]
+                .as_object()
+                .is_some_and(|s| !s.is_empty()),
+            "{block}\n{evaluated:#}"
+        );
+    }
+}
+
+/// `hello`'s hint for a missing tool on NixOS (`/etc/NIXOS`, made here in a private mount
+/// namespace over an overlay of /etc): not "apt install", but the module's extraPackages.
+#[test]
+fn hellos_missing_tool_hint_on_nixos_names_extra_packages() {
+    require_tool("unshare");
+    let dir = tempdir();
+    let dir = dir.path();
+    let config = crate::util::write_config(
+        dir,
+        "[stage.copy]\nkind = \"rsync\"\nsources = [\"@ROOT@/src/\"]\ndestination = \"@ROOT@/dst/\"\n",
+    );
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    std::fs::create_dir_all(dir.join("overlay")).unwrap();
+    let hello = |nixos: bool| {
+        let mut script = String::from("set -e\n");
+        if nixos {
+            script.push_str(
+                "mount -t tmpfs tmpfs \"$OVERLAY\"\nmkdir \"$OVERLAY/u\" \"$OVERLAY/w\"\n\
+                 mount -t overlay overlay -o \"lowerdir=/etc,upperdir=$OVERLAY/u,workdir=$OVERLAY/w\" /etc\n\
+                 touch /etc/NIXOS\n",
+            );
+        }
+        script.push_str("exec env PATH=\"$EMPTY\" \"$BACKUPCTL\" --config \"$CONFIG\" hello\n");
+        let output = run(Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("OVERLAY", dir.join("overlay"))
+            .env("EMPTY", dir.join("empty"))
+            .env("BACKUPCTL", backupctl_path())
+            .env("CONFIG", &config)
+            .env_remove("BACKUPCTL_CONFIG"));
+        format!("{}{}", stdout(&output), stderr(&output))
+    };
+    let text = hello(true);
+    assert!(
+        text.contains("rsync")
+            && text.contains("services.backupctl.extraPackages")
+            && !text.contains("apt install"),
+        "{text}"
+    );
+    let text = hello(false);
+    assert!(text.contains("apt install rsync"), "{text}");
 }

@@ -5,6 +5,7 @@
 mod util;
 
 mod calendar;
+mod config_error_unit;
 mod config_errors;
 mod coverage;
 mod databases;

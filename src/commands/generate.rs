@@ -46,14 +46,32 @@ pub(crate) fn this_binary() -> PathBuf {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
-    let config = ctx.config()?;
     let scope = ctx.scope();
     let options = Options {
         scope,
         binary: args.binary.clone().unwrap_or_else(this_binary),
     };
-    generator::check_paths(config, &options)?;
-    generator::sandbox::check(config, Some(&options.binary))?;
+    let dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| crate::paths::unit_dir(scope));
+    let config = match usable(ctx, &options) {
+        Ok(config) => config,
+        Err(error) if args.dry_run => return Err(error),
+        Err(error) => {
+            // What the generator does at boot, so that units written here fail as visibly.
+            let files =
+                generator::config_error::render(ctx.config_path(), &format!("{error:#}"), &options);
+            generator::write::write_units(&dir, &files)
+                .with_context(|| format!("writing units into {}", dir.display()))?;
+            outln!(
+                "wrote only {} to {}: no backup runs until the config is fixed",
+                crate::units::CONFIG_ERROR_SERVICE,
+                dir.display()
+            )?;
+            return Err(error);
+        }
+    };
     let files = generator::render(config, &options);
     if args.dry_run {
         let mut out = crate::out::Buffered::new();
@@ -68,10 +86,6 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         out.finish()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let dir = args
-        .output
-        .clone()
-        .unwrap_or_else(|| crate::paths::unit_dir(scope));
     let written = generator::write::write_units(&dir, &files)
         .with_context(|| format!("writing units into {}", dir.display()))?;
     outln!(
@@ -91,9 +105,18 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config, loaded and checked for everything the units need: the error is any load
+/// error (syntax, validation, an unreadable or unsafe file) or a path the units cannot hold.
+fn usable<'a>(ctx: &'a Context, options: &Options) -> anyhow::Result<&'a Config> {
+    let config = ctx.config()?;
+    generator::check_paths(config, options)?;
+    generator::sandbox::check(config, Some(&options.binary))?;
+    Ok(config)
+}
+
 /// Entry point when systemd runs us as a generator (`DIR [EARLY LATE]`). Writes into the
-/// first directory. A missing config means no units; a bad config is logged and no unit is
-/// written; in both cases we exit 0 so the boot goes on.
+/// first directory. A missing config means no units; a bad config is logged and only the unit
+/// that fails with its error is written; in both cases we exit 0 so the boot goes on.
 pub fn as_systemd_generator(argv0: &OsString, dirs: &[PathBuf]) -> ExitCode {
     let scope = match std::env::var("SYSTEMD_SCOPE").as_deref() {
         Ok("user") => Scope::User,
@@ -107,30 +130,20 @@ pub fn as_systemd_generator(argv0: &OsString, dirs: &[PathBuf]) -> ExitCode {
     if !path.exists() {
         return ExitCode::SUCCESS;
     }
-    let config = match Config::load(&path) {
-        Ok(config) => config,
-        Err(error) => {
-            log_boot(
-                scope,
-                &format!("invalid config, no units generated: {error}"),
-            );
-            return ExitCode::SUCCESS;
-        }
-    };
     let options = Options {
         scope,
         binary: this_binary(),
     };
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(error) => return config_error(&dirs[0], &path, &error.to_string(), &options),
+    };
     if let Err(error) = generator::check_paths(&config, &options) {
-        log_boot(scope, &format!("no units generated: {error}"));
-        return ExitCode::SUCCESS;
+        return config_error(&dirs[0], &path, &error.to_string(), &options);
     }
     if let Err(error) = generator::sandbox::check(&config, Some(&options.binary)) {
-        log_boot(
-            scope,
-            &format!("config not usable by the units, no units generated: {error}"),
-        );
-        return ExitCode::SUCCESS;
+        let error = format!("config not usable by the units: {error}");
+        return config_error(&dirs[0], &path, &error, &options);
     }
     let files = generator::render(&config, &options);
     match generator::write::write_units(&dirs[0], &files) {
@@ -140,6 +153,24 @@ pub fn as_systemd_generator(argv0: &OsString, dirs: &[PathBuf]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A config that does not load: its error goes to the kernel log, and the unit set is the
+/// one unit that fails with it at boot (see `generator::config_error`). Exit 0 either way:
+/// a generator never fails the boot.
+fn config_error(dir: &Path, path: &Path, error: &str, options: &Options) -> ExitCode {
+    log_boot(
+        options.scope,
+        &format!(
+            "invalid config, only {} generated: {error}",
+            crate::units::CONFIG_ERROR_SERVICE
+        ),
+    );
+    let files = generator::config_error::render(path, error, options);
+    if let Err(error) = generator::write::write_units(dir, &files) {
+        log_boot(options.scope, &error.to_string());
+    }
+    ExitCode::SUCCESS
 }
 
 /// Journald may not run yet when system generators do: system scope logs to the kernel log.

@@ -4,8 +4,9 @@
 //! written, whether systemd will accept the expression, so that a typo is reported with its
 //! position in the config instead of as a timer that never fires. The rules are those of
 //! systemd 252's `calendar_spec_from_string()` (src/shared/calendarspec.c), followed step by
-//! step: a trailing time zone (`UTC`, the local zone's abbreviations, or any zone this
-//! machine's `/usr/share/zoneinfo` holds), the shorthands, then `[WEEKDAYS] [DATE] [TIME]` or
+//! step: a trailing time zone (`UTC`, the local zone's abbreviations, or any zone of the
+//! time zone database as systemd finds it: `$TZDIR` when set, else `/usr/share/zoneinfo` and
+//! NixOS's `/etc/zoneinfo`, see [`zone_dirs`]), the shorthands, then `[WEEKDAYS] [DATE] [TIME]` or
 //! `@EPOCH`, then the range rules systemd applies after normalizing each component. The test
 //! corpus in tests/calendar/ pins the agreement with `systemd-analyze calendar`.
 
@@ -16,7 +17,7 @@ use std::io::Read;
 pub enum CalendarError {
     #[error("empty calendar expression")]
     Empty,
-    #[error("unknown time zone `{0}` (this system's /usr/share/zoneinfo has no such zone)")]
+    #[error("unknown time zone `{0}` ({dirs} no such zone)", dirs = zone_dirs_text())]
     UnknownZone(String),
     #[error(
         "`{0}` is not a shorthand (minutely, hourly, daily, weekly, monthly, quarterly, semiannually, yearly), a weekday or a date"
@@ -129,7 +130,12 @@ const USEC_PER_SEC: i64 = 1_000_000;
 const COMPONENTS_MAX: usize = 240;
 /// 2199-12-31 23:59:59 UTC, the last second systemd's year range (1970..2199) allows.
 const EPOCH_MAX: i64 = 7_258_118_399;
-const ZONEINFO: &str = "/usr/share/zoneinfo";
+/// Where the time zone database is, by distribution: Debian and most others, then NixOS
+/// (whose systemd is patched to read `/etc/zoneinfo`).
+const ZONEINFO: &[&str] = &["/usr/share/zoneinfo", "/etc/zoneinfo"];
+/// glibc's and systemd's override of [`ZONEINFO`]; the NixOS module's build-time check sets
+/// it to tzdata's directory, as the build sandbox has neither of the others.
+const TZDIR: &str = "TZDIR";
 
 const SHORTHANDS: &[&str] = &[
     "minutely",
@@ -269,13 +275,49 @@ fn zone_exists(name: &str) -> bool {
     if !zone_syntax_ok(name) {
         return false;
     }
-    let Ok(mut file) = std::fs::File::open(format!("{ZONEINFO}/{name}")) else {
-        return false;
-    };
-    let mut magic = [0u8; 4];
-    file.metadata().is_ok_and(|meta| meta.is_file())
-        && file.read_exact(&mut magic).is_ok()
-        && &magic == b"TZif"
+    zone_dirs().iter().any(|dir| {
+        let Ok(mut file) = std::fs::File::open(dir.join(name)) else {
+            return false;
+        };
+        let mut magic = [0u8; 4];
+        file.metadata().is_ok_and(|meta| meta.is_file())
+            && file.read_exact(&mut magic).is_ok()
+            && &magic == b"TZif"
+    })
+}
+
+/// The zoneinfo directories a zone name is looked up in, as the units' systemd reads them:
+/// `$TZDIR` alone when set, else those of [`ZONEINFO`] that exist (the first when none does,
+/// so that a message can name it).
+fn zone_dirs() -> Vec<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os(TZDIR).filter(|dir| !dir.is_empty()) {
+        return vec![dir.into()];
+    }
+    let existing: Vec<std::path::PathBuf> = ZONEINFO
+        .iter()
+        .map(std::path::PathBuf::from)
+        .filter(|dir| dir.is_dir())
+        .collect();
+    if existing.is_empty() {
+        vec![ZONEINFO[0].into()]
+    } else {
+        existing
+    }
+}
+
+/// "this system's /usr/share/zoneinfo has", for [`CalendarError::UnknownZone`].
+fn zone_dirs_text() -> String {
+    if let Some(dir) = std::env::var_os(TZDIR).filter(|dir| !dir.is_empty()) {
+        return format!("TZDIR={} has", dir.to_string_lossy());
+    }
+    let dirs: Vec<String> = zone_dirs()
+        .iter()
+        .map(|dir| dir.display().to_string())
+        .collect();
+    match dirs.as_slice() {
+        [one] => format!("this system's {one} has"),
+        many => format!("this system's {} have", many.join(" and ")),
+    }
 }
 
 fn starts_with_weekday(word: &str) -> bool {

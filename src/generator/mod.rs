@@ -15,6 +15,7 @@
 //! Rendering is pure (no I/O), so a bad config never leaves half a unit set: writing happens
 //! only after everything rendered (see [`write`](mod@write)).
 
+pub mod config_error;
 pub mod escape;
 pub mod notify;
 pub mod sandbox;

@@ -1,15 +1,21 @@
 # Evaluates nix/module.nix with nixpkgs' `lib.evalModules` against the stand-ins, for the
 # test in tests/nixos_module.rs. Arguments (all strings): `lib` (nixpkgs-lib's lib/), `dirs`
 # (stand-in package name -> directory) and `config` (a file holding a NixOS module that
-# sets services.backupctl).
-{ lib, dirs, config }:
+# sets services.backupctl); optionally `backupctl = "bare"` (a package without
+# `passthru.tools`) and `module = false` (the config imports the module itself).
+{ lib, dirs, config, backupctl ? null, module ? true }:
 
 let
   nixpkgsLib = import lib;
-  pkgs = import ./pkgs.nix { lib = nixpkgsLib; inherit dirs; };
+  standIns = import ./pkgs.nix { lib = nixpkgsLib; inherit dirs; };
+  # `backupctl = "bare"`: a package without `passthru.tools`, as one not built by
+  # nix/package.nix.
+  pkgs = standIns // nixpkgsLib.optionalAttrs (backupctl == "bare") {
+    backupctl = builtins.removeAttrs standIns.backupctl [ "tools" ];
+  };
   evaluated = nixpkgsLib.evalModules {
-    modules = [
-      ../../nix/module.nix
+    # `module = false`: the config imports nix/module.nix itself (the README's example).
+    modules = nixpkgsLib.optional module ../../nix/module.nix ++ [
       ./nixos.nix
       { _module.args.pkgs = pkgs; systemd.package = pkgs.systemd; }
       config
@@ -28,4 +34,7 @@ else {
   tmpfiles = cfg.systemd.tmpfiles.rules;
   catalogService = cfg.systemd.services.backupctl-catalog.serviceConfig.ExecStart;
   checks = map (c: c.command) cfg.system.checks;
+  checkEnv = map (c: c.env) cfg.system.checks;
+  # The units' PATH entries, in order.
+  unitPath = cfg.environment.etc."backupctl/config.toml".source.value.units.path or [ ];
 }

@@ -18,6 +18,7 @@ in {
     systemd.tmpfiles.rules = mkOption { type = types.listOf types.str; default = [ ]; };
     systemd.services = mkOption { type = types.attrsOf types.anything; default = { }; };
     services.dbus.packages = mkOption { type = types.listOf types.unspecified; default = [ ]; };
+    users.users = mkOption { type = types.attrsOf types.anything; default = { }; };
     system.checks = mkOption { type = types.listOf types.unspecified; default = [ ]; };
   };
 }

@@ -20,13 +20,26 @@ let
     backupctl = package "backupctl" // {
       tools = [ (package "restic") (package "rsync") ];
     };
+    # What the module takes from pkgs when the package has no `tools`.
+    restic = package "restic";
+    rsync = package "rsync";
+    rclone = package "rclone";
+    git = package "git";
+    openssh = package "openssh";
+    btrfs-progs = package "btrfs-progs";
+    cryptsetup = package "cryptsetup";
+    cifs-utils = package "cifs-utils";
+    util-linux = package "util-linux";
+    bash = package "bash";
+    sqlite = package "sqlite";
+    tzdata = package "tzdata";
     coreutils = package "coreutils";
     findutils = package "findutils";
     gnugrep = package "gnugrep";
     gnused = package "gnused";
     systemd = package "systemd";
     writeTextDir = path: text: derivation (baseNameOf path) { inherit path text; };
-    runCommand = name: env: command: derivation name { inherit command; };
+    runCommand = name: env: command: derivation name { inherit command env; };
     stdenv.buildPlatform.canExecute = _: true;
     stdenv.hostPlatform = { };
     buildPackages = self;
