@@ -518,27 +518,27 @@ pub fn scan(
     let mut missing_sources = vec![];
     let mut destinations = vec![];
     for stage in &config.stages {
-        let needs = stage.kind.needs();
+        let needs = stage.spec.needs();
         destinations.extend(needs.writes.iter().cloned());
         for source in &needs.sources {
             if source.symlink_metadata().is_err() {
                 missing_sources.push(MissingSource {
                     stage: stage.name.clone(),
-                    stage_kind: stage.kind.name(),
+                    stage_kind: stage.spec.name(),
                     path: source.clone(),
                 });
             }
         }
         // Only kinds that copy their sources cover them (a `manifest` only lists them), and
         // only their backups (not a restic `forget` of the same paths).
-        let copies = crate::stages::kind(stage.kind.name()).is_some_and(|k| k.reads_local_sources)
-            && stage.kind.purpose() == crate::stages::Purpose::Backup;
+        let copies = crate::stages::kind(stage.spec.name()).is_some_and(|k| k.reads_local_sources)
+            && stage.spec.purpose() == crate::stages::Purpose::Backup;
         if copies && !needs.sources.is_empty() {
             stages.push(view(
                 &stage.name,
-                stage.kind.name(),
+                stage.spec.name(),
                 needs.sources,
-                stage.kind.excludes(),
+                stage.spec.excludes(),
             )?);
         }
     }

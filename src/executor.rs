@@ -111,7 +111,7 @@ pub fn run_stage(
         job_run: Some(job_run.to_string()),
         job: stage.job.clone(),
         stage: stage.name.clone(),
-        kind: stage.kind.name().to_string(),
+        kind: stage.spec.name().to_string(),
         started: started_at.to_string(),
         finished: jiff::Timestamp::now().to_string(),
         duration_secs: duration,
@@ -153,7 +153,7 @@ fn attempt<'a>(ctx: &StageContext<'a>) -> Ran<'a> {
     if let Some(mount) = stage.when_mounted.as_deref().filter(|m| !is_mount_point(m)) {
         return Ran::Skipped(mount);
     }
-    let kind = stage.kind.name();
+    let kind = stage.spec.name();
     info!(
         message_id = messages::STAGE_STARTED,
         backupctl_kind = kind,
@@ -310,7 +310,7 @@ fn lock(
 /// Checks the secret files the stage reads before its tool reads them, hello or not. A
 /// credential systemd loaded is read from `$CREDENTIALS_DIRECTORY` instead, and exempt.
 fn check_secrets(stage: &Stage) -> Result<(), StageError> {
-    let needs = stage.kind.needs();
+    let needs = stage.spec.needs();
     for path in &needs.secrets {
         let loaded = needs.credentials.iter().any(|(name, file)| {
             file == path
@@ -337,13 +337,13 @@ fn check_secrets(stage: &Stage) -> Result<(), StageError> {
 /// Runs the stage's kind, inside snapshots of its sources when the stage asks for them.
 fn run_kind(ctx: &StageContext) -> Result<Outcome, StageError> {
     check_secrets(ctx.stage)?;
-    let sources = ctx.stage.kind.needs().sources;
+    let sources = ctx.stage.spec.needs().sources;
     let Some(settings) = ctx.stage.snapshot.as_ref().filter(|_| !sources.is_empty()) else {
-        return ctx.stage.kind.run(ctx);
+        return ctx.stage.spec.run(ctx);
     };
     let (result, warnings) =
         crate::snapshot::around(settings, &sources, &ctx.stage.name, &ctx.state_dir, || {
-            ctx.stage.kind.run(ctx)
+            ctx.stage.spec.run(ctx)
         })?;
     result.map(|mut outcome| {
         outcome.warnings.splice(0..0, warnings);

@@ -241,8 +241,8 @@ pub fn render(
                         &stage.job,
                         &stage.name,
                         &[
-                            ("kind", stage.kind.name()),
-                            ("purpose", stage.kind.purpose().as_str()),
+                            ("kind", stage.spec.name()),
+                            ("purpose", stage.spec.purpose().as_str()),
                         ],
                     ),
                     "1".to_string(),

@@ -863,7 +863,7 @@ fn benign_template_loads_and_renders_readable_units() {
             config
                 .stages
                 .iter()
-                .any(|stage| stage.kind.name() == entry.name),
+                .any(|stage| stage.spec.name() == entry.name),
             "the template has no stage of kind {}",
             entry.name
         );

@@ -55,7 +55,7 @@ fn views(config: &Config) -> Vec<JobView<'_>> {
                     .into_iter()
                     .map(|i| StageView {
                         name: &stages[i].name,
-                        kind: stages[i].kind.name(),
+                        kind: stages[i].spec.name(),
                         unit: stage_service(&stages[i].name),
                         after: &stages[i].after,
                         required: stages[i].required,

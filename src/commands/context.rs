@@ -94,7 +94,7 @@ pub fn unsupported(capability: Capability, stage: &Stage) -> anyhow::Error {
         "`{verb}` works on {} stages; `{}` is a stage of kind {}",
         stages::that_can(capability),
         stage.name,
-        stage.kind.name()
+        stage.spec.name()
     ))
 }
 

@@ -26,7 +26,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         json: args.json,
     };
     stage
-        .kind
+        .spec
         .history(&ctx.verb(stage), &request)
         .unwrap_or_else(|| Err(crate::commands::unsupported(Capability::History, stage)))
 }

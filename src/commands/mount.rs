@@ -43,7 +43,7 @@ pub fn mount(ctx: &Context, args: &MountArgs) -> anyhow::Result<ExitCode> {
             dir: args.dir.clone(),
             all: args.all,
         };
-        if let Some(result) = stage.kind.mount(&ctx.verb(stage), &request) {
+        if let Some(result) = stage.spec.mount(&ctx.verb(stage), &request) {
             return result;
         }
     }

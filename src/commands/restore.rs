@@ -58,7 +58,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         replace: args.replace,
     };
     stage
-        .kind
+        .spec
         .restore(&ctx.verb(stage), &request)
         .unwrap_or_else(|| Err(crate::commands::unsupported(Capability::Restore, stage)))
 }

@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
         json: args.json,
     };
     let listing = stage
-        .kind
+        .spec
         .snapshots(&ctx.verb(stage), &request)
         .unwrap_or_else(|| Err(crate::commands::unsupported(Capability::Snapshots, stage)))?;
     let (destination, every, keep) = match listing {

@@ -120,14 +120,14 @@ pub struct Stage {
     /// `ExecStopPost=`: a command run after the stage, whether it succeeded, failed or was
     /// stopped, in the stage's sandbox.
     pub cleanup: Option<Vec<String>>,
-    pub kind: KindSpec,
+    pub spec: KindSpec,
 }
 
 impl Stage {
     /// What the stage needs: its kind's needs, and its `environment_file`s, which `hello`
     /// checks like the secrets they usually hold (present, not readable by others).
     pub fn needs(&self) -> crate::needs::Needs {
-        let mut needs = self.kind.needs();
+        let mut needs = self.spec.needs();
         needs.merge(crate::needs::Needs {
             secrets: self.environment_files.clone(),
             ..Default::default()

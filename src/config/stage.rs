@@ -239,7 +239,7 @@ pub(super) fn parse(
         store: raw.store.map(Spanned::into_inner),
         snapshot,
         cleanup,
-        kind,
+        spec: kind,
     };
     Ok((stage, after_spans))
 }
@@ -460,11 +460,11 @@ const IMPLICIT_AFTER: &str = "<previous>";
 pub(super) fn resolve_references(source: &Source, stages: &mut [Stage]) -> Result<(), ConfigError> {
     let all: Vec<(String, crate::stages::KindSpec)> = stages
         .iter()
-        .map(|stage| (stage.name.clone(), stage.kind.clone()))
+        .map(|stage| (stage.name.clone(), stage.spec.clone()))
         .collect();
     for stage in stages.iter_mut() {
         stage
-            .kind
+            .spec
             .resolve(&all)
             .map_err(|error| source.spec(error, 0..0))?;
     }
@@ -474,7 +474,7 @@ pub(super) fn resolve_references(source: &Source, stages: &mut [Stage]) -> Resul
         .map(|stage| (stage.name.clone(), stage.store.clone()))
         .collect();
     for stage in stages.iter_mut().filter(|stage| stage.store.is_none()) {
-        if let Some(target) = stage.kind.reads_backup_of() {
+        if let Some(target) = stage.spec.reads_backup_of() {
             stage.store = stores.get(target).cloned().flatten();
         }
     }

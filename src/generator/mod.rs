@@ -406,7 +406,7 @@ pub(crate) fn stage_needs(config: &Config, stage: &Stage) -> Needs {
     let mut needs = own_needs(stage);
     needs.merge(
         stage
-            .kind
+            .spec
             .job_needs(&|| crate::stages::job_needs(config, Some(&stage.job))),
     );
     needs.writes.sort();
@@ -417,7 +417,7 @@ pub(crate) fn stage_needs(config: &Config, stage: &Stage) -> Needs {
 /// The stage's own needs, its writes inside a store being the store's mount point: each
 /// path here is the stage's own (`check` reports a hidden one at this stage).
 pub(crate) fn own_needs(stage: &Stage) -> Needs {
-    let mut needs = stage.kind.needs();
+    let mut needs = stage.spec.needs();
     if let Some(store) = stage.store.as_ref().filter(|_| !needs.writes.is_empty()) {
         // The destination inside a store may not exist before the stage creates it, and a
         // missing ReadWritePaths= entry fails the unit; the store's mount point always exists
@@ -458,7 +458,7 @@ fn stage_unit_section(
         None => format!(
             "backupctl stage {} ({}) of job {}",
             stage.name,
-            stage.kind.name(),
+            stage.spec.name(),
             stage.job
         ),
     };

@@ -118,7 +118,7 @@ pub fn problems(config: &Config, binary: Option<&Path>) -> Vec<Problem> {
         for path in &needs.writes {
             add(path, Use::Writes, table.clone());
         }
-        for path in needs.sources.iter().chain(&stage.kind.other_reads()) {
+        for path in needs.sources.iter().chain(&stage.spec.other_reads()) {
             add(path, Use::Reads, table.clone());
         }
         // LoadCredential= is read by the manager outside the sandbox: those are fine.

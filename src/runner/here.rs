@@ -168,7 +168,7 @@ pub fn summary(report: &JobReport) -> String {
         let line = format!(
             "{:<width$}  {:<8} {:<11} {:>9}  {detail}{optional}",
             stage.name,
-            stage.kind.name(),
+            stage.spec.name(),
             result,
             time
         );

@@ -374,12 +374,12 @@ destination = "/data/srv/"
             [PathBuf::from("/data/etc/"), PathBuf::from("/data/srv/")]
         );
         let hello = config.stage("hello").unwrap();
-        let unit = hello.kind.job_needs(&|| job.clone());
+        let unit = hello.spec.job_needs(&|| job.clone());
         assert_eq!(unit.writes, job.writes);
         assert!(unit.tools.is_empty() && unit.secrets.is_empty(), "{unit:?}");
         let copy = config.stage("etc").unwrap();
         assert_eq!(
-            copy.kind.job_needs(&|| panic!("asked for the job")),
+            copy.spec.job_needs(&|| panic!("asked for the job")),
             Needs::default()
         );
     }

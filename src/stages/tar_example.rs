@@ -233,7 +233,7 @@ mod tests {
             "[stage.notes]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n",
         )
         .unwrap();
-        config.stages[0].kind = TAR
+        config.stages[0].spec = TAR
             .parse(
                 table(&format!(
                     "sources = [\"{}\"]\narchive = \"{}\"\n",
@@ -244,10 +244,10 @@ mod tests {
             )
             .unwrap();
         let stage = &config.stages[0];
-        assert_eq!(stage.kind.name(), "tar");
-        assert_eq!(stage.kind.needs().tools, ["tar"]);
-        assert_eq!(stage.kind.needs().sources, std::slice::from_ref(&source));
-        assert_eq!(stage.kind.clone(), stage.kind, "compares as its Spec does");
+        assert_eq!(stage.spec.name(), "tar");
+        assert_eq!(stage.spec.needs().tools, ["tar"]);
+        assert_eq!(stage.spec.needs().sources, std::slice::from_ref(&source));
+        assert_eq!(stage.spec.clone(), stage.spec, "compares as its Spec does");
 
         let state_dir = dir.join("state");
         let lock = StageLock::try_acquire(&state_dir, "notes", Scope::User, "test").unwrap();
@@ -261,7 +261,7 @@ mod tests {
             run_id: crate::stages::new_id(),
             lock: &lock,
         };
-        stage.kind.run(&ctx).unwrap();
+        stage.spec.run(&ctx).unwrap();
         assert!(archive.is_file());
 
         let target = dir.join("restored");
@@ -277,7 +277,7 @@ mod tests {
             verify: false,
             ..RestoreArgs::default()
         };
-        let code = stage.kind.restore(&verb, &args).expect("tar restores");
+        let code = stage.spec.restore(&verb, &args).expect("tar restores");
         assert_eq!(code.unwrap(), ExitCode::SUCCESS);
         let restored = target.join(source.strip_prefix("/").unwrap()).join("a.md");
         assert_eq!(std::fs::read_to_string(restored).unwrap(), "hello\n");
@@ -286,7 +286,7 @@ mod tests {
             path: None,
             json: false,
         };
-        assert!(stage.kind.history(&verb, &history).is_none());
+        assert!(stage.spec.history(&verb, &history).is_none());
     }
 
     /// A drill of a tar stage through the capability, as a `drill` stage runs it: the
@@ -310,7 +310,7 @@ mod tests {
             "[stage.notes]\nkind = \"exec\"\ncommand = [\"/bin/true\"]\n",
         )
         .unwrap();
-        config.stages[0].kind = TAR
+        config.stages[0].spec = TAR
             .parse(
                 table(&format!(
                     "sources = [\"{}\"]\narchive = \"{}\"\n",
@@ -321,7 +321,7 @@ mod tests {
             )
             .unwrap();
         let mut drill: crate::stages::drill::Spec = toml::from_str("stage = \"notes\"").unwrap();
-        let stages = vec![("notes".to_string(), config.stages[0].kind.clone())];
+        let stages = vec![("notes".to_string(), config.stages[0].spec.clone())];
         StageKind::resolve(&mut drill, &stages).unwrap();
         assert_eq!(StageKind::needs(&drill).tools, ["tar"]);
         assert!(StageKind::needs(&drill).writes.is_empty());
@@ -338,7 +338,7 @@ mod tests {
             run_id: crate::stages::new_id(),
             lock: &lock,
         };
-        config.stages[0].kind.run(&ctx).unwrap();
+        config.stages[0].spec.run(&ctx).unwrap();
         let outcome = StageKind::run(&drill, &ctx).unwrap();
         assert_eq!(outcome.figures.files, Some(2));
         assert_eq!(outcome.figures.mismatches, Some(0));

@@ -138,7 +138,7 @@ pub fn last_drill(config: &Config, target: &str, records: &[RunRecord]) -> Optio
         .stages
         .iter()
         .filter(|stage| {
-            stage.kind.purpose() == Purpose::Drill && stage.kind.reads_backup_of() == Some(target)
+            stage.spec.purpose() == Purpose::Drill && stage.spec.reads_backup_of() == Some(target)
         })
         .map(|stage| stage.name.as_str())
         .collect();
@@ -345,8 +345,8 @@ pub fn stage_status(
     }
     StageStatus {
         name: stage.name.clone(),
-        kind: stage.kind.name().to_string(),
-        purpose: stage.kind.purpose(),
+        kind: stage.spec.name().to_string(),
+        purpose: stage.spec.purpose(),
         required: stage.required,
         unit: crate::units::stage_service(&stage.name),
         state: unit.map(|u| u.active_state.clone()),
