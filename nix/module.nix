@@ -178,11 +178,30 @@ let
     // lib.optionalAttrs (stage.checkOpts or null != null) { check_args = stage.checkOpts; }
     // lib.optionalAttrs (stage.pruneOpts or null != null) { forget_args = stage.pruneOpts; };
 
-  # `timerConfig` (restic.nix's name) is the job's `timer` table: [Timer] directives the
-  # loader checks and passes through.
+  # `timerConfig` (restic.nix's name): the directives backupctl has a key of its own for
+  # become that key (the loader refuses them in `timer`, so a restic.nix config with
+  # `Persistent = true` keeps working), unless the job sets the key itself; the rest is the
+  # job's `timer` table, [Timer] directives the loader checks and passes through.
+  typedTimerKeys = {
+    OnCalendar = "schedule";
+    Persistent = "persistent";
+    RandomizedDelaySec = "randomized_delay";
+    OnBootSec = "on_boot";
+    AccuracySec = "accuracy";
+    WakeSystem = "wake_system";
+  };
+  # A bare number in a *Sec directive is seconds to systemd; backupctl's keys take a unit.
+  typedTimerValue = value: if builtins.isInt value then "${toString value}s" else value;
   jobToml = job:
+    let
+      timer = if job.timerConfig or null == null then { } else job.timerConfig;
+      typed = lib.mapAttrs' (name: value: lib.nameValuePair typedTimerKeys.${name} (typedTimerValue value))
+        (lib.filterAttrs (name: _: typedTimerKeys ? ${name}) timer);
+      rest = builtins.removeAttrs timer (builtins.attrNames typedTimerKeys);
+    in
     builtins.removeAttrs job [ "timerConfig" ]
-    // lib.optionalAttrs (job.timerConfig or null != null) { timer = job.timerConfig; };
+    // lib.filterAttrs (key: _: (job.${key} or null) == null) typed
+    // lib.optionalAttrs (rest != { }) { timer = rest; };
 
   # A stage: the common keys typed and documented, every other key of the README's config
   # reference passed through as it is (freeform), checked by `backupctl check` at build time.
@@ -228,8 +247,10 @@ let
         default = null;
         example = { RandomizedDelaySec = "1h"; Persistent = true; };
         description = ''
-          More `[Timer]` directives of the job's timer (`timer`), e.g. `RandomizedDelaySec`,
-          `Persistent`, `AccuracySec`; `backupctl check` refuses a name systemd does not know.
+          `[Timer]` directives of the job's timer, as restic.nix takes them. Those backupctl has
+          a key for (`OnCalendar`, `Persistent`, `RandomizedDelaySec`, `OnBootSec`,
+          `AccuracySec`, `WakeSystem`) become that key unless the job sets it; the rest go to
+          `timer`, where `backupctl check` refuses a name systemd does not know.
         '';
       };
     };

@@ -557,15 +557,21 @@ fn post_install_survives_cross_builds() {
 /// the loader reads.
 const RESTIC_OPTIONS: &str = r#"{ pkgs, ... }: { services.backupctl = {
       enable = true;
-      settings.job.timerConfig = { RandomizedDelaySec = "1h"; Persistent = true; };
+      settings.job.timerConfig = { RandomizedDelaySec = "1h"; Persistent = true; FixedRandomDelay = true; };
       settings.job.schedule = "daily";
       stages = [ { name = "b2"; kind = "restic"; repository = "b2:bucket:/host";
                    password_file = "/etc/backupctl/restic-password";
                    environmentFile = "/etc/backupctl/b2.env";
                    package = pkgs.restic;
                    dynamicFilesFrom = "find /srv -name '*.db'";
-                   checkOpts = [ "--read-data-subset=5%" ];
-                   pruneOpts = [ "--keep-tag" "important" ]; } ];
+                   keep = { daily = 7; };
+                   pruneOpts = [ "--keep-tag" "important" ]; }
+                 # restic.nix runs the check in the backup's unit; here it is a stage.
+                 { name = "b2-check"; kind = "restic"; operation = "check";
+                   repository = "b2:bucket:/host";
+                   password_file = "/etc/backupctl/restic-password";
+                   environmentFile = "/etc/backupctl/b2.env";
+                   checkOpts = [ "--read-data-subset=5%" ]; } ];
     }; }"#;
 
 #[test]
@@ -595,9 +601,15 @@ fn restic_backups_options_render_as_the_loaders_keys() {
         ]),
         "{stage:#}"
     );
+    let check = &evaluated["settings"]["stage"]["b2-check"];
     assert_eq!(
-        stage["check_args"],
-        serde_json::json!(["--read-data-subset=5%"])
+        check["check_args"],
+        serde_json::json!(["--read-data-subset=5%"]),
+        "{check:#}"
+    );
+    assert!(
+        check.get("checkOpts").is_none(),
+        "checkOpts left in {check:#}"
     );
     assert_eq!(
         stage["forget_args"],
@@ -613,9 +625,13 @@ fn restic_backups_options_render_as_the_loaders_keys() {
         assert!(stage.get(camel).is_none(), "{camel} left in {stage:#}");
     }
     let job = &evaluated["settings"]["job"];
+    // restic.nix's timerConfig: the directives with a key of their own become that key (the
+    // loader refuses them in `timer`), the rest pass through.
+    assert_eq!(job["randomized_delay"], "1h", "{job:#}");
+    assert_eq!(job["persistent"], true, "{job:#}");
     assert_eq!(
         job["timer"],
-        serde_json::json!({ "RandomizedDelaySec": "1h", "Persistent": true }),
+        serde_json::json!({ "FixedRandomDelay": true }),
         "{job:#}"
     );
     assert!(job.get("timerConfig").is_none(), "{job:#}");
@@ -647,7 +663,9 @@ fn restic_backups_options_pass_the_real_check_and_reach_the_units() {
     );
     let timer = std::fs::read_to_string(units.join("backup-job.timer")).unwrap();
     assert!(
-        timer.contains("RandomizedDelaySec=1h") && timer.contains("Persistent=true"),
+        timer.contains("RandomizedDelaySec=1h")
+            && timer.contains("Persistent=true")
+            && timer.contains("FixedRandomDelay=true"),
         "{timer}"
     );
 }
