@@ -232,6 +232,27 @@ pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// What `generate` and the systemd generator write for a config that does not load: the
+/// error unit, its `.wants/` link and the list of generated files, no unit of a job.
+pub fn assert_only_the_config_error_unit(dir: &Path) {
+    let mut written: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("no units written to {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    let wants = written
+        .iter()
+        .filter(|name| name.ends_with(".target.wants"));
+    assert_eq!(wants.count(), 1, "{written:?}");
+    written.retain(|name| !name.ends_with(".target.wants"));
+    assert_eq!(
+        written,
+        [".backupctl-generated", "backupctl-config-error.service"],
+        "in {}",
+        dir.display()
+    );
+}
+
 /// Compares two trees byte for byte (contents, modes, symlinks, empty dirs) with
 /// `diff --no-dereference -r` plus a mode/type listing; panics with the difference.
 #[track_caller]
