@@ -370,7 +370,11 @@ impl<'a> Sink<'a> {
             .on_stderr(|line| tracing::warn!("restic: {line}"))
             .tail_skips(repo::is_stack_frame)
             .run();
-        marker.clear();
+        // restic removed its own lock only if it ended by itself; a cut stream, a stop or a
+        // signal may leave the lock, which the marker has the next run remove.
+        if matches!(result, Ok(_) | Err(ToolError::Failed { .. })) {
+            marker.clear();
+        }
         match result {
             Ok(_) => {}
             Err(ToolError::Input { source, .. }) => {
