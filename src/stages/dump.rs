@@ -107,6 +107,65 @@ pub fn resolve_restic(
 
 /// What writing to `destination` needs: the directory, or what the restic stage needs to
 /// reach its repository (not its sources).
+/// The connection keys `postgresql` and `mysql` share, as their checks and needs see them.
+pub struct Server<'a> {
+    pub host: Option<&'a Spanned<String>>,
+    /// `host` names a machine (not a socket): the unit needs the network.
+    pub network: bool,
+    pub password_file: Option<&'a Spanned<PathBuf>>,
+    pub password_credential: Option<&'a Spanned<PathBuf>>,
+    /// The credential's name in the unit (`LoadCredential=NAME:PATH`).
+    pub credential_name: &'static str,
+    /// The scheme `hello` names the remote by, e.g. `postgresql`.
+    pub scheme: &'static str,
+}
+
+impl Server<'_> {
+    /// The password keys: absolute paths, and at most one of them.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        for file in [self.password_file, self.password_credential]
+            .into_iter()
+            .flatten()
+        {
+            super::require_absolute(std::slice::from_ref(file), "password_file")?;
+        }
+        if let (Some(_), Some(credential)) = (self.password_file, self.password_credential) {
+            return Err(SpecError::invalid(
+                Some(credential.span()),
+                "give only one of `password_file` and `password_credential`",
+                "remove one of them",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The client `tools`, the password as a secret or a credential, the network and the
+    /// server as a remote when it is reached over the network.
+    pub fn needs(&self, tools: Vec<&'static str>) -> Needs {
+        Needs {
+            network: self.network,
+            tools,
+            secrets: self
+                .password_file
+                .map(|f| f.get_ref().clone())
+                .into_iter()
+                .collect(),
+            credentials: self
+                .password_credential
+                .map(|f| (self.credential_name.to_string(), f.get_ref().clone()))
+                .into_iter()
+                .collect(),
+            remotes: self
+                .host
+                .filter(|_| self.network)
+                .map(|h| format!("{}://{}", self.scheme, h.get_ref()))
+                .into_iter()
+                .collect(),
+            ..Needs::default()
+        }
+    }
+}
+
 pub fn destination_needs(destination: Option<Destination>) -> Needs {
     match destination {
         Some(Destination::Directory(dir)) => Needs {

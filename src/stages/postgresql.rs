@@ -115,6 +115,17 @@ impl Spec {
     }
 
     /// A TCP connection (not a socket directory, not libpq's default socket).
+    fn server(&self) -> dump::Server<'_> {
+        dump::Server {
+            host: self.host.as_ref(),
+            network: self.is_network(),
+            password_file: self.password_file.as_ref(),
+            password_credential: self.password_credential.as_ref(),
+            credential_name: PASSWORD_CREDENTIAL,
+            scheme: "postgresql",
+        }
+    }
+
     fn is_network(&self) -> bool {
         self.host
             .as_ref()
@@ -437,19 +448,7 @@ impl StageKind for Spec {
     fn validate(&self) -> Result<(), SpecError> {
         dump::validate_destination(&self.directory, &self.restic)?;
         dump::validate_databases(&self.databases)?;
-        for file in [&self.password_file, &self.password_credential]
-            .into_iter()
-            .flatten()
-        {
-            super::require_absolute(std::slice::from_ref(file), "password_file")?;
-        }
-        if let (Some(_), Some(credential)) = (&self.password_file, &self.password_credential) {
-            return Err(SpecError::invalid(
-                Some(credential.span()),
-                "give only one of `password_file` and `password_credential`",
-                "remove one of them",
-            ));
-        }
+        self.server().validate()?;
         if let Some(host) = &self.host
             && host.get_ref().starts_with('/')
         {
@@ -482,27 +481,7 @@ impl StageKind for Spec {
     }
 
     fn needs(&self) -> Needs {
-        let mut needs = Needs {
-            network: self.is_network(),
-            tools: vec!["pg_dump", "psql"],
-            secrets: self
-                .password_file
-                .iter()
-                .map(|f| f.get_ref().clone())
-                .collect(),
-            credentials: self
-                .password_credential
-                .iter()
-                .map(|f| (PASSWORD_CREDENTIAL.to_string(), f.get_ref().clone()))
-                .collect(),
-            remotes: self
-                .host
-                .iter()
-                .filter(|_| self.is_network())
-                .map(|h| format!("postgresql://{}", h.get_ref()))
-                .collect(),
-            ..Needs::default()
-        };
+        let mut needs = self.server().needs(vec!["pg_dump", "psql"]);
         if self.globals {
             needs.tools.push("pg_dumpall");
         }
