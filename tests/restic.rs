@@ -920,12 +920,8 @@ fn restic_example_units_match_golden_files() {
 fn restic_environment_file_binary_files_from_command_and_extra_args_under_systemd() {
     require_tool("restic");
     let _lock = systemd_lock();
-    // Sources outside /tmp: the unit has a private /tmp.
-    std::fs::create_dir_all("/var/lib/backupctl-tests").unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("restic-nixkeys-")
-        .tempdir_in("/var/lib/backupctl-tests")
-        .unwrap();
+    // util's scratch root is outside /tmp, which the unit cannot see (PrivateTmp=).
+    let dir = crate::util::tempdir();
     let dir = dir.path();
     let server = s3_server();
     let source = dir.join("source");
