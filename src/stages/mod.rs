@@ -40,6 +40,7 @@ pub use self::context::{StageContext, new_id};
 pub use self::kind::{
     AnyKind, Capability, Dialect, Entry, KindSpec, Purpose, StageKind, ToolExcludes,
 };
+pub use self::restic::declared::{Repositories, Repository};
 pub use crate::needs::Needs;
 
 /// Every stage kind, in the order the help texts list them.
@@ -204,6 +205,14 @@ pub enum SpecError {
         span: Option<Range<usize>>,
         message: String,
         help: Option<String>,
+    },
+    /// A value that conflicts with one elsewhere: the error points at `span`, and names
+    /// the line of `other` (a reference and an inline key it excludes).
+    Conflict {
+        span: Range<usize>,
+        other: Range<usize>,
+        message: String,
+        help: String,
     },
 }
 
@@ -390,7 +399,7 @@ destination = "/data/srv/"
         let table = toml::de::DeTable::parse("command = [\"/bin/true\"]\n").unwrap();
         let error = kind("exec")
             .unwrap()
-            .parse(table, Some(Path::new("/run/backupctl/store/nas")))
+            .parse(table, Some(Path::new("/run/backupctl/store/nas")), &[])
             .unwrap_err();
         let SpecError::Invalid { help, .. } = error else {
             panic!("{error:?}");

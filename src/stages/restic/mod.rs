@@ -20,6 +20,7 @@
 //! `validate`, a run (retries, cures, errors) in `run`; `repo` hands over the repository and
 //! secrets, `verbs` serves restore, snapshots and mount.
 
+pub mod declared;
 pub mod json;
 pub mod repo;
 mod run;
@@ -46,6 +47,13 @@ impl StageKind for Spec {
 
     fn validate(&self) -> Result<(), SpecError> {
         validate::validate(self)
+    }
+
+    fn declared(&mut self, repositories: &super::Repositories) -> Result<(), SpecError> {
+        let Some(name) = self.repository_name.clone() else {
+            return Ok(());
+        };
+        declared::find(repositories, &name, "repository_name")?.apply(self, name.span())
     }
 
     fn needs(&self) -> Needs {
@@ -147,7 +155,9 @@ mod tests {
         let spec: Spec = toml::from_str(toml_text).map_err(|e| e.to_string())?;
         match spec.validate() {
             Ok(()) => Ok(spec),
-            Err(SpecError::Invalid { message, .. }) => Err(message),
+            Err(SpecError::Invalid { message, .. } | SpecError::Conflict { message, .. }) => {
+                Err(message)
+            }
             Err(SpecError::Toml(error)) => Err(error.to_string()),
         }
     }
