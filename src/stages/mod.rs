@@ -9,6 +9,7 @@
 //! plus two lines here, its `mod` and its entry (see CONTRIBUTING.md).
 
 mod context;
+pub mod copy;
 pub mod drill;
 pub mod dump;
 pub mod exec;
@@ -49,6 +50,7 @@ pub static KINDS: &[Entry] = &[
     Entry::of::<exec::Spec>(),
     Entry::of::<rsync::Spec>(),
     Entry::of::<restic::Spec>(),
+    Entry::of::<copy::Spec>(),
     Entry::of::<git::Spec>(),
     Entry::of::<rclone::Spec>(),
     Entry::of::<gitrepos::Spec>(),
@@ -325,17 +327,17 @@ mod tests {
     fn the_capable_kinds_are_named_from_their_impls() {
         assert_eq!(
             that_can(Capability::Restore),
-            "restic, git, postgresql, mysql and sqlite"
+            "restic, copy, git, postgresql, mysql and sqlite"
         );
         assert_eq!(that_can(Capability::History), "git");
         assert_eq!(
             that_can(Capability::Snapshots),
-            "rsync, restic, postgresql, mysql and sqlite"
+            "rsync, restic, copy, postgresql, mysql and sqlite"
         );
-        assert_eq!(that_can(Capability::Mount), "restic");
+        assert_eq!(that_can(Capability::Mount), "restic and copy");
         assert_eq!(
             that_can(Capability::Drill),
-            "rsync, restic, git, mysql and sqlite"
+            "rsync, restic, copy, git, mysql and sqlite"
         );
     }
 
