@@ -14,7 +14,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::ConfigError;
-use super::source::Source;
+use super::source::{Source, check_name, table};
 
 /// The key a stage names its defaults with.
 pub(super) const EXTENDS: &str = "extends";
@@ -27,8 +27,22 @@ pub(super) struct Defaults<'i> {
 }
 
 impl<'i> Defaults<'i> {
+    /// Adds every `[defaults.NAME]` of the `defaults` table.
+    pub(super) fn add_all(
+        &mut self,
+        source: &Source,
+        value: Spanned<DeValue<'i>>,
+    ) -> Result<(), ConfigError> {
+        let message = "`defaults` must hold tables, e.g. [defaults.home]";
+        for (name, value) in table(source, value, message)? {
+            check_name(source, &name, "defaults")?;
+            self.add(source, name, value)?;
+        }
+        Ok(())
+    }
+
     /// Adds one `[defaults.NAME]`.
-    pub(super) fn add(
+    fn add(
         &mut self,
         source: &Source,
         name: Spanned<String>,

@@ -52,26 +52,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     stores.push(store::parse(&source, name, value)?);
                 }
             }
-            "repository" => {
-                for (name, value) in table(
-                    &source,
-                    value,
-                    "`repository` must hold tables, e.g. [repository.offsite]",
-                )? {
-                    check_name(&source, &name, "repository")?;
-                    repositories.push(repository::parse(&source, name, value)?);
-                }
-            }
-            "defaults" => {
-                for (name, value) in table(
-                    &source,
-                    value,
-                    "`defaults` must hold tables, e.g. [defaults.home]",
-                )? {
-                    check_name(&source, &name, "defaults")?;
-                    stage_defaults.add(&source, name, value)?;
-                }
-            }
+            "repository" => repositories = repository::parse_all(&source, value)?,
+            "defaults" => stage_defaults.add_all(&source, value)?,
             "notify" => notify = Some(super::notify::notify(&source, key.span(), value)?),
             "metrics" => metrics = Some(super::metrics::metrics(&source, value)?),
             "coverage" => coverage = Some(super::coverage::coverage(&source, value)?),

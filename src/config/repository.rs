@@ -9,11 +9,25 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::ConfigError;
-use super::source::Source;
+use super::source::{Source, check_name, table};
 use crate::stages::Repository;
 
+/// Builds every `[repository.NAME]`, in file order.
+pub(super) fn parse_all(
+    source: &Source,
+    value: Spanned<DeValue>,
+) -> Result<Vec<Repository>, ConfigError> {
+    let message = "`repository` must hold tables, e.g. [repository.offsite]";
+    let mut repositories = Vec::new();
+    for (name, value) in table(source, value, message)? {
+        check_name(source, &name, "repository")?;
+        repositories.push(parse(source, name, value)?);
+    }
+    Ok(repositories)
+}
+
 /// Builds one `[repository.NAME]`.
-pub(super) fn parse(
+fn parse(
     source: &Source,
     name: Spanned<String>,
     value: Spanned<DeValue>,
