@@ -193,4 +193,22 @@ lock_wait = "2h"
         .unwrap_err();
         assert!(error.message.contains("not defined"), "{error}");
     }
+
+    /// A database stage streams into a restic stage whose repository is declared: its unit
+    /// needs that repository's secrets, as with inline keys.
+    #[test]
+    fn a_database_stage_streams_into_a_declared_repository() {
+        let config = load(&format!(
+            "{OFFSITE}\n[stage.home]\nkind = \"restic\"\nrepository_name = \"offsite\"\npaths = [\"/home\"]\n\n[stage.db]\nkind = \"postgresql\"\nrestic = \"home\"\n"
+        ))
+        .unwrap();
+        let needs = needs_of(&config, "db");
+        assert!(
+            needs
+                .secrets
+                .contains(&"/etc/backupctl/offsite.pass".into()),
+            "{needs:?}"
+        );
+        assert!(needs.network, "{needs:?}");
+    }
 }

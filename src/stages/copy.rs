@@ -107,8 +107,8 @@ impl StageKind for Spec {
         target.paths = self.paths.clone();
         target.keep = self.keep.clone();
         target.forget_args = self.forget_args.clone();
-        self.source = Box::new(source);
-        self.target = Box::new(target);
+        *self.source = source;
+        *self.target = target;
         Ok(())
     }
 

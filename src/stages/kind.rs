@@ -194,6 +194,9 @@ impl Capability {
     }
 }
 
+/// How an [`Entry`] reads a stage's kind-specific keys (see [`Entry::parse`]).
+type ParseFn = fn(Spanned<DeTable>, Option<&Path>, &Repositories) -> Result<KindSpec, SpecError>;
+
 /// A stage kind as the registry lists it; built by [`Entry::of`] from the kind's
 /// [`StageKind`] impl.
 pub struct Entry {
@@ -206,7 +209,7 @@ pub struct Entry {
     capabilities: [bool; Capability::ALL.len()],
     /// See [`Drill::what`].
     drill_what: Option<&'static str>,
-    parse: fn(Spanned<DeTable>, Option<&Path>, &Repositories) -> Result<KindSpec, SpecError>,
+    parse: ParseFn,
 }
 
 impl Entry {
