@@ -52,7 +52,16 @@ fn the_full_example_shows_every_key_the_loader_takes() {
         .into_iter()
         .map(str::to_string)
         .chain(channels)
-        .chain(["[metrics]", "[coverage]", "[units]", "[store.x]"].map(str::to_string))
+        .chain(
+            [
+                "[metrics]",
+                "[coverage]",
+                "[units]",
+                "[store.x]",
+                "[repository.x]",
+            ]
+            .map(str::to_string),
+        )
         .map(|table| format!("{table}\nunknown_key = 1\n"))
         .collect();
     tables.push("[store.x]\nremote = { unknown_key = 1 }\n".into());

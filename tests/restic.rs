@@ -1157,3 +1157,171 @@ fn hello_checks_an_environment_file_like_a_secret() {
         assert!(!stdout(output).contains(&value) && !stderr(output).contains(&value));
     }
 }
+
+/// Issue 23: `[repository.NAME]` declared once, a `copy` stage from a local repository to one
+/// over the REST protocol, under the user manager. Backup to A, copy to B, restore from B
+/// byte for byte; a drill of the copy restores from B; a second copy copies nothing (restic's
+/// own "skipping" lines, and B's snapshot count). No password in the units or in ps.
+#[test]
+fn restic_copy_to_a_declared_rest_repository_under_systemd() {
+    require_tool("restic");
+    let _lock = systemd_lock();
+    let scratch = tempdir();
+    let dir = scratch.path();
+    let source = dir.join("source");
+    make_tree(&source);
+    let (password_a, value_a) = secret(dir, "password-a");
+    let (password_b, value_b) = secret(dir, "password-b");
+    let served = dir.join("served");
+    let port = free_port();
+    let mut server = rest_server(&served, port);
+    let config = config(
+        dir,
+        &format!(
+            r#"
+[repository.local]
+location = "{dir}/repo-a"
+password_file = "{password_a}"
+init = true
+
+[repository.offsite]
+location = "rest:http://127.0.0.1:{port}/b"
+password_file = "{password_b}"
+init = true
+retries = 0
+
+[defaults.web]
+host = "web1"
+tags = ["files"]
+
+[jobs.rcb]
+[jobs.rcc]
+
+[stage.rc-backup]
+job = "rcb"
+kind = "restic"
+repository_name = "local"
+extends = "web"
+paths = ["{source}"]
+
+[stage.rc-copy]
+job = "rcc"
+kind = "copy"
+from = "local"
+to = "offsite"
+extends = "web"
+keep = {{ last = 3 }}
+
+[stage.rc-drill]
+job = "rcc"
+kind = "drill"
+stage = "rc-copy"
+sample = "100%"
+"#,
+            dir = dir.display(),
+            password_a = password_a.display(),
+            password_b = password_b.display(),
+            source = source.display()
+        ),
+    );
+    let _units = install_units(dir, &config);
+    let run_job = |job: &str| {
+        let mut command = backupctl_user(dir, &config);
+        command
+            .args(["run", job])
+            .envs(systemd_user_env().iter().map(|(k, v)| (k, v)));
+        let output = run(&mut command);
+        assert!(
+            output.status.success(),
+            "{job}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+    };
+    let copy_journal = |since: &str| {
+        stdout(&run(Command::new("journalctl")
+            .args(["--no-pager", "-o", "cat", "--since", since])
+            .arg("_SYSTEMD_USER_UNIT=backup@rc-copy.service")))
+    };
+
+    // 1. Backup into A, copy into B (created with A's chunker parameters), drill from B.
+    run_job("rcb");
+    let since = journal_now();
+    let mut ps_seen = String::new();
+    let mut job = backupctl_user(dir, &config)
+        .args(["run", "rcc"])
+        .envs(systemd_user_env().iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while job.try_wait().unwrap().is_none() {
+        let listing = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        ps_seen.push_str(&String::from_utf8_lossy(&listing.stdout));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = job.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let journal = copy_journal(&since);
+    assert!(
+        journal
+            .contains("restic copy: 1 snapshot(s) copied from local to offsite, 0 already there"),
+        "journal:\n{journal}"
+    );
+    assert!(
+        served.join("b/config").exists(),
+        "the REST repository was created"
+    );
+    let drill = stdout(&run(Command::new("journalctl")
+        .args(["--no-pager", "-o", "cat", "--since", &since])
+        .arg("_SYSTEMD_USER_UNIT=backup@rc-drill.service")));
+    assert!(drill.contains("drill"), "drill journal:\n{drill}");
+    restore_and_compare(dir, &config, "rc-copy", &source);
+    assert_eq!(snapshot_count(dir, &config, "rc-copy"), 1);
+
+    // 2. A second copy copies nothing: restic skips the snapshot B already has.
+    let since = journal_now();
+    run_job("rcc");
+    let journal = copy_journal(&since);
+    assert!(
+        journal.contains("skipping source snapshot"),
+        "journal:\n{journal}"
+    );
+    assert!(
+        journal
+            .contains("restic copy: 0 snapshot(s) copied from local to offsite, 1 already there"),
+        "journal:\n{journal}"
+    );
+    assert_eq!(snapshot_count(dir, &config, "rc-copy"), 1);
+
+    // 3. No password in the generated units or in ps while the copy ran.
+    let mut unit_text = String::new();
+    for entry in std::fs::read_dir(dir.join("units")).unwrap() {
+        let path = entry.unwrap().path();
+        let files = if path.is_dir() {
+            std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect()
+        } else {
+            vec![path]
+        };
+        for file in files.into_iter().filter(|f| f.is_file()) {
+            unit_text.push_str(&std::fs::read_to_string(file).unwrap_or_default());
+        }
+    }
+    assert!(unit_text.contains("ReadWritePaths="), "{unit_text}");
+    for value in [&value_a, &value_b] {
+        assert!(
+            !unit_text.contains(value.as_str()),
+            "a password is in the units"
+        );
+        assert!(!ps_seen.contains(value.as_str()), "a password is in ps");
+    }
+    server.stop();
+}

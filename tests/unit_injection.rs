@@ -117,6 +117,24 @@ backend_files = { AWS_SECRET_ACCESS_KEY = {backend_file} }
 retry_delay = {retry_delay}
 keep = { within = {keep_within} }
 
+[repository.near]
+location = "/srv/restic-near"
+password_file = "/etc/backupctl/near.pass"
+lock_wait = "1h"
+
+[repository.far]
+location_credential = "/etc/credstore/far.repo"
+password_credential = "/etc/credstore/far.pass"
+
+[stage.copy-far]
+kind = "copy"
+job = "offsite"
+from = "near"
+to = "far"
+host = {restic_host}
+tags = [{restic_tag}]
+keep = { daily = 7 }
+
 [stage.check]
 kind = "restic"
 job = "offsite"

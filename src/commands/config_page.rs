@@ -30,7 +30,18 @@ an instance \fBbackup@\fINAME\fB.service\fR of one template, ordered after its p
 drop\-in. Stages run in file order within their job unless \fBafter\fR says otherwise.
 .PP
 Every stage has a \fBkind\fR: \fBhello\fR (preflight), \fBexec\fR, \fBrsync\fR,
-\fBrestic\fR, \fBgit\fR, \fBrclone\fR, \fBgitrepos\fR, \fBmanifest\fR or \fBdrill\fR.
+\fBrestic\fR, \fBcopy\fR (restic copy between two declared repositories), \fBgit\fR,
+\fBrclone\fR, \fBgitrepos\fR, \fBmanifest\fR or \fBdrill\fR.
+.PP
+Written once, used by many stages: \fB[repository.\fINAME\fB]\fR declares a restic
+repository (\fBlocation\fR or \fBlocation_file\fR/\fBlocation_credential\fR, the password,
+backend keys, \fBoptions\fR, \fBinit\fR, \fBretries\fR, \fBretry_delay\fR,
+\fBlock_wait\fR), which a restic stage names with \fBrepository_name\fR and a copy stage with
+\fBfrom\fR and \fBto\fR; a stage that names one gives none of those keys itself.
+\fB[defaults.\fINAME\fB]\fR holds any stage keys (exclude lists, host, tags, job,
+limits); a stage takes them with \fBextends = "\fINAME\fB"\fR, and a key the stage sets
+itself wins whole. An error in a value from either table points at its line there.
+.PP
 Besides the stages: \fB[store.\fINAME\fB]\fR (a LUKS2 image with btrfs inside on a NAS
 share or block device), \fB[notify]\fR (failure notifications), \fB[metrics]\fR (a
 Prometheus text file), \fB[coverage]\fR (what \fBbackupctl coverage\fR walks) and

@@ -9,12 +9,13 @@ use std::path::Path;
 use toml::de::DeTable;
 
 use super::source::{check_name, table};
-use super::{Config, ConfigError, DEFAULT_JOB, job, stage, store};
+use super::{Config, ConfigError, DEFAULT_JOB, defaults, job, repository, stage, store};
 
 // `notify` and `metrics` import these from here.
 pub(super) use super::source::{Source, timespan};
 
-const TOP_LEVEL_KEYS: &str = "job, jobs, stage, store, notify, metrics, units, coverage";
+const TOP_LEVEL_KEYS: &str =
+    "job, jobs, stage, defaults, repository, store, notify, metrics, units, coverage";
 
 /// Parses and validates a whole config.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -26,6 +27,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut jobs: Vec<job::Located> = Vec::new();
     let mut stage_entries = Vec::new();
     let mut stores = Vec::new();
+    let mut repositories = Vec::new();
+    let mut stage_defaults = defaults::Defaults::default();
     let mut notify = None;
     let mut metrics = None;
     let mut coverage = None;
@@ -49,6 +52,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
                     stores.push(store::parse(&source, name, value)?);
                 }
             }
+            "repository" => repositories = repository::parse_all(&source, value)?,
+            "defaults" => stage_defaults.add_all(&source, value)?,
             "notify" => notify = Some(super::notify::notify(&source, key.span(), value)?),
             "metrics" => metrics = Some(super::metrics::metrics(&source, value)?),
             "coverage" => coverage = Some(super::coverage::coverage(&source, value)?),
@@ -73,9 +78,10 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
 
     let mut stages = Vec::new();
     let mut after_spans: Vec<Vec<std::ops::Range<usize>>> = Vec::new();
-    for (name, value) in stage_entries {
+    for (name, mut value) in stage_entries {
         check_name(&source, &name, "stage")?;
-        let (stage, spans) = stage::parse(&source, name, value, &jobs, &stores)?;
+        stage_defaults.apply(&source, &mut value)?;
+        let (stage, spans) = stage::parse(&source, name, value, &jobs, &stores, &repositories)?;
         stages.push(stage);
         after_spans.push(spans);
     }
@@ -97,6 +103,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             ));
         }
     }
+    stage_defaults.check_used(&source)?;
     stage::resolve_after(&source, &mut stages, &after_spans)?;
     stage::resolve_references(&source, &mut stages)?;
 
@@ -106,6 +113,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         jobs: jobs.into_iter().map(|(_, job)| job).collect(),
         stages,
         stores,
+        repositories,
         notify,
         metrics,
         coverage,

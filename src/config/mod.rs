@@ -6,6 +6,7 @@
 
 pub mod calendar;
 pub mod coverage;
+mod defaults;
 pub mod duration;
 pub mod error;
 mod job;
@@ -13,6 +14,7 @@ mod load;
 pub mod metrics;
 pub mod notify;
 pub mod pathname;
+mod repository;
 pub mod size;
 mod snapshot;
 mod source;
@@ -53,6 +55,9 @@ pub struct Config {
     pub stages: Vec<Stage>,
     /// Encrypted stores (`[store.NAME]`), in file order.
     pub stores: Vec<Store>,
+    /// Declared restic repositories (`[repository.NAME]`), in file order; the stages that
+    /// name one hold its keys in their own spec already.
+    pub repositories: Vec<crate::stages::Repository>,
     /// Where failures (and, if asked, successes) are reported (`[notify]`).
     pub notify: Option<Notify>,
     /// The Prometheus text file (`[metrics]`).

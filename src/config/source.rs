@@ -83,6 +83,29 @@ impl<'a> Source<'a> {
                 message,
                 help,
             } => self.error(span.unwrap_or(fallback), message, help),
+            SpecError::Conflict {
+                span,
+                other,
+                message,
+                help,
+            } => {
+                let at = other.start.min(self.text.len());
+                let start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
+                let end = self.text[at..]
+                    .find('\n')
+                    .map_or(self.text.len(), |i| at + i);
+                let here = if span.is_empty() && span.start == 0 {
+                    other.clone()
+                } else {
+                    span
+                };
+                let help = format!(
+                    "{help} (the other key is on line {}: `{}`)",
+                    self.text[..at].matches('\n').count() + 1,
+                    self.text[start..end].trim()
+                );
+                self.error(here, message, Some(help))
+            }
         }
     }
 }

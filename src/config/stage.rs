@@ -64,7 +64,8 @@ impl<T> OneOrMany<T> {
 fn common_keys() -> &'static [&'static str] {
     static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
-        let mut keys = vec!["kind"];
+        // `extends` is taken out before (see `defaults`), but a stage may write it.
+        let mut keys = vec!["kind", super::defaults::EXTENDS];
         keys.extend(field_names::<RawCommon>());
         keys
     })
@@ -156,6 +157,7 @@ pub(super) fn parse(
     value: Spanned<DeValue>,
     jobs: &[Located],
     stores: &[Store],
+    repositories: &stages::Repositories,
 ) -> Result<(Stage, Vec<Range<usize>>), ConfigError> {
     let stage_span = value.span();
     let keys = split_keys(source, &name, value)?;
@@ -182,6 +184,7 @@ pub(super) fn parse(
         .parse(
             Spanned::new(stage_span, keys.specific),
             store_root.as_deref(),
+            repositories,
         )
         .map_err(|error| match error {
             // The kind's keys are listed in the message; the keys of every stage are not.

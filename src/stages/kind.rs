@@ -18,7 +18,7 @@ use super::drill::{Drill, Drillable};
 use super::verbs::{
     HistoryArgs, Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb, VerbContext,
 };
-use super::{Needs, Outcome, SpecError, StageContext, StageError};
+use super::{Needs, Outcome, Repositories, SpecError, StageContext, StageError};
 
 /// What one stage kind is and does. Implemented by the kind's `Spec`: its keys, as serde
 /// reads them from the stage's table (strict about unknown keys).
@@ -63,6 +63,13 @@ pub trait StageKind:
 
     /// Checks relations between keys that serde cannot (e.g. "one of a or b").
     fn validate(&self) -> Result<(), SpecError> {
+        Ok(())
+    }
+
+    /// Takes what the stage names of the declared repositories (`[repository.NAME]`) into
+    /// its spec, right after its keys are read and before [`StageKind::validate`]. Default:
+    /// the kind names none.
+    fn declared(&mut self, _repositories: &Repositories) -> Result<(), SpecError> {
         Ok(())
     }
 
@@ -187,6 +194,9 @@ impl Capability {
     }
 }
 
+/// How an [`Entry`] reads a stage's kind-specific keys (see [`Entry::parse`]).
+type ParseFn = fn(Spanned<DeTable>, Option<&Path>, &Repositories) -> Result<KindSpec, SpecError>;
+
 /// A stage kind as the registry lists it; built by [`Entry::of`] from the kind's
 /// [`StageKind`] impl.
 pub struct Entry {
@@ -199,7 +209,7 @@ pub struct Entry {
     capabilities: [bool; Capability::ALL.len()],
     /// See [`Drill::what`].
     drill_what: Option<&'static str>,
-    parse: fn(Spanned<DeTable>, Option<&Path>) -> Result<KindSpec, SpecError>,
+    parse: ParseFn,
 }
 
 impl Entry {
@@ -235,21 +245,25 @@ impl Entry {
     }
 
     /// Deserializes and checks the kind-specific keys of a stage. `store_root`: the mount
-    /// point of the store the stage writes into (`store = "NAME"`).
+    /// point of the store the stage writes into (`store = "NAME"`); `repositories`: the
+    /// config's declared repositories.
     pub fn parse(
         &self,
         table: Spanned<DeTable>,
         store_root: Option<&Path>,
+        repositories: &Repositories,
     ) -> Result<KindSpec, SpecError> {
-        (self.parse)(table, store_root)
+        (self.parse)(table, store_root, repositories)
     }
 }
 
 fn parse<K: StageKind>(
     table: Spanned<DeTable>,
     store_root: Option<&Path>,
+    repositories: &Repositories,
 ) -> Result<KindSpec, SpecError> {
     let mut spec = K::deserialize(table.into_deserializer()).map_err(SpecError::Toml)?;
+    spec.declared(repositories)?;
     if let Some(root) = store_root {
         let Some(place) = K::PLACE_IN_STORE else {
             return Err(SpecError::invalid(

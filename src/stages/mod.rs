@@ -9,6 +9,7 @@
 //! plus two lines here, its `mod` and its entry (see CONTRIBUTING.md).
 
 mod context;
+pub mod copy;
 pub mod drill;
 pub mod dump;
 pub mod exec;
@@ -40,6 +41,7 @@ pub use self::context::{StageContext, new_id};
 pub use self::kind::{
     AnyKind, Capability, Dialect, Entry, KindSpec, Purpose, StageKind, ToolExcludes,
 };
+pub use self::restic::declared::{Repositories, Repository};
 pub use crate::needs::Needs;
 
 /// Every stage kind, in the order the help texts list them.
@@ -48,6 +50,7 @@ pub static KINDS: &[Entry] = &[
     Entry::of::<exec::Spec>(),
     Entry::of::<rsync::Spec>(),
     Entry::of::<restic::Spec>(),
+    Entry::of::<copy::Spec>(),
     Entry::of::<git::Spec>(),
     Entry::of::<rclone::Spec>(),
     Entry::of::<gitrepos::Spec>(),
@@ -205,6 +208,14 @@ pub enum SpecError {
         message: String,
         help: Option<String>,
     },
+    /// A value that conflicts with one elsewhere: the error points at `span`, and names
+    /// the line of `other` (a reference and an inline key it excludes).
+    Conflict {
+        span: Range<usize>,
+        other: Range<usize>,
+        message: String,
+        help: String,
+    },
 }
 
 impl SpecError {
@@ -316,17 +327,17 @@ mod tests {
     fn the_capable_kinds_are_named_from_their_impls() {
         assert_eq!(
             that_can(Capability::Restore),
-            "restic, git, postgresql, mysql and sqlite"
+            "restic, copy, git, postgresql, mysql and sqlite"
         );
         assert_eq!(that_can(Capability::History), "git");
         assert_eq!(
             that_can(Capability::Snapshots),
-            "rsync, restic, postgresql, mysql and sqlite"
+            "rsync, restic, copy, postgresql, mysql and sqlite"
         );
-        assert_eq!(that_can(Capability::Mount), "restic");
+        assert_eq!(that_can(Capability::Mount), "restic and copy");
         assert_eq!(
             that_can(Capability::Drill),
-            "rsync, restic, git, mysql and sqlite"
+            "rsync, restic, copy, git, mysql and sqlite"
         );
     }
 
@@ -390,7 +401,7 @@ destination = "/data/srv/"
         let table = toml::de::DeTable::parse("command = [\"/bin/true\"]\n").unwrap();
         let error = kind("exec")
             .unwrap()
-            .parse(table, Some(Path::new("/run/backupctl/store/nas")))
+            .parse(table, Some(Path::new("/run/backupctl/store/nas")), &[])
             .unwrap_err();
         let SpecError::Invalid { help, .. } = error else {
             panic!("{error:?}");

@@ -569,7 +569,9 @@ mod tests {
         let spec: Spec = toml::from_str(text).map_err(|e| e.to_string())?;
         match spec.validate() {
             Ok(()) => Ok(spec),
-            Err(SpecError::Invalid { message, .. }) => Err(message),
+            Err(SpecError::Invalid { message, .. } | SpecError::Conflict { message, .. }) => {
+                Err(message)
+            }
             Err(SpecError::Toml(error)) => Err(error.to_string()),
         }
     }

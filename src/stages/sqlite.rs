@@ -304,7 +304,7 @@ mod tests {
         let spec = |text: &str| -> Result<Spec, String> {
             let spec: Spec = toml::from_str(text).map_err(|e| e.to_string())?;
             spec.validate().map(|()| spec).map_err(|e| match e {
-                SpecError::Invalid { message, .. } => message,
+                SpecError::Invalid { message, .. } | SpecError::Conflict { message, .. } => message,
                 SpecError::Toml(e) => e.to_string(),
             })
         };

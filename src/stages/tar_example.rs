@@ -190,6 +190,7 @@ mod tests {
             .parse(
                 table("sources = [\"relative\"]\narchive = \"/a.tar\"\n"),
                 None,
+                &[],
             )
             .unwrap_err();
         assert!(
@@ -200,6 +201,7 @@ mod tests {
             .parse(
                 table("sources = [\"/a\"]\narchive = \"/a.tar\"\ncolor = 1\n"),
                 None,
+                &[],
             )
             .unwrap_err();
         assert!(matches!(error, SpecError::Toml(_)), "{error:?}");
@@ -207,6 +209,7 @@ mod tests {
             .parse(
                 table("sources = [\"/a\"]\narchive = \"/a.tar\"\n"),
                 Some(Path::new("/mnt/store")),
+                &[],
             )
             .unwrap_err();
         assert!(
@@ -241,6 +244,7 @@ mod tests {
                     archive.display()
                 )),
                 None,
+                &[],
             )
             .unwrap();
         let stage = &config.stages[0];
@@ -318,6 +322,7 @@ mod tests {
                     archive.display()
                 )),
                 None,
+                &[],
             )
             .unwrap();
         let mut drill: crate::stages::drill::Spec = toml::from_str("stage = \"notes\"").unwrap();

@@ -20,6 +20,7 @@
 //! `validate`, a run (retries, cures, errors) in `run`; `repo` hands over the repository and
 //! secrets, `verbs` serves restore, snapshots and mount.
 
+pub mod declared;
 pub mod json;
 pub mod repo;
 mod run;
@@ -29,6 +30,7 @@ mod verbs;
 
 use std::path::PathBuf;
 
+pub(in crate::stages) use run::run_with;
 pub use spec::{Keep, Operation, Spec};
 
 use super::verbs::{Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb};
@@ -48,13 +50,59 @@ impl StageKind for Spec {
         validate::validate(self)
     }
 
+    fn declared(&mut self, repositories: &super::Repositories) -> Result<(), SpecError> {
+        let Some(name) = self.repository_name.clone() else {
+            return Ok(());
+        };
+        declared::find(repositories, &name, "repository_name")?.apply(self, name.span())
+    }
+
     fn needs(&self) -> Needs {
+        self.needs_as(repo::OWN)
+    }
+
+    fn purpose(&self) -> crate::stages::Purpose {
+        use crate::stages::Purpose;
+        match self.operation {
+            Operation::Backup => Purpose::Backup,
+            Operation::Forget | Operation::Prune => Purpose::Maintenance,
+            Operation::Check => Purpose::Check,
+        }
+    }
+
+    fn excludes(&self) -> crate::stages::ToolExcludes {
+        crate::stages::ToolExcludes {
+            dialect: crate::stages::Dialect::Restic,
+            patterns: self.exclude.clone(),
+            files: self
+                .exclude_file
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect(),
+            exclude_caches: self.exclude_caches,
+        }
+    }
+
+    fn other_reads(&self) -> Vec<PathBuf> {
+        let files = self.exclude_file.iter().chain(&self.files_from);
+        files.map(|file| file.get_ref().clone()).collect()
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
+        run::run(self, ctx)
+    }
+}
+
+impl Spec {
+    /// What a unit needs to reach this spec's repository in `role` (a copy stage's source
+    /// repository takes its credentials under other names than its target's).
+    pub fn needs_as(&self, role: repo::Role) -> Needs {
         let mut credentials = Vec::new();
         if let Some(path) = &self.repository_credential {
-            credentials.push((repo::REPOSITORY_CREDENTIAL.into(), path.get_ref().clone()));
+            credentials.push((role.repository_credential.into(), path.get_ref().clone()));
         }
         if let Some(path) = &self.password_credential {
-            credentials.push((repo::PASSWORD_CREDENTIAL.into(), path.get_ref().clone()));
+            credentials.push((role.password_credential.into(), path.get_ref().clone()));
         }
         for (var, path) in &self.backend_credentials {
             credentials.push((var.clone(), path.get_ref().clone()));
@@ -105,37 +153,6 @@ impl StageKind for Spec {
                 .collect(),
         }
     }
-
-    fn purpose(&self) -> crate::stages::Purpose {
-        use crate::stages::Purpose;
-        match self.operation {
-            Operation::Backup => Purpose::Backup,
-            Operation::Forget | Operation::Prune => Purpose::Maintenance,
-            Operation::Check => Purpose::Check,
-        }
-    }
-
-    fn excludes(&self) -> crate::stages::ToolExcludes {
-        crate::stages::ToolExcludes {
-            dialect: crate::stages::Dialect::Restic,
-            patterns: self.exclude.clone(),
-            files: self
-                .exclude_file
-                .iter()
-                .map(|f| f.get_ref().clone())
-                .collect(),
-            exclude_caches: self.exclude_caches,
-        }
-    }
-
-    fn other_reads(&self) -> Vec<PathBuf> {
-        let files = self.exclude_file.iter().chain(&self.files_from);
-        files.map(|file| file.get_ref().clone()).collect()
-    }
-
-    fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
-        run::run(self, ctx)
-    }
 }
 
 #[cfg(test)]
@@ -147,7 +164,9 @@ mod tests {
         let spec: Spec = toml::from_str(toml_text).map_err(|e| e.to_string())?;
         match spec.validate() {
             Ok(()) => Ok(spec),
-            Err(SpecError::Invalid { message, .. }) => Err(message),
+            Err(SpecError::Invalid { message, .. } | SpecError::Conflict { message, .. }) => {
+                Err(message)
+            }
             Err(SpecError::Toml(error)) => Err(error.to_string()),
         }
     }

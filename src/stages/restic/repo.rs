@@ -15,6 +15,39 @@ use crate::stages::StageError;
 pub const REPOSITORY_CREDENTIAL: &str = "restic-repository";
 pub const PASSWORD_CREDENTIAL: &str = "restic-password";
 
+/// Which repository of a restic command a spec is: the one it works on (`-r`), or the one
+/// `restic copy` (and `init --copy-chunker-params`) reads from (`--from-repo`). Each has its
+/// own variables and credential names, so one unit can hold both repositories' secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Role {
+    pub repository: &'static str,
+    pub repository_file: &'static str,
+    pub password_file: &'static str,
+    pub password_command: &'static str,
+    pub repository_credential: &'static str,
+    pub password_credential: &'static str,
+}
+
+/// The repository restic works on.
+pub const OWN: Role = Role {
+    repository: "RESTIC_REPOSITORY",
+    repository_file: "RESTIC_REPOSITORY_FILE",
+    password_file: "RESTIC_PASSWORD_FILE",
+    password_command: "RESTIC_PASSWORD_COMMAND",
+    repository_credential: REPOSITORY_CREDENTIAL,
+    password_credential: PASSWORD_CREDENTIAL,
+};
+
+/// The repository `restic copy` reads from (restic 0.14's `--from-*` variables).
+pub const FROM: Role = Role {
+    repository: "RESTIC_FROM_REPOSITORY",
+    repository_file: "RESTIC_FROM_REPOSITORY_FILE",
+    password_file: "RESTIC_FROM_PASSWORD_FILE",
+    password_command: "RESTIC_FROM_PASSWORD_COMMAND",
+    repository_credential: "restic-from-repository",
+    password_credential: "restic-from-password",
+};
+
 /// Variables a caller's environment may hold that would fight with ours (restic refuses a
 /// password file *and* a password command, for example).
 pub const INHERITED: &[&str] = &[
@@ -23,6 +56,10 @@ pub const INHERITED: &[&str] = &[
     "RESTIC_PASSWORD",
     "RESTIC_PASSWORD_FILE",
     "RESTIC_PASSWORD_COMMAND",
+    "RESTIC_FROM_REPOSITORY",
+    "RESTIC_FROM_REPOSITORY_FILE",
+    "RESTIC_FROM_PASSWORD_FILE",
+    "RESTIC_FROM_PASSWORD_COMMAND",
 ];
 
 /// Where a credential is: `$CREDENTIALS_DIRECTORY/NAME` when systemd loaded it for the unit,
@@ -84,24 +121,34 @@ fn read_secret(var: &str, path: &Path) -> Result<String, StageError> {
 
 /// The environment restic runs with for this stage's repository.
 pub fn environment(spec: &Spec, scope: Scope) -> Result<Vec<(OsString, OsString)>, StageError> {
+    environment_as(spec, scope, OWN)
+}
+
+/// The environment that hands restic `spec`'s repository in `role`; the cache directory
+/// comes with it.
+pub fn environment_as(
+    spec: &Spec,
+    scope: Scope,
+    role: Role,
+) -> Result<Vec<(OsString, OsString)>, StageError> {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |key: &str, value: OsString| env.push((key.into(), value));
     if let Some(repository) = &spec.repository {
-        set("RESTIC_REPOSITORY", repository.get_ref().into());
+        set(role.repository, repository.get_ref().into());
     }
     if let Some(file) = &spec.repository_file {
-        set("RESTIC_REPOSITORY_FILE", file.get_ref().into());
+        set(role.repository_file, file.get_ref().into());
     }
     if let Some(path) = &spec.repository_credential {
-        let file = credential_path(REPOSITORY_CREDENTIAL, path.get_ref());
-        set("RESTIC_REPOSITORY_FILE", file.into());
+        let file = credential_path(role.repository_credential, path.get_ref());
+        set(role.repository_file, file.into());
     }
     if let Some(file) = &spec.password_file {
-        set("RESTIC_PASSWORD_FILE", file.get_ref().into());
+        set(role.password_file, file.get_ref().into());
     }
     if let Some(path) = &spec.password_credential {
-        let file = credential_path(PASSWORD_CREDENTIAL, path.get_ref());
-        set("RESTIC_PASSWORD_FILE", file.into());
+        let file = credential_path(role.password_credential, path.get_ref());
+        set(role.password_file, file.into());
     }
     if let Some(argv) = &spec.password_command {
         // `Spec::validate` refuses such words at load; a spec built otherwise fails here.
@@ -110,7 +157,7 @@ pub fn environment(spec: &Spec, scope: Scope) -> Result<Vec<(OsString, OsString)
                 "a word of `password_command` cannot be passed through restic".into(),
             )
         })?;
-        set("RESTIC_PASSWORD_COMMAND", command.into());
+        set(role.password_command, command.into());
     }
     set(
         "RESTIC_CACHE_DIR",

@@ -22,8 +22,28 @@ const PROGRESS_FPS: &str = "2";
 /// The stage's operation, retried on temporary failures; a run killed last time is cured
 /// first.
 pub(super) fn run(spec: &Spec, ctx: &StageContext) -> Result<Outcome, StageError> {
-    let env = repo::environment(spec, ctx.scope)?;
-    let runner = Runner { spec, ctx, env };
+    run_with(spec, ctx, Vec::new(), &[], &|runner| runner.operation())
+}
+
+/// Runs `operation` against `spec`'s repository the way a restic stage runs its own: a run
+/// killed last time is cured first, temporary failures are retried, a missing repository is
+/// created (`init = true`, with `init_args`) and stale locks removed. `extra_env` goes to
+/// every restic command besides the repository's (a copy stage's source repository).
+pub(in crate::stages) fn run_with(
+    spec: &Spec,
+    ctx: &StageContext,
+    extra_env: Vec<(OsString, OsString)>,
+    init_args: &[&str],
+    operation: &dyn Fn(&Runner) -> Result<Outcome, StageError>,
+) -> Result<Outcome, StageError> {
+    let mut env = repo::environment(spec, ctx.scope)?;
+    env.extend(extra_env);
+    let runner = Runner {
+        spec,
+        ctx,
+        env,
+        init_args,
+    };
     let marker = RunMarker::new(&ctx.state_dir, &ctx.stage.name);
     if marker.left_by_a_killed_run() {
         tracing::warn!(
@@ -35,7 +55,7 @@ pub(super) fn run(spec: &Spec, ctx: &StageContext) -> Result<Outcome, StageError
     let mut attempt = 0;
     loop {
         marker.set();
-        let result = runner.operation();
+        let result = operation(&runner);
         marker.clear();
         match result {
             Err(StageError::Temporary(message)) if attempt < spec.retries() => {
@@ -107,10 +127,12 @@ impl RunMarker {
 }
 
 /// Runs the restic commands of one stage run.
-struct Runner<'a> {
+pub(in crate::stages) struct Runner<'a> {
     spec: &'a Spec,
     ctx: &'a StageContext<'a>,
     env: Vec<(OsString, OsString)>,
+    /// Arguments of the `restic init` that creates a missing repository.
+    init_args: &'a [&'a str],
 }
 
 impl Runner<'_> {
@@ -220,18 +242,32 @@ impl Runner<'_> {
     }
 
     /// A plain restic command whose output goes to the journal.
-    fn restic(
+    pub(in crate::stages) fn restic(
         &self,
         what: &str,
         args: Vec<String>,
         ok_codes: &[i32],
+    ) -> Result<crate::process::Finished, StageError> {
+        self.restic_seeing(what, args, ok_codes, &|_| {})
+    }
+
+    /// [`Self::restic`], with each line of its output shown to `see` as well.
+    pub(in crate::stages) fn restic_seeing(
+        &self,
+        what: &str,
+        args: Vec<String>,
+        ok_codes: &[i32],
+        see: &dyn Fn(&str),
     ) -> Result<crate::process::Finished, StageError> {
         let args: Vec<OsString> = args.into_iter().map(OsString::from).collect();
         self.run_with_recovery(what, |runner| {
             runner
                 .command(args.clone())
                 .ok_codes(ok_codes)
-                .on_line(|line| runner.ctx.log_output(line))
+                .on_line(|line| {
+                    see(line);
+                    runner.ctx.log_output(line)
+                })
                 .on_stderr(log_stderr)
                 .tail_skips(repo::is_stack_frame)
                 .run()
@@ -273,8 +309,12 @@ impl Runner<'_> {
     /// `restic init` or `restic unlock`: the cures [`Self::run_with_recovery`] applies (and a
     /// stage killed last time starts with).
     fn cure(&self, verb: &str) -> Result<(), StageError> {
+        let mut args: Vec<OsString> = vec![verb.into()];
+        if verb == "init" {
+            args.extend(self.init_args.iter().map(OsString::from));
+        }
         let result = self
-            .command(vec![verb.into()])
+            .command(args)
             .on_line(|line| self.ctx.log_output(line))
             .on_stderr(log_stderr)
             .tail_skips(repo::is_stack_frame)

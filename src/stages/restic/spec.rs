@@ -88,11 +88,14 @@ pub(super) fn valid_restic_duration(text: &str) -> bool {
     !text.is_empty() && !digits
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     #[serde(default)]
     pub operation: Operation,
+    /// A declared repository (`[repository.NAME]`) whose keys fill the repository keys
+    /// below, instead of giving them here (see `declared`).
+    pub repository_name: Option<Spanned<String>>,
     /// The repository location (not a secret), e.g. "/data/restic" or "sftp:host:/repo".
     pub repository: Option<Spanned<String>>,
     /// A file holding the repository location (it may embed credentials).
@@ -161,6 +164,8 @@ pub struct Spec {
     pub retries: Option<u32>,
     /// First wait before a retry (doubles each time, at most 15 min); default 1min.
     pub retry_delay: Option<Spanned<String>>,
+    /// How long the stage may wait for its repository's lock (a systemd time span).
+    pub lock_wait: Option<Spanned<String>>,
 }
 
 /// An absolute path to a program, kept as a `&'static str` because `Needs::tools` names the
@@ -240,6 +245,15 @@ impl Spec {
             .and_then(|text| Timespan::parse(text.get_ref()).ok())
             .map(|span| span.0)
             .unwrap_or(DEFAULT_RETRY_DELAY)
+    }
+
+    /// `lock_wait`, the longest the stage waits for its repository's lock; `None` when not
+    /// given (checked at load, so a given one parses).
+    pub fn lock_wait(&self) -> Option<Duration> {
+        self.lock_wait
+            .as_ref()
+            .and_then(|text| Timespan::parse(text.get_ref()).ok())
+            .map(|span| span.0)
     }
 
     pub(super) fn retries(&self) -> u32 {

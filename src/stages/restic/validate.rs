@@ -116,7 +116,7 @@ impl Spec {
 }
 
 /// Exactly one of three alternative keys (given ones carry their span).
-fn one_of(
+pub(super) fn one_of(
     options: [(&str, Option<Option<std::ops::Range<usize>>>); 3],
     missing: &str,
     example: &str,
@@ -139,6 +139,17 @@ fn one_of(
 /// Every check of [`StageKind::validate`](crate::stages::StageKind::validate), in the order
 /// the errors are reported.
 pub(super) fn validate(spec: &Spec) -> Result<(), SpecError> {
+    repository_checks(spec)?;
+    extra_args(spec)?;
+    require_absolute(&spec.exclude_file, "exclude_file")?;
+    retry_and_keep(spec)?;
+    spec.validate_sources()?;
+    operation_keys(spec)
+}
+
+/// The checks of the keys a declared repository holds (`[repository.NAME]`, see
+/// `declared`): location and password, `restic_binary`, secret files, time spans.
+pub(super) fn repository_checks(spec: &Spec) -> Result<(), SpecError> {
     repository_and_password(spec)?;
     if let Some(binary) = &spec.restic_binary {
         let path = binary.get_ref().0;
@@ -151,12 +162,22 @@ pub(super) fn validate(spec: &Spec) -> Result<(), SpecError> {
         }
         require_normalized(binary.span(), path, "restic_binary")?;
     }
-    extra_args(spec)?;
     secret_files(spec)?;
-    require_absolute(&spec.exclude_file, "exclude_file")?;
-    retry_and_keep(spec)?;
-    spec.validate_sources()?;
-    operation_keys(spec)
+    for (key, span) in [
+        ("retry_delay", &spec.retry_delay),
+        ("lock_wait", &spec.lock_wait),
+    ] {
+        if let Some(text) = span
+            && let Err(error) = Timespan::parse(text.get_ref())
+        {
+            return Err(SpecError::invalid(
+                Some(text.span()),
+                format!("invalid `{key}`: {error}"),
+                "use a systemd time span, e.g. \"30s\" or \"2min\"",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Options of restic that backupctl sets itself (repository, password, cache): an extra
@@ -316,17 +337,8 @@ fn secret_files(spec: &Spec) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// `retry_delay` is a time span; `keep` has a rule and a restic duration.
+/// `keep` has a rule and a restic duration.
 fn retry_and_keep(spec: &Spec) -> Result<(), SpecError> {
-    if let Some(delay) = &spec.retry_delay
-        && let Err(error) = Timespan::parse(delay.get_ref())
-    {
-        return Err(SpecError::invalid(
-            Some(delay.span()),
-            format!("invalid `retry_delay`: {error}"),
-            "use a systemd time span, e.g. \"30s\" or \"2min\"",
-        ));
-    }
     if let Some(keep) = &spec.keep {
         if keep.get_ref().arguments().is_empty() {
             return Err(SpecError::invalid(
