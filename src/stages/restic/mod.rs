@@ -20,6 +20,7 @@
 //! `validate`, a run (retries, cures, errors) in `run`; `repo` hands over the repository and
 //! secrets, `verbs` serves restore, snapshots and mount.
 
+mod figures;
 pub mod json;
 pub mod repo;
 mod run;

@@ -52,7 +52,10 @@ pub(super) fn run(spec: &Spec, ctx: &StageContext) -> Result<Outcome, StageError
                 sleep_unless_stopped(delay)?;
                 delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
-            other => return other,
+            other => {
+                super::figures::after_run(spec, ctx, &runner.env, other.is_ok());
+                return other;
+            }
         }
     }
 }
