@@ -189,10 +189,23 @@ fn delivered(receiver: &Server) -> BTreeSet<(String, String)> {
 
 /// Runs the three hosts' stages, each as backupctl really runs them.
 fn run_the_hosts(scratch: &Path) -> Vec<Host> {
-    let healthy = Host::new(scratch, "healthy", "daily", "");
+    let healthy = Host::new(
+        scratch,
+        "healthy",
+        "daily",
+        r#"
+[stage.check-home]
+job = "drill"
+kind = "restic"
+operation = "check"
+repository = "@ROOT@/repo"
+password_file = "@ROOT@/password"
+"#,
+    );
     ok(healthy.backupctl().args(["run", "--here", "job"]));
-    ok(healthy.backupctl().args(["run", "--here", "drill"]));
     assert_status_shows_the_repository(&healthy);
+    ok(healthy.backupctl().args(["run", "--here", "drill"]));
+    assert_status_shows_the_check(&healthy);
 
     let stale = Host::new(
         scratch,
@@ -254,6 +267,32 @@ fn assert_status_shows_the_repository(host: &Host) {
             && table.contains(&format!("newest: {} ", host.name))
             && table.contains("last check: never; last prune: never"),
         "{table}"
+    );
+}
+
+/// After a check: its time, from the run records, and the sizes it measured again.
+fn assert_status_shows_the_check(host: &Host) {
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(host.backupctl().args(["status", "--json"]))).unwrap();
+    let repository = &status["repositories"][0];
+    assert!(repository["last_check"].is_string(), "{repository}");
+    assert!(
+        repository["stages"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"name": "check-home", "role": "check"})),
+        "{repository}"
+    );
+    assert!(
+        repository["sizes_refreshed"].as_str() > repository["snapshots_refreshed"].as_str(),
+        "a check measures the sizes again: {repository}"
+    );
+    let metrics = std::fs::read_to_string(host.textfile_dir().join("backupctl.prom")).unwrap();
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with("backupctl_repository_last_check_timestamp_seconds{repository=")
+            && !l.ends_with(" 0")),
+        "{metrics}"
     );
 }
 
