@@ -16,7 +16,6 @@ pub fn render(config: &Config, figures: &[Figures], records: &[RunRecord]) -> St
         .iter()
         .filter(|f| f.stages.keys().any(|stage| configured(stage)))
         .collect();
-    let label = |f: &Figures| format!("repository=\"{}\"", escape_label(&f.repository));
     let each = |value: &dyn Fn(&Figures) -> Option<String>| -> Vec<(String, String)> {
         repositories
             .iter()
@@ -54,25 +53,7 @@ pub fn render(config: &Config, figures: &[Figures], records: &[RunRecord]) -> St
     family(
         "backupctl_repository_stage_info",
         "Which configured stage uses which repository, and what it does to it (role: backup, forget, prune, check).",
-        repositories
-            .iter()
-            .flat_map(|f| {
-                f.stages
-                    .iter()
-                    .filter(|(stage, _)| configured(stage))
-                    .map(move |(stage, role)| {
-                        (
-                            format!(
-                                "{},stage=\"{}\",role=\"{}\"",
-                                label(f),
-                                escape_label(stage),
-                                role.as_str()
-                            ),
-                            "1".to_string(),
-                        )
-                    })
-            })
-            .collect(),
+        stage_info(&repositories, &configured),
     );
     family(
         "backupctl_repository_snapshots",
@@ -87,20 +68,7 @@ pub fn render(config: &Config, figures: &[Figures], records: &[RunRecord]) -> St
     family(
         "backupctl_repository_newest_snapshot_timestamp_seconds",
         "The time of the newest snapshot of each host (snapshot_host) in the repository (Unix time).",
-        repositories
-            .iter()
-            .flat_map(|f| {
-                f.snapshots
-                    .iter()
-                    .flat_map(|s| &s.newest_by_host)
-                    .filter_map(move |(host, time)| {
-                        Some((
-                            format!("{},snapshot_host=\"{}\"", label(f), escape_label(host)),
-                            seconds(time)?,
-                        ))
-                    })
-            })
-            .collect(),
+        newest_snapshots(&repositories),
     );
     family(
         "backupctl_repository_stored_bytes",
@@ -133,6 +101,51 @@ pub fn render(config: &Config, figures: &[Figures], records: &[RunRecord]) -> St
         each(&last(Role::Prune)),
     );
     out
+}
+
+/// `repository="…"` of a repository's samples.
+fn label(figures: &Figures) -> String {
+    format!("repository=\"{}\"", escape_label(&figures.repository))
+}
+
+/// One sample per configured stage of each repository, with its role.
+fn stage_info(
+    repositories: &[&Figures],
+    configured: &dyn Fn(&str) -> bool,
+) -> Vec<(String, String)> {
+    repositories
+        .iter()
+        .flat_map(|f| {
+            f.stages
+                .iter()
+                .filter(|(stage, _)| configured(stage))
+                .map(move |(stage, role)| {
+                    let labels = format!(
+                        "{},stage=\"{}\",role=\"{}\"",
+                        label(f),
+                        escape_label(stage),
+                        role.as_str()
+                    );
+                    (labels, "1".to_string())
+                })
+        })
+        .collect()
+}
+
+/// One sample per host with snapshots in each repository.
+fn newest_snapshots(repositories: &[&Figures]) -> Vec<(String, String)> {
+    repositories
+        .iter()
+        .flat_map(|f| {
+            f.snapshots
+                .iter()
+                .flat_map(|s| &s.newest_by_host)
+                .filter_map(move |(host, time)| {
+                    let labels = format!("{},snapshot_host=\"{}\"", label(f), escape_label(host));
+                    Some((labels, seconds(time)?))
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
