@@ -22,6 +22,7 @@ pub mod patterns;
 pub mod preflight;
 pub mod process;
 pub mod report;
+pub mod repository_figures;
 pub mod rotate;
 pub mod run_records;
 pub mod runner;

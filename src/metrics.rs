@@ -17,6 +17,8 @@ use crate::config::Config;
 use crate::paths::{self, Fsync, Scope};
 use crate::run_records::{self, RunRecord, RunResult};
 
+mod repositories;
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the metrics file {}: {source}", .path.display())]
 pub struct MetricsError {
@@ -41,11 +43,14 @@ pub fn update(config: &Config, scope: Scope) -> Result<(), MetricsError> {
     let _lock = lock(&state.join("metrics.lock"), LOCK_WAIT).map_err(wrap)?;
     let records = run_records::read(&state).map_err(wrap)?;
     let schedules = Schedules::of(config);
-    write_atomically(
-        &metrics.textfile,
-        &render(config, &records, &schedules, jiff::Timestamp::now()),
-    )
-    .map_err(wrap)
+    let mut text = render(config, &records, &schedules, jiff::Timestamp::now());
+    // The figures are a view: unreadable ones leave their families out, not the file.
+    let figures = crate::repository_figures::read_all(&state).unwrap_or_else(|error| {
+        tracing::warn!("cannot read the repositories' figures: {error}");
+        Vec::new()
+    });
+    text.push_str(&repositories::render(config, &figures, &records));
+    write_atomically(&metrics.textfile, &text).map_err(wrap)
 }
 
 /// The longest gap each scheduled job's timer leaves between runs (see `crate::schedule`).
@@ -278,6 +283,18 @@ pub fn render(
         family(name, help, each(value));
     }
     out
+}
+
+/// One family: HELP, TYPE and its samples (`labels`, value); nothing when it has none.
+fn write_family(out: &mut String, name: &str, help: &str, samples: &[(String, String)]) {
+    if samples.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
 }
 
 /// `backup_job="…",stage="…"` plus extra labels, values escaped. Not `job`: Prometheus

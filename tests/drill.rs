@@ -5,13 +5,13 @@
 //! the password as a systemd credential run under the systemd user manager, the restic case
 //! with a manifest and `status` with `run --here`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::util::installed::{Installed, last_run_record};
 use crate::util::{
-    backupctl_user, incompressible_bytes, ok, require_tool, run, stderr, stdout, systemctl_user,
-    tempdir, write, write_config,
+    backupctl_user, flip_byte, incompressible_bytes, largest_file, ok, require_tool, run, stderr,
+    stdout, systemctl_user, tempdir, write, write_config,
 };
 
 /// A tree of a few files, one of them a MiB of pseudo-random bytes (its own restic pack).
@@ -31,39 +31,6 @@ fn last_record(dir: &Path, stage: &str) -> serde_json::Value {
         .rfind(|r| r["stage"] == stage)
         .cloned()
         .unwrap_or_else(|| panic!("no run record of {stage}: {runs:?}"))
-}
-
-/// Flips one byte in the middle of `file`, keeping its size and mtime.
-fn flip_byte(file: &Path) {
-    let modified = std::fs::metadata(file).unwrap().modified().unwrap();
-    let mut data = std::fs::read(file).unwrap();
-    let middle = data.len() / 2;
-    data[middle] ^= 0xff;
-    let mut permissions = std::fs::metadata(file).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    permissions.set_readonly(false);
-    std::fs::set_permissions(file, permissions).unwrap();
-    std::fs::write(file, &data).unwrap();
-    let handle = std::fs::File::options().write(true).open(file).unwrap();
-    handle.set_modified(modified).unwrap();
-}
-
-/// The largest file under `dir`.
-fn largest_file(dir: &Path) -> PathBuf {
-    let mut best: Option<(u64, PathBuf)> = None;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if best.as_ref().is_none_or(|(size, _)| meta.len() > *size) {
-                best = Some((meta.len(), entry.path()));
-            }
-        }
-    }
-    best.expect("a file").1
 }
 
 #[test]

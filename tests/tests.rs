@@ -12,6 +12,7 @@ mod databases;
 mod drill;
 mod examples;
 mod exit_codes;
+mod fleet;
 mod function_length;
 mod gaps;
 mod generate;

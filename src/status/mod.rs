@@ -7,6 +7,7 @@
 //! The JSON form ([`Status`], `--json`) is an interface: keys are only ever added. Its shape
 //! is documented in docs/watching.md.
 
+pub mod repositories;
 pub mod systemd;
 pub mod table;
 
@@ -27,6 +28,8 @@ pub struct Status {
     pub scope: &'static str,
     pub systemd: SystemdReach,
     pub jobs: Vec<JobStatus>,
+    /// The repositories the stages use, with their figures (`repositories`).
+    pub repositories: Vec<repositories::RepositoryStatus>,
 }
 
 /// Whether systemd could be asked; when not, `error` says why and the unit-side fields are
@@ -475,6 +478,15 @@ pub fn gather(config: &Config, jobs: &[&str], scope: Scope) -> Status {
                 )
             })
             .collect(),
+        repositories: repositories::of(
+            config,
+            &crate::repository_figures::read_all(&state_dir).unwrap_or_else(|error| {
+                tracing::warn!("cannot read the repositories' figures: {error}");
+                Vec::new()
+            }),
+            &records,
+            jiff::Timestamp::now(),
+        ),
     }
 }
 

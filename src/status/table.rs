@@ -9,7 +9,7 @@ use crate::report::terminal::{BLUE, BOLD, GREEN, RED, YELLOW, local_time, paint}
 use crate::stages::Purpose;
 
 /// Local time, to the second, for a timestamp in RFC 3339.
-fn local(text: &str) -> String {
+pub(super) fn local(text: &str) -> String {
     match text.parse::<jiff::Timestamp>() {
         Ok(time) => local_time(time),
         Err(_) => text.to_string(),
@@ -65,6 +65,12 @@ pub fn render(status: &Status, color: bool) -> String {
         }
         job_header(&mut out, job, &paint);
         stage_table(&mut out, &job.stages, &paint);
+    }
+    for repository in &status.repositories {
+        out.push('\n');
+        let heading = format!("repository {}", repository.repository);
+        let _ = writeln!(out, "{}", paint.paint(BOLD, &heading));
+        out.push_str(&super::repositories::render(repository));
     }
     out
 }
@@ -286,6 +292,7 @@ mod tests {
                     stage("b", "failed", Some("boom")),
                 ],
             }],
+            repositories: vec![],
         }
     }
 

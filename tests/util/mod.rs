@@ -429,3 +429,36 @@ pub fn debian_package() -> PathBuf {
         Err(message) => panic!("{message}"),
     }
 }
+
+/// Flips one byte (a damaged restic pack, a rotted file) in the middle of `file`, keeping its size and mtime.
+pub fn flip_byte(file: &Path) {
+    let modified = std::fs::metadata(file).unwrap().modified().unwrap();
+    let mut data = std::fs::read(file).unwrap();
+    let middle = data.len() / 2;
+    data[middle] ^= 0xff;
+    let mut permissions = std::fs::metadata(file).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(file, permissions).unwrap();
+    std::fs::write(file, &data).unwrap();
+    let handle = std::fs::File::options().write(true).open(file).unwrap();
+    handle.set_modified(modified).unwrap();
+}
+
+/// The largest file under `dir`.
+pub fn largest_file(dir: &Path) -> PathBuf {
+    let mut best: Option<(u64, PathBuf)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if best.as_ref().is_none_or(|(size, _)| meta.len() > *size) {
+                best = Some((meta.len(), entry.path()));
+            }
+        }
+    }
+    best.expect("a file").1
+}

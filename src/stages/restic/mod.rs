@@ -18,9 +18,11 @@
 //!
 //! The keys and the restic arguments they become are in `spec`, their load-time checks in
 //! `validate`, a run (retries, cures, errors) in `run`; `repo` hands over the repository and
-//! secrets, `verbs` serves restore, snapshots and mount.
+//! secrets, `verbs` serves restore, snapshots and mount; `figures` refreshes the
+//! repository's figures (snapshot count, newest per host, sizes) at the end of a run.
 
 pub mod declared;
+mod figures;
 pub mod json;
 pub mod repo;
 mod run;

@@ -72,7 +72,10 @@ pub(in crate::stages) fn run_with(
                 sleep_unless_stopped(delay)?;
                 delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
-            other => return other,
+            other => {
+                super::figures::after_run(spec, ctx, &runner.env, other.is_ok());
+                return other;
+            }
         }
     }
 }
