@@ -30,7 +30,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "services",
-        &["report", "run_records", "stage_lock", "snapshot", "rotate"],
+        &[
+            "report",
+            "run_records",
+            "stage_lock",
+            "repo_lock",
+            "snapshot",
+            "rotate",
+        ],
     ),
     ("model", &["config", "stages"]),
     (

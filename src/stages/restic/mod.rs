@@ -20,6 +20,7 @@
 //! `validate`, a run (retries, cures, errors) in `run`; `repo` hands over the repository and
 //! secrets, `verbs` serves restore, snapshots and mount.
 
+mod fleet;
 pub mod json;
 pub mod repo;
 mod run;
@@ -33,6 +34,7 @@ pub use spec::{Keep, Operation, Spec};
 
 use super::verbs::{Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb};
 use super::{Needs, Outcome, SpecError, StageError, StageKind};
+use crate::repo_lock::{Location, Mode, RepositoryUse};
 use crate::stages::StageContext;
 
 impl StageKind for Spec {
@@ -135,6 +137,39 @@ impl StageKind for Spec {
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         run::run(self, ctx)
+    }
+
+    /// A backup starts shared (its `forget` for `keep` holds it exclusively, see `run`);
+    /// forget, prune and check are exclusive, as restic 0.14 locks them.
+    fn repositories(&self) -> Vec<RepositoryUse> {
+        let mode = match self.operation {
+            Operation::Backup => Mode::Shared,
+            Operation::Forget | Operation::Prune | Operation::Check => Mode::Exclusive,
+        };
+        self.repository_use(mode).into_iter().collect()
+    }
+}
+
+impl Spec {
+    /// This stage's repository used in `mode`, for [`crate::repo_lock`]: its location is the
+    /// `repository` given, or the file (or loaded credential) it is read from at run time.
+    pub fn repository_use(&self, mode: Mode) -> Option<RepositoryUse> {
+        let (name, location) = if let Some(given) = &self.repository {
+            let name = crate::repo_lock::display_name(given.get_ref());
+            (name, Location::Given(given.get_ref().clone()))
+        } else if let Some(file) = &self.repository_file {
+            let name = format!("from {}", file.get_ref().display());
+            (name, Location::File(file.get_ref().clone()))
+        } else {
+            let file = self.repository_credential.as_ref()?.get_ref();
+            let loaded = repo::credential_path(repo::REPOSITORY_CREDENTIAL, file);
+            (format!("from {}", file.display()), Location::File(loaded))
+        };
+        Some(RepositoryUse {
+            name,
+            location,
+            mode,
+        })
     }
 }
 
