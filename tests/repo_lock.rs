@@ -97,7 +97,6 @@ fn wait_for<T>(waiting_for: &str, mut what: impl FnMut() -> Option<T>) -> T {
 #[track_caller]
 fn wait_for_status(installed: &Installed, stage: &str, status: &str) -> String {
     let unit = format!("backup@{stage}.service");
-    let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = installed.show(&unit, "StatusText");
@@ -107,10 +106,9 @@ fn wait_for_status(installed: &Installed, stage: &str, status: &str) -> String {
         if running && text.contains(status) {
             return text;
         }
-        seen = text;
         assert!(
             Instant::now() < deadline,
-            "{unit} never said {status:?}; last: {seen:?}"
+            "{unit} never said {status:?}; last: {text:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -259,10 +257,11 @@ fn a_lock_restic_holds_outside_our_lock_is_waited_out_as_live() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    wait_for("the restic run by hand to lock the repository", || {
+    let _lock = wait_for("the restic run by hand to lock the repository", || {
         std::fs::read_dir(installed.path("repo/locks"))
             .ok()
             .and_then(|mut locks| locks.next())
+            .and_then(Result::ok)
     });
 
     start("backup@prune.service");
