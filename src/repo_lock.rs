@@ -378,7 +378,7 @@ pub fn holders(lock: &Path, stage: &str) -> Vec<Holder> {
             Some(holder)
         })
         .collect();
-    found.sort_by(|a, b| a.since.cmp(&b.since).then(a.pid.cmp(&b.pid)));
+    found.sort_by(|a, b| (&a.since, a.pid, &a.stage).cmp(&(&b.since, b.pid, &b.stage)));
     found
 }
 
