@@ -456,6 +456,17 @@ impl RepositoryLocks {
         Ok(())
     }
 
+    /// Releases `used`'s repository, when held: a stage that holds two and needs one of them
+    /// exclusively next (a copy's retention on its target) lets the other go first, so that
+    /// two copies in opposite directions never each hold what the other waits for.
+    pub fn release(&self, used: &RepositoryUse) {
+        let Ok(key) = used.location.resolve() else {
+            return;
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|lock| lock.key != key);
+    }
+
     /// The mode `used`'s repository is held in, if it is.
     pub fn mode_of(&self, used: &RepositoryUse) -> Option<Mode> {
         let key = used.location.resolve().ok()?;
@@ -655,6 +666,10 @@ mod tests {
         // Asking for less than it holds keeps what it holds.
         stage.hold(&repo, |_| panic!("waited")).unwrap();
         assert_eq!(stage.mode_of(&repo), Some(Mode::Exclusive));
+        // Released, another stage takes it at once.
+        stage.release(&repo);
+        assert_eq!(stage.mode_of(&repo), None);
+        held(dir.path(), "prune", Mode::Exclusive);
     }
 
     #[test]
