@@ -1,7 +1,8 @@
 //! The executor: runs one stage (`backupctl stage NAME`, or one step of `run --here`),
 //! wrapped in what every stage shares: the journal span with our fields, start / end
 //! records with `MESSAGE_ID`s, `STATUS=` lines, the stage lock (one run of a stage at a
-//! time), the `when_mounted` check and the run record.
+//! time), the locks of the restic repositories it uses (`repo_lock`), the `when_mounted`
+//! check and the run record.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, Stage};
 use crate::paths::Scope;
+use crate::repo_lock::{RepositoryLocks, Requester};
 use crate::report::messages;
 use crate::report::{Figures, Reporter};
 use crate::run_records::{self, RunRecord, RunResult};
@@ -86,6 +88,12 @@ pub fn run_stage(
         Err(Refused::Stopped) => Err(StageError::Interrupted),
         Err(Refused::Lock(error)) => Err(StageError::Failed(error_chain(&error))),
     };
+    let repositories = RepositoryLocks::new(Requester {
+        state_dir: state_dir.clone(),
+        stage: stage.name.clone(),
+        job: stage.job.clone(),
+        wait: stage_lock_wait(stage),
+    });
     // The run starts once it holds the lock: a `--wait` is not part of its duration.
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
@@ -101,6 +109,7 @@ pub fn run_stage(
             report,
             run_id: run_id.to_string(),
             lock,
+            repositories: &repositories,
         }),
     };
     // To the millisecond: journal fields and the catalog text read `38.712`, not 17 digits.
@@ -131,6 +140,7 @@ pub fn run_stage(
         warn!("{problem}");
     }
     // Held until the record is written: the next run starts after this one is on record.
+    drop(repositories);
     drop(lock);
     Ok(record)
 }
@@ -337,6 +347,10 @@ fn check_secrets(stage: &Stage) -> Result<(), StageError> {
 /// Runs the stage's kind, inside snapshots of its sources when the stage asks for them.
 fn run_kind(ctx: &StageContext) -> Result<Outcome, StageError> {
     check_secrets(ctx.stage)?;
+    // In the order of their keys, so that two stages never each hold what the other waits for.
+    for used in crate::repo_lock::merged(ctx.stage.spec.repositories()) {
+        ctx.hold_repository(&used)?;
+    }
     let sources = ctx.stage.spec.needs().sources;
     let Some(settings) = ctx.stage.snapshot.as_ref().filter(|_| !sources.is_empty()) else {
         return ctx.stage.spec.run(ctx);
@@ -418,4 +432,19 @@ mod tests {
         assert!(!is_mount_point(dir.path()));
         assert!(!is_mount_point(Path::new("/does/not/exist")));
     }
+}
+
+/// How long the stage waits for a repository's lock: its own `lock_wait`, else the longest
+/// its declared repositories set, else [`crate::repo_lock::DEFAULT_WAIT`].
+fn stage_lock_wait(stage: &crate::config::Stage) -> std::time::Duration {
+    let declared = stage
+        .spec
+        .repositories()
+        .into_iter()
+        .filter_map(|used| used.wait);
+    stage
+        .lock_wait
+        .map(|wait| wait.0)
+        .or_else(|| declared.max())
+        .unwrap_or(crate::repo_lock::DEFAULT_WAIT)
 }

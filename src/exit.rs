@@ -56,8 +56,8 @@ pub const CODES: &[Documented] = &[
     },
     Documented {
         code: TEMPORARY,
-        meaning: "a temporary failure that may pass (network, or the stage is already \
-                  running)",
+        meaning: "a temporary failure that may pass (network, the stage is already \
+                  running, or its repository stayed locked past `lock_wait`)",
     },
     Documented {
         code: INTERRUPTED,

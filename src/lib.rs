@@ -21,6 +21,7 @@ pub mod paths;
 pub mod patterns;
 pub mod preflight;
 pub mod process;
+pub mod repo_lock;
 pub mod report;
 pub mod repository_figures;
 pub mod rotate;

@@ -176,23 +176,27 @@ impl StageLock {
     }
 }
 
-/// Opens (creating) the lock file. Readable by all and the directory searchable: the unit of
-/// a system-scope job may run as `user = "…"` while `run --here` runs as root, and both must
-/// reach the same file (`flock` needs only a descriptor, which read access gives).
 fn open(path: &Path) -> Result<File, LockError> {
-    let wrap = |source| LockError {
+    open_lock_file(path).map_err(|source| LockError {
         path: path.to_path_buf(),
         source,
-    };
+    })
+}
+
+/// Opens (creating) a lock file, this one's or a repository's (`repo_lock`). Readable by all
+/// and the directory searchable: the unit of a system-scope job may run as `user = "…"`
+/// while `run --here` runs as root, and both must reach the same file (`flock` needs only a
+/// descriptor, which read access gives).
+pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
     let dir = path.parent().expect("a lock path has a directory");
     if !dir.is_dir() {
-        crate::paths::create_dir(dir).map_err(wrap)?;
+        crate::paths::create_dir(dir)?;
         // Units run with UMask=0077; the other side may be another user.
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
     }
     let mut options = std::fs::OpenOptions::new();
     options.read(true).custom_flags(libc::O_NOFOLLOW);
-    let file = match options
+    match options
         .clone()
         .write(true)
         .create(true)
@@ -202,14 +206,11 @@ fn open(path: &Path) -> Result<File, LockError> {
     {
         Ok(file) => {
             let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
-            file
+            Ok(file)
         }
-        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
-            options.open(path).map_err(wrap)?
-        }
-        Err(error) => return Err(wrap(error)),
-    };
-    Ok(file)
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => options.open(path),
+        Err(error) => Err(error),
+    }
 }
 
 /// What the holder wrote into the lock file; `None` when it wrote nothing (yet).

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "run_records",
             "repository_figures",
             "stage_lock",
+            "repo_lock",
             "snapshot",
             "rotate",
         ],

@@ -25,6 +25,7 @@ mod notify;
 mod package;
 mod patterns;
 mod prometheus;
+mod repo_lock;
 mod restic;
 mod run_here;
 mod sandbox;

@@ -125,6 +125,10 @@ pub struct Stage {
     /// `ExecStopPost=`: a command run after the stage, whether it succeeded, failed or was
     /// stopped, in the stage's sandbox.
     pub cleanup: Option<Vec<String>>,
+    /// `lock_wait`: how long the stage waits for a repository another stage holds (the
+    /// local lock, and restic's own on a repository other hosts share); `None`: the default,
+    /// `repo_lock::DEFAULT_WAIT`.
+    pub lock_wait: Option<Timespan>,
     pub spec: KindSpec,
 }
 

@@ -39,6 +39,7 @@ struct RawCommon {
     snapshot_locations: Option<IndexMap<Spanned<String>, Spanned<PathBuf>>>,
     exec_before_snapshot: Option<Spanned<Vec<String>>>,
     cleanup: Option<Spanned<Vec<String>>>,
+    lock_wait: Option<Spanned<String>>,
     environment_file: Option<Spanned<OneOrMany<PathBuf>>>,
 }
 
@@ -242,6 +243,10 @@ pub(super) fn parse(
         store: raw.store.map(Spanned::into_inner),
         snapshot,
         cleanup,
+        lock_wait: raw
+            .lock_wait
+            .map(|text| timespan(source, &text, "lock_wait"))
+            .transpose()?,
         spec: kind,
     };
     Ok((stage, after_spans))

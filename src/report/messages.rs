@@ -8,6 +8,9 @@ pub const STAGE_WARNED: &str = "447968e63341482790f079a19bed1463";
 pub const STAGE_SKIPPED: &str = "f71a8d8f9ff4453a9bc139d75d6f4d58";
 /// A stage did not start: another run of it holds its lock (exit 75).
 pub const STAGE_BUSY: &str = "c3b1e8a0f65e4d2a9d7f0b5e6a4c2d19";
+/// A stage waits for a restic repository another stage holds (`repo_lock`) or another host
+/// has locked (restic's own lock).
+pub const REPOSITORY_WAIT: &str = "9e2b6c41d8a04f7f86d2a3b5c7e90f14";
 pub const JOB_FINISHED: &str = "40fbb6111b4a487db99843eb4ae69a2a";
 /// A restore drill found restored files that differ from what was backed up.
 pub const DRILL_MISMATCH: &str = "5a94c8d232014863aa36186810241ac7";
@@ -22,6 +25,7 @@ pub const ALL: &[&str] = &[
     STAGE_WARNED,
     STAGE_SKIPPED,
     STAGE_BUSY,
+    REPOSITORY_WAIT,
     JOB_FINISHED,
     DRILL_MISMATCH,
     NOTIFY_FAILED,
@@ -48,6 +52,9 @@ pub const FIELDS: &[&str] = &[
     "BACKUPCTL_DRILL_MISMATCHES",
     "BACKUPCTL_NOTIFY_UNIT",
     "BACKUPCTL_NOTIFY_CHANNEL",
+    "BACKUPCTL_REPOSITORY",
+    "BACKUPCTL_LOCK_MODE",
+    "BACKUPCTL_LOCK_HOLDERS",
 ];
 
 #[cfg(test)]

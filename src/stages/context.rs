@@ -7,8 +7,10 @@ use tracing::info;
 
 use crate::config::{Config, Stage};
 use crate::paths::Scope;
+use crate::repo_lock::{LockFailed, RepositoryLocks, RepositoryUse};
 use crate::report::Reporter;
 use crate::stage_lock::StageLock;
+use crate::stages::StageError;
 
 /// What a running stage may use.
 pub struct StageContext<'a> {
@@ -21,9 +23,41 @@ pub struct StageContext<'a> {
     /// The stage's lock, held for the whole run: what only one run at a time may do (e.g.
     /// removing what a killed run left behind) takes it as proof.
     pub lock: &'a StageLock,
+    /// The repository locks the run holds ([`crate::repo_lock`]): the executor takes those
+    /// of `StageKind::repositories`; a step that needs another mode calls
+    /// [`StageContext::hold_repository`].
+    pub repositories: &'a RepositoryLocks,
 }
 
 impl StageContext<'_> {
+    /// Holds `used`'s repository in its mode for the rest of the run, waiting (up to the
+    /// stage's `lock_wait`) for the stages in the way, and saying so in `STATUS=` (which
+    /// `systemctl status` and `backupctl status` show) and the journal.
+    pub fn hold_repository(&self, used: &RepositoryUse) -> Result<(), StageError> {
+        let result = self.repositories.hold(used, |waiting| {
+            let holders: Vec<String> = waiting.holders.iter().map(|h| h.stage.clone()).collect();
+            info!(
+                message_id = crate::report::messages::REPOSITORY_WAIT,
+                backupctl_repository = %waiting.name,
+                backupctl_lock_mode = waiting.mode.as_str(),
+                backupctl_lock_holders = %holders.join(" "),
+                "{waiting}"
+            );
+            self.report.status(&waiting.to_string());
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(LockFailed::Stopped(_)) => Err(StageError::Interrupted),
+            Err(timed_out @ LockFailed::TimedOut { .. }) => {
+                Err(StageError::LockWait(timed_out.to_string()))
+            }
+            Err(LockFailed::Lock(error)) => Err(StageError::Failed(format!(
+                "{error}: {}",
+                std::error::Error::source(&error).map_or(String::new(), |e| e.to_string())
+            ))),
+        }
+    }
+
     /// A line a tool printed that is worth keeping in the journal.
     pub fn log_output(&self, line: &str) {
         if !line.trim().is_empty() {

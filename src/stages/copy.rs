@@ -26,6 +26,7 @@ use super::drill::{self, DrillContext, Drillable};
 use super::restic::{self, Keep, declared, repo};
 use super::verbs::{Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb, VerbContext};
 use super::{Needs, Outcome, Repositories, SpecError, StageContext, StageError, StageKind};
+use crate::repo_lock::{Mode, RepositoryUse};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,6 +173,14 @@ impl StageKind for Spec {
                 skipped.get()
             );
             if self.keep.is_some() {
+                // restic's forget locks the target exclusively: ours too, after letting go
+                // of the source, so two copies in opposite directions cannot deadlock.
+                if let Some(source) = self.source_use() {
+                    ctx.repositories.release(&source);
+                }
+                if let Some(exclusive) = target.repository_use(Mode::Exclusive) {
+                    ctx.hold_repository(&exclusive)?;
+                }
                 ctx.report
                     .status("restic: applying the target's retention (forget)");
                 runner.restic("forget", self.target.forget_arguments(false), &[])?;
@@ -179,9 +188,20 @@ impl StageKind for Spec {
             Ok(Outcome::default())
         })
     }
+
+    /// Both repositories, shared: restic copy locks each non-exclusively.
+    fn repositories(&self) -> Vec<RepositoryUse> {
+        let target = self.repositories_view().repository_use(Mode::Shared);
+        target.into_iter().chain(self.source_use()).collect()
+    }
 }
 
 impl Spec {
+    /// The source repository, read (shared), under the credential names of a copy's source.
+    fn source_use(&self) -> Option<RepositoryUse> {
+        self.source.repository_use_as(Mode::Shared, repo::FROM)
+    }
+
     /// `--host`, `--tag` and `--path` of the copy's filters.
     fn filter_args(&self) -> Vec<String> {
         self.target

@@ -166,6 +166,18 @@ impl Server<'_> {
     }
 }
 
+/// The repository a dump streams into (`restic backup --stdin`): shared, as restic's own
+/// lock for a backup.
+pub fn repositories(destination: Option<Destination>) -> Vec<crate::repo_lock::RepositoryUse> {
+    match destination {
+        Some(Destination::Restic(spec)) => spec
+            .repository_use(crate::repo_lock::Mode::Shared)
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub fn destination_needs(destination: Option<Destination>) -> Needs {
     match destination {
         Some(Destination::Directory(dir)) => Needs {

@@ -19,6 +19,7 @@ use super::verbs::{
     HistoryArgs, Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb, VerbContext,
 };
 use super::{Needs, Outcome, Repositories, SpecError, StageContext, StageError};
+use crate::repo_lock::RepositoryUse;
 
 /// What one stage kind is and does. Implemented by the kind's `Spec`: its keys, as serde
 /// reads them from the stage's table (strict about unknown keys).
@@ -113,6 +114,15 @@ pub trait StageKind:
     /// repository check and a failed backup are different alerts).
     fn purpose(&self) -> Purpose {
         Purpose::Backup
+    }
+
+    /// The restic repositories the stage touches and in which mode it starts
+    /// ([`crate::repo_lock`]: shared to add or read, exclusive to remove or check). The
+    /// executor holds their locks before [`StageKind::run`], waiting for the stages in the
+    /// way; a later step that needs another mode calls `ctx.repositories.hold`. Default:
+    /// none. A kind that reaches two (a copy: source and target) lists both.
+    fn repositories(&self) -> Vec<RepositoryUse> {
+        Vec::new()
     }
 }
 
@@ -303,6 +313,8 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
     /// See [`StageKind::purpose`].
     fn purpose(&self) -> Purpose;
+    /// See [`StageKind::repositories`].
+    fn repositories(&self) -> Vec<RepositoryUse>;
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>>;
     fn history(&self, ctx: &VerbContext, args: &HistoryArgs) -> Option<anyhow::Result<ExitCode>>;
     fn snapshots(&self, ctx: &VerbContext, args: &SnapshotsArgs)
@@ -342,6 +354,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn purpose(&self) -> Purpose {
         StageKind::purpose(self)
+    }
+    fn repositories(&self) -> Vec<RepositoryUse> {
+        StageKind::repositories(self)
     }
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>> {
         K::RESTORE.map(|verb| verb(self, ctx, args))

@@ -151,6 +151,11 @@ pub enum StageError {
     /// A failure that may pass by itself (network down, repository locked): systemd may retry.
     #[error("{0}")]
     Temporary(String),
+    /// Gave up waiting for a repository another stage or host holds (`lock_wait`): exit 75
+    /// like [`StageError::Temporary`], but never retried by the stage itself (the wait was
+    /// its retry).
+    #[error("{0}")]
+    LockWait(String),
     #[error("{0}")]
     Failed(String),
     /// A failure found by counting (a drill's mismatches): the run record keeps the figures.
@@ -191,7 +196,7 @@ impl StageError {
     pub fn exit_code(&self) -> u8 {
         match self {
             StageError::Interrupted => crate::exit::INTERRUPTED,
-            StageError::Temporary(_) => crate::exit::TEMPORARY,
+            StageError::Temporary(_) | StageError::LockWait(_) => crate::exit::TEMPORARY,
             StageError::Snapshot(error) if error.is_temporary() => crate::exit::TEMPORARY,
             StageError::Preflight(_) => crate::exit::PREFLIGHT,
             _ => crate::exit::FAILED,

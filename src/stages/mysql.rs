@@ -443,6 +443,10 @@ impl StageKind for Spec {
         Ok(())
     }
 
+    fn repositories(&self) -> Vec<crate::repo_lock::RepositoryUse> {
+        dump::repositories(self.destination())
+    }
+
     fn needs(&self) -> Needs {
         let mut needs = self.server().needs(vec!["mysqldump", "mysql"]);
         needs.merge(dump::destination_needs(self.destination()));

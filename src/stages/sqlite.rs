@@ -245,6 +245,10 @@ impl StageKind for Spec {
         Ok(())
     }
 
+    fn repositories(&self) -> Vec<crate::repo_lock::RepositoryUse> {
+        dump::repositories(self.destination())
+    }
+
     fn needs(&self) -> Needs {
         let mut needs = Needs {
             tools: vec!["sqlite3"],

@@ -264,6 +264,12 @@ mod tests {
             report: &report,
             run_id: crate::stages::new_id(),
             lock: &lock,
+            repositories: &crate::repo_lock::RepositoryLocks::new(crate::repo_lock::Requester {
+                state_dir: state_dir.clone(),
+                stage: "notes".into(),
+                job: "job".into(),
+                wait: crate::repo_lock::DEFAULT_WAIT,
+            }),
         };
         stage.spec.run(&ctx).unwrap();
         assert!(archive.is_file());
@@ -342,6 +348,12 @@ mod tests {
             report: &report,
             run_id: crate::stages::new_id(),
             lock: &lock,
+            repositories: &crate::repo_lock::RepositoryLocks::new(crate::repo_lock::Requester {
+                state_dir: state_dir.clone(),
+                stage: "notes".into(),
+                job: "job".into(),
+                wait: crate::repo_lock::DEFAULT_WAIT,
+            }),
         };
         config.stages[0].spec.run(&ctx).unwrap();
         let outcome = StageKind::run(&drill, &ctx).unwrap();

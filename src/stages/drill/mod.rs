@@ -166,6 +166,16 @@ impl StageKind for Spec {
         Some(self.stage.get_ref())
     }
 
+    /// The target's repositories, read: shared, whatever the target does to them.
+    fn repositories(&self) -> Vec<crate::repo_lock::RepositoryUse> {
+        let uses = self.target.iter().flat_map(|target| target.repositories());
+        uses.map(|used| crate::repo_lock::RepositoryUse {
+            mode: crate::repo_lock::Mode::Shared,
+            ..used
+        })
+        .collect()
+    }
+
     fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
         let find = |name: &str| stages.iter().find(|(n, _)| n == name).map(|(_, s)| s);
         let drillable: Vec<&str> = stages

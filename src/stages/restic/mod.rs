@@ -23,6 +23,7 @@
 
 pub mod declared;
 mod figures;
+mod fleet;
 pub mod json;
 pub mod repo;
 mod run;
@@ -37,6 +38,7 @@ pub use spec::{Keep, Operation, Spec};
 
 use super::verbs::{Listing, MountArgs, RestoreArgs, SnapshotsArgs, Verb};
 use super::{Needs, Outcome, SpecError, StageError, StageKind};
+use crate::repo_lock::{Location, Mode, RepositoryUse};
 use crate::stages::StageContext;
 
 impl StageKind for Spec {
@@ -92,6 +94,16 @@ impl StageKind for Spec {
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         run::run(self, ctx)
+    }
+
+    /// A backup starts shared (its `forget` for `keep` holds it exclusively, see `run`);
+    /// forget, prune and check are exclusive, as restic 0.14 locks them.
+    fn repositories(&self) -> Vec<RepositoryUse> {
+        let mode = match self.operation {
+            Operation::Backup => Mode::Shared,
+            Operation::Forget | Operation::Prune | Operation::Check => Mode::Exclusive,
+        };
+        self.repository_use(mode).into_iter().collect()
     }
 }
 
@@ -154,6 +166,35 @@ impl Spec {
                 .map(|p| p.get_ref().clone())
                 .collect(),
         }
+    }
+
+    /// This stage's repository used in `mode`, for [`crate::repo_lock`]: its location is the
+    /// `repository` given, or the file (or loaded credential) it is read from at run time.
+    /// A declared repository is named by its name (`repository_name`); `role` says under
+    /// which credential names a unit loads it (a copy's source takes other names).
+    pub fn repository_use(&self, mode: Mode) -> Option<RepositoryUse> {
+        self.repository_use_as(mode, repo::OWN)
+    }
+
+    pub fn repository_use_as(&self, mode: Mode, role: repo::Role) -> Option<RepositoryUse> {
+        let declared = self.repository_name.as_ref().map(|n| n.get_ref().clone());
+        let (name, location) = if let Some(given) = &self.repository {
+            let name = crate::repo_lock::display_name(given.get_ref());
+            (name, Location::Given(given.get_ref().clone()))
+        } else if let Some(file) = &self.repository_file {
+            let name = format!("from {}", file.get_ref().display());
+            (name, Location::File(file.get_ref().clone()))
+        } else {
+            let file = self.repository_credential.as_ref()?.get_ref();
+            let loaded = repo::credential_path(role.repository_credential, file);
+            (format!("from {}", file.display()), Location::File(loaded))
+        };
+        Some(RepositoryUse {
+            name: declared.unwrap_or(name),
+            location,
+            mode,
+            wait: self.lock_wait(),
+        })
     }
 }
 

@@ -6,16 +6,33 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::fleet;
 use super::json;
 use super::repo::{self, Failure};
 use super::spec::{Operation, Spec};
 use crate::process::{Command, ToolError};
+use crate::repo_lock::Mode;
 use crate::report::Figures;
 use crate::stages::{Outcome, StageContext, StageError};
 
 /// restic backup: "snapshot created, but some source files could not be read".
 const INCOMPLETE: i32 = 3;
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
+/// The backoff while another host's restic holds the repository: 5 s, doubling, at most 2 min.
+const FOREIGN_LOCK_FIRST_DELAY: Duration = Duration::from_secs(5);
+const FOREIGN_LOCK_MAX_DELAY: Duration = Duration::from_secs(120);
+
+/// A wait for restic's lock held elsewhere (see [`Runner::wait_for_foreign_lock`]).
+struct ForeignWait {
+    deadline: std::time::Instant,
+    limit: Duration,
+    delay: Duration,
+    /// restic ≥ 0.16 waits itself (`--retry-lock`); one more attempt is all we make.
+    retry_lock: bool,
+    /// How many times it waited already.
+    waits: u32,
+    host: String,
+}
 /// restic prints JSON status lines at 60 per second by default; two are plenty.
 const PROGRESS_FPS: &str = "2";
 
@@ -43,6 +60,7 @@ pub(in crate::stages) fn run_with(
         ctx,
         env,
         init_args,
+        retry_lock: std::cell::RefCell::new(None),
     };
     let marker = RunMarker::new(&ctx.state_dir, &ctx.stage.name);
     if marker.left_by_a_killed_run() {
@@ -136,6 +154,8 @@ pub(in crate::stages) struct Runner<'a> {
     env: Vec<(OsString, OsString)>,
     /// Arguments of the `restic init` that creates a missing repository.
     init_args: &'a [&'a str],
+    /// `--retry-lock=…`, once a lock was met and restic is ≥ 0.16 (see `fleet`).
+    retry_lock: std::cell::RefCell<Option<String>>,
 }
 
 impl Runner<'_> {
@@ -144,6 +164,11 @@ impl Runner<'_> {
             Operation::Backup => {
                 let outcome = self.backup()?;
                 if self.spec.keep.is_some() {
+                    // restic's forget locks exclusively: our lock too, the backup's shared
+                    // one released first (see `repo_lock`).
+                    if let Some(used) = self.spec.repository_use(Mode::Exclusive) {
+                        self.ctx.hold_repository(&used)?;
+                    }
                     self.ctx
                         .report
                         .status("restic: applying retention (forget)");
@@ -241,7 +266,11 @@ impl Runner<'_> {
 
     /// A restic command with this stage's repository, options and environment.
     fn command(&self, args: Vec<OsString>) -> Command<'_> {
-        repo::command(self.spec, &self.env, &self.ctx.stage.environment).args(args)
+        let command = repo::command(self.spec, &self.env, &self.ctx.stage.environment);
+        match self.retry_lock.borrow().as_ref() {
+            Some(retry) => command.arg(retry).args(args),
+            None => command.args(args),
+        }
     }
 
     /// A plain restic command whose output goes to the journal.
@@ -287,6 +316,7 @@ impl Runner<'_> {
         mut attempt: impl FnMut(&Self) -> Result<T, StageError>,
     ) -> Result<T, StageError> {
         let mut cured = Vec::new();
+        let mut foreign: Option<ForeignWait> = None;
         loop {
             let stderr = match attempt(self) {
                 Err(StageError::Tool(ToolError::Failed { stderr, .. })) => stderr,
@@ -303,10 +333,86 @@ impl Runner<'_> {
                     tracing::warn!("the repository is locked; removing stale locks");
                     self.cure("unlock")?;
                 }
+                Failure::Locked => {
+                    let wait = foreign.get_or_insert_with(|| self.foreign_wait());
+                    self.wait_for_foreign_lock(what, wait, &stderr)?;
+                }
                 _ => return Err(describe(what, failure, &stderr, self.spec.init)),
             }
             cured.push(failure);
         }
+    }
+
+    /// The first time restic's own lock is in the way after `unlock` (the fleet case, see
+    /// `fleet`): when the wait ends, and whether restic ≥ 0.16 waits by itself.
+    fn foreign_wait(&self) -> ForeignWait {
+        let limit = self.ctx.repositories.requester().wait;
+        let version = Command::new(self.spec.program())
+            .arg("version")
+            .output()
+            .ok()
+            .and_then(|out| fleet::version(&out));
+        let retry_lock = version.is_some_and(fleet::has_retry_lock);
+        if retry_lock {
+            *self.retry_lock.borrow_mut() = Some(fleet::retry_lock_argument(limit));
+        }
+        ForeignWait {
+            deadline: std::time::Instant::now() + limit,
+            limit,
+            delay: FOREIGN_LOCK_FIRST_DELAY,
+            retry_lock,
+            waits: 0,
+            host: fleet::hostname(),
+        }
+    }
+
+    /// Waits before the next attempt on a repository locked by restic elsewhere, saying who
+    /// holds it and whether that lock is live or stale (a stale one is removed); fails once
+    /// the stage's `lock_wait` is spent.
+    fn wait_for_foreign_lock(
+        &self,
+        what: &str,
+        wait: &mut ForeignWait,
+        stderr: &str,
+    ) -> Result<(), StageError> {
+        let name = self
+            .spec
+            .repository_use(Mode::Shared)
+            .map_or_else(|| "?".into(), |used| used.name);
+        let holder = fleet::ForeignLock::parse(stderr);
+        let described = holder.as_ref().map_or_else(
+            || "restic's lock (no details)".to_string(),
+            |lock| lock.describe(&wait.host),
+        );
+        let now = std::time::Instant::now();
+        // With `--retry-lock`, restic has waited the whole limit already.
+        if (wait.retry_lock && wait.waits > 0) || now >= wait.deadline {
+            return Err(StageError::LockWait(format!(
+                "restic {what}: gave up waiting for repository {name} after {} (`lock_wait`): still locked by {described}; raise the stage's `lock_wait`, or find that restic on its host",
+                crate::report::short_duration(wait.limit)
+            )));
+        }
+        let delay = wait.delay.min(wait.deadline - now);
+        let waiting = format!(
+            "waiting for repository {name}, locked by {described}; retry in {}",
+            crate::report::short_duration(delay)
+        );
+        tracing::info!(
+            message_id = crate::report::messages::REPOSITORY_WAIT,
+            backupctl_repository = %name,
+            backupctl_lock_holders = %described,
+            "{waiting}"
+        );
+        self.ctx.report.status(&waiting);
+        if holder.is_some_and(|lock| lock.stale(&wait.host)) {
+            self.cure("unlock")?;
+        }
+        if !wait.retry_lock {
+            sleep_unless_stopped(delay)?;
+        }
+        wait.delay = (wait.delay * 2).min(FOREIGN_LOCK_MAX_DELAY);
+        wait.waits += 1;
+        Ok(())
     }
 
     /// `restic init` or `restic unlock`: the cures [`Self::run_with_recovery`] applies (and a

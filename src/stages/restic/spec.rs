@@ -164,7 +164,9 @@ pub struct Spec {
     pub retries: Option<u32>,
     /// First wait before a retry (doubles each time, at most 15 min); default 1min.
     pub retry_delay: Option<Spanned<String>>,
-    /// How long the stage may wait for its repository's lock (a systemd time span).
+    /// A declared repository's `lock_wait` (a systemd time span), the wait of a stage that
+    /// sets no `lock_wait` of its own; a stage's own is the key every stage takes.
+    #[serde(skip)]
     pub lock_wait: Option<Spanned<String>>,
 }
 
