@@ -1,6 +1,7 @@
 //! backupctl: systemd-native backups. A TOML config becomes systemd units (`generator`); each
 //! unit runs one stage through the `executor`; `runner` runs a whole job for people.
 
+pub mod bandwidth;
 pub mod btrfs;
 pub mod cli;
 pub mod commands;

@@ -107,6 +107,12 @@ pub trait StageKind:
     fn purpose(&self) -> Purpose {
         Purpose::Backup
     }
+
+    /// The bandwidth limits the stage's tool runs under (`upload_limit`, …), for `check
+    /// --verbose` and `hello`. Default: none.
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
+        Vec::new()
+    }
 }
 
 /// See [`StageKind::PLACE_IN_STORE`]: the spec, and the store's mount point.
@@ -289,6 +295,8 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError>;
     /// See [`StageKind::purpose`].
     fn purpose(&self) -> Purpose;
+    /// See [`StageKind::bandwidth`].
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>>;
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>>;
     fn history(&self, ctx: &VerbContext, args: &HistoryArgs) -> Option<anyhow::Result<ExitCode>>;
     fn snapshots(&self, ctx: &VerbContext, args: &SnapshotsArgs)
@@ -328,6 +336,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn purpose(&self) -> Purpose {
         StageKind::purpose(self)
+    }
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
+        StageKind::bandwidth(self)
     }
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>> {
         K::RESTORE.map(|verb| verb(self, ctx, args))

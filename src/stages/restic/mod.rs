@@ -106,6 +106,10 @@ impl StageKind for Spec {
         }
     }
 
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
+        self.limits()
+    }
+
     fn purpose(&self) -> crate::stages::Purpose {
         use crate::stages::Purpose;
         match self.operation {

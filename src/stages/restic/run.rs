@@ -215,8 +215,11 @@ impl Runner<'_> {
     }
 
     /// A restic command with this stage's repository, options and environment.
+    /// The stage's bandwidth limits at the time the command starts.
     fn command(&self, args: Vec<OsString>) -> Command<'_> {
-        repo::command(self.spec, &self.env, &self.ctx.stage.environment).args(args)
+        repo::command(self.spec, &self.env, &self.ctx.stage.environment)
+            .args(self.spec.limit_args(crate::bandwidth::now()))
+            .args(args)
     }
 
     /// A plain restic command whose output goes to the journal.
