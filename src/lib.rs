@@ -13,6 +13,7 @@ pub mod exit;
 pub mod generator;
 pub mod job_run;
 pub mod logs;
+pub mod machine;
 pub mod metrics;
 pub mod mounts;
 pub mod needs;

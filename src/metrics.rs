@@ -274,6 +274,17 @@ pub fn render(
             })
             .collect(),
     );
+    family(
+        "backupctl_stage_last_skipped",
+        "1 when the stage's last run was skipped by a condition, with the reason (\"on battery\", \"metered connection\", \"PATH is not mounted\").",
+        last.iter()
+            .filter(|(_, _, record)| record.result == RunResult::Skipped)
+            .map(|(job, stage, record)| {
+                let reason = record.skip_reason.as_deref().unwrap_or("condition");
+                (labels(job, stage, &[("reason", reason)]), "1".to_string())
+            })
+            .collect(),
+    );
     for (name, help, value) in LAST_RUN {
         family(name, help, each(value));
     }

@@ -48,6 +48,37 @@ pub fn job_finished(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `condition STAGE`: the `ExecCondition=` of a stage with `skip_on_metered`. Exit 1 makes
+/// systemd skip the stage cleanly; 0 runs it. A config that does not load must not read as
+/// "skip" (the stage would vanish without a trace): that is 255, which fails the unit.
+pub fn condition(ctx: &Context, stage: &str) -> ExitCode {
+    let loaded = ctx
+        .config()
+        .map_err(anyhow::Error::from)
+        .and_then(|config| Ok((config, ctx.stage(stage)?)));
+    let (config, stage) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::error!("condition of stage {stage}: {error:#}");
+            return ExitCode::from(255);
+        }
+    };
+    let run_id = crate::executor::run_id();
+    let job_run = crate::job_run::for_stage(
+        config,
+        &stage.job,
+        &stage.name,
+        ctx.scope(),
+        &crate::paths::state_dir(ctx.scope()),
+    )
+    .unwrap_or_else(|| run_id.clone());
+    if crate::executor::condition_holds(config, stage, ctx.scope(), &run_id, &job_run) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 /// `prepare-paths [--owner USER[:GROUP]] PATH…`: create the directories a stage writes (they
 /// must exist before systemd can make them writable in the stage's sandbox), owned by the
 /// stage's user when it has one: this runs as root ("+" in `ExecStartPre=`).

@@ -5,6 +5,7 @@
 //! generated or run from a config that did not validate whole.
 
 pub mod calendar;
+pub mod conditions;
 pub mod coverage;
 pub mod duration;
 pub mod error;
@@ -120,6 +121,8 @@ pub struct Stage {
     /// `ExecStopPost=`: a command run after the stage, whether it succeeded, failed or was
     /// stopped, in the stage's sandbox.
     pub cleanup: Option<Vec<String>>,
+    /// `on_ac_power`, `skip_on_metered`: when the stage is skipped.
+    pub conditions: conditions::Conditions,
     pub spec: KindSpec,
 }
 
