@@ -105,7 +105,8 @@ impl Applied<'_> {
                 let (rate, from) = limit.at(now);
                 format!(
                     "{key}: timetable \"{limit}\", followed by {tool} during the run (now {rate}{})",
-                    from.map(|m| format!(" from the {m} entry")).unwrap_or_default()
+                    from.map(|m| format!(" from the {m} entry"))
+                        .unwrap_or_default()
                 )
             }
             (Limit::Timetable(_), MidRun::RateAtStart) => {
@@ -113,7 +114,8 @@ impl Applied<'_> {
                 format!(
                     "{key}: timetable \"{limit}\"; rate at start: {rate}{} ({tool} keeps one \
                      rate for a whole run)",
-                    from.map(|m| format!(" from the {m} entry")).unwrap_or_default()
+                    from.map(|m| format!(" from the {m} entry"))
+                        .unwrap_or_default()
                 )
             }
         }
@@ -215,9 +217,7 @@ pub enum LimitError {
         "timetable entry `{0}` needs a time and a rate separated by a space, e.g. \"08:00 1M\""
     )]
     Entry(String),
-    #[error(
-        "the timetable's times must increase through the day: {later} comes after {earlier}"
-    )]
+    #[error("the timetable's times must increase through the day: {later} comes after {earlier}")]
     Order { earlier: String, later: String },
 }
 
@@ -309,7 +309,10 @@ mod tests {
     fn rates_are_binary_units_per_second() {
         assert_eq!(parse("1M"), Ok(Limit::Rate(Rate::BytesPerSec(MIB))));
         assert_eq!(parse("500K"), Ok(Limit::Rate(Rate::BytesPerSec(500 << 10))));
-        assert_eq!(parse("1.5MiB/s"), Ok(Limit::Rate(Rate::BytesPerSec(3 << 19))));
+        assert_eq!(
+            parse("1.5MiB/s"),
+            Ok(Limit::Rate(Rate::BytesPerSec(3 << 19)))
+        );
         assert_eq!(parse("off"), Ok(Limit::Rate(Rate::Off)));
         for bad in ["1000", "1X", "", "0.5K", "M"] {
             assert!(
@@ -355,7 +358,10 @@ mod tests {
     fn rclone_gets_both_directions_at_every_change() {
         let up = parse("08:00 1M, 19:00 off").unwrap();
         let down = parse("4M").unwrap();
-        assert_eq!(rclone_bwlimit(Some(&down), None).as_deref(), Some("4096K:off"));
+        assert_eq!(
+            rclone_bwlimit(Some(&down), None).as_deref(),
+            Some("4096K:off")
+        );
         assert_eq!(
             rclone_bwlimit(Some(&down), Some(&down)).as_deref(),
             Some("4096K")

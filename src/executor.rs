@@ -316,8 +316,7 @@ fn conclude(
             let reason = skip.reason();
             info!(
                 message_id = messages::STAGE_SKIPPED,
-                "stage {} skipped: {reason}",
-                stage.name,
+                "stage {} skipped: {reason}", stage.name,
             );
             report.status(&format!("skipped: {reason}"));
             (

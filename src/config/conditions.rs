@@ -60,3 +60,14 @@ impl Conditions {
         words
     }
 }
+
+impl super::Stage {
+    /// The stage's conditions and bandwidth limits, one line each, as they apply to a run
+    /// starting now (`check --verbose`, `hello`).
+    pub fn manners(&self) -> Vec<String> {
+        let now = crate::bandwidth::now();
+        let conditions = self.conditions.describe().into_iter().map(String::from);
+        let limits = self.spec.bandwidth().into_iter().map(|b| b.describe(now));
+        conditions.chain(limits).collect()
+    }
+}

@@ -263,9 +263,10 @@ impl Spec {
                 args.push("--check-access".into());
             }
         }
-        if let Some(limit) =
-            crate::bandwidth::rclone_bwlimit(self.upload_limit.as_ref(), self.download_limit.as_ref())
-        {
+        if let Some(limit) = crate::bandwidth::rclone_bwlimit(
+            self.upload_limit.as_ref(),
+            self.download_limit.as_ref(),
+        ) {
             args.push(format!("--bwlimit={limit}"));
         }
         args.extend(self.args.iter().cloned());

@@ -104,7 +104,9 @@ impl Spec {
     pub fn bwlimit_args(&self, now: crate::bandwidth::Minute) -> Vec<String> {
         let kib = self.bandwidth.as_ref().and_then(|l| l.at(now).0.kib());
         // A plain number is KiB/s to rsync (`--bwlimit=RATE`, "units of 1024 bytes").
-        kib.map(|kib| format!("--bwlimit={kib}")).into_iter().collect()
+        kib.map(|kib| format!("--bwlimit={kib}"))
+            .into_iter()
+            .collect()
     }
 
     /// The rsync argv (without the program).
