@@ -96,8 +96,11 @@ impl Spec {
             .chain(std::iter::once(&self.destination))
     }
 
+    /// A `host:path` location; an `rsync://` one talks to the daemon's port directly (with
+    /// `--rsh` rsync would reach it through ssh instead, which the daemon may not offer).
     fn uses_ssh(&self) -> bool {
-        self.locations().any(|l| is_remote(l.get_ref()))
+        self.locations()
+            .any(|l| is_remote(l.get_ref()) && !l.get_ref().starts_with("rsync://"))
     }
 
     /// `--bwlimit=KiB` for a run starting at `now`, when `bandwidth` limits it then.
@@ -289,8 +292,8 @@ impl StageKind for Spec {
 
     fn needs(&self) -> Needs {
         let destination = self.destination.get_ref();
-        let remote = self.uses_ssh();
-        let mut tools = if remote {
+        let remote = self.locations().any(|l| is_remote(l.get_ref()));
+        let mut tools = if self.uses_ssh() {
             vec!["rsync", "ssh"]
         } else {
             vec!["rsync"]
