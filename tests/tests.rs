@@ -9,6 +9,8 @@ mod config_error_unit;
 mod config_errors;
 mod coverage;
 mod databases;
+mod bandwidth;
+mod conditions;
 mod drill;
 mod examples;
 mod exit_codes;
