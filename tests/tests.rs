@@ -4,13 +4,13 @@
 
 mod util;
 
+mod bandwidth;
 mod calendar;
+mod conditions;
 mod config_error_unit;
 mod config_errors;
 mod coverage;
 mod databases;
-mod bandwidth;
-mod conditions;
 mod drill;
 mod examples;
 mod exit_codes;

@@ -55,4 +55,3 @@ pub fn rest_server(dir: &Path, port: u16) -> Server {
         .arg(dir);
     Server::start(command, port, "rclone serve restic")
 }
-
