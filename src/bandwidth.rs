@@ -217,7 +217,10 @@ pub enum LimitError {
         "timetable entry `{0}` needs a time and a rate separated by a space, e.g. \"08:00 1M\""
     )]
     Entry(String),
-    #[error("the timetable's times must increase through the day: {later} comes after {earlier}")]
+    #[error(
+        "the timetable's times must increase through the day, but {later} follows {earlier}: \
+         write the entries from the earliest, e.g. \"08:00 1M, 19:00 off\""
+    )]
     Order { earlier: String, later: String },
 }
 

@@ -90,7 +90,7 @@ pub fn metered() -> Metered {
             )
             .await?;
         let value: zbus::OwnedVariant = reply.body().deserialize()?;
-        Ok(u32::try_from(&*value)?)
+        u32::try_from(&*value)
     });
     match answer {
         Ok(value) => Metered::from_nm(value),
