@@ -214,6 +214,29 @@ pub fn condition_holds(
     if !stage.conditions.skip_on_metered || !crate::machine::metered().skips() {
         return true;
     }
+    let now = jiff::Timestamp::now().to_string();
+    record_skip(
+        config,
+        stage,
+        scope,
+        (run_id, job_run),
+        &Skip::Metered.reason(),
+        &now,
+    );
+    false
+}
+
+/// Records a skip that no `backupctl stage` saw (its `ExecStart=` never ran): the journal's
+/// skip record, the run record at `at` (RFC 3339) and the metrics. `ids` is the run and its
+/// job run.
+pub fn record_skip(
+    config: &Config,
+    stage: &Stage,
+    scope: Scope,
+    (run_id, job_run): (&str, &str),
+    reason: &str,
+    at: &str,
+) {
     let _entered = tracing::info_span!(
         "stage",
         backupctl_job = %stage.job,
@@ -222,29 +245,25 @@ pub fn condition_holds(
         backupctl_job_run = %job_run,
     )
     .entered();
-    let skip = Skip::Metered;
     info!(
         message_id = messages::STAGE_SKIPPED,
-        "stage {} skipped: {}",
-        stage.name,
-        skip.reason()
+        "stage {} skipped: {reason}", stage.name
     );
-    let now = jiff::Timestamp::now().to_string();
     let record = RunRecord {
         run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
         job: stage.job.clone(),
         stage: stage.name.clone(),
         kind: stage.spec.name().to_string(),
-        started: now.clone(),
-        finished: now,
+        started: at.to_string(),
+        finished: at.to_string(),
         duration_secs: 0.0,
         result: RunResult::Skipped,
         exit_code: crate::exit::OK,
         error: None,
         warnings: Vec::new(),
         figures: Default::default(),
-        skip_reason: Some(skip.reason()),
+        skip_reason: Some(reason.to_string()),
         notes: Vec::new(),
     };
     let state_dir = crate::paths::state_dir(scope);
@@ -254,7 +273,6 @@ pub fn condition_holds(
     if let Err(problem) = crate::metrics::update(config, scope) {
         warn!("{problem}");
     }
-    false
 }
 
 /// Runs the stage's kind unless one of its conditions does not hold, with the start

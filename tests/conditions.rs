@@ -180,6 +180,17 @@ fn metered_and_battery_skips_are_recorded_and_dependents_still_run() {
         status.contains("skipped: metered connection"),
         "status:\n{status}"
     );
+    // A Condition…= skip runs nothing of ours: the job's end (job-finished) records it from
+    // the unit's ConditionResult and Conditions. ConditionPathIsMountPoint= here; a failed
+    // ConditionACPower= is recorded the same way ("on battery"), which this VM cannot show.
+    let record = last_run_record("disk");
+    assert_eq!(record["result"], "skipped", "{record}");
+    assert!(
+        record["skip_reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("not-a-mount is not mounted")),
+        "{record}"
+    );
     // ConditionACPower= as this machine's power supplies decide it (a VM: no battery, so
     // true and `mains` ran). Asserted by what ran: a finished oneshot unit is unloaded soon,
     // and an unloaded unit's ConditionResult reads "no".
