@@ -122,6 +122,42 @@ let
       description = "rsync, rclone: where to copy to.";
     };
 
+    # Conditions and bandwidth (the README's "Conditions and bandwidth"): skipped, not
+    # failed, on battery or a metered connection; limits as the tools' own flags.
+    on_ac_power = mkOption {
+      type = types.nullOr types.bool;
+      default = null;
+      description = "`true`: skip the stage on battery (`ConditionACPower=true`).";
+    };
+    skip_on_metered = mkOption {
+      type = types.nullOr types.bool;
+      default = null;
+      description = ''
+        `true`: skip the stage when NetworkManager says the connection is metered or guesses
+        so (an `ExecCondition=` of backupctl; runs, with a note, without NetworkManager).
+      '';
+    };
+    upload_limit = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "08:00 1M, 19:00 off";
+      description = ''
+        restic, rclone: a rate ("1M", "500K", "off") or a timetable of rates by time of day.
+        restic keeps the rate in effect when it starts; rclone follows the timetable.
+      '';
+    };
+    download_limit = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "restic, rclone: as `upload_limit`, for what the tool receives.";
+    };
+    bandwidth = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "2M";
+      description = "rsync: `--bwlimit`, a rate or a timetable (the rate at start applies).";
+    };
+
     # What a services.restic.backups user would miss, in its names; rendered as the TOML keys
     # of the README's reference (see `stageToml`).
     environmentFile = mkOption {

@@ -101,6 +101,10 @@ pub enum Command {
     /// Log a job's summary once all its stages ran (ExecStart= of backup-JOB.service).
     #[command(hide = true)]
     JobFinished { job: String },
+    /// Whether a stage may run now (ExecCondition= of a stage with skip_on_metered): exit 0
+    /// to run, 1 to skip (its run record written), 255 when it cannot tell.
+    #[command(hide = true)]
+    Condition { stage: String },
     /// Create the directories a stage writes, before its sandbox is set up.
     #[command(hide = true)]
     PreparePaths {
@@ -201,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => commands::verify::run(args),
         Command::Notify(args) => commands::notify::run(ctx, args),
         Command::JobFinished { job } => commands::internal::job_finished(ctx, job),
+        Command::Condition { stage } => Ok(commands::internal::condition(ctx, stage)),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)
         }

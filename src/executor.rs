@@ -97,20 +97,28 @@ pub fn run_stage(
     // The run starts once it holds the lock: a `--wait` is not part of its duration.
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
+    let mut notes = Vec::new();
     let ran = match &lock {
         // Not the stage's own failure, but one all the same: recorded and reported as such.
         Err(StageError::Interrupted) => Ran::Done(Err(StageError::Interrupted)),
         Err(other) => Ran::Done(Err(StageError::Failed(other.to_string()))),
-        Ok(lock) => attempt(&StageContext {
-            config,
-            stage,
-            scope,
-            state_dir: state_dir.clone(),
-            report,
-            run_id: run_id.to_string(),
-            lock,
-            repositories: &repositories,
-        }),
+        Ok(lock) => attempt(
+            &StageContext {
+                config,
+                stage,
+                scope,
+                state_dir: state_dir.clone(),
+                report,
+                run_id: run_id.to_string(),
+                lock,
+                repositories: &repositories,
+            },
+            &mut notes,
+        ),
+    };
+    let skip_reason = match &ran {
+        Ran::Skipped(skip) => Some(skip.reason()),
+        Ran::Done(_) => None,
     };
     // To the millisecond: journal fields and the catalog text read `38.712`, not 17 digits.
     let duration = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
@@ -129,6 +137,8 @@ pub fn run_stage(
         error,
         warnings: outcome.warnings,
         figures: outcome.figures,
+        skip_reason,
+        notes,
     };
     report.finish();
     if let Err(problem) = run_records::append(&state_dir, &record) {
@@ -150,18 +160,140 @@ pub fn run_stage(
 // would buy nothing.
 #[allow(clippy::large_enum_variant)]
 enum Ran<'a> {
-    /// `when_mounted` names this path and nothing is mounted there: the stage did not run.
-    Skipped(&'a Path),
+    /// A condition of the stage does not hold: it did not run.
+    Skipped(Skip<'a>),
     /// The kind ran (or could not start): its outcome or its failure.
     Done(Result<Outcome, StageError>),
 }
 
-/// Runs the stage's kind unless its `when_mounted` path is not a mount point, with the start
-/// record, the D-Bus sink and the sleep inhibitor around it.
-fn attempt<'a>(ctx: &StageContext<'a>) -> Ran<'a> {
-    let stage = ctx.stage;
+/// Why a stage was skipped: a condition of its own that does not hold now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip<'a> {
+    /// `when_mounted` names this path and nothing is mounted there.
+    NotMounted(&'a Path),
+    /// `on_ac_power` and the machine runs on battery.
+    OnBattery,
+    /// `skip_on_metered` and NetworkManager says the connection is metered (or guesses so).
+    Metered,
+}
+
+impl Skip<'_> {
+    /// The words after "skipped: " in the journal, `STATUS=`, the run record and `status`.
+    pub fn reason(&self) -> String {
+        match self {
+            Skip::NotMounted(mount) => format!("{} is not mounted", mount.display()),
+            Skip::OnBattery => "on battery".into(),
+            Skip::Metered => "metered connection".into(),
+        }
+    }
+}
+
+/// The condition of `stage` that does not hold now, if any, in the order systemd checks
+/// them (its `Condition…=` lines, then the `ExecCondition=`). A note goes into `notes` when
+/// NetworkManager could not be asked: the stage then runs, and its record says so.
+pub fn unmet_condition<'a>(stage: &'a Stage, notes: &mut Vec<String>) -> Option<Skip<'a>> {
     if let Some(mount) = stage.when_mounted.as_deref().filter(|m| !is_mount_point(m)) {
-        return Ran::Skipped(mount);
+        return Some(Skip::NotMounted(mount));
+    }
+    if stage.conditions.on_ac_power && !crate::machine::on_ac_power() {
+        return Some(Skip::OnBattery);
+    }
+    if stage.conditions.skip_on_metered {
+        match crate::machine::metered() {
+            metered if metered.skips() => return Some(Skip::Metered),
+            crate::machine::Metered::Absent(why) => notes.push(format!(
+                "skip_on_metered: NetworkManager could not be asked ({why}); ran without \
+                 knowing whether the connection is metered"
+            )),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The `ExecCondition=` of a stage with `skip_on_metered` (`backupctl condition STAGE`):
+/// false when the stage must be skipped, after writing the skip's run record (systemd then
+/// never runs `ExecStart=`, which writes every other record).
+pub fn condition_holds(
+    config: &Config,
+    stage: &Stage,
+    scope: Scope,
+    run_id: &str,
+    job_run: &str,
+) -> bool {
+    if !stage.conditions.skip_on_metered || !crate::machine::metered().skips() {
+        return true;
+    }
+    let now = jiff::Timestamp::now().to_string();
+    record_skip(
+        config,
+        stage,
+        scope,
+        (run_id, job_run),
+        &Skip::Metered.reason(),
+        &now,
+    );
+    false
+}
+
+/// Records a skip that no `backupctl stage` saw (its `ExecStart=` never ran): the journal's
+/// skip record, the run record at `at` (RFC 3339) and the metrics. `ids` is the run and its
+/// job run.
+pub fn record_skip(
+    config: &Config,
+    stage: &Stage,
+    scope: Scope,
+    (run_id, job_run): (&str, &str),
+    reason: &str,
+    at: &str,
+) {
+    let _entered = tracing::info_span!(
+        "stage",
+        backupctl_job = %stage.job,
+        backupctl_stage = %stage.name,
+        backupctl_run = %run_id,
+        backupctl_job_run = %job_run,
+    )
+    .entered();
+    info!(
+        message_id = messages::STAGE_SKIPPED,
+        "stage {} skipped: {reason}", stage.name
+    );
+    let record = RunRecord {
+        run: run_id.to_string(),
+        job_run: Some(job_run.to_string()),
+        job: stage.job.clone(),
+        stage: stage.name.clone(),
+        kind: stage.spec.name().to_string(),
+        started: at.to_string(),
+        finished: at.to_string(),
+        duration_secs: 0.0,
+        result: RunResult::Skipped,
+        exit_code: crate::exit::OK,
+        error: None,
+        warnings: Vec::new(),
+        figures: Default::default(),
+        skip_reason: Some(reason.to_string()),
+        notes: Vec::new(),
+    };
+    let state_dir = crate::paths::state_dir(scope);
+    if let Err(problem) = run_records::append(&state_dir, &record) {
+        warn!("{problem}");
+    }
+    if let Err(problem) = crate::metrics::update(config, scope) {
+        warn!("{problem}");
+    }
+}
+
+/// Runs the stage's kind unless one of its conditions does not hold, with the start
+/// record, the D-Bus sink and the sleep inhibitor around it.
+fn attempt<'a>(ctx: &StageContext<'a>, notes: &mut Vec<String>) -> Ran<'a> {
+    let stage = ctx.stage;
+    if let Some(skip) = unmet_condition(stage, notes) {
+        return Ran::Skipped(skip);
+    }
+    for note in notes.iter() {
+        info!("{note}");
     }
     let kind = stage.spec.name();
     info!(
@@ -208,14 +340,13 @@ fn conclude(
     duration: f64,
 ) -> (RunResult, u8, Option<String>, Outcome) {
     match ran {
-        Ran::Skipped(mount) => {
+        Ran::Skipped(skip) => {
+            let reason = skip.reason();
             info!(
                 message_id = messages::STAGE_SKIPPED,
-                "stage {} skipped: {} is not mounted",
-                stage.name,
-                mount.display()
+                "stage {} skipped: {reason}", stage.name,
             );
-            report.status(&format!("skipped: {} is not mounted", mount.display()));
+            report.status(&format!("skipped: {reason}"));
             (
                 RunResult::Skipped,
                 crate::exit::OK,

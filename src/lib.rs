@@ -1,6 +1,7 @@
 //! backupctl: systemd-native backups. A TOML config becomes systemd units (`generator`); each
 //! unit runs one stage through the `executor`; `runner` runs a whole job for people.
 
+pub mod bandwidth;
 pub mod btrfs;
 pub mod cli;
 pub mod commands;
@@ -12,6 +13,7 @@ pub mod exit;
 pub mod generator;
 pub mod job_run;
 pub mod logs;
+pub mod machine;
 pub mod metrics;
 pub mod mounts;
 pub mod needs;

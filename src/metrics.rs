@@ -169,6 +169,18 @@ const LAST_RUN: &[(&str, &str, SampleOf)] = &[
     ),
 ];
 
+/// `backupctl_stage_last_skipped`'s samples: the stages whose last run was skipped, labelled
+/// with why.
+fn skips(last: &[(&str, &str, &RunRecord)]) -> Vec<(String, String)> {
+    last.iter()
+        .filter(|(_, _, record)| record.result == RunResult::Skipped)
+        .map(|(job, stage, record)| {
+            let reason = record.skip_reason.as_deref().unwrap_or("condition");
+            (labels(job, stage, &[("reason", reason)]), "1".to_string())
+        })
+        .collect()
+}
+
 /// The whole text file, written at `now`.
 pub fn render(
     config: &Config,
@@ -278,6 +290,11 @@ pub fn render(
                 })
             })
             .collect(),
+    );
+    family(
+        "backupctl_stage_last_skipped",
+        "1 when the stage's last run was skipped by a condition, with the reason (\"on battery\", \"metered connection\", \"PATH is not mounted\").",
+        skips(&last),
     );
     for (name, help, value) in LAST_RUN {
         family(name, help, each(value));

@@ -72,6 +72,14 @@ pub struct RunRecord {
     pub warnings: Vec<String>,
     #[serde(default)]
     pub figures: Figures,
+    /// Why a skipped run did not run: "on battery", "metered connection", "/mnt/usb is not
+    /// mounted".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+    /// What the run wants known that is neither a warning nor an error (NetworkManager could
+    /// not be asked whether the connection is metered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +193,8 @@ mod tests {
             error: None,
             warnings: vec![],
             figures: Figures::default(),
+            skip_reason: None,
+            notes: vec![],
         }
     }
 

@@ -12,6 +12,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundations",
         &[
             "out",
+            "bandwidth",
+            "machine",
             "exit",
             "signals",
             "process",

@@ -265,6 +265,31 @@ fn stages_in_an_attribute_set_need_after() {
 }
 
 #[test]
+fn conditions_and_bandwidth_options_render_as_the_loaders_keys() {
+    let evaluated = evaluate_in_scratch(
+        &[],
+        r#"{ services.backupctl = {
+              enable = true;
+              stages = [ { name = "cloud"; kind = "rclone"; mode = "copy"; source = "/srv";
+                           destination = "cloud:srv"; config_file = "/etc/rclone.conf";
+                           on_ac_power = true; skip_on_metered = true;
+                           upload_limit = "08:00 1M, 19:00 off"; download_limit = "4M"; }
+                         { name = "nas"; kind = "rsync"; sources = [ "/srv/" ];
+                           destination = "nas:/srv/"; bandwidth = "500K"; } ];
+            }; }"#,
+    );
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+    let stage = &evaluated["settings"]["stage"];
+    assert_eq!(stage["cloud"]["on_ac_power"], true, "{stage:#}");
+    assert_eq!(stage["cloud"]["skip_on_metered"], true, "{stage:#}");
+    assert_eq!(stage["cloud"]["upload_limit"], "08:00 1M, 19:00 off");
+    assert_eq!(stage["cloud"]["download_limit"], "4M");
+    assert_eq!(stage["nas"]["bandwidth"], "500K", "{stage:#}");
+    // Unset options leave no key behind (the loader refuses `bandwidth` on rclone).
+    assert!(stage["cloud"].get("bandwidth").is_none(), "{stage:#}");
+}
+
+#[test]
 fn a_nix_path_as_a_secret_file_is_refused() {
     let evaluated = evaluate_in_scratch(
         &[("secret", "s3cret\n")],

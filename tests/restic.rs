@@ -5,67 +5,19 @@
 //! under the systemd user manager, with the server stopped mid-job.
 
 use std::ffi::OsStr;
-use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::installed::InstalledUnits;
+use crate::util::server::{Server, rest_server};
 use crate::util::{
     assert_same_tree, backupctl_user, free_port, ok, random_file, require_tool, run, stderr,
     stdout, systemctl_user, systemd_lock, systemd_user_env, tempdir, write, write_config,
 };
-
-/// A server process on loopback, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(mut command: Command, port: u16, what: &str) -> Server {
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let server = Server { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not listen on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// `rclone serve restic` on `dir`.
-fn rest_server(dir: &Path, port: u16) -> Server {
-    require_tool("rclone");
-    let mut command = Command::new("rclone");
-    command
-        .args(["serve", "restic", "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg(dir);
-    Server::start(command, port, "rclone serve restic")
-}
 
 /// A private sshd on loopback that accepts one generated key for root; returns the server
 /// and restic's `sftp.command` option for it.

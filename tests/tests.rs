@@ -4,7 +4,9 @@
 
 mod util;
 
+mod bandwidth;
 mod calendar;
+mod conditions;
 mod config_error_unit;
 mod config_errors;
 mod coverage;

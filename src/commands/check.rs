@@ -16,6 +16,10 @@ pub struct Args {
     /// Print the graph as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also print, under each stage, its conditions and the bandwidth limits that apply to
+    /// a run starting now (for restic and rsync, which keep one rate a run: the rate at start).
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 #[derive(Serialize)]
@@ -132,6 +136,15 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
             // Padded by hand: `{:<width$}` panics for widths beyond u16::MAX.
             let pad = " ".repeat(width - name.chars().count());
             writeln!(out, "  {name}{pad}  {:<8} {after}{optional}", stage.kind)?;
+            if args.verbose {
+                for line in config
+                    .stage(stage.name)
+                    .map(|s| s.manners())
+                    .unwrap_or_default()
+                {
+                    writeln!(out, "      {line}")?;
+                }
+            }
         }
     }
     out.finish()?;

@@ -23,6 +23,7 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
         checks.extend(crate::store::preflight::checks(store));
     }
     print_table(&checks)?;
+    crate::stages::hello::print_manners(config.stages.iter())?;
     for warning in crate::preflight::missing_sources(&needs) {
         eprintln!("warning: {warning}");
     }

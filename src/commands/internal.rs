@@ -14,9 +14,14 @@ use crate::run_records::{self, RunResult};
 /// (systemd only gets here when no required stage failed). Logs the job's summary.
 pub fn job_finished(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
     let config = ctx.config()?;
-    let records = run_records::read(&crate::paths::state_dir(ctx.scope())).unwrap_or_default();
     // Our own start job is still running: the same job run the stages saw.
     let job_run = crate::job_run::current_in(ctx.scope(), job);
+    let state_dir = crate::paths::state_dir(ctx.scope());
+    let records = run_records::read(&state_dir).unwrap_or_default();
+    if let Some(job_run) = &job_run {
+        record_condition_skips(config, job, ctx.scope(), job_run, &records);
+    }
+    let records = run_records::read(&state_dir).unwrap_or_default();
     let mut lines = Vec::new();
     let mut failed_optional = 0;
     for stage in config.stages_of(job) {
@@ -46,6 +51,106 @@ pub fn job_finished(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
         tracing::warn!("{problem}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stages of this job run that systemd skipped by a `Condition…=` (`on_ac_power`,
+/// `when_mounted`): nothing of ours ran for them, so they have no run record yet. Found by
+/// their unit's `ConditionResult` (false) and `ConditionTimestamp` (after the stage's newest
+/// record); the reason from the failed entry of `Conditions`. Best effort: a bus that does not
+/// answer leaves them unrecorded (`systemctl status` still shows the skip).
+fn record_condition_skips(
+    config: &crate::config::Config,
+    job: &str,
+    scope: crate::paths::Scope,
+    job_run: &str,
+    records: &[run_records::RunRecord],
+) {
+    use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
+    let skipped: Vec<(String, String, u64)> = zbus::block_on(async {
+        let connection =
+            crate::runner::systemd::connect_with_timeout(scope, std::time::Duration::from_secs(5))
+                .await
+                .ok()?;
+        let manager = ManagerProxy::new(&connection).await.ok()?;
+        let mut skipped = Vec::new();
+        for stage in config.stages_of(job) {
+            let unit = crate::units::stage_service(&stage.name);
+            let Ok(path) = manager.get_unit(unit).await else {
+                continue;
+            };
+            let Ok(proxy) = UnitProxy::builder(&connection)
+                .path(path)
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await
+            else {
+                continue;
+            };
+            if proxy.condition_result().await.unwrap_or(true) {
+                continue;
+            }
+            let at = proxy.condition_timestamp().await.unwrap_or(0);
+            let failed = proxy.conditions().await.unwrap_or_default();
+            let reason = failed.iter().find(|(.., state)| *state < 0).map_or(
+                "condition not met".to_string(),
+                |(kind, _, _, param, _)| match kind.as_str() {
+                    "ConditionACPower" => "on battery".to_string(),
+                    "ConditionPathIsMountPoint" => format!("{param} is not mounted"),
+                    other => format!("{other}={param} not met"),
+                },
+            );
+            skipped.push((stage.name.clone(), reason, at));
+        }
+        Some(skipped)
+    })
+    .unwrap_or_default();
+    for (name, reason, at_usec) in skipped {
+        let Some(at) = crate::status::timestamp(at_usec) else {
+            continue;
+        };
+        let recorded_since = records
+            .iter()
+            .filter(|r| r.stage == name)
+            .any(|r| r.finished.as_str() >= at.as_str() || r.job_run.as_deref() == Some(job_run));
+        if recorded_since {
+            continue;
+        }
+        if let Some(stage) = config.stage(&name) {
+            let run_id = crate::job_run::derive(&name, at_usec as u32);
+            crate::executor::record_skip(config, stage, scope, (&run_id, job_run), &reason, &at);
+        }
+    }
+}
+
+/// `condition STAGE`: the `ExecCondition=` of a stage with `skip_on_metered`. Exit 1 makes
+/// systemd skip the stage cleanly; 0 runs it. A config that does not load must not read as
+/// "skip" (the stage would vanish without a trace): that is 255, which fails the unit.
+pub fn condition(ctx: &Context, stage: &str) -> ExitCode {
+    let loaded = ctx
+        .config()
+        .map_err(anyhow::Error::from)
+        .and_then(|config| Ok((config, ctx.stage(stage)?)));
+    let (config, stage) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::error!("condition of stage {stage}: {error:#}");
+            return ExitCode::from(255);
+        }
+    };
+    let run_id = crate::executor::run_id();
+    let job_run = crate::job_run::for_stage(
+        config,
+        &stage.job,
+        &stage.name,
+        ctx.scope(),
+        &crate::paths::state_dir(ctx.scope()),
+    )
+    .unwrap_or_else(|| run_id.clone());
+    if crate::executor::condition_holds(config, stage, ctx.scope(), &run_id, &job_run) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// `prepare-paths [--owner USER[:GROUP]] PATH…`: create the directories a stage writes (they

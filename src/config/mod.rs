@@ -5,6 +5,7 @@
 //! generated or run from a config that did not validate whole.
 
 pub mod calendar;
+pub mod conditions;
 pub mod coverage;
 mod defaults;
 pub mod duration;
@@ -129,6 +130,8 @@ pub struct Stage {
     /// local lock, and restic's own on a repository other hosts share); `None`: the default,
     /// `repo_lock::DEFAULT_WAIT`.
     pub lock_wait: Option<Timespan>,
+    /// `on_ac_power`, `skip_on_metered`: when the stage is skipped.
+    pub conditions: conditions::Conditions,
     pub spec: KindSpec,
 }
 

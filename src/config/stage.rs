@@ -41,6 +41,8 @@ struct RawCommon {
     cleanup: Option<Spanned<Vec<String>>>,
     lock_wait: Option<Spanned<String>>,
     environment_file: Option<Spanned<OneOrMany<PathBuf>>>,
+    on_ac_power: Option<bool>,
+    skip_on_metered: Option<Spanned<bool>>,
 }
 
 /// A string or a list of them (`environment_file = "/a"` or `["/a", "/b"]`).
@@ -219,6 +221,12 @@ pub(super) fn parse(
     let environment = environment(source, raw.environment.unwrap_or_default())?;
     let environment_files = environment_files(source, raw.environment_file)?;
     let cleanup = raw.cleanup.map(|c| cleanup(source, c)).transpose()?;
+    let conditions = super::conditions::Conditions::parse(
+        source,
+        raw.on_ac_power,
+        raw.skip_on_metered,
+        kind.needs().network,
+    )?;
     let after_spans = raw.after.iter().flatten().map(Spanned::span).collect();
     let stage = Stage {
         name: name.get_ref().clone(),
@@ -247,6 +255,7 @@ pub(super) fn parse(
             .lock_wait
             .map(|text| timespan(source, &text, "lock_wait"))
             .transpose()?,
+        conditions,
         spec: kind,
     };
     Ok((stage, after_spans))

@@ -439,6 +439,7 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     stage_unit_section(&mut unit, config, stage, &needs, options);
     unit.push_str("\n[Service]\n");
     stage_resources(&mut unit, stage, job, options);
+    stage_exec_condition(&mut unit, config, stage, options);
     writable_paths(&mut unit, config, job, &needs, options);
     sandbox_rights(&mut unit, stage, &needs, options);
     unit
@@ -507,6 +508,24 @@ fn stage_unit_section(
             unit,
             "ConditionPathIsMountPoint={}",
             escape::value(&mount.to_string_lossy())
+        );
+    }
+    if stage.conditions.on_ac_power {
+        // On battery: skipped like a missing disk; dependents still start (docs/conditions.md).
+        unit.push_str("ConditionACPower=true\n");
+    }
+}
+
+/// `skip_on_metered`: systemd has no condition for a metered network, so backupctl asks
+/// NetworkManager itself before the stage starts. An `ExecCondition=` that exits 1 skips the
+/// stage cleanly (no failure, no `OnFailure=`); it writes the skip's run record, since
+/// `ExecStart=` never runs. It runs in the stage's sandbox, whose `AF_UNIX` reaches the bus.
+fn stage_exec_condition(unit: &mut String, config: &Config, stage: &Stage, options: &Options) {
+    if stage.conditions.skip_on_metered {
+        let _ = writeln!(
+            unit,
+            "ExecCondition={}",
+            exec_line(config, options, &["condition", "%i"])
         );
     }
 }

@@ -32,6 +32,19 @@ impl Spec {
     }
 }
 
+/// Under the checks: each stage's conditions and bandwidth limits, as they apply now (a
+/// stage that may be skipped on battery, or copies at 1 MiB/s, says so before its first run).
+pub fn print_manners<'a>(
+    stages: impl Iterator<Item = &'a crate::config::Stage>,
+) -> std::io::Result<()> {
+    for stage in stages {
+        for line in stage.manners() {
+            crate::outln!("stage {}: {line}", stage.name)?;
+        }
+    }
+    Ok(())
+}
+
 impl StageKind for Spec {
     const NAME: &'static str = "hello";
     /// The unit probes the job's destinations: it may write there, and reach the network
@@ -70,6 +83,7 @@ impl StageKind for Spec {
         let checks = run_checks(&needs, &self.tools, self.min_free());
         // The table is for the reader; a closed stdout must not change the stage's result.
         let _ = print_table(&checks);
+        let _ = print_manners(ctx.config.stages_of(&ctx.stage.job));
         let failures: Vec<String> = checks
             .iter()
             .filter(|check| !check.ok)

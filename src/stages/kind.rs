@@ -124,6 +124,12 @@ pub trait StageKind:
     fn repositories(&self) -> Vec<RepositoryUse> {
         Vec::new()
     }
+
+    /// The bandwidth limits the stage's tool runs under (`upload_limit`, …), for `check
+    /// --verbose` and `hello`. Default: none.
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
+        Vec::new()
+    }
 }
 
 /// See [`StageKind::PLACE_IN_STORE`]: the spec, and the store's mount point.
@@ -315,6 +321,8 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn purpose(&self) -> Purpose;
     /// See [`StageKind::repositories`].
     fn repositories(&self) -> Vec<RepositoryUse>;
+    /// See [`StageKind::bandwidth`].
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>>;
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>>;
     fn history(&self, ctx: &VerbContext, args: &HistoryArgs) -> Option<anyhow::Result<ExitCode>>;
     fn snapshots(&self, ctx: &VerbContext, args: &SnapshotsArgs)
@@ -357,6 +365,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn repositories(&self) -> Vec<RepositoryUse> {
         StageKind::repositories(self)
+    }
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
+        StageKind::bandwidth(self)
     }
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>> {
         K::RESTORE.map(|verb| verb(self, ctx, args))

@@ -80,6 +80,12 @@ pub struct Spec {
     /// Extra arguments for rclone, placed after the paths.
     #[serde(default)]
     pub args: Vec<String>,
+    /// A rate ("1M") or a timetable ("08:00 1M, 19:00 off") for what rclone sends; with
+    /// `download_limit` it becomes one `--bwlimit` (rclone's `UP:DOWN` form), a timetable
+    /// that rclone itself follows during the run.
+    pub upload_limit: Option<crate::bandwidth::Limit>,
+    /// The same for what rclone receives.
+    pub download_limit: Option<crate::bandwidth::Limit>,
 }
 
 /// `remote:path` (a colon before any slash) as opposed to a local path.
@@ -257,6 +263,12 @@ impl Spec {
                 args.push("--check-access".into());
             }
         }
+        if let Some(limit) = crate::bandwidth::rclone_bwlimit(
+            self.upload_limit.as_ref(),
+            self.download_limit.as_ref(),
+        ) {
+            args.push(format!("--bwlimit={limit}"));
+        }
         args.extend(self.args.iter().cloned());
         args
     }
@@ -305,6 +317,23 @@ impl Spec {
 
 impl StageKind for Spec {
     const NAME: &'static str = "rclone";
+
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
+        [
+            ("upload_limit", &self.upload_limit),
+            ("download_limit", &self.download_limit),
+        ]
+        .into_iter()
+        .filter_map(|(key, limit)| {
+            Some(crate::bandwidth::Applied {
+                key,
+                limit: limit.as_ref()?,
+                tool: "rclone",
+                mid_run: crate::bandwidth::MidRun::Follows,
+            })
+        })
+        .collect()
+    }
 
     fn validate(&self) -> Result<(), SpecError> {
         for location in self.locations() {

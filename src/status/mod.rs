@@ -105,6 +105,8 @@ pub struct StageStatus {
     pub result: Option<String>,
     /// Why the last run failed.
     pub error: Option<String>,
+    /// Why the last run was skipped ("on battery", "metered connection", …).
+    pub skip_reason: Option<String>,
     pub warnings: usize,
     /// When the newest successful run finished (RFC 3339).
     pub last_success: Option<String>,
@@ -357,6 +359,9 @@ pub fn stage_status(
         status_text: unit
             .filter(|u| u.running() && !u.status_text.is_empty())
             .map(|u| u.status_text.clone()),
+        skip_reason: last
+            .filter(|_| result.as_deref() == Some("skipped"))
+            .and_then(|r| r.skip_reason.clone()),
         result,
         error,
         warnings: last.map_or(0, |r| r.warnings.len()),
@@ -509,6 +514,8 @@ mod tests {
             exit_code: 0,
             error: None,
             warnings: vec![],
+            skip_reason: None,
+            notes: vec![],
             figures: Figures::default(),
         }
     }

@@ -183,6 +183,10 @@ fn row(stage: &StageStatus) -> [String; 8] {
         .status_text
         .clone()
         .or_else(|| stage.error.clone())
+        .or_else(|| {
+            let reason = stage.skip_reason.as_ref()?;
+            Some(format!("skipped: {reason}"))
+        })
         .unwrap_or_default();
     if let Some(drill) = &stage.last_drill {
         let counts = drill_counts(drill.files, drill.mismatches, drill.snapshot_age_secs);
@@ -260,6 +264,7 @@ mod tests {
             status_text: None,
             result: Some(result.into()),
             error: error.map(String::from),
+            skip_reason: None,
             warnings: 0,
             last_success: None,
             last_duration_secs: Some(1.25),
@@ -336,6 +341,8 @@ mod tests {
             exit_code: 0,
             error: None,
             warnings: vec![],
+            skip_reason: None,
+            notes: vec![],
             figures: crate::report::Figures {
                 files: Some(51),
                 snapshot_age_secs: Some(7380),

@@ -12,6 +12,7 @@ pub mod installed;
 pub mod mariadb;
 pub mod placeholder;
 pub mod postgres;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

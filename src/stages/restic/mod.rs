@@ -96,6 +96,10 @@ impl StageKind for Spec {
         run::run(self, ctx)
     }
 
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
+        self.limits()
+    }
+
     /// A backup starts shared (its `forget` for `keep` holds it exclusively, see `run`);
     /// forget, prune and check are exclusive, as restic 0.14 locks them.
     fn repositories(&self) -> Vec<RepositoryUse> {

@@ -265,8 +265,10 @@ impl Runner<'_> {
     }
 
     /// A restic command with this stage's repository, options and environment.
+    /// The stage's bandwidth limits at the time the command starts.
     fn command(&self, args: Vec<OsString>) -> Command<'_> {
-        let command = repo::command(self.spec, &self.env, &self.ctx.stage.environment);
+        let command = repo::command(self.spec, &self.env, &self.ctx.stage.environment)
+            .args(self.spec.limit_args(crate::bandwidth::now()));
         match self.retry_lock.borrow().as_ref() {
             Some(retry) => command.arg(retry).args(args),
             None => command.args(args),

@@ -168,6 +168,12 @@ pub struct Spec {
     /// sets no `lock_wait` of its own; a stage's own is the key every stage takes.
     #[serde(skip)]
     pub lock_wait: Option<Spanned<String>>,
+
+    /// `--limit-upload`: a rate ("1M") or a timetable ("08:00 1M, 19:00 off"; the rate in
+    /// effect when each restic command starts holds for that command, see `crate::bandwidth`).
+    pub upload_limit: Option<crate::bandwidth::Limit>,
+    /// `--limit-download`, as `upload_limit`.
+    pub download_limit: Option<crate::bandwidth::Limit>,
 }
 
 /// An absolute path to a program, kept as a `&'static str` because `Needs::tools` names the
@@ -239,6 +245,39 @@ impl Spec {
             .iter()
             .flat_map(|option| ["-o".to_string(), option.clone()])
             .collect()
+    }
+
+    /// `--limit-upload`/`--limit-download` for a restic command starting at `now`: restic
+    /// 0.14 keeps one rate per run, so a timetable gives the rate of its current entry.
+    pub fn limit_args(&self, now: crate::bandwidth::Minute) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, limit) in [
+            ("--limit-upload", &self.upload_limit),
+            ("--limit-download", &self.download_limit),
+        ] {
+            if let Some(kib) = limit.as_ref().and_then(|l| l.at(now).0.kib()) {
+                args.push(format!("{flag}={kib}"));
+            }
+        }
+        args
+    }
+
+    /// The limits and how restic applies them (`StageKind::bandwidth`).
+    pub(super) fn limits(&self) -> Vec<crate::bandwidth::Applied<'_>> {
+        [
+            ("upload_limit", &self.upload_limit),
+            ("download_limit", &self.download_limit),
+        ]
+        .into_iter()
+        .filter_map(|(key, limit)| {
+            Some(crate::bandwidth::Applied {
+                key,
+                limit: limit.as_ref()?,
+                tool: "restic",
+                mid_run: crate::bandwidth::MidRun::RateAtStart,
+            })
+        })
+        .collect()
     }
 
     pub(super) fn retry_delay(&self) -> Duration {

@@ -52,6 +52,11 @@ pub struct Spec {
     pub ssh_options: Vec<String>,
     /// Point-in-time read-only btrfs snapshots of the destination (a subvolume).
     pub rotate: Option<Spanned<Rotate>>,
+    /// `--bwlimit`: a rate ("1M") or a timetable ("08:00 1M, 19:00 off"). rsync keeps one
+    /// rate for a run, so a timetable gives the rate in effect when it starts (see
+    /// `crate::bandwidth`). rsync limits the data it sends, and passes the limit to the rsync
+    /// at the other end of a connection, so it holds for pushes and pulls alike.
+    pub bandwidth: Option<crate::bandwidth::Limit>,
 }
 
 /// `rotate = { every = "168h", keep = 8 }`: take a btrfs snapshot of the destination at most
@@ -91,8 +96,20 @@ impl Spec {
             .chain(std::iter::once(&self.destination))
     }
 
+    /// A `host:path` location; an `rsync://` one talks to the daemon's port directly (with
+    /// `--rsh` rsync would reach it through ssh instead, which the daemon may not offer).
     fn uses_ssh(&self) -> bool {
-        self.locations().any(|l| is_remote(l.get_ref()))
+        self.locations()
+            .any(|l| is_remote(l.get_ref()) && !l.get_ref().starts_with("rsync://"))
+    }
+
+    /// `--bwlimit=KiB` for a run starting at `now`, when `bandwidth` limits it then.
+    pub fn bwlimit_args(&self, now: crate::bandwidth::Minute) -> Vec<String> {
+        let kib = self.bandwidth.as_ref().and_then(|l| l.at(now).0.kib());
+        // A plain number is KiB/s to rsync (`--bwlimit=RATE`, "units of 1024 bytes").
+        kib.map(|kib| format!("--bwlimit={kib}"))
+            .into_iter()
+            .collect()
     }
 
     /// The rsync argv (without the program).
@@ -198,6 +215,17 @@ impl Spec {
 
 impl StageKind for Spec {
     const NAME: &'static str = "rsync";
+
+    fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
+        let applied = |limit| crate::bandwidth::Applied {
+            key: "bandwidth",
+            limit,
+            tool: "rsync",
+            mid_run: crate::bandwidth::MidRun::RateAtStart,
+        };
+        self.bandwidth.iter().map(applied).collect()
+    }
+
     const READS_LOCAL_SOURCES: bool = true;
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::rotated);
     const PLACE_IN_STORE: Option<super::kind::PlaceInStore<Self>> = Some(Self::place_in_store);
@@ -264,8 +292,8 @@ impl StageKind for Spec {
 
     fn needs(&self) -> Needs {
         let destination = self.destination.get_ref();
-        let remote = self.uses_ssh();
-        let mut tools = if remote {
+        let remote = self.locations().any(|l| is_remote(l.get_ref()));
+        let mut tools = if self.uses_ssh() {
             vec!["rsync", "ssh"]
         } else {
             vec!["rsync"]
@@ -359,6 +387,7 @@ impl StageKind for Spec {
         ctx.report.status("rsync: copying");
         let mut figures = Figures::default();
         let finished = Command::new("rsync")
+            .args(self.bwlimit_args(crate::bandwidth::now()))
             .args(self.arguments())
             .ok_codes(&[VANISHED])
             .on_line(|line| {

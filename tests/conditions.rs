@@ -1,0 +1,220 @@
+//! `skip_on_metered` and `on_ac_power` under the real systemd user manager, and what systemd
+//! does with the dependents of a skipped stage.
+//!
+//! NetworkManager here is a D-Bus service of this test on a private bus: a dbus-daemon of
+//! its own (a config in the test's directory) on which the test owns the name
+//! `org.freedesktop.NetworkManager` and exports, at `/org/freedesktop/NetworkManager`, the
+//! documented `org.freedesktop.NetworkManager` interface's `Metered` property (NMMetered:
+//! 0 unknown, 1 yes, 2 no, 3 guess-yes, 4 guess-no), with zbus. Not the real NetworkManager:
+//! the package (network-manager) is not installed on these machines, and it would have to
+//! run as root beside the host's own network configuration; the stage reads nothing of NM but
+//! that one property. The stage reaches the bus through `DBUS_SYSTEM_BUS_ADDRESS`, set in its
+//! `environment` (the variable every D-Bus library reads for the system bus; for tests).
+//!
+//! Found under systemd 252 (and asserted below): a stage skipped by its `ExecCondition=` or
+//! by a `Condition…=` counts as started successfully, so a stage that `Requires=` it runs,
+//! and the job succeeds.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::util::installed::{Installed, last_run_record};
+use crate::util::{ok, require_tool, systemctl_user, write};
+
+/// A dbus-daemon on a socket in `dir`, killed when dropped.
+struct PrivateBus {
+    child: Child,
+    address: String,
+}
+
+impl PrivateBus {
+    fn start(dir: &Path) -> PrivateBus {
+        require_tool("dbus-daemon");
+        let socket = dir.join("system_bus_socket");
+        let config = dir.join("bus.conf");
+        write(
+            &config,
+            format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\"\n \
+                 \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+                 <busconfig><type>system</type><listen>unix:path={}</listen>\
+                 <auth>EXTERNAL</auth><policy context=\"default\"><allow user=\"*\"/>\
+                 <allow own=\"*\"/><allow send_destination=\"*\"/><allow receive_sender=\"*\"/>\
+                 </policy></busconfig>\n",
+                socket.display()
+            ),
+        );
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "dbus-daemon made no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateBus {
+            child,
+            address: format!("unix:path={}", socket.display()),
+        }
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// NetworkManager's `Metered` property, as the test sets it.
+struct NetworkManager {
+    metered: Arc<AtomicU32>,
+}
+
+#[zbus::interface(name = "org.freedesktop.NetworkManager")]
+impl NetworkManager {
+    #[zbus(property)]
+    fn metered(&self) -> u32 {
+        self.metered.load(Ordering::SeqCst)
+    }
+}
+
+/// Owns NetworkManager's name on `bus` while the returned connection lives (zbus serves it
+/// from its own executor thread).
+fn network_manager(bus: &PrivateBus, metered: Arc<AtomicU32>) -> zbus::Connection {
+    zbus::block_on(async {
+        zbus::connection::Builder::address(bus.address.as_str())
+            .name("org.freedesktop.NetworkManager")
+            .serve_at(
+                "/org/freedesktop/NetworkManager",
+                NetworkManager { metered },
+            )
+            .build()
+            .await
+    })
+    .expect("the test's NetworkManager on the private bus")
+}
+
+/// A job: `net` (network, skip_on_metered) ← `after-net` (Requires=); `mains`
+/// (on_ac_power); `disk` (when_mounted on a plain directory: a failed Condition…=) ←
+/// `after-disk` (Requires=). Each writes a file when it runs.
+fn config(bus: &str) -> String {
+    let touch = |name: &str| {
+        format!(
+            "command = [\"/usr/bin/touch\", \"@ROOT@/ran/{name}\"]\nwrites = [\"@ROOT@/ran\"]\n"
+        )
+    };
+    format!(
+        "[stage.net]\nkind = \"exec\"\nnetwork = true\nskip_on_metered = true\n{}\
+         environment = {{ DBUS_SYSTEM_BUS_ADDRESS = \"{bus}\" }}\n\
+         [stage.after-net]\nkind = \"exec\"\nafter = [\"net\"]\n{}\
+         [stage.mains]\nkind = \"exec\"\nafter = []\non_ac_power = true\n{}\
+         [stage.disk]\nkind = \"exec\"\nafter = []\nwhen_mounted = \"@ROOT@/not-a-mount\"\n{}\
+         [stage.after-disk]\nkind = \"exec\"\nafter = [\"disk\"]\n{}",
+        touch("net"),
+        touch("after-net"),
+        touch("mains"),
+        touch("disk"),
+        touch("after-disk"),
+    )
+}
+
+/// Starts the job, waits for it and returns which stages ran (the files they touched).
+fn run_job(installed: &Installed) -> Vec<String> {
+    let ran = installed.path("ran");
+    let _ = std::fs::remove_dir_all(&ran);
+    std::fs::create_dir_all(&ran).unwrap();
+    ok(systemctl_user().args(["start", "backup-job.service"]));
+    let mut names: Vec<String> = std::fs::read_dir(&ran)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// What systemd's `ConditionACPower=` decides on this machine, read as systemd reads it.
+fn on_ac_power_here() -> bool {
+    let Ok(entries) = std::fs::read_dir("/sys/class/power_supply") else {
+        return true;
+    };
+    let read = |p: &Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+    let mains: Vec<String> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| read(p, "type").trim() == "Mains" && read(p, "scope").trim() != "Device")
+        .map(|p| read(&p, "online").trim().to_string())
+        .collect();
+    mains.is_empty() || mains.iter().any(|online| online == "1")
+}
+
+#[test]
+fn metered_and_battery_skips_are_recorded_and_dependents_still_run() {
+    require_tool("systemctl");
+    let installed = Installed::new(
+        "conditions",
+        &config("unix:path=@ROOT@/bus/system_bus_socket"),
+    );
+    std::fs::create_dir_all(installed.path("not-a-mount")).unwrap();
+    std::fs::create_dir_all(installed.path("bus")).unwrap();
+    let bus = PrivateBus::start(&installed.path("bus"));
+    let metered = Arc::new(AtomicU32::new(1));
+    let nm = network_manager(&bus, metered.clone());
+
+    // Metered (1): `net` is skipped by its ExecCondition=, its Requires= dependent runs; a
+    // failed ConditionPathIsMountPoint= (`disk`) likewise lets `after-disk` run.
+    let ran = run_job(&installed);
+    assert_eq!(ran, ["after-disk", "after-net", "mains"], "stages that ran");
+    // `systemctl start` of the job exited 0 (run_job): the job succeeded.
+    let record = last_run_record("net");
+    assert_eq!(record["result"], "skipped", "{record}");
+    assert_eq!(record["skip_reason"], "metered connection", "{record}");
+    let status = ok(&mut installed.backupctl(&["status"]));
+    assert!(
+        status.contains("skipped: metered connection"),
+        "status:\n{status}"
+    );
+    // A Condition…= skip runs nothing of ours: the job's end (job-finished) records it from
+    // the unit's ConditionResult and Conditions. ConditionPathIsMountPoint= here; a failed
+    // ConditionACPower= is recorded the same way ("on battery"), which this VM cannot show.
+    let record = last_run_record("disk");
+    assert_eq!(record["result"], "skipped", "{record}");
+    assert!(
+        record["skip_reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("not-a-mount is not mounted")),
+        "{record}"
+    );
+    // ConditionACPower= as this machine's power supplies decide it (a VM: no battery, so
+    // true and `mains` ran). Asserted by what ran: a finished oneshot unit is unloaded soon,
+    // and an unloaded unit's ConditionResult reads "no".
+    assert_eq!(
+        ran.contains(&"mains".to_string()),
+        on_ac_power_here(),
+        "ConditionACPower=true decided otherwise than /sys/class/power_supply says"
+    );
+
+    // Guessed yes (3) skips too; guessed no (4) runs.
+    metered.store(3, Ordering::SeqCst);
+    assert!(!run_job(&installed).contains(&"net".to_string()));
+    metered.store(4, Ordering::SeqCst);
+    assert!(run_job(&installed).contains(&"net".to_string()));
+    assert_eq!(last_run_record("net")["result"], "success");
+
+    // No NetworkManager on the bus: the stage runs, and its record says it could not ask.
+    drop(nm);
+    assert!(run_job(&installed).contains(&"net".to_string()));
+    let record = last_run_record("net");
+    assert_eq!(record["result"], "success", "{record}");
+    let notes = record["notes"].to_string();
+    assert!(
+        notes.contains("NetworkManager could not be asked"),
+        "{record}"
+    );
+}
