@@ -65,11 +65,15 @@ pub fn validate_destination(
     }
 }
 
-/// The restic stage `name` refers to, for `resolve`.
+/// The restic stage the key `restic = "STAGE"` names, for every database kind's `resolve`
+/// (`None` when the key is absent: the dumps go to a directory).
 pub fn resolve_restic(
-    name: &Spanned<String>,
+    name: Option<&Spanned<String>>,
     stages: &[(String, KindSpec)],
-) -> Result<Box<restic::Spec>, SpecError> {
+) -> Result<Option<Box<restic::Spec>>, SpecError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
     let restic_stages: Vec<&str> = stages
         .iter()
         .filter(|(_, spec)| spec.downcast_ref::<restic::Spec>().is_some())
@@ -102,11 +106,9 @@ pub fn resolve_restic(
             hint,
         ));
     };
-    Ok(Box::new(spec.clone()))
+    Ok(Some(Box::new(spec.clone())))
 }
 
-/// What writing to `destination` needs: the directory, or what the restic stage needs to
-/// reach its repository (not its sources).
 /// The connection keys `postgresql` and `mysql` share, as their checks and needs see them.
 pub struct Server<'a> {
     pub host: Option<&'a Spanned<String>>,
@@ -166,6 +168,8 @@ impl Server<'_> {
     }
 }
 
+/// What writing to `destination` needs: the directory, or what the restic stage needs to
+/// reach its repository (not its sources).
 pub fn destination_needs(destination: Option<Destination>) -> Needs {
     match destination {
         Some(Destination::Directory(dir)) => Needs {

@@ -239,9 +239,7 @@ impl StageKind for Spec {
     }
 
     fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
-        if let Some(name) = &self.restic {
-            self.repository = Some(dump::resolve_restic(name, stages)?);
-        }
+        self.repository = dump::resolve_restic(self.restic.as_ref(), stages)?;
         Ok(())
     }
 
