@@ -625,3 +625,43 @@ fn a_drill_of_a_mysql_stage_loads_the_dumps_into_a_throw_away_server() {
     let said = format!("{}{}", stdout(&failed), stderr(&failed));
     assert!(said.contains("database store"), "{said}");
 }
+
+/// The drill of a postgresql stage, under the real user manager (its units run as root, so
+/// the throw-away server runs as the `postgres` account): the roles' dump and the newest
+/// dump of each database load into a fresh server; a cut dump fails the drill, naming the
+/// database.
+#[test]
+fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
+    let server = postgres_with_shop();
+    let config = format!(
+        "[job]\n\n[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
+         directory = \"@ROOT@/dumps\"\nafter = []\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    let job = Installed::new("pgdrill", &config);
+    ok(systemctl_user().args(["start", "backup@pg.service"]));
+    wait_until_idle();
+    assert_eq!(last_run_record("pg")["result"], "success");
+    ok(systemctl_user().args(["start", "backup@drill.service"]));
+    wait_until_idle();
+    let record = last_run_record("drill");
+    assert_eq!(record["result"], "success", "{record}");
+    // globals.sql, postgres.dump and shop.dump.
+    assert_eq!(record["figures"]["files"], 3, "{record}");
+
+    let dump = job.path("dumps/shop.dump");
+    let bytes = std::fs::read(&dump).unwrap();
+    std::fs::write(&dump, &bytes[..bytes.len() / 2]).unwrap();
+    let _ = run(systemctl_user().args(["start", "backup@drill.service"]));
+    wait_until_idle();
+    let record = last_run_record("drill");
+    assert_ne!(
+        record["result"], "success",
+        "the drill passed a cut dump: {record}"
+    );
+    let error = record["error"].as_str().unwrap_or_default();
+    assert!(error.contains("database shop"), "{record}");
+    assert!(error.contains("does not load"), "{record}");
+}

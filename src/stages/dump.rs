@@ -646,6 +646,18 @@ pub fn list(destination: Destination, stage: &str, scope: Scope) -> anyhow::Resu
     }
 }
 
+/// The newest dump of each name in `dumps` (oldest first, as [`list`] gives them), newest
+/// first: what a drill loads.
+pub fn newest(dumps: &[Dump]) -> Vec<&Dump> {
+    let mut newest: Vec<&Dump> = Vec::new();
+    for found in dumps.iter().rev() {
+        if !newest.iter().any(|d| d.name == found.name) {
+            newest.push(found);
+        }
+    }
+    newest
+}
+
 /// Prints `dumps` as a table: one line per dump, grouped by name.
 pub fn print(dumps: &[Dump]) -> anyhow::Result<()> {
     let mut sorted: Vec<&Dump> = dumps.iter().collect();

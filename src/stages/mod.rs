@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(that_can(Capability::Mount), "restic");
         assert_eq!(
             that_can(Capability::Drill),
-            "rsync, restic, git, mysql and sqlite"
+            "rsync, restic, git, postgresql, mysql and sqlite"
         );
     }
 

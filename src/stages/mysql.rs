@@ -264,12 +264,7 @@ impl super::drill::Drillable for Spec {
         let target = ctx.drill.stage.get_ref();
         let dumps = dump::list(destination, target, ctx.stage.scope)
             .map_err(|e| StageError::Failed(format!("listing the dumps of {target}: {e:#}")))?;
-        let mut newest: Vec<&dump::Dump> = Vec::new();
-        for found in dumps.iter().rev() {
-            if !newest.iter().any(|d| d.name == found.name) {
-                newest.push(found);
-            }
-        }
+        let newest = dump::newest(&dumps);
         if newest.is_empty() {
             return Err(StageError::Failed(format!(
                 "{target} has no dumps to drill"

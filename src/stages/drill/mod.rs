@@ -213,13 +213,13 @@ impl StageKind for Spec {
     fn needs(&self) -> Needs {
         // What the target needs to reach its backup (tools, secrets, credentials, network),
         // but nothing it writes: the drill writes only its scratch directory in the state
-        // directory.
+        // directory. Its capabilities are the drill's own (a throw-away server's account).
         let Ok(target) = self.target() else {
             return Needs::default();
         };
         let mut needs = target.drill_needs();
         needs.writes.clear();
-        needs.capabilities.clear();
+        needs.capabilities = target.drill_capabilities();
         needs
     }
 

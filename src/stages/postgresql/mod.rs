@@ -16,6 +16,8 @@ use std::process::ExitCode;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod drill;
+
 use super::dump::{self, Destination, PrivateFile, Sink};
 use super::restic;
 use super::verbs::{Listing, RestoreArgs, SnapshotsArgs, Verb, VerbContext};
@@ -442,6 +444,8 @@ fn fetch_into(
 
 impl StageKind for Spec {
     const NAME: &'static str = "postgresql";
+    const DRILL: Option<super::drill::Drill<Self>> =
+        Some(super::drill::Drill::of("a postgresql stage"));
     const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::restore);
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::snapshots);
 
