@@ -574,11 +574,15 @@ fn a_drill_of_an_sqlite_stage_passes_on_an_intact_copy_and_names_a_corrupted_one
     ));
     write_config(
         root,
-        "[stage.local]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\ndirectory = \"@ROOT@/copies\"\n\n\
+        "[stage.local]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\ndirectory = \"@ROOT@/copies\"\n\
+         checks = [\"SELECT count(*) FROM notes\", \"SELECT title FROM notes ORDER BY id\"]\n\n\
          [stage.drill]\nkind = \"drill\"\nstage = \"local\"\n",
     );
     ok(backupctl_in(root).args(["stage", "local"]));
     ok(backupctl_in(root).args(["stage", "drill"]));
+    assert_checks_compared(&root.join("copies/notes.db.checks.json"), "2", &|| {
+        said_by(run(backupctl_in(root).args(["stage", "drill"])))
+    });
 
     let copy = root.join("copies/notes.db");
     let mut bytes = std::fs::read(&copy).unwrap();
@@ -605,13 +609,17 @@ fn a_drill_of_a_mysql_stage_loads_the_dumps_into_a_throw_away_server() {
     let dir = tempdir();
     let root = dir.path();
     let stage = format!(
-        "[stage.db]\nkind = \"mysql\"\nhost = \"{}\"\ndirectory = \"@ROOT@/dumps\"\n\n\
+        "[stage.db]\nkind = \"mysql\"\nhost = \"{}\"\ndirectory = \"@ROOT@/dumps\"\n\
+         checks = [\"SELECT count(*) FROM orders\", \"SELECT name FROM customers ORDER BY id\"]\n\n\
          [stage.drill]\nkind = \"drill\"\nstage = \"db\"\n",
         server.socket.display()
     );
     write_config(root, &stage);
     ok(backupctl_in(root).args(["stage", "db"]));
     ok(backupctl_in(root).args(["stage", "drill"]));
+    assert_checks_compared(&root.join("dumps/store.sql.checks.json"), "501", &|| {
+        said_by(run(backupctl_in(root).args(["stage", "drill"])))
+    });
 
     let dump = root.join("dumps/store.sql");
     let text = std::fs::read_to_string(&dump).unwrap();
@@ -635,7 +643,8 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
     let server = postgres_with_shop();
     let config = format!(
         "[job]\n\n[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
-         directory = \"@ROOT@/dumps\"\nafter = []\n\n\
+         directory = \"@ROOT@/dumps\"\nafter = []\ndatabases = [\"shop\"]\n\
+         checks = [\"SELECT count(*) FROM orders\", \"SELECT name FROM customers ORDER BY id\"]\n\n\
          [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
         server.socket_dir.display(),
         server.port
@@ -648,8 +657,15 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
     wait_until_idle();
     let record = last_run_record("drill");
     assert_eq!(record["result"], "success", "{record}");
-    // globals.sql, postgres.dump and shop.dump.
-    assert_eq!(record["figures"]["files"], 3, "{record}");
+    // globals.sql and shop.dump.
+    assert_eq!(record["figures"]["files"], 2, "{record}");
+
+    assert_checks_compared(&job.path("dumps/shop.dump.checks.json"), "501", &|| {
+        let _ = run(systemctl_user().args(["start", "backup@drill.service"]));
+        wait_until_idle();
+        let record = last_run_record("drill");
+        (record["result"] == "success", record.to_string())
+    });
 
     let dump = job.path("dumps/shop.dump");
     let bytes = std::fs::read(&dump).unwrap();
@@ -664,4 +680,32 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
     let error = record["error"].as_str().unwrap_or_default();
     assert!(error.contains("database shop"), "{record}");
     assert!(error.contains("does not load"), "{record}");
+}
+
+/// A drill compares the `checks` answers recorded with the dump (`answers`, whose first
+/// check answered `first`) with the restored database's: with the record altered, `drill`
+/// fails naming both answers; with the record put back, it passes.
+#[track_caller]
+fn assert_checks_compared(answers: &Path, first: &str, drill: &dyn Fn() -> (bool, String)) {
+    let recorded = std::fs::read_to_string(answers).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&recorded).unwrap();
+    assert_eq!(record["checks"][0]["answer"][0], first, "{recorded}");
+    let altered = recorded.replacen(&format!("\"{first}\""), "\"12345\"", 1);
+    std::fs::write(answers, &altered).unwrap();
+    let (passed, said) = drill();
+    assert!(!passed, "the drill ignored its checks: {said}");
+    assert!(said.contains("answered 12345 at dump time"), "{said}");
+    assert!(
+        said.contains(&format!("{first} after the restore")),
+        "{said}"
+    );
+    std::fs::write(answers, &recorded).unwrap();
+    let (passed, said) = drill();
+    assert!(passed, "the drill fails with its record put back: {said}");
+}
+
+/// Whether a command succeeded, and all it said.
+fn said_by(output: std::process::Output) -> (bool, String) {
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    (output.status.success(), said)
 }

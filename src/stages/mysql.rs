@@ -55,6 +55,10 @@ pub struct Spec {
     pub password_file: Option<Spanned<PathBuf>>,
     /// Like `password_file`, loaded as a systemd credential.
     pub password_credential: Option<Spanned<PathBuf>>,
+    /// Queries whose answers at dump time are recorded with the dump; a drill asks the
+    /// restored database again and compares.
+    #[serde(default = "dump::no_checks")]
+    pub checks: Spanned<Vec<String>>,
     /// Write the dumps into this directory (a later stage copies it).
     pub directory: Option<Spanned<PathBuf>>,
     /// Stream the dumps into the repository of this restic stage.
@@ -224,8 +228,17 @@ impl Spec {
 
 /// The rows of one statement, one line each.
 fn query(options: &Path, sql: &str) -> anyhow::Result<Vec<String>> {
-    let output = std::process::Command::new("mysql")
-        .arg(format!("--defaults-extra-file={}", options.display()))
+    query_in(options, None, sql)
+}
+
+/// The rows of one statement in `database` (none: no default database), one line each.
+fn query_in(options: &Path, database: Option<&str>, sql: &str) -> anyhow::Result<Vec<String>> {
+    let mut command = std::process::Command::new("mysql");
+    command.arg(format!("--defaults-extra-file={}", options.display()));
+    if let Some(database) = database {
+        command.arg(format!("--database={database}"));
+    }
+    let output = command
         .args(["--batch", "--skip-column-names", "--execute"])
         .arg(sql)
         .stdin(std::process::Stdio::null())
@@ -303,6 +316,11 @@ impl super::drill::Drillable for Spec {
                     text.trim()
                 )));
             }
+            let recorded = dump::recorded_answers(destination, &dumps, found, ctx.stage.scope)
+                .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
+            dump::compare_checks(database, recorded.as_ref(), |sql| {
+                server.rows(database, sql)
+            })?;
         }
         let took = started.elapsed();
         tracing::info!(
@@ -399,6 +417,25 @@ impl ScratchServer {
         command
     }
 
+    /// The rows of one statement in `database`, one line each.
+    fn rows(&self, database: &str, sql: &str) -> anyhow::Result<Vec<String>> {
+        let output = self
+            .client("mysql")
+            .args(["--batch", "--skip-column-names"])
+            .arg(format!("--database={database}"))
+            .args(["--execute", sql])
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(String::from)
+            .collect())
+    }
+
     fn sql(&self, sql: &str) -> anyhow::Result<()> {
         let output = self.client("mysql").args(["--execute", sql]).output()?;
         anyhow::ensure!(
@@ -426,6 +463,7 @@ impl StageKind for Spec {
 
     fn validate(&self) -> Result<(), SpecError> {
         dump::validate_destination(&self.directory, &self.restic)?;
+        dump::validate_checks(&self.checks)?;
         dump::validate_databases(&self.databases)?;
         self.server().validate()?;
         Ok(())
@@ -471,6 +509,9 @@ impl StageKind for Spec {
                 done + 1,
                 databases.len()
             ));
+            let answers = dump::ask_checks(database, self.checks.get_ref(), |sql| {
+                query_in(&options.path, Some(database), sql)
+            })?;
             let mut argv = vec!["mysqldump".to_string(), defaults.clone()];
             argv.extend(DUMP_OPTIONS.iter().map(|o| o.to_string()));
             argv.push("--".into());
@@ -481,9 +522,13 @@ impl StageKind for Spec {
                     StageError::Interrupted => StageError::Interrupted,
                     other => StageError::Failed(format!("database {database}: {other}")),
                 })?;
+            let bytes = stored.bytes;
+            if !answers.is_empty() {
+                sink.store_answers(&format!("{database}.sql"), answers)?;
+            }
             tracing::info!(
                 "mysql: {database} dumped ({})",
-                crate::out::human_bytes(stored.bytes)
+                crate::out::human_bytes(bytes)
             );
         }
         Ok(Outcome {

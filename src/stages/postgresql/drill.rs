@@ -64,7 +64,7 @@ impl Drillable for Spec {
             .status("drill: starting a throw-away PostgreSQL server");
         let server = Cluster::start(ctx.scratch)?;
         let started = std::time::Instant::now();
-        let mut loaded = 0u64;
+        let (mut loaded, mut checked) = (0u64, 0);
         for found in &newest {
             if crate::signals::stopped() {
                 return Err(StageError::Interrupted);
@@ -85,12 +85,17 @@ impl Drillable for Spec {
                     "database {database}: the dump does not load: {e:#}"
                 ))
             })?;
+            let recorded = dump::recorded_answers(destination, &dumps, found, ctx.stage.scope)
+                .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
+            checked += dump::compare_checks(database, recorded.as_ref(), |query| {
+                server.psql(database, query)
+            })?;
             loaded += 1;
         }
         let took = started.elapsed();
         tracing::info!(
             backupctl_restore_seconds = took.as_secs_f64(),
-            "drill: {loaded} dump(s) of {target} loaded in {}",
+            "drill: {loaded} dump(s) of {target} loaded in {}, {checked} check(s) answered as at dump time",
             crate::report::short_duration(took)
         );
         Ok(Outcome {

@@ -94,6 +94,10 @@ pub struct Spec {
     /// Also dump the roles and tablespaces (`pg_dumpall --globals-only`, needs a superuser).
     #[serde(default = "yes")]
     pub globals: bool,
+    /// Queries whose answers at dump time are recorded with the dump; a drill asks the
+    /// restored database again and compares.
+    #[serde(default = "dump::no_checks")]
+    pub checks: Spanned<Vec<String>>,
     /// Write the dumps into this directory (a later stage copies it).
     pub directory: Option<Spanned<PathBuf>>,
     /// Stream the dumps into the repository of this restic stage.
@@ -451,6 +455,7 @@ impl StageKind for Spec {
 
     fn validate(&self) -> Result<(), SpecError> {
         dump::validate_destination(&self.directory, &self.restic)?;
+        dump::validate_checks(&self.checks)?;
         dump::validate_databases(&self.databases)?;
         self.server().validate()?;
         if let Some(host) = &self.host
@@ -521,6 +526,9 @@ impl StageKind for Spec {
                 databases.len()
             ));
             let name = self.dump_name(database);
+            let answers = dump::ask_checks(database, self.checks.get_ref(), |query| {
+                connection.query(database, query)
+            })?;
             let mut argv = vec!["pg_dump".to_string(), self.format.flag().to_string()];
             argv.extend(connection.args.iter().cloned());
             argv.push(format!("--dbname={}", conninfo(database)));
@@ -546,11 +554,14 @@ impl StageKind for Spec {
                 StageError::Interrupted => StageError::Interrupted,
                 other => StageError::Failed(format!("database {database}: {other}")),
             })?;
+            let (bytes, snapshot) = (stored.bytes, stored.snapshot.clone());
+            if !answers.is_empty() {
+                sink.store_answers(&name, answers)?;
+            }
             tracing::info!(
                 "postgresql: {database} dumped ({}){}",
-                crate::out::human_bytes(stored.bytes),
-                stored
-                    .snapshot
+                crate::out::human_bytes(bytes),
+                snapshot
                     .as_deref()
                     .map(|id| format!(" into snapshot {}", &id[..id.len().min(8)]))
                     .unwrap_or_default()
