@@ -642,7 +642,8 @@ fn a_drill_of_a_mysql_stage_loads_the_dumps_into_a_throw_away_server() {
 fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
     let server = postgres_with_shop();
     let config = format!(
-        "[job]\n\n[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
+        "[metrics]\ntextfile = \"@ROOT@/textfile/backupctl.prom\"\n\n[job]\n\n\
+         [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
          directory = \"@ROOT@/dumps\"\nafter = []\ndatabases = [\"shop\"]\n\
          checks = [\"SELECT count(*) FROM orders\", \"SELECT name FROM customers ORDER BY id\"]\n\n\
          [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
@@ -650,6 +651,7 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
         server.port
     );
     let job = Installed::new("pgdrill", &config);
+    std::fs::create_dir_all(job.path("textfile")).unwrap();
     ok(systemctl_user().args(["start", "backup@pg.service"]));
     wait_until_idle();
     assert_eq!(last_run_record("pg")["result"], "success");
@@ -659,6 +661,7 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
     assert_eq!(record["result"], "success", "{record}");
     // globals.sql and shop.dump.
     assert_eq!(record["figures"]["files"], 2, "{record}");
+    assert_restore_time_reported(&job, &record);
 
     assert_checks_compared(&job.path("dumps/shop.dump.checks.json"), "501", &|| {
         let _ = run(systemctl_user().args(["start", "backup@drill.service"]));
@@ -708,4 +711,70 @@ fn assert_checks_compared(answers: &Path, first: &str, drill: &dyn Fn() -> (bool
 fn said_by(output: std::process::Output) -> (bool, String) {
     let said = format!("{}{}", stdout(&output), stderr(&output));
     (output.status.success(), said)
+}
+
+/// The drill's restore time (the recovery time) is in its run record, `status` (text and
+/// JSON, on the drilled stage's row), the metrics file and the journal.
+#[track_caller]
+fn assert_restore_time_reported(job: &Installed, record: &serde_json::Value) {
+    let seconds = record["figures"]["restore_seconds"].as_f64();
+    assert!(seconds.is_some_and(|s| s > 0.0), "{record}");
+    let status = job.status_json();
+    let drilled = find_object(&status, &|o| o.get("name").is_some_and(|n| n == "pg"))
+        .unwrap_or_else(|| panic!("no stage pg in {status}"));
+    assert_eq!(
+        drilled["last_drill"]["restore_seconds"].as_f64(),
+        seconds,
+        "{drilled}"
+    );
+    let text = ok(&mut job.backupctl(&["status"]));
+    assert!(text.contains("restored in "), "{text}");
+    let metrics = std::fs::read_to_string(job.path("textfile/backupctl.prom")).unwrap();
+    assert!(
+        metrics.contains("# HELP backupctl_stage_last_restore_seconds "),
+        "{metrics}"
+    );
+    let value: f64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "backupctl_stage_last_restore_seconds{backup_job=\"job\",stage=\"drill\"} ",
+            )
+        })
+        .unwrap_or_else(|| panic!("no restore time of the drill in {metrics}"))
+        .parse()
+        .unwrap();
+    assert_eq!(Some(value), seconds);
+    let run = record["run"].as_str().unwrap();
+    // journald may write the record a moment after the unit ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let journal = ok(Command::new("journalctl").args([
+            "-o",
+            "json",
+            "--no-pager",
+            &format!("BACKUPCTL_RUN={run}"),
+        ]));
+        if journal.contains("\"BACKUPCTL_RESTORE_SECONDS\":\"") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no restore time in the drill's journal: {journal}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The first JSON object in `value` (depth first) that `matches`.
+fn find_object<'v>(
+    value: &'v serde_json::Value,
+    matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Option<&'v serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) if matches(map) => Some(value),
+        serde_json::Value::Object(map) => map.values().find_map(|v| find_object(v, matches)),
+        serde_json::Value::Array(items) => items.iter().find_map(|v| find_object(v, matches)),
+        _ => None,
+    }
 }

@@ -332,6 +332,7 @@ impl super::drill::Drillable for Spec {
         Ok(Outcome {
             warnings: Vec::new(),
             figures: crate::report::Figures {
+                restore_seconds: Some(took.as_secs_f64()),
                 files: Some(newest.len() as u64),
                 ..crate::report::Figures::default()
             },

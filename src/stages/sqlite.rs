@@ -185,6 +185,7 @@ impl super::drill::Drillable for Spec {
         Ok(Outcome {
             warnings: Vec::new(),
             figures: crate::report::Figures {
+                restore_seconds: Some(took.as_secs_f64()),
                 files: Some(self.databases.len() as u64),
                 bytes_read: Some(bytes),
                 ..crate::report::Figures::default()

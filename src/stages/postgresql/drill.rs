@@ -101,6 +101,7 @@ impl Drillable for Spec {
         Ok(Outcome {
             warnings: Vec::new(),
             figures: crate::report::Figures {
+                restore_seconds: Some(took.as_secs_f64()),
                 files: Some(loaded),
                 ..crate::report::Figures::default()
             },
