@@ -778,3 +778,70 @@ fn find_object<'v>(
         _ => None,
     }
 }
+
+/// `hello` connects to each database stage's server with its configured authentication and
+/// compares pg_dump's version with the server's; a wrong password fails its line, unprinted.
+#[test]
+fn hello_checks_the_database_servers_and_the_dump_tools() {
+    let pg = postgres_with_shop();
+    pg.sql(
+        "postgres",
+        "CREATE ROLE backup LOGIN PASSWORD 'right' IN ROLE pg_read_all_data",
+    );
+    let maria = Mariadb::start();
+    let dir = tempdir();
+    let root = dir.path();
+    write_secret(&root.join("pg-password"), "wrong-pg-secret\n");
+    let config = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\ndirectory = \"@ROOT@/pg\"\n\n\
+         [stage.tcp]\nkind = \"postgresql\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"backup\"\n\
+         password_file = \"@ROOT@/pg-password\"\ndirectory = \"@ROOT@/tcp\"\n\n\
+         [stage.db]\nkind = \"mysql\"\nhost = \"{}\"\ndirectory = \"@ROOT@/my\"\n",
+        pg.socket_dir.display(),
+        pg.port,
+        pg.port,
+        maria.socket.display()
+    );
+    write_config(root, &config);
+    let (passed, said) = said_by(run(backupctl_in(root).arg("hello")));
+    assert!(!passed, "hello passed a wrong password: {said}");
+    let line = |what: &str, stage: &str| {
+        let found = line_of(&said, what, stage);
+        assert!(!found.is_empty(), "no `{what}` line of {stage}: {said}");
+        found
+    };
+    let pg_line = line("postgresql connection", "pg");
+    assert!(pg_line.contains("server 15."), "{pg_line}");
+    assert!(pg_line.contains("as role root"), "{pg_line}");
+    let dump_line = line("postgresql pg_dump", "pg");
+    assert!(dump_line.contains("can dump server 15."), "{dump_line}");
+    let tcp_line = line("postgresql connection", "tcp");
+    assert!(
+        tcp_line.contains("password authentication failed"),
+        "{tcp_line}"
+    );
+    assert!(
+        !said.contains("wrong-pg-secret"),
+        "the password leaked: {said}"
+    );
+    let my_line = line("mysql connection", "db");
+    assert!(my_line.contains("MariaDB"), "{my_line}");
+    let tool_line = line("mysql dump tool", "db");
+    assert!(tool_line.contains("Ver"), "{tool_line}");
+
+    write_secret(&root.join("pg-password"), "right\n");
+    let (passed, said) = said_by(run(backupctl_in(root).arg("hello")));
+    assert!(passed, "{said}");
+    assert!(
+        line_of(&said, "postgresql connection", "tcp").contains("as role backup"),
+        "{said}"
+    );
+}
+
+/// The line of `hello`'s table checking `what` of `stage` ("" when there is none).
+fn line_of(said: &str, what: &str, stage: &str) -> String {
+    said.lines()
+        .find(|l| l.contains(what) && l.split_whitespace().any(|w| w == stage))
+        .unwrap_or_default()
+        .to_string()
+}

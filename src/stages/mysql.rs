@@ -481,6 +481,56 @@ impl StageKind for Spec {
         needs
     }
 
+    /// `hello`: the server answers with the configured authentication (its version), and a
+    /// dump tool (`mysqldump` or `mariadb-dump`) is there.
+    fn server_checks(&self, state_dir: &Path, stage: &str) -> Vec<crate::preflight::Check> {
+        let check = |what, ok, detail| crate::preflight::Check {
+            what,
+            item: stage.to_string(),
+            ok,
+            detail,
+        };
+        let connection = self
+            .options(state_dir, stage)
+            .map_err(|e| e.to_string())
+            .and_then(|options| {
+                query(
+                    &options.path,
+                    "SELECT CONCAT(VERSION(), ' as ', CURRENT_USER())",
+                )
+                .map_err(|e| format!("{e:#}"))
+            });
+        let mut checks = vec![match connection {
+            Ok(rows) => check(
+                "mysql connection",
+                true,
+                format!("server {}", rows.join(" ")),
+            ),
+            Err(error) => check("mysql connection", false, error),
+        }];
+        let tool = ["mysqldump", "mariadb-dump"].into_iter().find_map(|tool| {
+            let output = std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .ok()?;
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        });
+        checks.push(match tool {
+            Some(version) => check("mysql dump tool", true, version),
+            None => check(
+                "mysql dump tool",
+                false,
+                "neither mysqldump nor mariadb-dump runs; install the client \
+                 (Debian: apt install mariadb-client)"
+                    .to_string(),
+            ),
+        });
+        checks
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
         let destination = self
             .destination()

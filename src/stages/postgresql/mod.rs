@@ -17,6 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod drill;
+mod hello;
 
 use super::dump::{self, Destination, PrivateFile, Sink};
 use super::restic;
@@ -494,6 +495,10 @@ impl StageKind for Spec {
         }
         needs.merge(dump::destination_needs(self.destination()));
         needs
+    }
+
+    fn server_checks(&self, state_dir: &Path, stage: &str) -> Vec<crate::preflight::Check> {
+        self.hello_checks(state_dir, stage)
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
