@@ -845,3 +845,130 @@ fn line_of(said: &str, what: &str, stage: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// A database dropped while its dump runs (`DROP DATABASE … WITH (FORCE)` ends pg_dump's
+/// connection): the stage fails naming it, and no partial dump is left or stored.
+#[test]
+fn a_database_dropped_while_its_dump_runs_fails_the_stage_and_stores_nothing() {
+    let server = postgres_with_shop();
+    server.script(
+        "postgres",
+        "CREATE DATABASE big;\n\\connect big\n\
+         CREATE TABLE blobs AS SELECT i, md5(i::text) || repeat(md5((i * 7)::text), 30) AS data \
+         FROM generate_series(1, 400000) AS i;\n",
+    );
+    let dir = tempdir();
+    let root = dir.path();
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\ndatabases = [\"big\"]\n\
+         globals = false\nformat = \"plain\"\ndirectory = \"@ROOT@/dumps\"\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &stage);
+    let child = backupctl_in(root)
+        .args(["stage", "pg"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server
+        .sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'big' AND application_name = 'pg_dump'",
+        )
+        .trim()
+        == "0"
+    {
+        assert!(std::time::Instant::now() < deadline, "pg_dump never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    server.sql("postgres", "DROP DATABASE big WITH (FORCE)");
+    let (passed, said) = said_by(child.wait_with_output().unwrap());
+    assert!(
+        !passed,
+        "the stage passed a dump cut by DROP DATABASE: {said}"
+    );
+    assert!(said.contains("database big"), "{said}");
+    let left: Vec<String> = std::fs::read_dir(root.join("dumps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "a cut dump was kept: {left:?}");
+}
+
+/// The directory destination fills up mid-dump (a 4 MiB tmpfs mounted in the test's
+/// directory, outside /tmp): the stage fails saying so, the last good dump stays whole and
+/// no partial one is left.
+#[test]
+fn a_full_disk_while_writing_a_directory_dump_keeps_the_last_good_dump() {
+    require_tool("mount");
+    let server = postgres_with_shop();
+    let dir = tempdir();
+    let root = dir.path();
+    let small = root.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    ok(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs"])
+        .arg(&small));
+    struct Unmount<'p>(&'p Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\ndatabases = [\"shop\"]\n\
+         globals = false\nformat = \"plain\"\ndirectory = \"{}\"\n",
+        server.socket_dir.display(),
+        server.port,
+        small.display()
+    );
+    write_config(root, &stage);
+    ok(backupctl_in(root).args(["stage", "pg"]));
+    let good = std::fs::read(small.join("shop.sql")).unwrap();
+    // Incompressible rows, more than the file system holds.
+    server.sql(
+        "shop",
+        "CREATE TABLE filler AS SELECT i, md5(random()::text) || md5(random()::text) AS data \
+         FROM generate_series(1, 100000) AS i",
+    );
+    let (passed, said) = said_by(run(backupctl_in(root).args(["stage", "pg"])));
+    assert!(!passed, "the stage passed a dump that did not fit: {said}");
+    assert!(said.contains("database shop"), "{said}");
+    assert!(said.contains("No space left on device"), "{said}");
+    assert_eq!(std::fs::read(small.join("shop.sql")).unwrap(), good);
+    let names: Vec<String> = std::fs::read_dir(&small)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["shop.sql"], "a partial dump was left");
+}
+
+/// The server down while the dump streams into restic: pg_dump's failure (its exit code)
+/// fails the stage, and restic, cut before the end of its input, makes no snapshot.
+#[test]
+fn a_postgresql_server_down_fails_the_stream_with_the_tools_exit_code_and_no_snapshot() {
+    let server = postgres_with_shop();
+    let dir = tempdir();
+    let root = dir.path();
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\nrestic = \"repo\"\n\
+         databases = [\"shop\"]\nglobals = false\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &restic_config(root, &stage));
+    server.stop();
+    let (passed, said) = said_by(run(backupctl_in(root).args(["stage", "pg"])));
+    assert!(!passed, "{said}");
+    assert!(said.contains("database shop"), "{said}");
+    assert!(said.contains("pg_dump"), "{said}");
+    assert!(said.contains("pg_dump failed with exit code 1"), "{said}");
+    assert!(said.contains("no snapshot made"), "{said}");
+    let found = snapshots(&root.join("repo"), &root.join("restic-password"));
+    assert!(found.is_empty(), "a snapshot of a failed dump: {found:?}");
+}
