@@ -194,7 +194,11 @@ impl StageKind for Spec {
             )
         })?;
         target.check_drill(self)?;
-        self.target = Some(spec.clone());
+        // `stages` are the specs as loaded, not yet resolved: the target's own references
+        // (a database stage's `restic = "STAGE"`) are resolved on the drill's copy.
+        let mut target = spec.clone();
+        target.resolve(stages)?;
+        self.target = Some(target);
         if let Some(manifest) = &self.manifest {
             let name = manifest.get_ref();
             let spec = find(name).and_then(|spec| spec.downcast_ref::<manifest::Spec>());
