@@ -63,7 +63,7 @@ let
     kind = mkOption {
       type = types.str;
       example = "restic";
-      description = "The stage kind: hello, exec, rsync, restic, git, rclone, gitrepos or manifest.";
+      description = "The stage kind: hello, exec, rsync, restic, git, rclone, gitrepos, manifest, postgresql, mysql or sqlite.";
     };
     after = mkOption {
       type = types.nullOr (types.listOf types.str);
@@ -158,6 +158,81 @@ let
       description = "rsync: `--bwlimit`, a rate or a timetable (the rate at start applies).";
     };
 
+
+    # The database kinds (docs/databases.md): typed, rendered under their own names.
+    databases = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [ "shop" ];
+      description = ''
+        postgresql, mysql: the databases to dump (default `[ "all" ]`: found at run time);
+        sqlite: the database files.
+      '';
+    };
+    exclude_databases = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      description = "postgresql, mysql: databases left out of `[ \"all\" ]`.";
+    };
+    host = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/postgresql";
+      description = "postgresql, mysql: a socket (directory) or a host name; restic: the host recorded in snapshots.";
+    };
+    port = mkOption {
+      type = types.nullOr types.port;
+      default = null;
+      description = "postgresql, mysql: the server's TCP port.";
+    };
+    username = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "postgresql, mysql: the role or account to connect as (default: the job's user).";
+    };
+    password_credential = mkOption {
+      type = types.nullOr fileName;
+      default = null;
+      description = "postgresql, mysql, restic: the password file, loaded as a systemd credential (never a Nix path).";
+    };
+    maintenance_database = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "postgresql: where the list of databases is asked for (default postgres).";
+    };
+    format = mkOption {
+      type = types.nullOr (types.enum [ "custom" "plain" "directory" ]);
+      default = null;
+      description = "postgresql: pg_dump's format (default custom; directory only with `directory`).";
+    };
+    jobs = mkOption {
+      type = types.nullOr types.ints.positive;
+      default = null;
+      description = "postgresql, format = directory: pg_dump's and pg_restore's parallel jobs.";
+    };
+    globals = mkOption {
+      type = types.nullOr types.bool;
+      default = null;
+      description = "postgresql: also dump roles and tablespaces as globals.sql (default true).";
+    };
+    directory = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/backups/postgresql";
+      description = "postgresql, mysql, sqlite: write the dumps into this directory.";
+    };
+    restic = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "offsite";
+      description = "postgresql, mysql, sqlite: stream the dumps into this restic stage's repository.";
+    };
+    checks = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = [ "SELECT count(*) FROM orders" ];
+      description = "postgresql, mysql, sqlite: queries answered at dump time; a drill compares the restored database's answers.";
+    };
     # What a services.restic.backups user would miss, in its names; rendered as the TOML keys
     # of the README's reference (see `stageToml`).
     environmentFile = mkOption {
@@ -351,8 +426,17 @@ let
   # extraPackages come first, so they can replace the package's restic or rsync (the
   # package's wrapper appends its own tools after the unit's PATH, never before).
   unitPath = map (package: "${lib.getBin package}/bin")
-    (cfg.extraPackages ++ packageTools
+    (cfg.extraPackages ++ packageTools ++ databaseClients
       ++ [ pkgs.coreutils pkgs.findutils pkgs.gnugrep pkgs.gnused config.systemd.package ]);
+
+  # The client tools of the database kinds in use (pg_dump, psql, pg_restore and, for a
+  # drill, initdb and postgres; mysqldump and mysql; sqlite3), after extraPackages, so a
+  # postgresql_16 there is the one found.
+  kindsInUse = map (stage: stage.kind) (lib.attrValues allStages);
+  databaseClients =
+    lib.optional (lib.elem "postgresql" kindsInUse) pkgs.postgresql
+    ++ lib.optional (lib.elem "mysql" kindsInUse) pkgs.mariadb
+    ++ lib.optional (lib.elem "sqlite" kindsInUse) pkgs.sqlite;
 
   # The tools the stage kinds run: the package's `passthru.tools` (nix/package.nix), else for
   # a package built otherwise the same list from pkgs, so no stage loses its tools unseen.

@@ -167,6 +167,11 @@ const LAST_RUN: &[(&str, &str, SampleOf)] = &[
         "Drills: how old the backup the last run verified was.",
         |r| r.figures.snapshot_age_secs.map(|v| v.to_string()),
     ),
+    (
+        "backupctl_stage_last_restore_seconds",
+        "Database drills: how long the last run took to load the newest dumps (the recovery time).",
+        |r| r.figures.restore_seconds.map(|v| v.to_string()),
+    ),
 ];
 
 /// `backupctl_stage_last_skipped`'s samples: the stages whose last run was skipped, labelled

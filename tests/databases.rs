@@ -574,11 +574,15 @@ fn a_drill_of_an_sqlite_stage_passes_on_an_intact_copy_and_names_a_corrupted_one
     ));
     write_config(
         root,
-        "[stage.local]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\ndirectory = \"@ROOT@/copies\"\n\n\
+        "[stage.local]\nkind = \"sqlite\"\ndatabases = [\"@ROOT@/app/notes.db\"]\ndirectory = \"@ROOT@/copies\"\n\
+         checks = [\"SELECT count(*) FROM notes\", \"SELECT title FROM notes ORDER BY id\"]\n\n\
          [stage.drill]\nkind = \"drill\"\nstage = \"local\"\n",
     );
     ok(backupctl_in(root).args(["stage", "local"]));
     ok(backupctl_in(root).args(["stage", "drill"]));
+    assert_checks_compared(&root.join("copies/notes.db.checks.json"), "2", &|| {
+        said_by(run(backupctl_in(root).args(["stage", "drill"])))
+    });
 
     let copy = root.join("copies/notes.db");
     let mut bytes = std::fs::read(&copy).unwrap();
@@ -605,13 +609,17 @@ fn a_drill_of_a_mysql_stage_loads_the_dumps_into_a_throw_away_server() {
     let dir = tempdir();
     let root = dir.path();
     let stage = format!(
-        "[stage.db]\nkind = \"mysql\"\nhost = \"{}\"\ndirectory = \"@ROOT@/dumps\"\n\n\
+        "[stage.db]\nkind = \"mysql\"\nhost = \"{}\"\ndirectory = \"@ROOT@/dumps\"\n\
+         checks = [\"SELECT count(*) FROM orders\", \"SELECT name FROM customers ORDER BY id\"]\n\n\
          [stage.drill]\nkind = \"drill\"\nstage = \"db\"\n",
         server.socket.display()
     );
     write_config(root, &stage);
     ok(backupctl_in(root).args(["stage", "db"]));
     ok(backupctl_in(root).args(["stage", "drill"]));
+    assert_checks_compared(&root.join("dumps/store.sql.checks.json"), "501", &|| {
+        said_by(run(backupctl_in(root).args(["stage", "drill"])))
+    });
 
     let dump = root.join("dumps/store.sql");
     let text = std::fs::read_to_string(&dump).unwrap();
@@ -624,4 +632,343 @@ fn a_drill_of_a_mysql_stage_loads_the_dumps_into_a_throw_away_server() {
     assert!(!failed.status.success(), "the drill passed a cut dump");
     let said = format!("{}{}", stdout(&failed), stderr(&failed));
     assert!(said.contains("database store"), "{said}");
+}
+
+/// The drill of a postgresql stage, under the real user manager (its units run as root, so
+/// the throw-away server runs as the `postgres` account): the roles' dump and the newest
+/// dump of each database load into a fresh server; a cut dump fails the drill, naming the
+/// database.
+#[test]
+fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
+    let server = postgres_with_shop();
+    let config = format!(
+        "[metrics]\ntextfile = \"@ROOT@/textfile/backupctl.prom\"\n\n[job]\n\n\
+         [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
+         directory = \"@ROOT@/dumps\"\nafter = []\ndatabases = [\"shop\"]\n\
+         checks = [\"SELECT count(*) FROM orders\", \"SELECT name FROM customers ORDER BY id\"]\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    let job = Installed::new("pgdrill", &config);
+    std::fs::create_dir_all(job.path("textfile")).unwrap();
+    ok(systemctl_user().args(["start", "backup@pg.service"]));
+    wait_until_idle();
+    assert_eq!(last_run_record("pg")["result"], "success");
+    ok(systemctl_user().args(["start", "backup@drill.service"]));
+    wait_until_idle();
+    let record = last_run_record("drill");
+    assert_eq!(record["result"], "success", "{record}");
+    // globals.sql and shop.dump.
+    assert_eq!(record["figures"]["files"], 2, "{record}");
+    assert_restore_time_reported(&job, &record);
+
+    assert_checks_compared(&job.path("dumps/shop.dump.checks.json"), "501", &|| {
+        let _ = run(systemctl_user().args(["start", "backup@drill.service"]));
+        wait_until_idle();
+        let record = last_run_record("drill");
+        (record["result"] == "success", record.to_string())
+    });
+
+    let dump = job.path("dumps/shop.dump");
+    let bytes = std::fs::read(&dump).unwrap();
+    std::fs::write(&dump, &bytes[..bytes.len() / 2]).unwrap();
+    let _ = run(systemctl_user().args(["start", "backup@drill.service"]));
+    wait_until_idle();
+    let record = last_run_record("drill");
+    assert_ne!(
+        record["result"], "success",
+        "the drill passed a cut dump: {record}"
+    );
+    let error = record["error"].as_str().unwrap_or_default();
+    assert!(error.contains("database shop"), "{record}");
+    assert!(error.contains("does not load"), "{record}");
+}
+
+/// A drill compares the `checks` answers recorded with the dump (`answers`, whose first
+/// check answered `first`) with the restored database's: with the record altered, `drill`
+/// fails naming both answers; with the record put back, it passes.
+#[track_caller]
+fn assert_checks_compared(answers: &Path, first: &str, drill: &dyn Fn() -> (bool, String)) {
+    let recorded = std::fs::read_to_string(answers).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&recorded).unwrap();
+    assert_eq!(record["checks"][0]["answer"][0], first, "{recorded}");
+    let altered = recorded.replacen(&format!("\"{first}\""), "\"12345\"", 1);
+    std::fs::write(answers, &altered).unwrap();
+    let (passed, said) = drill();
+    assert!(!passed, "the drill ignored its checks: {said}");
+    assert!(said.contains("answered 12345 at dump time"), "{said}");
+    assert!(
+        said.contains(&format!("{first} after the restore")),
+        "{said}"
+    );
+    std::fs::write(answers, &recorded).unwrap();
+    let (passed, said) = drill();
+    assert!(passed, "the drill fails with its record put back: {said}");
+}
+
+/// Whether a command succeeded, and all it said.
+fn said_by(output: std::process::Output) -> (bool, String) {
+    let said = format!("{}{}", stdout(&output), stderr(&output));
+    (output.status.success(), said)
+}
+
+/// The drill's restore time (the recovery time) is in its run record, `status` (text and
+/// JSON, on the drilled stage's row), the metrics file and the journal.
+#[track_caller]
+fn assert_restore_time_reported(job: &Installed, record: &serde_json::Value) {
+    let seconds = record["figures"]["restore_seconds"].as_f64();
+    assert!(seconds.is_some_and(|s| s > 0.0), "{record}");
+    let status = job.status_json();
+    let drilled = find_object(&status, &|o| o.get("name").is_some_and(|n| n == "pg"))
+        .unwrap_or_else(|| panic!("no stage pg in {status}"));
+    assert_eq!(
+        drilled["last_drill"]["restore_seconds"].as_f64(),
+        seconds,
+        "{drilled}"
+    );
+    let text = ok(&mut job.backupctl(&["status"]));
+    assert!(text.contains("restored in "), "{text}");
+    let metrics = std::fs::read_to_string(job.path("textfile/backupctl.prom")).unwrap();
+    assert!(
+        metrics.contains("# HELP backupctl_stage_last_restore_seconds "),
+        "{metrics}"
+    );
+    let value: f64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "backupctl_stage_last_restore_seconds{backup_job=\"job\",stage=\"drill\"} ",
+            )
+        })
+        .unwrap_or_else(|| panic!("no restore time of the drill in {metrics}"))
+        .parse()
+        .unwrap();
+    assert_eq!(Some(value), seconds);
+    let run = record["run"].as_str().unwrap();
+    // journald may write the record a moment after the unit ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let journal = ok(Command::new("journalctl").args([
+            "-o",
+            "json",
+            "--no-pager",
+            &format!("BACKUPCTL_RUN={run}"),
+        ]));
+        if journal.contains("\"BACKUPCTL_RESTORE_SECONDS\":\"") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no restore time in the drill's journal: {journal}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The first JSON object in `value` (depth first) that `matches`.
+fn find_object<'v>(
+    value: &'v serde_json::Value,
+    matches: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Option<&'v serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) if matches(map) => Some(value),
+        serde_json::Value::Object(map) => map.values().find_map(|v| find_object(v, matches)),
+        serde_json::Value::Array(items) => items.iter().find_map(|v| find_object(v, matches)),
+        _ => None,
+    }
+}
+
+/// `hello` connects to each database stage's server with its configured authentication and
+/// compares pg_dump's version with the server's; a wrong password fails its line, unprinted.
+#[test]
+fn hello_checks_the_database_servers_and_the_dump_tools() {
+    let pg = postgres_with_shop();
+    pg.sql(
+        "postgres",
+        "CREATE ROLE backup LOGIN PASSWORD 'right' IN ROLE pg_read_all_data",
+    );
+    let maria = Mariadb::start();
+    let dir = tempdir();
+    let root = dir.path();
+    write_secret(&root.join("pg-password"), "wrong-pg-secret\n");
+    let config = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\ndirectory = \"@ROOT@/pg\"\n\n\
+         [stage.tcp]\nkind = \"postgresql\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"backup\"\n\
+         password_file = \"@ROOT@/pg-password\"\ndirectory = \"@ROOT@/tcp\"\n\n\
+         [stage.db]\nkind = \"mysql\"\nhost = \"{}\"\ndirectory = \"@ROOT@/my\"\n",
+        pg.socket_dir.display(),
+        pg.port,
+        pg.port,
+        maria.socket.display()
+    );
+    write_config(root, &config);
+    let (passed, said) = said_by(run(backupctl_in(root).arg("hello")));
+    assert!(!passed, "hello passed a wrong password: {said}");
+    let line = |what: &str, stage: &str| {
+        let found = line_of(&said, what, stage);
+        assert!(!found.is_empty(), "no `{what}` line of {stage}: {said}");
+        found
+    };
+    let pg_line = line("postgresql connection", "pg");
+    assert!(pg_line.contains("server 15."), "{pg_line}");
+    assert!(pg_line.contains("as role root"), "{pg_line}");
+    let dump_line = line("postgresql pg_dump", "pg");
+    assert!(dump_line.contains("can dump server 15."), "{dump_line}");
+    let tcp_line = line("postgresql connection", "tcp");
+    assert!(
+        tcp_line.contains("password authentication failed"),
+        "{tcp_line}"
+    );
+    assert!(
+        !said.contains("wrong-pg-secret"),
+        "the password leaked: {said}"
+    );
+    let my_line = line("mysql connection", "db");
+    assert!(my_line.contains("MariaDB"), "{my_line}");
+    let tool_line = line("mysql dump tool", "db");
+    assert!(tool_line.contains("Ver"), "{tool_line}");
+
+    write_secret(&root.join("pg-password"), "right\n");
+    let (passed, said) = said_by(run(backupctl_in(root).arg("hello")));
+    assert!(passed, "{said}");
+    assert!(
+        line_of(&said, "postgresql connection", "tcp").contains("as role backup"),
+        "{said}"
+    );
+}
+
+/// The line of `hello`'s table checking `what` of `stage` ("" when there is none).
+fn line_of(said: &str, what: &str, stage: &str) -> String {
+    said.lines()
+        .find(|l| l.contains(what) && l.split_whitespace().any(|w| w == stage))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A database dropped while its dump runs (`DROP DATABASE … WITH (FORCE)` ends pg_dump's
+/// connection): the stage fails naming it, and no partial dump is left or stored.
+#[test]
+fn a_database_dropped_while_its_dump_runs_fails_the_stage_and_stores_nothing() {
+    let server = postgres_with_shop();
+    server.script(
+        "postgres",
+        "CREATE DATABASE big;\n\\connect big\n\
+         CREATE TABLE blobs AS SELECT i, md5(i::text) || repeat(md5((i * 7)::text), 30) AS data \
+         FROM generate_series(1, 400000) AS i;\n",
+    );
+    let dir = tempdir();
+    let root = dir.path();
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\ndatabases = [\"big\"]\n\
+         globals = false\nformat = \"plain\"\ndirectory = \"@ROOT@/dumps\"\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &stage);
+    let child = backupctl_in(root)
+        .args(["stage", "pg"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server
+        .sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'big' AND application_name = 'pg_dump'",
+        )
+        .trim()
+        == "0"
+    {
+        assert!(std::time::Instant::now() < deadline, "pg_dump never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    server.sql("postgres", "DROP DATABASE big WITH (FORCE)");
+    let (passed, said) = said_by(child.wait_with_output().unwrap());
+    assert!(
+        !passed,
+        "the stage passed a dump cut by DROP DATABASE: {said}"
+    );
+    assert!(said.contains("database big"), "{said}");
+    let left: Vec<String> = std::fs::read_dir(root.join("dumps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "a cut dump was kept: {left:?}");
+}
+
+/// The directory destination fills up mid-dump (a 4 MiB tmpfs mounted in the test's
+/// directory, outside /tmp): the stage fails saying so, the last good dump stays whole and
+/// no partial one is left.
+#[test]
+fn a_full_disk_while_writing_a_directory_dump_keeps_the_last_good_dump() {
+    require_tool("mount");
+    let server = postgres_with_shop();
+    let dir = tempdir();
+    let root = dir.path();
+    let small = root.join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    ok(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs"])
+        .arg(&small));
+    struct Unmount<'p>(&'p Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&small);
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\ndatabases = [\"shop\"]\n\
+         globals = false\nformat = \"plain\"\ndirectory = \"{}\"\n",
+        server.socket_dir.display(),
+        server.port,
+        small.display()
+    );
+    write_config(root, &stage);
+    ok(backupctl_in(root).args(["stage", "pg"]));
+    let good = std::fs::read(small.join("shop.sql")).unwrap();
+    // Incompressible rows, more than the file system holds.
+    server.sql(
+        "shop",
+        "CREATE TABLE filler AS SELECT i, md5(random()::text) || md5(random()::text) AS data \
+         FROM generate_series(1, 100000) AS i",
+    );
+    let (passed, said) = said_by(run(backupctl_in(root).args(["stage", "pg"])));
+    assert!(!passed, "the stage passed a dump that did not fit: {said}");
+    assert!(said.contains("database shop"), "{said}");
+    assert!(said.contains("No space left on device"), "{said}");
+    assert_eq!(std::fs::read(small.join("shop.sql")).unwrap(), good);
+    let names: Vec<String> = std::fs::read_dir(&small)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["shop.sql"], "a partial dump was left");
+}
+
+/// The server down while the dump streams into restic: pg_dump's failure (its exit code)
+/// fails the stage, and restic, cut before the end of its input, makes no snapshot.
+#[test]
+fn a_postgresql_server_down_fails_the_stream_with_the_tools_exit_code_and_no_snapshot() {
+    let server = postgres_with_shop();
+    let dir = tempdir();
+    let root = dir.path();
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\nrestic = \"repo\"\n\
+         databases = [\"shop\"]\nglobals = false\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &restic_config(root, &stage));
+    server.stop();
+    let (passed, said) = said_by(run(backupctl_in(root).args(["stage", "pg"])));
+    assert!(!passed, "{said}");
+    assert!(said.contains("database shop"), "{said}");
+    assert!(said.contains("pg_dump"), "{said}");
+    assert!(said.contains("pg_dump failed with exit code 1"), "{said}");
+    assert!(said.contains("no snapshot made"), "{said}");
+    let found = snapshots(&root.join("repo"), &root.join("restic-password"));
+    assert!(found.is_empty(), "a snapshot of a failed dump: {found:?}");
 }

@@ -26,6 +26,8 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     "bash",
     "sqlite",
+    "postgresql",
+    "mariadb",
     "tzdata",
     "coreutils",
     "findutils",
@@ -778,4 +780,82 @@ fn hellos_missing_tool_hint_on_nixos_names_extra_packages() {
     );
     let text = hello(false);
     assert!(text.contains("apt install rsync"), "{text}");
+}
+
+/// The database kinds' keys are typed options, rendered under the loader's names; a value
+/// of the wrong type (a `format` pg_dump has not) is refused when the module is evaluated.
+#[test]
+fn database_stage_options_are_typed_and_render_as_the_loaders_keys() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let packages = packages(&dir.join("pkgs"));
+    let config = |format: &str| {
+        format!(
+            r#"{{ services.backupctl = {{
+      enable = true;
+      settings.job.schedule = "daily";
+      stages = [
+        {{ name = "repo"; kind = "restic"; repository = "/srv/restic";
+           password_file = "/etc/backupctl/restic-password"; operation = "check"; }}
+        {{ name = "pg"; kind = "postgresql"; host = "/run/postgresql"; port = 5433;
+           databases = [ "shop" ]; exclude_databases = [ ]; username = "backup";
+           password_credential = "/etc/backupctl/pg-password"; maintenance_database = "postgres";
+           format = "{format}"; globals = false; restic = "repo";
+           checks = [ "SELECT count(*) FROM orders" ]; }}
+        {{ name = "pgdir"; kind = "postgresql"; format = "directory"; jobs = 4;
+           directory = "/var/backups/postgresql"; }}
+        {{ name = "db"; kind = "mysql"; host = "/run/mysqld/mysqld.sock"; directory = "/var/backups/mysql"; }}
+        {{ name = "notes"; kind = "sqlite"; databases = [ "/var/lib/app/app.db" ]; restic = "repo"; }}
+      ];
+    }}; }}"#
+        )
+    };
+    let evaluated = evaluate(dir, &packages, &config("custom"));
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+    let pg = &evaluated["settings"]["stage"]["pg"];
+    assert_eq!(pg["port"], 5433, "{pg:#}");
+    assert_eq!(pg["format"], "custom", "{pg:#}");
+    assert_eq!(pg["globals"], false, "{pg:#}");
+    assert_eq!(pg["restic"], "repo", "{pg:#}");
+    assert_eq!(
+        pg["password_credential"], "/etc/backupctl/pg-password",
+        "{pg:#}"
+    );
+    assert_eq!(
+        pg["checks"],
+        serde_json::json!(["SELECT count(*) FROM orders"]),
+        "{pg:#}"
+    );
+    assert_eq!(evaluated["settings"]["stage"]["pgdir"]["jobs"], 4);
+    assert_eq!(
+        evaluated["settings"]["stage"]["notes"]["databases"],
+        serde_json::json!(["/var/lib/app/app.db"])
+    );
+    // The kinds' client tools are on the units' PATH.
+    let path = evaluated["unitPath"].to_string();
+    for package in ["postgresql", "mariadb", "sqlite"] {
+        let bin = dir.join("pkgs").join(package).join("bin");
+        assert!(
+            path.contains(&bin.display().to_string()),
+            "{package}: {path}"
+        );
+    }
+    // Unset options are not rendered (the loader's defaults apply).
+    assert!(evaluated["settings"]["stage"]["db"].get("port").is_none());
+
+    let file = dir.join("configuration.nix");
+    write(&file, config("zip"));
+    let refused = run(Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo_root().join("tests/nix/eval.nix"))
+        .arg("--arg")
+        .arg("lib")
+        .arg(nixpkgs_lib())
+        .args(["--arg", "dirs", &packages])
+        .arg("--arg")
+        .arg("config")
+        .arg(&file));
+    assert!(!refused.status.success(), "format = \"zip\" was accepted");
+    let said = stderr(&refused);
+    assert!(said.contains("format"), "{said}");
 }

@@ -19,6 +19,10 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
     // A store's destinations exist only while it is open: its own checks cover it.
     let needs = crate::stages::job_needs(config, None);
     let mut checks = run_checks(&needs, &[], MIN_FREE);
+    let state_dir = crate::paths::state_dir(ctx.scope());
+    for stage in &config.stages {
+        checks.extend(stage.spec.server_checks(&state_dir, &stage.name));
+    }
     for store in &config.stores {
         checks.extend(crate::store::preflight::checks(store));
     }

@@ -441,7 +441,7 @@ fn stage_drop_in(config: &Config, stage: &Stage, options: &Options) -> String {
     stage_resources(&mut unit, stage, job, options);
     stage_exec_condition(&mut unit, config, stage, options);
     writable_paths(&mut unit, config, job, &needs, options);
-    sandbox_rights(&mut unit, stage, &needs, options);
+    sandbox_rights(&mut unit, stage, &needs);
     unit
 }
 
@@ -595,7 +595,7 @@ fn writable_paths(unit: &mut String, config: &Config, job: &Job, needs: &Needs, 
 
 /// What the sandbox grants beyond the template: credentials, network, capabilities, the
 /// cleanup command, snapshot rights.
-fn sandbox_rights(unit: &mut String, stage: &Stage, needs: &Needs, options: &Options) {
+fn sandbox_rights(unit: &mut String, stage: &Stage, needs: &Needs) {
     for (name, path) in &needs.credentials {
         let _ = writeln!(
             unit,
@@ -608,7 +608,9 @@ fn sandbox_rights(unit: &mut String, stage: &Stage, needs: &Needs, options: &Opt
         unit.push_str("PrivateNetwork=no\nRestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK\n");
     }
     let caps = extra_capabilities(needs);
-    if !caps.is_empty() && options.scope == Scope::System {
+    // Also in user scope: root's user manager runs its units as root (a non-root
+    // manager's units have no capabilities to keep).
+    if !caps.is_empty() {
         let _ = writeln!(unit, "CapabilityBoundingSet={}", caps.join(" "));
     }
     if let Some(command) = &stage.cleanup {

@@ -60,6 +60,10 @@ pub struct Figures {
     /// Drills: how old the verified backup was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_age_secs: Option<u64>,
+    /// Database drills: seconds loading the newest dumps took (the recovery time to plan
+    /// with).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
 }
 
 impl Figures {

@@ -65,11 +65,15 @@ pub fn validate_destination(
     }
 }
 
-/// The restic stage `name` refers to, for `resolve`.
+/// The restic stage the key `restic = "STAGE"` names, for every database kind's `resolve`
+/// (`None` when the key is absent: the dumps go to a directory).
 pub fn resolve_restic(
-    name: &Spanned<String>,
+    name: Option<&Spanned<String>>,
     stages: &[(String, KindSpec)],
-) -> Result<Box<restic::Spec>, SpecError> {
+) -> Result<Option<Box<restic::Spec>>, SpecError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
     let restic_stages: Vec<&str> = stages
         .iter()
         .filter(|(_, spec)| spec.downcast_ref::<restic::Spec>().is_some())
@@ -102,11 +106,9 @@ pub fn resolve_restic(
             hint,
         ));
     };
-    Ok(Box::new(spec.clone()))
+    Ok(Some(Box::new(spec.clone())))
 }
 
-/// What writing to `destination` needs: the directory, or what the restic stage needs to
-/// reach its repository (not its sources).
 /// The connection keys `postgresql` and `mysql` share, as their checks and needs see them.
 pub struct Server<'a> {
     pub host: Option<&'a Spanned<String>>,
@@ -178,6 +180,8 @@ pub fn repositories(destination: Option<Destination>) -> Vec<crate::repo_lock::R
     }
 }
 
+/// What writing to `destination` needs: the directory, or what the restic stage needs to
+/// reach its repository (not its sources).
 pub fn destination_needs(destination: Option<Destination>) -> Needs {
     match destination {
         Some(Destination::Directory(dir)) => Needs {
@@ -475,6 +479,35 @@ impl<'a> Sink<'a> {
         })
     }
 
+    /// Stores the `checks` answers of the dump `dump` just stored, as `DUMP.checks.json`
+    /// beside it (its own snapshot in restic), naming the dump's snapshot so that a drill
+    /// pairs the two. Not counted among the dumps.
+    pub fn store_answers(&mut self, dump: &str, checks: Vec<Answer>) -> Result<(), StageError> {
+        let answers = Answers {
+            dump: dump.to_string(),
+            snapshot: self.stored.last().and_then(|s| s.snapshot.clone()),
+            checks,
+        };
+        let mut text = serde_json::to_vec_pretty(&answers)
+            .map_err(|e| StageError::Failed(format!("cannot record the checks: {e}")))?;
+        text.push(b'\n');
+        let name = answers_name(dump);
+        match self.destination {
+            Destination::Directory(dir) => {
+                write_into(dir, &name, |path| {
+                    std::fs::write(path, &text).map_err(|e| {
+                        StageError::io(format!("cannot write {}", path.display()), e)
+                    })?;
+                    Ok(text.len() as u64)
+                })?;
+            }
+            Destination::Restic(_) => {
+                self.to_restic(&name, std::io::Cursor::new(text))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The figures of every dump stored: dumps as files, their bytes, the last snapshot.
     pub fn figures(&self) -> Figures {
         Figures {
@@ -652,6 +685,143 @@ pub fn list(destination: Destination, stage: &str, scope: Scope) -> anyhow::Resu
             Ok(dumps)
         }
     }
+}
+
+/// What a file holding the `checks` answers of dump `NAME` is called: `NAME.checks.json`.
+const ANSWERS_SUFFIX: &str = ".checks.json";
+
+fn answers_name(dump: &str) -> String {
+    format!("{dump}{ANSWERS_SUFFIX}")
+}
+
+/// A file of the destination that holds `checks` answers, not a dump.
+pub fn is_answers(name: &str) -> bool {
+    name.ends_with(ANSWERS_SUFFIX)
+}
+
+/// The answers of a database stage's `checks` at dump time, stored beside the dump.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Answers {
+    /// The dump's file name.
+    pub dump: String,
+    /// The dump's restic snapshot (a drill compares only answers of the dump it loaded).
+    pub snapshot: Option<String>,
+    pub checks: Vec<Answer>,
+}
+
+/// One query of `checks` and the rows it answered, one line each.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Answer {
+    pub query: String,
+    pub answer: Vec<String>,
+}
+
+/// Runs each query of `checks` through `ask` (the engine's client on the database).
+pub fn ask_checks(
+    database: &str,
+    checks: &[String],
+    mut ask: impl FnMut(&str) -> anyhow::Result<Vec<String>>,
+) -> Result<Vec<Answer>, StageError> {
+    checks
+        .iter()
+        .map(|query| {
+            let answer = ask(query).map_err(|e| {
+                StageError::Failed(format!(
+                    "database {database}: check `{query}` failed: {e:#}"
+                ))
+            })?;
+            Ok(Answer {
+                query: query.clone(),
+                answer: answer.into_iter().filter(|l| !l.is_empty()).collect(),
+            })
+        })
+        .collect()
+}
+
+/// The answers recorded with `found` (its newest `.checks.json` in `dumps`, when it names
+/// the same snapshot): `None` when the dump has none.
+pub fn recorded_answers(
+    destination: Destination,
+    dumps: &[Dump],
+    found: &Dump,
+    scope: Scope,
+) -> anyhow::Result<Option<Answers>> {
+    let name = answers_name(&found.name);
+    let Some(file) = dumps.iter().rev().find(|d| d.name == name) else {
+        return Ok(None);
+    };
+    let (mut reader, fetcher) = open(destination, file, scope)?;
+    let mut text = String::new();
+    reader.read_to_string(&mut text)?;
+    if let Some(mut fetcher) = fetcher {
+        let status = fetcher.wait()?;
+        anyhow::ensure!(status.success(), "restic dump of {name} failed ({status})");
+    }
+    let answers: Answers = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{name} is not a record of checks: {e}"))?;
+    if answers.snapshot != found.snapshot {
+        tracing::warn!(
+            "drill: the newest answers of {} are of another dump; its checks are not compared",
+            found.name
+        );
+        return Ok(None);
+    }
+    Ok(Some(answers))
+}
+
+/// Asks the restored database each recorded query again (through `ask`) and compares: a
+/// different answer fails, with both. Returns how many checks were compared.
+pub fn compare_checks(
+    database: &str,
+    recorded: Option<&Answers>,
+    ask: impl FnMut(&str) -> anyhow::Result<Vec<String>>,
+) -> Result<usize, StageError> {
+    let Some(recorded) = recorded else {
+        return Ok(0);
+    };
+    let queries: Vec<String> = recorded.checks.iter().map(|c| c.query.clone()).collect();
+    let now = ask_checks(database, &queries, ask)?;
+    for (then, now) in recorded.checks.iter().zip(&now) {
+        if then.answer != now.answer {
+            return Err(StageError::Failed(format!(
+                "database {database}: check `{}` answered {} at dump time, {} after the restore",
+                then.query,
+                then.answer.join(" / "),
+                now.answer.join(" / ")
+            )));
+        }
+    }
+    Ok(now.len())
+}
+
+/// The default of `checks`: none.
+pub fn no_checks() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+
+/// Checks the key `checks`: queries, none empty.
+pub fn validate_checks(checks: &Spanned<Vec<String>>) -> Result<(), SpecError> {
+    if checks.get_ref().iter().any(|q| q.trim().is_empty()) {
+        return Err(SpecError::invalid(
+            Some(checks.span()),
+            "`checks` holds an empty query",
+            "write queries whose answer a restored copy must repeat, e.g. \
+             checks = [\"SELECT count(*) FROM orders\"]",
+        ));
+    }
+    Ok(())
+}
+
+/// The newest dump of each name in `dumps` (oldest first, as [`list`] gives them), newest
+/// first: what a drill loads.
+pub fn newest(dumps: &[Dump]) -> Vec<&Dump> {
+    let mut newest: Vec<&Dump> = Vec::new();
+    for found in dumps.iter().rev().filter(|d| !is_answers(&d.name)) {
+        if !newest.iter().any(|d| d.name == found.name) {
+            newest.push(found);
+        }
+    }
+    newest
 }
 
 /// Prints `dumps` as a table: one line per dump, grouped by name.

@@ -130,6 +130,13 @@ pub trait StageKind:
     fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
         Vec::new()
     }
+
+    /// `backupctl hello`'s checks of the server the stage talks to (a database kind: it
+    /// connects with the configured authentication, its dump tool can dump this server),
+    /// one table line each; none by default. Private files go into `state_dir`.
+    fn server_checks(&self, _state_dir: &Path, _stage: &str) -> Vec<crate::preflight::Check> {
+        Vec::new()
+    }
 }
 
 /// See [`StageKind::PLACE_IN_STORE`]: the spec, and the store's mount point.
@@ -323,6 +330,8 @@ pub trait AnyKind: fmt::Debug + Send + Sync {
     fn repositories(&self) -> Vec<RepositoryUse>;
     /// See [`StageKind::bandwidth`].
     fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>>;
+    /// See [`StageKind::server_checks`].
+    fn server_checks(&self, state_dir: &Path, stage: &str) -> Vec<crate::preflight::Check>;
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>>;
     fn history(&self, ctx: &VerbContext, args: &HistoryArgs) -> Option<anyhow::Result<ExitCode>>;
     fn snapshots(&self, ctx: &VerbContext, args: &SnapshotsArgs)
@@ -368,6 +377,9 @@ impl<K: StageKind> AnyKind for K {
     }
     fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
         StageKind::bandwidth(self)
+    }
+    fn server_checks(&self, state_dir: &Path, stage: &str) -> Vec<crate::preflight::Check> {
+        StageKind::server_checks(self, state_dir, stage)
     }
     fn restore(&self, ctx: &VerbContext, args: &RestoreArgs) -> Option<anyhow::Result<ExitCode>> {
         K::RESTORE.map(|verb| verb(self, ctx, args))

@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(that_can(Capability::Mount), "restic and copy");
         assert_eq!(
             that_can(Capability::Drill),
-            "rsync, restic, copy, git, mysql and sqlite"
+            "rsync, restic, copy, git, postgresql, mysql and sqlite"
         );
     }
 

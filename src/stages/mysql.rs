@@ -55,6 +55,10 @@ pub struct Spec {
     pub password_file: Option<Spanned<PathBuf>>,
     /// Like `password_file`, loaded as a systemd credential.
     pub password_credential: Option<Spanned<PathBuf>>,
+    /// Queries whose answers at dump time are recorded with the dump; a drill asks the
+    /// restored database again and compares.
+    #[serde(default = "dump::no_checks")]
+    pub checks: Spanned<Vec<String>>,
     /// Write the dumps into this directory (a later stage copies it).
     pub directory: Option<Spanned<PathBuf>>,
     /// Stream the dumps into the repository of this restic stage.
@@ -224,8 +228,17 @@ impl Spec {
 
 /// The rows of one statement, one line each.
 fn query(options: &Path, sql: &str) -> anyhow::Result<Vec<String>> {
-    let output = std::process::Command::new("mysql")
-        .arg(format!("--defaults-extra-file={}", options.display()))
+    query_in(options, None, sql)
+}
+
+/// The rows of one statement in `database` (none: no default database), one line each.
+fn query_in(options: &Path, database: Option<&str>, sql: &str) -> anyhow::Result<Vec<String>> {
+    let mut command = std::process::Command::new("mysql");
+    command.arg(format!("--defaults-extra-file={}", options.display()));
+    if let Some(database) = database {
+        command.arg(format!("--database={database}"));
+    }
+    let output = command
         .args(["--batch", "--skip-column-names", "--execute"])
         .arg(sql)
         .stdin(std::process::Stdio::null())
@@ -264,12 +277,7 @@ impl super::drill::Drillable for Spec {
         let target = ctx.drill.stage.get_ref();
         let dumps = dump::list(destination, target, ctx.stage.scope)
             .map_err(|e| StageError::Failed(format!("listing the dumps of {target}: {e:#}")))?;
-        let mut newest: Vec<&dump::Dump> = Vec::new();
-        for found in dumps.iter().rev() {
-            if !newest.iter().any(|d| d.name == found.name) {
-                newest.push(found);
-            }
-        }
+        let newest = dump::newest(&dumps);
         if newest.is_empty() {
             return Err(StageError::Failed(format!(
                 "{target} has no dumps to drill"
@@ -308,6 +316,11 @@ impl super::drill::Drillable for Spec {
                     text.trim()
                 )));
             }
+            let recorded = dump::recorded_answers(destination, &dumps, found, ctx.stage.scope)
+                .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
+            dump::compare_checks(database, recorded.as_ref(), |sql| {
+                server.rows(database, sql)
+            })?;
         }
         let took = started.elapsed();
         tracing::info!(
@@ -319,6 +332,7 @@ impl super::drill::Drillable for Spec {
         Ok(Outcome {
             warnings: Vec::new(),
             figures: crate::report::Figures {
+                restore_seconds: Some(took.as_secs_f64()),
                 files: Some(newest.len() as u64),
                 ..crate::report::Figures::default()
             },
@@ -404,6 +418,25 @@ impl ScratchServer {
         command
     }
 
+    /// The rows of one statement in `database`, one line each.
+    fn rows(&self, database: &str, sql: &str) -> anyhow::Result<Vec<String>> {
+        let output = self
+            .client("mysql")
+            .args(["--batch", "--skip-column-names"])
+            .arg(format!("--database={database}"))
+            .args(["--execute", sql])
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(String::from)
+            .collect())
+    }
+
     fn sql(&self, sql: &str) -> anyhow::Result<()> {
         let output = self.client("mysql").args(["--execute", sql]).output()?;
         anyhow::ensure!(
@@ -431,15 +464,14 @@ impl StageKind for Spec {
 
     fn validate(&self) -> Result<(), SpecError> {
         dump::validate_destination(&self.directory, &self.restic)?;
+        dump::validate_checks(&self.checks)?;
         dump::validate_databases(&self.databases)?;
         self.server().validate()?;
         Ok(())
     }
 
     fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
-        if let Some(name) = &self.restic {
-            self.repository = Some(dump::resolve_restic(name, stages)?);
-        }
+        self.repository = dump::resolve_restic(self.restic.as_ref(), stages)?;
         Ok(())
     }
 
@@ -451,6 +483,56 @@ impl StageKind for Spec {
         let mut needs = self.server().needs(vec!["mysqldump", "mysql"]);
         needs.merge(dump::destination_needs(self.destination()));
         needs
+    }
+
+    /// `hello`: the server answers with the configured authentication (its version), and a
+    /// dump tool (`mysqldump` or `mariadb-dump`) is there.
+    fn server_checks(&self, state_dir: &Path, stage: &str) -> Vec<crate::preflight::Check> {
+        let check = |what, ok, detail| crate::preflight::Check {
+            what,
+            item: stage.to_string(),
+            ok,
+            detail,
+        };
+        let connection = self
+            .options(state_dir, stage)
+            .map_err(|e| e.to_string())
+            .and_then(|options| {
+                query(
+                    &options.path,
+                    "SELECT CONCAT(VERSION(), ' as ', CURRENT_USER())",
+                )
+                .map_err(|e| format!("{e:#}"))
+            });
+        let mut checks = vec![match connection {
+            Ok(rows) => check(
+                "mysql connection",
+                true,
+                format!("server {}", rows.join(" ")),
+            ),
+            Err(error) => check("mysql connection", false, error),
+        }];
+        let tool = ["mysqldump", "mariadb-dump"].into_iter().find_map(|tool| {
+            let output = std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .ok()?;
+            output
+                .status
+                .success()
+                .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        });
+        checks.push(match tool {
+            Some(version) => check("mysql dump tool", true, version),
+            None => check(
+                "mysql dump tool",
+                false,
+                "neither mysqldump nor mariadb-dump runs; install the client \
+                 (Debian: apt install mariadb-client)"
+                    .to_string(),
+            ),
+        });
+        checks
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
@@ -482,6 +564,9 @@ impl StageKind for Spec {
                 done + 1,
                 databases.len()
             ));
+            let answers = dump::ask_checks(database, self.checks.get_ref(), |sql| {
+                query_in(&options.path, Some(database), sql)
+            })?;
             let mut argv = vec!["mysqldump".to_string(), defaults.clone()];
             argv.extend(DUMP_OPTIONS.iter().map(|o| o.to_string()));
             argv.push("--".into());
@@ -492,9 +577,13 @@ impl StageKind for Spec {
                     StageError::Interrupted => StageError::Interrupted,
                     other => StageError::Failed(format!("database {database}: {other}")),
                 })?;
+            let bytes = stored.bytes;
+            if !answers.is_empty() {
+                sink.store_answers(&format!("{database}.sql"), answers)?;
+            }
             tracing::info!(
                 "mysql: {database} dumped ({})",
-                crate::out::human_bytes(stored.bytes)
+                crate::out::human_bytes(bytes)
             );
         }
         Ok(Outcome {

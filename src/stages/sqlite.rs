@@ -27,6 +27,10 @@ use crate::process::Command;
 pub struct Spec {
     /// The database files.
     pub databases: Vec<Spanned<PathBuf>>,
+    /// Queries whose answers at dump time are recorded with the dump; a drill asks the
+    /// restored database again and compares.
+    #[serde(default = "dump::no_checks")]
+    pub checks: Spanned<Vec<String>>,
     /// Write the copies into this directory (a later stage copies it).
     pub directory: Option<Spanned<PathBuf>>,
     /// Stream the copies into the repository of this restic stage.
@@ -166,6 +170,9 @@ impl super::drill::Drillable for Spec {
             dump::load_into(destination, found, ctx.stage.scope, write)
                 .map_err(|e| StageError::Failed(format!("database {name}: {e:#}")))?;
             full_check(&copy).map_err(|e| StageError::Failed(format!("database {name}: {e}")))?;
+            let recorded = dump::recorded_answers(destination, &dumps, found, ctx.stage.scope)
+                .map_err(|e| StageError::Failed(format!("database {name}: {e:#}")))?;
+            dump::compare_checks(&name, recorded.as_ref(), |sql| ask(&copy, sql))?;
             bytes += copy.metadata().map(|m| m.len()).unwrap_or_default();
         }
         let took = started.elapsed();
@@ -178,12 +185,32 @@ impl super::drill::Drillable for Spec {
         Ok(Outcome {
             warnings: Vec::new(),
             figures: crate::report::Figures {
+                restore_seconds: Some(took.as_secs_f64()),
                 files: Some(self.databases.len() as u64),
                 bytes_read: Some(bytes),
                 ..crate::report::Figures::default()
             },
         })
     }
+}
+
+/// The rows one query of `checks` answers in the database file `path`, one line each.
+fn ask(path: &Path, sql: &str) -> anyhow::Result<Vec<String>> {
+    let output = std::process::Command::new("sqlite3")
+        .args(["-bail", "-readonly", "-batch"])
+        .arg(path)
+        .arg(sql)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(String::from)
+        .collect())
 }
 
 /// `PRAGMA integrity_check` (the full one, for the drill): "ok", or the copy is refused.
@@ -214,6 +241,7 @@ impl StageKind for Spec {
 
     fn validate(&self) -> Result<(), SpecError> {
         dump::validate_destination(&self.directory, &self.restic)?;
+        dump::validate_checks(&self.checks)?;
         if self.databases.is_empty() {
             return Err(SpecError::invalid(
                 None,
@@ -239,9 +267,7 @@ impl StageKind for Spec {
     }
 
     fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
-        if let Some(name) = &self.restic {
-            self.repository = Some(dump::resolve_restic(name, stages)?);
-        }
+        self.repository = dump::resolve_restic(self.restic.as_ref(), stages)?;
         Ok(())
     }
 
@@ -279,7 +305,10 @@ impl StageKind for Spec {
                     source.display()
                 )));
             }
-            sink.write_with(&dump_name(source), |copy| {
+            let name = dump_name(source);
+            // Asked of the copy: the answers are exactly the stored database's.
+            let mut answers = Vec::new();
+            sink.write_with(&name, |copy| {
                 Command::new("sqlite3")
                     .args(["-bail", "-readonly"])
                     .arg(source)
@@ -289,8 +318,13 @@ impl StageKind for Spec {
                     .map_err(|error| {
                         StageError::Failed(format!("copying {}: {error}", source.display()))
                     })?;
-                check(copy)
+                check(copy)?;
+                answers = dump::ask_checks(&name, self.checks.get_ref(), |sql| ask(copy, sql))?;
+                Ok(())
             })?;
+            if !answers.is_empty() {
+                sink.store_answers(&name, answers)?;
+            }
         }
         Ok(Outcome {
             warnings: Vec::new(),

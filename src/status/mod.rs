@@ -135,6 +135,9 @@ pub struct DrillStatus {
     pub mismatches: Option<u64>,
     /// How old the verified backup was when the drill ran.
     pub snapshot_age_secs: Option<u64>,
+    /// Database drills: how long loading the dumps took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
 }
 
 /// The newest run of any drill stage of `config` whose `stage` is `target`.
@@ -158,6 +161,7 @@ pub fn last_drill(config: &Config, target: &str, records: &[RunRecord]) -> Optio
         files: record.figures.files,
         mismatches: record.figures.mismatches,
         snapshot_age_secs: record.figures.snapshot_age_secs,
+        restore_seconds: record.figures.restore_seconds,
     })
 }
 

@@ -32,6 +32,8 @@ let
     util-linux = package "util-linux";
     bash = package "bash";
     sqlite = package "sqlite";
+    postgresql = package "postgresql";
+    mariadb = package "mariadb";
     tzdata = package "tzdata";
     coreutils = package "coreutils";
     findutils = package "findutils";

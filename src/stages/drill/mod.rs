@@ -204,7 +204,11 @@ impl StageKind for Spec {
             )
         })?;
         target.check_drill(self)?;
-        self.target = Some(spec.clone());
+        // `stages` are the specs as loaded, not yet resolved: the target's own references
+        // (a database stage's `restic = "STAGE"`) are resolved on the drill's copy.
+        let mut target = spec.clone();
+        target.resolve(stages)?;
+        self.target = Some(target);
         if let Some(manifest) = &self.manifest {
             let name = manifest.get_ref();
             let spec = find(name).and_then(|spec| spec.downcast_ref::<manifest::Spec>());
@@ -223,13 +227,13 @@ impl StageKind for Spec {
     fn needs(&self) -> Needs {
         // What the target needs to reach its backup (tools, secrets, credentials, network),
         // but nothing it writes: the drill writes only its scratch directory in the state
-        // directory.
+        // directory. Its capabilities are the drill's own (a throw-away server's account).
         let Ok(target) = self.target() else {
             return Needs::default();
         };
         let mut needs = target.drill_needs();
         needs.writes.clear();
-        needs.capabilities.clear();
+        needs.capabilities = target.drill_capabilities();
         needs
     }
 

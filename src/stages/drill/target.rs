@@ -72,6 +72,12 @@ pub trait Drillable {
     /// the writes nor the capabilities: it writes only its scratch directory.
     fn drill_needs(&self) -> Needs;
 
+    /// Capabilities the drill's unit needs when it runs as root (a database drill that
+    /// starts its throw-away server as another account); none by default.
+    fn drill_capabilities(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
     /// Restores the newest backup (or a sample) into `ctx.scratch` and verifies it.
     fn drill(&self, ctx: &DrillContext) -> Result<Outcome, StageError>;
 }

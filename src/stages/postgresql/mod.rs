@@ -16,6 +16,9 @@ use std::process::ExitCode;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod drill;
+mod hello;
+
 use super::dump::{self, Destination, PrivateFile, Sink};
 use super::restic;
 use super::verbs::{Listing, RestoreArgs, SnapshotsArgs, Verb, VerbContext};
@@ -92,6 +95,10 @@ pub struct Spec {
     /// Also dump the roles and tablespaces (`pg_dumpall --globals-only`, needs a superuser).
     #[serde(default = "yes")]
     pub globals: bool,
+    /// Queries whose answers at dump time are recorded with the dump; a drill asks the
+    /// restored database again and compares.
+    #[serde(default = "dump::no_checks")]
+    pub checks: Spanned<Vec<String>>,
     /// Write the dumps into this directory (a later stage copies it).
     pub directory: Option<Spanned<PathBuf>>,
     /// Stream the dumps into the repository of this restic stage.
@@ -442,11 +449,14 @@ fn fetch_into(
 
 impl StageKind for Spec {
     const NAME: &'static str = "postgresql";
+    const DRILL: Option<super::drill::Drill<Self>> =
+        Some(super::drill::Drill::of("a postgresql stage"));
     const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(Self::restore);
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(Self::snapshots);
 
     fn validate(&self) -> Result<(), SpecError> {
         dump::validate_destination(&self.directory, &self.restic)?;
+        dump::validate_checks(&self.checks)?;
         dump::validate_databases(&self.databases)?;
         self.server().validate()?;
         if let Some(host) = &self.host
@@ -474,9 +484,7 @@ impl StageKind for Spec {
     }
 
     fn resolve(&mut self, stages: &[(String, KindSpec)]) -> Result<(), SpecError> {
-        if let Some(name) = &self.restic {
-            self.repository = Some(dump::resolve_restic(name, stages)?);
-        }
+        self.repository = dump::resolve_restic(self.restic.as_ref(), stages)?;
         Ok(())
     }
 
@@ -491,6 +499,10 @@ impl StageKind for Spec {
         }
         needs.merge(dump::destination_needs(self.destination()));
         needs
+    }
+
+    fn server_checks(&self, state_dir: &Path, stage: &str) -> Vec<crate::preflight::Check> {
+        self.hello_checks(state_dir, stage)
     }
 
     fn run(&self, ctx: &StageContext) -> Result<Outcome, StageError> {
@@ -523,6 +535,9 @@ impl StageKind for Spec {
                 databases.len()
             ));
             let name = self.dump_name(database);
+            let answers = dump::ask_checks(database, self.checks.get_ref(), |query| {
+                connection.query(database, query)
+            })?;
             let mut argv = vec!["pg_dump".to_string(), self.format.flag().to_string()];
             argv.extend(connection.args.iter().cloned());
             argv.push(format!("--dbname={}", conninfo(database)));
@@ -548,11 +563,14 @@ impl StageKind for Spec {
                 StageError::Interrupted => StageError::Interrupted,
                 other => StageError::Failed(format!("database {database}: {other}")),
             })?;
+            let (bytes, snapshot) = (stored.bytes, stored.snapshot.clone());
+            if !answers.is_empty() {
+                sink.store_answers(&name, answers)?;
+            }
             tracing::info!(
                 "postgresql: {database} dumped ({}){}",
-                crate::out::human_bytes(stored.bytes),
-                stored
-                    .snapshot
+                crate::out::human_bytes(bytes),
+                snapshot
                     .as_deref()
                     .map(|id| format!(" into snapshot {}", &id[..id.len().min(8)]))
                     .unwrap_or_default()

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# postgresql stage and its drill vs. what an admin would type by hand, on one PostgreSQL
+# database of BENCH_PG_MB MiB (default 64 for a quick run; the issue's figure is 1024) in a
+# scratch server (Debian's PostgreSQL 15, run as the postgres account, on a socket):
+#
+# - dump: `backupctl stage pg` (pg_dump --format=custom streamed into a local restic
+#   repository) vs `pg_dump --format=custom | restic backup --stdin` (target ratio <= 1.02);
+#   backupctl's own peak RSS while it streams (VmHWM of the backupctl process, sampled from
+#   /proc: not restic's, not pg_dump's; target <= 20 MiB);
+# - (not yet: the drill vs `createdb` + `restic dump | pg_restore`; the config has the
+#   drill stage for it.)
+#
+# Environment: BENCH_PG_MB, BENCH_RUNS (default 3), BENCH_DIR, BACKUPCTL_BIN.
+set -euo pipefail
+
+MB=${BENCH_PG_MB:-64}
+RUNS=${BENCH_RUNS:-3}
+BIN=${BACKUPCTL_BIN:-$PWD/target/release/backupctl}
+PGBIN=/usr/lib/postgresql/15/bin
+WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/backupctl-bench-pg.XXXXXX)}
+for tool in restic hyperfine python3 pg_dump pg_restore psql runuser; do
+	command -v "$tool" >/dev/null || { echo "postgresql bench needs $tool: run scripts/setup-deps" >&2; exit 1; }
+done
+[[ -x $PGBIN/initdb ]] || { echo "postgresql bench needs $PGBIN/initdb: run scripts/setup-deps" >&2; exit 1; }
+# The server runs as postgres: it enters the directory (and the drill's scratch below it)
+# and owns only its data and socket directories (backupctl refuses a config in a directory
+# another user may write).
+chmod 0755 "$WORK"
+mkdir -m 0700 "$WORK/data" "$WORK/run"
+chown postgres:postgres "$WORK/data" "$WORK/run"
+as_postgres() { runuser -u postgres -- "$@"; }
+stop() {
+	as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate -w stop >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+trap stop EXIT
+
+PORT=$((20000 + RANDOM % 10000))
+as_postgres "$PGBIN/initdb" --auth-local=peer --auth-host=reject --username=postgres --encoding=UTF8 \
+	--locale=C.UTF-8 --no-sync -D "$WORK/data" >/dev/null
+as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/run/server.log" -w \
+	-o "-k $WORK/run -p $PORT -c listen_addresses= -c fsync=off" start >/dev/null
+as_postgres psql -X -q -h "$WORK/run" -p "$PORT" -d postgres -c "CREATE ROLE root SUPERUSER LOGIN"
+export PGHOST=$WORK/run PGPORT=$PORT
+echo "making a database of about $MB MiB"
+# Rows of ~1 KiB (random hex, as compressible as typical text columns).
+psql -X -q -d postgres -c "CREATE DATABASE bench"
+psql -X -q -d bench -c "CREATE TABLE rows AS SELECT i, repeat(md5(random()::text), 32) AS data FROM generate_series(1, $((MB * 1024))) AS i"
+psql -X -A -t -d bench -c "SELECT pg_size_pretty(pg_database_size('bench'))" | sed 's/^/database size: /'
+
+mkdir -p "$WORK/state"
+echo "benchmark password $RANDOM$RANDOM" >"$WORK/password"
+chmod 600 "$WORK/password"
+export RESTIC_REPOSITORY=$WORK/repo RESTIC_PASSWORD_FILE=$WORK/password
+export RESTIC_CACHE_DIR=$WORK/cache XDG_CACHE_HOME=$WORK/xdg-cache STATE_DIRECTORY=$WORK/state/backupctl
+restic init --quiet
+cat >"$WORK/config.toml" <<TOML
+[stage.repo]
+kind = "restic"
+repository = "$WORK/repo"
+password_file = "$WORK/password"
+operation = "check"
+
+[stage.pg]
+kind = "postgresql"
+host = "$WORK/run"
+port = $PORT
+databases = ["bench"]
+globals = false
+restic = "repo"
+
+[stage.drill]
+kind = "drill"
+stage = "pg"
+TOML
+stage() { "$BIN" --user --config "$WORK/config.toml" stage "$1" >/dev/null 2>&1; }
+host=$(hostname)
+
+by_hand="pg_dump --format=custom --dbname=bench | restic backup --quiet --stdin --stdin-filename /postgresql/$host/bench.dump --tag by-hand"
+hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/dump.json" \
+	--command-name "pg_dump | restic backup --stdin" "$by_hand" \
+	--command-name "backupctl stage pg" "'$BIN' --user --config '$WORK/config.toml' stage pg"
+
+# backupctl's own peak RSS while it streams: VmHWM of its process, read until it exits.
+"$BIN" --user --config "$WORK/config.toml" stage pg >/dev/null 2>&1 &
+pid=$!
+peak=0
+while kill -0 "$pid" 2>/dev/null; do
+	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+	[[ -n $hwm && $hwm -gt $peak ]] && peak=$hwm
+	sleep 0.05
+done
+wait "$pid"
+
+python3 - "$WORK" "$MB" "$peak" <<'PY'
+import json, sys
+work, mb, peak_kib = sys.argv[1], sys.argv[2], int(sys.argv[3])
+dump = json.load(open(f"{work}/dump.json"))["results"]
+print(f"\npostgresql bench, {mb} MiB database:")
+print(f"  dump:  by hand {dump[0]['mean']:.2f} s, stage {dump[1]['mean']:.2f} s, "
+      f"ratio {dump[1]['mean'] / dump[0]['mean']:.3f} (target <= 1.02)")
+print(f"  backupctl's own peak RSS while streaming: {peak_kib / 1024:.1f} MiB (target <= 20)")
+PY
