@@ -103,18 +103,46 @@ pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
     let path = dir.join(FILE_NAME);
     let mut line = serde_json::to_string(record).map_err(|e| wrap(e.into()))?;
     line.push('\n');
+    // A new file's name must reach the disk too (the directory's fsync), or a crash loses it.
+    let created = !path.exists();
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o644)
         .open(&path)
         .map_err(wrap)?;
+    // A power cut mid-append can leave a torn last line (no newline): the next record starts
+    // on a line of its own, or it would be glued to the torn one and unreadable too.
+    if ends_torn(&path).map_err(wrap)? {
+        line.insert(0, '\n');
+    }
     file.write_all(line.as_bytes()).map_err(wrap)?;
     file.sync_data().map_err(wrap)?;
+    if created {
+        crate::paths::sync_dir(dir).map_err(wrap)?;
+    }
     if file.metadata().map_err(wrap)?.len() > MAX_BYTES {
         trim(&path).map_err(wrap)?;
     }
     Ok(())
+}
+
+/// Whether the file's last byte is not a newline (a record torn by a crash); an empty or
+/// missing file is not torn.
+fn ends_torn(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error),
+    };
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// Rewrites the file with its newest records (temporary file + rename: never half a file),
@@ -226,6 +254,27 @@ mod tests {
             (RunResult::Success, RunResult::Failed)
         );
         assert!(records[2..].iter().all(|r| r.stage == "hourly"));
+    }
+
+    /// A power cut during an append leaves half a line without its newline: the next record
+    /// must still be readable, not glued to the torn half.
+    #[test]
+    fn a_record_after_a_torn_line_is_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        append(dir.path(), &record("a")).unwrap();
+        let whole = serde_json::to_string(&record("torn")).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(FILE_NAME))
+            .unwrap()
+            .write_all(&whole.as_bytes()[..whole.len() / 2])
+            .unwrap();
+        append(dir.path(), &record("b")).unwrap();
+        let records = read(dir.path()).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 
     #[test]
