@@ -89,6 +89,9 @@ pub fn run_stage(
     // The run starts once it holds the lock: a `--wait` is not part of its duration.
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
+    if lock.is_ok() {
+        note_begin(&state_dir, stage, run_id, job_run, &started_at);
+    }
     let ran = match &lock {
         // Not the stage's own failure, but one all the same: recorded and reported as such.
         Err(StageError::Interrupted) => Ran::Done(Err(StageError::Interrupted)),
@@ -125,6 +128,8 @@ pub fn run_stage(
     if let Err(problem) = run_records::append(&state_dir, &record) {
         // The backup itself is done (or failed) either way; a lost record must not change that.
         warn!("{problem}");
+    } else if let Err(problem) = run_records::end(&state_dir, &stage.name) {
+        warn!("{problem}");
     }
     // Likewise for the metrics file.
     if let Err(problem) = crate::metrics::update(config, scope) {
@@ -133,6 +138,41 @@ pub fn run_stage(
     // Held until the record is written: the next run starts after this one is on record.
     drop(lock);
     Ok(record)
+}
+
+/// Notes the run's beginning in the state directory (`run_records::begin`), so that a run the
+/// machine does not survive is found: the next run records it as interrupted and says so.
+fn note_begin(
+    state_dir: &Path,
+    stage: &Stage,
+    run_id: &str,
+    job_run: &str,
+    started_at: &jiff::Timestamp,
+) {
+    let record = RunRecord {
+        run: run_id.to_string(),
+        job_run: Some(job_run.to_string()),
+        job: stage.job.clone(),
+        stage: stage.name.clone(),
+        kind: stage.spec.name().to_string(),
+        started: started_at.to_string(),
+        finished: started_at.to_string(),
+        duration_secs: 0.0,
+        result: RunResult::Interrupted,
+        exit_code: crate::exit::INTERRUPTED,
+        error: None,
+        warnings: Vec::new(),
+        figures: Figures::default(),
+    };
+    match run_records::begin(state_dir, &record) {
+        Ok(Some(cut)) => warn!(
+            "the run of stage {} begun {} never ended (the machine went down during it): \
+             recorded as interrupted",
+            stage.name, cut.started
+        ),
+        Ok(None) => {}
+        Err(problem) => warn!("{problem}"),
+    }
 }
 
 /// What became of a stage that holds its lock.
