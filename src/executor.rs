@@ -108,7 +108,7 @@ pub fn run_stage(
     };
     // To the millisecond: journal fields and the catalog text read `38.712`, not 17 digits.
     let duration = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    let (result, exit_code, error, outcome) = conclude(stage, ran, report, clock, duration);
+    let (result, exit_code, error, outcome) = conclude(stage, ran, report, clock, duration, scope);
     let record = RunRecord {
         run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
@@ -236,6 +236,7 @@ fn conclude(
     report: &Reporter,
     clock: Instant,
     duration: f64,
+    scope: Scope,
 ) -> (RunResult, u8, Option<String>, Outcome) {
     match ran {
         Ran::Skipped(mount) => {
@@ -268,7 +269,11 @@ fn conclude(
             } else {
                 RunResult::Failed
             };
-            let message = error_chain(&failure);
+            let mut message = error_chain(&failure);
+            if result == RunResult::Interrupted && manager_stopping(scope) {
+                message =
+                    format!("{message}: stopped by a shutdown (the service manager is stopping)");
+            }
             error!(
                 message_id = messages::STAGE_FAILED,
                 backupctl_exit_code = failure.exit_code(),
@@ -289,6 +294,40 @@ fn conclude(
             (result, failure.exit_code(), Some(message), outcome)
         }
     }
+}
+
+/// Whether the service manager is shutting down (`systemctl is-system-running` says
+/// `stopping`): a stage stopped then was stopped by a poweroff or reboot (a logout, for a
+/// user manager), not by `systemctl stop`. Asked only for an interrupted run, for at most 2 s.
+fn manager_stopping(scope: Scope) -> bool {
+    let mut command = std::process::Command::new("systemctl");
+    if scope == Scope::User {
+        command.arg("--user");
+    }
+    let Ok(mut child) = command
+        .arg("is-system-running")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    for _ in 0..40 {
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut state = String::new();
+            use std::io::Read as _;
+            let _ = child
+                .stdout
+                .take()
+                .map(|mut out| out.read_to_string(&mut state));
+            return state.trim() == "stopping";
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
 }
 
 /// `inhibit_sleep = true`: a logind inhibitor lock ("block" on sleep and idle) for the run of
