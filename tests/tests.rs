@@ -23,6 +23,7 @@ mod nixos_module;
 mod notify;
 mod package;
 mod patterns;
+mod powercut;
 mod prometheus;
 mod restic;
 mod run_here;
