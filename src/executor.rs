@@ -98,6 +98,9 @@ pub fn run_stage(
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
     let mut notes = Vec::new();
+    if lock.is_ok() {
+        note_begin(&state_dir, stage, run_id, job_run, &started_at);
+    }
     let ran = match &lock {
         // Not the stage's own failure, but one all the same: recorded and reported as such.
         Err(StageError::Interrupted) => Ran::Done(Err(StageError::Interrupted)),
@@ -122,7 +125,7 @@ pub fn run_stage(
     };
     // To the millisecond: journal fields and the catalog text read `38.712`, not 17 digits.
     let duration = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    let (result, exit_code, error, outcome) = conclude(stage, ran, report, clock, duration);
+    let (result, exit_code, error, outcome) = conclude(stage, ran, report, clock, duration, scope);
     let record = RunRecord {
         run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
@@ -144,6 +147,8 @@ pub fn run_stage(
     if let Err(problem) = run_records::append(&state_dir, &record) {
         // The backup itself is done (or failed) either way; a lost record must not change that.
         warn!("{problem}");
+    } else if let Err(problem) = run_records::end(&state_dir, &stage.name) {
+        warn!("{problem}");
     }
     // Likewise for the metrics file.
     if let Err(problem) = crate::metrics::update(config, scope) {
@@ -153,6 +158,43 @@ pub fn run_stage(
     drop(repositories);
     drop(lock);
     Ok(record)
+}
+
+/// Notes the run's beginning in the state directory (`run_records::begin`), so that a run the
+/// machine does not survive is found: the next run records it as interrupted and says so.
+fn note_begin(
+    state_dir: &Path,
+    stage: &Stage,
+    run_id: &str,
+    job_run: &str,
+    started_at: &jiff::Timestamp,
+) {
+    let record = RunRecord {
+        run: run_id.to_string(),
+        job_run: Some(job_run.to_string()),
+        job: stage.job.clone(),
+        stage: stage.name.clone(),
+        kind: stage.spec.name().to_string(),
+        started: started_at.to_string(),
+        finished: started_at.to_string(),
+        duration_secs: 0.0,
+        result: RunResult::Interrupted,
+        exit_code: crate::exit::INTERRUPTED,
+        error: None,
+        warnings: Vec::new(),
+        figures: Figures::default(),
+        skip_reason: None,
+        notes: Vec::new(),
+    };
+    match run_records::begin(state_dir, &record) {
+        Ok(Some(cut)) => warn!(
+            "the run of stage {} begun {} never ended (the machine went down during it): \
+             recorded as interrupted",
+            stage.name, cut.started
+        ),
+        Ok(None) => {}
+        Err(problem) => warn!("{problem}"),
+    }
 }
 
 /// What became of a stage that holds its lock.
@@ -338,6 +380,7 @@ fn conclude(
     report: &Reporter,
     clock: Instant,
     duration: f64,
+    scope: Scope,
 ) -> (RunResult, u8, Option<String>, Outcome) {
     match ran {
         Ran::Skipped(skip) => {
@@ -369,7 +412,11 @@ fn conclude(
             } else {
                 RunResult::Failed
             };
-            let message = error_chain(&failure);
+            let mut message = error_chain(&failure);
+            if result == RunResult::Interrupted && manager_stopping(scope) {
+                message =
+                    format!("{message}: stopped by a shutdown (the service manager is stopping)");
+            }
             error!(
                 message_id = messages::STAGE_FAILED,
                 backupctl_exit_code = failure.exit_code(),
@@ -390,6 +437,40 @@ fn conclude(
             (result, failure.exit_code(), Some(message), outcome)
         }
     }
+}
+
+/// Whether the service manager is shutting down (`systemctl is-system-running` says
+/// `stopping`): a stage stopped then was stopped by a poweroff or reboot (a logout, for a
+/// user manager), not by `systemctl stop`. Asked only for an interrupted run, for at most 2 s.
+fn manager_stopping(scope: Scope) -> bool {
+    let mut command = std::process::Command::new("systemctl");
+    if scope == Scope::User {
+        command.arg("--user");
+    }
+    let Ok(mut child) = command
+        .arg("is-system-running")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    for _ in 0..40 {
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut state = String::new();
+            use std::io::Read as _;
+            let _ = child
+                .stdout
+                .take()
+                .map(|mut out| out.read_to_string(&mut state));
+            return state.trim() == "stopping";
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
 }
 
 /// `inhibit_sleep = true`: a logind inhibitor lock ("block" on sleep and idle) for the run of

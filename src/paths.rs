@@ -120,12 +120,23 @@ pub fn write_atomically(
         if fsync == Fsync::Yes {
             file.sync_all()?;
         }
-        std::fs::rename(&temporary, path)
+        std::fs::rename(&temporary, path)?;
+        if fsync == Fsync::Yes {
+            // The rename is in the directory: without its fsync a power cut can bring back
+            // the old file (or none) although the new one's data is on disk.
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
     result
+}
+
+/// Flushes a directory's entries (a file created, renamed or removed in it) to disk.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Creates `dir` and its missing parents with mode 0755 at most (a umask of 0 would make

@@ -2,6 +2,12 @@
 //! (stages of one job may run in parallel) and trimmed to the newest records when it grows
 //! (keeping each stage's newest record and newest success, however old).
 //! `status` reads them beside systemd's own view; scripts may too (the format is stable).
+//!
+//! A record is written when a run ends, so a run the machine did not survive (power cut,
+//! crash, reset) would leave none and vanish from `status`. Each run therefore first notes
+//! itself in `STATE_DIR/open/STAGE.json` (durably, with the boot id) and removes the note
+//! after its record: a note of an earlier boot is a run that was cut. [`read`] shows it as
+//! `interrupted`, and the stage's next run turns it into a record of its own ([`begin`]).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -17,6 +23,13 @@ use crate::report::Figures;
 
 const FILE_NAME: &str = "runs.jsonl";
 const LOCK_NAME: &str = "runs.lock";
+/// One note per running stage: `open/STAGE.json`.
+const OPEN_DIR: &str = "open";
+/// The error of a run found cut.
+const CUT_ERROR: &str = "the run ended without a record: the machine went down during it \
+    (power cut, crash or reset)";
+/// The error of a run that ended without a record in this boot.
+const KILLED_ERROR: &str = "the run ended without a record: its process was killed (SIGKILL?)";
 /// Past this size the file is rewritten with the newest [`KEEP_RECORDS`] records.
 const MAX_BYTES: u64 = 4 << 20;
 const KEEP_RECORDS: usize = 2000;
@@ -111,18 +124,46 @@ pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
     let path = dir.join(FILE_NAME);
     let mut line = serde_json::to_string(record).map_err(|e| wrap(e.into()))?;
     line.push('\n');
+    // A new file's name must reach the disk too (the directory's fsync), or a crash loses it.
+    let created = !path.exists();
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o644)
         .open(&path)
         .map_err(wrap)?;
+    // A power cut mid-append can leave a torn last line (no newline): the next record starts
+    // on a line of its own, or it would be glued to the torn one and unreadable too.
+    if ends_torn(&path).map_err(wrap)? {
+        line.insert(0, '\n');
+    }
     file.write_all(line.as_bytes()).map_err(wrap)?;
     file.sync_data().map_err(wrap)?;
+    if created {
+        crate::paths::sync_dir(dir).map_err(wrap)?;
+    }
     if file.metadata().map_err(wrap)?.len() > MAX_BYTES {
         trim(&path).map_err(wrap)?;
     }
     Ok(())
+}
+
+/// Whether the file's last byte is not a newline (a record torn by a crash); an empty or
+/// missing file is not torn.
+fn ends_torn(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error),
+    };
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// Rewrites the file with its newest records (temporary file + rename: never half a file),
@@ -159,19 +200,112 @@ fn trim(path: &Path) -> std::io::Result<()> {
     crate::paths::write_atomically(path, kept.as_bytes(), Fsync::Yes, None)
 }
 
-/// All readable records, oldest first. A missing file is an empty history; a damaged line
-/// (e.g. a crash mid-write on a full disk) is skipped.
+/// All readable records, oldest first, then the runs cut by an earlier boot's end (see
+/// [`begin`]) as `interrupted`. A missing file is an empty history; a damaged line (a crash
+/// mid-write) is skipped.
 pub fn read(dir: &Path) -> std::io::Result<Vec<RunRecord>> {
-    let file = match File::open(dir.join(FILE_NAME)) {
-        Ok(file) => file,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error),
+    let mut records = read_file(dir)?;
+    let boot = boot_id();
+    for open in open_runs(dir) {
+        if open.boot != boot && !records.iter().any(|r| r.run == open.record.run) {
+            records.push(open.record);
+        }
+    }
+    Ok(records)
+}
+
+/// The records in the file alone.
+fn read_file(dir: &Path) -> std::io::Result<Vec<RunRecord>> {
+    match File::open(dir.join(FILE_NAME)) {
+        Ok(file) => Ok(BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str(&line).ok())
+            .collect()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(error) => Err(error),
+    }
+}
+
+/// The note of a running stage: its record-to-be, marked interrupted until it ends.
+#[derive(Debug, Serialize, Deserialize)]
+struct OpenRun {
+    /// `/proc/sys/kernel/random/boot_id` of the boot the run began in.
+    boot: String,
+    record: RunRecord,
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn open_path(dir: &Path, stage: &str) -> PathBuf {
+    dir.join(OPEN_DIR).join(format!("{stage}.json"))
+}
+
+fn open_runs(dir: &Path) -> Vec<OpenRun> {
+    let Ok(entries) = std::fs::read_dir(dir.join(OPEN_DIR)) else {
+        return Vec::new();
     };
-    Ok(BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str(&line).ok())
-        .collect())
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .collect()
+}
+
+/// Notes, durably, that the run of `record` (its stage's lock held) begins. A note left by an
+/// earlier run of the stage is a run that never ended (the machine went down, or the stage was
+/// killed): it is recorded as `interrupted` first and returned, for the journal.
+pub fn begin(dir: &Path, record: &RunRecord) -> Result<Option<RunRecord>, HistoryError> {
+    let wrap = |source| HistoryError {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let path = open_path(dir, &record.stage);
+    let left = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<OpenRun>(&bytes).ok())
+        .map(|open| RunRecord {
+            // In this boot, the machine did not go down: the stage's process was killed.
+            error: (open.boot == boot_id())
+                .then(|| KILLED_ERROR.to_string())
+                .or(open.record.error),
+            ..open.record
+        });
+    let recorded = |run: &str| read_file(dir).is_ok_and(|all| all.iter().any(|r| r.run == run));
+    let left = left.filter(|cut| !recorded(&cut.run));
+    if let Some(cut) = &left {
+        append(dir, cut)?;
+    }
+    crate::paths::create_dir(&dir.join(OPEN_DIR)).map_err(wrap)?;
+    let open = OpenRun {
+        boot: boot_id(),
+        record: RunRecord {
+            result: RunResult::Interrupted,
+            exit_code: crate::exit::INTERRUPTED,
+            error: Some(CUT_ERROR.into()),
+            ..record.clone()
+        },
+    };
+    let json = serde_json::to_vec(&open).map_err(|e| wrap(e.into()))?;
+    crate::paths::write_atomically(&path, &json, Fsync::Yes, None).map_err(wrap)?;
+    Ok(left)
+}
+
+/// Removes the note of [`begin`] once the run's record is written.
+pub fn end(dir: &Path, stage: &str) -> Result<(), HistoryError> {
+    let wrap = |source| HistoryError {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    match std::fs::remove_file(open_path(dir, stage)) {
+        Ok(()) => crate::paths::sync_dir(&dir.join(OPEN_DIR)).map_err(wrap),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(wrap(error)),
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +370,81 @@ mod tests {
             (RunResult::Success, RunResult::Failed)
         );
         assert!(records[2..].iter().all(|r| r.stage == "hourly"));
+    }
+
+    /// A run whose note of an earlier boot is left (the machine went down during it) reads
+    /// as interrupted, and the stage's next run records it once.
+    #[test]
+    fn a_run_cut_by_a_power_loss_is_interrupted_and_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cut = RunRecord {
+            run: "cut".into(),
+            ..record("a")
+        };
+        begin(dir.path(), &cut).unwrap();
+        // The note as an earlier boot left it.
+        let path = open_path(dir.path(), "a");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace(&boot_id(), "an-earlier-boot")).unwrap();
+        let shown = read(dir.path()).unwrap();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(
+            (shown[0].run.as_str(), shown[0].result),
+            ("cut", RunResult::Interrupted)
+        );
+
+        let next = RunRecord {
+            run: "next".into(),
+            ..record("a")
+        };
+        let found = begin(dir.path(), &next)
+            .unwrap()
+            .expect("the cut run is found");
+        assert_eq!(found.run, "cut");
+        // While the next run runs: the cut one on record, the running one not shown.
+        let during = read(dir.path()).unwrap();
+        assert_eq!(
+            during
+                .iter()
+                .map(|r| (r.run.as_str(), r.result))
+                .collect::<Vec<_>>(),
+            [("cut", RunResult::Interrupted)]
+        );
+        append(dir.path(), &next).unwrap();
+        end(dir.path(), "a").unwrap();
+        assert!(!path.exists());
+        let after = read(dir.path()).unwrap();
+        assert_eq!(
+            after
+                .iter()
+                .map(|r| (r.run.as_str(), r.result))
+                .collect::<Vec<_>>(),
+            [
+                ("cut", RunResult::Interrupted),
+                ("next", RunResult::Success)
+            ]
+        );
+    }
+
+    /// A power cut during an append leaves half a line without its newline: the next record
+    /// must still be readable, not glued to the torn half.
+    #[test]
+    fn a_record_after_a_torn_line_is_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        append(dir.path(), &record("a")).unwrap();
+        let whole = serde_json::to_string(&record("torn")).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(FILE_NAME))
+            .unwrap()
+            .write_all(&whole.as_bytes()[..whole.len() / 2])
+            .unwrap();
+        append(dir.path(), &record("b")).unwrap();
+        let records = read(dir.path()).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 
     #[test]

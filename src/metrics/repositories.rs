@@ -168,6 +168,8 @@ mod tests {
             error: None,
             warnings: vec![],
             figures: crate::report::Figures::default(),
+            skip_reason: None,
+            notes: vec![],
         }
     }
 

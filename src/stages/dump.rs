@@ -602,7 +602,14 @@ impl RunMarker {
         if let Some(dir) = self.path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let _ = std::fs::write(&self.path, std::process::id().to_string());
+        // Durably (file and directory), before restic runs: its local backend fsyncs the lock
+        // it writes, which would otherwise outlive this marker after a power cut.
+        let _ = crate::paths::write_atomically(
+            &self.path,
+            std::process::id().to_string().as_bytes(),
+            crate::paths::Fsync::Yes,
+            None,
+        );
     }
 
     fn clear(&self) {

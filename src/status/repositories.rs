@@ -216,6 +216,8 @@ mod tests {
             error: None,
             warnings: vec![],
             figures: RunFigures::default(),
+            skip_reason: None,
+            notes: vec![],
         }
     }
 

@@ -132,10 +132,19 @@ impl Spec {
     }
 
     /// `git` with the settings every call shares: no user/system config, no prompts, the
-    /// repository marked safe (it may belong to another user when root backs it up).
+    /// repository marked safe (it may belong to another user when root backs it up), and
+    /// objects, refs and index fsynced (git's default leaves them to the page cache: after a
+    /// power cut the work tree's repository held empty object files and every later run
+    /// failed; `-c` reaches the receive-pack of a local remote too, through the environment).
     fn git<'a>(&self) -> Command<'a> {
         let mut command = Command::new("git")
             .args(["-c", "safe.directory=*", "-c", "core.quotepath=false"])
+            .args([
+                "-c",
+                "core.fsync=committed,index",
+                "-c",
+                "core.fsyncMethod=fsync",
+            ])
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_TERMINAL_PROMPT", "0")

@@ -133,11 +133,13 @@ impl RunMarker {
         if let Some(dir) = self.path.parent() {
             let _ = crate::paths::create_dir(dir);
         }
+        // Durably, before restic runs: restic's local backend fsyncs the lock it writes, so
+        // after a power cut the lock would outlive a marker still in the page cache.
         let pid = std::process::id().to_string();
         let _ = crate::paths::write_atomically(
             &self.path,
             pid.as_bytes(),
-            crate::paths::Fsync::No,
+            crate::paths::Fsync::Yes,
             None,
         );
     }
