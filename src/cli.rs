@@ -101,6 +101,10 @@ pub enum Command {
     /// Log a job's summary once all its stages ran (ExecStart= of backup-JOB.service).
     #[command(hide = true)]
     JobFinished { job: String },
+    /// Record what systemd saw of a stage's end (ExecStopPost= of backup@.service): a stage
+    /// killed by its memory limit is recorded as such.
+    #[command(hide = true)]
+    StageEnded { stage: String },
     /// Create the directories a stage writes, before its sandbox is set up.
     #[command(hide = true)]
     PreparePaths {
@@ -201,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => commands::verify::run(args),
         Command::Notify(args) => commands::notify::run(ctx, args),
         Command::JobFinished { job } => commands::internal::job_finished(ctx, job),
+        Command::StageEnded { stage } => commands::internal::stage_ended(ctx, stage),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)
         }

@@ -106,6 +106,11 @@ pub fn run_stage(
     // To the millisecond: journal fields and the catalog text read `38.712`, not 17 digits.
     let duration = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     let (result, exit_code, error, outcome) = conclude(stage, ran, report, clock, duration);
+    let memory = crate::cgroup::own_memory();
+    let mut warnings = outcome.warnings;
+    if let Some(throttled) = memory.as_ref().filter(|m| m.high_events > 0) {
+        warnings.push(memory_high_note(throttled));
+    }
     let record = RunRecord {
         run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
@@ -118,8 +123,11 @@ pub fn run_stage(
         result,
         exit_code,
         error,
-        warnings: outcome.warnings,
+        warnings,
         figures: outcome.figures,
+        killed_by_limit: None,
+        // The stage's cgroup is its unit's: peak and throttling of the tool and its helpers.
+        memory,
     };
     report.finish();
     if let Err(problem) = run_records::append(&state_dir, &record) {
@@ -133,6 +141,16 @@ pub fn run_stage(
     // Held until the record is written: the next run starts after this one is on record.
     drop(lock);
     Ok(record)
+}
+
+/// The note a run throttled by `memory_high` leaves: how often, and how long its tasks
+/// waited for memory when the kernel tells (`memory.pressure`).
+fn memory_high_note(memory: &crate::cgroup::MemoryUse) -> String {
+    let mut note = format!("throttled by memory_high {} time(s)", memory.high_events);
+    if let Some(stalled) = memory.stalled_secs {
+        note.push_str(&format!(", waiting {stalled:.1} s for memory"));
+    }
+    note
 }
 
 /// What became of a stage that holds its lock.

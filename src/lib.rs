@@ -2,6 +2,7 @@
 //! unit runs one stage through the `executor`; `runner` runs a whole job for people.
 
 pub mod btrfs;
+pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod schedule;
 pub mod secret_file;
 pub mod signals;
 pub mod snapshot;
+pub mod stage_ended;
 pub mod stage_lock;
 pub mod stages;
 pub mod status;

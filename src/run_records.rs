@@ -72,6 +72,14 @@ pub struct RunRecord {
     pub warnings: Vec<String>,
     #[serde(default)]
     pub figures: Figures,
+    /// The limit that killed the run (`memory_max = 2G`), when one did (`Result=oom-kill`);
+    /// written by `stage-ended`, the unit's `ExecStopPost=` (see `crate::stage_ended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_by_limit: Option<String>,
+    /// The stage's cgroup memory figures (peak, `memory_high` throttling), where cgroup v2
+    /// tells them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::cgroup::MemoryUse>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +123,52 @@ pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
         trim(&path).map_err(wrap)?;
     }
     Ok(())
+}
+
+/// Replaces the newest record of run `run` with what `change` makes of it, under the lock;
+/// `false` when there is none (the run ended before writing one). `stage-ended` uses it to
+/// add what only systemd knows (the run was killed by a limit) to the executor's record.
+pub fn amend(
+    dir: &Path,
+    run: &str,
+    change: impl FnOnce(&mut RunRecord),
+) -> Result<bool, HistoryError> {
+    let wrap = |source| HistoryError {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    crate::paths::create_dir(dir).map_err(wrap)?;
+    let lock = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(dir.join(LOCK_NAME))
+        .map_err(wrap)?;
+    let _lock =
+        Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| wrap(errno.into()))?;
+    let path = dir.join(FILE_NAME);
+    let mut lines: Vec<String> = match File::open(&path) {
+        Ok(file) => BufReader::new(file)
+            .lines()
+            .collect::<Result<_, _>>()
+            .map_err(wrap)?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(wrap(error)),
+    };
+    let found = lines.iter_mut().rev().find_map(|line| {
+        let record = serde_json::from_str::<RunRecord>(line).ok()?;
+        (record.run == run).then_some((line, record))
+    });
+    let Some((line, mut record)) = found else {
+        return Ok(false);
+    };
+    change(&mut record);
+    *line = serde_json::to_string(&record).map_err(|e| wrap(e.into()))?;
+    let mut text = lines.join("\n");
+    text.push('\n');
+    crate::paths::write_atomically(&path, text.as_bytes(), Fsync::Yes, None).map_err(wrap)?;
+    Ok(true)
 }
 
 /// Rewrites the file with its newest records (temporary file + rename: never half a file),
@@ -185,6 +239,8 @@ mod tests {
             error: None,
             warnings: vec![],
             figures: Figures::default(),
+            killed_by_limit: None,
+            memory: None,
         }
     }
 

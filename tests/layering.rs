@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "dag",
             "preflight",
             "patterns",
+            "cgroup",
         ],
     ),
     (
@@ -46,6 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "runner",
             "status",
             "coverage",
+            "stage_ended",
         ],
     ),
     ("front", &["commands", "cli"]),

@@ -8,6 +8,8 @@ pub const STAGE_WARNED: &str = "447968e63341482790f079a19bed1463";
 pub const STAGE_SKIPPED: &str = "f71a8d8f9ff4453a9bc139d75d6f4d58";
 /// A stage did not start: another run of it holds its lock (exit 75).
 pub const STAGE_BUSY: &str = "c3b1e8a0f65e4d2a9d7f0b5e6a4c2d19";
+/// A stage was killed by its memory limit (`Result=oom-kill`), recorded by `stage-ended`.
+pub const STAGE_LIMIT_KILLED: &str = "3e6f0b9a2c8d4f17a5b1e4c7d9026f83";
 pub const JOB_FINISHED: &str = "40fbb6111b4a487db99843eb4ae69a2a";
 /// A restore drill found restored files that differ from what was backed up.
 pub const DRILL_MISMATCH: &str = "5a94c8d232014863aa36186810241ac7";
@@ -22,6 +24,7 @@ pub const ALL: &[&str] = &[
     STAGE_WARNED,
     STAGE_SKIPPED,
     STAGE_BUSY,
+    STAGE_LIMIT_KILLED,
     JOB_FINISHED,
     DRILL_MISMATCH,
     NOTIFY_FAILED,
@@ -48,6 +51,7 @@ pub const FIELDS: &[&str] = &[
     "BACKUPCTL_DRILL_MISMATCHES",
     "BACKUPCTL_NOTIFY_UNIT",
     "BACKUPCTL_NOTIFY_CHANNEL",
+    "BACKUPCTL_LIMIT",
 ];
 
 #[cfg(test)]

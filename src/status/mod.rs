@@ -498,6 +498,8 @@ mod tests {
             error: None,
             warnings: vec![],
             figures: Figures::default(),
+            killed_by_limit: None,
+            memory: None,
         }
     }
 
