@@ -18,6 +18,7 @@ mod generate;
 mod gitsync;
 mod inventory;
 mod layering;
+mod limits;
 mod manpages;
 mod nixos_module;
 mod notify;

@@ -1,0 +1,142 @@
+//! Resource limits under real managers: every stage unit runs in backup.slice (the sandbox's
+//! user manager), and a stage killed by its `memory_max` is reported as killed by that limit
+//! (the qemu guest, systemd as PID 1: the sandbox's host has the memory controller on cgroup
+//! v1, which a user manager cannot use).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::installed::Installed;
+use crate::util::{ok, run, stderr, systemctl_user, tempdir, write};
+
+#[test]
+fn stage_units_run_in_backup_slice_under_the_user_manager() {
+    let job = Installed::new(
+        "slice",
+        r#"
+[stage.probe]
+kind = "exec"
+command = ["/bin/sh", "-c", "cat /proc/self/cgroup > @ROOT@/out/cgroup"]
+writes = ["@ROOT@/out"]
+"#,
+    );
+    std::fs::create_dir_all(job.path("out")).unwrap();
+    ok(systemctl_user().args(["start", "backup-job.service"]));
+    assert_eq!(job.show("backup@probe.service", "Slice"), "backup.slice");
+    let cgroup = std::fs::read_to_string(job.path("out/cgroup")).unwrap();
+    assert!(
+        cgroup.contains("/backup.slice/backup@probe.service"),
+        "the stage's process is not in backup.slice:\n{cgroup}"
+    );
+}
+
+const OOM_CONFIG: &str = r#"
+[stage.hog]
+kind = "exec"
+shell = true
+# `tail -n 1` keeps the whole of a line without newlines in memory: it grows until killed.
+command = ["head -c 1G /dev/zero | tail -n 1 > /dev/null"]
+memory_max = "64M"
+memory_swap_max = "0"
+
+[stage.after]
+kind = "exec"
+command = ["/bin/true"]
+
+[metrics]
+textfile = "/var/lib/bc/backupctl.prom"
+"#;
+
+/// A stage whose tool grows past `memory_max` is killed by the kernel; systemd reports
+/// `Result=oom-kill`, and `stage-ended` makes the run record, `status`, the journal and the
+/// metrics say which limit it was. The next stage (`Requires=`) does not run and the job
+/// fails, as for any failure. In the guest (≈ 1–2 min emulated); the debug binary is shared
+/// over 9p.
+#[test]
+fn a_stage_killed_by_memory_max_is_reported_as_killed_by_its_limit_in_a_guest() {
+    assert!(
+        Path::new("/usr/bin/qemu-system-x86_64").exists(),
+        "qemu-system-x86_64 is missing: run scripts/setup-deps (installs qemu-system-x86, debootstrap)"
+    );
+    let share = tempdir();
+    let share = share.path();
+    std::fs::copy(crate::util::backupctl_path(), share.join("backupctl")).unwrap();
+    write(&share.join("config.toml"), OOM_CONFIG);
+    write(
+        &share.join("run"),
+        r#"set -uo pipefail
+out=/mnt/host/out
+mkdir -p "$out" /var/lib/bc
+bc() { /mnt/host/backupctl --config /mnt/host/config.toml "$@"; }
+bc generate --output /run/systemd/system --binary /mnt/host/backupctl || exit 1
+systemctl daemon-reload
+cat /sys/fs/cgroup/cgroup.controllers > "$out/controllers"
+if systemctl start backup-job.service; then echo started-ok > "$out/job"; else echo failed > "$out/job"; fi
+systemctl show -p Result -p Slice backup@hog.service > "$out/hog"
+systemctl show -p ActiveState -p ExecMainStartTimestampMonotonic backup@after.service > "$out/after"
+cp /var/lib/backupctl/runs.jsonl "$out/runs.jsonl"
+bc status > "$out/status" 2>&1
+cp /var/lib/bc/backupctl.prom "$out/metrics" 2>/dev/null
+journalctl -b -o cat MESSAGE_ID=3e6f0b9a2c8d4f17a5b1e4c7d9026f83 > "$out/journal"
+echo "GUEST DONE"
+"#,
+    );
+    let output = run(
+        Command::new(crate::util::repo_root().join("scripts/guest/run"))
+            .arg(share)
+            .args(["--timeout", "900"]),
+    );
+    let read =
+        |name: &str| std::fs::read_to_string(share.join("out").join(name)).unwrap_or_default();
+    let log = read("log");
+    assert!(
+        log.contains("GUEST DONE"),
+        "the guest run failed ({}):\n{log}\n{}",
+        output.status,
+        stderr(&output)
+    );
+    assert!(
+        read("controllers").contains("memory"),
+        "no memory controller in the guest"
+    );
+    assert_eq!(read("job").trim(), "failed", "the job must fail\n{log}");
+    let hog = read("hog");
+    assert!(
+        hog.contains("Result=oom-kill") && hog.contains("Slice=backup.slice"),
+        "{hog}"
+    );
+    let after = read("after");
+    assert!(
+        after.contains("ActiveState=inactive")
+            && after.contains("ExecMainStartTimestampMonotonic=0"),
+        "the stage after the killed one ran:\n{after}"
+    );
+    let records = crate::util::read_run_records(&share.join("out/runs.jsonl"));
+    assert!(records.iter().all(|r| r["stage"] != "after"), "{records:?}");
+    let record = records
+        .iter()
+        .rev()
+        .find(|r| r["stage"] == "hog")
+        .expect("hog's record");
+    let said = "killed: memory limit memory_max = 64M reached";
+    assert_eq!(record["result"], "failed", "{record}");
+    assert_eq!(record["error"], said, "{record}");
+    assert_eq!(record["killed_by_limit"], "memory_max = 64M", "{record}");
+    assert_eq!(
+        records.iter().filter(|r| r["stage"] == "hog").count(),
+        1,
+        "one record per run"
+    );
+    assert!(read("status").contains(said), "status:\n{}", read("status"));
+    assert!(
+        read("journal").contains(said),
+        "journal:\n{}",
+        read("journal")
+    );
+    assert!(
+        read("metrics")
+            .contains("backupctl_stage_last_killed_by_limit{backup_job=\"job\",stage=\"hog\"} 1"),
+        "metrics:\n{}",
+        read("metrics")
+    );
+}
