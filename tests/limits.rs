@@ -140,3 +140,144 @@ echo "GUEST DONE"
         read("metrics")
     );
 }
+
+/// The lines limits add to stage units: the resource-control directives, `Slice=` and the
+/// `stage-ended` hook.
+fn is_limit_line(line: &str) -> bool {
+    const DIRECTIVES: &[&str] = &[
+        "MemoryHigh=",
+        "MemoryMax=",
+        "MemorySwapMax=",
+        "IOWeight=",
+        "IOReadBandwidthMax=",
+        "IOWriteBandwidthMax=",
+        "CPUQuota=",
+        "TasksMax=",
+        "Slice=",
+    ];
+    DIRECTIVES.iter().any(|d| line.starts_with(d))
+        || (line.starts_with("ExecStopPost=") && line.contains(" stage-ended "))
+}
+
+/// Exposure (`systemd-analyze security`) does not rise for any stage of any shipped example
+/// because of the limits: each stage unit scores no worse than the same unit without the
+/// limit lines, the slice and the stage-ended hook.
+#[test]
+fn limits_do_not_raise_the_exposure_of_any_example_stage() {
+    crate::util::require_tool("systemd-analyze");
+    let mut examples: Vec<_> = std::fs::read_dir(crate::util::repo_root().join("examples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    examples.sort();
+    let mut scored = 0;
+    for example in examples {
+        let with = tempdir();
+        ok(crate::util::backupctl()
+            .arg("--config")
+            .arg(&example)
+            .args(["generate", "--output"])
+            .arg(with.path()));
+        let without = tempdir();
+        for entry in walk(with.path()) {
+            let relative = entry.strip_prefix(with.path()).unwrap();
+            let text = std::fs::read_to_string(&entry).unwrap();
+            let kept: String = text
+                .lines()
+                .filter(|line| !is_limit_line(line))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            write(&without.path().join(relative), kept);
+        }
+        for stage in stage_names(with.path()) {
+            let limited = crate::util::exposure_score(with.path(), &stage);
+            let unlimited = crate::util::exposure_score(without.path(), &stage);
+            println!(
+                "{}: backup@{stage}.service exposure {limited} (without limits {unlimited})",
+                example.display()
+            );
+            assert!(
+                limited <= unlimited,
+                "{}: backup@{stage}.service exposure {limited} > {unlimited} without the limits",
+                example.display()
+            );
+            scored += 1;
+        }
+    }
+    assert!(scored > 10, "only {scored} stages scored");
+}
+
+/// The regular files under `dir` (units and drop-ins; symlinks left out).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            files.extend(walk(&entry.path()));
+        } else if kind.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files
+}
+
+/// `backup@NAME.service.d` directories: the stages of a generated unit set.
+fn stage_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().ok()?;
+            Some(
+                name.strip_prefix("backup@")?
+                    .strip_suffix(".service.d")?
+                    .to_string(),
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// `hello` lists each stage's limits as the directives its unit gets, and the slice's.
+#[test]
+fn hello_shows_the_limits_that_apply_to_each_stage() {
+    let dir = tempdir();
+    let config = crate::util::write_config(
+        dir.path(),
+        r#"
+[job]
+memory_high = "1G"
+
+[slice]
+memory_max = "50%"
+
+[stage.copy]
+kind = "exec"
+command = ["/bin/true"]
+memory_max = "2G"
+io_write_bandwidth = { "/dev/sda" = "20M" }
+"#,
+    );
+    let output = run(crate::util::backupctl()
+        .arg("--config")
+        .arg(&config)
+        .arg("hello"));
+    let text = crate::util::stdout(&output);
+    let copy = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("copy "))
+        .unwrap_or_else(|| panic!("no limits line for copy:\n{text}"));
+    assert!(
+        copy.contains("MemoryHigh=1G")
+            && copy.contains("MemoryMax=2G")
+            && copy.contains("IOWriteBandwidthMax=/dev/sda 20971520"),
+        "{copy}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.contains("backup.slice") && line.contains("MemoryMax=50%")),
+        "{text}"
+    );
+}
