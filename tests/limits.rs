@@ -31,6 +31,14 @@ writes = ["@ROOT@/out"]
 }
 
 const OOM_CONFIG: &str = r#"
+# Page cache counts against memory_high too: writing 160M through a 32M limit makes the
+# kernel throttle and reclaim (memory.events `high`), and the stage still succeeds.
+[stage.cache]
+kind = "exec"
+command = ["/bin/sh", "-c", "head -c 160M /dev/zero > /var/lib/bc/big && rm /var/lib/bc/big"]
+writes = ["/var/lib/bc"]
+memory_high = "32M"
+
 [stage.hog]
 kind = "exec"
 shell = true
@@ -45,6 +53,9 @@ command = ["/bin/true"]
 
 [metrics]
 textfile = "/var/lib/bc/backupctl.prom"
+
+[notify.command]
+command = ["/bin/cat"]
 "#;
 
 /// A stage whose tool grows past `memory_max` is killed by the kernel; systemd reports
@@ -78,6 +89,12 @@ cp /var/lib/backupctl/runs.jsonl "$out/runs.jsonl"
 bc status > "$out/status" 2>&1
 cp /var/lib/bc/backupctl.prom "$out/metrics" 2>/dev/null
 journalctl -b -o cat MESSAGE_ID=3e6f0b9a2c8d4f17a5b1e4c7d9026f83 > "$out/journal"
+# The notifier runs once the stage unit failed (OnFailure=): wait for its message.
+for _ in $(seq 60); do
+	journalctl -b -o cat -u 'backup-notify@*' > "$out/notify"
+	grep -q "unit: backup@hog.service" "$out/notify" && break
+	sleep 2
+done
 echo "GUEST DONE"
 "#,
     );
@@ -128,6 +145,27 @@ echo "GUEST DONE"
         "one record per run"
     );
     assert!(read("status").contains(said), "status:\n{}", read("status"));
+    let notify = read("notify");
+    assert!(
+        notify.contains("result: oom-kill") && notify.contains(&format!("error: {said}")),
+        "the failure notification:\n{notify}"
+    );
+    let cache = records
+        .iter()
+        .rev()
+        .find(|r| r["stage"] == "cache")
+        .expect("cache's record");
+    assert_eq!(cache["result"], "success", "{cache}");
+    assert!(
+        cache["memory"]["high_events"].as_u64().unwrap_or(0) > 0,
+        "{cache}"
+    );
+    assert!(
+        cache["warnings"]
+            .to_string()
+            .contains("throttled by memory_high"),
+        "{cache}"
+    );
     assert!(
         read("journal").contains(said),
         "journal:\n{}",
