@@ -8,7 +8,9 @@
 # Prints: each run's wall time (the run record's duration), the ratio limited/unlimited,
 # restic's unlimited peak RSS (VmHWM, sampled), and what the cgroup reports of the limited
 # run: memory.events `high` (times throttled) and memory.pressure's `some` total (seconds
-# some task waited for memory), as the run record keeps them.
+# some task waited for memory), as the run record keeps them. The guest has no swap:
+# restic's heap over memory_high cannot be swapped out, only page cache reclaimed, so the
+# kernel throttles restic itself for what is left (the case of a Pi without swap).
 #
 # Environment: BENCH_MEMHIGH_MB (default 64; the full size is 512),
 # BENCH_MEMHIGH_FILES (default 2500; full: 20000), BACKUPCTL_BIN, BENCH_GUEST_TIMEOUT
