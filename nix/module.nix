@@ -59,6 +59,59 @@ let
   # `secretPaths` below) with a message that says what to write instead.
   fileName = types.either types.str types.path;
 
+  # Resource limits (`memory_high`, …), typed and documented once: a job's apply to all its
+  # stages, a stage's override its job's, and `settings.slice` caps all stages together in
+  # backup.slice. Each becomes one systemd directive (README, "Resource limits").
+  limitOptions = {
+    memory_high = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "512M";
+      description = "`MemoryHigh=`: above it the kernel throttles the stage (K, M, G, T; \"50%\"; \"infinity\").";
+    };
+    memory_max = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "2G";
+      description = "`MemoryMax=`: above it the OOM killer ends the stage, which `backupctl status` reports as killed by this limit.";
+    };
+    memory_swap_max = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "0";
+      description = "`MemorySwapMax=`: swap the stage may use.";
+    };
+    io_weight = mkOption {
+      type = types.nullOr (types.ints.between 1 10000);
+      default = null;
+      description = "`IOWeight=` (default 100).";
+    };
+    io_read_bandwidth = mkOption {
+      type = types.nullOr (types.attrsOf types.str);
+      default = null;
+      example = { "/dev/sda" = "50M"; };
+      description = "`IOReadBandwidthMax=`: bytes per second per block device or path.";
+    };
+    io_write_bandwidth = mkOption {
+      type = types.nullOr (types.attrsOf types.str);
+      default = null;
+      example = { "/srv/backup" = "20M"; };
+      description = "`IOWriteBandwidthMax=`: bytes per second per block device or path.";
+    };
+    cpu_quota = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "50%";
+      description = "`CPUQuota=`: percent of one CPU.";
+    };
+    tasks_max = mkOption {
+      type = types.nullOr (types.either types.ints.positive types.str);
+      default = null;
+      example = 512;
+      description = "`TasksMax=`: processes and threads at once (or \"infinity\").";
+    };
+  };
+
   commonStageOptions = {
     kind = mkOption {
       type = types.str;
@@ -318,11 +371,11 @@ let
   # reference passed through as it is (freeform), checked by `backupctl check` at build time.
   stageModule = {
     freeformType = toml.type;
-    options = commonStageOptions;
+    options = commonStageOptions // limitOptions;
   };
   namedStageModule = {
     freeformType = toml.type;
-    options = commonStageOptions // {
+    options = commonStageOptions // limitOptions // {
       name = mkOption {
         type = types.strMatching "[A-Za-z0-9_-]+";
         example = "home";
@@ -333,7 +386,7 @@ let
 
   jobModule = {
     freeformType = toml.type;
-    options = {
+    options = limitOptions // {
       schedule = mkOption {
         type = types.nullOr types.str;
         default = null;
@@ -379,6 +432,11 @@ let
         type = types.attrsOf (types.submodule jobModule);
         default = { };
         description = "More jobs: `backup-NAME.service` and `.timer`; stages join with `job = NAME`.";
+      };
+      slice = mkOption {
+        type = types.submodule { options = limitOptions; };
+        default = { };
+        description = "Limits of backup.slice, which all stage units run in: they cap all stages together.";
       };
       stage = mkOption {
         type = types.attrsOf (types.submodule stageModule);

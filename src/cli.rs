@@ -105,6 +105,10 @@ pub enum Command {
     /// to run, 1 to skip (its run record written), 255 when it cannot tell.
     #[command(hide = true)]
     Condition { stage: String },
+    /// Record what systemd saw of a stage's end (ExecStopPost= of backup@.service): a stage
+    /// killed by its memory limit is recorded as such.
+    #[command(hide = true)]
+    StageEnded { stage: String },
     /// Create the directories a stage writes, before its sandbox is set up.
     #[command(hide = true)]
     PreparePaths {
@@ -206,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notify(args) => commands::notify::run(ctx, args),
         Command::JobFinished { job } => commands::internal::job_finished(ctx, job),
         Command::Condition { stage } => Ok(commands::internal::condition(ctx, stage)),
+        Command::StageEnded { stage } => commands::internal::stage_ended(ctx, stage),
         Command::PreparePaths { owner, paths } => {
             commands::internal::prepare_paths(owner.as_deref(), paths)
         }

@@ -126,6 +126,11 @@ pub fn run_stage(
     // To the millisecond: journal fields and the catalog text read `38.712`, not 17 digits.
     let duration = (clock.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     let (result, exit_code, error, outcome) = conclude(stage, ran, report, clock, duration, scope);
+    let memory = crate::cgroup::own_memory();
+    let mut warnings = outcome.warnings;
+    if let Some(throttled) = memory.as_ref().filter(|m| m.high_events > 0) {
+        warnings.push(memory_high_note(throttled));
+    }
     let record = RunRecord {
         run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
@@ -138,10 +143,13 @@ pub fn run_stage(
         result,
         exit_code,
         error,
-        warnings: outcome.warnings,
+        warnings,
         figures: outcome.figures,
         skip_reason,
         notes,
+        killed_by_limit: None,
+        // The stage's cgroup is its unit's: peak and throttling of the tool and its helpers.
+        memory,
     };
     report.finish();
     if let Err(problem) = run_records::append(&state_dir, &record) {
@@ -185,6 +193,8 @@ fn note_begin(
         figures: Figures::default(),
         skip_reason: None,
         notes: Vec::new(),
+        killed_by_limit: None,
+        memory: None,
     };
     match run_records::begin(state_dir, &record) {
         Ok(Some(cut)) => warn!(
@@ -195,6 +205,16 @@ fn note_begin(
         Ok(None) => {}
         Err(problem) => warn!("{problem}"),
     }
+}
+
+/// The note a run throttled by `memory_high` leaves: how often, and how long its tasks
+/// waited for memory when the kernel tells (`memory.pressure`).
+fn memory_high_note(memory: &crate::cgroup::MemoryUse) -> String {
+    let mut note = format!("throttled by memory_high {} time(s)", memory.high_events);
+    if let Some(stalled) = memory.stalled_secs {
+        note.push_str(&format!(", waiting {stalled:.1} s for memory"));
+    }
+    note
 }
 
 /// What became of a stage that holds its lock.
@@ -317,6 +337,8 @@ pub fn record_skip(
         figures: Default::default(),
         skip_reason: Some(reason.to_string()),
         notes: Vec::new(),
+        killed_by_limit: None,
+        memory: None,
     };
     let state_dir = crate::paths::state_dir(scope);
     if let Err(problem) = run_records::append(&state_dir, &record) {

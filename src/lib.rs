@@ -3,6 +3,7 @@
 
 pub mod bandwidth;
 pub mod btrfs;
+pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -33,6 +34,7 @@ pub mod schedule;
 pub mod secret_file;
 pub mod signals;
 pub mod snapshot;
+pub mod stage_ended;
 pub mod stage_lock;
 pub mod stages;
 pub mod status;

@@ -172,6 +172,26 @@ const LAST_RUN: &[(&str, &str, SampleOf)] = &[
         "Database drills: how long the last run took to load the newest dumps (the recovery time).",
         |r| r.figures.restore_seconds.map(|v| v.to_string()),
     ),
+    (
+        "backupctl_stage_last_killed_by_limit",
+        "1 when the stage's last run was killed by its memory limit (memory_max), else 0.",
+        |r| Some(u8::from(r.killed_by_limit.is_some()).to_string()),
+    ),
+    (
+        "backupctl_stage_last_memory_peak_bytes",
+        "The peak memory of the stage's last run (its cgroup's memory.peak; cgroup v2).",
+        |r| r.memory.as_ref()?.peak_bytes.map(|v| v.to_string()),
+    ),
+    (
+        "backupctl_stage_last_memory_high_events",
+        "How often the stage's last run went over memory_high and was throttled (memory.events high).",
+        |r| r.memory.as_ref().map(|m| m.high_events.to_string()),
+    ),
+    (
+        "backupctl_stage_last_memory_stall_seconds",
+        "Seconds some task of the stage's last run waited for memory (memory.pressure some total): the time memory_high throttling cost.",
+        |r| r.memory.as_ref()?.stalled_secs.map(|v| v.to_string()),
+    ),
 ];
 
 /// `backupctl_stage_last_skipped`'s samples: the stages whose last run was skipped, labelled

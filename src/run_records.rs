@@ -93,6 +93,14 @@ pub struct RunRecord {
     /// not be asked whether the connection is metered).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The limit that killed the run (`memory_max = 2G`), when one did (`Result=oom-kill`);
+    /// written by `stage-ended`, the unit's `ExecStopPost=` (see `crate::stage_ended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_by_limit: Option<String>,
+    /// The stage's cgroup memory figures (peak, `memory_high` throttling), where cgroup v2
+    /// tells them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::cgroup::MemoryUse>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +172,52 @@ fn ends_torn(path: &Path) -> std::io::Result<bool> {
     let mut last = [0u8];
     file.read_exact(&mut last)?;
     Ok(last[0] != b'\n')
+}
+
+/// Replaces the newest record of run `run` with what `change` makes of it, under the lock;
+/// `false` when there is none (the run ended before writing one). `stage-ended` uses it to
+/// add what only systemd knows (the run was killed by a limit) to the executor's record.
+pub fn amend(
+    dir: &Path,
+    run: &str,
+    change: impl FnOnce(&mut RunRecord),
+) -> Result<bool, HistoryError> {
+    let wrap = |source| HistoryError {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    crate::paths::create_dir(dir).map_err(wrap)?;
+    let lock = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(dir.join(LOCK_NAME))
+        .map_err(wrap)?;
+    let _lock =
+        Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| wrap(errno.into()))?;
+    let path = dir.join(FILE_NAME);
+    let mut lines: Vec<String> = match File::open(&path) {
+        Ok(file) => BufReader::new(file)
+            .lines()
+            .collect::<Result<_, _>>()
+            .map_err(wrap)?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(wrap(error)),
+    };
+    let found = lines.iter_mut().rev().find_map(|line| {
+        let record = serde_json::from_str::<RunRecord>(line).ok()?;
+        (record.run == run).then_some((line, record))
+    });
+    let Some((line, mut record)) = found else {
+        return Ok(false);
+    };
+    change(&mut record);
+    *line = serde_json::to_string(&record).map_err(|e| wrap(e.into()))?;
+    let mut text = lines.join("\n");
+    text.push('\n');
+    crate::paths::write_atomically(&path, text.as_bytes(), Fsync::Yes, None).map_err(wrap)?;
+    Ok(true)
 }
 
 /// Rewrites the file with its newest records (temporary file + rename: never half a file),
@@ -329,6 +383,8 @@ mod tests {
             figures: Figures::default(),
             skip_reason: None,
             notes: vec![],
+            killed_by_limit: None,
+            memory: None,
         }
     }
 

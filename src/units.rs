@@ -15,6 +15,8 @@ pub const STORE_TEMPLATE: &str = "backup-store@.service";
 pub const NOTIFY_TEMPLATE: &str = "backup-notify@.service";
 /// The start ping's template; each job with one is an instance ([`notify_start_service`]).
 pub const NOTIFY_START_TEMPLATE: &str = "backup-notify-start@.service";
+/// The slice every stage unit runs in: `[slice]` limits cap all stages together.
+pub const SLICE: &str = "backup.slice";
 /// What the generator writes instead of the job units when the config does not load: a
 /// oneshot unit, started at boot, that fails with the error (`generator::config_error`).
 pub const CONFIG_ERROR_SERVICE: &str = "backupctl-config-error.service";

@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "dag",
             "preflight",
             "patterns",
+            "cgroup",
         ],
     ),
     (
@@ -56,6 +57,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "runner",
             "status",
             "coverage",
+            "stage_ended",
         ],
     ),
     ("front", &["commands", "cli"]),

@@ -859,3 +859,38 @@ fn database_stage_options_are_typed_and_render_as_the_loaders_keys() {
     let said = stderr(&refused);
     assert!(said.contains("format"), "{said}");
 }
+
+/// The limit options (job, stage, slice) render as the loader's keys, nulls left out.
+#[test]
+fn limit_options_render_as_the_loaders_keys() {
+    let evaluated = evaluate_in_scratch(
+        &[],
+        r#"{ services.backupctl = {
+              enable = true;
+              settings.job = { schedule = "daily"; memory_high = "1G"; tasks_max = 256; };
+              settings.slice.memory_max = "50%";
+              stages = [
+                { name = "home"; kind = "rsync"; sources = [ "/home/" ]; destination = "/data/";
+                  memory_max = "2G"; io_write_bandwidth = { "/data" = "20M"; }; }
+              ];
+            }; }"#,
+    );
+    assert_eq!(assertions(&evaluated), "", "{evaluated:#}");
+    let settings = &evaluated["settings"];
+    assert_eq!(settings["job"]["memory_high"], "1G", "{settings:#}");
+    assert_eq!(settings["job"]["tasks_max"], 256, "{settings:#}");
+    assert_eq!(
+        settings["slice"],
+        serde_json::json!({ "memory_max": "50%" })
+    );
+    let stage = &settings["stage"]["home"];
+    assert_eq!(stage["memory_max"], "2G", "{stage:#}");
+    assert_eq!(
+        stage["io_write_bandwidth"],
+        serde_json::json!({ "/data": "20M" })
+    );
+    assert!(
+        stage.get("memory_high").is_none(),
+        "a null left in {stage:#}"
+    );
+}

@@ -21,6 +21,7 @@ mod generate;
 mod gitsync;
 mod inventory;
 mod layering;
+mod limits;
 mod manpages;
 mod nixos_module;
 mod notify;

@@ -28,6 +28,7 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
     }
     print_table(&checks)?;
     crate::stages::hello::print_manners(config.stages.iter())?;
+    print_limits(config)?;
     for warning in crate::preflight::missing_sources(&needs) {
         eprintln!("warning: {warning}");
     }
@@ -39,4 +40,36 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("{failed} of {} checks failed", checks.len());
         Ok(ExitCode::from(crate::exit::PREFLIGHT))
     }
+}
+
+/// What applies to each stage besides its rights: its limits (its own over its job's) as the
+/// directives its unit gets, and `backup.slice`'s, which cap all stages together. Nothing
+/// when no limit is set.
+fn print_limits(config: &crate::config::Config) -> anyhow::Result<()> {
+    let mut rows: Vec<(String, Vec<String>)> = config
+        .stages
+        .iter()
+        .map(|stage| (stage.name.clone(), applies_to(&stage.limits)))
+        .collect();
+    rows.push((crate::units::SLICE.to_string(), applies_to(&config.slice)));
+    rows.retain(|(_, lines)| !lines.is_empty());
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    outln!("limits (the directives each stage's unit gets):")?;
+    for (name, lines) in rows {
+        outln!("  {name:width$}  {}", lines.join(" "))?;
+    }
+    Ok(())
+}
+
+/// One stage's settings that decide how (and whether) it runs: each limit as `Directive=value`.
+/// Conditions a stage runs under belong in this list too, one entry each.
+fn applies_to(limits: &crate::config::limits::Limits) -> Vec<String> {
+    limits
+        .directives()
+        .into_iter()
+        .map(|(_, directive, value)| format!("{directive}={value}"))
+        .collect()
 }

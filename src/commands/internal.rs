@@ -153,6 +153,16 @@ pub fn condition(ctx: &Context, stage: &str) -> ExitCode {
     }
 }
 
+/// `stage-ended STAGE`: the `ExecStopPost=` of every stage unit (`crate::stage_ended`).
+/// Never fails the unit: what it adds to the record is a report, not part of the run.
+pub fn stage_ended(ctx: &Context, stage: &str) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
+    let stage = ctx.stage(stage)?;
+    let ended = crate::stage_ended::Ended::from_env();
+    crate::stage_ended::record(config, stage, ctx.scope(), &ended);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `prepare-paths [--owner USER[:GROUP]] PATH…`: create the directories a stage writes (they
 /// must exist before systemd can make them writable in the stage's sandbox), owned by the
 /// stage's user when it has one: this runs as root ("+" in `ExecStartPre=`).

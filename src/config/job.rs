@@ -36,9 +36,7 @@ pub(super) fn default_table(
     key_span: Range<usize>,
     value: Spanned<DeValue>,
 ) -> Result<Located, ConfigError> {
-    let raw =
-        RawJob::deserialize(value.into_deserializer()).map_err(|error| source.toml(error, None))?;
-    Ok((Some(key_span), job(source, DEFAULT_JOB, raw)?))
+    Ok((Some(key_span), job_table(source, DEFAULT_JOB, value)?))
 }
 
 /// `[jobs.NAME]`, in file order.
@@ -60,9 +58,7 @@ pub(super) fn named_tables(
                 Some("describe the default job under [job], or give this one another name".into()),
             ));
         }
-        let raw = RawJob::deserialize(value.into_deserializer())
-            .map_err(|error| source.toml(error, None))?;
-        let job = job(source, name.get_ref(), raw)?;
+        let job = job_table(source, name.get_ref(), value)?;
         jobs.push((Some(name.span()), job));
     }
     Ok(jobs)
@@ -83,7 +79,25 @@ pub(super) fn default_job() -> Job {
         timer: Vec::new(),
         user: None,
         group: None,
+        limits: Default::default(),
     }
+}
+
+/// A job's table: its limit keys (`super::limits`) split off, the rest read strictly.
+fn job_table(source: &Source, name: &str, value: Spanned<DeValue>) -> Result<Job, ConfigError> {
+    let span = value.span();
+    let (value, limits) = match value.into_inner() {
+        DeValue::Table(mut table) => {
+            let limits = super::limits::split_off(&mut table);
+            (Spanned::new(span.clone(), DeValue::Table(table)), limits)
+        }
+        other => (Spanned::new(span.clone(), other), Default::default()),
+    };
+    let raw =
+        RawJob::deserialize(value.into_deserializer()).map_err(|error| source.toml(error, None))?;
+    let mut job = job(source, name, raw)?;
+    job.limits = super::limits::parse(source, span, limits)?;
+    Ok(job)
 }
 
 fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
@@ -152,6 +166,7 @@ fn job(source: &Source, name: &str, raw: RawJob) -> Result<Job, ConfigError> {
         wake_system: raw.wake_system.unwrap_or(false),
         inhibit_sleep: raw.inhibit_sleep.unwrap_or(false),
         timer: super::timer::directives(source, raw.timer.unwrap_or_default())?,
+        limits: Default::default(),
     })
 }
 

@@ -15,7 +15,7 @@ use super::{Config, ConfigError, DEFAULT_JOB, defaults, job, repository, stage, 
 pub(super) use super::source::{Source, timespan};
 
 const TOP_LEVEL_KEYS: &str =
-    "job, jobs, stage, defaults, repository, store, notify, metrics, units, coverage";
+    "job, jobs, stage, defaults, repository, store, notify, metrics, units, coverage, slice";
 
 /// Parses and validates a whole config.
 pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -33,6 +33,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut metrics = None;
     let mut coverage = None;
     let mut units = Default::default();
+    let mut slice = Default::default();
     for (key, value) in root.into_inner() {
         match key.get_ref().as_ref() {
             "job" => jobs.push(job::default_table(&source, key.span(), value)?),
@@ -58,6 +59,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
             "metrics" => metrics = Some(super::metrics::metrics(&source, value)?),
             "coverage" => coverage = Some(super::coverage::coverage(&source, value)?),
             "units" => units = super::units::units(&source, value)?,
+            "slice" => slice = super::limits::slice_table(&source, value)?,
             other => {
                 return Err(source.error(
                     key.span(),
@@ -118,6 +120,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         metrics,
         coverage,
         units,
+        slice,
         stage_index: Default::default(),
     })
 }

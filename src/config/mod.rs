@@ -11,6 +11,7 @@ mod defaults;
 pub mod duration;
 pub mod error;
 mod job;
+pub mod limits;
 mod load;
 pub mod metrics;
 pub mod notify;
@@ -67,6 +68,8 @@ pub struct Config {
     pub coverage: Option<coverage::Coverage>,
     /// Settings of the generated units themselves (`[units]`).
     pub units: Units,
+    /// Limits of the slice all stage units run in together (`[slice]`).
+    pub slice: limits::Limits,
     /// `stages` by name, built on the first [`Config::stage`]: the generator looks up every
     /// stage's parents, and a search each time made a long chain quadratic.
     pub(crate) stage_index: std::sync::OnceLock<std::collections::HashMap<String, usize>>,
@@ -96,6 +99,8 @@ pub struct Job {
     /// System scope only: run the stages as this user/group instead of root.
     pub user: Option<String>,
     pub group: Option<String>,
+    /// Resource limits every stage of the job gets unless it sets the key itself.
+    pub limits: limits::Limits,
 }
 
 /// One stage: an instance `backup@NAME.service` of the template.
@@ -112,6 +117,8 @@ pub struct Stage {
     pub nice: Option<i32>,
     pub io_class: Option<IoClass>,
     pub cpu_weight: Option<u32>,
+    /// Resource limits (`memory_max`, …): the stage's own over its job's.
+    pub limits: limits::Limits,
     /// Skip the stage cleanly unless this is a mount point (e.g. a USB disk).
     pub when_mounted: Option<PathBuf>,
     pub environment: IndexMap<String, String>,

@@ -70,13 +70,14 @@ fn common_keys() -> &'static [&'static str] {
         // `extends` is taken out before (see `defaults`), but a stage may write it.
         let mut keys = vec!["kind", super::defaults::EXTENDS];
         keys.extend(field_names::<RawCommon>());
+        keys.extend(super::limits::KEYS);
         keys
     })
 }
 
 /// The field names serde's derive gives a struct: its `Deserialize` names them when it asks
 /// for a struct, which [`FieldNames`] answers with an error once it has noted them.
-fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+pub(super) fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
     let mut names: &'static [&'static str] = &[];
     let _ = T::deserialize(FieldNames(&mut names));
     names
@@ -163,10 +164,12 @@ pub(super) fn parse(
     repositories: &stages::Repositories,
 ) -> Result<(Stage, Vec<Range<usize>>), ConfigError> {
     let stage_span = value.span();
-    let keys = split_keys(source, &name, value)?;
+    let mut keys = split_keys(source, &name, value)?;
+    let own_limits = super::limits::split_off(&mut keys.common);
     let raw =
         RawCommon::deserialize(Spanned::new(stage_span.clone(), keys.common).into_deserializer())
             .map_err(|error| source.toml(error, None))?;
+    let own_limits = super::limits::parse(source, stage_span.clone(), own_limits)?;
     let store_root = store_root(source, raw.store.as_ref(), stores)?;
     // Errors without a position of their own point at `store` when the stage has one (the
     // kind cannot write into a store), else at the stage.
@@ -197,6 +200,13 @@ pub(super) fn parse(
             other => source.spec(other, fallback),
         })?;
     let job = job_name(source, &name, raw.job.as_ref(), jobs)?;
+    // A stage's own limits over its job's, key by key.
+    let job_limits = jobs
+        .iter()
+        .find(|(_, known)| known.name == job)
+        .map(|(_, known)| known.limits.clone())
+        .unwrap_or_default();
+    let limits = own_limits.over(&job_limits);
     check_scheduling(source, &raw)?;
     let io_class = raw
         .io_class
@@ -245,6 +255,7 @@ pub(super) fn parse(
         nice: raw.nice.map(Spanned::into_inner),
         io_class,
         cpu_weight: raw.cpu_weight.map(Spanned::into_inner),
+        limits,
         when_mounted: raw.when_mounted.map(Spanned::into_inner),
         environment,
         environment_files,

@@ -94,7 +94,10 @@ pub fn check_paths(config: &Config, options: &Options) -> Result<(), UnfitPath> 
 
 /// Renders the whole unit set of a config.
 pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
-    let mut files = vec![text(units::STAGE_TEMPLATE, template(config, options))];
+    let mut files = vec![
+        text(units::STAGE_TEMPLATE, template(config, options)),
+        text(units::SLICE, slice(config)),
+    ];
     for job in &config.jobs {
         files.push(text(
             &units::job_service(&job.name),
@@ -236,12 +239,48 @@ fn template(config: &Config, options: &Options) -> String {
          IOSchedulingClass=idle\n\
          CPUWeight=20\n",
     );
+    // Every stage in one slice: `[slice]` limits cap them together, `systemd-cgls` groups them.
+    let _ = writeln!(unit, "Slice={}", units::SLICE);
+    stage_end_hook(&mut unit, config, options);
     state_directories(&mut unit, config, options, true);
     metrics_directory(&mut unit, config);
     unit.push_str("# Sandbox.\n");
     let _ = writeln!(unit, "CapabilityBoundingSet={BASE_CAPABILITIES}");
     unit.push_str(HARDENING);
     unit
+}
+
+/// `ExecStopPost=… stage-ended %i`: after every end of the stage, systemd's view of it
+/// (`$SERVICE_RESULT`) reaches the record, so a stage its memory limit killed says so
+/// (`crate::stage_ended`). "-": what it reports never changes the unit's result.
+fn stage_end_hook(unit: &mut String, config: &Config, options: &Options) {
+    let _ = writeln!(
+        unit,
+        "ExecStopPost=-{}",
+        exec_line(config, options, &["stage-ended", "%i"])
+    );
+}
+
+/// The slice of all stage units, with the `[slice]` limits.
+fn slice(config: &Config) -> String {
+    let mut unit = header(config);
+    unit.push_str(
+        "\n[Unit]\n\
+         Description=backupctl stages\n\
+         Documentation=man:backupctl(1)\n\
+         \n[Slice]\n",
+    );
+    limit_lines(&mut unit, &config.slice);
+    unit
+}
+
+/// One resource-control directive per limit (`crate::config::limits`). Written as they
+/// are: systemd reads these values without expanding specifiers (`50%` is not `50%%`), and
+/// the loader let through only numbers, sizes and paths without `%`.
+fn limit_lines(unit: &mut String, limits: &crate::config::limits::Limits) {
+    for (_, directive, value) in limits.directives() {
+        let _ = writeln!(unit, "{directive}={value}");
+    }
 }
 
 fn job_service(config: &Config, job: &Job, options: &Options) -> String {
@@ -544,6 +583,7 @@ fn stage_resources(unit: &mut String, stage: &Stage, job: &Job, options: &Option
     if let Some(weight) = stage.cpu_weight {
         let _ = writeln!(unit, "CPUWeight={weight}");
     }
+    limit_lines(unit, &stage.limits);
     for (key, value) in &stage.environment {
         let _ = writeln!(unit, "Environment={}", escape::environment(key, value));
     }

@@ -170,6 +170,8 @@ mod tests {
             figures: crate::report::Figures::default(),
             skip_reason: None,
             notes: vec![],
+            killed_by_limit: None,
+            memory: None,
         }
     }
 

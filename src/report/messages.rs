@@ -11,6 +11,8 @@ pub const STAGE_BUSY: &str = "c3b1e8a0f65e4d2a9d7f0b5e6a4c2d19";
 /// A stage waits for a restic repository another stage holds (`repo_lock`) or another host
 /// has locked (restic's own lock).
 pub const REPOSITORY_WAIT: &str = "9e2b6c41d8a04f7f86d2a3b5c7e90f14";
+/// A stage was killed by its memory limit (`Result=oom-kill`), recorded by `stage-ended`.
+pub const STAGE_LIMIT_KILLED: &str = "3e6f0b9a2c8d4f17a5b1e4c7d9026f83";
 pub const JOB_FINISHED: &str = "40fbb6111b4a487db99843eb4ae69a2a";
 /// A restore drill found restored files that differ from what was backed up.
 pub const DRILL_MISMATCH: &str = "5a94c8d232014863aa36186810241ac7";
@@ -26,6 +28,7 @@ pub const ALL: &[&str] = &[
     STAGE_SKIPPED,
     STAGE_BUSY,
     REPOSITORY_WAIT,
+    STAGE_LIMIT_KILLED,
     JOB_FINISHED,
     DRILL_MISMATCH,
     NOTIFY_FAILED,
@@ -55,6 +58,7 @@ pub const FIELDS: &[&str] = &[
     "BACKUPCTL_REPOSITORY",
     "BACKUPCTL_LOCK_MODE",
     "BACKUPCTL_LOCK_HOLDERS",
+    "BACKUPCTL_LIMIT",
 ];
 
 #[cfg(test)]

@@ -521,6 +521,8 @@ mod tests {
             skip_reason: None,
             notes: vec![],
             figures: Figures::default(),
+            killed_by_limit: None,
+            memory: None,
         }
     }
 

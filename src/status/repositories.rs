@@ -218,6 +218,8 @@ mod tests {
             figures: RunFigures::default(),
             skip_reason: None,
             notes: vec![],
+            killed_by_limit: None,
+            memory: None,
         }
     }
 

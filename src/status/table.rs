@@ -363,6 +363,8 @@ mod tests {
                 snapshot_age_secs: Some(7380),
                 ..Default::default()
             },
+            killed_by_limit: None,
+            memory: None,
         });
         let plain = render(&status, false);
         assert!(
