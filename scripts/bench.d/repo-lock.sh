@@ -43,13 +43,17 @@ else
 	baseline=("exec stage, no repository" "$(stage plain)")
 fi
 # Both must succeed, and this backupctl must have taken the repository's lock.
+locked=$(stage locked)
+# Word splitting is wanted here: the commands are hyperfine's strings, run as they are.
+# shellcheck disable=SC2086
 ${baseline[1]} >/dev/null 2>&1
-$(stage locked) >/dev/null 2>&1
+# shellcheck disable=SC2086
+$locked >/dev/null 2>&1
 ls "$WORK"/state/locks/repository-*.lock >/dev/null
 
 hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$WORK/repo-lock.json" \
 	-n "${baseline[0]}" "${baseline[1]}" \
-	-n "restic stage with its repository lock" "$(stage locked)" >/dev/null
+	-n "restic stage with its repository lock" "$locked" >/dev/null
 python3 - "$WORK/repo-lock.json" <<'PY'
 import json, sys
 plain, locked = (r["mean"] for r in json.load(open(sys.argv[1]))["results"])
