@@ -655,19 +655,6 @@ pub fn is_mount_point(path: &Path) -> bool {
         .is_ok_and(|path| crate::mounts::is_mount_point(&path))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn root_is_a_mount_point_and_a_fresh_dir_is_not() {
-        assert!(is_mount_point(Path::new("/")));
-        let dir = tempfile::tempdir().unwrap();
-        assert!(!is_mount_point(dir.path()));
-        assert!(!is_mount_point(Path::new("/does/not/exist")));
-    }
-}
-
 /// How long the stage waits for a repository's lock: its own `lock_wait`, else the longest
 /// its declared repositories set, else [`crate::repo_lock::DEFAULT_WAIT`].
 fn stage_lock_wait(stage: &crate::config::Stage) -> std::time::Duration {
@@ -681,4 +668,17 @@ fn stage_lock_wait(stage: &crate::config::Stage) -> std::time::Duration {
         .map(|wait| wait.0)
         .or_else(|| declared.max())
         .unwrap_or(crate::repo_lock::DEFAULT_WAIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_a_mount_point_and_a_fresh_dir_is_not() {
+        assert!(is_mount_point(Path::new("/")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(dir.path()));
+        assert!(!is_mount_point(Path::new("/does/not/exist")));
+    }
 }
