@@ -512,6 +512,8 @@ fn laptop_server_and_pi_profiles_end_to_end() {
         "photo notes\n",
     );
     write_secret(&server.join("etc/restic-password"), "correct horse\n");
+    // The off-site repository's own password (the example declares it with its own file).
+    write_secret(&server.join("etc/offsite-password"), "correct horse\n");
     write_secret(
         &server.join("etc/offsite-repository"),
         format!("{}\n", server.join("offsite").display()),
@@ -586,10 +588,12 @@ fn laptop_server_and_pi_profiles_end_to_end() {
         &server.join("srv/sync/sig/Documents"),
     );
 
-    // 3. The server's nightly job: a commit, then the off-site copy.
+    // 3. The server's nightly job: a commit, a restic backup into its own repository, then
+    // the copy of that repository off-site.
     let bare = server.join("srv/git/sig.git");
     run_here(&server, &server_config);
     assert_result(&server, "git", "success");
+    assert_result(&server, "backup", "success");
     assert_result(&server, "offsite", "success");
     assert_eq!(commit_count(&bare), 1);
     run_here(&server, &server_config);
