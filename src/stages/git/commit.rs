@@ -11,6 +11,12 @@ use crate::process::ToolError;
 use crate::report::Figures;
 use crate::stages::{Outcome, StageContext, StageError};
 
+/// The receive-pack a push to a local remote runs: objects and refs fsynced, as the stage's
+/// own git calls do (see `Spec::git`). Remote hosts are left as they are: a forge may refuse
+/// any command but its own `git-receive-pack`.
+const LOCAL_RECEIVE_PACK: &str =
+    "--receive-pack=git -c core.fsync=committed,index -c core.fsyncMethod=fsync receive-pack";
+
 /// What one commit-mode run changed (from `git diff --cached --name-status`).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Changes {
@@ -293,8 +299,15 @@ impl Spec {
             }
             ctx.report.status(&format!("git: pushing to {remote}"));
             let refspec = format!("refs/heads/{0}:refs/heads/{0}", self.branch);
-            self.git_in_tree()
-                .args(["push", "--quiet", remote, &refspec])
+            let mut push = self.git_in_tree().args(["push", "--quiet"]);
+            if is_local(remote) {
+                // A local remote's receive-pack is a git of its own that reads only that
+                // repository's config (git clears `-c` settings when it enters another
+                // repository), so it wrote objects unsynced: a power cut during the push left
+                // empty object files in the remote and every later push was refused.
+                push = push.arg(LOCAL_RECEIVE_PACK);
+            }
+            push.args([remote, &refspec])
                 .on_stderr(|line| tracing::info!("git push: {line}"))
                 .run()
                 .map_err(|error| match error {

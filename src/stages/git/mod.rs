@@ -135,7 +135,7 @@ impl Spec {
     /// repository marked safe (it may belong to another user when root backs it up), and
     /// objects, refs and index fsynced (git's default leaves them to the page cache: after a
     /// power cut the work tree's repository held empty object files and every later run
-    /// failed; `-c` reaches the receive-pack of a local remote too, through the environment).
+    /// failed). A local remote's receive-pack does not see `-c`: see `commit::push_all`.
     fn git<'a>(&self) -> Command<'a> {
         let mut command = Command::new("git")
             .args(["-c", "safe.directory=*", "-c", "core.quotepath=false"])
