@@ -27,7 +27,6 @@ mod nixos_module;
 mod notify;
 mod package;
 mod patterns;
-mod powercut;
 mod prometheus;
 mod repo_lock;
 mod restic;
