@@ -543,6 +543,11 @@ kind = "exec"
 command = ["/bin/sleep", "30"]
 "#,
     );
+    // This test's earlier kill of `sleepy` left its open-run note, which this run would
+    // record as interrupted first (by design: run_records::begin): not this run's record.
+    let note =
+        std::path::Path::new(crate::util::installed::RUNS).with_file_name("open/sleepy.json");
+    let _ = std::fs::remove_file(note);
     let before = run_records().len();
     ok(systemctl_user().args(["start", "--no-block", "backup-job.service"]));
     let deadline = Instant::now() + Duration::from_secs(30);
