@@ -111,13 +111,10 @@ pub struct HistoryError {
     source: std::io::Error,
 }
 
-/// Appends one record. The directory is created if needed.
-pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
-    let wrap = |source| HistoryError {
-        dir: dir.to_path_buf(),
-        source,
-    };
-    crate::paths::create_dir(dir).map_err(wrap)?;
+/// The directory created if needed and the writers' lock taken: one writer of `runs.jsonl`
+/// at a time, whether it appends or rewrites.
+fn writers_lock(dir: &Path) -> std::io::Result<Flock<File>> {
+    crate::paths::create_dir(dir)?;
     // 0644 at most, whatever the umask (`run --here` has no unit UMask=): status and the
     // metrics believe these records, so no other user may write them.
     let lock = OpenOptions::new()
@@ -125,10 +122,17 @@ pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
         .create(true)
         .truncate(true)
         .mode(0o644)
-        .open(dir.join(LOCK_NAME))
-        .map_err(wrap)?;
-    let _lock =
-        Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| wrap(errno.into()))?;
+        .open(dir.join(LOCK_NAME))?;
+    Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
+}
+
+/// Appends one record. The directory is created if needed.
+pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
+    let wrap = |source| HistoryError {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let _lock = writers_lock(dir).map_err(wrap)?;
     let path = dir.join(FILE_NAME);
     let mut line = serde_json::to_string(record).map_err(|e| wrap(e.into()))?;
     line.push('\n');
@@ -186,16 +190,7 @@ pub fn amend(
         dir: dir.to_path_buf(),
         source,
     };
-    crate::paths::create_dir(dir).map_err(wrap)?;
-    let lock = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(dir.join(LOCK_NAME))
-        .map_err(wrap)?;
-    let _lock =
-        Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, errno)| wrap(errno.into()))?;
+    let _lock = writers_lock(dir).map_err(wrap)?;
     let path = dir.join(FILE_NAME);
     let mut lines: Vec<String> = match File::open(&path) {
         Ok(file) => BufReader::new(file)
