@@ -122,7 +122,22 @@ pub struct Server<'a> {
     pub scheme: &'static str,
 }
 
+/// Whether `host` names a machine rather than a socket (an absolute path): the unit then
+/// needs the network.
+pub fn is_network(host: Option<&Spanned<String>>) -> bool {
+    host.is_some_and(|host| !host.get_ref().starts_with('/'))
+}
+
 impl Server<'_> {
+    /// The host part of the dumps' path in a repository: the server's name over the
+    /// network, this machine's for a socket.
+    pub fn host_label(&self) -> String {
+        match self.host {
+            Some(host) if self.network => host.get_ref().clone(),
+            _ => local_host(),
+        }
+    }
+
     /// The password keys: absolute paths, and at most one of them.
     pub fn validate(&self) -> Result<(), SpecError> {
         for file in [self.password_file, self.password_credential]

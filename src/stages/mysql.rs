@@ -94,7 +94,7 @@ impl Spec {
     fn server(&self) -> dump::Server<'_> {
         dump::Server {
             host: self.host.as_ref(),
-            network: self.is_network(),
+            network: dump::is_network(self.host.as_ref()),
             password_file: self.password_file.as_ref(),
             password_credential: self.password_credential.as_ref(),
             credential_name: PASSWORD_CREDENTIAL,
@@ -102,24 +102,11 @@ impl Spec {
         }
     }
 
-    fn is_network(&self) -> bool {
-        self.host
-            .as_ref()
-            .is_some_and(|host| !host.get_ref().starts_with('/'))
-    }
-
-    fn host_label(&self) -> String {
-        match &self.host {
-            Some(host) if self.is_network() => host.get_ref().clone(),
-            _ => dump::local_host(),
-        }
-    }
-
     /// The option file every client tool reads first (`--defaults-extra-file`).
     fn options(&self, state_dir: &Path, stage: &str) -> Result<PrivateFile, StageError> {
         let mut text = String::from("[client]\ndefault-character-set=utf8mb4\n");
         match &self.host {
-            Some(host) if !self.is_network() => {
+            Some(host) if !dump::is_network(self.host.as_ref()) => {
                 text.push_str(&format!("socket={}\n", option_value(host.get_ref())));
             }
             Some(host) => {
@@ -557,7 +544,7 @@ impl StageKind for Spec {
             names.retain(|name| !SYSTEM_SCHEMAS.contains(&name.as_str()));
             Ok(names)
         })?;
-        let mut sink = Sink::open(destination, ctx, Self::NAME, &self.host_label())?;
+        let mut sink = Sink::open(destination, ctx, Self::NAME, &self.server().host_label())?;
         for (done, database) in databases.iter().enumerate() {
             ctx.report.status(&format!(
                 "mysql: dumping {database} ({} of {})",

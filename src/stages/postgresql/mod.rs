@@ -125,25 +125,11 @@ impl Spec {
     fn server(&self) -> dump::Server<'_> {
         dump::Server {
             host: self.host.as_ref(),
-            network: self.is_network(),
+            network: dump::is_network(self.host.as_ref()),
             password_file: self.password_file.as_ref(),
             password_credential: self.password_credential.as_ref(),
             credential_name: PASSWORD_CREDENTIAL,
             scheme: "postgresql",
-        }
-    }
-
-    fn is_network(&self) -> bool {
-        self.host
-            .as_ref()
-            .is_some_and(|host| !host.get_ref().starts_with('/'))
-    }
-
-    /// The host part of the dumps' path in a repository.
-    fn host_label(&self) -> String {
-        match &self.host {
-            Some(host) if self.is_network() => host.get_ref().clone(),
-            _ => dump::local_host(),
         }
     }
 
@@ -518,7 +504,7 @@ impl StageKind for Spec {
                 "a database's dump would be called {GLOBALS}, like the roles' dump; use another format or set globals = false"
             )));
         }
-        let mut sink = Sink::open(destination, ctx, Self::NAME, &self.host_label())?;
+        let mut sink = Sink::open(destination, ctx, Self::NAME, &self.server().host_label())?;
         let env = connection.env();
         if self.globals {
             ctx.report
