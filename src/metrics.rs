@@ -5,13 +5,8 @@
 //! collector never reads half a file.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-
-use std::time::{Duration, Instant};
-
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::paths::{self, Fsync, Scope};
@@ -40,7 +35,18 @@ pub fn update(config: &Config, scope: Scope) -> Result<(), MetricsError> {
     };
     let state = crate::paths::state_dir(scope);
     crate::paths::create_dir(&state).map_err(wrap)?;
-    let _lock = lock(&state.join("metrics.lock"), LOCK_WAIT).map_err(wrap)?;
+    let _lock = paths::lock_exclusive_within(&state.join("metrics.lock"), LOCK_WAIT)
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::TimedOut => std::io::Error::new(
+                error.kind(),
+                format!(
+                    "{error}; skipped, the next stage or job end rewrites it \
+                     (a backupctl process stuck writing the file?)"
+                ),
+            ),
+            _ => error,
+        })
+        .map_err(wrap)?;
     let records = run_records::read(&state).map_err(wrap)?;
     let schedules = Schedules::of(config);
     let mut text = render(config, &records, &schedules, jiff::Timestamp::now());
@@ -76,41 +82,6 @@ impl Schedules {
 /// writer hung on the lock's holder (a stuck filesystem, a stopped process) would hold the
 /// stage, its job and every later run; past this wait the write is skipped instead.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
-
-/// Takes the writers' lock, waiting at most `wait`.
-fn lock(path: &Path, wait: Duration) -> std::io::Result<Flock<File>> {
-    let deadline = Instant::now() + wait;
-    let mut file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(path)?
-    };
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
-            Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                file = back;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err((_, Errno::EWOULDBLOCK)) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "another writer held {} for {}s; skipped, the next stage or job end \
-                         rewrites it (a backupctl process stuck writing the file?)",
-                        path.display(),
-                        wait.as_secs_f64()
-                    ),
-                ));
-            }
-            Err((_, errno)) => return Err(errno.into()),
-        }
-    }
-}
 
 /// One stage's sample, read off its last run record (`None`: the record has no such figure).
 type SampleOf = fn(&RunRecord) -> Option<String>;
@@ -395,22 +366,6 @@ mod tests {
             Some("1767225600.500")
         );
         assert_eq!(seconds("yesterday"), None);
-    }
-
-    /// Regression: the lock was waited for without a bound, so a writer stuck while holding
-    /// it held every later stage at its end.
-    #[test]
-    fn waits_for_the_lock_a_bounded_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("metrics.lock");
-        let held = lock(&path, Duration::ZERO).unwrap();
-        let started = Instant::now();
-        let error = lock(&path, Duration::from_millis(300)).unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(2));
-        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
-        assert!(error.to_string().contains("held"), "{error}");
-        drop(held);
-        lock(&path, Duration::ZERO).unwrap();
     }
 
     #[test]

@@ -134,6 +134,47 @@ pub fn write_atomically(
     result
 }
 
+/// Takes an exclusive `flock` on the lock file `path` (created 0644 if missing), waiting at
+/// most `wait` for its holder. For writers that take milliseconds: a holder stuck longer
+/// (a hung filesystem, a stopped process) must not hold the caller, so past the wait the
+/// error is `TimedOut` and the caller skips or fails its write. Polled rather than a
+/// blocking `flock`: our signal handlers restart the call, so it could not be interrupted.
+pub fn lock_exclusive_within(
+    path: &Path,
+    wait: std::time::Duration,
+) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = std::time::Instant::now() + wait;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = back;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "another writer held {} for {}s",
+                        path.display(),
+                        wait.as_secs_f64()
+                    ),
+                ));
+            }
+            Err((_, errno)) => return Err(errno.into()),
+        }
+    }
+}
+
 /// Flushes a directory's entries (a file created, renamed or removed in it) to disk.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -201,4 +242,26 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
         return Err(ReadError::TooLarge { limit });
     }
     Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Regression: the metrics writers' lock was waited for without a bound, so a writer
+    /// stuck while holding it held every later stage at its end.
+    #[test]
+    fn waits_for_a_lock_a_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writers.lock");
+        let held = lock_exclusive_within(&path, Duration::ZERO).unwrap();
+        let started = Instant::now();
+        let error = lock_exclusive_within(&path, Duration::from_millis(300)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(error.to_string().contains("held"), "{error}");
+        drop(held);
+        lock_exclusive_within(&path, Duration::ZERO).unwrap();
+    }
 }

@@ -15,12 +15,9 @@
 //! (`paths::write_atomically`).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::paths::Fsync;
@@ -147,7 +144,7 @@ pub fn update(
     let repository = display_location(location);
     let dir = state_dir.join(DIR_NAME);
     crate::paths::create_dir(&dir)?;
-    let _lock = lock(&dir.join(LOCK_NAME))?;
+    let _lock = crate::paths::lock_exclusive_within(&dir.join(LOCK_NAME), LOCK_WAIT)?;
     let path = file_of(state_dir, &repository);
     let mut figures = match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
@@ -184,40 +181,6 @@ pub fn read_all(state_dir: &Path) -> std::io::Result<Vec<Figures>> {
     }
     all.sort_by(|a, b| a.repository.cmp(&b.repository));
     Ok(all)
-}
-
-/// Takes the writers' lock, waiting at most [`LOCK_WAIT`].
-fn lock(path: &Path) -> std::io::Result<Flock<File>> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    let mut file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)?
-    };
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
-            Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                file = back;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err((_, Errno::EWOULDBLOCK)) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "another writer held {} for {}s",
-                        path.display(),
-                        LOCK_WAIT.as_secs()
-                    ),
-                ));
-            }
-            Err((_, errno)) => return Err(errno.into()),
-        }
-    }
 }
 
 #[cfg(test)]
