@@ -685,6 +685,61 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
     assert!(error.contains("does not load"), "{record}");
 }
 
+/// A drill of a stage with `globals = false` whose dump names an owner the throw-away server
+/// lacks: `pg_restore --exit-on-error` stops at the first statement, megabytes before the
+/// end of the dump `restic dump` streams. The drill fails, naming the database, the role and
+/// the key to set, instead of waiting forever on restic blocked on a full pipe.
+#[test]
+fn a_drill_whose_pg_restore_stops_early_fails_instead_of_waiting_on_restic() {
+    let server = postgres_with_shop();
+    server.script(
+        "shop",
+        "SET ROLE shop_owner;\n\
+         CREATE TABLE filler AS SELECT i, md5(i::text) || md5((i * 7)::text) AS data \
+         FROM generate_series(1, 100000) AS i;\n",
+    );
+    let dir = tempdir();
+    let root = dir.path();
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\nrestic = \"repo\"\n\
+         databases = [\"shop\"]\nglobals = false\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &restic_config(root, &stage));
+    ok(backupctl_in(root).args(["stage", "pg"]));
+    let mut drill = backupctl_in(root)
+        .args(["stage", "drill"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while drill.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = drill.kill();
+            panic!("the drill still runs after 5 minutes: it waits on restic dump");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (passed, said) = said_by(drill.wait_with_output().unwrap());
+    assert!(
+        !passed,
+        "the drill loaded a dump whose owner is missing: {said}"
+    );
+    assert!(
+        said.contains("database shop: the dump does not load"),
+        "{said}"
+    );
+    assert!(
+        said.contains("role \"shop_owner\" does not exist"),
+        "{said}"
+    );
+    assert!(said.contains("globals = true"), "{said}");
+}
+
 /// A drill compares the `checks` answers recorded with the dump (`answers`, whose first
 /// check answered `first`) with the restored database's: with the record altered, `drill`
 /// fails naming both answers; with the record put back, it passes.

@@ -81,8 +81,16 @@ impl Drillable for Spec {
                 server.load_database(destination, found, database, ctx, self)
             };
             result.map_err(|e| {
+                let said = format!("{e:#}");
+                // The owners a dump names are in globals.sql, which such a stage does not make.
+                let hint = if !self.globals && said.contains("role \"") {
+                    " (the stage has `globals = false`: the drill's server has no roles but \
+                     postgres; set `globals = true` to dump them with the databases)"
+                } else {
+                    ""
+                };
                 StageError::Failed(format!(
-                    "database {database}: the dump does not load: {e:#}"
+                    "database {database}: the dump does not load: {said}{hint}"
                 ))
             })?;
             let recorded = dump::recorded_answers(destination, &dumps, found, ctx.stage.scope)
