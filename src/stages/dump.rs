@@ -41,6 +41,36 @@ pub fn tag(stage: &str) -> String {
     format!("backupctl:{stage}")
 }
 
+/// Who reads the dumps, which decides restic's own lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    pub scope: Scope,
+    lock: bool,
+}
+
+impl Access {
+    /// A command (`restore`, `snapshots`): restic takes its non-exclusive lock.
+    pub fn command(scope: Scope) -> Access {
+        Access { scope, lock: true }
+    }
+
+    /// A drill: `--no-lock`, as its unit may not write the repository (the drill writes
+    /// only its scratch directory); backupctl's shared repository lock, which the drill
+    /// holds, keeps this machine's prunes away meanwhile.
+    pub fn drill(scope: Scope) -> Access {
+        Access { scope, lock: false }
+    }
+
+    /// restic on `spec`'s repository, reading.
+    fn restic(self, spec: &restic::Spec) -> Result<std::process::Command, StageError> {
+        let mut command = repo::interactive_command(spec, self.scope)?;
+        if !self.lock {
+            command.arg("--no-lock");
+        }
+        Ok(command)
+    }
+}
+
 /// Checks that exactly one of `directory` and `restic` is given, and `directory` is absolute.
 pub fn validate_destination(
     directory: &Option<Spanned<PathBuf>>,
@@ -654,7 +684,7 @@ pub struct Dump {
 }
 
 /// The dumps at `destination` of stage `stage`, oldest first.
-pub fn list(destination: Destination, stage: &str, scope: Scope) -> anyhow::Result<Vec<Dump>> {
+pub fn list(destination: Destination, stage: &str, access: Access) -> anyhow::Result<Vec<Dump>> {
     match destination {
         Destination::Directory(dir) => {
             let mut dumps = Vec::new();
@@ -681,7 +711,8 @@ pub fn list(destination: Destination, stage: &str, scope: Scope) -> anyhow::Resu
             Ok(dumps)
         }
         Destination::Restic(spec) => {
-            let output = repo::interactive_command(spec, scope)?
+            let output = access
+                .restic(spec)?
                 .args(["snapshots", "--json", "--tag"])
                 .arg(tag(stage))
                 .stderr(std::process::Stdio::inherit())
@@ -766,13 +797,13 @@ pub fn recorded_answers(
     destination: Destination,
     dumps: &[Dump],
     found: &Dump,
-    scope: Scope,
+    access: Access,
 ) -> anyhow::Result<Option<Answers>> {
     let name = answers_name(&found.name);
     let Some(file) = dumps.iter().rev().find(|d| d.name == name) else {
         return Ok(None);
     };
-    let (mut reader, fetcher) = open(destination, file, scope)?;
+    let (mut reader, fetcher) = open(destination, file, access)?;
     let mut text = String::new();
     reader.read_to_string(&mut text)?;
     if let Some(mut fetcher) = fetcher {
@@ -923,7 +954,7 @@ impl From<Input> for std::process::Stdio {
 pub fn open(
     destination: Destination,
     dump: &Dump,
-    scope: Scope,
+    access: Access,
 ) -> anyhow::Result<(Input, Option<std::process::Child>)> {
     match destination {
         Destination::Directory(_) => {
@@ -932,7 +963,8 @@ pub fn open(
             Ok((Input::File(file), None))
         }
         Destination::Restic(spec) => {
-            let mut child = repo::interactive_command(spec, scope)?
+            let mut child = access
+                .restic(spec)?
                 .arg("dump")
                 .arg(dump.snapshot.as_deref().unwrap_or("latest"))
                 .arg(&dump.path)
@@ -955,10 +987,10 @@ pub fn open(
 pub fn load_into(
     destination: Destination,
     dump: &Dump,
-    scope: Scope,
+    access: Access,
     mut load: std::process::Command,
 ) -> anyhow::Result<()> {
-    let (input, fetcher) = open(destination, dump, scope)?;
+    let (input, fetcher) = open(destination, dump, access)?;
     let program = load.get_program().to_string_lossy().into_owned();
     let spawned = load.stdin(input).spawn();
     // The command holds the pipe's read end: dropped, the tool is its only reader.

@@ -49,7 +49,7 @@ impl Drillable for Spec {
             .destination()
             .ok_or_else(|| StageError::Failed("the stage's restic stage is not resolved".into()))?;
         let target = ctx.drill.stage.get_ref();
-        let dumps = dump::list(destination, target, ctx.stage.scope)
+        let dumps = dump::list(destination, target, dump::Access::drill(ctx.stage.scope))
             .map_err(|e| StageError::Failed(format!("listing the dumps of {target}: {e:#}")))?;
         let mut newest = dump::newest(&dumps);
         // The roles first: the databases' objects name their owners.
@@ -93,8 +93,13 @@ impl Drillable for Spec {
                     "database {database}: the dump does not load: {said}{hint}"
                 ))
             })?;
-            let recorded = dump::recorded_answers(destination, &dumps, found, ctx.stage.scope)
-                .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
+            let recorded = dump::recorded_answers(
+                destination,
+                &dumps,
+                found,
+                dump::Access::drill(ctx.stage.scope),
+            )
+            .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
             checked += dump::compare_checks(database, recorded.as_ref(), |query| {
                 server.psql(database, query)
             })?;
@@ -373,7 +378,12 @@ impl Cluster {
         psql.args(["-X", "-q", "--dbname=postgres"])
             .stdout(Stdio::null())
             .stderr(log_file(&self.tool_log)?);
-        dump::load_into(destination, found, ctx.stage.scope, psql)?;
+        dump::load_into(
+            destination,
+            found,
+            dump::Access::drill(ctx.stage.scope),
+            psql,
+        )?;
         let said = std::fs::read_to_string(&self.tool_log).unwrap_or_default();
         let errors: Vec<&str> = said
             .lines()
@@ -408,7 +418,12 @@ impl Cluster {
                 .arg(&dbname)
                 .stdout(Stdio::null())
                 .stderr(log_file(&self.tool_log)?);
-            dump::load_into(destination, found, ctx.stage.scope, psql)
+            dump::load_into(
+                destination,
+                found,
+                dump::Access::drill(ctx.stage.scope),
+                psql,
+            )
         } else {
             let mut restore = self.client("pg_restore");
             restore
@@ -425,7 +440,12 @@ impl Cluster {
                 anyhow::ensure!(status.success(), "pg_restore failed ({status})");
                 Ok(())
             } else {
-                dump::load_into(destination, found, ctx.stage.scope, restore)
+                dump::load_into(
+                    destination,
+                    found,
+                    dump::Access::drill(ctx.stage.scope),
+                    restore,
+                )
             }
         };
         loaded.map_err(|e| anyhow::anyhow!("{e:#}: {}", last_lines(&self.tool_log)))
