@@ -685,6 +685,88 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
     assert!(error.contains("does not load"), "{record}");
 }
 
+/// A tablespace of the dumped server (with a table in it): globals.sql names its location,
+/// a path of that machine, which the drill maps into its own directory; the drill passes
+/// (the table's rows and tablespace answer as at dump time), and a restore into a new
+/// database on the server compares equal.
+#[test]
+fn a_drill_maps_the_servers_tablespaces_into_its_own_directory() {
+    let server = postgres_with_shop();
+    let location = server.dir.join("fast-disk");
+    std::fs::create_dir(&location).unwrap();
+    ok(Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(&location));
+    server.script(
+        "postgres",
+        &format!(
+            "CREATE TABLESPACE fast OWNER shop_owner LOCATION '{}';\n",
+            location.display()
+        ),
+    );
+    server.script(
+        "shop",
+        "SET ROLE shop_owner;\n\
+         CREATE TABLE archive (id int PRIMARY KEY, note text) TABLESPACE fast;\n\
+         INSERT INTO archive SELECT i, 'année ' || i FROM generate_series(1, 300) AS i;\n",
+    );
+    let config = format!(
+        "[job]\n\n\
+         [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
+         directory = \"@ROOT@/dumps\"\nafter = []\ndatabases = [\"shop\"]\n\
+         checks = [\"SELECT count(*) FROM archive\", \
+         \"SELECT tablespace FROM pg_tables WHERE tablename = 'archive'\"]\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    let job = Installed::new("pgtablespace", &config);
+    ok(systemctl_user().args(["start", "backup@pg.service"]));
+    wait_until_idle();
+    assert_eq!(last_run_record("pg")["result"], "success");
+    let globals = std::fs::read_to_string(job.path("dumps/globals.sql")).unwrap();
+    assert!(
+        globals.contains(&format!("LOCATION '{}'", location.display())),
+        "{globals}"
+    );
+    let answers = std::fs::read_to_string(job.path("dumps/shop.dump.checks.json")).unwrap();
+    assert!(answers.contains("\"fast\""), "{answers}");
+
+    let _ = run(systemctl_user().args(["start", "backup@drill.service"]));
+    wait_until_idle();
+    let record = last_run_record("drill");
+    assert_eq!(record["result"], "success", "{record}");
+    assert_eq!(record["figures"]["files"], 2, "{record}");
+    let run_id = record["run"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let journal = ok(Command::new("journalctl").args([
+            "-o",
+            "cat",
+            "--no-pager",
+            &format!("BACKUPCTL_RUN={run_id}"),
+        ]));
+        if journal.contains("drill: tablespace fast (at ") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drill did not say where it put tablespace fast: {journal}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    ok(&mut job.backupctl(&["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+    assert_eq!(
+        server.sql(
+            "shop_copy",
+            "SELECT tablespace FROM pg_tables WHERE tablename = 'archive'"
+        ),
+        "fast\n"
+    );
+}
+
 /// Under the real user manager, a drill of a postgresql stage that streams into restic
 /// (`restic = "repo"`): the drill's unit reaches the repository, loads the newest dumps and
 /// reports the restore time; with the pack that holds shop.dump's data damaged in the

@@ -12,6 +12,7 @@
 //! CAP_CHOWN, CAP_KILL). A drill running as another user (`user = "postgres"` on the job)
 //! runs them as itself.
 
+use std::io::{Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -202,7 +203,8 @@ impl Account {
 
 /// A throw-away server on a unix socket; stopped and its files removed on drop.
 struct Cluster {
-    /// `SCRATCH/pg` (or in /tmp, see `start`): `data/` and `run/` (the socket).
+    /// `SCRATCH/pg` (or in /tmp, see `start`): `data/`, `run/` (the socket) and
+    /// `tablespaces/` (see `load_globals`).
     dir: PathBuf,
     socket_dir: PathBuf,
     /// The server's output (in the scratch directory, which the drill owns).
@@ -367,23 +369,56 @@ impl Cluster {
     }
 
     /// The roles and tablespaces: `CREATE ROLE` of the superuser the server already has is
-    /// the one error allowed.
+    /// the one error allowed. Each tablespace's location (a path of the production machine)
+    /// is mapped to a directory of the throw-away server's own, which `CREATE TABLESPACE`
+    /// wants existing, empty and the server's.
     fn load_globals(
         &self,
         destination: Destination,
         found: &dump::Dump,
         ctx: &DrillContext,
     ) -> anyhow::Result<()> {
+        let access = dump::Access::drill(ctx.stage.scope);
+        let (mut input, fetcher) = dump::open(destination, found, access)?;
+        let mut globals = String::new();
+        input.read_to_string(&mut globals)?;
+        if let Some(mut fetcher) = fetcher {
+            let fetched = fetcher.wait()?;
+            anyhow::ensure!(
+                fetched.success(),
+                "restic dump of {GLOBALS} failed ({fetched})"
+            );
+        }
+        let tablespaces = self.dir.join("tablespaces");
+        let (globals, moved) = relocate_tablespaces(&globals, |n| tablespaces.join(n.to_string()));
+        for (name, from, to) in &moved {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(to)?;
+            if let Some(account) = &self.account {
+                account.own(&tablespaces)?;
+                account.own(to)?;
+            }
+            tracing::info!(
+                "drill: tablespace {name} (at {from} where the dump was made) is in {}",
+                to.display()
+            );
+        }
         let mut psql = self.client("psql");
         psql.args(["-X", "-q", "--dbname=postgres"])
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log_file(&self.tool_log)?);
-        dump::load_into(
-            destination,
-            found,
-            dump::Access::drill(ctx.stage.scope),
-            psql,
-        )?;
+        let mut child = psql.spawn()?;
+        let written = child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(globals.as_bytes());
+        let status = child.wait()?;
+        written?;
+        anyhow::ensure!(status.success(), "psql failed ({status})");
         let said = std::fs::read_to_string(&self.tool_log).unwrap_or_default();
         let errors: Vec<&str> = said
             .lines()
@@ -465,6 +500,7 @@ impl Drop for Cluster {
             .arg("-rf")
             .arg("--")
             .arg(self.dir.join("data"))
+            .arg(self.dir.join("tablespaces"))
             .arg(&self.socket_dir);
         if let Some(account) = &self.account {
             account.apply(&mut remove);
@@ -472,6 +508,37 @@ impl Drop for Cluster {
         let _ = remove.stdout(Stdio::null()).stderr(Stdio::null()).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `globals` (pg_dumpall's) with each `CREATE TABLESPACE NAME OWNER ROLE LOCATION '…';`
+/// pointed at `place(n)` instead (n = 1, 2…, in order), and what moved: (name, the dump's
+/// location, the new one). pg_dumpall writes each on a line of its own, the location last.
+fn relocate_tablespaces(
+    globals: &str,
+    place: impl Fn(usize) -> PathBuf,
+) -> (String, Vec<(String, String, PathBuf)>) {
+    let mut moved = Vec::new();
+    let mut text = String::with_capacity(globals.len());
+    for line in globals.split_inclusive('\n') {
+        let statement = line.strip_prefix("CREATE TABLESPACE ");
+        let split = statement.and_then(|rest| Some((rest, rest.rfind(" LOCATION ")?)));
+        let Some((rest, at)) = split else {
+            text.push_str(line);
+            continue;
+        };
+        let name = rest.split(" OWNER ").next().unwrap_or_default().to_string();
+        let from = rest[at + " LOCATION ".len()..]
+            .trim_end()
+            .trim_end_matches(';');
+        let to = place(moved.len() + 1);
+        let literal = to.display().to_string().replace('\'', "''");
+        text.push_str(&format!(
+            "CREATE TABLESPACE {} LOCATION '{literal}';\n",
+            &rest[..at]
+        ));
+        moved.push((name, from.to_string(), to));
+    }
+    (text, moved)
 }
 
 /// Every directory above `dir` lets others search it: the server's account can reach a
@@ -528,5 +595,32 @@ mod tests {
         assert_eq!(database_of("big.dir"), Some("big"));
         assert_eq!(database_of(GLOBALS), Some("globals"));
         assert_eq!(database_of("shop.checks.json"), None);
+    }
+
+    #[test]
+    fn moves_each_tablespace_into_the_drills_directory() {
+        let globals = "CREATE ROLE shop_owner;\n\
+            CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';\n\
+            ALTER TABLESPACE fast SET (random_page_cost='1.1');\n\
+            CREATE TABLESPACE \"Old Disk\" OWNER shop_owner LOCATION '/mnt/o''brien';\n";
+        let (text, moved) = relocate_tablespaces(globals, |n| PathBuf::from(format!("/d/{n}")));
+        assert_eq!(
+            text,
+            "CREATE ROLE shop_owner;\n\
+             CREATE TABLESPACE fast OWNER postgres LOCATION '/d/1';\n\
+             ALTER TABLESPACE fast SET (random_page_cost='1.1');\n\
+             CREATE TABLESPACE \"Old Disk\" OWNER shop_owner LOCATION '/d/2';\n"
+        );
+        assert_eq!(
+            moved,
+            [
+                ("fast".into(), "'/srv/fast'".into(), PathBuf::from("/d/1")),
+                (
+                    "\"Old Disk\"".into(),
+                    "'/mnt/o''brien'".into(),
+                    PathBuf::from("/d/2")
+                ),
+            ]
+        );
     }
 }
