@@ -51,8 +51,9 @@ if [[ ! -f $WORK/data/PG_VERSION ]]; then
 		--encoding=UTF8 --locale=C.UTF-8 --no-sync -D "$WORK/data" >/dev/null
 fi
 PORT=$(<"$WORK/port")
-as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/run/server.log" -w \
-	-o "-k $WORK/run -p $PORT -c listen_addresses= -c fsync=off" start >/dev/null
+as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" status >/dev/null ||
+	as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/run/server.log" -w \
+		-o "-k $WORK/run -p $PORT -c listen_addresses= -c fsync=off" start >/dev/null
 export PGHOST=$WORK/run PGPORT=$PORT
 if ! psql -X -q -d postgres -c "SELECT 1" >/dev/null 2>&1; then
 	as_postgres psql -X -q -h "$WORK/run" -p "$PORT" -d postgres -c "CREATE ROLE root SUPERUSER LOGIN"
