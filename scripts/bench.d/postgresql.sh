@@ -15,7 +15,7 @@
 # Environment: BENCH_PG_MB, BENCH_RUNS (default 3), BENCH_DIR, BACKUPCTL_BIN. A BENCH_DIR
 # that holds a server from an earlier run (data/, run/, port) is used as it is (its database
 # `bench` made once: a 1 GiB one takes minutes) and left in place; else the directory is
-# removed at the end. Figures of earlier runs: docs/databases.md, "Measured".
+# removed at the end. Figures: docs/databases.md, "Measured".
 set -euo pipefail
 
 MB=${BENCH_PG_MB:-64}
