@@ -685,6 +685,251 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
     assert!(error.contains("does not load"), "{record}");
 }
 
+/// A tablespace of the dumped server (with a table in it): globals.sql names its location,
+/// a path of that machine, which the drill maps into its own directory; the drill passes
+/// (the table's rows and tablespace answer as at dump time), and a restore into a new
+/// database on the server compares equal.
+#[test]
+fn a_drill_maps_the_servers_tablespaces_into_its_own_directory() {
+    let server = postgres_with_shop();
+    let location = server.dir.join("fast-disk");
+    std::fs::create_dir(&location).unwrap();
+    ok(Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(&location));
+    server.script(
+        "postgres",
+        &format!(
+            "CREATE TABLESPACE fast OWNER shop_owner LOCATION '{}';\n",
+            location.display()
+        ),
+    );
+    server.script(
+        "shop",
+        "SET ROLE shop_owner;\n\
+         CREATE TABLE archive (id int PRIMARY KEY, note text) TABLESPACE fast;\n\
+         INSERT INTO archive SELECT i, 'année ' || i FROM generate_series(1, 300) AS i;\n",
+    );
+    let config = format!(
+        "[job]\n\n\
+         [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
+         directory = \"@ROOT@/dumps\"\nafter = []\ndatabases = [\"shop\"]\n\
+         checks = [\"SELECT count(*) FROM archive\", \
+         \"SELECT tablespace FROM pg_tables WHERE tablename = 'archive'\"]\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    let job = Installed::new("pgtablespace", &config);
+    ok(systemctl_user().args(["start", "backup@pg.service"]));
+    wait_until_idle();
+    assert_eq!(last_run_record("pg")["result"], "success");
+    let globals = std::fs::read_to_string(job.path("dumps/globals.sql")).unwrap();
+    assert!(
+        globals.contains(&format!("LOCATION '{}'", location.display())),
+        "{globals}"
+    );
+    let answers = std::fs::read_to_string(job.path("dumps/shop.dump.checks.json")).unwrap();
+    assert!(answers.contains("\"fast\""), "{answers}");
+
+    let _ = run(systemctl_user().args(["start", "backup@drill.service"]));
+    wait_until_idle();
+    let record = last_run_record("drill");
+    assert_eq!(record["result"], "success", "{record}");
+    assert_eq!(record["figures"]["files"], 2, "{record}");
+    let run_id = record["run"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let journal = ok(Command::new("journalctl").args([
+            "-o",
+            "cat",
+            "--no-pager",
+            &format!("BACKUPCTL_RUN={run_id}"),
+        ]));
+        if journal.contains("drill: tablespace fast (at ") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drill did not say where it put tablespace fast: {journal}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    ok(&mut job.backupctl(&["restore", "pg", "--database", "shop", "--into", "shop_copy"]));
+    assert_eq!(server.dump("shop_copy"), server.dump("shop"));
+    assert_eq!(
+        server.sql(
+            "shop_copy",
+            "SELECT tablespace FROM pg_tables WHERE tablename = 'archive'"
+        ),
+        "fast\n"
+    );
+}
+
+/// Under the real user manager, a drill of a postgresql stage that streams into restic
+/// (`restic = "repo"`): the drill's unit reaches the repository, loads the newest dumps and
+/// reports the restore time; with the pack that holds shop.dump's data damaged in the
+/// repository, it fails naming the database.
+#[test]
+fn a_drill_of_a_postgresql_stage_streaming_into_restic_loads_the_repositorys_dumps() {
+    let server = postgres_with_shop();
+    let config = format!(
+        "[metrics]\ntextfile = \"@ROOT@/textfile/backupctl.prom\"\n\n[job]\n\n\
+         [stage.repo]\nkind = \"restic\"\nrepository = \"@ROOT@/repo\"\n\
+         password_file = \"@ROOT@/restic-password\"\noperation = \"check\"\n\n\
+         [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\nrestic = \"repo\"\n\
+         databases = [\"shop\"]\nafter = []\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    let job = Installed::new("pgresticdrill", &config);
+    std::fs::create_dir_all(job.path("textfile")).unwrap();
+    let (repo, password) = (job.path("repo"), job.path("restic-password"));
+    init_repository(&repo, &password);
+    ok(systemctl_user().args(["start", "backup@pg.service"]));
+    wait_until_idle();
+    assert_eq!(last_run_record("pg")["result"], "success");
+    ok(systemctl_user().args(["start", "backup@drill.service"]));
+    wait_until_idle();
+    let record = last_run_record("drill");
+    assert_eq!(record["result"], "success", "{record}");
+    // globals.sql and shop.dump, from the repository.
+    assert_eq!(record["figures"]["files"], 2, "{record}");
+    assert_restore_time_reported(&job, &record);
+
+    damage_pack_of(&repo, &password, "shop.dump");
+    let _ = run(systemctl_user().args(["start", "backup@drill.service"]));
+    wait_until_idle();
+    let record = last_run_record("drill");
+    assert_ne!(
+        record["result"], "success",
+        "the drill passed a damaged dump: {record}"
+    );
+    let error = record["error"].as_str().unwrap_or_default();
+    assert!(error.contains("database shop"), "{record}");
+    assert!(error.contains("does not load"), "{record}");
+    assert!(error.contains("restic dump of"), "{record}");
+}
+
+/// restic's answer to `args` in the repository, as JSON.
+fn restic_json(repo: &Path, password_file: &Path, args: &[&str]) -> serde_json::Value {
+    let text = ok(Command::new("restic")
+        .args(args)
+        .arg("--repo")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password_file));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("restic {args:?}: {e}: {text}"))
+}
+
+/// Flips bytes in the middle of the pack file that holds the first data blob of the newest
+/// snapshot of the dump `name`: restic then refuses it (its MAC does not match).
+fn damage_pack_of(repo: &Path, password_file: &Path, name: &str) {
+    let snapshots = snapshots(repo, password_file);
+    let snapshot = snapshots
+        .iter()
+        .rev()
+        .find(|s| {
+            s["paths"][0]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{name}"))
+        })
+        .unwrap_or_else(|| panic!("no snapshot of {name}: {snapshots:?}"));
+    // The snapshot's tree: /postgresql/HOST/NAME, a directory per level.
+    let mut tree = snapshot["tree"].as_str().unwrap().to_string();
+    let blob = loop {
+        let nodes = restic_json(repo, password_file, &["cat", "blob", &tree]);
+        let node = &nodes["nodes"][0];
+        match node["subtree"].as_str() {
+            Some(subtree) => tree = subtree.to_string(),
+            None => break node["content"][0].as_str().unwrap().to_string(),
+        }
+    };
+    let indexes = ok(Command::new("restic")
+        .args(["list", "index", "--repo"])
+        .arg(repo)
+        .arg("--password-file")
+        .arg(password_file));
+    let pack = indexes
+        .lines()
+        .find_map(|index| {
+            let index = restic_json(repo, password_file, &["cat", "index", index]);
+            index["packs"].as_array().unwrap().iter().find_map(|pack| {
+                let blobs = pack["blobs"].as_array().unwrap();
+                blobs
+                    .iter()
+                    .any(|b| b["id"] == blob.as_str())
+                    .then(|| pack["id"].as_str().unwrap().to_string())
+            })
+        })
+        .unwrap_or_else(|| panic!("no pack holds blob {blob}"));
+    let path = repo.join("data").join(&pack[..2]).join(&pack);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle - 8..middle + 8] {
+        *byte ^= 0xff;
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// A drill of a stage with `globals = false` whose dump names an owner the throw-away server
+/// lacks: `pg_restore --exit-on-error` stops at the first statement, megabytes before the
+/// end of the dump `restic dump` streams. The drill fails, naming the database, the role and
+/// the key to set, instead of waiting forever on restic blocked on a full pipe.
+#[test]
+fn a_drill_whose_pg_restore_stops_early_fails_instead_of_waiting_on_restic() {
+    let server = postgres_with_shop();
+    server.script(
+        "shop",
+        "SET ROLE shop_owner;\n\
+         CREATE TABLE filler AS SELECT i, md5(i::text) || md5((i * 7)::text) AS data \
+         FROM generate_series(1, 100000) AS i;\n",
+    );
+    let dir = tempdir();
+    let root = dir.path();
+    init_repository(&root.join("repo"), &root.join("restic-password"));
+    let stage = format!(
+        "[stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\nrestic = \"repo\"\n\
+         databases = [\"shop\"]\nglobals = false\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    write_config(root, &restic_config(root, &stage));
+    ok(backupctl_in(root).args(["stage", "pg"]));
+    let mut drill = backupctl_in(root)
+        .args(["stage", "drill"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while drill.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = drill.kill();
+            panic!("the drill still runs after 5 minutes: it waits on restic dump");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (passed, said) = said_by(drill.wait_with_output().unwrap());
+    assert!(
+        !passed,
+        "the drill loaded a dump whose owner is missing: {said}"
+    );
+    assert!(
+        said.contains("database shop: the dump does not load"),
+        "{said}"
+    );
+    assert!(
+        said.contains("role \"shop_owner\" does not exist"),
+        "{said}"
+    );
+    assert!(said.contains("globals = true"), "{said}");
+}
+
 /// A drill compares the `checks` answers recorded with the dump (`answers`, whose first
 /// check answered `first`) with the restored database's: with the record altered, `drill`
 /// fails naming both answers; with the record put back, it passes.

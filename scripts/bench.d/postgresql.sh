@@ -7,10 +7,15 @@
 #   repository) vs `pg_dump --format=custom | restic backup --stdin` (target ratio <= 1.02);
 #   backupctl's own peak RSS while it streams (VmHWM of the backupctl process, sampled from
 #   /proc: not restic's, not pg_dump's; target <= 20 MiB);
-# - (not yet: the drill vs `createdb` + `restic dump | pg_restore`; the config has the
-#   drill stage for it.)
+# - drill: `backupctl stage drill` (a throw-away server: initdb, postgres, the roles, then
+#   the database; of stage `pgall`, which dumps the roles too: the drill's server has no
+#   others) vs `createdb` + `restic dump | pg_restore --exit-on-error` into the bench server
+#   (target ratio <= 1.1), and the restore time the drill reports (its run record).
 #
-# Environment: BENCH_PG_MB, BENCH_RUNS (default 3), BENCH_DIR, BACKUPCTL_BIN.
+# Environment: BENCH_PG_MB, BENCH_RUNS (default 3), BENCH_DIR, BACKUPCTL_BIN. A BENCH_DIR
+# that holds a server from an earlier run (data/, run/, port) is used as it is (its database
+# `bench` made once: a 1 GiB one takes minutes) and left in place; else the directory is
+# removed at the end. Figures: docs/databases.md, "Measured".
 set -euo pipefail
 
 MB=${BENCH_PG_MB:-64}
@@ -18,34 +23,48 @@ RUNS=${BENCH_RUNS:-3}
 BIN=${BACKUPCTL_BIN:-$PWD/target/release/backupctl}
 PGBIN=/usr/lib/postgresql/15/bin
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/backupctl-bench-pg.XXXXXX)}
-for tool in restic hyperfine python3 pg_dump pg_restore psql runuser; do
+KEEP=${BENCH_DIR:+yes}
+for tool in restic hyperfine python3 pg_dump pg_restore psql createdb dropdb runuser; do
 	command -v "$tool" >/dev/null || { echo "postgresql bench needs $tool: run scripts/setup-deps" >&2; exit 1; }
 done
 [[ -x $PGBIN/initdb ]] || { echo "postgresql bench needs $PGBIN/initdb: run scripts/setup-deps" >&2; exit 1; }
-# The server runs as postgres: it enters the directory (and the drill's scratch below it)
-# and owns only its data and socket directories (backupctl refuses a config in a directory
-# another user may write).
-chmod 0755 "$WORK"
-mkdir -m 0700 "$WORK/data" "$WORK/run"
-chown postgres:postgres "$WORK/data" "$WORK/run"
 as_postgres() { runuser -u postgres -- "$@"; }
 stop() {
 	as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate -w stop >/dev/null 2>&1 || true
-	rm -rf "$WORK"
+	if [[ -n $KEEP ]]; then
+		rm -rf "$WORK/repo" "$WORK/state" "$WORK/cache" "$WORK/xdg-cache" "$WORK"/*.json
+	else
+		rm -rf "$WORK"
+	fi
 }
 trap stop EXIT
 
-PORT=$((20000 + RANDOM % 10000))
-as_postgres "$PGBIN/initdb" --auth-local=peer --auth-host=reject --username=postgres --encoding=UTF8 \
-	--locale=C.UTF-8 --no-sync -D "$WORK/data" >/dev/null
-as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/run/server.log" -w \
-	-o "-k $WORK/run -p $PORT -c listen_addresses= -c fsync=off" start >/dev/null
-as_postgres psql -X -q -h "$WORK/run" -p "$PORT" -d postgres -c "CREATE ROLE root SUPERUSER LOGIN"
+if [[ ! -f $WORK/data/PG_VERSION ]]; then
+	# The server runs as postgres: it enters the directory (and the drill's scratch below
+	# it) and owns only its data and socket directories (backupctl refuses a config in a
+	# directory another user may write).
+	chmod 0755 "$WORK"
+	mkdir -m 0700 "$WORK/data" "$WORK/run"
+	chown postgres:postgres "$WORK/data" "$WORK/run"
+	echo $((20000 + RANDOM % 10000)) >"$WORK/port"
+	as_postgres "$PGBIN/initdb" --auth-local=peer --auth-host=reject --username=postgres \
+		--encoding=UTF8 --locale=C.UTF-8 --no-sync -D "$WORK/data" >/dev/null
+fi
+PORT=$(<"$WORK/port")
+as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" status >/dev/null ||
+	as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/run/server.log" -w \
+		-o "-k $WORK/run -p $PORT -c listen_addresses= -c fsync=off" start >/dev/null
 export PGHOST=$WORK/run PGPORT=$PORT
-echo "making a database of about $MB MiB"
-# Rows of ~1 KiB (random hex, as compressible as typical text columns).
-psql -X -q -d postgres -c "CREATE DATABASE bench"
-psql -X -q -d bench -c "CREATE TABLE rows AS SELECT i, repeat(md5(random()::text), 32) AS data FROM generate_series(1, $((MB * 1024))) AS i"
+if ! psql -X -q -d postgres -c "SELECT 1" >/dev/null 2>&1; then
+	as_postgres psql -X -q -h "$WORK/run" -p "$PORT" -d postgres -c "CREATE ROLE root SUPERUSER LOGIN"
+fi
+if [[ -z $(psql -X -A -t -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'bench'") ]]; then
+	echo "making a database of about $MB MiB"
+	# Rows of ~1 KiB: one random md5 repeated 32 times, so the custom-format dump is small
+	# (26.5 MiB for 1 GiB): the figures weigh the database side, not compression.
+	psql -X -q -d postgres -c "CREATE DATABASE bench"
+	psql -X -q -d bench -c "CREATE TABLE rows AS SELECT i, repeat(md5(random()::text), 32) AS data FROM generate_series(1, $((MB * 1024))) AS i"
+fi
 psql -X -A -t -d bench -c "SELECT pg_size_pretty(pg_database_size('bench'))" | sed 's/^/database size: /'
 
 mkdir -p "$WORK/state"
@@ -69,9 +88,16 @@ databases = ["bench"]
 globals = false
 restic = "repo"
 
+[stage.pgall]
+kind = "postgresql"
+host = "$WORK/run"
+port = $PORT
+databases = ["bench"]
+restic = "repo"
+
 [stage.drill]
 kind = "drill"
-stage = "pg"
+stage = "pgall"
 TOML
 stage() { "$BIN" --user --config "$WORK/config.toml" stage "$1" >/dev/null 2>&1; }
 host=$(hostname)
@@ -92,12 +118,55 @@ while kill -0 "$pid" 2>/dev/null; do
 done
 wait "$pid"
 
+# The drill of pgall's newest dumps vs the same dump loaded by hand into a new database of
+# the bench server (dropped before each run).
+"$BIN" --user --config "$WORK/config.toml" stage pgall >/dev/null
+fetch="restic dump --quiet --tag backupctl:pgall --path /postgresql/$host/bench.dump latest /postgresql/$host/bench.dump"
+# The same work as the drill, by hand: a throw-away server (initdb, start), the roles, the
+# database, then stop and remove it; for the drill's own overhead (not the issue's target).
+cat >"$WORK/throwaway.sh" <<SH
+set -euo pipefail
+d=\$(mktemp -d /var/tmp/backupctl-bench-pg-throwaway.XXXXXX)
+chmod 0755 "\$d"
+mkdir -m 0700 "\$d/data" "\$d/run"
+chown postgres:postgres "\$d/data" "\$d/run"
+runuser -u postgres -- $PGBIN/initdb --auth=trust --username=postgres --encoding=UTF8 \\
+	--locale=C.UTF-8 --no-sync --no-instructions -D "\$d/data" >/dev/null
+runuser -u postgres -- $PGBIN/pg_ctl -D "\$d/data" -l "\$d/run/log" -w \\
+	-o "-k \$d/run -c listen_addresses= -c fsync=off" start >/dev/null
+restic dump --quiet --tag backupctl:pgall --path /postgresql/$host/globals.sql latest \\
+	/postgresql/$host/globals.sql | psql -X -q -h "\$d/run" -U postgres -d postgres 2>/dev/null
+createdb -h "\$d/run" -U postgres --template=template0 bench
+$fetch | pg_restore --exit-on-error -h "\$d/run" -U postgres --dbname=bench
+runuser -u postgres -- $PGBIN/pg_ctl -D "\$d/data" -m immediate -w stop >/dev/null
+rm -rf "\$d"
+SH
+hyperfine --runs "$RUNS" --export-json "$WORK/drill.json" \
+	--prepare "dropdb --if-exists restored" \
+	--command-name "createdb + restic dump | pg_restore" \
+	"createdb restored && $fetch | pg_restore --exit-on-error --dbname=restored" \
+	--command-name "backupctl stage drill" "'$BIN' --user --config '$WORK/config.toml' stage drill" \
+	--command-name "throw-away server + restic dump | pg_restore, by hand" "bash '$WORK/throwaway.sh'"
+dropdb --if-exists restored 2>/dev/null
+
 python3 - "$WORK" "$MB" "$peak" <<'PY'
 import json, sys
 work, mb, peak_kib = sys.argv[1], sys.argv[2], int(sys.argv[3])
 dump = json.load(open(f"{work}/dump.json"))["results"]
+drill = json.load(open(f"{work}/drill.json"))["results"]
+restores = []
+for line in open(f"{work}/state/backupctl/runs.jsonl"):
+    record = json.loads(line)
+    if record.get("stage") == "drill" and record.get("result") == "success":
+        restores.append(record["figures"]["restore_seconds"])
 print(f"\npostgresql bench, {mb} MiB database:")
 print(f"  dump:  by hand {dump[0]['mean']:.2f} s, stage {dump[1]['mean']:.2f} s, "
       f"ratio {dump[1]['mean'] / dump[0]['mean']:.3f} (target <= 1.02)")
 print(f"  backupctl's own peak RSS while streaming: {peak_kib / 1024:.1f} MiB (target <= 20)")
+print(f"  drill: by hand {drill[0]['mean']:.2f} s, drill {drill[1]['mean']:.2f} s, "
+      f"ratio {drill[1]['mean'] / drill[0]['mean']:.3f} (target <= 1.1)")
+print(f"  the same work by hand (throw-away server, roles, database): {drill[2]['mean']:.2f} s, "
+      f"drill / that {drill[1]['mean'] / drill[2]['mean']:.3f}")
+print(f"  restore time the drill reported: "
+      + ", ".join(f"{s:.2f} s" for s in restores) + f" ({len(restores)} drills)")
 PY

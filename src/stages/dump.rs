@@ -41,6 +41,36 @@ pub fn tag(stage: &str) -> String {
     format!("backupctl:{stage}")
 }
 
+/// Who reads the dumps, which decides restic's own lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    pub scope: Scope,
+    lock: bool,
+}
+
+impl Access {
+    /// A command (`restore`, `snapshots`): restic takes its non-exclusive lock.
+    pub fn command(scope: Scope) -> Access {
+        Access { scope, lock: true }
+    }
+
+    /// A drill: `--no-lock`, as its unit may not write the repository (the drill writes
+    /// only its scratch directory); backupctl's shared repository lock, which the drill
+    /// holds, keeps this machine's prunes away meanwhile.
+    pub fn drill(scope: Scope) -> Access {
+        Access { scope, lock: false }
+    }
+
+    /// restic on `spec`'s repository, reading.
+    fn restic(self, spec: &restic::Spec) -> Result<std::process::Command, StageError> {
+        let mut command = repo::interactive_command(spec, self.scope)?;
+        if !self.lock {
+            command.arg("--no-lock");
+        }
+        Ok(command)
+    }
+}
+
 /// Checks that exactly one of `directory` and `restic` is given, and `directory` is absolute.
 pub fn validate_destination(
     directory: &Option<Spanned<PathBuf>>,
@@ -654,7 +684,7 @@ pub struct Dump {
 }
 
 /// The dumps at `destination` of stage `stage`, oldest first.
-pub fn list(destination: Destination, stage: &str, scope: Scope) -> anyhow::Result<Vec<Dump>> {
+pub fn list(destination: Destination, stage: &str, access: Access) -> anyhow::Result<Vec<Dump>> {
     match destination {
         Destination::Directory(dir) => {
             let mut dumps = Vec::new();
@@ -681,7 +711,8 @@ pub fn list(destination: Destination, stage: &str, scope: Scope) -> anyhow::Resu
             Ok(dumps)
         }
         Destination::Restic(spec) => {
-            let output = repo::interactive_command(spec, scope)?
+            let output = access
+                .restic(spec)?
                 .args(["snapshots", "--json", "--tag"])
                 .arg(tag(stage))
                 .stderr(std::process::Stdio::inherit())
@@ -766,13 +797,13 @@ pub fn recorded_answers(
     destination: Destination,
     dumps: &[Dump],
     found: &Dump,
-    scope: Scope,
+    access: Access,
 ) -> anyhow::Result<Option<Answers>> {
     let name = answers_name(&found.name);
     let Some(file) = dumps.iter().rev().find(|d| d.name == name) else {
         return Ok(None);
     };
-    let (mut reader, fetcher) = open(destination, file, scope)?;
+    let (mut reader, fetcher) = open(destination, file, access)?;
     let mut text = String::new();
     reader.read_to_string(&mut text)?;
     if let Some(mut fetcher) = fetcher {
@@ -895,20 +926,45 @@ pub fn find<'d>(dumps: &'d [Dump], name: &str, snapshot: &str) -> anyhow::Result
     })
 }
 
+/// A dump's bytes: its file, or the output of the `restic dump` that fetches it.
+pub enum Input {
+    File(std::fs::File),
+    Pipe(std::process::ChildStdout),
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Input::File(file) => file.read(buf),
+            Input::Pipe(pipe) => pipe.read(buf),
+        }
+    }
+}
+
+impl From<Input> for std::process::Stdio {
+    fn from(input: Input) -> std::process::Stdio {
+        match input {
+            Input::File(file) => file.into(),
+            Input::Pipe(pipe) => pipe.into(),
+        }
+    }
+}
+
 /// The bytes of a dump, to feed a loading tool: the file, or `restic dump` of the snapshot.
 pub fn open(
     destination: Destination,
     dump: &Dump,
-    scope: Scope,
-) -> anyhow::Result<(Box<dyn Read + Send>, Option<std::process::Child>)> {
+    access: Access,
+) -> anyhow::Result<(Input, Option<std::process::Child>)> {
     match destination {
         Destination::Directory(_) => {
             let file = std::fs::File::open(&dump.path)
                 .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", dump.path.display()))?;
-            Ok((Box::new(file), None))
+            Ok((Input::File(file), None))
         }
         Destination::Restic(spec) => {
-            let mut child = repo::interactive_command(spec, scope)?
+            let mut child = access
+                .restic(spec)?
                 .arg("dump")
                 .arg(dump.snapshot.as_deref().unwrap_or("latest"))
                 .arg(&dump.path)
@@ -917,40 +973,53 @@ pub fn open(
                 .spawn()
                 .map_err(|e| anyhow::anyhow!("cannot run restic: {e}"))?;
             let stdout = child.stdout.take().expect("piped");
-            Ok((Box::new(stdout), Some(child)))
+            Ok((Input::Pipe(stdout), Some(child)))
         }
     }
 }
 
 /// Runs `load` (a loading tool, stdin not set) with the dump's bytes as its stdin; fails
-/// when either the reader (`restic dump`) or the tool failed.
+/// when either the tool or the reader (`restic dump`) failed, the tool's failure first.
+///
+/// The tool reads the file or restic's pipe itself: backupctl copies nothing, and a tool
+/// that stops early (`pg_restore --exit-on-error` at its first error) ends `restic dump`
+/// with SIGPIPE, where a copy through backupctl kept the pipe open and both waited forever.
 pub fn load_into(
     destination: Destination,
     dump: &Dump,
-    scope: Scope,
+    access: Access,
     mut load: std::process::Command,
 ) -> anyhow::Result<()> {
-    let (mut reader, fetcher) = open(destination, dump, scope)?;
+    let (input, fetcher) = open(destination, dump, access)?;
     let program = load.get_program().to_string_lossy().into_owned();
-    let mut child = load
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let copied = std::io::copy(&mut reader, &mut stdin);
-    drop(stdin);
+    let spawned = load.stdin(input).spawn();
+    // The command holds the pipe's read end: dropped, the tool is its only reader.
+    drop(load);
+    let mut child = spawned.map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
     let status = child.wait()?;
-    if let Some(mut fetcher) = fetcher {
-        let fetched = fetcher.wait()?;
-        if !fetched.success() {
-            anyhow::bail!("restic dump of {} failed ({fetched})", dump.path.display());
-        }
+    let fetched = fetcher.map(|mut fetcher| fetcher.wait()).transpose()?;
+    // SIGPIPE: the tool stopped reading (its own failure, or done before the end).
+    let fetch_failed = fetched
+        .filter(|fetched| !fetched.success() && !broken_pipe(*fetched))
+        .map(|fetched| format!("restic dump of {} failed ({fetched})", dump.path.display()));
+    match (status.success(), fetch_failed) {
+        (true, None) => Ok(()),
+        (true, Some(fetch)) => Err(anyhow::anyhow!(fetch)),
+        (false, None) => Err(anyhow::anyhow!(
+            "{program} failed to load {} ({status})",
+            dump.name
+        )),
+        (false, Some(fetch)) => Err(anyhow::anyhow!(
+            "{fetch}, and {program} failed to load {} ({status})",
+            dump.name
+        )),
     }
-    if !status.success() {
-        anyhow::bail!("{program} failed to load {} ({status})", dump.name);
-    }
-    copied.map_err(|e| anyhow::anyhow!("reading {}: {e}", dump.name))?;
-    Ok(())
+}
+
+/// Whether a process was ended by SIGPIPE (its reader had gone).
+fn broken_pipe(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(nix::sys::signal::Signal::SIGPIPE as i32)
 }
 
 /// Checks the key `databases`: `["all"]` alone, or names.

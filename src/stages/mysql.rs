@@ -146,7 +146,7 @@ impl Spec {
                 "name the database to restore: --database NAME (`backupctl snapshots STAGE` lists them)",
             ));
         };
-        let dumps = dump::list(destination, ctx.stage, ctx.scope)?;
+        let dumps = dump::list(destination, ctx.stage, dump::Access::command(ctx.scope))?;
         let name = if dumps.iter().any(|d| &d.name == wanted) {
             wanted.clone()
         } else {
@@ -160,7 +160,7 @@ impl Spec {
             write
                 .arg(format!("of={}", path.display()))
                 .arg("status=none");
-            dump::load_into(destination, found, ctx.scope, write)?;
+            dump::load_into(destination, found, dump::Access::command(ctx.scope), write)?;
             crate::outln!("wrote {}", path.display())?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -198,7 +198,7 @@ impl Spec {
         load.arg(format!("--defaults-extra-file={}", options.path.display()))
             .arg("--binary-mode")
             .arg(format!("--database={database}"));
-        dump::load_into(destination, found, ctx.scope, load)?;
+        dump::load_into(destination, found, dump::Access::command(ctx.scope), load)?;
         crate::outln!("restored {} into database {database}", found.name)?;
         Ok(ExitCode::SUCCESS)
     }
@@ -207,7 +207,7 @@ impl Spec {
         dump::print(&dump::list(
             self.destination_or_fail()?,
             ctx.stage,
-            ctx.scope,
+            dump::Access::command(ctx.scope),
         )?)?;
         Ok(Listing::Done(ExitCode::SUCCESS))
     }
@@ -262,7 +262,7 @@ impl super::drill::Drillable for Spec {
             .destination()
             .ok_or_else(|| StageError::Failed("the stage's restic stage is not resolved".into()))?;
         let target = ctx.drill.stage.get_ref();
-        let dumps = dump::list(destination, target, ctx.stage.scope)
+        let dumps = dump::list(destination, target, dump::Access::drill(ctx.stage.scope))
             .map_err(|e| StageError::Failed(format!("listing the dumps of {target}: {e:#}")))?;
         let newest = dump::newest(&dumps);
         if newest.is_empty() {
@@ -289,7 +289,13 @@ impl super::drill::Drillable for Spec {
             let mut load = server.client("mysql");
             load.arg("--binary-mode")
                 .arg(format!("--database={database}"));
-            dump::load_into(destination, found, ctx.stage.scope, load).map_err(|e| failed(&e))?;
+            dump::load_into(
+                destination,
+                found,
+                dump::Access::drill(ctx.stage.scope),
+                load,
+            )
+            .map_err(|e| failed(&e))?;
             let output = server
                 .client("mysqlcheck")
                 .args(["--check", "--databases", database])
@@ -303,8 +309,13 @@ impl super::drill::Drillable for Spec {
                     text.trim()
                 )));
             }
-            let recorded = dump::recorded_answers(destination, &dumps, found, ctx.stage.scope)
-                .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
+            let recorded = dump::recorded_answers(
+                destination,
+                &dumps,
+                found,
+                dump::Access::drill(ctx.stage.scope),
+            )
+            .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
             dump::compare_checks(database, recorded.as_ref(), |sql| {
                 server.rows(database, sql)
             })?;

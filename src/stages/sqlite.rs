@@ -70,7 +70,7 @@ impl Spec {
                 "name the database to restore: --database NAME (its file name)",
             ));
         };
-        let dumps = dump::list(destination, ctx.stage, ctx.scope)?;
+        let dumps = dump::list(destination, ctx.stage, dump::Access::command(ctx.scope))?;
         let found = dump::find(&dumps, wanted, &args.snapshot)?;
         let target = match (&args.into, args.target.as_os_str().is_empty()) {
             (Some(into), _) => PathBuf::from(into),
@@ -96,7 +96,9 @@ impl Spec {
         write
             .arg(format!("of={}", partial.display()))
             .arg("status=none");
-        if let Err(error) = dump::load_into(destination, found, ctx.scope, write) {
+        if let Err(error) =
+            dump::load_into(destination, found, dump::Access::command(ctx.scope), write)
+        {
             let _ = std::fs::remove_file(&partial);
             return Err(error);
         }
@@ -110,7 +112,11 @@ impl Spec {
         let destination = self
             .destination()
             .ok_or_else(|| anyhow::anyhow!("the stage's restic stage is not resolved"))?;
-        dump::print(&dump::list(destination, ctx.stage, ctx.scope)?)?;
+        dump::print(&dump::list(
+            destination,
+            ctx.stage,
+            dump::Access::command(ctx.scope),
+        )?)?;
         Ok(Listing::Done(ExitCode::SUCCESS))
     }
 }
@@ -151,7 +157,7 @@ impl super::drill::Drillable for Spec {
             .destination()
             .ok_or_else(|| StageError::Failed("the stage's restic stage is not resolved".into()))?;
         let target = ctx.drill.stage.get_ref();
-        let dumps = dump::list(destination, target, ctx.stage.scope)
+        let dumps = dump::list(destination, target, dump::Access::drill(ctx.stage.scope))
             .map_err(|e| StageError::Failed(format!("listing the copies of {target}: {e:#}")))?;
         let started = std::time::Instant::now();
         let mut bytes = 0;
@@ -167,11 +173,21 @@ impl super::drill::Drillable for Spec {
             write
                 .arg(format!("of={}", copy.display()))
                 .arg("status=none");
-            dump::load_into(destination, found, ctx.stage.scope, write)
-                .map_err(|e| StageError::Failed(format!("database {name}: {e:#}")))?;
+            dump::load_into(
+                destination,
+                found,
+                dump::Access::drill(ctx.stage.scope),
+                write,
+            )
+            .map_err(|e| StageError::Failed(format!("database {name}: {e:#}")))?;
             full_check(&copy).map_err(|e| StageError::Failed(format!("database {name}: {e}")))?;
-            let recorded = dump::recorded_answers(destination, &dumps, found, ctx.stage.scope)
-                .map_err(|e| StageError::Failed(format!("database {name}: {e:#}")))?;
+            let recorded = dump::recorded_answers(
+                destination,
+                &dumps,
+                found,
+                dump::Access::drill(ctx.stage.scope),
+            )
+            .map_err(|e| StageError::Failed(format!("database {name}: {e:#}")))?;
             dump::compare_checks(&name, recorded.as_ref(), |sql| ask(&copy, sql))?;
             bytes += copy.metadata().map(|m| m.len()).unwrap_or_default();
         }

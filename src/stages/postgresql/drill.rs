@@ -12,6 +12,7 @@
 //! CAP_CHOWN, CAP_KILL). A drill running as another user (`user = "postgres"` on the job)
 //! runs them as itself.
 
+use std::io::{Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ impl Drillable for Spec {
             .destination()
             .ok_or_else(|| StageError::Failed("the stage's restic stage is not resolved".into()))?;
         let target = ctx.drill.stage.get_ref();
-        let dumps = dump::list(destination, target, ctx.stage.scope)
+        let dumps = dump::list(destination, target, dump::Access::drill(ctx.stage.scope))
             .map_err(|e| StageError::Failed(format!("listing the dumps of {target}: {e:#}")))?;
         let mut newest = dump::newest(&dumps);
         // The roles first: the databases' objects name their owners.
@@ -81,12 +82,25 @@ impl Drillable for Spec {
                 server.load_database(destination, found, database, ctx, self)
             };
             result.map_err(|e| {
+                let said = format!("{e:#}");
+                // The owners a dump names are in globals.sql, which such a stage does not make.
+                let hint = if !self.globals && said.contains("role \"") {
+                    " (the stage has `globals = false`: the drill's server has no roles but \
+                     postgres; set `globals = true` to dump them with the databases)"
+                } else {
+                    ""
+                };
                 StageError::Failed(format!(
-                    "database {database}: the dump does not load: {e:#}"
+                    "database {database}: the dump does not load: {said}{hint}"
                 ))
             })?;
-            let recorded = dump::recorded_answers(destination, &dumps, found, ctx.stage.scope)
-                .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
+            let recorded = dump::recorded_answers(
+                destination,
+                &dumps,
+                found,
+                dump::Access::drill(ctx.stage.scope),
+            )
+            .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
             checked += dump::compare_checks(database, recorded.as_ref(), |query| {
                 server.psql(database, query)
             })?;
@@ -189,7 +203,8 @@ impl Account {
 
 /// A throw-away server on a unix socket; stopped and its files removed on drop.
 struct Cluster {
-    /// `SCRATCH/pg` (or in /tmp, see `start`): `data/` and `run/` (the socket).
+    /// `SCRATCH/pg` (or in /tmp, see `start`): `data/`, `run/` (the socket) and
+    /// `tablespaces/` (see `load_globals`).
     dir: PathBuf,
     socket_dir: PathBuf,
     /// The server's output (in the scratch directory, which the drill owns).
@@ -354,18 +369,56 @@ impl Cluster {
     }
 
     /// The roles and tablespaces: `CREATE ROLE` of the superuser the server already has is
-    /// the one error allowed.
+    /// the one error allowed. Each tablespace's location (a path of the production machine)
+    /// is mapped to a directory of the throw-away server's own, which `CREATE TABLESPACE`
+    /// wants existing, empty and the server's.
     fn load_globals(
         &self,
         destination: Destination,
         found: &dump::Dump,
         ctx: &DrillContext,
     ) -> anyhow::Result<()> {
+        let access = dump::Access::drill(ctx.stage.scope);
+        let (mut input, fetcher) = dump::open(destination, found, access)?;
+        let mut globals = String::new();
+        input.read_to_string(&mut globals)?;
+        if let Some(mut fetcher) = fetcher {
+            let fetched = fetcher.wait()?;
+            anyhow::ensure!(
+                fetched.success(),
+                "restic dump of {GLOBALS} failed ({fetched})"
+            );
+        }
+        let tablespaces = self.dir.join("tablespaces");
+        let (globals, moved) = relocate_tablespaces(&globals, |n| tablespaces.join(n.to_string()));
+        for (name, from, to) in &moved {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(to)?;
+            if let Some(account) = &self.account {
+                account.own(&tablespaces)?;
+                account.own(to)?;
+            }
+            tracing::info!(
+                "drill: tablespace {name} (at {from} where the dump was made) is in {}",
+                to.display()
+            );
+        }
         let mut psql = self.client("psql");
         psql.args(["-X", "-q", "--dbname=postgres"])
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log_file(&self.tool_log)?);
-        dump::load_into(destination, found, ctx.stage.scope, psql)?;
+        let mut child = psql.spawn()?;
+        let written = child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(globals.as_bytes());
+        let status = child.wait()?;
+        written?;
+        anyhow::ensure!(status.success(), "psql failed ({status})");
         let said = std::fs::read_to_string(&self.tool_log).unwrap_or_default();
         let errors: Vec<&str> = said
             .lines()
@@ -400,7 +453,12 @@ impl Cluster {
                 .arg(&dbname)
                 .stdout(Stdio::null())
                 .stderr(log_file(&self.tool_log)?);
-            dump::load_into(destination, found, ctx.stage.scope, psql)
+            dump::load_into(
+                destination,
+                found,
+                dump::Access::drill(ctx.stage.scope),
+                psql,
+            )
         } else {
             let mut restore = self.client("pg_restore");
             restore
@@ -417,7 +475,12 @@ impl Cluster {
                 anyhow::ensure!(status.success(), "pg_restore failed ({status})");
                 Ok(())
             } else {
-                dump::load_into(destination, found, ctx.stage.scope, restore)
+                dump::load_into(
+                    destination,
+                    found,
+                    dump::Access::drill(ctx.stage.scope),
+                    restore,
+                )
             }
         };
         loaded.map_err(|e| anyhow::anyhow!("{e:#}: {}", last_lines(&self.tool_log)))
@@ -437,6 +500,7 @@ impl Drop for Cluster {
             .arg("-rf")
             .arg("--")
             .arg(self.dir.join("data"))
+            .arg(self.dir.join("tablespaces"))
             .arg(&self.socket_dir);
         if let Some(account) = &self.account {
             account.apply(&mut remove);
@@ -444,6 +508,37 @@ impl Drop for Cluster {
         let _ = remove.stdout(Stdio::null()).stderr(Stdio::null()).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `globals` (pg_dumpall's) with each `CREATE TABLESPACE NAME OWNER ROLE LOCATION '…';`
+/// pointed at `place(n)` instead (n = 1, 2…, in order), and what moved: (name, the dump's
+/// location, the new one). pg_dumpall writes each on a line of its own, the location last.
+fn relocate_tablespaces(
+    globals: &str,
+    place: impl Fn(usize) -> PathBuf,
+) -> (String, Vec<(String, String, PathBuf)>) {
+    let mut moved = Vec::new();
+    let mut text = String::with_capacity(globals.len());
+    for line in globals.split_inclusive('\n') {
+        let statement = line.strip_prefix("CREATE TABLESPACE ");
+        let split = statement.and_then(|rest| Some((rest, rest.rfind(" LOCATION ")?)));
+        let Some((rest, at)) = split else {
+            text.push_str(line);
+            continue;
+        };
+        let name = rest.split(" OWNER ").next().unwrap_or_default().to_string();
+        let from = rest[at + " LOCATION ".len()..]
+            .trim_end()
+            .trim_end_matches(';');
+        let to = place(moved.len() + 1);
+        let literal = to.display().to_string().replace('\'', "''");
+        text.push_str(&format!(
+            "CREATE TABLESPACE {} LOCATION '{literal}';\n",
+            &rest[..at]
+        ));
+        moved.push((name, from.to_string(), to));
+    }
+    (text, moved)
 }
 
 /// Every directory above `dir` lets others search it: the server's account can reach a
@@ -500,5 +595,32 @@ mod tests {
         assert_eq!(database_of("big.dir"), Some("big"));
         assert_eq!(database_of(GLOBALS), Some("globals"));
         assert_eq!(database_of("shop.checks.json"), None);
+    }
+
+    #[test]
+    fn moves_each_tablespace_into_the_drills_directory() {
+        let globals = "CREATE ROLE shop_owner;\n\
+            CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';\n\
+            ALTER TABLESPACE fast SET (random_page_cost='1.1');\n\
+            CREATE TABLESPACE \"Old Disk\" OWNER shop_owner LOCATION '/mnt/o''brien';\n";
+        let (text, moved) = relocate_tablespaces(globals, |n| PathBuf::from(format!("/d/{n}")));
+        assert_eq!(
+            text,
+            "CREATE ROLE shop_owner;\n\
+             CREATE TABLESPACE fast OWNER postgres LOCATION '/d/1';\n\
+             ALTER TABLESPACE fast SET (random_page_cost='1.1');\n\
+             CREATE TABLESPACE \"Old Disk\" OWNER shop_owner LOCATION '/d/2';\n"
+        );
+        assert_eq!(
+            moved,
+            [
+                ("fast".into(), "'/srv/fast'".into(), PathBuf::from("/d/1")),
+                (
+                    "\"Old Disk\"".into(),
+                    "'/mnt/o''brien'".into(),
+                    PathBuf::from("/d/2")
+                ),
+            ]
+        );
     }
 }

@@ -177,7 +177,7 @@ impl Spec {
                 "name the database to restore: --database NAME (`backupctl snapshots STAGE` lists them)",
             ));
         };
-        let dumps = dump::list(destination, ctx.stage, ctx.scope)?;
+        let dumps = dump::list(destination, ctx.stage, dump::Access::command(ctx.scope))?;
         let name = if dumps.iter().any(|d| &d.name == wanted) {
             wanted.clone()
         } else {
@@ -227,7 +227,7 @@ impl Spec {
             }
         };
         load.stderr(std::process::Stdio::inherit());
-        dump::load_into(destination, found, ctx.scope, load)?;
+        dump::load_into(destination, found, dump::Access::command(ctx.scope), load)?;
         crate::outln!("restored {} into database {database}", found.name)?;
         Ok(ExitCode::SUCCESS)
     }
@@ -282,7 +282,11 @@ impl Spec {
 
     /// `snapshots STAGE`: the dumps, per database.
     fn snapshots(&self, ctx: &VerbContext, args: &SnapshotsArgs) -> anyhow::Result<Listing> {
-        let dumps = dump::list(self.require_destination()?, ctx.stage, ctx.scope)?;
+        let dumps = dump::list(
+            self.require_destination()?,
+            ctx.stage,
+            dump::Access::command(ctx.scope),
+        )?;
         if args.json {
             let rows: Vec<serde_json::Value> = dumps
                 .iter()
@@ -427,7 +431,7 @@ fn fetch_into(
         cat.arg(format!("of={}", path.display()))
             .arg("status=none")
             .stdout(std::process::Stdio::null());
-        dump::load_into(destination, found, scope, cat)?;
+        dump::load_into(destination, found, dump::Access::command(scope), cat)?;
     }
     crate::outln!("wrote {}", path.display())?;
     Ok(ExitCode::SUCCESS)
