@@ -6,6 +6,12 @@
 //!
 //! Under cgroup v1 (or the hybrid layout, where the memory controller is not on the unified
 //! hierarchy) these files do not exist and [`own_memory`] answers `None`: nothing is known.
+//!
+//! It also tells Go tools (restic, rclone) the memory they live under ([`limit_go_tools`]):
+//! Go's collector lets the heap grow to twice what is live before it collects, blind to the
+//! cgroup, so under a `memory_high` below that peak the kernel throttles the stage nearly to
+//! a halt (measured: docs/conditions.md) where a collector that knew the limit would have
+//! collected earlier.
 
 use std::path::{Path, PathBuf};
 
@@ -35,11 +41,59 @@ pub fn own_memory() -> Option<MemoryUse> {
     read_memory(&dir)
 }
 
+/// What [`limit_go_tools`] set: the smallest memory limit over this process's cgroup and
+/// its parents (the stage's, its job's via the stage, `backup.slice`'s), and `GOMEMLIMIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoLimit {
+    pub ceiling_bytes: u64,
+    pub gomemlimit_bytes: u64,
+}
+
+/// Sets `GOMEMLIMIT` in our environment, which every tool we start inherits, to 90 % of the
+/// smallest `memory.high`/`memory.max` above us (the rest: page cache, kernel memory and the
+/// runtime's own slack), so that restic's and rclone's collectors work harder near the limit
+/// instead of the kernel throttling them. Nothing when there is no limit (or cgroup v1), or
+/// when `GOMEMLIMIT` is already set (a stage's `environment` wins). Must be called before
+/// any thread starts: it changes the process's environment.
+pub fn limit_go_tools() -> Option<GoLimit> {
+    if std::env::var_os("GOMEMLIMIT").is_some() {
+        return None;
+    }
+    let dir = own_dir()?;
+    let ceiling_bytes = memory_ceiling(Path::new(CGROUP_ROOT), &dir)?;
+    let limit = GoLimit {
+        ceiling_bytes,
+        gomemlimit_bytes: ceiling_bytes / 10 * 9,
+    };
+    // SAFETY: called by `cli::main` before logging, D-Bus or any tool starts: this is the
+    // only thread, so no other can read the environment while it changes.
+    unsafe { std::env::set_var("GOMEMLIMIT", limit.gomemlimit_bytes.to_string()) };
+    Some(limit)
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The smallest `memory.high` or `memory.max` of `dir` and its parents up to `root`
+/// ("max" is no limit); `None` when none is set.
+fn memory_ceiling(root: &Path, dir: &Path) -> Option<u64> {
+    dir.ancestors()
+        .take_while(|ancestor| ancestor.starts_with(root))
+        .flat_map(|ancestor| ["memory.high", "memory.max"].map(|file| ancestor.join(file)))
+        .filter_map(|file| {
+            std::fs::read_to_string(file)
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .min()
+}
+
 /// `/sys/fs/cgroup` + this process's path on the unified hierarchy (`0::/…`).
 fn own_dir() -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
-    Some(Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')))
+    Some(Path::new(CGROUP_ROOT).join(path.trim_start_matches('/')))
 }
 
 fn read_memory(dir: &Path) -> Option<MemoryUse> {
@@ -107,6 +161,25 @@ mod tests {
                 stalled_secs: Some(2.5),
             })
         );
+    }
+
+    #[test]
+    fn the_ceiling_is_the_smallest_limit_of_the_cgroup_and_its_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let slice = root.path().join("backup.slice");
+        let unit = slice.join("backup@restic.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        let write = |dir: &Path, file: &str, value: &str| std::fs::write(dir.join(file), value);
+        write(root.path(), "memory.max", "1000\n").unwrap(); // above the root: not read
+        write(&slice, "memory.high", "max\n").unwrap();
+        write(&slice, "memory.max", "2147483648\n").unwrap();
+        write(&unit, "memory.high", "67108864\n").unwrap();
+        write(&unit, "memory.max", "max\n").unwrap();
+        assert_eq!(memory_ceiling(&slice, &unit), Some(64 << 20));
+        write(&unit, "memory.high", "max\n").unwrap();
+        assert_eq!(memory_ceiling(&slice, &unit), Some(2 << 30));
+        write(&slice, "memory.max", "max\n").unwrap();
+        assert_eq!(memory_ceiling(&slice, &unit), None);
     }
 
     #[test]

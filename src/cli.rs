@@ -149,7 +149,20 @@ pub fn main() -> ExitCode {
         return commands::generate::as_systemd_generator(&args[0], &dirs);
     }
     let cli = Cli::parse_from(args);
+    // Before logging or anything else starts a thread: it sets our environment.
+    let go_limit = matches!(cli.command, Command::Stage(_))
+        .then(crate::cgroup::limit_go_tools)
+        .flatten();
     crate::report::logging::init();
+    if let Some(limit) = go_limit {
+        tracing::info!(
+            "Go tools (restic, rclone) run with GOMEMLIMIT={} bytes: 90 % of this stage's \
+             memory limit of {} bytes (memory_high or memory_max of the stage, its job or \
+             the slice)",
+            limit.gomemlimit_bytes,
+            limit.ceiling_bytes
+        );
+    }
     // What is still buffered must reach the reader before we say how it went.
     match run(cli).and_then(|code| Ok(crate::out::flush().map(|()| code)?)) {
         Ok(code) => code,

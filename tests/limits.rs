@@ -32,10 +32,11 @@ writes = ["@ROOT@/out"]
 
 const OOM_CONFIG: &str = r#"
 # Page cache counts against memory_high too: writing 160M through a 32M limit makes the
-# kernel throttle and reclaim (memory.events `high`), and the stage still succeeds.
+# kernel throttle and reclaim (memory.events `high`), and the stage still succeeds. Its
+# tools get GOMEMLIMIT at 90 % of the limit (what restic's collector would keep under).
 [stage.cache]
 kind = "exec"
-command = ["/bin/sh", "-c", "head -c 160M /dev/zero > /var/lib/bc/big && rm /var/lib/bc/big"]
+command = ["/bin/sh", "-c", "printenv GOMEMLIMIT > /var/lib/bc/gomemlimit; head -c 160M /dev/zero > /var/lib/bc/big && rm /var/lib/bc/big"]
 writes = ["/var/lib/bc"]
 memory_high = "32M"
 
@@ -88,6 +89,7 @@ systemctl show -p ActiveState -p ExecMainStartTimestampMonotonic backup@after.se
 cp /var/lib/backupctl/runs.jsonl "$out/runs.jsonl"
 bc status > "$out/status" 2>&1
 cp /var/lib/bc/backupctl.prom "$out/metrics" 2>/dev/null
+cp /var/lib/bc/gomemlimit "$out/gomemlimit" 2>/dev/null
 journalctl -b -o cat MESSAGE_ID=3e6f0b9a2c8d4f17a5b1e4c7d9026f83 > "$out/journal"
 # The notifier runs once the stage unit failed (OnFailure=): wait for its message.
 for _ in $(seq 60); do
@@ -156,6 +158,11 @@ echo "GUEST DONE"
         .find(|r| r["stage"] == "cache")
         .expect("cache's record");
     assert_eq!(cache["result"], "success", "{cache}");
+    assert_eq!(
+        read("gomemlimit").trim(),
+        ((32u64 << 20) / 10 * 9).to_string(),
+        "a stage under memory_high = 32M must hand its Go tools GOMEMLIMIT at 90 % of it"
+    );
     assert!(
         cache["memory"]["high_events"].as_u64().unwrap_or(0) > 0,
         "{cache}"
