@@ -100,6 +100,7 @@ pub fn run_stage(
     let mut notes = Vec::new();
     if lock.is_ok() {
         note_begin(&state_dir, stage, run_id, job_run, &started_at);
+        note_job_run(config, &state_dir, stage, run_id, job_run, &started_at);
     }
     let ran = match &lock {
         // Not the stage's own failure, but one all the same: recorded and reported as such.
@@ -203,6 +204,50 @@ fn note_begin(
             stage.name, cut.started
         ),
         Ok(None) => {}
+        Err(problem) => warn!("{problem}"),
+    }
+}
+
+/// Notes the job run this stage belongs to (`run_records::begin_job`), so that a run the
+/// machine did not survive between two stages is found too. Not for a stage run alone or by
+/// `run --here` (its job run is its own run): no `job-finished` would end the note.
+fn note_job_run(
+    config: &Config,
+    state_dir: &Path,
+    stage: &Stage,
+    run_id: &str,
+    job_run: &str,
+    started_at: &jiff::Timestamp,
+) {
+    if job_run == run_id {
+        return;
+    }
+    let note = run_records::JobNote {
+        boot: String::new(),
+        job: stage.job.clone(),
+        job_run: job_run.to_string(),
+        started: started_at.to_string(),
+        stages: config
+            .stages_of(&stage.job)
+            .map(|s| run_records::NotedStage {
+                name: s.name.clone(),
+                kind: s.spec.name().to_string(),
+                required: s.required,
+            })
+            .collect(),
+    };
+    match run_records::begin_job(state_dir, &note) {
+        Ok(owed) if !owed.is_empty() => warn!(
+            "the run of job {} begun {} never ended (the machine went down during it): \
+             stage(s) {} recorded as interrupted (never began)",
+            stage.job,
+            owed[0].started,
+            owed.iter()
+                .map(|r| r.stage.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Ok(_) => {}
         Err(problem) => warn!("{problem}"),
     }
 }
