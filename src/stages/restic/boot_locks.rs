@@ -10,7 +10,11 @@
 //! removes exactly those. A lock of another host, or of this boot, is left to `unlock` and
 //! the lock wait: `--remove-all` would take it too.
 
+use std::ffi::OsString;
+
 use serde::Deserialize;
+
+use crate::process::Command;
 
 /// A lock file as `restic cat lock ID` prints it (restic 0.14 … 0.17).
 #[derive(Debug, Deserialize)]
@@ -25,6 +29,50 @@ pub fn made_before_this_boot(json: &str, host: &str, boot: jiff::Timestamp) -> b
     serde_json::from_str::<LockFile>(json).is_ok_and(|lock| {
         lock.hostname == host && lock.time.parse::<jiff::Timestamp>().is_ok_and(|t| t < boot)
     })
+}
+
+/// After a run cut by the machine going down (and `restic unlock`): the locks `unlock` kept
+/// because their PID lives again in this boot, when they are all the repository holds.
+/// `restic` makes a restic command for the repository with the given arguments. Best
+/// effort: what is left is waited for or reported as before.
+pub fn remove_left_before_this_boot<'a>(restic: impl Fn(Vec<OsString>) -> Command<'a>) {
+    let Some(boot) = boot_time() else {
+        return;
+    };
+    let no_lock = |args: &[&str]| -> Vec<OsString> {
+        args.iter()
+            .map(OsString::from)
+            .chain(["--no-lock".into()])
+            .collect()
+    };
+    let mut ids = Vec::new();
+    let listed = restic(no_lock(&["list", "locks"]))
+        .on_line(|line| ids.push(line.trim().to_string()))
+        .run();
+    ids.retain(|id| !id.is_empty());
+    if listed.is_err() || ids.is_empty() {
+        return;
+    }
+    let host = super::fleet::hostname();
+    let all_left_before_this_boot = ids.iter().all(|id| {
+        let mut json = String::new();
+        restic(no_lock(&["cat", "lock", id]))
+            .on_line(|line| json.push_str(line))
+            .run()
+            .is_ok()
+            && made_before_this_boot(&json, &host, boot)
+    });
+    if !all_left_before_this_boot {
+        return;
+    }
+    tracing::warn!(
+        "{} restic lock(s) of this host made before this boot are left (their PID lives \
+         again, so `restic unlock` keeps them); removing them",
+        ids.len()
+    );
+    if let Err(error) = restic(vec!["unlock".into(), "--remove-all".into()]).run() {
+        tracing::warn!("removing the locks of an earlier boot failed: {error}");
+    }
 }
 
 /// When this boot began: `btime` of `/proc/stat`.

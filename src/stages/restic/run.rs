@@ -68,7 +68,7 @@ pub(in crate::stages) fn run_with(
             "the previous run of this stage did not finish; removing stale restic locks"
         );
         runner.cure("unlock")?;
-        runner.remove_locks_of_an_earlier_boot();
+        super::boot_locks::remove_left_before_this_boot(|args| runner.command(args));
     }
     let mut delay = spec.retry_delay();
     let mut attempt = 0;
@@ -418,51 +418,6 @@ impl Runner<'_> {
         wait.delay = (wait.delay * 2).min(FOREIGN_LOCK_MAX_DELAY);
         wait.waits += 1;
         Ok(())
-    }
-
-    /// After a run cut by the machine going down: the locks `unlock` kept because their PID
-    /// lives again in this boot (see `boot_locks`), when they are all the repository holds.
-    /// Best effort: what is left is waited for or reported as before.
-    fn remove_locks_of_an_earlier_boot(&self) {
-        let Some(boot) = super::boot_locks::boot_time() else {
-            return;
-        };
-        let no_lock = |args: &[&str]| -> Vec<OsString> {
-            args.iter().map(OsString::from).chain(["--no-lock".into()]).collect()
-        };
-        let mut ids = Vec::new();
-        let listed = self
-            .command(no_lock(&["list", "locks"]))
-            .on_line(|line| ids.push(line.trim().to_string()))
-            .run();
-        ids.retain(|id| !id.is_empty());
-        if listed.is_err() || ids.is_empty() {
-            return;
-        }
-        let host = fleet::hostname();
-        let all_left_before_this_boot = ids.iter().all(|id| {
-            let mut json = String::new();
-            self.command(no_lock(&["cat", "lock", id]))
-                .on_line(|line| json.push_str(line))
-                .run()
-                .is_ok()
-                && super::boot_locks::made_before_this_boot(&json, &host, boot)
-        });
-        if !all_left_before_this_boot {
-            return;
-        }
-        tracing::warn!(
-            "{} restic lock(s) of this host made before this boot are left (their PID lives \
-             again, so `restic unlock` keeps them); removing them",
-            ids.len()
-        );
-        if let Err(error) = self
-            .command(vec!["unlock".into(), "--remove-all".into()])
-            .on_stderr(log_stderr)
-            .run()
-        {
-            tracing::warn!("removing the locks of an earlier boot failed: {error}");
-        }
     }
 
     /// `restic init` or `restic unlock`: the cures [`Self::run_with_recovery`] applies (and a
