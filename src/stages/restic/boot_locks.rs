@@ -36,7 +36,7 @@ pub fn made_before_this_boot(json: &str, host: &str, boot: jiff::Timestamp) -> b
 /// `restic` makes a restic command for the repository with the given arguments. Best
 /// effort: what is left is waited for or reported as before.
 pub fn remove_left_before_this_boot<'a>(restic: impl Fn(Vec<OsString>) -> Command<'a>) {
-    let Some(boot) = boot_time() else {
+    let Some(boot) = crate::machine::boot_time() else {
         return;
     };
     let no_lock = |args: &[&str]| -> Vec<OsString> {
@@ -75,18 +75,6 @@ pub fn remove_left_before_this_boot<'a>(restic: impl Fn(Vec<OsString>) -> Comman
     }
 }
 
-/// When this boot began: `btime` of `/proc/stat`.
-pub fn boot_time() -> Option<jiff::Timestamp> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let seconds = stat
-        .lines()
-        .find_map(|line| line.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    jiff::Timestamp::from_second(seconds).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +92,6 @@ mod tests {
         let earlier_boot: jiff::Timestamp = "2026-12-07T00:50:00Z".parse().unwrap();
         assert!(!made_before_this_boot(LOCK, "guest", earlier_boot));
         assert!(!made_before_this_boot("not json", "guest", boot));
-        assert!(boot_time().is_some_and(|t| t < jiff::Timestamp::now()));
+        assert!(crate::machine::boot_time().is_some_and(|t| t < jiff::Timestamp::now()));
     }
 }
