@@ -100,6 +100,7 @@ pub fn run_stage(
     let mut notes = Vec::new();
     if lock.is_ok() {
         note_begin(&state_dir, stage, run_id, job_run, &started_at);
+        note_job_run(config, &state_dir, stage, run_id, job_run, &started_at);
     }
     let ran = match &lock {
         // Not the stage's own failure, but one all the same: recorded and reported as such.
@@ -203,6 +204,50 @@ fn note_begin(
             stage.name, cut.started
         ),
         Ok(None) => {}
+        Err(problem) => warn!("{problem}"),
+    }
+}
+
+/// Notes the job run this stage belongs to (`run_records::begin_job`), so that a run the
+/// machine did not survive between two stages is found too. Not for a stage run alone or by
+/// `run --here` (its job run is its own run): no `job-finished` would end the note.
+fn note_job_run(
+    config: &Config,
+    state_dir: &Path,
+    stage: &Stage,
+    run_id: &str,
+    job_run: &str,
+    started_at: &jiff::Timestamp,
+) {
+    if job_run == run_id {
+        return;
+    }
+    let note = run_records::JobNote {
+        boot: String::new(),
+        job: stage.job.clone(),
+        job_run: job_run.to_string(),
+        started: started_at.to_string(),
+        stages: config
+            .stages_of(&stage.job)
+            .map(|s| run_records::NotedStage {
+                name: s.name.clone(),
+                kind: s.spec.name().to_string(),
+                required: s.required,
+            })
+            .collect(),
+    };
+    match run_records::begin_job(state_dir, &note) {
+        Ok(owed) if !owed.is_empty() => warn!(
+            "the run of job {} begun {} never ended (the machine went down during it): \
+             stage(s) {} recorded as interrupted (never began)",
+            stage.job,
+            owed[0].started,
+            owed.iter()
+                .map(|r| r.stage.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Ok(_) => {}
         Err(problem) => warn!("{problem}"),
     }
 }
@@ -429,10 +474,10 @@ fn conclude(
             (RunResult::Success, crate::exit::OK, None, outcome)
         }
         Ran::Done(Err(failure)) => {
-            let result = if matches!(failure, StageError::Interrupted) {
-                RunResult::Interrupted
-            } else {
-                RunResult::Failed
+            let result = failed_result(&failure, crate::signals::stopped());
+            let exit_code = match result {
+                RunResult::Interrupted => crate::exit::INTERRUPTED,
+                _ => failure.exit_code(),
             };
             let mut message = error_chain(&failure);
             if result == RunResult::Interrupted && manager_stopping(scope) {
@@ -441,7 +486,7 @@ fn conclude(
             }
             error!(
                 message_id = messages::STAGE_FAILED,
-                backupctl_exit_code = failure.exit_code(),
+                backupctl_exit_code = exit_code,
                 backupctl_duration_secs = duration,
                 "stage {} failed: {message}",
                 stage.name
@@ -456,8 +501,20 @@ fn conclude(
                 figures: failure.figures().cloned().unwrap_or_default(),
                 ..Outcome::default()
             };
-            (result, failure.exit_code(), Some(message), outcome)
+            (result, exit_code, Some(message), outcome)
         }
+    }
+}
+
+/// The result of a failed run: `interrupted` when it was stopped, whatever error the stop
+/// made of it. A stage kind may wrap its tool's end in an error of its own (the sqlite stage
+/// made "copying …: interrupted" a failure), and then a poweroff during it read as a failed
+/// backup, not as stopped by the shutdown.
+fn failed_result(failure: &StageError, stop_requested: bool) -> RunResult {
+    if stop_requested || matches!(failure, StageError::Interrupted) {
+        RunResult::Interrupted
+    } else {
+        RunResult::Failed
     }
 }
 
@@ -680,5 +737,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(!is_mount_point(dir.path()));
         assert!(!is_mount_point(Path::new("/does/not/exist")));
+    }
+
+    /// A poweroff during the sqlite stage's copy was recorded as a failure ("copying …"), so
+    /// the record never said "stopped by a shutdown": a stopped run is interrupted, whatever
+    /// error its kind made of the stop.
+    #[test]
+    fn a_run_that_fails_after_its_stop_was_requested_is_interrupted() {
+        let wrapped = StageError::Failed("copying /srv/db/app.db: sqlite3 was interrupted".into());
+        assert_eq!(failed_result(&wrapped, true), RunResult::Interrupted);
+        assert_eq!(failed_result(&wrapped, false), RunResult::Failed);
+        assert_eq!(
+            failed_result(&StageError::Interrupted, false),
+            RunResult::Interrupted
+        );
     }
 }

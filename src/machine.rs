@@ -98,6 +98,19 @@ pub fn metered() -> Metered {
     }
 }
 
+/// When this boot began (`btime` of `/proc/stat`): what a lock or a process of an earlier boot
+/// (a power cut, a crash) left is older, and no live process owns it, whatever PID it names.
+pub fn boot_time() -> Option<jiff::Timestamp> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let seconds = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    jiff::Timestamp::from_second(seconds).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ mod nixos_module;
 mod notify;
 mod package;
 mod patterns;
+mod powercut;
 mod prometheus;
 mod repo_lock;
 mod restic;

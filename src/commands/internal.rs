@@ -47,6 +47,10 @@ pub fn job_finished(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
         "job {job} finished: {}",
         lines.join(", ")
     );
+    // The job run ended: a later boot must not take it for one the machine cut.
+    if let Err(problem) = run_records::end_job(&state_dir, job) {
+        tracing::warn!("{problem}");
+    }
     if let Err(problem) = crate::metrics::update(config, ctx.scope()) {
         tracing::warn!("{problem}");
     }

@@ -364,6 +364,11 @@ impl<'a> Sink<'a> {
                 "the previous run of this stage did not finish; removing stale restic locks"
             );
             sink.restic(vec!["unlock".into()]).run()?;
+            if let Destination::Restic(spec) = destination {
+                super::restic::boot_locks::remove_left_before_this_boot(|args| {
+                    repo::command(spec, &sink.env, &ctx.stage.environment).args(args)
+                });
+            }
         }
         Ok(sink)
     }

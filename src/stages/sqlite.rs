@@ -20,7 +20,7 @@ use super::dump::{self, Destination, Sink};
 use super::restic;
 use super::verbs::{Listing, RestoreArgs, SnapshotsArgs, Verb, VerbContext};
 use super::{KindSpec, Needs, Outcome, SpecError, StageContext, StageError, StageKind};
-use crate::process::Command;
+use crate::process::{Command, ToolError};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -331,8 +331,12 @@ impl StageKind for Spec {
                     .arg(format!("VACUUM INTO {};", literal(&copy.to_string_lossy())))
                     .on_line(|line| ctx.log_output(line))
                     .run()
-                    .map_err(|error| {
-                        StageError::Failed(format!("copying {}: {error}", source.display()))
+                    .map_err(|error| match error {
+                        // Stopped (systemctl stop, a shutdown): not a failed copy.
+                        ToolError::Interrupted => StageError::Interrupted,
+                        other => {
+                            StageError::Failed(format!("copying {}: {other}", source.display()))
+                        }
                     })?;
                 check(copy)?;
                 answers = dump::ask_checks(&name, self.checks.get_ref(), |sql| ask(copy, sql))?;

@@ -197,6 +197,7 @@ impl Spec {
     fn init_work_tree(&self, ctx: &StageContext) -> Result<(), StageError> {
         let repo = self.repository();
         if repo.join(".git").is_dir() {
+            super::stale_locks::remove_left_before_this_boot(&repo.join(".git"));
             return Ok(());
         }
         let empty = match std::fs::read_dir(repo) {
@@ -272,6 +273,10 @@ impl Spec {
         for remote in &self.remotes {
             let remote = remote.get_ref();
             let local = remote.strip_prefix("file://").unwrap_or(remote);
+            if is_local(remote) {
+                // A bare remote of ours: its receive-pack's ref locks too.
+                super::stale_locks::remove_left_before_this_boot(Path::new(local));
+            }
             if is_local(remote) && !Path::new(local).join("HEAD").exists() {
                 std::fs::create_dir_all(local)
                     .map_err(|e| StageError::io(format!("cannot create the remote {local}"), e))?;

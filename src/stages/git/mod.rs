@@ -23,6 +23,7 @@ use toml::Spanned;
 
 mod commit;
 mod pull;
+mod stale_locks;
 mod verbs;
 
 pub use commit::Changes;

@@ -10,6 +10,9 @@ impl Spec {
         let repo = self.repository();
         let remote = self.remotes[0].get_ref();
         let exists = repo.join("HEAD").is_file();
+        if exists {
+            super::stale_locks::remove_left_before_this_boot(repo);
+        }
         let before = if exists { head(self.git_at())? } else { None };
         let temporary = |error: ToolError| match error {
             ToolError::Failed { stderr, .. } => {

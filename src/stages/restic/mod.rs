@@ -21,6 +21,7 @@
 //! secrets, `verbs` serves restore, snapshots and mount; `figures` refreshes the
 //! repository's figures (snapshot count, newest per host, sizes) at the end of a run.
 
+pub(in crate::stages) mod boot_locks;
 pub mod declared;
 mod figures;
 mod fleet;

@@ -68,6 +68,7 @@ pub(in crate::stages) fn run_with(
             "the previous run of this stage did not finish; removing stale restic locks"
         );
         runner.cure("unlock")?;
+        super::boot_locks::remove_left_before_this_boot(|args| runner.command(args));
     }
     let mut delay = spec.retry_delay();
     let mut attempt = 0;

@@ -8,6 +8,7 @@
 //! itself in `STATE_DIR/open/STAGE.json` (durably, with the boot id) and removes the note
 //! after its record: a note of an earlier boot is a run that was cut. [`read`] shows it as
 //! `interrupted`, and the stage's next run turns it into a record of its own ([`begin`]).
+//! A job run cut between two stages is found by the job run's own note ([`job_note`]).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -21,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::paths::Fsync;
 use crate::report::Figures;
 
+mod job_note;
+pub use job_note::{JobNote, NotedStage, begin_job, end_job};
+
 const FILE_NAME: &str = "runs.jsonl";
 const LOCK_NAME: &str = "runs.lock";
 /// One note per running stage: `open/STAGE.json`.
@@ -28,6 +32,9 @@ const OPEN_DIR: &str = "open";
 /// The error of a run found cut.
 const CUT_ERROR: &str = "the run ended without a record: the machine went down during it \
     (power cut, crash or reset)";
+/// The error of a stage of a cut job run that had not begun (see [`job_note`]).
+const NOT_BEGUN_ERROR: &str = "never began: the machine went down during its job run, before \
+    this stage's turn (power cut, crash or reset)";
 /// The error of a run that ended without a record in this boot.
 const KILLED_ERROR: &str = "the run ended without a record: its process was killed (SIGKILL?)";
 /// Past this size the file is rewritten with the newest [`KEEP_RECORDS`] records.
@@ -133,6 +140,15 @@ pub fn append(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
         source,
     };
     let _lock = writers_lock(dir).map_err(wrap)?;
+    append_locked(dir, record)
+}
+
+/// [`append`] with the writers' lock already held.
+fn append_locked(dir: &Path, record: &RunRecord) -> Result<(), HistoryError> {
+    let wrap = |source| HistoryError {
+        dir: dir.to_path_buf(),
+        source,
+    };
     let path = dir.join(FILE_NAME);
     let mut line = serde_json::to_string(record).map_err(|e| wrap(e.into()))?;
     line.push('\n');
@@ -260,6 +276,8 @@ pub fn read(dir: &Path) -> std::io::Result<Vec<RunRecord>> {
             records.push(open.record);
         }
     }
+    let cut_jobs = job_note::cut_records(dir, &records, &boot);
+    records.extend(cut_jobs);
     Ok(records)
 }
 
