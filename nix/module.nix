@@ -59,6 +59,31 @@ let
   # `secretPaths` below) with a message that says what to write instead.
   fileName = types.either types.str types.path;
 
+  # Bandwidth (the README's "Conditions and bandwidth"), as the tools' own flags: a job's apply
+  # to those of its stages whose kind takes the key, a stage's override its job's.
+  bandwidthOptions = {
+    upload_limit = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "08:00 1M, 19:00 off";
+      description = ''
+        restic, rclone: a rate ("1M", "500K", "off") or a timetable of rates by time of day.
+        restic keeps the rate in effect when it starts; rclone follows the timetable.
+      '';
+    };
+    download_limit = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "restic, rclone: as `upload_limit`, for what the tool receives.";
+    };
+    bandwidth = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "2M";
+      description = "rsync: `--bwlimit`, a rate or a timetable (the rate at start applies).";
+    };
+  };
+
   # Resource limits (`memory_high`, …), typed and documented once: a job's apply to all its
   # stages, a stage's override its job's, and `settings.slice` caps all stages together in
   # backup.slice. Each becomes one systemd directive (README, "Resource limits").
@@ -175,8 +200,8 @@ let
       description = "rsync, rclone: where to copy to.";
     };
 
-    # Conditions and bandwidth (the README's "Conditions and bandwidth"): skipped, not
-    # failed, on battery or a metered connection; limits as the tools' own flags.
+    # Conditions (the README's "Conditions and bandwidth"): skipped, not failed, on battery
+    # or a metered connection. Bandwidth: `bandwidthOptions`.
     on_ac_power = mkOption {
       type = types.nullOr types.bool;
       default = null;
@@ -190,27 +215,6 @@ let
         so (an `ExecCondition=` of backupctl; runs, with a note, without NetworkManager).
       '';
     };
-    upload_limit = mkOption {
-      type = types.nullOr types.str;
-      default = null;
-      example = "08:00 1M, 19:00 off";
-      description = ''
-        restic, rclone: a rate ("1M", "500K", "off") or a timetable of rates by time of day.
-        restic keeps the rate in effect when it starts; rclone follows the timetable.
-      '';
-    };
-    download_limit = mkOption {
-      type = types.nullOr types.str;
-      default = null;
-      description = "restic, rclone: as `upload_limit`, for what the tool receives.";
-    };
-    bandwidth = mkOption {
-      type = types.nullOr types.str;
-      default = null;
-      example = "2M";
-      description = "rsync: `--bwlimit`, a rate or a timetable (the rate at start applies).";
-    };
-
 
     # The database kinds (docs/databases.md): typed, rendered under their own names.
     databases = mkOption {
@@ -371,11 +375,11 @@ let
   # reference passed through as it is (freeform), checked by `backupctl check` at build time.
   stageModule = {
     freeformType = toml.type;
-    options = commonStageOptions // limitOptions;
+    options = commonStageOptions // limitOptions // bandwidthOptions;
   };
   namedStageModule = {
     freeformType = toml.type;
-    options = commonStageOptions // limitOptions // {
+    options = commonStageOptions // limitOptions // bandwidthOptions // {
       name = mkOption {
         type = types.strMatching "[A-Za-z0-9_-]+";
         example = "home";
@@ -386,7 +390,7 @@ let
 
   jobModule = {
     freeformType = toml.type;
-    options = limitOptions // {
+    options = limitOptions // bandwidthOptions // {
       schedule = mkOption {
         type = types.nullOr types.str;
         default = null;

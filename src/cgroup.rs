@@ -10,7 +10,7 @@
 //! It also tells Go tools (restic, rclone) the memory they live under ([`limit_go_tools`]):
 //! Go's collector lets the heap grow to twice what is live before it collects, blind to the
 //! cgroup, so under a `memory_high` below that peak the kernel throttles the stage nearly to
-//! a halt (measured: docs/conditions.md) where a collector that knew the limit would have
+//! a halt (measured: README, "Resource limits") where a collector that knew the limit would have
 //! collected earlier.
 
 use std::path::{Path, PathBuf};

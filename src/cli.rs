@@ -101,6 +101,10 @@ pub enum Command {
     /// Log a job's summary once all its stages ran (ExecStart= of backup-JOB.service).
     #[command(hide = true)]
     JobFinished { job: String },
+    /// Record the stages of a job run that systemd skipped by a Condition…= (ExecStart= of
+    /// backup-skips@JOB.service, after every stage, however the job ends).
+    #[command(hide = true)]
+    RecordSkips { job: String },
     /// Whether a stage may run now (ExecCondition= of a stage with skip_on_metered): exit 0
     /// to run, 1 to skip (its run record written), 255 when it cannot tell.
     #[command(hide = true)]
@@ -222,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => commands::verify::run(args),
         Command::Notify(args) => commands::notify::run(ctx, args),
         Command::JobFinished { job } => commands::internal::job_finished(ctx, job),
+        Command::RecordSkips { job } => commands::internal::record_skips(ctx, job),
         Command::Condition { stage } => Ok(commands::internal::condition(ctx, stage)),
         Command::StageEnded { stage } => commands::internal::stage_ended(ctx, stage),
         Command::PreparePaths { owner, paths } => {

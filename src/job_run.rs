@@ -23,7 +23,8 @@
 //! job's stages at that moment (the whole transaction, minus what already finished); a stage
 //! without a job-unit start job adopts the note's run when its own start job is listed there.
 //! A stage started alone (`systemctl start backup@NAME`) is in no note and is a job run of its
-//! own: its `BACKUPCTL_JOB_RUN` is its own invocation id.
+//! own: its `BACKUPCTL_JOB_RUN` is its own invocation id. The note lists the start job of
+//! `backup-skips@JOB` too, which runs after every stage, when the job unit's may be long gone.
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,7 +35,7 @@ use zbus_systemd::systemd1::{ManagerProxy, UnitProxy};
 
 use crate::config::Config;
 use crate::paths::Scope;
-use crate::units::{job_service, stage_service};
+use crate::units::{job_service, skips_service, stage_service};
 
 /// A stage asking systemd must never hang the backup on a stuck bus.
 const BUS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -129,6 +130,23 @@ pub fn for_stage(
     scope: Scope,
     state_dir: &Path,
 ) -> Option<String> {
+    for_unit(config, job, &stage_service(stage), scope, state_dir)
+}
+
+/// The job run that `backup-skips@JOB` (`record-skips`) ends: found like a stage's, its own
+/// start job being in the note's list when a required stage failed or the job was stopped.
+pub fn for_skips(config: &Config, job: &str, scope: Scope, state_dir: &Path) -> Option<String> {
+    for_unit(config, job, &skips_service(job), scope, state_dir)
+}
+
+/// [`for_stage`] for the unit `own` of the job's transaction.
+fn for_unit(
+    config: &Config,
+    job: &str,
+    own: &str,
+    scope: Scope,
+    state_dir: &Path,
+) -> Option<String> {
     let result = zbus::block_on(async {
         let connection = crate::runner::systemd::connect_with_timeout(scope, BUS_TIMEOUT)
             .await
@@ -140,6 +158,7 @@ pub fn for_stage(
             let units: Vec<String> = config
                 .stages_of(job)
                 .map(|s| stage_service(&s.name))
+                .chain([skips_service(job)])
                 .collect();
             let jobs = manager
                 .list_jobs()
@@ -157,7 +176,7 @@ pub fn for_stage(
             return Ok(Some(job_run));
         }
         // The job's start job is gone (a required stage failed) or there never was one.
-        let Some(own) = queued_job(&connection, &manager, &stage_service(stage)).await? else {
+        let Some(own) = queued_job(&connection, &manager, own).await? else {
             return Ok(None);
         };
         let note = std::fs::read(note_path(state_dir, job))

@@ -2,7 +2,8 @@
 //! them, and `status`, `job_run`, `runner`, `stage_lock`, `check` and the executor find the
 //! same units by them.
 //!
-//! A job is `backup-JOB.service` (with `backup-JOB.timer` when it has a schedule); a stage is
+//! A job is `backup-JOB.service` (with `backup-JOB.timer` when it has a schedule, and
+//! `backup-skips@JOB.service` when a stage of it has a `Condition…=`); a stage is
 //! an instance of the template `backup@.service`; an encrypted store is an instance of
 //! `backup-store@.service`. The notifier is an instance of `backup-notify@.service` per unit
 //! it reports on, and `backup-notify-start@.service` per job for the start ping.
@@ -31,6 +32,13 @@ pub fn job_service(job: &str) -> String {
 /// `backup-JOB.timer`: the timer of a job with a schedule.
 pub fn job_timer(job: &str) -> String {
     format!("backup-{job}.timer")
+}
+
+/// `backup-skips@JOB.service`: records the stages of a job run that systemd skipped by a
+/// `Condition…=`, however the job ends (`generator::skips_service`). An instance name, so
+/// that no job's own unit can be called the same: job names hold no `@`.
+pub fn skips_service(job: &str) -> String {
+    format!("backup-skips@{job}.service")
 }
 
 /// `backup@STAGE.service`: the unit that runs one stage.
@@ -102,6 +110,7 @@ mod tests {
         assert_eq!(job_timer("offsite"), "backup-offsite.timer");
         assert_eq!(stage_service("copy"), "backup@copy.service");
         assert_eq!(store_service("nas"), "backup-store@nas.service");
+        assert_eq!(skips_service("offsite"), "backup-skips@offsite.service");
         assert_eq!(
             notify_service("backup@copy.service"),
             "backup-notify@backup\\x40copy.service.service"
@@ -125,6 +134,7 @@ mod tests {
         for other in [
             "backup-offsite.timer",
             "backup-store@nas.service",
+            "backup-skips@offsite.service",
             "backup-notify-start@offsite.service",
             "backup@.service",
             "backup-.service",

@@ -100,12 +100,14 @@ fn rsync_bandwidth_holds_against_an_rsync_daemon() {
         .arg(format!("--port={port}"))
         .arg(format!("--config={}", dir.join("rsyncd.conf").display()));
     let _server = Server::start(daemon, port, "rsync --daemon");
+    // The limit is the job's, which the stage takes as its own `bandwidth` (restic's above is
+    // the stage's own): both places a limit can be written are held to the real tool.
     let config = write_config(
         dir,
         &format!(
-            "[stage.copy]\nkind = \"rsync\"\nsources = [\"@ROOT@/source/\"]\n\
-             destination = \"rsync://127.0.0.1:{port}/backup/\"\nacls = false\nxattrs = false\n\
-             bandwidth = \"{LIMIT_KIB}K\"\n"
+            "[job]\nbandwidth = \"{LIMIT_KIB}K\"\n\n\
+             [stage.copy]\nkind = \"rsync\"\nsources = [\"@ROOT@/source/\"]\n\
+             destination = \"rsync://127.0.0.1:{port}/backup/\"\nacls = false\nxattrs = false\n"
         ),
     );
     let mut copy = backupctl_user(dir, &config);

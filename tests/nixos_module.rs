@@ -272,6 +272,7 @@ fn conditions_and_bandwidth_options_render_as_the_loaders_keys() {
         &[],
         r#"{ services.backupctl = {
               enable = true;
+              settings.job = { upload_limit = "2M"; bandwidth = "1M"; };
               stages = [ { name = "cloud"; kind = "rclone"; mode = "copy"; source = "/srv";
                            destination = "cloud:srv"; config_file = "/etc/rclone.conf";
                            on_ac_power = true; skip_on_metered = true;
@@ -289,6 +290,11 @@ fn conditions_and_bandwidth_options_render_as_the_loaders_keys() {
     assert_eq!(stage["nas"]["bandwidth"], "500K", "{stage:#}");
     // Unset options leave no key behind (the loader refuses `bandwidth` on rclone).
     assert!(stage["cloud"].get("bandwidth").is_none(), "{stage:#}");
+    // A job's bandwidth keys, the default of its stages that take them.
+    let job = &evaluated["settings"]["job"];
+    assert_eq!(job["upload_limit"], "2M", "{job:#}");
+    assert_eq!(job["bandwidth"], "1M", "{job:#}");
+    assert!(job.get("download_limit").is_none(), "{job:#}");
 }
 
 #[test]

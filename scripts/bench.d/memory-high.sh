@@ -12,9 +12,20 @@
 # restic's heap over memory_high cannot be swapped out, only page cache reclaimed, so the
 # kernel throttles restic itself for what is left (the case of a Pi without swap).
 #
+# Every figure is kept as soon as it is known, in BENCH_MEMHIGH_OUT (default
+# target/bench-memhigh-results.DATE): the guest writes each run's record, its phase times,
+# load averages and cgroup samples to the 9p share the moment it has them, and a host loop
+# copies them out every 15 s and rewrites summary.txt from whatever is there, so a late
+# failure (a limited run that fails, a timeout) cannot lose the unlimited run's figures. The
+# host's load average is sampled there too (host-loadavg): other work on the machine
+# slows a TCG guest.
+#
 # Environment: BENCH_MEMHIGH_MB (default 64; the issue's full size is 512),
 # BENCH_MEMHIGH_FILES (default 2500; full: 20000), BACKUPCTL_BIN, BENCH_GUEST_TIMEOUT
-# (seconds, default 3600).
+# (seconds, default 3600), BENCH_MEMHIGH_OUT.
+#
+# Other guests may run beside it (scripts/powercut): each boot has its own share (mktemp),
+# its own copy-on-write root (snapshot=on), no network device, no port and no monitor.
 set -euo pipefail
 
 MB=${BENCH_MEMHIGH_MB:-64}
@@ -26,9 +37,74 @@ for tool in restic python3 qemu-system-x86_64; do
 done
 [[ -x $BIN ]] || { echo "memory-high bench: no backupctl binary at $BIN" >&2; exit 1; }
 
-# Under target/, not /tmp: the share must outlive nothing but this run, and /tmp is small.
+results=${BENCH_MEMHIGH_OUT:-$here/../target/bench-memhigh-results.$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$here/../target" "$results"
+# Under target/, not /tmp: /tmp is small. The share itself goes at the end; its out/ is
+# copied to $results first.
 share=$(mktemp -d "$here/../target/bench-memhigh.XXXXXX")
-trap 'rm -rf "$share"' EXIT
+
+# Whatever the guest has written so far: the run records, phase times and samples, as one
+# summary; missing figures are shown as such.
+summarise() {
+	python3 - "$results" "$MB" "$FILES" <<'PY'
+import json, os, sys
+out, mb, files = sys.argv[1], sys.argv[2], sys.argv[3]
+def read(name):
+    try:
+        return open(os.path.join(out, name)).read().strip()
+    except OSError:
+        return None
+def record(name):
+    text = read(name)
+    return json.loads(text) if text else None
+unlimited, limited = record("unlimited.json"), record("limited.json")
+peak, limit = read("peak"), read("limit")
+lines = [f"memory_high bench, {mb} MiB in {files} files (qemu guest, systemd PID 1, cgroup v2):"]
+if peak:
+    lines.append(f"  restic peak RSS unlimited (VmHWM): {int(peak) / 1024:.1f} MiB")
+if limit:
+    lines.append(f"  memory_high = {limit}K = {int(limit) / 1024:.1f} MiB (60 % of that peak)")
+for name, run in (("unlimited", unlimited), ("limited", limited)):
+    if not run:
+        lines.append(f"  {name}: no run record yet")
+        continue
+    memory = run.get("memory") or {}
+    peak_bytes = memory.get("peak_bytes")
+    lines.append(
+        f"  {name}: result {run.get('result')}, duration {run.get('duration_secs')} s, "
+        f"cgroup memory.peak {peak_bytes / 2**20 if peak_bytes else float('nan'):.1f} MiB, "
+        f"memory.events high {memory.get('high_events', 'n/a')}, "
+        f"memory.pressure some total {memory.get('stalled_secs', 'n/a')} s"
+    )
+if unlimited and limited and unlimited.get("duration_secs") and limited.get("duration_secs"):
+    lines.append(f"  ratio limited/unlimited: {limited['duration_secs'] / unlimited['duration_secs']:.3f}")
+for name in ("phases", "guest-loadavg", "systemd-consumed"):
+    text = read(name)
+    if text:
+        lines.append(f"  {name}:")
+        lines.extend("    " + line for line in text.splitlines()[-40:])
+host = read("host-loadavg")
+if host:
+    loads = [float(line.split()[1]) for line in host.splitlines() if len(line.split()) > 1]
+    if loads:
+        lines.append(f"  host load average (1 min) over the run: min {min(loads):.2f}, "
+                     f"mean {sum(loads) / len(loads):.2f}, max {max(loads):.2f} ({len(loads)} samples)")
+open(os.path.join(out, "summary.txt"), "w").write("\n".join(lines) + "\n")
+PY
+}
+collect() {
+	[[ -d $share/out ]] && cp -f "$share"/out/* "$results"/ 2>/dev/null
+	summarise || true
+}
+(
+	while sleep 15; do
+		printf '%s %s\n' "$(date -u +%H:%M:%S)" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$results/host-loadavg"
+		collect
+	done
+) &
+watcher=$!
+trap 'kill "$watcher" 2>/dev/null; collect; rm -rf "$share"' EXIT
+echo "figures go to $results as they are known"
 cp "$BIN" "$share/backupctl"
 cp "$(command -v restic)" "$share/restic"
 echo "making a tree of $MB MiB in $FILES files"
@@ -51,15 +127,22 @@ set -euo pipefail
 out=/mnt/host/out
 w=/var/lib/bench
 mkdir -p "$out" "$w"
+phase() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >>"$out/phases"; }
+phase "guest up, $(nproc) vCPUs, $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo), $(uname -r), $(systemctl --version | head -n 1)"
 install -m 0755 /mnt/host/restic /usr/local/bin/restic
 tar -C "$w" -xf /mnt/host/tree.tar
+phase "tree unpacked"
 echo "bench password" > "$w/password"
 chmod 600 "$w/password"
 export RESTIC_PASSWORD_FILE=$w/password
 bc() { /mnt/host/backupctl --config "$w/config.toml" "$@"; }
+# The guest's load average, every 10 s, all along.
+while sleep 10; do printf '%s %s\n' "$(date -u +%H:%M:%S)" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/guest-loadavg"; done &
+loadavg=$!
 
-# One run of the stage into a fresh repository; $1: extra config lines. Prints nothing; the
-# run record is the last line of runs.jsonl.
+# One run of the stage into a fresh repository; $1: its name, $2: extra config lines. The
+# run record is the last line of runs.jsonl, kept as $out/$1.json at once; a failed job is
+# noted, not fatal, so the records of the other runs stay.
 run() {
 	rm -rf "$w/repo" /var/cache/backupctl
 	restic init --quiet --repo "$w/repo"
@@ -69,11 +152,16 @@ kind = "restic"
 repository = "$w/repo"
 password_file = "$w/password"
 paths = ["$w/tree"]
-$1
+$2
 TOML
 	bc generate --output /run/systemd/system --binary /mnt/host/backupctl
 	systemctl daemon-reload
-	systemctl start backup-job.service
+	phase "$1 starts"
+	systemctl start backup-job.service || phase "$1: backup-job.service failed ($?)"
+	phase "$1 ends, load $(cut -d' ' -f1-3 /proc/loadavg)"
+	tail -n 1 /var/lib/backupctl/runs.jsonl > "$out/$1.json"
+	journalctl -q -o cat -u backup@bench.service --since "-3h" | grep -i consumed | tail -n 1 |
+		sed "s/^/$1: /" >>"$out/systemd-consumed" || true
 }
 
 # restic's peak RSS: its VmHWM, sampled while the unlimited stage runs.
@@ -87,39 +175,48 @@ peak_of_restic() {
 	echo "$peak"
 }
 
-run "" # warm-up: the tree into the page cache
+# The limited stage's cgroup as the kernel reports it, every 5 s while it runs: a check on
+# the figures stage-ended records.
+sample_cgroup() {
+	local cg
+	while [[ ! -f $w/done ]]; do
+		sleep 5
+		cg=$(systemctl show -P ControlGroup backup@bench.service 2>/dev/null) || continue
+		[[ -n $cg && -d /sys/fs/cgroup$cg ]] || continue
+		{
+			printf '%s high=%s ' "$(date -u +%H:%M:%S)" "$(awk '$1 == "high" {print $2}' "/sys/fs/cgroup$cg/memory.events")"
+			printf 'current=%s ' "$(cat "/sys/fs/cgroup$cg/memory.current")"
+			head -n 1 "/sys/fs/cgroup$cg/memory.pressure"
+		} >>"$out/cgroup-samples" 2>/dev/null || true
+	done
+}
+
+run warm-up "" # the tree into the page cache
 rm -f "$w/done"
 peak_of_restic > "$out/peak" &
 sampler=$!
-run ""
+run unlimited ""
 touch "$w/done"
 wait "$sampler"
-tail -n 1 /var/lib/backupctl/runs.jsonl > "$out/unlimited.json"
 peak=$(cat "$out/peak")
 limit=$((peak * 60 / 100))
 echo "$limit" > "$out/limit"
-run "memory_high = \"${limit}K\""
-tail -n 1 /var/lib/backupctl/runs.jsonl > "$out/limited.json"
-echo "GUEST DONE"
+rm -f "$w/done"
+sample_cgroup &
+sampler=$!
+run limited "memory_high = \"${limit}K\""
+touch "$w/done"
+wait "$sampler"
+kill "$loadavg"
+phase "GUEST DONE"
 GUEST
 
-"$here/guest/run" "$share" --timeout "${BENCH_GUEST_TIMEOUT:-3600}" || {
-	cat "$share/out/log" 2>/dev/null
-	exit 1
-}
-python3 - "$share/out" "$MB" "$FILES" <<'PY'
-import json, os, sys
-out, mb, files = sys.argv[1], sys.argv[2], sys.argv[3]
-read = lambda name: open(os.path.join(out, name)).read().strip()
-unlimited, limited = json.loads(read("unlimited.json")), json.loads(read("limited.json"))
-peak, limit = int(read("peak")), int(read("limit"))
-memory = limited.get("memory") or {}
-print(f"\nmemory_high bench, {mb} MiB in {files} files (qemu guest, systemd PID 1, cgroup v2):")
-print(f"  restic peak RSS unlimited: {peak / 1024:.1f} MiB; memory_high = {limit / 1024:.1f} MiB (60 %)")
-print(f"  results: unlimited {unlimited['result']}, limited {limited['result']}")
-print(f"  wall time: unlimited {unlimited['duration_secs']:.2f} s, limited {limited['duration_secs']:.2f} s, "
-      f"ratio {limited['duration_secs'] / unlimited['duration_secs']:.3f}")
-print(f"  throttled (limited run): memory.events high {memory.get('high_events', 'n/a')}, "
-      f"memory.pressure some {memory.get('stalled_secs', 'n/a')} s, cgroup peak "
-      f"{(memory.get('peak_bytes') or 0) / 2**20:.1f} MiB")
-PY
+rc=0
+"$here/guest/run" "$share" --timeout "${BENCH_GUEST_TIMEOUT:-3600}" || rc=$?
+collect
+if ((rc != 0)); then
+	tail -n 40 "$share/out/log" 2>/dev/null || true
+	echo "memory-high bench: the guest failed ($rc); what it measured is in $results" >&2
+fi
+cat "$results/summary.txt"
+exit "$rc"

@@ -17,10 +17,7 @@ pub fn job_finished(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
     // Our own start job is still running: the same job run the stages saw.
     let job_run = crate::job_run::current_in(ctx.scope(), job);
     let state_dir = crate::paths::state_dir(ctx.scope());
-    let records = run_records::read(&state_dir).unwrap_or_default();
-    if let Some(job_run) = &job_run {
-        record_condition_skips(config, job, ctx.scope(), job_run, &records);
-    }
+    // Stages skipped by a Condition…= were recorded by `backup-skips@JOB`, which ran before.
     let records = run_records::read(&state_dir).unwrap_or_default();
     let mut lines = Vec::new();
     let mut failed_optional = 0;
@@ -54,6 +51,21 @@ pub fn job_finished(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
     if let Err(problem) = crate::metrics::update(config, ctx.scope()) {
         tracing::warn!("{problem}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `record-skips JOB`: the `ExecStart=` of `backup-skips@JOB.service`, which runs once every
+/// stage of the job run has ended, however the job ends (a required stage failed, the job was
+/// stopped, or it finished): records the stages systemd skipped by a `Condition…=`. Never
+/// fails the unit: a skip it cannot record is still in `systemctl status backup@STAGE`.
+pub fn record_skips(ctx: &Context, job: &str) -> anyhow::Result<ExitCode> {
+    let config = ctx.config()?;
+    let state_dir = crate::paths::state_dir(ctx.scope());
+    // Started alone: a job run of its own, like a stage started alone.
+    let job_run = crate::job_run::for_skips(config, job, ctx.scope(), &state_dir)
+        .unwrap_or_else(crate::executor::run_id);
+    let records = run_records::read(&state_dir).unwrap_or_default();
+    record_condition_skips(config, job, ctx.scope(), &job_run, &records);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -95,14 +107,12 @@ fn record_condition_skips(
             }
             let at = proxy.condition_timestamp().await.unwrap_or(0);
             let failed = proxy.conditions().await.unwrap_or_default();
-            let reason = failed.iter().find(|(.., state)| *state < 0).map_or(
-                "condition not met".to_string(),
-                |(kind, _, _, param, _)| match kind.as_str() {
-                    "ConditionACPower" => "on battery".to_string(),
-                    "ConditionPathIsMountPoint" => format!("{param} is not mounted"),
-                    other => format!("{other}={param} not met"),
-                },
-            );
+            let reason = failed
+                .iter()
+                .find(|(.., state)| *state < 0)
+                .map_or("condition not met".to_string(), |(kind, _, _, param, _)| {
+                    skip_reason(kind, param)
+                });
             skipped.push((stage.name.clone(), reason, at));
         }
         Some(skipped)
@@ -123,6 +133,16 @@ fn record_condition_skips(
             let run_id = crate::job_run::derive(&name, at_usec as u32);
             crate::executor::record_skip(config, stage, scope, (&run_id, job_run), &reason, &at);
         }
+    }
+}
+
+/// The words after "skipped: " for a failed entry of a unit's `Conditions` property: the
+/// same as the executor's (`executor::Skip::reason`) for the conditions backupctl writes.
+fn skip_reason(kind: &str, param: &str) -> String {
+    match kind {
+        "ConditionACPower" => crate::executor::Skip::OnBattery.reason(),
+        "ConditionPathIsMountPoint" => crate::executor::Skip::NotMounted(Path::new(param)).reason(),
+        other => format!("{other}={param} not met"),
     }
 }
 
@@ -279,4 +299,25 @@ fn resolve_owner(owner: &str) -> anyhow::Result<(Uid, Option<Gid>)> {
         None => user.gid,
     };
     Ok((user.uid, Some(gid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reasons `record-skips` gives are the executor's (`run --here`): a skip on battery
+    /// reads the same whoever recorded it. systemd's own "on battery" cannot be produced on a
+    /// machine without a battery (tests/conditions.rs), so the mapping is held here.
+    #[test]
+    fn skip_reasons_from_systemds_conditions_are_the_executors() {
+        assert_eq!(skip_reason("ConditionACPower", "true"), "on battery");
+        assert_eq!(
+            skip_reason("ConditionPathIsMountPoint", "/mnt/usb"),
+            "/mnt/usb is not mounted"
+        );
+        assert_eq!(
+            skip_reason("ConditionPathExists", "/x"),
+            "ConditionPathExists=/x not met"
+        );
+    }
 }

@@ -101,6 +101,21 @@ pub struct Job {
     pub group: Option<String>,
     /// Resource limits every stage of the job gets unless it sets the key itself.
     pub limits: limits::Limits,
+    /// Bandwidth keys (`upload_limit`, `bandwidth`, …) every stage of the job whose kind takes
+    /// the key gets unless it sets the key itself.
+    pub bandwidth: Vec<BandwidthDefault>,
+}
+
+/// A job's bandwidth key, as written: a stage takes it into its own table (with these
+/// positions, so a value its kind refuses is reported where the job writes it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandwidthDefault {
+    /// `upload_limit`, `download_limit` or `bandwidth` (`stages::bandwidth_keys`).
+    pub key: &'static str,
+    /// The value: a rate or a timetable, checked when the job is read.
+    pub text: String,
+    pub key_span: std::ops::Range<usize>,
+    pub span: std::ops::Range<usize>,
 }
 
 /// One stage: an instance `backup@NAME.service` of the template.

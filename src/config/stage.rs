@@ -178,17 +178,19 @@ pub(super) fn parse(
         .as_ref()
         .map_or(stage_span.clone(), |store| store.span());
     let (kind_name, kind_span) = keys.kind;
-    let kinds = stages::names(|_| true).join(", ");
-    let kind = stages::kind(&kind_name)
-        .ok_or_else(|| {
-            source.error(
-                kind_span,
-                format!("unknown stage kind `{kind_name}`"),
-                Some(format!("use one of: {kinds}")),
-            )
-        })?
+    let entry = kind_entry(source, &kind_name, kind_span)?;
+    let job = job_name(source, &name, raw.job.as_ref(), jobs)?;
+    let job_settings = jobs
+        .iter()
+        .find(|(_, known)| known.name == job)
+        .map(|(_, known)| known);
+    let mut specific = keys.specific;
+    if let Some(job) = job_settings {
+        inherit_bandwidth(&mut specific, entry, job);
+    }
+    let kind = entry
         .parse(
-            Spanned::new(stage_span, keys.specific),
+            Spanned::new(stage_span, specific),
             store_root.as_deref(),
             repositories,
         )
@@ -199,12 +201,9 @@ pub(super) fn parse(
             }
             other => source.spec(other, fallback),
         })?;
-    let job = job_name(source, &name, raw.job.as_ref(), jobs)?;
     // A stage's own limits over its job's, key by key.
-    let job_limits = jobs
-        .iter()
-        .find(|(_, known)| known.name == job)
-        .map(|(_, known)| known.limits.clone())
+    let job_limits = job_settings
+        .map(|job| job.limits.clone())
         .unwrap_or_default();
     let limits = own_limits.over(&job_limits);
     check_scheduling(source, &raw)?;
@@ -270,6 +269,41 @@ pub(super) fn parse(
         spec: kind,
     };
     Ok((stage, after_spans))
+}
+
+/// The registry entry of the kind named in `kind = "…"` (at `span`).
+fn kind_entry(
+    source: &Source,
+    name: &str,
+    span: Range<usize>,
+) -> Result<&'static stages::Entry, ConfigError> {
+    stages::kind(name).ok_or_else(|| {
+        source.error(
+            span,
+            format!("unknown stage kind `{name}`"),
+            Some(format!(
+                "use one of: {}",
+                stages::names(|_| true).join(", ")
+            )),
+        )
+    })
+}
+
+/// The job's bandwidth keys that the stage's kind takes and the stage does not set (itself or
+/// through `extends`), copied into the kind's keys with the job's positions: the kind reads
+/// them as its own, and a value it refuses is reported where the job writes it.
+fn inherit_bandwidth(specific: &mut DeTable, kind: &stages::Entry, job: &super::Job) {
+    for default in &job.bandwidth {
+        if kind.bandwidth_keys.contains(&default.key) && !specific.contains_key(default.key) {
+            specific.insert(
+                Spanned::new(default.key_span.clone(), default.key.into()),
+                Spanned::new(
+                    default.span.clone(),
+                    DeValue::String(default.text.clone().into()),
+                ),
+            );
+        }
+    }
 }
 
 /// A stage table split into the keys every stage has and those of its kind, and the kind's

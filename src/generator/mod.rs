@@ -9,6 +9,8 @@
 //!   others) and runs after them, so `systemctl start backup-J` runs the whole DAG and fails
 //!   when a required stage fails;
 //! - `backup-J.timer` (when the job has a schedule), enabled through `timers.target.wants/`;
+//! - `backup-skips@J.service` (when a stage of J has `when_mounted` or `on_ac_power`): records
+//!   the stages systemd skipped by those conditions, however the job ends;
 //! - with `[notify]`: `backup-notify@.service` and `OnFailure=`/`OnSuccess=` routing to it
 //!   (see [`notify`]).
 //!
@@ -103,6 +105,12 @@ pub fn render(config: &Config, options: &Options) -> Vec<UnitFile> {
             &units::job_service(&job.name),
             job_service(config, job, options),
         ));
+        if skipped_by_systemd(config, job) {
+            files.push(text(
+                &units::skips_service(&job.name),
+                skips_service(config, job, options),
+            ));
+        }
         if job.schedule.is_some() {
             let timer = units::job_timer(&job.name);
             files.push(text(&timer, job_timer(config, job)));
@@ -313,6 +321,11 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
         .iter()
         .map(|s| units::stage_service(&s.name))
         .collect();
+    if skipped_by_systemd(config, job) {
+        // After it: `job-finished` then reads the skips it recorded.
+        let skips = units::skips_service(&job.name);
+        let _ = writeln!(unit, "Wants={skips}\nAfter={skips}");
+    }
     let _ = writeln!(unit, "After={}", all.join(" "));
     // `systemctl stop backup-JOB` stops the running stages too (Requires= alone does not).
     let _ = writeln!(unit, "PropagatesStopTo={}", all.join(" "));
@@ -325,15 +338,58 @@ fn job_service(config: &Config, job: &Job, options: &Options) -> String {
         "ExecStart={}",
         exec_line(config, options, &["job-finished", &job.name])
     );
-    search_path(&mut unit, config);
-    state_directories(&mut unit, config, options, false);
-    metrics_directory(&mut unit, config);
+    job_service_rights(&mut unit, config, job, options);
+    unit
+}
+
+/// Whether a stage of `job` has a condition systemd checks itself (`when_mounted`,
+/// `on_ac_power`): such a skip runs nothing of ours, so the job needs `backup-skips@JOB`.
+fn skipped_by_systemd(config: &Config, job: &Job) -> bool {
+    config
+        .stages_of(&job.name)
+        .any(|s| s.when_mounted.is_some() || s.conditions.on_ac_power)
+}
+
+/// `backup-skips@JOB.service`: `record-skips JOB` once every stage of the job has ended,
+/// whether the job succeeded or not. The job unit `Wants=` it, so it is in every start's
+/// transaction; `Wants=` (not `Requires=`) and its own `After=` on the stages make it run
+/// when a required stage failed too, when systemd fails the job unit's start job at once
+/// and `job-finished` never runs, or when the job is stopped.
+fn skips_service(config: &Config, job: &Job, options: &Options) -> String {
+    let mut unit = header(config);
+    unit.push_str("\n[Unit]\n");
+    let _ = writeln!(
+        unit,
+        "Description=backupctl job {}: records its stages skipped by a condition",
+        job.name
+    );
+    unit.push_str("Documentation=man:backupctl(1)\n");
+    let stages: Vec<String> = config
+        .stages_of(&job.name)
+        .map(|s| units::stage_service(&s.name))
+        .collect();
+    let _ = writeln!(unit, "After={}", stages.join(" "));
+    unit.push_str("\n[Service]\nType=oneshot\n");
+    let _ = writeln!(
+        unit,
+        "ExecStart={}",
+        exec_line(config, options, &["record-skips", &job.name])
+    );
+    job_service_rights(&mut unit, config, job, options);
+    unit
+}
+
+/// What a unit of the job's own needs (`job-finished`, `record-skips`): the run records, the
+/// metrics, the user manager's bus, and nothing else.
+fn job_service_rights(unit: &mut String, config: &Config, job: &Job, options: &Options) {
+    search_path(unit, config);
+    state_directories(unit, config, options, false);
+    metrics_directory(unit, config);
     if options.scope == Scope::System {
-        user_and_group(&mut unit, job);
+        user_and_group(unit, job);
     }
     unit.push_str("CapabilityBoundingSet=\n");
     unit.push_str(HARDENING);
-    unit
 }
 
 /// Where run records (and restic's cache) go. System scope: `StateDirectory=`/`CacheDirectory=`

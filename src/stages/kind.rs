@@ -33,6 +33,11 @@ pub trait StageKind:
     /// snapshot (its help lists these kinds).
     const READS_LOCAL_SOURCES: bool = false;
 
+    /// The kind's bandwidth keys (`upload_limit`, `bandwidth`, …), which a job's key of the
+    /// same name gives a default to: a stage without the key takes its job's. Empty: the
+    /// kind limits no bandwidth.
+    const BANDWIDTH_KEYS: &'static [&'static str] = &[];
+
     /// Places the stage's destination inside a store's mount point (`root`; the stage has
     /// `store = "NAME"`); runs before [`StageKind::validate`]. `None`: the kind cannot write
     /// into a store, and `store` is refused naming the kinds that can.
@@ -229,6 +234,8 @@ pub struct Entry {
     pub reads_local_sources: bool,
     /// See [`StageKind::PLACE_IN_STORE`].
     pub writes_into_stores: bool,
+    /// See [`StageKind::BANDWIDTH_KEYS`].
+    pub bandwidth_keys: &'static [&'static str],
     capabilities: [bool; Capability::ALL.len()],
     /// See [`Drill::what`].
     drill_what: Option<&'static str>,
@@ -241,6 +248,7 @@ impl Entry {
             name: K::NAME,
             reads_local_sources: K::READS_LOCAL_SOURCES,
             writes_into_stores: K::PLACE_IN_STORE.is_some(),
+            bandwidth_keys: K::BANDWIDTH_KEYS,
             // In the order of `Capability::ALL`.
             capabilities: [
                 K::RESTORE.is_some(),

@@ -66,6 +66,18 @@ pub fn kind(name: &str) -> Option<&'static Entry> {
     KINDS.iter().find(|entry| entry.name == name)
 }
 
+/// Every kind's bandwidth keys, each once, in registry order: the keys a job may set for its
+/// stages (`StageKind::BANDWIDTH_KEYS`).
+pub fn bandwidth_keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    for key in KINDS.iter().flat_map(|entry| entry.bandwidth_keys) {
+        if !keys.contains(key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
 /// The names of the kinds whose entry passes `filter`, in registry order.
 pub fn names(filter: impl Fn(&Entry) -> bool) -> Vec<&'static str> {
     KINDS

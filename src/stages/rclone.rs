@@ -317,6 +317,7 @@ impl Spec {
 
 impl StageKind for Spec {
     const NAME: &'static str = "rclone";
+    const BANDWIDTH_KEYS: &'static [&'static str] = &["upload_limit", "download_limit"];
 
     fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
         [

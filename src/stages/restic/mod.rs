@@ -44,6 +44,7 @@ use crate::stages::StageContext;
 
 impl StageKind for Spec {
     const NAME: &'static str = "restic";
+    const BANDWIDTH_KEYS: &'static [&'static str] = &["upload_limit", "download_limit"];
     const READS_LOCAL_SOURCES: bool = true;
     const RESTORE: Option<Verb<Self, RestoreArgs>> = Some(verbs::restore);
     const SNAPSHOTS: Option<Verb<Self, SnapshotsArgs, Listing>> = Some(verbs::snapshots);

@@ -215,6 +215,7 @@ impl Spec {
 
 impl StageKind for Spec {
     const NAME: &'static str = "rsync";
+    const BANDWIDTH_KEYS: &'static [&'static str] = &["bandwidth"];
 
     fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
         let applied = |limit| crate::bandwidth::Applied {
