@@ -17,9 +17,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<ExitCode> {
+    // First of all: a shutdown reaching the stage while it reads its config must be a stop
+    // it records, not the default action of SIGTERM, which leaves a noted run that the next
+    // boot can only read as cut by the machine (docs/reliability.md).
+    crate::signals::install()?;
     let config = ctx.config()?;
     let stage = ctx.stage(&args.name)?;
-    crate::signals::install()?;
     let report = Reporter::for_environment(&stage.name);
     let run_id = executor::run_id();
     // Only a unit belongs to a job run systemd knows of; by hand, the stage is a run of its own.
