@@ -175,6 +175,16 @@ pub fn lock_exclusive_within(
     }
 }
 
+/// Removes a file and flushes its directory, so that a power cut cannot bring it back; a
+/// file that is already gone is no error.
+pub fn remove_durably(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("/"))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// Flushes a directory's entries (a file created, renamed or removed in it) to disk.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -248,6 +258,16 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_durable_removal_of_a_missing_file_is_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("note.json");
+        std::fs::write(&path, "{}").unwrap();
+        remove_durably(&path).unwrap();
+        assert!(!path.exists());
+        remove_durably(&path).unwrap();
+    }
 
     /// Regression: the metrics writers' lock was waited for without a bound, so a writer
     /// stuck while holding it held every later stage at its end.

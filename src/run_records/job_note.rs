@@ -166,11 +166,7 @@ pub fn end_job(dir: &Path, job: &str) -> Result<(), HistoryError> {
         dir: dir.to_path_buf(),
         source,
     };
-    match std::fs::remove_file(note_path(dir, job)) {
-        Ok(()) => crate::paths::sync_dir(&jobs_dir(dir)).map_err(wrap),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(wrap(error)),
-    }
+    crate::paths::remove_durably(&note_path(dir, job)).map_err(wrap)
 }
 
 #[cfg(test)]

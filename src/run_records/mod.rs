@@ -368,11 +368,7 @@ pub fn end(dir: &Path, stage: &str) -> Result<(), HistoryError> {
         dir: dir.to_path_buf(),
         source,
     };
-    match std::fs::remove_file(open_path(dir, stage)) {
-        Ok(()) => crate::paths::sync_dir(&dir.join(OPEN_DIR)).map_err(wrap),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(wrap(error)),
-    }
+    crate::paths::remove_durably(&open_path(dir, stage)).map_err(wrap)
 }
 
 #[cfg(test)]
