@@ -796,9 +796,25 @@ pub fn ask_checks(
         .collect()
 }
 
+/// The drill's check of a loaded dump: the answers recorded with `found` at dump time,
+/// asked again of the restored database through `ask` and compared (a different answer
+/// fails, with both). Returns how many checks were compared (none when the dump has none).
+pub fn check_answers(
+    database: &str,
+    destination: Destination,
+    dumps: &[Dump],
+    found: &Dump,
+    access: Access,
+    ask: impl FnMut(&str) -> anyhow::Result<Vec<String>>,
+) -> Result<usize, StageError> {
+    let recorded = recorded_answers(destination, dumps, found, access)
+        .map_err(|e| StageError::Failed(format!("database {database}: {e:#}")))?;
+    compare_checks(database, recorded.as_ref(), ask)
+}
+
 /// The answers recorded with `found` (its newest `.checks.json` in `dumps`, when it names
 /// the same snapshot): `None` when the dump has none.
-pub fn recorded_answers(
+fn recorded_answers(
     destination: Destination,
     dumps: &[Dump],
     found: &Dump,
@@ -829,7 +845,7 @@ pub fn recorded_answers(
 
 /// Asks the restored database each recorded query again (through `ask`) and compares: a
 /// different answer fails, with both. Returns how many checks were compared.
-pub fn compare_checks(
+fn compare_checks(
     database: &str,
     recorded: Option<&Answers>,
     ask: impl FnMut(&str) -> anyhow::Result<Vec<String>>,
