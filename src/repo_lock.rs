@@ -636,14 +636,20 @@ mod tests {
     fn a_waiting_stage_gets_the_lock_when_the_holder_ends() {
         let dir = tempfile::tempdir().unwrap();
         let backup = held(dir.path(), "backup", Mode::Shared);
+        // The holder ends once the prune says it waits: a fixed sleep let a loaded machine
+        // release it before the prune asked, and then nothing waited.
+        let (waiting, told) = std::sync::mpsc::channel();
         let releaser = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(400));
+            told.recv().unwrap();
             drop(backup);
         });
         let prune = RepositoryLocks::new(requester(dir.path(), "prune", Duration::from_secs(60)));
         let mut waited = 0;
         prune
-            .hold(&used("/srv/restic", Mode::Exclusive), |_| waited += 1)
+            .hold(&used("/srv/restic", Mode::Exclusive), |_| {
+                waited += 1;
+                let _ = waiting.send(());
+            })
             .unwrap();
         releaser.join().unwrap();
         assert_eq!(waited, 1);
