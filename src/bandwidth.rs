@@ -90,7 +90,28 @@ pub struct Applied<'a> {
     pub mid_run: MidRun,
 }
 
-impl Applied<'_> {
+impl<'a> Applied<'a> {
+    /// The `upload_limit` and `download_limit` a stage has, as `tool` applies them (restic
+    /// and rclone take the same two keys).
+    pub fn upload_and_download(
+        upload: Option<&'a Limit>,
+        download: Option<&'a Limit>,
+        tool: &'static str,
+        mid_run: MidRun,
+    ) -> Vec<Applied<'a>> {
+        [("upload_limit", upload), ("download_limit", download)]
+            .into_iter()
+            .filter_map(|(key, limit)| {
+                Some(Applied {
+                    key,
+                    limit: limit?,
+                    tool,
+                    mid_run,
+                })
+            })
+            .collect()
+    }
+
     /// What applies for a run starting at `now`, in words.
     pub fn describe(&self, now: Minute) -> String {
         let Applied {

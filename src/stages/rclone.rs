@@ -320,20 +320,12 @@ impl StageKind for Spec {
     const BANDWIDTH_KEYS: &'static [&'static str] = &["upload_limit", "download_limit"];
 
     fn bandwidth(&self) -> Vec<crate::bandwidth::Applied<'_>> {
-        [
-            ("upload_limit", &self.upload_limit),
-            ("download_limit", &self.download_limit),
-        ]
-        .into_iter()
-        .filter_map(|(key, limit)| {
-            Some(crate::bandwidth::Applied {
-                key,
-                limit: limit.as_ref()?,
-                tool: "rclone",
-                mid_run: crate::bandwidth::MidRun::Follows,
-            })
-        })
-        .collect()
+        crate::bandwidth::Applied::upload_and_download(
+            self.upload_limit.as_ref(),
+            self.download_limit.as_ref(),
+            "rclone",
+            crate::bandwidth::MidRun::Follows,
+        )
     }
 
     fn validate(&self) -> Result<(), SpecError> {

@@ -264,20 +264,12 @@ impl Spec {
 
     /// The limits and how restic applies them (`StageKind::bandwidth`).
     pub(super) fn limits(&self) -> Vec<crate::bandwidth::Applied<'_>> {
-        [
-            ("upload_limit", &self.upload_limit),
-            ("download_limit", &self.download_limit),
-        ]
-        .into_iter()
-        .filter_map(|(key, limit)| {
-            Some(crate::bandwidth::Applied {
-                key,
-                limit: limit.as_ref()?,
-                tool: "restic",
-                mid_run: crate::bandwidth::MidRun::RateAtStart,
-            })
-        })
-        .collect()
+        crate::bandwidth::Applied::upload_and_download(
+            self.upload_limit.as_ref(),
+            self.download_limit.as_ref(),
+            "restic",
+            crate::bandwidth::MidRun::RateAtStart,
+        )
     }
 
     pub(super) fn retry_delay(&self) -> Duration {
