@@ -154,25 +154,7 @@ mod tests {
     use crate::repository_figures::{Sizes, Snapshots};
 
     fn record(stage: &str, result: RunResult, finished: &str) -> RunRecord {
-        RunRecord {
-            run: format!("{stage}-{finished}"),
-            job_run: None,
-            job: "job".into(),
-            stage: stage.into(),
-            kind: "restic".into(),
-            started: finished.into(),
-            finished: finished.into(),
-            duration_secs: 1.0,
-            result,
-            exit_code: 0,
-            error: None,
-            warnings: vec![],
-            figures: crate::report::Figures::default(),
-            skip_reason: None,
-            notes: vec![],
-            killed_by_limit: None,
-            memory: None,
-        }
+        crate::run_records::sample_restic_record(stage, result, finished)
     }
 
     #[test]

@@ -371,6 +371,31 @@ pub fn end(dir: &Path, stage: &str) -> Result<(), HistoryError> {
     crate::paths::remove_durably(&open_path(dir, stage)).map_err(wrap)
 }
 
+/// A restic stage's record finished at `finished` (job "job"), for the tests of the
+/// modules that read records.
+#[cfg(test)]
+pub(crate) fn sample_restic_record(stage: &str, result: RunResult, finished: &str) -> RunRecord {
+    RunRecord {
+        run: format!("{stage}-{finished}"),
+        job_run: None,
+        job: "job".into(),
+        stage: stage.into(),
+        kind: "restic".into(),
+        started: finished.into(),
+        finished: finished.into(),
+        duration_secs: 1.0,
+        result,
+        exit_code: 0,
+        error: None,
+        warnings: vec![],
+        figures: Figures::default(),
+        skip_reason: None,
+        notes: vec![],
+        killed_by_limit: None,
+        memory: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
