@@ -154,7 +154,7 @@ mod tests {
     use crate::repository_figures::{Sizes, Snapshots};
 
     fn record(stage: &str, result: RunResult, finished: &str) -> RunRecord {
-        crate::run_records::sample_restic_record(stage, result, finished)
+        crate::run_records::sample_record(stage, "restic", result, finished)
     }
 
     #[test]

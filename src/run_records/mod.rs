@@ -371,16 +371,22 @@ pub fn end(dir: &Path, stage: &str) -> Result<(), HistoryError> {
     crate::paths::remove_durably(&open_path(dir, stage)).map_err(wrap)
 }
 
-/// A restic stage's record finished at `finished` (job "job"), for the tests of the
-/// modules that read records.
+/// A record of a `kind` stage finished at `finished` (job "job"), for the tests of the
+/// modules that read records. The kind is the caller's, since kind names belong to
+/// `src/stages/` (tests/layering.rs).
 #[cfg(test)]
-pub(crate) fn sample_restic_record(stage: &str, result: RunResult, finished: &str) -> RunRecord {
+pub(crate) fn sample_record(
+    stage: &str,
+    kind: &str,
+    result: RunResult,
+    finished: &str,
+) -> RunRecord {
     RunRecord {
         run: format!("{stage}-{finished}"),
         job_run: None,
         job: "job".into(),
         stage: stage.into(),
-        kind: "restic".into(),
+        kind: kind.into(),
         started: finished.into(),
         finished: finished.into(),
         duration_secs: 1.0,
