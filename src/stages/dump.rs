@@ -814,7 +814,7 @@ pub fn check_answers(
 
 /// The answers recorded with `found` (its newest `.checks.json` in `dumps`, when it names
 /// the same snapshot): `None` when the dump has none.
-fn recorded_answers(
+pub fn recorded_answers(
     destination: Destination,
     dumps: &[Dump],
     found: &Dump,
@@ -824,13 +824,7 @@ fn recorded_answers(
     let Some(file) = dumps.iter().rev().find(|d| d.name == name) else {
         return Ok(None);
     };
-    let (mut reader, fetcher) = open(destination, file, access)?;
-    let mut text = String::new();
-    reader.read_to_string(&mut text)?;
-    if let Some(mut fetcher) = fetcher {
-        let status = fetcher.wait()?;
-        anyhow::ensure!(status.success(), "restic dump of {name} failed ({status})");
-    }
+    let text = read_text(destination, file, access)?;
     let answers: Answers = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{name} is not a record of checks: {e}"))?;
     if answers.snapshot != found.snapshot {
@@ -845,7 +839,7 @@ fn recorded_answers(
 
 /// Asks the restored database each recorded query again (through `ask`) and compares: a
 /// different answer fails, with both. Returns how many checks were compared.
-fn compare_checks(
+pub fn compare_checks(
     database: &str,
     recorded: Option<&Answers>,
     ask: impl FnMut(&str) -> anyhow::Result<Vec<String>>,
@@ -997,6 +991,23 @@ pub fn open(
             Ok((Input::Pipe(stdout), Some(child)))
         }
     }
+}
+
+/// A small dump (the roles, recorded answers) read whole into memory.
+pub fn read_text(destination: Destination, dump: &Dump, access: Access) -> anyhow::Result<String> {
+    let (mut reader, fetcher) = open(destination, dump, access)?;
+    let mut text = String::new();
+    let read = reader.read_to_string(&mut text);
+    if let Some(mut fetcher) = fetcher {
+        let status = fetcher.wait()?;
+        anyhow::ensure!(
+            status.success(),
+            "restic dump of {} failed ({status})",
+            dump.name
+        );
+    }
+    read?;
+    Ok(text)
 }
 
 /// Runs `load` (a loading tool, stdin not set) with the dump's bytes as its stdin; fails

@@ -12,7 +12,7 @@
 //! CAP_CHOWN, CAP_KILL). A drill running as another user (`user = "postgres"` on the job)
 //! runs them as itself.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -50,23 +50,53 @@ impl Drillable for Spec {
             .destination()
             .ok_or_else(|| StageError::Failed("the stage's restic stage is not resolved".into()))?;
         let target = ctx.drill.stage.get_ref();
-        let dumps = dump::list(destination, target, dump::Access::drill(ctx.stage.scope))
-            .map_err(|e| StageError::Failed(format!("listing the dumps of {target}: {e:#}")))?;
-        let mut newest = dump::newest(&dumps);
-        // The roles first: the databases' objects name their owners.
-        newest.sort_by_key(|d| d.name != GLOBALS);
-        if newest.iter().all(|d| d.name == GLOBALS) {
-            return Err(StageError::Failed(format!(
-                "{target} has no dumps to drill"
-            )));
-        }
+        let access = dump::Access::drill(ctx.stage.scope);
         ctx.stage
             .report
             .status("drill: starting a throw-away PostgreSQL server");
-        let server = Cluster::start(ctx.scratch)?;
+        // The server starts (initdb, postgres) while what the drill reads before loading is
+        // fetched: each restic run pays its key derivation and index, which need not wait.
+        let span = tracing::Span::current();
+        let (server, fetched) = std::thread::scope(|scope| {
+            let starting = scope.spawn(|| {
+                let _entered = span.enter();
+                Cluster::start(ctx.scratch)
+            });
+            let fetched = Fetched::from(destination, target, access);
+            let server = starting.join().unwrap_or_else(|_| {
+                Err(StageError::Failed(
+                    "the drill's server could not be started".into(),
+                ))
+            });
+            (server, fetched)
+        });
+        let (fetched, server) = (fetched?, server?);
         let started = std::time::Instant::now();
+        let fail = |database: &str, e: anyhow::Error| {
+            let said = format!("{e:#}");
+            // The owners a dump names are in globals.sql, which such a stage does not make.
+            let hint = if !self.globals && said.contains("role \"") {
+                " (the stage has `globals = false`: the drill's server has no roles but \
+                 postgres; set `globals = true` to dump them with the databases)"
+            } else {
+                ""
+            };
+            StageError::Failed(format!(
+                "database {database}: the dump does not load: {said}{hint}"
+            ))
+        };
         let (mut loaded, mut checked) = (0u64, 0);
-        for found in &newest {
+        // The roles first: the databases' objects name their owners.
+        if let Some(globals) = &fetched.globals {
+            ctx.stage
+                .report
+                .status(&format!("drill: loading the roles of {target}"));
+            server
+                .load_globals(globals)
+                .map_err(|e| fail("globals", e))?;
+            loaded += 1;
+        }
+        for (found, answers) in fetched.databases() {
             if crate::signals::stopped() {
                 return Err(StageError::Interrupted);
             }
@@ -76,35 +106,17 @@ impl Drillable for Spec {
             ctx.stage
                 .report
                 .status(&format!("drill: loading {database} of {target}"));
-            let result = if found.name == GLOBALS {
-                server.load_globals(destination, found, ctx)
-            } else {
-                server.load_database(destination, found, database, ctx, self)
-            };
-            result.map_err(|e| {
-                let said = format!("{e:#}");
-                // The owners a dump names are in globals.sql, which such a stage does not make.
-                let hint = if !self.globals && said.contains("role \"") {
-                    " (the stage has `globals = false`: the drill's server has no roles but \
-                     postgres; set `globals = true` to dump them with the databases)"
-                } else {
-                    ""
-                };
-                StageError::Failed(format!(
-                    "database {database}: the dump does not load: {said}{hint}"
-                ))
+            server
+                .load_database(destination, found, database, ctx, self)
+                .map_err(|e| fail(database, e))?;
+            checked += dump::compare_checks(database, answers.as_ref(), |query| {
+                server.psql(database, query)
             })?;
-            checked += dump::check_answers(
-                database,
-                destination,
-                &dumps,
-                found,
-                dump::Access::drill(ctx.stage.scope),
-                |query| server.psql(database, query),
-            )?;
             loaded += 1;
         }
-        let took = started.elapsed();
+        // A recovery fetches the roles before it loads them: that fetch counts, although
+        // the drill made it while its server started.
+        let took = started.elapsed() + fetched.globals_took;
         tracing::info!(
             backupctl_restore_seconds = took.as_secs_f64(),
             "drill: {loaded} dump(s) of {target} loaded in {}, {checked} check(s) answered as at dump time",
@@ -118,6 +130,72 @@ impl Drillable for Spec {
                 ..crate::report::Figures::default()
             },
         })
+    }
+}
+
+/// What a drill reads of the destination before it loads anything: the dumps, the newest
+/// roles' dump, and the answers recorded with each newest database dump.
+struct Fetched {
+    dumps: Vec<dump::Dump>,
+    globals: Option<String>,
+    /// How long fetching the roles' dump took (part of the restore time).
+    globals_took: std::time::Duration,
+    /// Per newest database dump (by name), the answers recorded with it.
+    answers: Vec<(String, Option<dump::Answers>)>,
+}
+
+impl Fetched {
+    fn from(
+        destination: Destination,
+        target: &str,
+        access: dump::Access,
+    ) -> Result<Fetched, StageError> {
+        let dumps = dump::list(destination, target, access)
+            .map_err(|e| StageError::Failed(format!("listing the dumps of {target}: {e:#}")))?;
+        let newest = dump::newest(&dumps);
+        if newest.iter().all(|d| d.name == GLOBALS) {
+            return Err(StageError::Failed(format!(
+                "{target} has no dumps to drill"
+            )));
+        }
+        let fetch_started = std::time::Instant::now();
+        let globals = newest
+            .iter()
+            .find(|d| d.name == GLOBALS)
+            .map(|found| dump::read_text(destination, found, access))
+            .transpose()
+            .map_err(|e| {
+                StageError::Failed(format!("database globals: the dump does not load: {e:#}"))
+            })?;
+        let globals_took = fetch_started.elapsed();
+        let mut answers = Vec::new();
+        for found in newest.iter().filter(|d| d.name != GLOBALS) {
+            let recorded =
+                dump::recorded_answers(destination, &dumps, found, access).map_err(|e| {
+                    StageError::Failed(format!(
+                        "database {}: {e:#}",
+                        database_of(&found.name).unwrap_or(&found.name)
+                    ))
+                })?;
+            answers.push((found.name.clone(), recorded));
+        }
+        Ok(Fetched {
+            dumps,
+            globals,
+            globals_took,
+            answers,
+        })
+    }
+
+    /// The newest dump of each database, with the answers recorded with it.
+    fn databases(&self) -> impl Iterator<Item = (&dump::Dump, &Option<dump::Answers>)> {
+        dump::newest(&self.dumps)
+            .into_iter()
+            .filter(|d| d.name != GLOBALS)
+            .filter_map(|found| {
+                let (_, answers) = self.answers.iter().find(|(name, _)| *name == found.name)?;
+                Some((found, answers))
+            })
     }
 }
 
@@ -370,25 +448,9 @@ impl Cluster {
     /// the one error allowed. Each tablespace's location (a path of the production machine)
     /// is mapped to a directory of the throw-away server's own, which `CREATE TABLESPACE`
     /// wants existing, empty and the server's.
-    fn load_globals(
-        &self,
-        destination: Destination,
-        found: &dump::Dump,
-        ctx: &DrillContext,
-    ) -> anyhow::Result<()> {
-        let access = dump::Access::drill(ctx.stage.scope);
-        let (mut input, fetcher) = dump::open(destination, found, access)?;
-        let mut globals = String::new();
-        input.read_to_string(&mut globals)?;
-        if let Some(mut fetcher) = fetcher {
-            let fetched = fetcher.wait()?;
-            anyhow::ensure!(
-                fetched.success(),
-                "restic dump of {GLOBALS} failed ({fetched})"
-            );
-        }
+    fn load_globals(&self, globals: &str) -> anyhow::Result<()> {
         let tablespaces = self.dir.join("tablespaces");
-        let (globals, moved) = relocate_tablespaces(&globals, |n| tablespaces.join(n.to_string()));
+        let (globals, moved) = relocate_tablespaces(globals, |n| tablespaces.join(n.to_string()));
         for (name, from, to) in &moved {
             std::fs::DirBuilder::new()
                 .recursive(true)
