@@ -993,6 +993,30 @@ pub fn open(
     }
 }
 
+/// Starts a drill's throw-away server (`start`, on a thread of its own) while `meanwhile`
+/// reads the destination here: restic's start-up (key derivation, index) and the server's
+/// (`initdb`, `mariadb-install-db`) need not wait for each other. The thread logs into the
+/// stage's span, so its lines keep the stage's journal fields.
+pub fn start_server_while<S: Send, R>(
+    start: impl FnOnce() -> Result<S, StageError> + Send,
+    meanwhile: impl FnOnce() -> R,
+) -> (Result<S, StageError>, R) {
+    let span = tracing::Span::current();
+    std::thread::scope(|scope| {
+        let starting = scope.spawn(move || {
+            let _entered = span.enter();
+            start()
+        });
+        let read = meanwhile();
+        let server = starting.join().unwrap_or_else(|_| {
+            Err(StageError::Failed(
+                "the drill's server could not be started".into(),
+            ))
+        });
+        (server, read)
+    })
+}
+
 /// A small dump (the roles, recorded answers) read whole into memory.
 pub fn read_text(destination: Destination, dump: &Dump, access: Access) -> anyhow::Result<String> {
     let (mut reader, fetcher) = open(destination, dump, access)?;

@@ -262,7 +262,14 @@ impl super::drill::Drillable for Spec {
             .destination()
             .ok_or_else(|| StageError::Failed("the stage's restic stage is not resolved".into()))?;
         let target = ctx.drill.stage.get_ref();
-        let dumps = dump::list(destination, target, dump::Access::drill(ctx.stage.scope))
+        ctx.stage
+            .report
+            .status("drill: starting a throw-away MariaDB server");
+        let (server, dumps) = dump::start_server_while(
+            || ScratchServer::start(ctx.scratch),
+            || dump::list(destination, target, dump::Access::drill(ctx.stage.scope)),
+        );
+        let dumps = dumps
             .map_err(|e| StageError::Failed(format!("listing the dumps of {target}: {e:#}")))?;
         let newest = dump::newest(&dumps);
         if newest.is_empty() {
@@ -270,10 +277,7 @@ impl super::drill::Drillable for Spec {
                 "{target} has no dumps to drill"
             )));
         }
-        ctx.stage
-            .report
-            .status("drill: starting a throw-away MariaDB server");
-        let server = ScratchServer::start(ctx.scratch)?;
+        let server = server?;
         let started = std::time::Instant::now();
         for found in &newest {
             let database = found.name.trim_end_matches(".sql");

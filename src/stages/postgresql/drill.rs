@@ -55,21 +55,11 @@ impl Drillable for Spec {
             .report
             .status("drill: starting a throw-away PostgreSQL server");
         // The server starts (initdb, postgres) while what the drill reads before loading is
-        // fetched: each restic run pays its key derivation and index, which need not wait.
-        let span = tracing::Span::current();
-        let (server, fetched) = std::thread::scope(|scope| {
-            let starting = scope.spawn(|| {
-                let _entered = span.enter();
-                Cluster::start(ctx.scratch)
-            });
-            let fetched = Fetched::from(destination, target, access);
-            let server = starting.join().unwrap_or_else(|_| {
-                Err(StageError::Failed(
-                    "the drill's server could not be started".into(),
-                ))
-            });
-            (server, fetched)
-        });
+        // fetched.
+        let (server, fetched) = dump::start_server_while(
+            || Cluster::start(ctx.scratch),
+            || Fetched::from(destination, target, access),
+        );
         let (fetched, server) = (fetched?, server?);
         let started = std::time::Instant::now();
         let fail = |database: &str, e: anyhow::Error| {
