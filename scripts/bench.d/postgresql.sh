@@ -12,7 +12,13 @@
 #   others) vs `createdb` + `restic dump | pg_restore --exit-on-error` into the bench server
 #   (target ratio <= 1.1), and the restore time the drill reports (its run record).
 #
-# Environment: BENCH_PG_MB, BENCH_RUNS (default 3), BENCH_DIR, BACKUPCTL_BIN. A BENCH_DIR
+# The commands compared run in rounds, each command once per round and the order turned
+# every round (A B, B A, …): on a machine whose load changes (this one runs qemu guests),
+# hyperfine's runs of one command after all of the other's put the change on one side
+# (1.045 and 1.53 for the same binary). Each round gives a ratio; the median is reported,
+# with every round's wall and CPU time (/usr/bin/time).
+#
+# Environment: BENCH_PG_MB, BENCH_RUNS (rounds, default 3), BENCH_DIR, BACKUPCTL_BIN. A BENCH_DIR
 # that holds a server from an earlier run (data/, run/, port) is used as it is (its database
 # `bench` made once: a 1 GiB one takes minutes) and left in place; else the directory is
 # removed at the end. Figures: docs/databases.md, "Measured".
@@ -24,7 +30,7 @@ BIN=${BACKUPCTL_BIN:-$PWD/target/release/backupctl}
 PGBIN=/usr/lib/postgresql/15/bin
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/backupctl-bench-pg.XXXXXX)}
 KEEP=${BENCH_DIR:+yes}
-for tool in restic hyperfine python3 pg_dump pg_restore psql createdb dropdb runuser; do
+for tool in restic python3 pg_dump pg_restore psql createdb dropdb runuser; do
 	command -v "$tool" >/dev/null || { echo "postgresql bench needs $tool: run scripts/setup-deps" >&2; exit 1; }
 done
 [[ -x $PGBIN/initdb ]] || { echo "postgresql bench needs $PGBIN/initdb: run scripts/setup-deps" >&2; exit 1; }
@@ -32,7 +38,7 @@ as_postgres() { runuser -u postgres -- "$@"; }
 stop() {
 	as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -m immediate -w stop >/dev/null 2>&1 || true
 	if [[ -n $KEEP ]]; then
-		rm -rf "$WORK/repo" "$WORK/state" "$WORK/cache" "$WORK/xdg-cache" "$WORK"/*.json
+		rm -rf "$WORK/repo" "$WORK/state" "$WORK/cache" "$WORK/xdg-cache" "$WORK"/*.jsonl "$WORK/time.txt"
 	else
 		rm -rf "$WORK"
 	fi
@@ -99,13 +105,38 @@ restic = "repo"
 kind = "drill"
 stage = "pgall"
 TOML
-stage() { "$BIN" --user --config "$WORK/config.toml" stage "$1" >/dev/null 2>&1; }
 host=$(hostname)
 
+# rounds OUT PREPARE NAME CMD [NAME CMD]…: RUNS rounds of the commands (after one warm-up
+# round), PREPARE before each command; one JSON line per run in OUT.
+rounds() {
+	local out=$1 prepare=$2 round i k
+	shift 2
+	local -a names=() commands=()
+	while (($#)); do names+=("$1") commands+=("$2"); shift 2; done
+	: >"$out"
+	for ((round = 0; round <= RUNS; round++)); do
+		for ((i = 0; i < ${#names[@]}; i++)); do
+			# Turned every round: the first command runs first in even rounds, last in odd.
+			k=$(((round % 2) ? ${#names[@]} - 1 - i : i))
+			bash -c "$prepare" >/dev/null 2>&1 || true
+			/usr/bin/time -o "$WORK/time.txt" -f '%e %U %S' bash -c "${commands[k]}" >/dev/null 2>&1 ||
+				{ echo "postgresql bench: ${names[k]} failed" >&2; exit 1; }
+			((round == 0)) && continue
+			read -r wall user sys <"$WORK/time.txt"
+			printf '{"round": %d, "name": "%s", "wall": %s, "user": %s, "sys": %s}\n' \
+				"$round" "${names[k]}" "$wall" "$user" "$sys" >>"$out"
+			printf '  round %d: %-55s %6.2f s wall, %5.2f s user, %5.2f s sys\n' \
+				"$round" "${names[k]}" "$wall" "$user" "$sys"
+		done
+	done
+}
+
 by_hand="pg_dump --format=custom --dbname=bench | restic backup --quiet --stdin --stdin-filename /postgresql/$host/bench.dump --tag by-hand"
-hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/dump.json" \
-	--command-name "pg_dump | restic backup --stdin" "$by_hand" \
-	--command-name "backupctl stage pg" "'$BIN' --user --config '$WORK/config.toml' stage pg"
+echo "dump: $RUNS rounds (and a warm-up round)"
+rounds "$WORK/dump.jsonl" true \
+	"pg_dump | restic backup --stdin" "$by_hand" \
+	"backupctl stage pg" "'$BIN' --user --config '$WORK/config.toml' stage pg"
 
 # backupctl's own peak RSS while it streams: VmHWM of its process, read until it exits.
 "$BIN" --user --config "$WORK/config.toml" stage pg >/dev/null 2>&1 &
@@ -141,32 +172,52 @@ $fetch | pg_restore --exit-on-error -h "\$d/run" -U postgres --dbname=bench
 runuser -u postgres -- $PGBIN/pg_ctl -D "\$d/data" -m immediate -w stop >/dev/null
 rm -rf "\$d"
 SH
-hyperfine --runs "$RUNS" --export-json "$WORK/drill.json" \
-	--prepare "dropdb --if-exists restored" \
-	--command-name "createdb + restic dump | pg_restore" \
+echo "drill: $RUNS rounds (and a warm-up round)"
+rounds "$WORK/drill.jsonl" "dropdb --if-exists restored" \
+	"createdb + restic dump | pg_restore" \
 	"createdb restored && $fetch | pg_restore --exit-on-error --dbname=restored" \
-	--command-name "backupctl stage drill" "'$BIN' --user --config '$WORK/config.toml' stage drill" \
-	--command-name "throw-away server + restic dump | pg_restore, by hand" "bash '$WORK/throwaway.sh'"
+	"backupctl stage drill" "'$BIN' --user --config '$WORK/config.toml' stage drill" \
+	"throw-away server + restic dump | pg_restore, by hand" "bash '$WORK/throwaway.sh'"
 dropdb --if-exists restored 2>/dev/null
 
 python3 - "$WORK" "$MB" "$peak" <<'PY'
-import json, sys
+import json, statistics, sys
 work, mb, peak_kib = sys.argv[1], sys.argv[2], int(sys.argv[3])
-dump = json.load(open(f"{work}/dump.json"))["results"]
-drill = json.load(open(f"{work}/drill.json"))["results"]
+
+def load(name):
+    runs = {}
+    for line in open(f"{work}/{name}.jsonl"):
+        run = json.loads(line)
+        runs.setdefault(run["name"], {})[run["round"]] = run
+    return runs
+
+def compare(runs, base, other, target, cpu_too=True):
+    """Median of the rounds' ratios other/base, with each ratio."""
+    ratios = [runs[other][r]["wall"] / runs[base][r]["wall"] for r in sorted(runs[base])]
+    cpu = [(runs[other][r]["user"] + runs[other][r]["sys"])
+           / max(runs[base][r]["user"] + runs[base][r]["sys"], 1e-9) for r in sorted(runs[base])]
+    walls = lambda name: statistics.median(run["wall"] for run in runs[name].values())
+    print(f"  {other}: median {walls(other):.2f} s; {base}: {walls(base):.2f} s")
+    print(f"    ratio per round " + ", ".join(f"{r:.3f}" for r in ratios)
+          + f"; median {statistics.median(ratios):.3f}" + (f" (target <= {target})" if target else ""))
+    if cpu_too:
+        print(f"    CPU (user+sys, children counted) ratio median {statistics.median(cpu):.3f}")
+
 restores = []
 for line in open(f"{work}/state/backupctl/runs.jsonl"):
     record = json.loads(line)
     if record.get("stage") == "drill" and record.get("result") == "success":
         restores.append(record["figures"]["restore_seconds"])
 print(f"\npostgresql bench, {mb} MiB database:")
-print(f"  dump:  by hand {dump[0]['mean']:.2f} s, stage {dump[1]['mean']:.2f} s, "
-      f"ratio {dump[1]['mean'] / dump[0]['mean']:.3f} (target <= 1.02)")
+dump = load("dump")
+compare(dump, "pg_dump | restic backup --stdin", "backupctl stage pg", 1.02)
 print(f"  backupctl's own peak RSS while streaming: {peak_kib / 1024:.1f} MiB (target <= 20)")
-print(f"  drill: by hand {drill[0]['mean']:.2f} s, drill {drill[1]['mean']:.2f} s, "
-      f"ratio {drill[1]['mean'] / drill[0]['mean']:.3f} (target <= 1.1)")
-print(f"  the same work by hand (throw-away server, roles, database): {drill[2]['mean']:.2f} s, "
-      f"drill / that {drill[1]['mean'] / drill[2]['mean']:.3f}")
+drill = load("drill")
+# The drill's server is its child (its CPU counted), the bench server is not: no CPU ratio.
+compare(drill, "createdb + restic dump | pg_restore", "backupctl stage drill", 1.1, False)
+compare(drill, "throw-away server + restic dump | pg_restore, by hand", "backupctl stage drill", None, False)
+by_hand = statistics.median(run["wall"] for run in drill["createdb + restic dump | pg_restore"].values())
 print(f"  restore time the drill reported: "
-      + ", ".join(f"{s:.2f} s" for s in restores) + f" ({len(restores)} drills)")
+      + ", ".join(f"{s:.2f} s" for s in restores) + f" ({len(restores)} drills); median / by hand "
+      + f"{statistics.median(restores) / by_hand:.3f} (the warm-up round's drill included)")
 PY
