@@ -685,6 +685,46 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
     assert!(error.contains("does not load"), "{record}");
 }
 
+/// The drill loads a dump in one transaction (no WAL for the tables it makes), which locks
+/// every table it makes until the end: 8000 tables are more than a server with default
+/// settings has room for (64 locks per connection × 112 = 7168: "out of shared memory"),
+/// and the drill's server takes them. The dumped server needs the room too (pg_dump locks
+/// every table it dumps).
+#[test]
+fn a_drill_loads_a_database_of_more_tables_than_a_default_server_locks_at_once() {
+    let server = Postgres::start_with("-c max_locks_per_transaction=256");
+    server.script(
+        "postgres",
+        "CREATE DATABASE many;
+",
+    );
+    server.script(
+        "many",
+        "DO $$ BEGIN FOR i IN 1..8000 LOOP \
+         EXECUTE format('CREATE TABLE t%s (i int PRIMARY KEY)', i); END LOOP; END $$;\n\
+         INSERT INTO t8000 VALUES (8000);\n",
+    );
+    let config = format!(
+        "[job]\n\n\
+         [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
+         directory = \"@ROOT@/dumps\"\nafter = []\ndatabases = [\"many\"]\nglobals = false\n\
+         checks = [\"SELECT count(*) FROM pg_tables WHERE schemaname = 'public'\", \
+         \"SELECT i FROM t8000\"]\n\n\
+         [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
+        server.socket_dir.display(),
+        server.port
+    );
+    let _job = Installed::new("pgmany", &config);
+    ok(systemctl_user().args(["start", "backup@pg.service"]));
+    wait_until_idle();
+    let record = last_run_record("pg");
+    assert_eq!(record["result"], "success", "{record}");
+    let _ = run(systemctl_user().args(["start", "backup@drill.service"]));
+    wait_until_idle();
+    let record = last_run_record("drill");
+    assert_eq!(record["result"], "success", "{record}");
+}
+
 /// A tablespace of the dumped server (with a table in it): globals.sql names its location,
 /// a path of that machine, which the drill maps into its own directory; the drill passes
 /// (the table's rows and tablespace answer as at dump time), and a restore into a new

@@ -195,6 +195,49 @@ command = ["/bin/sh", "-c", "echo $$ > @ROOT@/pid; exec sleep 60"]
     assert_eq!(records(dir)[0]["result"], "interrupted");
 }
 
+/// restic sends SIGHUP to the PID of a lock of this host to see whether its process lives;
+/// after a power cut that PID may be a running stage's (the power-cut campaign, seed 1207,
+/// cut 6: a stage stopped "by a signal" when another stage's `restic unlock` probed a lock
+/// of the cut run). A SIGHUP from a process is not a stop request: the stage runs on.
+#[test]
+fn a_sighup_sent_by_a_process_does_not_stop_the_stage() {
+    let dir = tempdir();
+    let dir = dir.path();
+    config(
+        dir,
+        r#"
+[stage.slow]
+kind = "exec"
+command = ["/bin/sh", "-c", "touch @ROOT@/started; while [ ! -e @ROOT@/go ]; do sleep 0.05; done; echo done > @ROOT@/ended"]
+"#,
+    );
+    let child = backupctl_in(dir)
+        .args(["stage", "slow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dir.join("started").exists() {
+        assert!(Instant::now() < deadline, "the tool did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    // Time for the signal to be handled before the tool may end.
+    std::thread::sleep(Duration::from_millis(500));
+    write(&dir.join("go"), "");
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert!(dir.join("ended").exists(), "{said}");
+    assert_eq!(records(dir)[0]["result"], "success");
+    assert!(said.contains("SIGHUP from process"), "{said}");
+}
+
 #[test]
 fn hello_fails_precisely_on_a_secret_readable_by_others() {
     let dir = tempdir();

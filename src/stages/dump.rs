@@ -363,12 +363,13 @@ impl<'a> Sink<'a> {
             tracing::warn!(
                 "the previous run of this stage did not finish; removing stale restic locks"
             );
-            sink.restic(vec!["unlock".into()]).run()?;
+            // The locks of an earlier boot first, as the restic stage does (see boot_locks).
             if let Destination::Restic(spec) = destination {
                 super::restic::boot_locks::remove_left_before_this_boot(|args| {
                     repo::command(spec, &sink.env, &ctx.stage.environment).args(args)
                 });
             }
+            sink.restic(vec!["unlock".into()]).run()?;
         }
         Ok(sink)
     }

@@ -33,6 +33,11 @@ fn as_postgres(program: &str) -> Command {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with("")
+    }
+
+    /// A server started with `options` added to `postgres`' (`-c name=value …`).
+    pub fn start_with(options: &str) -> Postgres {
         assert!(
             Path::new(BIN).join("initdb").is_file(),
             "this test needs PostgreSQL 15 ({BIN}/initdb): run scripts/setup-deps"
@@ -58,7 +63,7 @@ impl Postgres {
             .arg(&data));
         let port = free_port();
         let options = format!(
-            "-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off {options}",
             dir.display()
         );
         let output = run(as_postgres(&format!("{BIN}/pg_ctl"))

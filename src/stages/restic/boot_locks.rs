@@ -9,6 +9,11 @@
 //! process: when every lock of the repository is such a one, `restic unlock --remove-all`
 //! removes exactly those. A lock of another host, or of this boot, is left to `unlock` and
 //! the lock wait: `--remove-all` would take it too.
+//!
+//! This runs *before* `restic unlock`: restic tells whether a lock's process lives by
+//! sending SIGHUP to its PID, and in this boot that PID is another process's — the campaign
+//! (seed 1207, cut 6) saw one stage's `unlock` stop another stage's backupctl that way.
+//! Removed first, the locks of an earlier boot are never probed.
 
 use std::ffi::OsString;
 
@@ -31,8 +36,9 @@ pub fn made_before_this_boot(json: &str, host: &str, boot: jiff::Timestamp) -> b
     })
 }
 
-/// After a run cut by the machine going down (and `restic unlock`): the locks `unlock` kept
-/// because their PID lives again in this boot, when they are all the repository holds.
+/// After a run cut by the machine going down (before `restic unlock`): the locks of this
+/// host made before this boot, whose PID `unlock` would probe (and often find taken again),
+/// when they are all the repository holds.
 /// `restic` makes a restic command for the repository with the given arguments. Best
 /// effort: what is left is waited for or reported as before.
 pub fn remove_left_before_this_boot<'a>(restic: impl Fn(Vec<OsString>) -> Command<'a>) {
@@ -66,8 +72,8 @@ pub fn remove_left_before_this_boot<'a>(restic: impl Fn(Vec<OsString>) -> Comman
         return;
     }
     tracing::warn!(
-        "{} restic lock(s) of this host made before this boot are left (their PID lives \
-         again, so `restic unlock` keeps them); removing them",
+        "{} restic lock(s) of this host made before this boot are left (their process is \
+         gone, whatever has their PID now); removing them",
         ids.len()
     );
     if let Err(error) = restic(vec!["unlock".into(), "--remove-all".into()]).run() {

@@ -67,8 +67,10 @@ pub(in crate::stages) fn run_with(
         tracing::warn!(
             "the previous run of this stage did not finish; removing stale restic locks"
         );
-        runner.cure("unlock")?;
+        // The locks of an earlier boot first: `restic unlock` would send SIGHUP to each one's
+        // PID, which belongs to another process in this boot (see boot_locks).
         super::boot_locks::remove_left_before_this_boot(|args| runner.command(args));
+        runner.cure("unlock")?;
     }
     let mut delay = spec.retry_delay();
     let mut attempt = 0;
