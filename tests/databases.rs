@@ -707,7 +707,7 @@ fn a_drill_loads_a_database_of_more_tables_than_a_default_server_locks_at_once()
     let config = format!(
         "[job]\n\n\
          [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
-         directory = \"@ROOT@/dumps\"\nafter = []\ndatabases = [\"many\"]\nglobals = false\n\
+         directory = \"@ROOT@/dumps\"\nafter = []\ndatabases = [\"many\"]\n\
          checks = [\"SELECT count(*) FROM pg_tables WHERE schemaname = 'public'\", \
          \"SELECT i FROM t8000\"]\n\n\
          [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
