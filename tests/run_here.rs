@@ -147,40 +147,44 @@ command = ["/bin/sh", "-c", "touch @ROOT@/after"]
     assert_eq!(records(dir)[0]["result"], "skipped");
 }
 
-#[test]
-fn sigterm_stops_the_running_tool_and_the_stage_reports_it() {
-    let dir = tempdir();
-    let dir = dir.path();
+/// Starts `backupctl stage slow` in `dir`, an exec stage running `script` under `sh -c`
+/// (stderr piped), and waits until the script has made the file `marker` of `dir`.
+fn start_stage_slow(dir: &Path, script: &str, marker: &str) -> std::process::Child {
     config(
         dir,
-        r#"
-[stage.slow]
-kind = "exec"
-command = ["/bin/sh", "-c", "echo $$ > @ROOT@/pid; exec sleep 60"]
-"#,
+        &format!("[stage.slow]\nkind = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\"]\n"),
     );
-    let mut child = backupctl_in(dir)
+    let child = backupctl_in(dir)
         .args(["stage", "slow"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !dir.join("pid").exists() {
+    while !dir.join(marker).exists() {
         assert!(Instant::now() < deadline, "the tool did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    child
+}
+
+/// Sends `signal` to the stage's process (as another process would: `kill`).
+fn signal(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+#[test]
+fn sigterm_stops_the_running_tool_and_the_stage_reports_it() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let mut child = start_stage_slow(dir, "echo $$ > @ROOT@/pid; exec sleep 60", "pid");
     let tool_pid: i32 = std::fs::read_to_string(dir.join("pid"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
     let started = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
     let status = child.wait().unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -203,30 +207,12 @@ command = ["/bin/sh", "-c", "echo $$ > @ROOT@/pid; exec sleep 60"]
 fn a_sighup_sent_by_a_process_does_not_stop_the_stage() {
     let dir = tempdir();
     let dir = dir.path();
-    config(
+    let child = start_stage_slow(
         dir,
-        r#"
-[stage.slow]
-kind = "exec"
-command = ["/bin/sh", "-c", "touch @ROOT@/started; while [ ! -e @ROOT@/go ]; do sleep 0.05; done; echo done > @ROOT@/ended"]
-"#,
+        "touch @ROOT@/started; while [ ! -e @ROOT@/go ]; do sleep 0.05; done; echo done > @ROOT@/ended",
+        "started",
     );
-    let child = backupctl_in(dir)
-        .args(["stage", "slow"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !dir.join("started").exists() {
-        assert!(Instant::now() < deadline, "the tool did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
     // Time for the signal to be handled before the tool may end.
     std::thread::sleep(Duration::from_millis(500));
     write(&dir.join("go"), "");
