@@ -41,6 +41,8 @@ pub struct Command<'a> {
     noise: Option<fn(&str) -> bool>,
     /// Where the tool's stdin comes from (default: /dev/null).
     stdin: Option<Box<dyn Read + Send>>,
+    /// What a stop request sends the tool's group ([`Command::stop_with`]).
+    stop_signal: nix::sys::signal::Signal,
 }
 
 /// Why a tool did not finish with an accepted exit code.
@@ -124,6 +126,7 @@ impl<'a> Command<'a> {
             on_stderr: None,
             noise: None,
             stdin: None,
+            stop_signal: nix::sys::signal::Signal::SIGTERM,
         }
     }
 
@@ -200,6 +203,15 @@ impl<'a> Command<'a> {
         self
     }
 
+    /// The signal a stop request sends the tool (default SIGTERM). restic 0.14 removes its
+    /// lock on SIGINT only: SIGTERM ends it at once and leaves the lock behind, which blocks
+    /// the repository's exclusive operations for 30 minutes (the power-cut campaign, seed
+    /// 2612, a shutdown during both restic stages).
+    pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> Self {
+        self.stop_signal = signal;
+        self
+    }
+
     fn tool_name(&self) -> String {
         Path::new(&self.program)
             .file_name()
@@ -224,7 +236,7 @@ impl<'a> Command<'a> {
         if let Some(dir) = &self.cwd {
             command.current_dir(dir);
         }
-        die_with_us(&mut command);
+        die_with_us(&mut command, self.stop_signal);
         command
     }
 
@@ -320,7 +332,7 @@ impl<'a> Command<'a> {
             tool: tool.clone(),
             source,
         })?;
-        let guard = signals::ChildGuard::new(child.id());
+        let guard = signals::ChildGuard::stopped_by(child.id(), self.stop_signal);
         let feeder = match (self.stdin.take(), child.stdin.take()) {
             (Some(reader), Some(pipe)) => Some(feed(reader, pipe, child.id() as i32)),
             _ => None,
@@ -465,7 +477,7 @@ impl Producer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        die_with_us(&mut command);
+        die_with_us(&mut command, nix::sys::signal::Signal::SIGTERM);
         let mut child = command.spawn().map_err(|source| ToolError::Spawn {
             tool: name.clone(),
             source,
@@ -598,18 +610,19 @@ fn wait_for_group(leader: i32, tool: &str) {
     }
 }
 
-/// Puts the child in a process group of its own and has the kernel send it SIGTERM when we
-/// die. The death signal fires when the *thread* that spawned the child ends, not the
+/// Puts the child in a process group of its own and has the kernel send it `signal` (its stop
+/// signal: SIGTERM, restic's SIGINT) when we die. The death signal fires when the *thread* that spawned the child ends, not the
 /// process: [`Command::run`] spawns and waits on the calling thread, which therefore lives at
 /// least as long as the child (a panic unwinding past the wait ends the child with it, which
 /// is what we want).
-fn die_with_us(command: &mut std::process::Command) {
+fn die_with_us(command: &mut std::process::Command, signal: nix::sys::signal::Signal) {
     let parent = nix::unistd::getpid();
+    let signal = signal as libc::c_int;
     command.process_group(0);
     // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid) are made.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // We died before the prctl took effect: the signal will never come.
@@ -826,7 +839,7 @@ mod tests {
         let mut child = std::thread::spawn(|| {
             let mut command = std::process::Command::new("/bin/sleep");
             command.arg("60");
-            die_with_us(&mut command);
+            die_with_us(&mut command, nix::sys::signal::Signal::SIGTERM);
             command.spawn().unwrap()
         })
         .join()

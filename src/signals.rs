@@ -14,7 +14,8 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::{Cause, Origin};
 
 static STOPPED: AtomicBool = AtomicBool::new(false);
-static CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// The running tools (the leaders of their process groups) and the signal that stops each.
+static CHILDREN: Mutex<Vec<(i32, Signal)>> = Mutex::new(Vec::new());
 
 /// Starts the handler thread. Call once, early in `main`, before starting any tool.
 pub fn install() -> std::io::Result<()> {
@@ -57,15 +58,15 @@ fn is_a_probe(origin: &Origin) -> bool {
 /// leader of its own): ssh under rsync, a command under `sh -c` stop too.
 pub fn request_stop() {
     STOPPED.store(true, Ordering::SeqCst);
-    for &pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        terminate(pid);
+    for &(pid, signal) in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        terminate(pid, signal);
     }
 }
 
-/// SIGTERM to the group `pid` leads, or to `pid` alone when it leads none.
-fn terminate(pid: i32) {
-    if kill(Pid::from_raw(-pid), Signal::SIGTERM).is_err() {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+/// `signal` to the group `pid` leads, or to `pid` alone when it leads none.
+fn terminate(pid: i32, signal: Signal) {
+    if kill(Pid::from_raw(-pid), signal).is_err() {
+        let _ = kill(Pid::from_raw(pid), signal);
     }
 }
 
@@ -78,12 +79,22 @@ pub fn stopped() -> bool {
 pub struct ChildGuard(i32);
 
 impl ChildGuard {
+    /// A child that a stop request ends with SIGTERM.
     pub fn new(pid: u32) -> Self {
+        ChildGuard::stopped_by(pid, Signal::SIGTERM)
+    }
+
+    /// A child that a stop request ends with `signal` (restic: SIGINT, see
+    /// [`crate::process::Command::stop_with`]).
+    pub fn stopped_by(pid: u32, signal: Signal) -> Self {
         let pid = pid as i32;
-        CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+        CHILDREN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((pid, signal));
         // A stop that arrived while the child was being spawned must still reach it.
         if stopped() {
-            terminate(pid);
+            terminate(pid, signal);
         }
         ChildGuard(pid)
     }
@@ -94,6 +105,6 @@ impl Drop for ChildGuard {
         CHILDREN
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|&pid| pid != self.0);
+            .retain(|&(pid, _)| pid != self.0);
     }
 }

@@ -587,9 +587,9 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    // Each tool runs in a process group of its own (and gets SIGTERM when its stage dies, on
-    // which restic would remove its lock): kill restic's group first, as systemd's SIGKILL
-    // of the whole cgroup does, then the stage's.
+    // Each tool runs in a process group of its own (and gets its stop signal when its stage
+    // dies: SIGINT for restic, on which it removes its lock): kill restic's group first, as
+    // systemd's SIGKILL of the whole cgroup does, then the stage's.
     let tools = run(Command::new("pgrep").args(["-P", &child.id().to_string()]));
     let groups: Vec<String> = stdout(&tools)
         .split_whitespace()
@@ -633,6 +633,59 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
         stderr(&output)
     );
     restore_and_compare(dir, &config, "rkill", &source);
+}
+
+/// A stop (`systemctl stop`, a shutdown: SIGTERM to the stage) mid-backup leaves no lock:
+/// restic 0.14 removes its lock on SIGINT only, and died at once on the SIGTERM the stage used
+/// to forward, leaving a lock that blocked `check`, `forget` and `prune` for 30 minutes (the
+/// power-cut campaign, seed 2612, a shutdown during both restic stages).
+#[test]
+fn restic_stopped_mid_backup_leaves_no_lock() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let source = dir.join("source");
+    make_tree(&source);
+    random_file(&source.join("big/one.bin"), 96 << 20);
+    let (password, _) = secret(dir, "password");
+    let repo = dir.join("repo");
+    let config = config(
+        dir,
+        &format!(
+            "[stage.rstop]\nkind = \"restic\"\nrepository = \"{}\"\npassword_file = \"{}\"\n\
+             init = true\npaths = [\"{}\"]\n",
+            repo.display(),
+            password.display(),
+            source.display()
+        ),
+    );
+    let child = backupctl_user(dir, &config)
+        .args(["stage", "rstop"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while locks(&repo) == 0 {
+        assert!(Instant::now() < deadline, "restic never started writing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // restic writes its lock before it registers the handler that removes it: a stop in
+    // between leaves the lock (for the next run's unlock). Past that moment:
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert_eq!(
+        locks(&repo),
+        0,
+        "a stopped restic left its lock: {}",
+        stderr(&output)
+    );
 }
 
 /// Generates the units of `config` into the user manager (and a copy into `dir/units` to

@@ -188,7 +188,11 @@ pub fn command<'a>(
     for (key, value) in env {
         command = command.env(key, value);
     }
-    command.envs(stage_environment).args(spec.global_args())
+    command
+        .envs(stage_environment)
+        .args(spec.global_args())
+        // restic removes its lock when stopped by SIGINT, not by SIGTERM (Command::stop_with).
+        .stop_with(nix::sys::signal::Signal::SIGINT)
 }
 
 /// A restic command for people (`snapshots`, `restore`, `mount`): the stage's repository,

@@ -77,7 +77,11 @@ pub(in crate::stages) fn run_with(
     loop {
         marker.set();
         let result = operation(&runner);
-        marker.clear();
+        // A stopped restic removes its own lock (SIGINT), unless the stop's timeout killed
+        // it: after a stop the marker stays, and the next run unlocks what is left.
+        if !matches!(result, Err(StageError::Interrupted)) {
+            marker.clear();
+        }
         match result {
             Err(StageError::Temporary(message)) if attempt < spec.retries() => {
                 attempt += 1;
