@@ -533,6 +533,29 @@ paths = ["{source}"]
 
 /// Lock files in a local repository (named by their 64-hex-digit id; a restic killed while
 /// writing one may also leave a `…-tmp-…` file, which restic ignores).
+/// A restic stage `stage` in `dir` whose backup (a tree with a 96 MiB random file, into a
+/// local repository it creates) runs long enough to be stopped or killed midway. Returns the
+/// source, the repository and the config.
+fn long_backup(dir: &Path, stage: &str) -> (PathBuf, PathBuf, PathBuf) {
+    require_tool("restic");
+    let source = dir.join("source");
+    make_tree(&source);
+    random_file(&source.join("big/one.bin"), 96 << 20);
+    let (password, _) = secret(dir, "password");
+    let repo = dir.join("repo");
+    let config = config(
+        dir,
+        &format!(
+            "[stage.{stage}]\nkind = \"restic\"\nrepository = \"{}\"\npassword_file = \"{}\"\n\
+             init = true\npaths = [\"{}\"]\n",
+            repo.display(),
+            password.display(),
+            source.display()
+        ),
+    );
+    (source, repo, config)
+}
+
 fn locks(repo: &Path) -> usize {
     std::fs::read_dir(repo.join("locks"))
         .map(|dir| {
@@ -549,24 +572,9 @@ fn locks(repo: &Path) -> usize {
 
 #[test]
 fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
-    require_tool("restic");
     let dir = tempdir();
     let dir = dir.path();
-    let source = dir.join("source");
-    make_tree(&source);
-    random_file(&source.join("big/one.bin"), 96 << 20);
-    let (password, _) = secret(dir, "password");
-    let repo = dir.join("repo");
-    let config = config(
-        dir,
-        &format!(
-            "[stage.rkill]\nkind = \"restic\"\nrepository = \"{}\"\npassword_file = \"{}\"\n\
-             init = true\npaths = [\"{}\"]\n",
-            repo.display(),
-            password.display(),
-            source.display()
-        ),
-    );
+    let (source, repo, config) = long_backup(dir, "rkill");
     let mut child = backupctl_user(dir, &config)
         .args(["stage", "rkill"])
         .process_group(0)
@@ -641,24 +649,9 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
 /// power-cut campaign, seed 2612, a shutdown during both restic stages).
 #[test]
 fn restic_stopped_mid_backup_leaves_no_lock() {
-    require_tool("restic");
     let dir = tempdir();
     let dir = dir.path();
-    let source = dir.join("source");
-    make_tree(&source);
-    random_file(&source.join("big/one.bin"), 96 << 20);
-    let (password, _) = secret(dir, "password");
-    let repo = dir.join("repo");
-    let config = config(
-        dir,
-        &format!(
-            "[stage.rstop]\nkind = \"restic\"\nrepository = \"{}\"\npassword_file = \"{}\"\n\
-             init = true\npaths = [\"{}\"]\n",
-            repo.display(),
-            password.display(),
-            source.display()
-        ),
-    );
+    let (_, repo, config) = long_backup(dir, "rstop");
     let child = backupctl_user(dir, &config)
         .args(["stage", "rstop"])
         .stdout(Stdio::null())
