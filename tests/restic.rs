@@ -533,10 +533,10 @@ paths = ["{source}"]
 
 /// Lock files in a local repository (named by their 64-hex-digit id; a restic killed while
 /// writing one may also leave a `…-tmp-…` file, which restic ignores).
-/// A restic stage `stage` in `dir` whose backup (a tree with a 96 MiB random file, into a
-/// local repository it creates) runs long enough to be stopped or killed midway. Returns the
-/// source, the repository and the config.
-fn long_backup(dir: &Path, stage: &str) -> (PathBuf, PathBuf, PathBuf) {
+/// A restic stage `stage` in `dir` (with the keys `extra` added) whose backup (a tree with a
+/// 96 MiB random file, into a local repository it creates) runs long enough to be stopped or
+/// killed midway. Returns the source, the repository and the config.
+fn long_backup(dir: &Path, stage: &str, extra: &str) -> (PathBuf, PathBuf, PathBuf) {
     require_tool("restic");
     let source = dir.join("source");
     make_tree(&source);
@@ -547,7 +547,7 @@ fn long_backup(dir: &Path, stage: &str) -> (PathBuf, PathBuf, PathBuf) {
         dir,
         &format!(
             "[stage.{stage}]\nkind = \"restic\"\nrepository = \"{}\"\npassword_file = \"{}\"\n\
-             init = true\npaths = [\"{}\"]\n",
+             init = true\npaths = [\"{}\"]\n{extra}",
             repo.display(),
             password.display(),
             source.display()
@@ -574,7 +574,7 @@ fn locks(repo: &Path) -> usize {
 fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
     let dir = tempdir();
     let dir = dir.path();
-    let (source, repo, config) = long_backup(dir, "rkill");
+    let (source, repo, config) = long_backup(dir, "rkill", "");
     let mut child = backupctl_user(dir, &config)
         .args(["stage", "rkill"])
         .process_group(0)
@@ -651,7 +651,9 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
 fn restic_stopped_mid_backup_leaves_no_lock() {
     let dir = tempdir();
     let dir = dir.path();
-    let (_, repo, config) = long_backup(dir, "rstop");
+    // Held to 8 MiB/s (12 s for the file), so that a fast machine cannot finish the backup
+    // before the stop below.
+    let (_, repo, config) = long_backup(dir, "rstop", "upload_limit = \"8M\"\n");
     let child = backupctl_user(dir, &config)
         .args(["stage", "rstop"])
         .stdout(Stdio::null())
