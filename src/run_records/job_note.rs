@@ -193,21 +193,8 @@ mod tests {
         RunRecord {
             run: format!("{job_run}-{stage}-ran"),
             job_run: Some(job_run.into()),
-            job: "job".into(),
-            stage: stage.into(),
-            kind: "exec".into(),
             started: "2026-01-01T00:00:01Z".into(),
-            finished: "2026-01-01T00:00:02Z".into(),
-            duration_secs: 1.0,
-            result,
-            exit_code: 0,
-            error: None,
-            warnings: vec![],
-            figures: Figures::default(),
-            skip_reason: None,
-            notes: vec![],
-            killed_by_limit: None,
-            memory: None,
+            ..crate::run_records::sample_record(stage, "exec", result, "2026-01-01T00:00:02Z")
         }
     }
 

@@ -409,22 +409,8 @@ mod tests {
     fn record(stage: &str) -> RunRecord {
         RunRecord {
             run: "r1".into(),
-            job_run: None,
-            job: "job".into(),
-            stage: stage.into(),
-            kind: "exec".into(),
             started: "2026-01-01T00:00:00Z".into(),
-            finished: "2026-01-01T00:00:01Z".into(),
-            duration_secs: 1.0,
-            result: RunResult::Success,
-            exit_code: 0,
-            error: None,
-            warnings: vec![],
-            figures: Figures::default(),
-            skip_reason: None,
-            notes: vec![],
-            killed_by_limit: None,
-            memory: None,
+            ..sample_record(stage, "exec", RunResult::Success, "2026-01-01T00:00:01Z")
         }
     }
 
