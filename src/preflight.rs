@@ -251,6 +251,64 @@ pub fn check_trusted(path: &Path) -> Check {
     }
 }
 
+/// A device or path an `io_*_bandwidth` limit names, resolved as systemd resolves it when the
+/// unit starts: a block device node, or the block device behind the path's file system. When
+/// that fails systemd only logs a warning and the stage runs unlimited, so `hello` says it.
+pub fn check_io_limit_path(path: &Path) -> Check {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let item = path.display().to_string();
+    let check = |ok: bool, detail: String| Check {
+        what: "io limit",
+        item: item.clone(),
+        ok,
+        detail,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(error) => {
+            return check(
+                false,
+                format!(
+                    "{error}: systemd cannot find its device and will not limit the IO; name an existing block device or path"
+                ),
+            );
+        }
+    };
+    let (device, what) = if meta.file_type().is_block_device() {
+        (meta.rdev(), "block device")
+    } else {
+        (meta.dev(), "on block device")
+    };
+    let (major, minor) = (libc::major(device), libc::minor(device));
+    if major != 0 {
+        let name = block_device_name(major, minor).unwrap_or_default();
+        return check(
+            true,
+            format!("{what} {major}:{minor} {name}").trim_end().into(),
+        );
+    }
+    // Major 0: an anonymous device. systemd finds the disk of a btrfs with one device itself.
+    match nix::sys::statfs::statfs(path) {
+        Ok(fs) if fs.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC => check(
+            true,
+            "on btrfs: systemd limits its device (a btrfs of several devices is not limited)".into(),
+        ),
+        _ => check(
+            false,
+            "on a file system without a block device (tmpfs, overlay, network): systemd cannot limit its IO; name the disk's device".into(),
+        ),
+    }
+}
+
+/// `sda1` for 8:1, from sysfs.
+fn block_device_name(major: u32, minor: u32) -> Option<String> {
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent")).ok()?;
+    uevent
+        .lines()
+        .find_map(|line| line.strip_prefix("DEVNAME="))
+        .map(str::to_string)
+}
+
 /// On a terminal or pipe: an aligned table on stdout. Under systemd: one journal record per
 /// row (with the stage's fields), failures at error priority.
 pub fn print_table(checks: &[Check]) -> std::io::Result<()> {
@@ -299,6 +357,34 @@ pub fn print_table(checks: &[Check]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// A limit systemd would drop fails; a disk passes, named.
+    #[test]
+    fn an_io_limit_path_passes_only_on_a_block_device() {
+        let missing = check_io_limit_path(Path::new("/no/such/disk"));
+        assert!(
+            !missing.ok && missing.detail.contains("will not limit"),
+            "{missing:?}"
+        );
+        // procfs has no block device, like tmpfs or overlay.
+        let proc = check_io_limit_path(Path::new("/proc"));
+        assert!(
+            !proc.ok && proc.detail.contains("without a block device"),
+            "{proc:?}"
+        );
+        let disk = std::fs::read_dir("/sys/dev/block")
+            .expect("/sys/dev/block: this test needs sysfs")
+            .flatten()
+            .find_map(|entry| {
+                let uevent = std::fs::read_to_string(entry.path().join("uevent")).ok()?;
+                let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+                let node = PathBuf::from("/dev").join(name);
+                node.exists().then_some((node, name.to_string()))
+            })
+            .expect("no block device node in /dev: this test needs one (a disk or loop device)");
+        let check = check_io_limit_path(&disk.0);
+        assert!(check.ok && check.detail.ends_with(&disk.1), "{check:?}");
+    }
+
     #[test]
     fn a_missing_tool_on_nixos_is_added_through_extra_packages() {
         assert!(install_hint("restic", true).contains("services.backupctl.extraPackages"));

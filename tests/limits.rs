@@ -303,6 +303,7 @@ kind = "exec"
 command = ["/bin/true"]
 memory_max = "2G"
 io_write_bandwidth = { "/dev/sda" = "20M" }
+io_read_bandwidth = { "/no/such/disk" = "1M" }
 "#,
     );
     let output = run(crate::util::backupctl()
@@ -310,6 +311,17 @@ io_write_bandwidth = { "/dev/sda" = "20M" }
         .arg(&config)
         .arg("hello"));
     let text = crate::util::stdout(&output);
+    // systemd drops a limit whose device it cannot find, with a warning in its own log only:
+    // hello fails on it instead.
+    let missing = text
+        .lines()
+        .find(|line| line.starts_with("io limit") && line.contains("/no/such/disk"))
+        .unwrap_or_else(|| panic!("no io limit row for /no/such/disk:\n{text}"));
+    assert!(
+        missing.contains("FAIL") && missing.contains("will not limit"),
+        "{missing}"
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     let copy = text
         .lines()
         .find(|line| line.trim_start().starts_with("copy "))

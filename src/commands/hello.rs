@@ -26,6 +26,15 @@ pub fn run(ctx: &Context, _args: &Args) -> anyhow::Result<ExitCode> {
     for store in &config.stores {
         checks.extend(crate::store::preflight::checks(store));
     }
+    // Here, not in the hello stage: its unit's sandbox may hide a path systemd itself sees.
+    let io_paths = config
+        .stages
+        .iter()
+        .flat_map(|stage| stage.limits.io_paths())
+        .chain(config.slice.io_paths());
+    for path in io_paths.collect::<std::collections::BTreeSet<_>>() {
+        checks.push(crate::preflight::check_io_limit_path(path));
+    }
     print_table(&checks)?;
     crate::stages::hello::print_manners(config.stages.iter())?;
     print_limits(config)?;

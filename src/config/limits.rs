@@ -145,6 +145,15 @@ impl Limits {
         self
     }
 
+    /// The devices and paths an IO bandwidth limit names (read and write), for `hello` to
+    /// check as systemd will resolve them.
+    pub fn io_paths(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.io_read_bandwidth
+            .iter()
+            .chain(&self.io_write_bandwidth)
+            .map(|limit| limit.path.as_path())
+    }
+
     /// Each limit as the config key, the systemd directive and its value, in [`KEYS`] order:
     /// what the generator writes and what `hello` shows.
     pub fn directives(&self) -> Vec<(&'static str, &'static str, String)> {
