@@ -133,24 +133,23 @@ pub fn run_stage(
         warnings.push(memory_high_note(throttled));
     }
     let record = RunRecord {
-        run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
-        job: stage.job.clone(),
-        stage: stage.name.clone(),
-        kind: stage.spec.name().to_string(),
         started: started_at.to_string(),
-        finished: jiff::Timestamp::now().to_string(),
         duration_secs: duration,
-        result,
         exit_code,
         error,
         warnings,
         figures: outcome.figures,
         skip_reason,
         notes,
-        killed_by_limit: None,
         // The stage's cgroup is its unit's: peak and throttling of the tool and its helpers.
         memory,
+        ..RunRecord::new(
+            run_id,
+            (&stage.job, &stage.name, stage.spec.name()),
+            &jiff::Timestamp::now().to_string(),
+            result,
+        )
     };
     report.finish();
     if let Err(problem) = run_records::append(&state_dir, &record) {
@@ -179,23 +178,13 @@ fn note_begin(
     started_at: &jiff::Timestamp,
 ) {
     let record = RunRecord {
-        run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
-        job: stage.job.clone(),
-        stage: stage.name.clone(),
-        kind: stage.spec.name().to_string(),
-        started: started_at.to_string(),
-        finished: started_at.to_string(),
-        duration_secs: 0.0,
-        result: RunResult::Interrupted,
-        exit_code: crate::exit::INTERRUPTED,
-        error: None,
-        warnings: Vec::new(),
-        figures: Figures::default(),
-        skip_reason: None,
-        notes: Vec::new(),
-        killed_by_limit: None,
-        memory: None,
+        ..RunRecord::new(
+            run_id,
+            (&stage.job, &stage.name, stage.spec.name()),
+            &started_at.to_string(),
+            RunResult::Interrupted,
+        )
     };
     match run_records::begin(state_dir, &record) {
         Ok(Some(cut)) => warn!(
@@ -367,23 +356,14 @@ pub fn record_skip(
         "stage {} skipped: {reason}", stage.name
     );
     let record = RunRecord {
-        run: run_id.to_string(),
         job_run: Some(job_run.to_string()),
-        job: stage.job.clone(),
-        stage: stage.name.clone(),
-        kind: stage.spec.name().to_string(),
-        started: at.to_string(),
-        finished: at.to_string(),
-        duration_secs: 0.0,
-        result: RunResult::Skipped,
-        exit_code: crate::exit::OK,
-        error: None,
-        warnings: Vec::new(),
-        figures: Default::default(),
         skip_reason: Some(reason.to_string()),
-        notes: Vec::new(),
-        killed_by_limit: None,
-        memory: None,
+        ..RunRecord::new(
+            run_id,
+            (&stage.job, &stage.name, stage.spec.name()),
+            at,
+            RunResult::Skipped,
+        )
     };
     let state_dir = crate::paths::state_dir(scope);
     if let Err(problem) = run_records::append(&state_dir, &record) {

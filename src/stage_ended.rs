@@ -93,25 +93,16 @@ pub fn record(config: &Config, stage: &Stage, scope: Scope, ended: &Ended) {
         Ok(false) => {
             let now = jiff::Timestamp::now().to_string();
             let mut record = RunRecord {
-                run: ended.run.clone(),
                 job_run: crate::job_run::for_stage(config, &stage.job, &stage.name, scope, &state_dir),
-                job: stage.job.clone(),
-                stage: stage.name.clone(),
-                kind: stage.spec.name().to_string(),
-                started: now.clone(),
-                finished: now,
-                duration_secs: 0.0,
-                result: RunResult::Failed,
-                exit_code: crate::exit::FAILED,
-                error: None,
                 warnings: vec![
                     "the stage was killed before it could write its record; its start time is unknown".into(),
                 ],
-                figures: Default::default(),
-                killed_by_limit: None,
-                memory: None,
-                skip_reason: None,
-                notes: Vec::new(),
+                ..RunRecord::new(
+                    ended.run.clone(),
+                    (&stage.job, &stage.name, stage.spec.name()),
+                    &now,
+                    RunResult::Failed,
+                )
             };
             amend(&mut record);
             if let Err(problem) = run_records::append(&state_dir, &record) {

@@ -23,7 +23,6 @@ use super::{
     open_runs, read_file, writers_lock,
 };
 use crate::paths::Fsync;
-use crate::report::Figures;
 
 /// A job run under way, as its first stage noted it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,23 +80,14 @@ fn owed(note: &JobNote, records: &[RunRecord]) -> Vec<RunRecord> {
         .iter()
         .filter(|stage| !records.iter().filter(of_run).any(|r| r.stage == stage.name))
         .map(|stage| RunRecord {
-            run: format!("{}-{}", note.job_run, stage.name),
             job_run: Some(note.job_run.clone()),
-            job: note.job.clone(),
-            stage: stage.name.clone(),
-            kind: stage.kind.clone(),
-            started: note.started.clone(),
-            finished: note.started.clone(),
-            duration_secs: 0.0,
-            result: RunResult::Interrupted,
-            exit_code: crate::exit::INTERRUPTED,
             error: Some(NOT_BEGUN_ERROR.into()),
-            warnings: Vec::new(),
-            figures: Figures::default(),
-            skip_reason: None,
-            notes: Vec::new(),
-            killed_by_limit: None,
-            memory: None,
+            ..RunRecord::new(
+                format!("{}-{}", note.job_run, stage.name),
+                (&note.job, &stage.name, &stage.kind),
+                &note.started,
+                RunResult::Interrupted,
+            )
         })
         .collect()
 }

@@ -110,6 +110,43 @@ pub struct RunRecord {
     pub memory: Option<crate::cgroup::MemoryUse>,
 }
 
+impl RunRecord {
+    /// A record of run `run` of stage `stage` (of `job`, a `kind` stage) that began and ended
+    /// at `at` with `result` and that result's exit code; no job run, duration, error,
+    /// warnings, figures or notes. Every writer starts here and sets what it knows, so a new
+    /// field is added in one place.
+    pub fn new(
+        run: impl Into<String>,
+        (job, stage, kind): (&str, &str, &str),
+        at: &str,
+        result: RunResult,
+    ) -> RunRecord {
+        RunRecord {
+            run: run.into(),
+            job_run: None,
+            job: job.into(),
+            stage: stage.into(),
+            kind: kind.into(),
+            started: at.into(),
+            finished: at.into(),
+            duration_secs: 0.0,
+            result,
+            exit_code: match result {
+                RunResult::Success | RunResult::Skipped => crate::exit::OK,
+                RunResult::Failed => crate::exit::FAILED,
+                RunResult::Interrupted => crate::exit::INTERRUPTED,
+            },
+            error: None,
+            warnings: Vec::new(),
+            figures: Figures::default(),
+            skip_reason: None,
+            notes: Vec::new(),
+            killed_by_limit: None,
+            memory: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the run record in {}: {source}", .dir.display())]
 pub struct HistoryError {
@@ -382,23 +419,13 @@ pub(crate) fn sample_record(
     finished: &str,
 ) -> RunRecord {
     RunRecord {
-        run: format!("{stage}-{finished}"),
-        job_run: None,
-        job: "job".into(),
-        stage: stage.into(),
-        kind: kind.into(),
-        started: finished.into(),
-        finished: finished.into(),
         duration_secs: 1.0,
-        result,
-        exit_code: 0,
-        error: None,
-        warnings: vec![],
-        figures: Figures::default(),
-        skip_reason: None,
-        notes: vec![],
-        killed_by_limit: None,
-        memory: None,
+        ..RunRecord::new(
+            format!("{stage}-{finished}"),
+            ("job", stage, kind),
+            finished,
+            result,
+        )
     }
 }
 

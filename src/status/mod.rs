@@ -502,27 +502,18 @@ pub fn gather(config: &Config, jobs: &[&str], scope: Scope) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Figures;
 
     fn record(stage: &str, job_run: &str, result: RunResult, second: u32) -> RunRecord {
         RunRecord {
             run: format!("{stage}-{job_run}"),
             job_run: Some(job_run.into()),
-            job: "job".into(),
-            stage: stage.into(),
-            kind: "exec".into(),
             started: format!("2026-01-01T00:00:{second:02}Z"),
-            finished: format!("2026-01-01T00:00:{:02}Z", second + 1),
-            duration_secs: 1.0,
-            result,
-            exit_code: 0,
-            error: None,
-            warnings: vec![],
-            skip_reason: None,
-            notes: vec![],
-            figures: Figures::default(),
-            killed_by_limit: None,
-            memory: None,
+            ..crate::run_records::sample_record(
+                stage,
+                "exec",
+                result,
+                &format!("2026-01-01T00:00:{:02}Z", second + 1),
+            )
         }
     }
 

@@ -345,26 +345,19 @@ mod tests {
         stage.bytes_added = None;
         stage.last_run = Some(crate::run_records::RunRecord {
             run: "r1".into(),
-            job_run: None,
-            job: "job".into(),
-            stage: "a".into(),
-            kind: "drill".into(),
             started: "2026-12-04T03:00:00Z".into(),
-            finished: "2026-12-04T03:00:01Z".into(),
             duration_secs: 1.25,
-            result: crate::run_records::RunResult::Success,
-            exit_code: 0,
-            error: None,
-            warnings: vec![],
-            skip_reason: None,
-            notes: vec![],
             figures: crate::report::Figures {
                 files: Some(51),
                 snapshot_age_secs: Some(7380),
                 ..Default::default()
             },
-            killed_by_limit: None,
-            memory: None,
+            ..crate::run_records::sample_record(
+                "a",
+                "drill",
+                crate::run_records::RunResult::Success,
+                "2026-12-04T03:00:01Z",
+            )
         });
         let plain = render(&status, false);
         assert!(
