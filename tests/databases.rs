@@ -645,11 +645,14 @@ fn a_drill_of_a_postgresql_stage_loads_the_dumps_into_a_throw_away_server() {
         "[metrics]\ntextfile = \"@ROOT@/textfile/backupctl.prom\"\n\n[job]\n\n\
          [stage.pg]\nkind = \"postgresql\"\nhost = \"{}\"\nport = {}\n\
          directory = \"@ROOT@/dumps\"\nafter = []\ndatabases = [\"shop\"]\n\
-         checks = [\"SELECT count(*) FROM orders\", \"SELECT name FROM customers ORDER BY id\"]\n\n\
+         checks = [\"SELECT count(*) FROM orders\", \"SELECT name FROM customers ORDER BY id\", \
+         \"SELECT total FROM orders ORDER BY id DESC LIMIT 2\"]\n\n\
          [stage.drill]\nkind = \"drill\"\nstage = \"pg\"\nafter = []\n",
         server.socket_dir.display(),
         server.port
     );
+    // The last check answers a NULL (an empty line from psql) among its rows: the drill
+    // must read it as the dump time did.
     let job = Installed::new("pgdrill", &config);
     std::fs::create_dir_all(job.path("textfile")).unwrap();
     ok(systemctl_user().args(["start", "backup@pg.service"]));

@@ -775,6 +775,20 @@ pub struct Answer {
     pub answer: Vec<String>,
 }
 
+/// A database client's answer (`psql`, `mysql`, `sqlite3`): the lines it printed when it
+/// exited 0, else what it said on stderr as the error.
+pub fn client_rows(output: std::process::Output) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(String::from)
+        .collect())
+}
+
 /// Runs each query of `checks` through `ask` (the engine's client on the database).
 pub fn ask_checks(
     database: &str,

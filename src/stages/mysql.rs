@@ -231,16 +231,7 @@ fn query_in(options: &Path, database: Option<&str>, sql: &str) -> anyhow::Result
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| anyhow::anyhow!("cannot run mysql: {e}"))?;
-    if !output.status.success() {
-        anyhow::bail!(
-            "mysql failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(String::from)
-        .collect())
+    dump::client_rows(output).map_err(|e| anyhow::anyhow!("mysql failed: {e}"))
 }
 
 /// A drill of a mysql stage: a throw-away MariaDB server in the drill's scratch directory
@@ -426,25 +417,12 @@ impl ScratchServer {
             .arg(format!("--database={database}"))
             .args(["--execute", sql])
             .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(String::from)
-            .collect())
+        dump::client_rows(output)
     }
 
     fn sql(&self, sql: &str) -> anyhow::Result<()> {
         let output = self.client("mysql").args(["--execute", sql]).output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(())
+        dump::client_rows(output).map(drop)
     }
 }
 

@@ -218,15 +218,7 @@ fn ask(path: &Path, sql: &str) -> anyhow::Result<Vec<String>> {
         .arg(sql)
         .stdin(std::process::Stdio::null())
         .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(String::from)
-        .collect())
+    dump::client_rows(output)
 }
 
 /// `PRAGMA integrity_check` (the full one, for the drill): "ok", or the copy is refused.

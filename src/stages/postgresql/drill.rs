@@ -432,15 +432,7 @@ impl Cluster {
             .arg(format!("--command={sql}"))
             .stdin(Stdio::null())
             .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Ok(String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(String::from)
-            .collect())
+        dump::client_rows(output)
     }
 
     /// The roles and tablespaces: `CREATE ROLE` of the superuser the server already has is

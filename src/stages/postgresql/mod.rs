@@ -372,17 +372,9 @@ impl Connection {
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| anyhow::anyhow!("cannot run psql: {e}"))?;
-        if !output.status.success() {
-            anyhow::bail!(
-                "psql failed in database {database}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect())
+        let rows = dump::client_rows(output)
+            .map_err(|e| anyhow::anyhow!("psql failed in database {database}: {e}"))?;
+        Ok(rows.into_iter().filter(|l| !l.is_empty()).collect())
     }
 }
 
