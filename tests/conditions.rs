@@ -1,105 +1,24 @@
 //! `skip_on_metered` and `on_ac_power` under the real systemd user manager, and what systemd
 //! does with the dependents of a skipped stage.
 //!
-//! NetworkManager here is a D-Bus service of this test on a private bus: a dbus-daemon of
-//! its own (a config in the test's directory) on which the test owns the name
-//! `org.freedesktop.NetworkManager` and exports, at `/org/freedesktop/NetworkManager`, the
-//! documented `org.freedesktop.NetworkManager` interface's `Metered` property (NMMetered:
-//! 0 unknown, 1 yes, 2 no, 3 guess-yes, 4 guess-no), with zbus. Not the real NetworkManager:
-//! the package (network-manager) is not installed on these machines, and it would have to
-//! run as root beside the host's own network configuration; the stage reads nothing of NM but
-//! that one property. The stage reaches the bus through `DBUS_SYSTEM_BUS_ADDRESS`, set in its
-//! `environment` (the variable every D-Bus library reads for the system bus; for tests).
+//! NetworkManager here is the real one (Debian's network-manager), on a private system bus
+//! and in namespaces of its own where it manages one veth and nothing of the machine's
+//! (tests/util/network_manager.rs): `Metered` is its own reading of that connection — set
+//! metered, its guess for a wired link (guess no), and its guess behind a DHCP server that
+//! sends Android's `ANDROID_METERED` (guess yes; dnsmasq). The stage reaches the bus through
+//! `DBUS_SYSTEM_BUS_ADDRESS`, set in its `environment` (the variable every D-Bus library
+//! reads for the system bus; for tests).
 //!
 //! Found under systemd 252 (and asserted below): a stage skipped by its `ExecCondition=` or
 //! by a `Condition…=` counts as started successfully, so a stage that `Requires=` it runs,
 //! and the job succeeds.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::installed::{Installed, last_run_record, run_records, wait_until_idle};
-use crate::util::{ok, require_tool, run, systemctl_user, write};
-
-/// A dbus-daemon on a socket in `dir`, killed when dropped.
-struct PrivateBus {
-    child: Child,
-    address: String,
-}
-
-impl PrivateBus {
-    fn start(dir: &Path) -> PrivateBus {
-        require_tool("dbus-daemon");
-        let socket = dir.join("system_bus_socket");
-        let config = dir.join("bus.conf");
-        write(
-            &config,
-            format!(
-                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\"\n \
-                 \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
-                 <busconfig><type>system</type><listen>unix:path={}</listen>\
-                 <auth>EXTERNAL</auth><policy context=\"default\"><allow user=\"*\"/>\
-                 <allow own=\"*\"/><allow send_destination=\"*\"/><allow receive_sender=\"*\"/>\
-                 </policy></busconfig>\n",
-                socket.display()
-            ),
-        );
-        let child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .arg("--nofork")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "dbus-daemon made no socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PrivateBus {
-            child,
-            address: format!("unix:path={}", socket.display()),
-        }
-    }
-}
-
-impl Drop for PrivateBus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// NetworkManager's `Metered` property, as the test sets it.
-struct NetworkManager {
-    metered: Arc<AtomicU32>,
-}
-
-#[zbus::interface(name = "org.freedesktop.NetworkManager")]
-impl NetworkManager {
-    #[zbus(property)]
-    fn metered(&self) -> u32 {
-        self.metered.load(Ordering::SeqCst)
-    }
-}
-
-/// Owns NetworkManager's name on `bus` while the returned connection lives (zbus serves it
-/// from its own executor thread).
-fn network_manager(bus: &PrivateBus, metered: Arc<AtomicU32>) -> zbus::Connection {
-    zbus::block_on(async {
-        zbus::connection::Builder::address(bus.address.as_str())
-            .name("org.freedesktop.NetworkManager")
-            .serve_at(
-                "/org/freedesktop/NetworkManager",
-                NetworkManager { metered },
-            )
-            .build()
-            .await
-    })
-    .expect("the test's NetworkManager on the private bus")
-}
+use crate::util::network_manager::{NetworkManager, PrivateBus};
+use crate::util::{ok, require_tool, run, systemctl_user};
 
 /// A job: `net` (network, skip_on_metered) ← `after-net` (Requires=); `mains`
 /// (on_ac_power); `disk` (when_mounted on a plain directory: a failed Condition…=) ←
@@ -164,8 +83,7 @@ fn metered_and_battery_skips_are_recorded_and_dependents_still_run() {
     std::fs::create_dir_all(installed.path("not-a-mount")).unwrap();
     std::fs::create_dir_all(installed.path("bus")).unwrap();
     let bus = PrivateBus::start(&installed.path("bus"));
-    let metered = Arc::new(AtomicU32::new(1));
-    let nm = network_manager(&bus, metered.clone());
+    let mut nm = NetworkManager::start(&installed.path("network-manager"), &bus);
 
     // Metered (1): `net` is skipped by its ExecCondition=, its Requires= dependent runs; a
     // failed ConditionPathIsMountPoint= (`disk`) likewise lets `after-disk` run.
@@ -200,12 +118,15 @@ fn metered_and_battery_skips_are_recorded_and_dependents_still_run() {
         "ConditionACPower=true decided otherwise than /sys/class/power_supply says"
     );
 
-    // Guessed yes (3) skips too; guessed no (4) runs.
-    metered.store(3, Ordering::SeqCst);
-    assert!(!run_job(&installed).contains(&"net".to_string()));
-    metered.store(4, Ordering::SeqCst);
+    // NetworkManager's guess: no for a wired link (4), the stage runs; yes behind a
+    // phone's hotspot (3), skipped too.
+    nm.guess_on_a_wired_link();
     assert!(run_job(&installed).contains(&"net".to_string()));
     assert_eq!(last_run_record("net")["result"], "success");
+    nm.guess_behind_a_phone();
+    assert!(!run_job(&installed).contains(&"net".to_string()));
+    let record = last_run_record("net");
+    assert_eq!(record["skip_reason"], "metered connection", "{record}");
 
     // No NetworkManager on the bus: the stage runs, and its record says it could not ask.
     drop(nm);

@@ -10,6 +10,7 @@ pub mod golden;
 pub mod http;
 pub mod installed;
 pub mod mariadb;
+pub mod network_manager;
 pub mod placeholder;
 pub mod postgres;
 pub mod server;
