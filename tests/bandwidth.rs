@@ -31,6 +31,11 @@ fn assert_limited(what: &str, mut command: Command) {
     let started = Instant::now();
     ok(&mut command);
     let elapsed = started.elapsed();
+    // The figure for a reader of `--nocapture`: how close to its limit the transfer ran.
+    println!(
+        "{what}: {SIZE} bytes in {elapsed:.2?} = {:.0} KiB/s under a limit of {LIMIT_KIB} KiB/s",
+        SIZE as f64 / 1024.0 / elapsed.as_secs_f64()
+    );
     assert!(
         elapsed >= slowest_allowed(),
         "{what}: {SIZE} bytes at {LIMIT_KIB} KiB/s took {elapsed:?}, faster than the limit \
