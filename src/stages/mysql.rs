@@ -347,12 +347,18 @@ impl ScratchServer {
             .flatten()
             .map_or_else(|| "root".to_string(), |u| u.name);
         let data = scratch.join("data");
+        // The server's temporary tables and sort files go to the scratch directory, chosen
+        // for its room, not to /tmp: often a small tmpfs, and shared with everyone.
+        let tmp = scratch.join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| StageError::io("cannot create the drill server's tmpdir", e))?;
         crate::process::Command::new("mariadb-install-db")
             .args(["--no-defaults", "--skip-test-db"])
             .arg(format!("--user={user}"))
             .arg("--auth-root-authentication-method=socket")
             .arg(format!("--auth-root-socket-user={user}"))
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .run()?;
         let socket_dir =
             std::env::temp_dir().join(format!("backupctl-drill-{}", &super::new_id()[..12]));
@@ -368,6 +374,7 @@ impl ScratchServer {
             .arg("--no-defaults")
             .arg(format!("--user={user}"))
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", scratch.join("pid").display()))
             .arg(format!("--log-error={}", scratch.join("log").display()))

@@ -31,15 +31,21 @@ impl Mariadb {
             .expect("scratch directory");
         let dir = scratch.path().to_path_buf();
         let data = dir.join("data");
+        // Its own tmpdir: in the shared /tmp a bootstrap once lost its temporary tables
+        // while other tests ran ("Could not remove temporary table … error: 2").
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         ok(Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=root", "--skip-test-db"])
             .args(["--auth-root-authentication-method=socket"])
-            .arg(format!("--datadir={}", data.display())));
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display())));
         let socket = dir.join("mysqld.sock");
         let port = free_port();
         let child = Command::new("/usr/sbin/mariadbd")
             .args(["--no-defaults", "--user=root"])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
