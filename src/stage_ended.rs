@@ -91,7 +91,6 @@ pub fn record(config: &Config, stage: &Stage, scope: Scope, ended: &Ended) {
         Ok(true) => {}
         // The executor itself was killed before it wrote its record: this is the record.
         Ok(false) => {
-            let now = jiff::Timestamp::now().to_string();
             let mut record = RunRecord {
                 job_run: crate::job_run::for_stage(config, &stage.job, &stage.name, scope, &state_dir),
                 warnings: vec![
@@ -100,7 +99,7 @@ pub fn record(config: &Config, stage: &Stage, scope: Scope, ended: &Ended) {
                 ..RunRecord::new(
                     ended.run.clone(),
                     (&stage.job, &stage.name, stage.spec.name()),
-                    &now,
+                    &jiff::Timestamp::now().to_string(),
                     RunResult::Failed,
                 )
             };

@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::util::installed::{Installed, last_run_record, run_records, wait_until_idle};
+use crate::util::installed::{Installed, RUNS, last_run_record, run_records, wait_until_idle};
 use crate::util::network_manager::{NetworkManager, PrivateBus};
 use crate::util::{ok, require_tool, run, systemctl_user};
 
@@ -30,7 +30,7 @@ fn config(bus: &str) -> String {
         )
     };
     format!(
-        "[stage.net]\nkind = \"exec\"\nnetwork = true\nskip_on_metered = true\n{}\
+        "{NOTIFY}[stage.net]\nkind = \"exec\"\nnetwork = true\nskip_on_metered = true\n{}\
          environment = {{ DBUS_SYSTEM_BUS_ADDRESS = \"{bus}\" }}\n\
          [stage.after-net]\nkind = \"exec\"\nafter = [\"net\"]\n{}\
          [stage.mains]\nkind = \"exec\"\nafter = []\non_ac_power = true\n{}\
@@ -138,6 +138,27 @@ fn metered_and_battery_skips_are_recorded_and_dependents_still_run() {
         notes.contains("NetworkManager could not be asked"),
         "{record}"
     );
+    // No skip sent a failure notification (the channel works: the test of a failed stage
+    // beside a skip shows it).
+    wait_until_idle();
+    assert_eq!(notified(&installed), Vec::<String>::new());
+}
+
+/// A notification channel that notes the stage of each failure notification. The notifier
+/// unit may write only the state directory (ProtectSystem=strict), so the file is there,
+/// named after this test's directory.
+const NOTIFY: &str = "[notify.command]\n\
+     command = [\"/bin/sh\", \"-c\", \
+     \"echo $BACKUPCTL_NOTIFY_STAGE >> $STATE_DIRECTORY/notified-$(basename @ROOT@)\"]\n\n";
+
+/// The stages failure notifications were sent for (an empty line: the job's own); read once.
+fn notified(installed: &Installed) -> Vec<String> {
+    let root = installed.path("");
+    let name = root.file_name().unwrap().to_string_lossy();
+    let file = Path::new(RUNS).with_file_name(format!("notified-{name}"));
+    let sent = std::fs::read_to_string(&file).unwrap_or_default();
+    let _ = std::fs::remove_file(file);
+    sent.lines().map(String::from).collect()
 }
 
 /// A skip systemd decided by a `Condition…=` is recorded however the job ends: here a
@@ -155,7 +176,7 @@ fn metered_and_battery_skips_are_recorded_and_dependents_still_run() {
 /// (`when_mounted` on a plain directory, and `on_ac_power`) and `mains` (`on_ac_power`).
 fn skip_beside(command: &str) -> String {
     format!(
-        "[metrics]\ntextfile = \"@ROOT@/textfile/backupctl.prom\"\n\n[job]\n\n\
+        "[metrics]\ntextfile = \"@ROOT@/textfile/backupctl.prom\"\n\n{NOTIFY}[job]\n\n\
          [stage.fails]\nkind = \"exec\"\ncommand = {command}\n\
          [stage.disk]\nkind = \"exec\"\nafter = []\nwhen_mounted = \"@ROOT@/not-a-mount\"\n\
          on_ac_power = true\ncommand = [\"/bin/true\"]\n\
@@ -212,6 +233,10 @@ fn a_condition_skip_is_recorded_when_a_required_stage_fails() {
         status.contains("not-a-mount is not mounted"),
         "status:\n{status}"
     );
+    // The failure was notified; the skip, beside it in the same run, was not.
+    let sent = notified(&installed);
+    assert!(sent.iter().any(|s| s == "fails"), "notified: {sent:?}");
+    assert!(!sent.iter().any(|s| s == "disk"), "notified: {sent:?}");
     let metrics = std::fs::read_to_string(installed.path("textfile/backupctl.prom")).unwrap();
     assert!(
         metrics
