@@ -643,6 +643,190 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
     restore_and_compare(dir, &config, "rkill", &source);
 }
 
+/// The scenario of [`a_reboot_after_a_killed_backup`], in a PID namespace of its own (so that
+/// the PIDs are the script's alone), `$@` being the stage's command line.
+const REBOOT_SCENARIO: &str = r#"set -euo pipefail
+restic_() { restic -r "$REPO" "$@"; }
+# 1. The stage is killed mid-backup (the power cut): its run marker and restic's lock stay.
+"$@" >/dev/null 2>&1 &
+for _ in $(seq 600); do
+    [ -n "$(restic_ list locks --no-lock 2>/dev/null)" ] && break
+    sleep 0.1
+done
+kill -KILL -1 2>/dev/null || true
+wait || true
+id=$(restic_ list locks --no-lock)
+pid=$(restic_ cat lock "$id" --no-lock | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$')
+echo "$id" >"$OUT/dead.lock"
+for _ in $(seq 300); do
+    [ -z "$(ps -o stat= -p "$pid")" ] && break
+    sleep 0.1
+done
+# 2. Another host's restic holds a live lock.
+mkfifo "$OUT/other.in"
+unshare --uts bash -c 'hostname elsewhere && exec restic -r "$REPO" backup --stdin --stdin-filename other.bin' \
+    <"$OUT/other.in" >"$OUT/other.log" 2>&1 &
+other=$!
+exec 3>"$OUT/other.in"
+for _ in $(seq 600); do
+    [ "$(restic_ list locks --no-lock | wc -l)" = 2 ] && break
+    sleep 0.1
+done
+# 3. In the new boot, another process has the dead restic's PID.
+for _ in 1 2 3 4 5; do
+    echo $((pid - 1)) >/proc/sys/kernel/ns_last_pid
+    sleep 600 3>&- &
+    victim=$!
+    [ "$victim" = "$pid" ] && break
+    kill "$victim"
+done
+echo "$victim $pid" >"$OUT/pids"
+# 4. The next run, in a boot that began a second ago: a time namespace moves CLOCK_BOOTTIME
+# and with it /proc/stat's btime, so the dead lock was made before this boot.
+sleep 2
+up=$(cut -d. -f1 /proc/uptime)
+rc=0
+unshare --time --boottime "-$((up - 1))" --fork "$@" >"$OUT/run.out" 2>"$OUT/run.err" 3>&- || rc=$?
+echo "$rc" >"$OUT/run.rc"
+if [ -n "$(ps -o stat= -p "$victim" | grep -v Z)" ]; then echo alive; else echo dead; fi >"$OUT/victim"
+restic_ list locks --no-lock >"$OUT/locks.after"
+# The other host's backup ends (fd 3 is its stdin's one writer).
+echo other >&3
+exec 3>&-
+wait "$other"
+echo $? >"$OUT/other.rc"
+kill -KILL -1 2>/dev/null || true
+"#;
+
+/// What [`REBOOT_SCENARIO`] left in its `OUT` directory.
+struct AfterReboot {
+    run_status: String,
+    run_stderr: String,
+    victim: String,
+    dead_lock: String,
+    locks_after: String,
+}
+
+/// A restic stage killed mid-backup, a reboot, another host's restic holding a live lock of
+/// the same repository, and the dead restic's PID taken by a process of the new boot (a
+/// `sleep`, which SIGHUP ends); then the stage's next run.
+fn a_reboot_after_a_killed_backup(dir: &Path, repository: &str) -> AfterReboot {
+    require_tool("restic");
+    require_tool("unshare");
+    let source = dir.join("source");
+    make_tree(&source);
+    random_file(&source.join("big/one.bin"), 96 << 20);
+    let (password, _) = secret(dir, "password");
+    let config = config(
+        dir,
+        &format!(
+            "[stage.reboot]\nkind = \"restic\"\nrepository = \"{repository}\"\n\
+             password_file = \"{}\"\ninit = true\npaths = [\"{}\"]\n",
+            password.display(),
+            source.display()
+        ),
+    );
+    let stage = backupctl_user(dir, &config);
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut scenario = Command::new("unshare");
+    scenario
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "bash",
+            "-c",
+            REBOOT_SCENARIO,
+            "bash",
+        ])
+        .arg(stage.get_program())
+        .args(stage.get_args())
+        .args(["stage", "reboot"])
+        .env("REPO", repository)
+        .env("RESTIC_PASSWORD_FILE", &password)
+        .env("OUT", &out);
+    for (key, value) in stage.get_envs() {
+        match value {
+            Some(value) => scenario.env(key, value),
+            None => scenario.env_remove(key),
+        };
+    }
+    ok(&mut scenario);
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();
+    let pids = read("pids");
+    let (victim, dead) = pids.trim().split_once(' ').unwrap_or_default();
+    assert_eq!(victim, dead, "no process got the dead restic's PID {dead}");
+    assert_eq!(read("other.rc").trim(), "0", "{}", read("other.log"));
+    restore_and_compare(dir, &config, "reboot", &source);
+    AfterReboot {
+        run_status: read("run.rc").trim().to_string(),
+        run_stderr: read("run.err"),
+        victim: read("victim").trim().to_string(),
+        dead_lock: read("dead.lock").trim().to_string(),
+        locks_after: read("locks.after"),
+    }
+}
+
+/// After a reboot, the restic of the new boot that has a dead lock's PID is never sent
+/// restic's SIGHUP probe (`restic unlock` keeps a lock of this host younger than 30
+/// minutes whose PID answers it, so it sends one). In a local repository the locks of the
+/// earlier boot are removed as files; the other host's live lock stays.
+#[test]
+fn after_a_reboot_unlock_sends_no_sighup_to_a_pid_of_the_new_boot_local() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let repository = dir.join("repo").display().to_string();
+    let after = a_reboot_after_a_killed_backup(dir, &repository);
+    assert_eq!(after.run_status, "0", "{}", after.run_stderr);
+    assert_eq!(after.victim, "alive", "{}", after.run_stderr);
+    assert!(
+        after
+            .run_stderr
+            .contains("made before this boot are left beside 1 other(s); removing them"),
+        "{}",
+        after.run_stderr
+    );
+    assert!(!after.dead_lock.is_empty());
+    assert!(
+        !after.locks_after.contains(&after.dead_lock),
+        "the dead lock is left: {}",
+        after.locks_after
+    );
+    assert_eq!(
+        after.locks_after.lines().count(),
+        1,
+        "{}",
+        after.locks_after
+    );
+}
+
+/// The same over REST, where restic cannot remove one lock: `unlock` does not run until the
+/// dead lock is stale by its age, the backup runs beside it (both locks are shared ones).
+#[test]
+fn after_a_reboot_unlock_sends_no_sighup_to_a_pid_of_the_new_boot_rest() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let port = free_port();
+    let _server = rest_server(&dir.join("served"), port);
+    let repository = format!("rest:http://127.0.0.1:{port}/repo");
+    let after = a_reboot_after_a_killed_backup(dir, &repository);
+    assert_eq!(after.run_status, "0", "{}", after.run_stderr);
+    assert_eq!(after.victim, "alive", "{}", after.run_stderr);
+    assert!(
+        after
+            .run_stderr
+            .contains("so it waits until restic calls them stale by their age"),
+        "{}",
+        after.run_stderr
+    );
+    assert!(
+        after.locks_after.contains(&after.dead_lock),
+        "the dead lock is gone: {}",
+        after.locks_after
+    );
+}
+
 /// A stop (`systemctl stop`, a shutdown: SIGTERM to the stage) mid-backup leaves no lock:
 /// restic 0.14 removes its lock on SIGINT only, and died at once on the SIGTERM the stage used
 /// to forward, leaving a lock that blocked `check`, `forget` and `prune` for 30 minutes (the

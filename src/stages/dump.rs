@@ -357,19 +357,19 @@ impl<'a> Sink<'a> {
             prefix: format!("{kind}/{host}/"),
             stored: Vec::new(),
         };
-        if let Destination::Restic(_) = destination
+        if let Destination::Restic(spec) = destination
             && RunMarker::new(ctx).left_by_a_killed_run()
         {
             tracing::warn!(
                 "the previous run of this stage did not finish; removing stale restic locks"
             );
             // The locks of an earlier boot first, as the restic stage does (see boot_locks).
-            if let Destination::Restic(spec) = destination {
-                super::restic::boot_locks::remove_left_before_this_boot(|args| {
-                    repo::command(spec, &sink.env, &ctx.stage.environment).args(args)
-                });
+            if super::restic::boot_locks::ready_for_unlock(
+                |args| repo::command(spec, &sink.env, &ctx.stage.environment).args(args),
+                spec.local_repository().as_deref(),
+            ) {
+                sink.restic(vec!["unlock".into()]).run()?;
             }
-            sink.restic(vec!["unlock".into()]).run()?;
         }
         Ok(sink)
     }

@@ -1,25 +1,34 @@
-//! restic locks a run of this host left before the machine went down.
+//! restic locks a run of this host left before the machine went down, seen to before any
+//! `restic unlock` of ours.
 //!
-//! `restic unlock` removes a lock of this host only when no process has its PID. After a
-//! reboot PIDs start over, and a boot is much like the one before: the PID of the restic
-//! that a power cut stopped is often taken again by then (the power-cut campaign found a
-//! lock of "PID 623" kept by `unlock` in the next boot, 2 minutes old; restic calls it stale
-//! only after 30 minutes), and exclusive operations (`forget`, `prune`, `check`) of the next
-//! run fail on it. A lock of this host made before this boot began cannot belong to a live
-//! process: when every lock of the repository is such a one, `restic unlock --remove-all`
-//! removes exactly those. A lock of another host, or of this boot, is left to `unlock` and
-//! the lock wait: `--remove-all` would take it too.
+//! `restic unlock` removes a lock of this host younger than 30 minutes only when no process
+//! has its PID, and tells by sending SIGHUP to that PID. After a reboot PIDs start over, and
+//! a boot is much like the one before: the PID of the restic that a power cut stopped is
+//! often another process's by then (the power-cut campaign found a lock of "PID 623" kept by
+//! `unlock` in the next boot, 2 minutes old), so `unlock` keeps the lock, and exclusive
+//! operations (`forget`, `prune`, `check`) of the next run fail on it, and the SIGHUP reaches
+//! whatever has the PID: another stage's backupctl stopped that way (seed 1207, cut 6), and a
+//! dump tool, an rsync or a daemon of the new boot dies or reloads on it.
 //!
-//! This runs *before* `restic unlock`: restic tells whether a lock's process lives by
-//! sending SIGHUP to its PID, and in this boot that PID is another process's — the campaign
-//! (seed 1207, cut 6) saw one stage's `unlock` stop another stage's backupctl that way.
-//! Removed first, the locks of an earlier boot are never probed.
+//! A lock of this host made before this boot began cannot belong to a live process. So,
+//! before `unlock`: when every lock of the repository is such a one, `restic unlock
+//! --remove-all` removes exactly those; beside other locks, in a local repository, their
+//! files are removed one by one; elsewhere (restic has no command that removes one lock)
+//! `unlock` does not run until restic calls them stale by their age alone, and the lock wait
+//! goes on as for a live lock. A lock of another host, or of this boot, is left to `unlock`.
+//! Nothing of this runs once the machine has been up 30 minutes: every lock of an earlier
+//! boot is stale by its age then.
 
 use std::ffi::OsString;
+use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::process::Command;
+
+/// restic's `staleTimeout` (0.14 … 0.17): a lock older than this is stale by its age alone,
+/// and `restic unlock` removes it without sending anything to its PID.
+const RESTIC_STALE_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_mins(30);
 
 /// A lock file as `restic cat lock ID` prints it (restic 0.14 … 0.17).
 #[derive(Debug, Deserialize)]
@@ -28,23 +37,94 @@ struct LockFile {
     hostname: String,
 }
 
-/// Whether the lock `json` (`restic cat lock`) was made on `host` before `boot` (when this
-/// boot began): its process is gone, whatever process has its PID now. Unreadable: no.
-pub fn made_before_this_boot(json: &str, host: &str, boot: jiff::Timestamp) -> bool {
-    serde_json::from_str::<LockFile>(json).is_ok_and(|lock| {
-        lock.hostname == host && lock.time.parse::<jiff::Timestamp>().is_ok_and(|t| t < boot)
-    })
+/// A lock of this host made before this boot: its process is gone, whatever has its PID now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Judged {
+    /// Of an earlier boot and younger than restic's stale age: `unlock` would probe its PID.
+    EarlierBootProbed { stale_at: jiff::Timestamp },
+    /// Of an earlier boot, stale by its age: `unlock` removes it without a probe.
+    EarlierBootAged,
+    /// Another host's, this boot's, or unreadable: left to `unlock`.
+    Other,
 }
 
-/// After a run cut by the machine going down (before `restic unlock`): the locks of this
-/// host made before this boot, whose PID `unlock` would probe (and often find taken again),
-/// when they are all the repository holds.
-/// `restic` makes a restic command for the repository with the given arguments. Best
-/// effort: what is left is waited for or reported as before.
-pub fn remove_left_before_this_boot<'a>(restic: impl Fn(Vec<OsString>) -> Command<'a>) {
-    let Some(boot) = crate::machine::boot_time() else {
-        return;
+/// Judges the lock `json` (`restic cat lock`) against `host` and this boot's start.
+fn judge(json: &str, host: &str, boot: jiff::Timestamp, now: jiff::Timestamp) -> Judged {
+    let Ok(lock) = serde_json::from_str::<LockFile>(json) else {
+        return Judged::Other;
     };
+    let Ok(time) = lock.time.parse::<jiff::Timestamp>() else {
+        return Judged::Other;
+    };
+    if lock.hostname != host || time >= boot {
+        return Judged::Other;
+    }
+    match time.checked_add(RESTIC_STALE_AFTER) {
+        Ok(stale_at) if stale_at > now => Judged::EarlierBootProbed { stale_at },
+        _ => Judged::EarlierBootAged,
+    }
+}
+
+/// What is done before `restic unlock`, for the locks judged so.
+#[derive(Debug, PartialEq)]
+enum Plan {
+    /// No lock `unlock` would probe wrongly: it may run.
+    Unlock,
+    /// Every lock is of an earlier boot: `unlock --remove-all` removes exactly those.
+    RemoveAll,
+    /// These locks of an earlier boot are removed as files of the local repository.
+    RemoveFiles(Vec<String>),
+    /// Locks `unlock` would probe are beside others, and cannot be removed one by one:
+    /// no `unlock` until restic calls them stale by their age.
+    Hold {
+        count: usize,
+        until: jiff::Timestamp,
+    },
+}
+
+fn plan(locks: &[(String, Judged)], local: bool) -> Plan {
+    let earlier = |judged: &Judged| *judged != Judged::Other;
+    if !locks.is_empty() && locks.iter().all(|(_, judged)| earlier(judged)) {
+        return Plan::RemoveAll;
+    }
+    let probed: Vec<jiff::Timestamp> = locks
+        .iter()
+        .filter_map(|(_, judged)| match judged {
+            Judged::EarlierBootProbed { stale_at } => Some(*stale_at),
+            _ => None,
+        })
+        .collect();
+    let Some(until) = probed.iter().max().copied() else {
+        return Plan::Unlock;
+    };
+    if local {
+        let ids = locks.iter().filter(|(_, judged)| earlier(judged));
+        return Plan::RemoveFiles(ids.map(|(id, _)| id.clone()).collect());
+    }
+    Plan::Hold {
+        count: probed.len(),
+        until,
+    }
+}
+
+/// Sees to the locks of this host made before this boot (see the module's doc), and says
+/// whether `restic unlock` may run now. `restic` makes a restic command for the repository
+/// with the given arguments; `local` is the repository's directory when it is on this
+/// machine. Best effort: a lock that cannot be read is left to `unlock`.
+pub fn ready_for_unlock<'a>(
+    restic: impl Fn(Vec<OsString>) -> Command<'a>,
+    local: Option<&Path>,
+) -> bool {
+    let Some(boot) = crate::machine::boot_time() else {
+        return true;
+    };
+    let now = jiff::Timestamp::now();
+    if boot
+        .checked_add(RESTIC_STALE_AFTER)
+        .is_ok_and(|aged| aged <= now)
+    {
+        return true;
+    }
     let no_lock = |args: &[&str]| -> Vec<OsString> {
         args.iter()
             .map(OsString::from)
@@ -57,27 +137,62 @@ pub fn remove_left_before_this_boot<'a>(restic: impl Fn(Vec<OsString>) -> Comman
         .run();
     ids.retain(|id| !id.is_empty());
     if listed.is_err() || ids.is_empty() {
-        return;
+        return true;
     }
     let host = super::fleet::hostname();
-    let all_left_before_this_boot = ids.iter().all(|id| {
-        let mut json = String::new();
-        restic(no_lock(&["cat", "lock", id]))
-            .on_line(|line| json.push_str(line))
-            .run()
-            .is_ok()
-            && made_before_this_boot(&json, &host, boot)
-    });
-    if !all_left_before_this_boot {
-        return;
-    }
-    tracing::warn!(
-        "{} restic lock(s) of this host made before this boot are left (their process is \
-         gone, whatever has their PID now); removing them",
-        ids.len()
-    );
-    if let Err(error) = restic(vec!["unlock".into(), "--remove-all".into()]).run() {
-        tracing::warn!("removing the locks of an earlier boot failed: {error}");
+    let judged: Vec<(String, Judged)> = ids
+        .into_iter()
+        .map(|id| {
+            let mut json = String::new();
+            let read = restic(no_lock(&["cat", "lock", &id]))
+                .on_line(|line| json.push_str(line))
+                .run();
+            let judged = match read {
+                Ok(_) => judge(&json, &host, boot, now),
+                Err(_) => Judged::Other,
+            };
+            (id, judged)
+        })
+        .collect();
+    match plan(&judged, local.is_some()) {
+        Plan::Unlock => true,
+        Plan::RemoveAll => {
+            tracing::warn!(
+                "{} restic lock(s) of this host made before this boot are left (their process \
+                 is gone, whatever has their PID now); removing them",
+                judged.len()
+            );
+            if let Err(error) = restic(vec!["unlock".into(), "--remove-all".into()]).run() {
+                tracing::warn!("removing the locks of an earlier boot failed: {error}");
+            }
+            true
+        }
+        Plan::RemoveFiles(ids) => {
+            let locks = local.unwrap_or(Path::new("/")).join("locks");
+            tracing::warn!(
+                "{} restic lock(s) of this host made before this boot are left beside {} \
+                 other(s); removing them from {}",
+                ids.len(),
+                judged.len() - ids.len(),
+                locks.display()
+            );
+            let mut removed = true;
+            for id in ids {
+                if let Err(error) = crate::paths::remove_durably(&locks.join(&id)) {
+                    tracing::warn!("cannot remove the lock {id} of an earlier boot: {error}");
+                    removed = false;
+                }
+            }
+            removed
+        }
+        Plan::Hold { count, until } => {
+            tracing::warn!(
+                "{count} restic lock(s) of this host made before this boot are left beside \
+                 other locks; `restic unlock` would send SIGHUP to whatever has their PIDs \
+                 now, so it waits until restic calls them stale by their age ({until})"
+            );
+            false
+        }
     }
 }
 
@@ -88,16 +203,63 @@ mod tests {
     /// The lock the campaign found, as restic 0.14 wrote it (local time with its offset).
     const LOCK: &str = r#"{"time":"2026-12-07T00:51:13.93762089+00:00","exclusive":false,"hostname":"guest","username":"root","pid":623,"uid":0,"gid":0}"#;
 
+    fn at(time: &str) -> jiff::Timestamp {
+        time.parse().unwrap()
+    }
+
     #[test]
     fn a_lock_of_this_host_from_before_this_boot_is_dead_whatever_its_pid() {
-        let boot: jiff::Timestamp = "2026-12-07T00:52:00Z".parse().unwrap();
-        assert!(made_before_this_boot(LOCK, "guest", boot));
+        let boot = at("2026-12-07T00:52:00Z");
+        let now = at("2026-12-07T00:53:00Z");
+        assert_eq!(
+            judge(LOCK, "guest", boot, now),
+            Judged::EarlierBootProbed {
+                stale_at: at("2026-12-07T01:21:13.93762089Z")
+            }
+        );
+        // restic calls it stale by its age 30 minutes after it was made: no probe then.
+        let later = at("2026-12-07T01:21:14Z");
+        assert_eq!(judge(LOCK, "guest", boot, later), Judged::EarlierBootAged);
         // Another host's lock may be live: left alone.
-        assert!(!made_before_this_boot(LOCK, "other", boot));
+        assert_eq!(judge(LOCK, "other", boot, now), Judged::Other);
         // Made in this boot: `restic unlock` judges it by its PID.
-        let earlier_boot: jiff::Timestamp = "2026-12-07T00:50:00Z".parse().unwrap();
-        assert!(!made_before_this_boot(LOCK, "guest", earlier_boot));
-        assert!(!made_before_this_boot("not json", "guest", boot));
+        let earlier_boot = at("2026-12-07T00:50:00Z");
+        assert_eq!(judge(LOCK, "guest", earlier_boot, now), Judged::Other);
+        assert_eq!(judge("not json", "guest", boot, now), Judged::Other);
         assert!(crate::machine::boot_time().is_some_and(|t| t < jiff::Timestamp::now()));
+    }
+
+    #[test]
+    fn unlock_never_probes_a_pid_of_an_earlier_boot() {
+        let stale_at = at("2026-12-07T01:21:00Z");
+        let probed = Judged::EarlierBootProbed { stale_at };
+        let lock = |id: &str, judged| (id.to_string(), judged);
+        // None, or none of an earlier boot: unlock as restic does.
+        assert_eq!(plan(&[], true), Plan::Unlock);
+        assert_eq!(plan(&[lock("a", Judged::Other)], false), Plan::Unlock);
+        // Only locks of an earlier boot: all of them go, wherever the repository is.
+        let only = [lock("a", probed), lock("b", Judged::EarlierBootAged)];
+        assert_eq!(plan(&only, false), Plan::RemoveAll);
+        // Beside a live one: one by one in a local repository …
+        let mixed = [
+            lock("a", probed),
+            lock("b", Judged::Other),
+            lock("c", Judged::EarlierBootAged),
+        ];
+        assert_eq!(
+            plan(&mixed, true),
+            Plan::RemoveFiles(vec!["a".into(), "c".into()])
+        );
+        // … and elsewhere no unlock until restic calls them stale by their age.
+        assert_eq!(
+            plan(&mixed, false),
+            Plan::Hold {
+                count: 1,
+                until: stale_at
+            }
+        );
+        // Those stale by age are no risk: unlock removes them without a probe.
+        let aged = [lock("b", Judged::Other), lock("c", Judged::EarlierBootAged)];
+        assert_eq!(plan(&aged, false), Plan::Unlock);
     }
 }

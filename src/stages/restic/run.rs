@@ -67,9 +67,6 @@ pub(in crate::stages) fn run_with(
         tracing::warn!(
             "the previous run of this stage did not finish; removing stale restic locks"
         );
-        // The locks of an earlier boot first: `restic unlock` would send SIGHUP to each one's
-        // PID, which belongs to another process in this boot (see boot_locks).
-        super::boot_locks::remove_left_before_this_boot(|args| runner.command(args));
         runner.cure("unlock")?;
     }
     let mut delay = spec.retry_delay();
@@ -429,6 +426,16 @@ impl Runner<'_> {
     /// `restic init` or `restic unlock`: the cures [`Self::run_with_recovery`] applies (and a
     /// stage killed last time starts with).
     fn cure(&self, verb: &str) -> Result<(), StageError> {
+        // The locks of an earlier boot first: `restic unlock` would send SIGHUP to each one's
+        // PID, which belongs to another process in this boot (see boot_locks).
+        if verb == "unlock"
+            && !super::boot_locks::ready_for_unlock(
+                |args| self.command(args),
+                self.spec.local_repository().as_deref(),
+            )
+        {
+            return Ok(());
+        }
         let mut args: Vec<OsString> = vec![verb.into()];
         if verb == "init" {
             args.extend(self.init_args.iter().map(OsString::from));
