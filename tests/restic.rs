@@ -787,7 +787,7 @@ fn after_a_reboot_unlock_sends_no_sighup_to_a_pid_of_the_new_boot_local() {
     assert!(
         after
             .run_stderr
-            .contains("made before this boot are left beside 1 other(s); removing them"),
+            .contains("made before this boot are left beside 1 other(s); removing their files"),
         "{}",
         after.run_stderr
     );

@@ -20,7 +20,7 @@
 //! boot is stale by its age then.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -73,7 +73,7 @@ enum Plan {
     /// Every lock is of an earlier boot: `unlock --remove-all` removes exactly those.
     RemoveAll,
     /// These locks of an earlier boot are removed as files of the local repository.
-    RemoveFiles(Vec<String>),
+    RemoveFiles(Vec<PathBuf>),
     /// Locks `unlock` would probe are beside others, and cannot be removed one by one:
     /// no `unlock` until restic calls them stale by their age.
     Hold {
@@ -82,7 +82,8 @@ enum Plan {
     },
 }
 
-fn plan(locks: &[(String, Judged)], local: bool) -> Plan {
+/// `local`: the repository's directory, when it is on this machine.
+fn plan(locks: &[(String, Judged)], local: Option<&Path>) -> Plan {
     let earlier = |judged: &Judged| *judged != Judged::Other;
     if !locks.is_empty() && locks.iter().all(|(_, judged)| earlier(judged)) {
         return Plan::RemoveAll;
@@ -97,9 +98,10 @@ fn plan(locks: &[(String, Judged)], local: bool) -> Plan {
     let Some(until) = probed.iter().max().copied() else {
         return Plan::Unlock;
     };
-    if local {
+    if let Some(repository) = local {
         let ids = locks.iter().filter(|(_, judged)| earlier(judged));
-        return Plan::RemoveFiles(ids.map(|(id, _)| id.clone()).collect());
+        let files = ids.map(|(id, _)| repository.join("locks").join(id));
+        return Plan::RemoveFiles(files.collect());
     }
     Plan::Hold {
         count: probed.len(),
@@ -154,7 +156,7 @@ pub fn ready_for_unlock<'a>(
             (id, judged)
         })
         .collect();
-    match plan(&judged, local.is_some()) {
+    match plan(&judged, local) {
         Plan::Unlock => true,
         Plan::RemoveAll => {
             tracing::warn!(
@@ -167,19 +169,17 @@ pub fn ready_for_unlock<'a>(
             }
             true
         }
-        Plan::RemoveFiles(ids) => {
-            let locks = local.unwrap_or(Path::new("/")).join("locks");
+        Plan::RemoveFiles(files) => {
             tracing::warn!(
                 "{} restic lock(s) of this host made before this boot are left beside {} \
-                 other(s); removing them from {}",
-                ids.len(),
-                judged.len() - ids.len(),
-                locks.display()
+                 other(s); removing their files",
+                files.len(),
+                judged.len() - files.len(),
             );
             let mut removed = true;
-            for id in ids {
-                if let Err(error) = crate::paths::remove_durably(&locks.join(&id)) {
-                    tracing::warn!("cannot remove the lock {id} of an earlier boot: {error}");
+            for file in files {
+                if let Err(error) = crate::paths::remove_durably(&file) {
+                    tracing::warn!("cannot remove {}: {error}", file.display());
                     removed = false;
                 }
             }
@@ -235,11 +235,12 @@ mod tests {
         let probed = Judged::EarlierBootProbed { stale_at };
         let lock = |id: &str, judged| (id.to_string(), judged);
         // None, or none of an earlier boot: unlock as restic does.
-        assert_eq!(plan(&[], true), Plan::Unlock);
-        assert_eq!(plan(&[lock("a", Judged::Other)], false), Plan::Unlock);
+        let repository = Some(Path::new("/srv/restic"));
+        assert_eq!(plan(&[], repository), Plan::Unlock);
+        assert_eq!(plan(&[lock("a", Judged::Other)], None), Plan::Unlock);
         // Only locks of an earlier boot: all of them go, wherever the repository is.
         let only = [lock("a", probed), lock("b", Judged::EarlierBootAged)];
-        assert_eq!(plan(&only, false), Plan::RemoveAll);
+        assert_eq!(plan(&only, None), Plan::RemoveAll);
         // Beside a live one: one by one in a local repository …
         let mixed = [
             lock("a", probed),
@@ -247,12 +248,15 @@ mod tests {
             lock("c", Judged::EarlierBootAged),
         ];
         assert_eq!(
-            plan(&mixed, true),
-            Plan::RemoveFiles(vec!["a".into(), "c".into()])
+            plan(&mixed, repository),
+            Plan::RemoveFiles(vec![
+                "/srv/restic/locks/a".into(),
+                "/srv/restic/locks/c".into()
+            ])
         );
         // … and elsewhere no unlock until restic calls them stale by their age.
         assert_eq!(
-            plan(&mixed, false),
+            plan(&mixed, None),
             Plan::Hold {
                 count: 1,
                 until: stale_at
@@ -260,6 +264,6 @@ mod tests {
         );
         // Those stale by age are no risk: unlock removes them without a probe.
         let aged = [lock("b", Judged::Other), lock("c", Judged::EarlierBootAged)];
-        assert_eq!(plan(&aged, false), Plan::Unlock);
+        assert_eq!(plan(&aged, None), Plan::Unlock);
     }
 }
