@@ -12,7 +12,8 @@
 //!
 //! Secrets are handed to restic as file names or a command (see [`repo`]). A killed run is
 //! noticed at the next start (a marker in the state directory) and its stale locks are
-//! removed with `restic unlock`, which removes only locks whose process is gone. Temporary
+//! removed with `restic unlock`, which removes only locks whose process is gone (the locks of
+//! an earlier boot are seen to first, in `boot_locks`: restic would probe their PIDs). Temporary
 //! failures of a remote repository are retried in the stage itself (see README: on systemd
 //! < 254 a unit `Restart=` would fail the job at the first attempt).
 //!
