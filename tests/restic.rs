@@ -570,22 +570,20 @@ fn locks(repo: &Path) -> usize {
         .unwrap_or(0)
 }
 
-#[test]
-fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
-    let dir = tempdir();
-    let dir = dir.path();
-    let (source, repo, config) = long_backup(dir, "rkill", "");
-    let mut child = backupctl_user(dir, &config)
-        .args(["stage", "rkill"])
+/// Runs `stage` and kills it (restic's process group first, as systemd's SIGKILL of the
+/// whole cgroup does) once restic holds its lock in the repository directory `repo`: the
+/// killed run leaves its marker and exactly one stale lock.
+fn kill_mid_backup(dir: &Path, config: &Path, stage: &str, repo: &Path) {
+    let mut child = backupctl_user(dir, config)
+        .args(["stage", stage])
         .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill the stage and its restic once restic holds its lock.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if locks(&repo) > 0 {
+        if locks(repo) > 0 {
             break;
         }
         assert!(Instant::now() < deadline, "restic never started writing");
@@ -596,8 +594,8 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
         std::thread::sleep(Duration::from_millis(10));
     }
     // Each tool runs in a process group of its own (and gets its stop signal when its stage
-    // dies: SIGINT for restic, on which it removes its lock): kill restic's group first, as
-    // systemd's SIGKILL of the whole cgroup does, then the stage's.
+    // dies: SIGINT for restic, on which it removes its lock): kill restic's group first, then
+    // the stage's.
     let tools = run(Command::new("pgrep").args(["-P", &child.id().to_string()]));
     let groups: Vec<String> = stdout(&tools)
         .split_whitespace()
@@ -625,7 +623,15 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(locks(&repo), 1, "a stale lock is left");
+    assert_eq!(locks(repo), 1, "a stale lock is left");
+}
+
+#[test]
+fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let (source, repo, config) = long_backup(dir, "rkill", "");
+    kill_mid_backup(dir, &config, "rkill", &repo);
 
     let output = run(backupctl_user(dir, &config).args(["run", "--here"]));
     assert!(output.status.success(), "{}", stderr(&output));
@@ -641,6 +647,51 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
         stderr(&output)
     );
     restore_and_compare(dir, &config, "rkill", &source);
+}
+
+/// After a killed run the next one starts with `restic unlock`; a remote repository that
+/// cannot be reached yet (a catch-up run at boot, before the network or the server is up)
+/// is retried like any attempt, not failed at once.
+#[test]
+fn after_a_killed_run_an_unreachable_repository_is_retried_from_the_unlock() {
+    require_tool("restic");
+    let dir = tempdir();
+    let dir = dir.path();
+    let source = dir.join("source");
+    make_tree(&source);
+    random_file(&source.join("big/one.bin"), 96 << 20);
+    let (password, _) = secret(dir, "password");
+    let served = dir.join("served");
+    let port = free_port();
+    let mut server = rest_server(&served, port);
+    let config = config(
+        dir,
+        &format!(
+            "[stage.late]\nkind = \"restic\"\nrepository = \"rest:http://127.0.0.1:{port}/repo\"\n\
+             password_file = \"{}\"\ninit = true\npaths = [\"{}\"]\nretries = 3\n\
+             retry_delay = \"2s\"\n",
+            password.display(),
+            source.display()
+        ),
+    );
+    kill_mid_backup(dir, &config, "late", &served.join("repo"));
+    server.stop();
+    let next = backupctl_user(dir, &config)
+        .args(["stage", "late"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server comes back while the stage waits for its first retry.
+    std::thread::sleep(Duration::from_millis(500));
+    let _server = rest_server(&served, port);
+    let output = next.wait_with_output().unwrap();
+    let said = stderr(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("cannot reach the repository"), "{said}");
+    assert!(said.contains("retry 1 of 3"), "{said}");
+    assert_eq!(locks(&served.join("repo")), 0, "{said}");
+    restore_and_compare(dir, &config, "late", &source);
 }
 
 /// The scenario of [`a_reboot_after_a_killed_backup`], in a PID namespace of its own (so that

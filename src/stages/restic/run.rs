@@ -63,20 +63,30 @@ pub(in crate::stages) fn run_with(
         retry_lock: std::cell::RefCell::new(None),
     };
     let marker = RunMarker::new(&ctx.state_dir, &ctx.stage.name);
-    if marker.left_by_a_killed_run() {
+    // Part of the first attempt, so retried like it: after a power cut the catch-up run
+    // starts as the machine boots, often before a remote repository can be reached.
+    let mut unlock_first = marker.left_by_a_killed_run();
+    if unlock_first {
         tracing::warn!(
             "the previous run of this stage did not finish; removing stale restic locks"
         );
-        runner.cure("unlock")?;
     }
     let mut delay = spec.retry_delay();
     let mut attempt = 0;
     loop {
         marker.set();
-        let result = operation(&runner);
+        let result = if unlock_first {
+            runner.cure("unlock").and_then(|()| {
+                unlock_first = false;
+                operation(&runner)
+            })
+        } else {
+            operation(&runner)
+        };
         // A stopped restic removes its own lock (SIGINT), unless the stop's timeout killed
         // it: after a stop the marker stays, and the next run unlocks what is left.
-        if !matches!(result, Err(StageError::Interrupted)) {
+        // An unlock that failed leaves the marker, so that the next run unlocks again.
+        if !unlock_first && !matches!(result, Err(StageError::Interrupted)) {
             marker.clear();
         }
         match result {
