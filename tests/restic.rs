@@ -537,23 +537,28 @@ paths = ["{source}"]
 /// 96 MiB random file, into a local repository it creates) runs long enough to be stopped or
 /// killed midway. Returns the source, the repository and the config.
 fn long_backup(dir: &Path, stage: &str, extra: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let repo = dir.join("repo");
+    let (source, config) = long_backup_to(dir, stage, &repo.display().to_string(), extra);
+    (source, repo, config)
+}
+
+/// [`long_backup`] into `repository` (any restic repository string).
+fn long_backup_to(dir: &Path, stage: &str, repository: &str, extra: &str) -> (PathBuf, PathBuf) {
     require_tool("restic");
     let source = dir.join("source");
     make_tree(&source);
     random_file(&source.join("big/one.bin"), 96 << 20);
     let (password, _) = secret(dir, "password");
-    let repo = dir.join("repo");
     let config = config(
         dir,
         &format!(
-            "[stage.{stage}]\nkind = \"restic\"\nrepository = \"{}\"\npassword_file = \"{}\"\n\
-             init = true\npaths = [\"{}\"]\n{extra}",
-            repo.display(),
+            "[stage.{stage}]\nkind = \"restic\"\nrepository = \"{repository}\"\n\
+             password_file = \"{}\"\ninit = true\npaths = [\"{}\"]\n{extra}",
             password.display(),
             source.display()
         ),
     );
-    (source, repo, config)
+    (source, config)
 }
 
 fn locks(repo: &Path) -> usize {
@@ -654,25 +659,16 @@ fn restic_killed_mid_backup_next_run_removes_the_stale_lock() {
 /// is retried like any attempt, not failed at once.
 #[test]
 fn after_a_killed_run_an_unreachable_repository_is_retried_from_the_unlock() {
-    require_tool("restic");
     let dir = tempdir();
     let dir = dir.path();
-    let source = dir.join("source");
-    make_tree(&source);
-    random_file(&source.join("big/one.bin"), 96 << 20);
-    let (password, _) = secret(dir, "password");
     let served = dir.join("served");
     let port = free_port();
     let mut server = rest_server(&served, port);
-    let config = config(
+    let (source, config) = long_backup_to(
         dir,
-        &format!(
-            "[stage.late]\nkind = \"restic\"\nrepository = \"rest:http://127.0.0.1:{port}/repo\"\n\
-             password_file = \"{}\"\ninit = true\npaths = [\"{}\"]\nretries = 3\n\
-             retry_delay = \"2s\"\n",
-            password.display(),
-            source.display()
-        ),
+        "late",
+        &format!("rest:http://127.0.0.1:{port}/repo"),
+        "retries = 3\nretry_delay = \"2s\"\n",
     );
     kill_mid_backup(dir, &config, "late", &served.join("repo"));
     server.stop();
@@ -761,21 +757,9 @@ struct AfterReboot {
 /// `sleep`, which SIGHUP ends); then the stage's next run, which must succeed and leave the
 /// `sleep` alive, its backup restored byte for byte.
 fn a_reboot_after_a_killed_backup(dir: &Path, repository: &str) -> AfterReboot {
-    require_tool("restic");
     require_tool("unshare");
-    let source = dir.join("source");
-    make_tree(&source);
-    random_file(&source.join("big/one.bin"), 96 << 20);
-    let (password, _) = secret(dir, "password");
-    let config = config(
-        dir,
-        &format!(
-            "[stage.reboot]\nkind = \"restic\"\nrepository = \"{repository}\"\n\
-             password_file = \"{}\"\ninit = true\npaths = [\"{}\"]\n",
-            password.display(),
-            source.display()
-        ),
-    );
+    let (source, config) = long_backup_to(dir, "reboot", repository, "");
+    let password = dir.join("password"); // the one long_backup_to wrote
     let stage = backupctl_user(dir, &config);
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
